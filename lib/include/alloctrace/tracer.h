@@ -1,0 +1,120 @@
+/* The tracing allocator: a decorator over any at_allocator that records
+ * every allocation and release, with its layout, pointer and backtrace, into
+ * a SQLite trace (schema: docs/schema.md).
+ *
+ * Life cycle: at_tracer_open() creates the trace file and starts the
+ * background writer; at_tracing_allocator() wraps backends; at_tracer_close()
+ * drains everything still buffered, records the blocks still live as leaks,
+ * symbolizes each distinct frame once, builds indexes and views and closes
+ * the file.
+ *
+ * Threads: the tracing allocators may be used from any number of threads at
+ * once, including releases on another thread than the allocation.
+ * at_tracer_close() must not run concurrently with calls through the
+ * tracer's allocators, and none may be made after it.
+ *
+ * What the tracer checks on every release, against its table of live blocks
+ * (a bad release is recorded as a *finding* with the allocation's and the
+ * release's backtrace):
+ *  - layout mismatch: the layout passed differs from the allocation's in
+ *    size or alignment.  The block is still released, with the layout it
+ *    was allocated with, so the backend is not corrupted and nothing leaks;
+ *  - misaligned free: the pointer is not a multiple of the alignment given,
+ *    or it points inside a live block rather than at its start;
+ *  - double free: the pointer was released already;
+ *  - invalid free: the pointer was never returned by this tracer.
+ * Except for a plain layout mismatch, a bad release is not forwarded to the
+ * backend, so the program keeps running.  With abort_on_finding the tracer
+ * writes the finding to the trace and then calls abort().
+ */
+#ifndef ALLOCTRACE_TRACER_H
+#define ALLOCTRACE_TRACER_H
+
+#include <stdint.h>
+#include <alloctrace/allocator.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct at_tracer at_tracer;
+
+/* Release families: who allocated a block decides who may release it. */
+typedef enum at_family {
+    AT_FAMILY_ALLOCATOR = 0, /* the allocator trait (at_alloc and friends) */
+    AT_FAMILY_MALLOC = 1,    /* malloc, calloc, realloc, posix_memalign ... */
+    AT_FAMILY_NEW = 2,       /* C++ operator new */
+    AT_FAMILY_NEW_ARRAY = 3, /* C++ operator new[] */
+} at_family;
+
+/* Kinds of findings, as stored in the trace's findings.kind column. */
+typedef enum at_finding_kind {
+    AT_FINDING_LAYOUT_MISMATCH = 1,
+    AT_FINDING_MISALIGNED_FREE = 2,
+    AT_FINDING_DOUBLE_FREE = 3,
+    AT_FINDING_INVALID_FREE = 4,
+    AT_FINDING_FAMILY_MISMATCH = 5,
+} at_finding_kind;
+
+#define AT_DEFAULT_STACK_DEPTH 64
+#define AT_MAX_STACK_DEPTH 256
+
+typedef struct at_trace_options {
+    /* Path of the trace file to create.  Required.  The file is created
+     * with mode 0600; an existing file is an error (AT_E_EXISTS) unless
+     * `overwrite` is set, and a symbolic link is refused either way. */
+    const char *path;
+    int overwrite;
+    /* Frames recorded per backtrace, 1..AT_MAX_STACK_DEPTH
+     * (0 means AT_DEFAULT_STACK_DEPTH). */
+    unsigned stack_depth;
+    /* Record a finding, write it to the trace, then abort(). */
+    int abort_on_finding;
+    /* Memory the tracer may hold in buffers not yet written, in bytes
+     * (0 means 16 MiB).  Allocating threads wait when the writer is this far
+     * behind: backpressure rather than unbounded growth. */
+    size_t buffer_limit;
+    /* Recorded in the trace's meta table when set; otherwise the tracer
+     * reads them from /proc/self. */
+    int argc;
+    char *const *argv;
+} at_trace_options;
+
+/* Fills `opts` with the defaults (no path). */
+AT_API void at_trace_options_init(at_trace_options *opts);
+
+/* Creates the trace and starts its writer.  0 and *out set, or a negative
+ * code: AT_E_INVALID (no path, bad depth), AT_E_EXISTS, AT_E_SYMLINK,
+ * AT_E_ACCESS (directory missing or not writable), AT_E_DB, AT_E_NOMEM,
+ * AT_E_THREAD.  Nothing is left on disk on failure. */
+AT_API int at_tracer_open(const at_trace_options *opts, at_tracer **out);
+
+/* Finishes and closes the trace (see above) and frees the tracer.  Returns
+ * 0 or the first error met while writing; the tracer is freed either way.
+ * Accepts NULL. */
+AT_API int at_tracer_close(at_tracer *tracer);
+
+/* An allocator that forwards to `inner` and records every call into
+ * `tracer`.  Valid until the tracer is closed.  If the tracer cannot
+ * remember the pairing (out of its own memory) the returned allocator still
+ * forwards every call and the trace records how many events were lost. */
+AT_API at_allocator at_tracing_allocator(at_tracer *tracer, at_allocator inner);
+
+/* Counters kept by the tracer, readable at any time (approximate while
+ * other threads are running). */
+typedef struct at_tracer_stats {
+    uint64_t alloc_calls;  /* successful allocations, reallocations included */
+    uint64_t alloc_bytes;  /* bytes requested by them */
+    uint64_t free_calls;   /* accepted releases, reallocations included */
+    uint64_t live_blocks;
+    uint64_t live_bytes;
+    uint64_t findings;
+    uint64_t lost_events; /* events the tracer could not record */
+} at_tracer_stats;
+
+AT_API void at_tracer_get_stats(at_tracer *tracer, at_tracer_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
