@@ -1,0 +1,17 @@
+/* Backtrace capture with libunwind.
+ *
+ * at__backtrace() fills `frames` with up to `depth` return addresses, the
+ * first being the return address into the caller of the function that
+ * called at__backtrace() plus `skip` further frames dropped.  It never
+ * allocates.  Cost: about 170 ns at depth 20 on the reference machine
+ * (libunwind's fast trace with its per-thread cache).
+ */
+#ifndef AT_BACKTRACE_H
+#define AT_BACKTRACE_H
+
+#include <stdint.h>
+
+void at__backtrace_init(void);
+int at__backtrace(uintptr_t *frames, int depth, int skip);
+
+#endif

@@ -1,0 +1,79 @@
+/* The live-block table: pointer -> what the allocation was.
+ *
+ * A uthash table per shard (shard chosen by the pointer's hash), each behind
+ * its own spin lock, with entries and bucket arrays from mem.c.  Released
+ * blocks stay as tombstones for a while so that a second release of the same
+ * pointer is told apart from a pointer that was never allocated: each shard
+ * remembers its last AT_LIVE_TOMBSTONES released blocks (until the address
+ * is handed out again); older ones are forgotten, and a double free of such
+ * an old block is reported as an invalid free.
+ */
+#ifndef AT_LIVE_H
+#define AT_LIVE_H
+
+#include <stdint.h>
+
+#include "spinlock.h"
+
+/* What the table knows about a block; copied in and out by value. */
+typedef struct at_block_info {
+    uintptr_t ptr;
+    uint64_t size;
+    uint64_t seq; /* allocation's sequence number */
+    uint64_t t;   /* allocation's time, ns since the trace started */
+    uint32_t stack;
+    uint32_t thread;
+    uint8_t align_log2;
+    uint8_t family;
+    uint8_t op;
+    uint64_t free_seq; /* tombstones only: when it was released */
+} at_block_info;
+
+enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
+
+struct at_live_entry;
+
+typedef struct at_live_shard {
+    at__spinlock lock;
+    struct at_live_entry *head;          /* uthash table */
+    struct at_live_entry *spare;         /* recycled entries */
+    struct at_live_entry **tombs;        /* ring of recent releases */
+    uint32_t *tomb_gen;
+    uint32_t tomb_pos;
+    uint64_t live;
+    char pad[64];
+} at_live_shard;
+
+typedef struct at_live {
+    at_live_shard shards[AT_LIVE_SHARDS];
+} at_live;
+
+int at__live_init(at_live *lt);
+void at__live_destroy(at_live *lt);
+
+/* Records a new live block.  Returns 0, AT_E_NOMEM (the block is then not
+ * tracked), or 1 when a live block was already recorded at that address
+ * (its releases went unseen); *displaced then receives it. */
+int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced);
+
+enum at_live_lookup {
+    AT_LIVE_FOUND = 0,   /* was live; now released, *out holds it */
+    AT_LIVE_RELEASED,    /* already released: a tombstone, *out holds it */
+    AT_LIVE_INTERIOR,    /* inside a live block, *out holds that block */
+    AT_LIVE_UNKNOWN,     /* never seen (or forgotten) */
+};
+
+/* Looks `ptr` up for a release.  A live block is turned into a tombstone
+ * with free_seq set, atomically with the lookup, so two threads releasing
+ * the same pointer see one AT_LIVE_FOUND and one AT_LIVE_RELEASED.  The
+ * interior search walks every shard and is only done on a miss. */
+enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_seq,
+                                     at_block_info *out);
+
+/* Undoes at__live_release after a failed realloc: the block is live again. */
+void at__live_unrelease(at_live *lt, const at_block_info *info);
+
+/* Calls fn for every live block; no other thread may use the table. */
+void at__live_foreach(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg);
+
+#endif

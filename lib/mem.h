@@ -1,0 +1,30 @@
+/* The tracer's own memory.
+ *
+ * Everything the tracer keeps on the hot path (live-block entries, interned
+ * stacks, uthash bucket arrays, record buffers) comes from here, never from
+ * malloc: the tracer may itself be the process's malloc (preload), and it
+ * must never call the allocator it traces.  Blocks come from mmap'd chunks,
+ * carved into power-of-two size classes with one free list per class.
+ *
+ * Contract: at__mem_free() takes the size passed to at__mem_alloc().  Both
+ * are thread-safe.  at__mem_alloc() returns NULL (never aborts) when the
+ * system refuses memory or when the fault-injection budget is spent.
+ */
+#ifndef AT_MEM_H
+#define AT_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *at__mem_alloc(size_t size);
+void *at__mem_calloc(size_t size);
+void at__mem_free(void *ptr, size_t size);
+
+/* Fault injection for tests: after `n` more successful allocations every
+ * at__mem_alloc fails, until at__mem_fail_after(-1) disarms it. */
+void at__mem_fail_after(long n);
+
+/* Bytes currently mapped for the tracer's own use. */
+size_t at__mem_mapped(void);
+
+#endif

@@ -1,0 +1,71 @@
+/* Records passed from allocating threads to the writer.
+ *
+ * Fixed-size structs appended to per-thread buffers.  A lifetime record is
+ * one complete allocation lifetime: the release carries everything the
+ * live-block table knew about the allocation, so the writer inserts one row
+ * per lifetime without pairing anything.  Blocks still live at close are
+ * written from the table itself, in the same form.
+ */
+#ifndef AT_RECORDS_H
+#define AT_RECORDS_H
+
+#include <stdint.h>
+
+enum at_rec_kind { AT_REC_LIFETIME = 1, AT_REC_FINDING = 2 };
+
+/* Operations, as stored in the trace (docs/schema.md). */
+enum at_op {
+    AT_OP_NONE = 0,
+    AT_OP_ALLOC = 1,
+    AT_OP_ALLOC_ZEROED = 2,
+    AT_OP_REALLOC = 3,
+    AT_OP_DEALLOC = 4,
+    AT_OP_VANISHED = 5, /* the address was handed out again without a release */
+};
+
+typedef struct at_rec_lifetime {
+    uint8_t kind;
+    uint8_t family;
+    uint8_t alloc_op;
+    uint8_t free_op; /* AT_OP_NONE: still live at close */
+    uint8_t align_log2;
+    uint8_t free_align_log2;
+    uint8_t free_layout_given; /* the release passed a layout */
+    uint8_t pad;
+    uint32_t stack;
+    uint32_t thread;
+    uint32_t free_thread;
+    uint32_t pad2;
+    uint64_t seq;
+    uint64_t free_seq;
+    uint64_t ptr;
+    uint64_t size;
+    uint64_t t;
+    uint64_t free_t;
+    uint64_t free_size;
+} at_rec_lifetime;
+
+typedef struct at_rec_finding {
+    uint8_t kind;
+    uint8_t finding; /* at_finding_kind */
+    uint8_t given_family;
+    uint8_t given_align_log2;
+    uint8_t given_layout; /* the release passed a layout */
+    uint8_t has_alloc;    /* the alloc_* fields describe a known block */
+    uint8_t alloc_family;
+    uint8_t alloc_align_log2;
+    uint32_t thread;
+    uint32_t release_stack;
+    uint32_t alloc_stack;
+    uint32_t pad;
+    uint64_t seq;
+    uint64_t t;
+    uint64_t ptr;
+    uint64_t given_size;
+    uint64_t alloc_seq;
+    uint64_t alloc_ptr;
+    uint64_t alloc_size;
+    uint64_t first_free_seq; /* double free: when it was released first */
+} at_rec_finding;
+
+#endif

@@ -1,0 +1,58 @@
+/* Stack interning: each distinct backtrace is stored once and named by a
+ * small integer id (1, 2, ...; 0 means "no stack").
+ *
+ * Lookups go first through a small per-thread cache (no lock), then through
+ * a sharded table keyed by a 64-bit hash of the frames, compared frame by
+ * frame on a hash match.  A new stack is put on a lock-free "unwritten" list
+ * that the background writer drains into the trace.  Interned stacks are
+ * immutable and live until the table is destroyed.
+ */
+#ifndef AT_STACKS_H
+#define AT_STACKS_H
+
+#include <stdint.h>
+
+#include "spinlock.h"
+
+typedef struct at_stack {
+    struct at_stack *chain;          /* next stack in the same hash bucket */
+    struct at_stack *next_unwritten; /* writer's queue */
+    uint64_t hash;
+    uint32_t id;
+    uint32_t depth;
+    uintptr_t frames[];
+} at_stack;
+
+enum { AT_STACK_SHARDS = 64, AT_STACK_CACHE = 512 };
+
+typedef struct at_stack_cache {
+    uint64_t hash[AT_STACK_CACHE];
+    at_stack *stack[AT_STACK_CACHE];
+} at_stack_cache;
+
+typedef struct at_stack_shard {
+    at__spinlock lock;
+    uint32_t nbuckets; /* power of two */
+    uint32_t count;
+    at_stack **buckets;
+} at_stack_shard;
+
+typedef struct at_stacks {
+    at_stack_shard shards[AT_STACK_SHARDS];
+    at_stack *unwritten; /* atomic, pushed by any thread */
+    uint32_t next_id;    /* atomic */
+} at_stacks;
+
+int at__stacks_init(at_stacks *st);
+void at__stacks_destroy(at_stacks *st);
+
+/* The id of the stack `frames[0..depth)`, interning it if new; 0 when the
+ * tracer's memory is exhausted.  `cache` may be NULL. */
+uint32_t at__stacks_intern(at_stacks *st, at_stack_cache *cache, const uintptr_t *frames,
+                           uint32_t depth);
+
+/* Takes every stack interned since the last call (a linked list through
+ * next_unwritten, newest first). */
+at_stack *at__stacks_take_unwritten(at_stacks *st);
+
+#endif

@@ -1,0 +1,497 @@
+/* The tracer: opening and closing a trace, per-thread state, and the hot
+ * path shared by the tracing allocator and the preload shim.
+ *
+ * Relies on live.c (which blocks are live), stacks.c (interned
+ * backtraces), buffers.c (records on their way to the writer) and writer.c
+ * (SQLite).  The hot path takes no global lock and never calls malloc:
+ * per event it costs one backtrace for allocations (the dominant part),
+ * one atomic increment of the sequence number, one clock read, one
+ * sharded hash-table operation and, for releases, one record appended to a
+ * buffer owned by the calling thread.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "backtrace.h"
+#include "clock.h"
+#include "mem.h"
+#include "schema.h"
+#include "tracer_internal.h"
+
+enum { BUF_SIZE = 256 * 1024, DEFAULT_BUFFER_LIMIT = 16 * 1024 * 1024 };
+
+static uint64_t next_serial = 1;
+
+/* The calling thread's state for the tracer it used last: the common case
+ * is one tracer, so this avoids pthread_getspecific on the hot path. */
+static __thread struct {
+    uint64_t serial;
+    at_thread *th;
+} tls_last __attribute__((tls_model("initial-exec")));
+
+void at_trace_options_init(at_trace_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->stack_depth = AT_DEFAULT_STACK_DEPTH;
+}
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+static void read_thread_name(at_thread *th)
+{
+    char name[16] = "";
+    if (prctl(PR_GET_NAME, name, 0, 0, 0) == 0)
+        memcpy(th->name, name, sizeof th->name);
+    th->name[sizeof th->name - 1] = '\0';
+}
+
+/* pthread key destructor: the thread is exiting, hand its buffer over. */
+static void thread_exit(void *arg)
+{
+    at_thread *th = arg;
+    if (th->buf) {
+        at__bufq_submit(&th->tracer->q, th->buf);
+        th->buf = NULL;
+    }
+    read_thread_name(th);
+}
+
+at_thread *at__thread_get(at_tracer *t)
+{
+    if (__builtin_expect(tls_last.serial == t->serial, 1))
+        return tls_last.th;
+    at_thread *th = pthread_getspecific(t->key);
+    if (!th) {
+        th = at__mem_calloc(sizeof *th);
+        if (!th)
+            return NULL;
+        th->tracer = t;
+        th->tid = (pid_t)syscall(SYS_gettid);
+        read_thread_name(th);
+        th->id = __atomic_add_fetch(&t->next_thread_id, 1, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&t->threads_mu);
+        th->next = t->threads;
+        t->threads = th;
+        pthread_mutex_unlock(&t->threads_mu);
+        at_thread *head = __atomic_load_n(&t->threads_unwritten, __ATOMIC_RELAXED);
+        do
+            th->next_unwritten = head;
+        while (!__atomic_compare_exchange_n(&t->threads_unwritten, &head, th, 1,
+                                            __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+        pthread_setspecific(t->key, th);
+    }
+    tls_last.serial = t->serial;
+    tls_last.th = th;
+    return th;
+}
+
+#define BUMP(field, by) __atomic_store_n(&(field), (field) + (by), __ATOMIC_RELAXED)
+
+void at__thread_append(at_thread *th, const void *rec, size_t size)
+{
+    at_buf *b = th->buf;
+    if (!b || b->cap - b->used < size) {
+        if (b)
+            at__bufq_submit(&th->tracer->q, b);
+        th->buf = b = at__bufq_get(&th->tracer->q);
+        if (!b) {
+            BUMP(th->lost, 1);
+            return;
+        }
+    }
+    memcpy(b->data + b->used, rec, size);
+    b->used += size;
+}
+
+/* ---- hot path --------------------------------------------------------------- */
+
+static uint64_t next_seq(at_tracer *t)
+{
+    return __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELAXED);
+}
+
+/* Captures and interns the caller's backtrace; `skip` frames above the
+ * caller of this function's caller are dropped. */
+__attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread *th, int skip)
+{
+    uintptr_t frames[AT_MAX_STACK_DEPTH];
+    /* +1: this function. */
+    int n = at__backtrace(frames, (int)t->depth, skip + 1);
+    if (n <= 0)
+        return 0;
+    return at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
+}
+
+static void lifetime_from_block(at_rec_lifetime *r, const at_block_info *b)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = AT_REC_LIFETIME;
+    r->family = b->family;
+    r->alloc_op = b->op;
+    r->align_log2 = b->align_log2;
+    r->stack = b->stack;
+    r->thread = b->thread;
+    r->seq = b->seq;
+    r->ptr = b->ptr;
+    r->size = b->size;
+    r->t = b->t;
+}
+
+__attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t size,
+                                               size_t align, at_family family, enum at_op op,
+                                               int skip)
+{
+    int saved = errno;
+    at_thread *th = at__thread_get(t);
+    at_block_info b = {
+        .ptr = (uintptr_t)ptr,
+        .size = size,
+        .stack = capture_stack(t, th, skip + 1),
+        .thread = th ? th->id : 0,
+        .align_log2 = (uint8_t)at__log2(align),
+        .family = (uint8_t)family,
+        .op = (uint8_t)op,
+    };
+    b.seq = next_seq(t);
+    b.t = at__now_ns() - t->start_ns;
+    at_block_info old;
+    int r = at__live_insert(&t->live, &b, &old);
+    if (th) {
+        if (r == 1) {
+            /* The address came back without a release we saw: close the
+             * old lifetime here rather than lose it. */
+            at_rec_lifetime rec;
+            lifetime_from_block(&rec, &old);
+            rec.free_op = AT_OP_VANISHED;
+            rec.free_seq = b.seq;
+            rec.free_t = b.t;
+            rec.free_thread = th->id;
+            at__thread_append(th, &rec, sizeof rec);
+            BUMP(th->free_calls, 1);
+            BUMP(th->free_bytes, old.size);
+        } else if (r < 0) {
+            BUMP(th->lost, 1);
+        }
+        BUMP(th->alloc_calls, 1);
+        BUMP(th->alloc_bytes, size);
+    }
+    errno = saved;
+}
+
+/* Waits until the writer has committed every buffer submitted so far. */
+static void sync_writer(at_tracer *t)
+{
+    pthread_mutex_lock(&t->sync_mu);
+    uint64_t mine = ++t->sync_request;
+    pthread_mutex_unlock(&t->sync_mu);
+    pthread_mutex_lock(&t->q.mu);
+    pthread_cond_signal(&t->q.work);
+    pthread_mutex_unlock(&t->q.mu);
+    pthread_mutex_lock(&t->sync_mu);
+    while (t->sync_done < mine && !t->writer_error)
+        pthread_cond_wait(&t->sync_cv, &t->sync_mu);
+    pthread_mutex_unlock(&t->sync_mu);
+}
+
+static void report_finding(at_tracer *t, at_thread *th, at_rec_finding *f, int skip)
+{
+    f->kind = AT_REC_FINDING;
+    f->release_stack = capture_stack(t, th, skip + 1);
+    if (!th) {
+        __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    at__thread_append(th, f, sizeof *f);
+    BUMP(th->findings, 1);
+    if (t->abort_on_finding) {
+        if (th->buf) {
+            at__bufq_submit(&t->q, th->buf);
+            th->buf = NULL;
+        }
+        sync_writer(t);
+        abort();
+    }
+}
+
+__attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t given_size,
+                                                size_t given_align, at_family family,
+                                                enum at_op op, at_block_info *actual,
+                                                at_rec_lifetime *deferred, int skip)
+{
+    int saved = errno;
+    at_thread *th = at__thread_get(t);
+    uint64_t seq = next_seq(t);
+    uint64_t now = at__now_ns() - t->start_ns;
+    at_block_info b;
+    enum at_live_lookup found = at__live_release(&t->live, (uintptr_t)ptr, seq, &b);
+    at_rec_finding f = {
+        .given_family = (uint8_t)family,
+        .given_layout = given_align != 0,
+        .given_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0,
+        .given_size = given_size,
+        .thread = th ? th->id : 0,
+        .seq = seq,
+        .t = now,
+        .ptr = (uintptr_t)ptr,
+    };
+    if (found != AT_LIVE_UNKNOWN) {
+        f.has_alloc = 1;
+        f.alloc_family = b.family;
+        f.alloc_align_log2 = b.align_log2;
+        f.alloc_stack = b.stack;
+        f.alloc_seq = b.seq;
+        f.alloc_ptr = b.ptr;
+        f.alloc_size = b.size;
+    }
+
+    if (found == AT_LIVE_FOUND) {
+        size_t alloc_align = (size_t)1 << b.align_log2;
+        if (given_align && (uintptr_t)ptr % given_align != 0)
+            f.finding = AT_FINDING_MISALIGNED_FREE;
+        else if (family != (at_family)b.family)
+            f.finding = AT_FINDING_FAMILY_MISMATCH;
+        else if (given_align && (given_size != b.size || given_align != alloc_align))
+            f.finding = AT_FINDING_LAYOUT_MISMATCH;
+        if (th) {
+            at_rec_lifetime rec;
+            lifetime_from_block(&rec, &b);
+            rec.free_op = (uint8_t)op;
+            rec.free_seq = seq;
+            rec.free_t = now;
+            rec.free_thread = th->id;
+            rec.free_layout_given = given_align != 0;
+            rec.free_size = given_size;
+            rec.free_align_log2 = f.given_align_log2;
+            if (deferred)
+                *deferred = rec;
+            else
+                at__trace_release_commit(t, &rec);
+        } else if (deferred) {
+            deferred->kind = 0;
+        }
+        *actual = b;
+        if (f.finding)
+            report_finding(t, th, &f, skip + 1);
+        errno = saved;
+        return 1;
+    }
+
+    if (found == AT_LIVE_RELEASED) {
+        f.finding = AT_FINDING_DOUBLE_FREE;
+        f.first_free_seq = b.free_seq;
+    } else if (found == AT_LIVE_INTERIOR) {
+        f.finding = AT_FINDING_MISALIGNED_FREE;
+    } else {
+        f.finding = AT_FINDING_INVALID_FREE;
+    }
+    report_finding(t, th, &f, skip + 1);
+    errno = saved;
+    return 0;
+}
+
+void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec)
+{
+    at_thread *th = at__thread_get(t);
+    if (!th || rec->kind != AT_REC_LIFETIME)
+        return;
+    at__thread_append(th, rec, sizeof *rec);
+    BUMP(th->free_calls, 1);
+    BUMP(th->free_bytes, rec->size);
+}
+
+void at__trace_release_undo(at_tracer *t, const at_block_info *actual)
+{
+    at__live_unrelease(&t->live, actual);
+}
+
+/* ---- opening and closing ----------------------------------------------------- */
+
+static int create_file(const at_trace_options *opts)
+{
+    struct stat st;
+    if (lstat(opts->path, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return AT_E_SYMLINK;
+        if (!opts->overwrite)
+            return AT_E_EXISTS;
+        if (!S_ISREG(st.st_mode))
+            return AT_E_ACCESS;
+        if (unlink(opts->path) != 0)
+            return AT_E_ACCESS;
+    }
+    int fd = open(opts->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return AT_E_EXISTS;
+        if (errno == ELOOP)
+            return AT_E_SYMLINK;
+        return AT_E_ACCESS;
+    }
+    close(fd);
+    return 0;
+}
+
+static char **copy_argv(int argc, char *const *argv)
+{
+    char **copy = calloc((size_t)argc + 1, sizeof *copy);
+    if (!copy)
+        return NULL;
+    for (int i = 0; i < argc; i++) {
+        copy[i] = strdup(argv[i] ? argv[i] : "");
+        if (!copy[i]) {
+            while (i--)
+                free(copy[i]);
+            free(copy);
+            return NULL;
+        }
+    }
+    return copy;
+}
+
+static void free_tracer(at_tracer *t)
+{
+    if (t->argv) {
+        for (int i = 0; i < t->argc; i++)
+            free(t->argv[i]);
+        free(t->argv);
+    }
+    while (t->threads) {
+        at_thread *th = t->threads;
+        t->threads = th->next;
+        at__mem_free(th, sizeof *th);
+    }
+    at__tracing_backends_free(t);
+    at__live_destroy(&t->live);
+    at__stacks_destroy(&t->stacks);
+    at__bufq_destroy(&t->q);
+    pthread_mutex_destroy(&t->threads_mu);
+    pthread_mutex_destroy(&t->backends_mu);
+    pthread_mutex_destroy(&t->sync_mu);
+    pthread_cond_destroy(&t->sync_cv);
+    free(t->path);
+    free(t);
+}
+
+static int open_db(at_tracer *t)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(t->path, &t->db, flags, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    sqlite3_extended_result_codes(t->db, 1);
+    int rc = at__sql_exec(t->db, "PRAGMA synchronous=OFF;"
+                                 "PRAGMA cache_size=-16384;"
+                                 "PRAGMA user_version=" AT_STRINGIFY(AT_SCHEMA_VERSION) ";"
+                                 "BEGIN;");
+    if (rc == 0)
+        rc = at__schema_create(t->db);
+    if (rc == 0)
+        rc = at__writer_write_meta(t);
+    if (rc == 0)
+        rc = at__sql_exec(t->db, "COMMIT;");
+    return rc;
+}
+
+int at_tracer_open(const at_trace_options *opts, at_tracer **out)
+{
+    if (!opts || !out || !opts->path || !*opts->path || opts->stack_depth > AT_MAX_STACK_DEPTH)
+        return AT_E_INVALID;
+    int rc = create_file(opts);
+    if (rc)
+        return rc;
+
+    at_tracer *t = calloc(1, sizeof *t);
+    if (!t) {
+        unlink(opts->path);
+        return AT_E_NOMEM;
+    }
+    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
+    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
+    t->abort_on_finding = opts->abort_on_finding;
+    t->start_ns = at__now_ns();
+    pthread_mutex_init(&t->threads_mu, NULL);
+    pthread_mutex_init(&t->backends_mu, NULL);
+    pthread_mutex_init(&t->sync_mu, NULL);
+    pthread_cond_init(&t->sync_cv, NULL);
+    at__live_init(&t->live);
+    at__stacks_init(&t->stacks);
+    at__bufq_init(&t->q, BUF_SIZE, opts->buffer_limit ? opts->buffer_limit : DEFAULT_BUFFER_LIMIT);
+    at__backtrace_init();
+
+    t->path = strdup(opts->path);
+    if (opts->argv && opts->argc > 0) {
+        t->argc = opts->argc;
+        t->argv = copy_argv(opts->argc, opts->argv);
+    }
+    rc = !t->path || (opts->argv && opts->argc > 0 && !t->argv) ? AT_E_NOMEM : 0;
+    if (rc == 0 && pthread_key_create(&t->key, thread_exit) != 0)
+        rc = AT_E_NOMEM;
+    else if (rc == 0) {
+        rc = open_db(t);
+        if (rc == 0 && pthread_create(&t->writer, NULL, at__writer_main, t) != 0)
+            rc = AT_E_THREAD;
+        if (rc)
+            pthread_key_delete(t->key);
+    }
+    if (rc) {
+        sqlite3_close(t->db);
+        unlink(opts->path);
+        free_tracer(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int at_tracer_close(at_tracer *t)
+{
+    if (!t)
+        return 0;
+    /* No call through the tracer may be running now (see tracer.h), so
+     * every thread's partly filled buffer can be taken. */
+    pthread_mutex_lock(&t->threads_mu);
+    pthread_key_delete(t->key);
+    for (at_thread *th = t->threads; th; th = th->next) {
+        if (th->buf) {
+            at__bufq_submit(&t->q, th->buf);
+            th->buf = NULL;
+        }
+    }
+    pthread_mutex_unlock(&t->threads_mu);
+    if (tls_last.serial == t->serial)
+        tls_last.serial = 0;
+    at__bufq_stop(&t->q);
+    pthread_join(t->writer, NULL);
+    int rc = at__writer_finish(t);
+    free_tracer(t);
+    return rc;
+}
+
+void at_tracer_get_stats(at_tracer *t, at_tracer_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t freed = 0, freed_bytes = 0;
+    pthread_mutex_lock(&t->threads_mu);
+    for (at_thread *th = t->threads; th; th = th->next) {
+        out->alloc_calls += __atomic_load_n(&th->alloc_calls, __ATOMIC_RELAXED);
+        out->alloc_bytes += __atomic_load_n(&th->alloc_bytes, __ATOMIC_RELAXED);
+        freed += __atomic_load_n(&th->free_calls, __ATOMIC_RELAXED);
+        freed_bytes += __atomic_load_n(&th->free_bytes, __ATOMIC_RELAXED);
+        out->findings += __atomic_load_n(&th->findings, __ATOMIC_RELAXED);
+        out->lost_events += __atomic_load_n(&th->lost, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&t->threads_mu);
+    out->lost_events += __atomic_load_n(&t->exited_lost, __ATOMIC_RELAXED);
+    out->free_calls = freed;
+    out->live_blocks = out->alloc_calls - freed;
+    out->live_bytes = out->alloc_bytes - freed_bytes;
+}

@@ -1,0 +1,117 @@
+/* The tracer's internals, shared by tracer.c (state and hot path),
+ * writer.c (the background writer) and tracing_allocator.c (the decorator),
+ * and by the preload library, which drives the same hot path.
+ */
+#ifndef AT_TRACER_INTERNAL_H
+#define AT_TRACER_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <alloctrace/tracer.h>
+
+#include "buffers.h"
+#include "live.h"
+#include "records.h"
+#include "stacks.h"
+
+/* Per (tracer, thread) state.  Only its own thread writes the buffer and
+ * counters; others read the counters with relaxed atomic loads. */
+typedef struct at_thread {
+    struct at_thread *next;            /* tracer's registry */
+    struct at_thread *next_unwritten;  /* writer's queue of new threads */
+    at_tracer *tracer;
+    uint32_t id;
+    pid_t tid;
+    char name[16];
+    at_buf *buf;
+    uint64_t alloc_calls, alloc_bytes, free_calls, free_bytes, findings, lost;
+    at_stack_cache cache;
+} at_thread;
+
+struct at_traced_backend;
+
+struct at_tracer {
+    uint64_t serial; /* unique per tracer in this process, for the TLS cache */
+    uint64_t seq;    /* atomic: last sequence number handed out */
+    uint64_t start_ns;
+    unsigned depth;
+    int abort_on_finding;
+
+    at_live live;
+    at_stacks stacks;
+    at_bufq q;
+
+    pthread_key_t key;
+    pthread_mutex_t threads_mu;
+    at_thread *threads;
+    at_thread *threads_unwritten; /* atomic */
+    uint32_t next_thread_id;      /* atomic */
+    uint64_t exited_lost;         /* lost events of threads that exited */
+
+    struct at_traced_backend *backends;
+    pthread_mutex_t backends_mu;
+
+    /* Writer. */
+    sqlite3 *db;
+    struct writer *writer_state;
+    char *path;
+    pthread_t writer;
+    int writer_error; /* first error met by the writer */
+    int closing;
+
+    /* abort_on_finding: the writer acknowledges it wrote up to this seq. */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    uint64_t sync_request, sync_done;
+
+    int argc;
+    char **argv;
+};
+
+/* The calling thread's state for `t`, registering it on first use; NULL
+ * when the tracer's memory is exhausted. */
+at_thread *at__thread_get(at_tracer *t);
+
+/* Appends a record to the thread's buffer (the record is dropped and
+ * counted as lost when no buffer can be had). */
+void at__thread_append(at_thread *th, const void *rec, size_t size);
+
+/* Hot path, shared by the decorator and the preload shim.  `skip` is the
+ * number of frames between the user's call and these functions that
+ * belong to alloctrace itself and are left out of the backtrace. */
+void at__trace_alloc(at_tracer *t, void *ptr, size_t size, size_t align, at_family family,
+                     enum at_op op, int skip);
+
+/* Checks a release against the live table and records it.  Returns 1 when
+ * the block must be passed to the backend, *actual then holding what it was
+ * allocated as; 0 when the release is bad and must not be forwarded (the
+ * finding is recorded).  `given_size`/`given_align` describe the layout
+ * passed by the caller, or are both 0 when the caller passed none (free()).
+ * With `deferred` non-NULL the lifetime record is not appended but stored
+ * there, for a realloc to commit once the backend has succeeded. */
+int at__trace_release(at_tracer *t, void *ptr, size_t given_size, size_t given_align,
+                      at_family family, enum at_op op, at_block_info *actual,
+                      at_rec_lifetime *deferred, int skip);
+void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec);
+
+/* A realloc whose release was accepted failed in the backend: the old
+ * block is live again, as it was. */
+void at__trace_release_undo(at_tracer *t, const at_block_info *actual);
+
+/* Frees the decorators made by at_tracing_allocator(). */
+void at__tracing_backends_free(at_tracer *t);
+
+/* Writer thread entry and final pass. */
+void *at__writer_main(void *tracer);
+int at__writer_finish(at_tracer *t);
+int at__writer_write_meta(at_tracer *t);
+
+static inline unsigned at__log2(uint64_t align)
+{
+    return (unsigned)__builtin_ctzll(align);
+}
+
+#endif

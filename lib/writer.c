@@ -1,0 +1,544 @@
+/* The background writer: drains record buffers into the SQLite trace.
+ *
+ * Relies on buffers.c for the queue and on SQLite.  One transaction per
+ * batch of buffers (every full buffer present when the writer wakes, or
+ * whatever is there after 50 ms), prepared statements throughout, one row
+ * per allocation lifetime.  Each stack and each distinct frame address is
+ * written once.  A SQLite error (disk full, file removed) is remembered
+ * and returned by at_tracer_close(); the writer keeps draining so that the
+ * traced program is never blocked by a trace that can no longer be written.
+ *
+ * At close (at__writer_finish): the blocks still live become rows without
+ * a release (the leaks), the module map is recorded, every frame is
+ * symbolized once, then indexes and views are created.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "at_uthash.h"
+#include "clock.h"
+#include "modules.h"
+#include "schema.h"
+#include "symbolize.h"
+#include "tracer_internal.h"
+
+enum { TAKE_TIMEOUT_MS = 50, TIMELINE_PERIOD_NS = 10 * 1000 * 1000 };
+
+typedef struct frame_entry {
+    uintptr_t ip;
+    int64_t id;
+    UT_hash_handle hh;
+} frame_entry;
+
+typedef struct writer {
+    at_tracer *t;
+    sqlite3 *db;
+    sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
+    frame_entry *frames;
+    int64_t next_frame_id;
+    uint64_t last_sample_ns;
+} writer;
+
+static void fail(writer *w, int rc)
+{
+    if (rc && !w->t->writer_error)
+        w->t->writer_error = rc;
+}
+
+static void step(writer *w, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        fail(w, AT_E_DB);
+        if (getenv("ALLOCTRACE_DEBUG"))
+            fprintf(stderr, "alloctrace: %s\n", sqlite3_errmsg(w->db));
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void exec(writer *w, const char *sql)
+{
+    fail(w, at__sql_exec(w->db, sql));
+}
+
+static int prepare(writer *w)
+{
+    static const char *sql[] = {
+        "INSERT INTO lifetimes VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO findings(kind, seq, time_us, thread, ptr, release_stack, release_size,"
+        " release_align, release_family, alloc_seq, alloc_ptr, alloc_stack, alloc_size,"
+        " alloc_align, alloc_family, first_free_seq, detail)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO stacks(id, depth) VALUES(?,?)",
+        "INSERT INTO frames(id, ip) VALUES(?,?)",
+        "INSERT INTO stack_frames(stack, level, frame) VALUES(?,?,?)",
+        "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
+        "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)",
+    };
+    sqlite3_stmt **out[] = {&w->lifetime, &w->finding,     &w->stack,   &w->frame,
+                            &w->stack_frame, &w->thread, &w->timeline};
+    for (size_t i = 0; i < sizeof sql / sizeof *sql; i++)
+        if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) !=
+            SQLITE_OK)
+            return AT_E_DB;
+    return 0;
+}
+
+static void finalize(writer *w)
+{
+    sqlite3_stmt *all[] = {w->lifetime, w->finding, w->stack,   w->frame,
+                           w->stack_frame, w->thread, w->timeline};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        sqlite3_finalize(all[i]);
+    frame_entry *e, *tmp;
+    HASH_ITER(hh, w->frames, e, tmp)
+    {
+        HASH_DEL(w->frames, e);
+        at__mem_free(e, sizeof *e);
+    }
+}
+
+static void bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, int present, uint64_t v)
+{
+    if (present)
+        sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static const char *family_name(unsigned f)
+{
+    static const char *names[] = {"allocator", "malloc", "new", "new[]"};
+    return f < 4 ? names[f] : "unknown";
+}
+
+static const char *finding_name(unsigned k)
+{
+    switch (k) {
+    case AT_FINDING_LAYOUT_MISMATCH:
+        return "layout_mismatch";
+    case AT_FINDING_MISALIGNED_FREE:
+        return "misaligned_free";
+    case AT_FINDING_DOUBLE_FREE:
+        return "double_free";
+    case AT_FINDING_INVALID_FREE:
+        return "invalid_free";
+    case AT_FINDING_FAMILY_MISMATCH:
+        return "family_mismatch";
+    }
+    return "unknown";
+}
+
+/* ---- records ----------------------------------------------------------------- */
+
+static void write_lifetime(writer *w, const at_rec_lifetime *r)
+{
+    sqlite3_stmt *st = w->lifetime;
+    int released = r->free_op != AT_OP_NONE;
+    uint64_t t_us = r->t / 1000;
+    uint64_t align = (uint64_t)1 << r->align_log2;
+    uint64_t free_align = (uint64_t)1 << r->free_align_log2;
+    int odd_layout = released && r->free_layout_given && (r->free_size != r->size || free_align != align);
+    bind_u64(st, 1, r->seq);
+    bind_u64(st, 2, r->ptr);
+    bind_u64(st, 3, r->size);
+    bind_u64(st, 4, align);
+    bind_u64(st, 5, (uint64_t)r->family | (uint64_t)r->alloc_op << 2 | (uint64_t)r->free_op << 5);
+    bind_u64(st, 6, r->thread);
+    bind_opt(st, 7, r->stack != 0, r->stack);
+    bind_u64(st, 8, t_us);
+    bind_opt(st, 9, released, r->free_seq - r->seq);
+    bind_opt(st, 10, released, r->free_t / 1000 - t_us);
+    bind_opt(st, 11, released && r->free_thread != r->thread, r->free_thread);
+    bind_opt(st, 12, odd_layout, r->free_size);
+    bind_opt(st, 13, odd_layout, free_align);
+    step(w, st);
+}
+
+static void write_finding(writer *w, const at_rec_finding *f)
+{
+    sqlite3_stmt *st = w->finding;
+    char detail[160];
+    switch (f->finding) {
+    case AT_FINDING_MISALIGNED_FREE:
+        if (f->has_alloc && f->alloc_ptr != f->ptr)
+            snprintf(detail, sizeof detail, "pointer is %llu bytes inside a live block of %llu",
+                     (unsigned long long)(f->ptr - f->alloc_ptr),
+                     (unsigned long long)f->alloc_size);
+        else
+            snprintf(detail, sizeof detail, "pointer is not a multiple of the alignment %llu",
+                     (unsigned long long)1 << f->given_align_log2);
+        break;
+    case AT_FINDING_DOUBLE_FREE:
+        snprintf(detail, sizeof detail, "already released at sequence number %llu",
+                 (unsigned long long)f->first_free_seq);
+        break;
+    case AT_FINDING_INVALID_FREE:
+        snprintf(detail, sizeof detail, "pointer was never returned by the traced allocator");
+        break;
+    case AT_FINDING_FAMILY_MISMATCH:
+        snprintf(detail, sizeof detail, "allocated by %s, released as %s",
+                 family_name(f->alloc_family), family_name(f->given_family));
+        break;
+    default:
+        snprintf(detail, sizeof detail, "released as (%llu, %llu), allocated as (%llu, %llu)",
+                 (unsigned long long)f->given_size, (unsigned long long)1 << f->given_align_log2,
+                 (unsigned long long)f->alloc_size, (unsigned long long)1 << f->alloc_align_log2);
+    }
+    sqlite3_bind_text(st, 1, finding_name(f->finding), -1, SQLITE_STATIC);
+    bind_u64(st, 2, f->seq);
+    bind_u64(st, 3, f->t / 1000);
+    bind_u64(st, 4, f->thread);
+    bind_u64(st, 5, f->ptr);
+    bind_opt(st, 6, f->release_stack != 0, f->release_stack);
+    bind_opt(st, 7, f->given_layout, f->given_size);
+    bind_opt(st, 8, f->given_layout, (uint64_t)1 << f->given_align_log2);
+    sqlite3_bind_text(st, 9, family_name(f->given_family), -1, SQLITE_STATIC);
+    bind_opt(st, 10, f->has_alloc, f->alloc_seq);
+    bind_opt(st, 11, f->has_alloc, f->alloc_ptr);
+    bind_opt(st, 12, f->has_alloc && f->alloc_stack, f->alloc_stack);
+    bind_opt(st, 13, f->has_alloc, f->alloc_size);
+    bind_opt(st, 14, f->has_alloc, (uint64_t)1 << f->alloc_align_log2);
+    if (f->has_alloc)
+        sqlite3_bind_text(st, 15, family_name(f->alloc_family), -1, SQLITE_STATIC);
+    bind_opt(st, 16, f->finding == AT_FINDING_DOUBLE_FREE, f->first_free_seq);
+    sqlite3_bind_text(st, 17, detail, -1, SQLITE_TRANSIENT);
+    step(w, st);
+}
+
+static void write_buffer(writer *w, const at_buf *b)
+{
+    size_t off = 0;
+    while (off < b->used) {
+        const unsigned char *p = b->data + off;
+        if (*p == AT_REC_LIFETIME) {
+            at_rec_lifetime r;
+            memcpy(&r, p, sizeof r);
+            write_lifetime(w, &r);
+            off += sizeof r;
+        } else if (*p == AT_REC_FINDING) {
+            at_rec_finding f;
+            memcpy(&f, p, sizeof f);
+            write_finding(w, &f);
+            off += sizeof f;
+        } else {
+            fail(w, AT_E_IO); /* cannot happen: a corrupt buffer */
+            return;
+        }
+    }
+}
+
+static int64_t frame_id(writer *w, uintptr_t ip)
+{
+    frame_entry *e;
+    HASH_FIND(hh, w->frames, &ip, sizeof ip, e);
+    if (e)
+        return e->id;
+    int64_t id = ++w->next_frame_id;
+    sqlite3_bind_int64(w->frame, 1, id);
+    bind_u64(w->frame, 2, ip);
+    step(w, w->frame);
+    e = at__mem_alloc(sizeof *e);
+    if (e) {
+        int oom = 0;
+#undef uthash_nonfatal_oom
+#define uthash_nonfatal_oom(obj) (oom = 1)
+        e->ip = ip;
+        e->id = id;
+        HASH_ADD(hh, w->frames, ip, sizeof e->ip, e);
+        if (oom)
+            at__mem_free(e, sizeof *e);
+    }
+    return id;
+}
+
+static void write_new_stacks(writer *w)
+{
+    for (at_stack *s = at__stacks_take_unwritten(&w->t->stacks); s; s = s->next_unwritten) {
+        sqlite3_bind_int64(w->stack, 1, s->id);
+        sqlite3_bind_int64(w->stack, 2, s->depth);
+        step(w, w->stack);
+        for (uint32_t i = 0; i < s->depth; i++) {
+            int64_t f = frame_id(w, s->frames[i]);
+            sqlite3_bind_int64(w->stack_frame, 1, s->id);
+            sqlite3_bind_int64(w->stack_frame, 2, i);
+            sqlite3_bind_int64(w->stack_frame, 3, f);
+            step(w, w->stack_frame);
+        }
+    }
+}
+
+static void write_thread(writer *w, const at_thread *th)
+{
+    sqlite3_bind_int64(w->thread, 1, th->id);
+    sqlite3_bind_int64(w->thread, 2, th->tid);
+    sqlite3_bind_text(w->thread, 3, th->name, -1, SQLITE_TRANSIENT);
+    step(w, w->thread);
+}
+
+static void write_new_threads(writer *w)
+{
+    at_thread *th = __atomic_exchange_n(&w->t->threads_unwritten, NULL, __ATOMIC_ACQUIRE);
+    for (; th; th = th->next_unwritten)
+        write_thread(w, th);
+}
+
+static void write_timeline(writer *w, uint64_t now_ns)
+{
+    at_tracer_stats s;
+    at_tracer_get_stats(w->t, &s);
+    sqlite3_stmt *st = w->timeline;
+    bind_u64(st, 1, __atomic_load_n(&w->t->seq, __ATOMIC_RELAXED));
+    bind_u64(st, 2, (now_ns - w->t->start_ns) / 1000);
+    bind_u64(st, 3, s.live_bytes);
+    bind_u64(st, 4, s.live_blocks);
+    bind_u64(st, 5, s.alloc_calls);
+    bind_u64(st, 6, s.alloc_bytes);
+    bind_u64(st, 7, s.free_calls);
+    step(w, st);
+    w->last_sample_ns = now_ns;
+}
+
+/* ---- the thread --------------------------------------------------------------- */
+
+static writer *writer_new(at_tracer *t)
+{
+    writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->t = t;
+    w->db = t->db;
+    if (prepare(w)) {
+        finalize(w);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static writer *the_writer(at_tracer *t);
+
+void *at__writer_main(void *arg)
+{
+    at_tracer *t = arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    writer *w = the_writer(t);
+    for (;;) {
+        pthread_mutex_lock(&t->sync_mu);
+        uint64_t req = t->sync_request;
+        pthread_mutex_unlock(&t->sync_mu);
+
+        at_buf *list = at__bufq_take(&t->q, TAKE_TIMEOUT_MS);
+        int stopping = t->q.stop; /* read after take: nothing is submitted after stop */
+        if (w) {
+            exec(w, "BEGIN");
+            write_new_threads(w);
+            write_new_stacks(w);
+            for (at_buf *b = list; b; b = b->next)
+                write_buffer(w, b);
+            uint64_t now = at__now_ns();
+            if (now - w->last_sample_ns >= TIMELINE_PERIOD_NS)
+                write_timeline(w, now);
+            exec(w, "COMMIT");
+            if (t->writer_error && sqlite3_get_autocommit(w->db) == 0)
+                sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+        } else {
+            t->writer_error = AT_E_NOMEM;
+        }
+        at__bufq_recycle(&t->q, list);
+
+        pthread_mutex_lock(&t->sync_mu);
+        t->sync_done = req;
+        pthread_cond_broadcast(&t->sync_cv);
+        pthread_mutex_unlock(&t->sync_mu);
+        if (stopping && !list)
+            break;
+    }
+    return NULL;
+}
+
+/* The writer's state lives as long as the tracer; it is made by the writer
+ * thread and reused by at__writer_finish. */
+static writer *the_writer(at_tracer *t)
+{
+    if (!t->writer_state)
+        t->writer_state = writer_new(t);
+    return t->writer_state;
+}
+
+static void write_leak(const at_block_info *b, void *arg)
+{
+    writer *w = arg;
+    at_rec_lifetime r;
+    memset(&r, 0, sizeof r);
+    r.kind = AT_REC_LIFETIME;
+    r.family = b->family;
+    r.alloc_op = b->op;
+    r.align_log2 = b->align_log2;
+    r.stack = b->stack;
+    r.thread = b->thread;
+    r.seq = b->seq;
+    r.ptr = b->ptr;
+    r.size = b->size;
+    r.t = b->t;
+    write_lifetime(w, &r);
+}
+
+static void meta_set_int(sqlite3 *db, const char *key, int64_t v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, v);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+}
+
+static void meta_set_text(sqlite3 *db, const char *key, const char *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, v, -1, SQLITE_TRANSIENT);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+}
+
+static void iso_time(char *out, size_t n)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Appends each argument to meta.arguments, a JSON array built by SQLite so
+ * that any byte in an argument is escaped correctly. */
+static int write_arguments(at_tracer *t)
+{
+    sqlite3 *db = t->db;
+    meta_set_text(db, "arguments", "[]");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
+                           " WHERE key = 'arguments'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    char *cmdline = NULL;
+    size_t len = 0;
+    if (!t->argv) {
+        FILE *f = fopen("/proc/self/cmdline", "re");
+        if (f) {
+            char chunk[4096];
+            size_t got;
+            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+                char *grown = realloc(cmdline, len + got + 1);
+                if (!grown)
+                    break;
+                cmdline = grown;
+                memcpy(cmdline + len, chunk, got);
+                len += got;
+            }
+            fclose(f);
+        }
+    }
+    int count = t->argv ? t->argc : 0;
+    for (int i = 0; t->argv ? i < count : 0; i++) {
+        sqlite3_bind_text(st, 1, t->argv[i], -1, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    for (size_t off = 0; cmdline && off < len; off += strlen(cmdline + off) + 1) {
+        cmdline[len] = '\0';
+        sqlite3_bind_text(st, 1, cmdline + off, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    free(cmdline);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int at__writer_write_meta(at_tracer *t)
+{
+    sqlite3 *db = t->db;
+    char buf[4096];
+    meta_set_text(db, "format", "alloctrace-trace");
+    meta_set_int(db, "schema_version", AT_SCHEMA_VERSION);
+    meta_set_text(db, "library_version", AT_VERSION_STRING);
+    meta_set_int(db, "pid", getpid());
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n >= 0) {
+        buf[n] = '\0';
+        meta_set_text(db, "executable", buf);
+    }
+    iso_time(buf, sizeof buf);
+    meta_set_text(db, "start_time", buf);
+    meta_set_text(db, "clock", "CLOCK_MONOTONIC");
+    meta_set_text(db, "time_unit", "us");
+    meta_set_int(db, "stack_depth", t->depth);
+    meta_set_int(db, "finished", 0);
+    return write_arguments(t);
+}
+
+int at__writer_finish(at_tracer *t)
+{
+    writer *w = the_writer(t);
+    if (!w) {
+        sqlite3_close(t->db);
+        return t->writer_error ? t->writer_error : AT_E_NOMEM;
+    }
+    exec(w, "BEGIN");
+    write_new_threads(w);
+    for (at_thread *th = t->threads; th; th = th->next)
+        write_thread(w, th); /* names may have changed since */
+    write_new_stacks(w);
+    at__live_foreach(&t->live, write_leak, w);
+    write_timeline(w, at__now_ns());
+    exec(w, "COMMIT");
+
+    fail(w, at__modules_write(w->db));
+    fail(w, at__symbolize_frames(w->db));
+
+    at_tracer_stats s;
+    at_tracer_get_stats(t, &s);
+    char now[64];
+    iso_time(now, sizeof now);
+    exec(w, "BEGIN");
+    fail(w, at__schema_finish(w->db));
+    meta_set_text(w->db, "end_time", now);
+    meta_set_int(w->db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
+    meta_set_int(w->db, "alloc_calls", (int64_t)s.alloc_calls);
+    meta_set_int(w->db, "alloc_bytes", (int64_t)s.alloc_bytes);
+    meta_set_int(w->db, "free_calls", (int64_t)s.free_calls);
+    meta_set_int(w->db, "findings", (int64_t)s.findings);
+    meta_set_int(w->db, "lost_events", (int64_t)s.lost_events);
+    meta_set_int(w->db, "backpressure_waits", (int64_t)t->q.waits);
+    meta_set_int(w->db, "writer_error", t->writer_error);
+    meta_set_int(w->db, "finished", 1);
+    exec(w, "COMMIT");
+    finalize(w);
+    free(w);
+    t->writer_state = NULL;
+    if (sqlite3_close(t->db) != SQLITE_OK && !t->writer_error)
+        t->writer_error = AT_E_DB;
+    t->db = NULL;
+    return t->writer_error;
+}
