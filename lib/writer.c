@@ -40,7 +40,9 @@ typedef struct writer {
     at_tracer *t;
     sqlite3 *db;
     sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
+    sqlite3_stmt *frame_lookup;
     frame_entry *frames;
+    int frames_incomplete;
     int64_t next_frame_id;
     uint64_t last_sample_ns;
 } writer;
@@ -59,8 +61,7 @@ static void step(writer *w, sqlite3_stmt *st)
         if (getenv("ALLOCTRACE_DEBUG"))
             fprintf(stderr, "alloctrace: %s\n", sqlite3_errmsg(w->db));
     }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    sqlite3_reset(st); /* every statement binds all its parameters each time */
 }
 
 static void exec(writer *w, const char *sql)
@@ -81,9 +82,10 @@ static int prepare(writer *w)
         "INSERT INTO stack_frames(stack, level, frame) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)",
+        "SELECT id FROM frames WHERE ip = ?",
     };
-    sqlite3_stmt **out[] = {&w->lifetime, &w->finding,     &w->stack,   &w->frame,
-                            &w->stack_frame, &w->thread, &w->timeline};
+    sqlite3_stmt **out[] = {&w->lifetime,    &w->finding, &w->stack,   &w->frame,
+                            &w->stack_frame, &w->thread,  &w->timeline, &w->frame_lookup};
     for (size_t i = 0; i < sizeof sql / sizeof *sql; i++)
         if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) !=
             SQLITE_OK)
@@ -93,8 +95,8 @@ static int prepare(writer *w)
 
 static void finalize(writer *w)
 {
-    sqlite3_stmt *all[] = {w->lifetime, w->finding, w->stack,   w->frame,
-                           w->stack_frame, w->thread, w->timeline};
+    sqlite3_stmt *all[] = {w->lifetime,    w->finding, w->stack,    w->frame,
+                           w->stack_frame, w->thread,  w->timeline, w->frame_lookup};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     frame_entry *e, *tmp;
@@ -240,19 +242,31 @@ static void write_buffer(writer *w, const at_buf *b)
     }
 }
 
+/* The id of frame `ip`, inserting it on first sight.  The in-memory map is
+ * the fast path; if it ever failed to remember a frame (the tracer's memory
+ * ran out), the table itself is asked before inserting. */
 static int64_t frame_id(writer *w, uintptr_t ip)
 {
     frame_entry *e;
     HASH_FIND(hh, w->frames, &ip, sizeof ip, e);
     if (e)
         return e->id;
-    int64_t id = ++w->next_frame_id;
-    sqlite3_bind_int64(w->frame, 1, id);
-    bind_u64(w->frame, 2, ip);
-    step(w, w->frame);
+    int64_t id = 0;
+    if (w->frames_incomplete) {
+        bind_u64(w->frame_lookup, 1, ip);
+        if (sqlite3_step(w->frame_lookup) == SQLITE_ROW)
+            id = sqlite3_column_int64(w->frame_lookup, 0);
+        sqlite3_reset(w->frame_lookup);
+    }
+    if (!id) {
+        id = ++w->next_frame_id;
+        sqlite3_bind_int64(w->frame, 1, id);
+        bind_u64(w->frame, 2, ip);
+        step(w, w->frame);
+    }
     e = at__mem_alloc(sizeof *e);
+    int oom = !e;
     if (e) {
-        int oom = 0;
 #undef uthash_nonfatal_oom
 #define uthash_nonfatal_oom(obj) (oom = 1)
         e->ip = ip;
@@ -261,6 +275,8 @@ static int64_t frame_id(writer *w, uintptr_t ip)
         if (oom)
             at__mem_free(e, sizeof *e);
     }
+    if (oom)
+        w->frames_incomplete = 1;
     return id;
 }
 

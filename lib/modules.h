@@ -1,0 +1,28 @@
+/* The module map: which objects (executable, shared libraries, vdso) are
+ * mapped in the process, where, and with which GNU build id.
+ *
+ * Written once when the trace closes, so that frames can be attributed to
+ * a module and symbolized later, in this process or offline from the
+ * trace file alone.
+ */
+#ifndef AT_MODULES_H
+#define AT_MODULES_H
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+/* Adds a `modules` row for every object loaded in the calling process
+ * (skipping any (path, base) already in the table), then sets
+ * `frames.module` and `frames.module_offset` of every frame not yet
+ * attributed whose ip lies in a module's [start, end).  One transaction:
+ * call it outside any.  0, AT_E_NOMEM or AT_E_DB. */
+int at__modules_write(sqlite3 *db);
+
+/* The path recorded for a loaded object whose dl_iterate_phdr name (or
+ * link_map l_name) is `name`: the executable's real path for the empty
+ * name, an absolute path for a relative one, `name` itself otherwise (the
+ * vdso keeps "linux-vdso.so.1").  Returns `name` or `buf`. */
+const char *at__module_path(const char *name, char *buf, size_t size);
+
+#endif

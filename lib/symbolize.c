@@ -1,0 +1,386 @@
+/* Frame symbolization (see symbolize.h).
+ *
+ * Relies on elfutils' libdwfl, fed only with what the trace holds (module
+ * paths and load biases from the `modules` table), so the same code serves
+ * the traced process at close and an offline reader.  When libdwfl finds
+ * no symbol (the file is gone, or is the vdso) and the module is mapped in
+ * this very process, dladdr() answers from memory instead.
+ *
+ * Every address looked up is ip - 1: frames are return addresses, and ip
+ * itself may already be the first byte of the next line, or of the next
+ * function after a call that does not return.
+ */
+#include <dlfcn.h>
+#include <dwarf.h>
+#include <limits.h>
+#include <link.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <elfutils/libdwfl.h>
+
+#include <alloctrace/error.h>
+
+#include "modules.h"
+#include "schema.h"
+#include "symbolize.h"
+
+typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
+
+char *at__demangle(const char *name)
+{
+    if (!name || strncmp(name, "_Z", 2) != 0)
+        return NULL;
+    void *handle = NULL;
+    void *sym = dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    if (!sym) {
+        /* A C++ library opened without RTLD_GLOBAL is loaded but not in the
+         * default scope; NOLOAD never loads it just for this. */
+        handle = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+        if (handle)
+            sym = dlsym(handle, "__cxa_demangle");
+    }
+    char *out = NULL;
+    if (sym) {
+        demangle_fn fn;
+        memcpy(&fn, &sym, sizeof fn); /* ISO C has no object-to-function cast */
+        int status = -1;
+        out = fn(name, NULL, NULL, &status);
+        if (status != 0) {
+            free(out);
+            out = NULL;
+        }
+    }
+    if (handle)
+        dlclose(handle);
+    return out;
+}
+
+/* The address range of one compilation unit (absolute addresses). */
+typedef struct cu_range {
+    Dwarf_Addr lo, hi;
+    Dwarf_Die *cu;
+} cu_range;
+
+/* A module referenced by frames still to symbolize. */
+typedef struct mod {
+    int64_t id;
+    uintptr_t base;
+    char *path;
+    Dwfl_Module *dm; /* NULL when libdwfl could not take the file */
+    int cus_built;   /* cus/ncus/bias are valid (possibly empty) */
+    cu_range *cus;
+    size_t ncus;
+    Dwarf_Addr bias;
+} mod;
+
+/* A frame to symbolize. */
+typedef struct job {
+    int64_t id, module;
+    uintptr_t ip;
+} job;
+
+typedef struct work {
+    sqlite3 *db;
+    mod *mods; /* sorted by id */
+    size_t nmods;
+    job *jobs;
+    size_t njobs;
+    Dwfl *dwfl;
+} work;
+
+static const Dwfl_Callbacks callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+};
+
+/* ---- reading the work from the trace ----------------------------------------------- */
+
+/* Modules referenced by frames still to symbolize, and those frames. */
+static const char mods_sql[] = "SELECT id, base, path FROM modules WHERE path IS NOT NULL AND id IN"
+                               " (SELECT module FROM frames WHERE function IS NULL) ORDER BY id";
+static const char jobs_sql[] =
+    "SELECT id, module, ip FROM frames WHERE function IS NULL AND module IS NOT NULL";
+
+/* Runs `sql` wrapped in count(*) to size the array, then for the rows
+ * (same transaction, so the same ones); `row` stores row i. */
+static int load(sqlite3 *db, const char *sql, void **out, size_t *n, size_t size,
+                int (*row)(sqlite3_stmt *st, void *out, size_t i))
+{
+    char count_sql[512];
+    snprintf(count_sql, sizeof count_sql, "SELECT count(*) FROM (%s)", sql);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, count_sql, -1, &st, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    int s = sqlite3_step(st);
+    size_t total = s == SQLITE_ROW ? (size_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (s != SQLITE_ROW)
+        return AT_E_DB;
+    if (total == 0)
+        return 0;
+    if (!(*out = calloc(total, size)))
+        return AT_E_NOMEM;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    int rc = 0;
+    while (!rc && *n < total && (s = sqlite3_step(st)) == SQLITE_ROW)
+        if (!(rc = row(st, *out, *n)))
+            ++*n;
+    sqlite3_finalize(st);
+    return rc ? rc : s == SQLITE_ROW || s == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
+static int mod_row(sqlite3_stmt *st, void *out, size_t i)
+{
+    mod *m = (mod *)out + i;
+    m->id = sqlite3_column_int64(st, 0);
+    m->base = (uintptr_t)sqlite3_column_int64(st, 1);
+    const char *path = (const char *)sqlite3_column_text(st, 2);
+    m->path = path ? strdup(path) : NULL;
+    return m->path ? 0 : AT_E_NOMEM;
+}
+
+static int job_row(sqlite3_stmt *st, void *out, size_t i)
+{
+    job *j = (job *)out + i;
+    j->id = sqlite3_column_int64(st, 0);
+    j->module = sqlite3_column_int64(st, 1);
+    j->ip = (uintptr_t)sqlite3_column_int64(st, 2);
+    return 0;
+}
+
+static mod *find_mod(const work *w, int64_t id)
+{
+    size_t lo = 0, hi = w->nmods;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (w->mods[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < w->nmods && w->mods[lo].id == id ? &w->mods[lo] : NULL;
+}
+
+/* ---- libdwfl -------------------------------------------------------------------- */
+
+/* A Dwfl with every module that has a file on disk; NULL if libdwfl
+ * cannot even start, in which case only dladdr() is left. */
+static Dwfl *open_dwfl(work *w)
+{
+    Dwfl *dwfl = dwfl_begin(&callbacks);
+    if (!dwfl)
+        return NULL;
+    dwfl_report_begin(dwfl);
+    for (size_t i = 0; i < w->nmods; i++) {
+        mod *m = &w->mods[i];
+        struct stat sb;
+        if (stat(m->path, &sb) != 0 || !S_ISREG(sb.st_mode))
+            continue; /* the vdso, or a file removed since */
+        /* base is the load bias (dlpi_addr): with add_p_vaddr, libdwfl
+         * takes it as such even for objects whose first segment is not at
+         * address 0.  A file that fails (not ELF, overlaps) is skipped. */
+        m->dm = dwfl_report_elf(dwfl, m->path, m->path, -1, (GElf_Addr)m->base, true);
+    }
+    dwfl_report_end(dwfl, NULL, NULL);
+    return dwfl;
+}
+
+static int cu_range_cmp(const void *a, const void *b)
+{
+    const cu_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* libdw before 0.191 finds the unit of an address only through
+ * .debug_aranges, which clang does not emit: dwfl_module_getsrc then fails
+ * although the line table is there.  So the first time it fails in a
+ * module, the units' own ranges are listed, once, and searched instead. */
+static void build_cu_ranges(mod *m)
+{
+    m->cus_built = 1;
+    Dwarf_Addr bias;
+    if (!dwfl_module_getdwarf(m->dm, &bias))
+        return; /* no DWARF at all */
+    m->bias = bias;
+    size_t cap = 0;
+    Dwarf_Die *cu = NULL;
+    while ((cu = dwfl_module_nextcu(m->dm, cu, &bias)) != NULL) {
+        Dwarf_Addr base, lo, hi;
+        for (ptrdiff_t off = 0; (off = dwarf_ranges(cu, off, &base, &lo, &hi)) > 0;) {
+            if (m->ncus == cap) {
+                size_t c = cap ? 2 * cap : 64;
+                cu_range *v = realloc(m->cus, c * sizeof *v);
+                if (!v)
+                    goto done; /* what is listed still helps */
+                m->cus = v;
+                cap = c;
+            }
+            m->cus[m->ncus++] = (cu_range){lo + m->bias, hi + m->bias, cu};
+        }
+    }
+done:
+    qsort(m->cus, m->ncus, sizeof *m->cus, cu_range_cmp);
+}
+
+/* The unit holding `pc` in the list built above, or NULL. */
+static Dwarf_Die *find_cu(mod *m, Dwarf_Addr pc)
+{
+    if (!m->cus_built)
+        build_cu_ranges(m);
+    size_t lo = 0, hi = m->ncus; /* first range starting after pc */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->cus[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && pc < m->cus[lo - 1].hi ? m->cus[lo - 1].cu : NULL;
+}
+
+/* `file` made absolute with the compilation directory `dir` when it is
+ * relative (meson and make compile in another directory than the
+ * source's). */
+static const char *source_path(const char *dir, const char *file, char *buf, size_t size)
+{
+    if (file[0] == '/' || !dir || !dir[0])
+        return file;
+    int n = snprintf(buf, size, "%s/%s", dir, file);
+    return n > 0 && (size_t)n < size ? buf : file;
+}
+
+/* Source file (into buf) and line of `pc`; NULL if unknown. */
+static const char *source_line(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, int *line, char *buf,
+                               size_t size)
+{
+    Dwfl_Line *dl = dwfl_module_getsrc(dm, pc);
+    if (dl) {
+        const char *f = dwfl_lineinfo(dl, NULL, line, NULL, NULL, NULL);
+        return f && f[0] ? source_path(dwfl_line_comp_dir(dl), f, buf, size) : NULL;
+    }
+    Dwarf_Die *cu = m && m->dm == dm ? find_cu(m, pc) : NULL;
+    Dwarf_Line *ln = cu ? dwarf_getsrc_die(cu, pc - m->bias) : NULL;
+    const char *f = ln ? dwarf_linesrc(ln, NULL, NULL) : NULL;
+    if (!f || !f[0] || dwarf_lineno(ln, line) != 0)
+        return NULL;
+    Dwarf_Attribute attr;
+    return source_path(dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)), f, buf, size);
+}
+
+/* ---- one frame ------------------------------------------------------------------ */
+
+/* dladdr()'s symbol for `pc`, but only if the object mapped there in this
+ * process is the frame's module (same path and bias): an offline reader
+ * must not name frames after its own code. */
+static const char *dladdr_symbol(const mod *m, uintptr_t pc, uintptr_t *start)
+{
+    Dl_info di;
+    struct link_map *lm = NULL;
+    if (!m || !dladdr1((void *)pc, &di, (void **)&lm, RTLD_DL_LINKMAP) || !di.dli_sname || !lm ||
+        lm->l_addr != m->base)
+        return NULL;
+    char buf[PATH_MAX];
+    if (strcmp(at__module_path(lm->l_name, buf, sizeof buf), m->path) != 0)
+        return NULL;
+    *start = (uintptr_t)di.dli_saddr;
+    return di.dli_sname;
+}
+
+static int symbolize_one(work *w, sqlite3_stmt *up, const job *j)
+{
+    uintptr_t pc = j->ip - 1;
+    mod *m = find_mod(w, j->module);
+    const char *name = NULL, *file = NULL;
+    uintptr_t offset = 0;
+    int line = 0;
+    char pathbuf[PATH_MAX];
+    Dwfl_Module *dm = w->dwfl ? dwfl_addrmodule(w->dwfl, pc) : NULL;
+    if (dm) {
+        GElf_Off off = 0;
+        GElf_Sym sym;
+        name = dwfl_module_addrinfo(dm, pc, &off, &sym, NULL, NULL, NULL);
+        offset = (uintptr_t)off + 1; /* from the symbol to ip, not to ip - 1 */
+        file = source_line(m, dm, pc, &line, pathbuf, sizeof pathbuf);
+    }
+    if (!name) {
+        uintptr_t start = 0;
+        name = dladdr_symbol(m, pc, &start);
+        offset = j->ip - start;
+    }
+    if (!name && !file)
+        return 0; /* nothing known: the row stays as it is */
+
+    char *demangled = at__demangle(name);
+    if (name) {
+        sqlite3_bind_text(up, 1, demangled ? demangled : name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(up, 2, (sqlite3_int64)offset);
+    } else {
+        sqlite3_bind_null(up, 1);
+        sqlite3_bind_null(up, 2);
+    }
+    if (file) {
+        sqlite3_bind_text(up, 3, file, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(up, 4, line);
+    } else {
+        sqlite3_bind_null(up, 3);
+        sqlite3_bind_null(up, 4);
+    }
+    sqlite3_bind_int64(up, 5, j->id);
+    int s = sqlite3_step(up);
+    sqlite3_reset(up);
+    free(demangled);
+    return s == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
+/* ---- all frames ----------------------------------------------------------------- */
+
+static int symbolize_all(work *w)
+{
+    void *mods = NULL, *jobs = NULL;
+    int rc = load(w->db, mods_sql, &mods, &w->nmods, sizeof *w->mods, mod_row);
+    w->mods = mods;
+    if (!rc)
+        rc = load(w->db, jobs_sql, &jobs, &w->njobs, sizeof *w->jobs, job_row);
+    w->jobs = jobs;
+    if (rc || w->njobs == 0)
+        return rc;
+    sqlite3_stmt *up;
+    if (sqlite3_prepare_v2(w->db,
+                           "UPDATE frames SET function = ?1, function_offset = ?2, file = ?3,"
+                           " line = ?4 WHERE id = ?5",
+                           -1, &up, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    w->dwfl = open_dwfl(w);
+    for (size_t i = 0; i < w->njobs && !rc; i++)
+        rc = symbolize_one(w, up, &w->jobs[i]);
+    sqlite3_finalize(up);
+    return rc;
+}
+
+int at__symbolize_frames(sqlite3 *db)
+{
+    work w = {.db = db};
+    int rc = at__sql_exec(db, "BEGIN");
+    if (rc)
+        return rc;
+    rc = symbolize_all(&w);
+    if (!rc)
+        rc = at__sql_exec(db, "COMMIT");
+    if (rc)
+        at__sql_exec(db, "ROLLBACK");
+    if (w.dwfl)
+        dwfl_end(w.dwfl);
+    for (size_t i = 0; i < w.nmods; i++) {
+        free(w.mods[i].path);
+        free(w.mods[i].cus);
+    }
+    free(w.mods);
+    free(w.jobs);
+    return rc;
+}

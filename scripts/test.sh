@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's second command: install, build, and run the whole test
+# suite three ways: a -Werror build, an AddressSanitizer+UBSan build, and
+# the -Werror build again under valgrind.  Ends with "N passed, N failed".
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+scripts/setup.sh build-ci -Dwerror=true || exit 1
+scripts/setup.sh build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false || exit 1
+
+status=0
+run() { # name, meson test args...
+  local name=$1; shift
+  echo "== $name"
+  meson test "$@" --print-errorlogs || status=1
+}
+run "tests (-Werror build)" -C build-ci --num-processes 2
+run "tests (AddressSanitizer + UndefinedBehaviorSanitizer)" -C build-asan --setup asan --num-processes 2
+run "tests (valgrind)" -C build-ci --setup valgrind --num-processes 2
+
+python3 - build-ci/meson-logs/testlog.json build-asan/meson-logs/testlog-asan.json \
+    build-ci/meson-logs/testlog-valgrind.json <<'PY'
+import json, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        print(f"missing test log {path}")
+        failed += 1
+        continue
+    for line in lines:
+        r = json.loads(line)
+        if r["result"] in ("OK", "EXPECTEDFAIL"):
+            passed += 1
+        else:
+            failed += 1
+            print(f"FAILED: {r['name']} ({r['result']}) in {path}")
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
+py=$?
+[ $status -eq 0 ] && [ $py -eq 0 ]

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Runs every SQL block of docs/queries.md with Debian's sqlite3 shell on a
+real trace and checks that each one answers without error and, except where
+the trace legitimately has nothing to say, with at least one row.
+
+    queries_test.py QUERIES_MD SQLITE3 TRACE_PROGRAM WORKDIR
+"""
+import os
+import re
+import subprocess
+import sys
+
+queries_md, sqlite3, program, workdir = sys.argv[1:5]
+trace = os.path.join(workdir, "queries-%d.db" % os.getpid())
+if os.path.exists(trace):
+    os.unlink(trace)
+
+# A real run: the word index example over the project's own sources, which
+# leaks and mis-releases on purpose, so every question has an answer.
+src = os.path.join(os.path.dirname(os.path.abspath(queries_md)), "..", "lib")
+files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".c"))
+run = subprocess.run([program, trace] + files, capture_output=True, text=True)
+if run.returncode != 0:
+    sys.exit("example failed: %s" % run.stderr)
+
+text = open(queries_md).read()
+blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+if len(blocks) < 10:
+    sys.exit("expected at least 10 queries in %s, found %d" % (queries_md, len(blocks)))
+
+failed = 0
+for i, sql in enumerate(blocks, 1):
+    r = subprocess.run([sqlite3, "-bail", "-readonly", trace], input=sql,
+                       capture_output=True, text=True)
+    rows = [l for l in r.stdout.splitlines() if l.strip()]
+    if r.returncode != 0 or r.stderr:
+        print("query %d failed: %s\n%s" % (i, r.stderr.strip(), sql))
+        failed += 1
+    elif not rows:
+        print("query %d returned no rows:\n%s" % (i, sql))
+        failed += 1
+    else:
+        print("ok - query %d (%d rows)" % (i, len(rows)))
+os.unlink(trace)
+sys.exit(1 if failed else 0)

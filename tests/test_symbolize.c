@@ -1,0 +1,352 @@
+/* Tests of the module map and of frame symbolization: frames whose
+ * addresses are known (functions of this very program, libstdc++, the
+ * vdso, nowhere) go into a fresh trace database, at__modules_write and
+ * at__symbolize_frames run over it, and the rows are checked. */
+#include <dlfcn.h>
+#include <limits.h>
+#include <link.h>
+#include <stdint.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include <alloctrace/error.h>
+
+#include "modules.h"
+#include "schema.h"
+#include "symbolize.h"
+#include "trace_util.h"
+
+/* ---- code whose symbols and lines the tests know -------------------------------- */
+
+/* Global and noinline, so that the compiler neither inlines nor clones
+ * (renames) them. */
+void symtest_target(void);
+uintptr_t symtest_return_address(void);
+uintptr_t symtest_caller(void);
+
+static volatile int sink;
+static int caller_line;
+
+enum { TARGET_LINE = __LINE__ + 1 };
+__attribute__((noinline)) void symtest_target(void)
+{
+    for (int i = 0; i < 8; i++)
+        sink += i;
+}
+
+__attribute__((noinline)) uintptr_t symtest_return_address(void)
+{
+    return (uintptr_t)__builtin_return_address(0);
+}
+
+__attribute__((noinline)) uintptr_t symtest_caller(void)
+{
+    caller_line = __LINE__ + 1;
+    uintptr_t ip = symtest_return_address();
+    /* Keeps the call from becoming a tail call, which would return into
+     * the test instead of here. */
+    __asm__ volatile("" ::: "memory");
+    return ip;
+}
+
+/* ---- helpers ------------------------------------------------------------------ */
+
+static sqlite3 *open_db(const char *name, char *path, size_t size)
+{
+    snprintf(path, size, "%s", trace_path(name));
+    sqlite3 *db = NULL;
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        TEST_FAIL("cannot create %s", path);
+    ASSERT_EQ(at__schema_create(db), 0);
+    return db;
+}
+
+static void close_db(sqlite3 *db, const char *path)
+{
+    ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+    unlink(path);
+}
+
+static void add_frame(sqlite3 *db, uintptr_t ip)
+{
+    sqlite3_stmt *st;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "INSERT INTO frames(ip) VALUES(?)", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)ip);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
+static void run_both(sqlite3 *db)
+{
+    ASSERT_EQ(at__modules_write(db), 0);
+    ASSERT_EQ(at__symbolize_frames(db), 0);
+}
+
+static const char *exe_path(void)
+{
+    static char buf[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    ASSERT_GT(n, 0);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The load bias of the object holding `addr`, as the loader knows it. */
+static uintptr_t bias_of(const void *addr)
+{
+    Dl_info di;
+    struct link_map *lm = NULL;
+    ASSERT_TRUE(dladdr1(addr, &di, (void **)&lm, RTLD_DL_LINKMAP));
+    ASSERT_NOT_NULL(lm);
+    return lm->l_addr;
+}
+
+/* A function of libc itself (a sanitizer may interpose the name). */
+static uintptr_t libc_fn(const char *name)
+{
+    void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    ASSERT_NOT_NULL(libc);
+    void *fn = dlsym(libc, name);
+    ASSERT_NOT_NULL(fn);
+    dlclose(libc); /* still loaded: the program links it */
+    return (uintptr_t)fn;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* ---- the module map --------------------------------------------------------------- */
+
+TEST(modules_executable_and_libc)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("modules", path, sizeof path);
+    ASSERT_EQ(at__modules_write(db), 0);
+
+    const char *exe = exe_path();
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM modules WHERE path = '%s'", exe), 1);
+    ASSERT_UEQ(q_int(db, "SELECT base FROM modules WHERE path = '%s'", exe),
+               bias_of((const void *)(uintptr_t)symtest_target));
+    uintptr_t target = (uintptr_t)symtest_target;
+    ASSERT_EQ(q_int(db, "SELECT start <= %lld AND %lld < end FROM modules WHERE path = '%s'",
+                    (long long)target, (long long)target, exe),
+              1);
+    ASSERT_EQ(q_int(db,
+                    "SELECT length(build_id) = 40 AND build_id NOT GLOB '*[^0-9a-f]*'"
+                    " FROM modules WHERE path = '%s'",
+                    exe),
+              1);
+
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM modules WHERE path LIKE '%%/libc.so.6'"), 1);
+    ASSERT_UEQ(q_int(db, "SELECT base FROM modules WHERE path LIKE '%%/libc.so.6'"),
+               bias_of((const void *)libc_fn("getpid")));
+    ASSERT_EQ(q_int(db, "SELECT build_id IS NOT NULL FROM modules WHERE path LIKE '%%/libc.so.6'"),
+              1);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM modules WHERE start >= end OR path = ''"), 0);
+
+    /* The vdso has no file but is recorded by name (valgrind hides it). */
+    if (getauxval(AT_SYSINFO_EHDR))
+        ASSERT_EQ(q_int(db, "SELECT count(*) FROM modules WHERE path LIKE 'linux-vdso%%'"), 1);
+
+    /* A second call adds nothing. */
+    long long n = q_int(db, "SELECT count(*) FROM modules");
+    ASSERT_EQ(at__modules_write(db), 0);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM modules"), n);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM (SELECT 1 FROM modules GROUP BY path, base"
+                        " HAVING count(*) > 1)"),
+              0);
+    close_db(db, path);
+}
+
+TEST(modules_attribute_frames)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("attribute", path, sizeof path);
+    uintptr_t target = (uintptr_t)symtest_target + 4;
+    uintptr_t in_libc = libc_fn("getpid") + 1;
+    int local;
+    uintptr_t nowhere = (uintptr_t)&local; /* the stack is no module */
+    add_frame(db, target);
+    add_frame(db, in_libc);
+    add_frame(db, nowhere);
+    add_frame(db, 16);
+    ASSERT_EQ(at__modules_write(db), 0);
+
+    const char *exe = exe_path();
+    ASSERT_EQ(q_int(db, "SELECT module = (SELECT id FROM modules WHERE path = '%s')"
+                        " FROM frames WHERE ip = %lld",
+                    exe, (long long)target),
+              1);
+    ASSERT_UEQ(q_int(db, "SELECT module_offset FROM frames WHERE ip = %lld", (long long)target),
+               target - bias_of((const void *)(uintptr_t)symtest_target));
+    ASSERT_STREQ(q_text(db, "SELECT m.path FROM frames f JOIN modules m ON m.id = f.module"
+                            " WHERE f.ip = %lld",
+                        (long long)in_libc),
+                 q_text(db, "SELECT path FROM modules WHERE path LIKE '%%/libc.so.6'"));
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM frames WHERE module IS NULL"), 2);
+    close_db(db, path);
+}
+
+/* ---- symbolization ------------------------------------------------------------------ */
+
+TEST(symbolize_own_functions)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("own", path, sizeof path);
+    uintptr_t target = (uintptr_t)symtest_target + 4;
+    uintptr_t ret = symtest_caller();
+    add_frame(db, target);
+    add_frame(db, ret);
+    run_both(db);
+
+    ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)target),
+                 "symtest_target");
+    ASSERT_EQ(q_int(db, "SELECT function_offset FROM frames WHERE ip = %lld", (long long)target),
+              4);
+    const char *file = q_text(db, "SELECT file FROM frames WHERE ip = %lld", (long long)target);
+    ASSERT_TRUE(ends_with(file, "test_symbolize.c"));
+    ASSERT_EQ(file[0], '/'); /* made absolute with the compilation directory */
+    ASSERT_EQ(access(file, R_OK), 0);
+    long long line = q_int(db, "SELECT line FROM frames WHERE ip = %lld", (long long)target);
+    ASSERT_GE(line, TARGET_LINE);
+    ASSERT_LE(line, TARGET_LINE + 4);
+
+    ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ret),
+                 "symtest_caller");
+    ASSERT_UEQ(q_int(db, "SELECT function_offset FROM frames WHERE ip = %lld", (long long)ret),
+               ret - (uintptr_t)symtest_caller);
+    ASSERT_TRUE(ends_with(q_text(db, "SELECT file FROM frames WHERE ip = %lld", (long long)ret),
+                          "test_symbolize.c"));
+    line = q_int(db, "SELECT line FROM frames WHERE ip = %lld", (long long)ret);
+    ASSERT_GE(line, caller_line - 1);
+    ASSERT_LE(line, caller_line + 1);
+
+    /* Nothing left to do: a second pass changes nothing. */
+    ASSERT_EQ(at__symbolize_frames(db), 0);
+    ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ret),
+                 "symtest_caller");
+    close_db(db, path);
+}
+
+TEST(symbolize_libc)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("libc", path, sizeof path);
+    uintptr_t ip = libc_fn("getpid") + 1;
+    add_frame(db, ip);
+    run_both(db);
+    /* libc may name it by an alias (__getpid); without debug info there
+     * is no line, which must not matter. */
+    ASSERT_TRUE(strstr(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ip),
+                       "getpid") != NULL);
+    ASSERT_EQ(q_int(db, "SELECT function_offset FROM frames WHERE ip = %lld", (long long)ip), 1);
+    close_db(db, path);
+}
+
+TEST(symbolize_unknown_and_missing)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("missing", path, sizeof path);
+    int local;
+    uintptr_t nowhere = (uintptr_t)&local;
+    add_frame(db, nowhere);
+    add_frame(db, 16);
+    /* Modules whose file is gone, or is not ELF, in ranges nothing maps. */
+    char sql[PATH_MAX + 256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO modules(path, base, start, end) VALUES"
+             " ('/nonexistent/libgone.so', 4096, 4096, 8192), ('%s', 8192, 8192, 12288)",
+             path);
+    ASSERT_EQ(at__sql_exec(db, sql), 0);
+    add_frame(db, 4096 + 100);
+    add_frame(db, 8192 + 100);
+    /* A frame already symbolized is left alone. */
+    uintptr_t target = (uintptr_t)symtest_target + 4;
+    snprintf(sql, sizeof sql, "INSERT INTO frames(ip, function) VALUES(%lld, 'kept')",
+             (long long)target);
+    ASSERT_EQ(at__sql_exec(db, sql), 0);
+    run_both(db);
+
+    ASSERT_EQ(q_int(db, "SELECT module IS NULL AND function IS NULL FROM frames WHERE ip = %lld",
+                    (long long)nowhere),
+              1);
+    ASSERT_EQ(q_int(db, "SELECT module IS NULL AND function IS NULL FROM frames WHERE ip = 16"), 1);
+    ASSERT_EQ(q_int(db, "SELECT module IS NOT NULL AND function IS NULL AND file IS NULL"
+                        " FROM frames WHERE ip = %d",
+                    4096 + 100),
+              1);
+    ASSERT_EQ(q_int(db, "SELECT module IS NOT NULL AND function IS NULL AND file IS NULL"
+                        " FROM frames WHERE ip = %d",
+                    8192 + 100),
+              1);
+    ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)target),
+                 "kept");
+    close_db(db, path);
+}
+
+/* The vdso has no file for libdwfl; its symbols come from dladdr(). */
+TEST(symbolize_vdso)
+{
+    void *vdso = dlopen("linux-vdso.so.1", RTLD_LAZY | RTLD_NOLOAD);
+    void *fn = vdso ? dlsym(vdso, "__vdso_clock_gettime") : NULL;
+    if (!fn) {
+        if (vdso)
+            dlclose(vdso);
+        printf("# no vdso (under valgrind?): skipped\n");
+        return;
+    }
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("vdso", path, sizeof path);
+    uintptr_t ip = (uintptr_t)fn + 1;
+    add_frame(db, ip);
+    run_both(db);
+    ASSERT_STREQ(q_text(db, "SELECT m.path FROM frames f JOIN modules m ON m.id = f.module"
+                            " WHERE f.ip = %lld",
+                        (long long)ip),
+                 "linux-vdso.so.1");
+    ASSERT_TRUE(strstr(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ip),
+                       "clock_gettime") != NULL);
+    ASSERT_EQ(q_int(db, "SELECT function_offset FROM frames WHERE ip = %lld", (long long)ip), 1);
+    dlclose(vdso);
+    close_db(db, path);
+}
+
+/* ---- C++ names ------------------------------------------------------------------ */
+
+TEST(demangle)
+{
+    ASSERT_NULL(at__demangle(NULL));
+    ASSERT_NULL(at__demangle("main"));
+    void *loaded = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+    if (!loaded) /* no demangler in the process: names stay as they are */
+        ASSERT_NULL(at__demangle("_ZN3foo3barEi"));
+    else
+        dlclose(loaded);
+
+    /* Opened locally, as a C++ plugin would be: not in the default scope. */
+    void *h = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NOT_NULL(h);
+    char *s = at__demangle("_ZN3foo3barEi");
+    ASSERT_STREQ(s, "foo::bar(int)");
+    free(s);
+    ASSERT_NULL(at__demangle("_Z")); /* not a valid mangled name */
+    ASSERT_NULL(at__demangle("_Zgarbage!"));
+
+    /* End to end: a frame inside libstdc++ gets the demangled name. */
+    void *fn = dlsym(h, "_ZNSt6thread20hardware_concurrencyEv");
+    ASSERT_NOT_NULL(fn);
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("cxx", path, sizeof path);
+    uintptr_t ip = (uintptr_t)fn + 1;
+    add_frame(db, ip);
+    run_both(db);
+    ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ip),
+                 "std::thread::hardware_concurrency()");
+    close_db(db, path);
+    dlclose(h);
+}
+
+TEST_MAIN()
