@@ -244,23 +244,73 @@ static Dwarf_Die *find_cu(mod *m, Dwarf_Addr pc)
     return lo > 0 && pc < m->cus[lo - 1].hi ? m->cus[lo - 1].cu : NULL;
 }
 
+/* Drops "." segments and "dir/.." pairs, in place and lexically (as a
+ * reader of the path would, not following symbolic links): meson's
+ * "/src/build/../lib/x.c" becomes "/src/lib/x.c".  Paths deeper than
+ * MAX_DEPTH are left as they are. */
+static void normalize(char *path)
+{
+    enum { MAX_DEPTH = 256 };
+    size_t starts[MAX_DEPTH]; /* where each kept segment (with its '/') begins */
+    int up[MAX_DEPTH];        /* whether that segment is ".." */
+    int depth = 0, abs = path[0] == '/';
+    size_t segments = 0;
+    for (const char *p = path; *p; p++)
+        segments += *p == '/';
+    if (segments >= MAX_DEPTH)
+        return;
+    size_t out = (size_t)abs, i = 0;
+    while (path[i]) {
+        while (path[i] == '/')
+            i++;
+        size_t s = i;
+        while (path[i] && path[i] != '/')
+            i++;
+        size_t len = i - s;
+        int dotdot = len == 2 && path[s] == '.' && path[s + 1] == '.';
+        if (len == 0 || (len == 1 && path[s] == '.'))
+            continue;
+        if (dotdot && depth > 0 && !up[depth - 1]) {
+            out = starts[--depth];
+            continue;
+        }
+        if (dotdot && abs)
+            continue; /* "/.." is "/" */
+        starts[depth] = out;
+        up[depth++] = dotdot;
+        if (out > (size_t)abs)
+            path[out++] = '/';
+        memmove(path + out, path + s, len); /* out <= s: never overtakes */
+        out += len;
+    }
+    if (out == 0)
+        path[out++] = '.';
+    path[out] = '\0';
+}
+
 /* `file` made absolute with the compilation directory `dir` when it is
- * relative (meson and make compile in another directory than the
- * source's). */
+ * relative (meson and make compile elsewhere than in the source's
+ * directory), then normalized; into buf, or `file` itself if too long. */
 static const char *source_path(const char *dir, const char *file, char *buf, size_t size)
 {
-    if (file[0] == '/' || !dir || !dir[0])
+    int relative = file[0] != '/' && dir && dir[0];
+    int n = snprintf(buf, size, "%s%s%s", relative ? dir : "", relative ? "/" : "", file);
+    if (n < 0 || (size_t)n >= size)
         return file;
-    int n = snprintf(buf, size, "%s/%s", dir, file);
-    return n > 0 && (size_t)n < size ? buf : file;
+    normalize(buf);
+    return buf;
 }
 
 /* Source file (into buf) and line of `pc`; NULL if unknown. */
 static const char *source_line(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, int *line, char *buf,
                                size_t size)
 {
+    /* libdw (0.188 at least) also answers for an address in a gap after
+     * a unit (crt code placed after main) with the unit's last line: a
+     * line counts only if its unit covers pc. */
     Dwfl_Line *dl = dwfl_module_getsrc(dm, pc);
-    if (dl) {
+    Dwarf_Addr bias;
+    if (dl && dwfl_dwarf_line(dl, &bias) && dwarf_haspc(dwfl_linecu(dl), pc - bias) == 1) {
         const char *f = dwfl_lineinfo(dl, NULL, line, NULL, NULL, NULL);
         return f && f[0] ? source_path(dwfl_line_comp_dir(dl), f, buf, size) : NULL;
     }
@@ -315,6 +365,15 @@ static int symbolize_one(work *w, sqlite3_stmt *up, const job *j)
     }
     if (!name && !file)
         return 0; /* nothing known: the row stays as it is */
+    /* Symbol tables of debug files keep version suffixes
+     * ("__libc_start_main@@GLIBC_2.34"); the function is what matters. */
+    char unversioned[512];
+    const char *at = name ? strchr(name, '@') : NULL;
+    if (at && at > name && (size_t)(at - name) < sizeof unversioned) {
+        memcpy(unversioned, name, (size_t)(at - name));
+        unversioned[at - name] = '\0';
+        name = unversioned;
+    }
 
     char *demangled = at__demangle(name);
     if (name) {

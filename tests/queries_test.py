@@ -19,7 +19,10 @@ if os.path.exists(trace):
 # leaks and mis-releases on purpose, so every question has an answer.
 src = os.path.join(os.path.dirname(os.path.abspath(queries_md)), "..", "lib")
 files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".c"))
-run = subprocess.run([program, trace] + files, capture_output=True, text=True)
+# Its leaks are planted: a sanitizer build must not fail the run over them.
+env = dict(os.environ)
+env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
+run = subprocess.run([program, trace] + files, capture_output=True, text=True, env=env)
 if run.returncode != 0:
     sys.exit("example failed: %s" % run.stderr)
 

@@ -209,6 +209,8 @@ TEST(symbolize_own_functions)
     const char *file = q_text(db, "SELECT file FROM frames WHERE ip = %lld", (long long)target);
     ASSERT_TRUE(ends_with(file, "test_symbolize.c"));
     ASSERT_EQ(file[0], '/'); /* made absolute with the compilation directory */
+    ASSERT_NULL(strstr(file, "/../"));
+    ASSERT_NULL(strstr(file, "/./"));
     ASSERT_EQ(access(file, R_OK), 0);
     long long line = q_int(db, "SELECT line FROM frames WHERE ip = %lld", (long long)target);
     ASSERT_GE(line, TARGET_LINE);
@@ -228,6 +230,26 @@ TEST(symbolize_own_functions)
     ASSERT_EQ(at__symbolize_frames(db), 0);
     ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ret),
                  "symtest_caller");
+    close_db(db, path);
+}
+
+/* The program's entry point comes from crt1.o, without debug info, and is
+ * often placed right after main: it must get no line of main's unit. */
+extern void _start(void);
+
+TEST(symbolize_code_without_debug_info)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("nodebug", path, sizeof path);
+    uintptr_t ip = (uintptr_t)_start + 8;
+    add_frame(db, ip);
+    run_both(db);
+    ASSERT_STREQ(q_text(db, "SELECT function FROM frames WHERE ip = %lld", (long long)ip),
+                 "_start");
+    ASSERT_EQ(q_int(db, "SELECT function_offset FROM frames WHERE ip = %lld", (long long)ip), 8);
+    ASSERT_EQ(q_int(db, "SELECT file IS NULL AND line IS NULL FROM frames WHERE ip = %lld",
+                    (long long)ip),
+              1);
     close_db(db, path);
 }
 
