@@ -62,10 +62,12 @@ static const char finish_sql[] =
     " thread, stack, t AS alloc_time_us FROM lifetimes WHERE free_dseq IS NULL;"
     "CREATE VIEW leak_sites AS SELECT stack, count(*) AS blocks, sum(size) AS bytes,"
     " min(size) AS min_size, max(size) AS max_size FROM leaks GROUP BY stack;"
-    "CREATE VIEW stack_text AS SELECT sf.stack AS stack,"
-    " group_concat(coalesce(f.function, printf('0x%x', f.ip)), ' <- ') AS text"
-    " FROM (SELECT * FROM stack_frames ORDER BY stack, level) sf"
-    " JOIN frames f ON f.id = sf.frame GROUP BY sf.stack;"
+    /* The ordered subquery holds the join: SQLite never flattens an
+     * ORDER BY subquery into an aggregate, so frames concatenate in order. */
+    "CREATE VIEW stack_text AS SELECT stack, group_concat(name, ' <- ') AS text"
+    " FROM (SELECT sf.stack AS stack, coalesce(f.function, printf('0x%x', f.ip)) AS name"
+    " FROM stack_frames sf JOIN frames f ON f.id = sf.frame ORDER BY sf.stack, sf.level)"
+    " GROUP BY stack;"
     "CREATE VIEW stack_lines AS SELECT sf.stack AS stack, sf.level AS level, f.ip AS ip,"
     " f.function AS function, f.file AS file, f.line AS line, m.path AS module"
     " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"

@@ -182,10 +182,13 @@ TEST(modules_attribute_frames)
               1);
     ASSERT_UEQ(q_int(db, "SELECT module_offset FROM frames WHERE ip = %lld", (long long)target),
                target - bias_of((const void *)(uintptr_t)symtest_target));
+    char libc_path[PATH_MAX];
+    snprintf(libc_path, sizeof libc_path, "%s",
+             q_text(db, "SELECT path FROM modules WHERE path LIKE '%%/libc.so.6'"));
     ASSERT_STREQ(q_text(db, "SELECT m.path FROM frames f JOIN modules m ON m.id = f.module"
                             " WHERE f.ip = %lld",
                         (long long)in_libc),
-                 q_text(db, "SELECT path FROM modules WHERE path LIKE '%%/libc.so.6'"));
+                 libc_path);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM frames WHERE module IS NULL"), 2);
     close_db(db, path);
 }
