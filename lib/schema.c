@@ -30,6 +30,7 @@ static const char tables_sql[] =
     " release_size INTEGER, release_align INTEGER, release_family TEXT, alloc_seq INTEGER,"
     " alloc_ptr INTEGER, alloc_stack INTEGER, alloc_size INTEGER, alloc_align INTEGER,"
     " alloc_family TEXT, first_free_seq INTEGER, detail TEXT);"
+    "CREATE TABLE runtime_owned(seq INTEGER PRIMARY KEY, reason TEXT NOT NULL);"
     "CREATE TABLE timeline(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL,"
     " live_bytes INTEGER NOT NULL, live_blocks INTEGER NOT NULL, alloc_calls INTEGER NOT NULL,"
     " alloc_bytes INTEGER NOT NULL, free_calls INTEGER NOT NULL);";
@@ -59,7 +60,10 @@ static const char finish_sql[] =
     " FROM lifetimes;"
     "CREATE VIEW leaks AS SELECT seq AS alloc_seq, ptr, size, align,"
     " " FAMILY_NAME("(ops & 3)") " AS family,"
-    " thread, stack, t AS alloc_time_us FROM lifetimes WHERE free_dseq IS NULL;"
+    " thread, stack, t AS alloc_time_us FROM lifetimes WHERE free_dseq IS NULL"
+    " AND seq NOT IN (SELECT seq FROM runtime_owned);"
+    "CREATE VIEW runtime_blocks AS SELECT l.seq AS alloc_seq, l.ptr, l.size, l.align,"
+    " l.stack, r.reason FROM runtime_owned r JOIN lifetimes l ON l.seq = r.seq;"
     "CREATE VIEW leak_sites AS SELECT stack, count(*) AS blocks, sum(size) AS bytes,"
     " min(size) AS min_size, max(size) AS max_size FROM leaks GROUP BY stack;"
     /* The ordered subquery holds the join: SQLite never flattens an

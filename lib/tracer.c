@@ -32,6 +32,8 @@ enum { BUF_SIZE = 256 * 1024, DEFAULT_BUFFER_LIMIT = 16 * 1024 * 1024 };
 
 static uint64_t next_serial = 1;
 
+__thread int at__untraced __attribute__((tls_model("initial-exec")));
+
 /* The calling thread's state for the tracer it used last: the common case
  * is one tracer, so this avoids pthread_getspecific on the hot path. */
 static __thread struct {
@@ -188,6 +190,29 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
     errno = saved;
 }
 
+void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family)
+{
+    at_thread *th = at__thread_get(t);
+    at_block_info b = {
+        .ptr = (uintptr_t)ptr,
+        .size = size,
+        .stack = 0,
+        .thread = th ? th->id : 0,
+        .align_log2 = (uint8_t)at__log2(align),
+        .family = (uint8_t)family,
+        .op = AT_OP_ALLOC,
+        .seq = next_seq(t),
+        .t = 0,
+    };
+    at_block_info old;
+    if (at__live_insert(&t->live, &b, &old) < 0 && th)
+        BUMP(th->lost, 1);
+    if (th) {
+        BUMP(th->alloc_calls, 1);
+        BUMP(th->alloc_bytes, size);
+    }
+}
+
 /* Waits until the writer has committed every buffer submitted so far. */
 static void sync_writer(at_tracer *t)
 {
@@ -256,6 +281,8 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
 
     if (found == AT_LIVE_FOUND) {
         size_t alloc_align = (size_t)1 << b.align_log2;
+        if (given_size == AT_SIZE_UNKNOWN)
+            given_size = f.given_size = b.size; /* only the alignment is checked */
         if (given_align && (uintptr_t)ptr % given_align != 0)
             f.finding = AT_FINDING_MISALIGNED_FREE;
         else if (family != (at_family)b.family)

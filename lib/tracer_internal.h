@@ -101,6 +101,19 @@ void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec);
  * block is live again, as it was. */
 void at__trace_release_undo(at_tracer *t, const at_block_info *actual);
 
+/* `given_size` for a release that states an alignment but no size (C++'s
+ * unsized aligned delete): only the alignment is checked. */
+#define AT_SIZE_UNKNOWN SIZE_MAX
+
+/* Records a block that was allocated before tracing started (the preload
+ * library's bootstrap), so that its release is checked like any other.
+ * It has no stack (0) and time 0. */
+void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family);
+
+/* Set on threads whose allocations must never be traced: the writer (and,
+ * in the preload library, any thread while it runs tracer code). */
+extern __thread int at__untraced __attribute__((tls_model("initial-exec")));
+
 /* Frees the decorators made by at_tracing_allocator(). */
 void at__tracing_backends_free(at_tracer *t);
 

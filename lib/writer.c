@@ -24,9 +24,13 @@
 #include "at_uthash.h"
 #include "clock.h"
 #include "modules.h"
+#include "runtime.h"
 #include "schema.h"
 #include "symbolize.h"
 #include "tracer_internal.h"
+
+/* Weak: absent from the preload library (see at__writer_finish). */
+extern int at__symbolize_frames(sqlite3 *db) __attribute__((weak));
 
 enum { TAKE_TIMEOUT_MS = 50, TIMELINE_PERIOD_NS = 10 * 1000 * 1000 };
 
@@ -352,6 +356,7 @@ void *at__writer_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    at__untraced = 1; /* SQLite's own allocations are not the program's */
     writer *w = the_writer(t);
     for (;;) {
         pthread_mutex_lock(&t->sync_mu);
@@ -531,7 +536,14 @@ int at__writer_finish(at_tracer *t)
     exec(w, "COMMIT");
 
     fail(w, at__modules_write(w->db));
-    fail(w, at__symbolize_frames(w->db));
+    /* The preload library leaves the symbolizer out (libdw has no business
+     * inside every traced program): `alloctrace run` symbolizes the trace
+     * after the program has exited, from the module map written here. */
+    int symbolized = at__symbolize_frames != NULL;
+    if (symbolized) {
+        fail(w, at__symbolize_frames(w->db));
+        fail(w, at__classify_runtime(w->db));
+    }
 
     at_tracer_stats s;
     at_tracer_get_stats(t, &s);
@@ -548,6 +560,7 @@ int at__writer_finish(at_tracer *t)
     meta_set_int(w->db, "lost_events", (int64_t)s.lost_events);
     meta_set_int(w->db, "backpressure_waits", (int64_t)t->q.waits);
     meta_set_int(w->db, "writer_error", t->writer_error);
+    meta_set_int(w->db, "symbolized", symbolized);
     meta_set_int(w->db, "finished", 1);
     exec(w, "COMMIT");
     finalize(w);

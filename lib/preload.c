@@ -1,0 +1,611 @@
+/* liballoctrace_preload.so: traces an unmodified program's global allocator.
+ *
+ * Each interposed entry point maps its call to a layout and a family
+ * (malloc, new, new[]), gets the memory from glibc's own allocator through
+ * its exported __libc_* names (no dlsym, hence no bootstrap recursion), and
+ * makes one call into the tracer's hot path (tracer.c), exactly as the
+ * tracing allocator does.  Nothing else lives here.
+ *
+ * States:
+ *  - BOOT, before our constructor has opened the trace: blocks are served
+ *    and remembered in a small static table; once the tracer is ready they
+ *    are adopted into its live table, so their release is checked too;
+ *  - READY: every call is traced, except on a thread that is running the
+ *    tracer itself (at__untraced: the writer, or any thread while it is
+ *    inside the hot path), whose allocations are the tracer's own;
+ *  - OFF: after the trace is closed, in a forked child, or when the trace
+ *    could not be opened: calls go straight to glibc.  Every block came
+ *    from glibc, so a block traced earlier can still be freed there.
+ *
+ * Environment (set by `alloctrace run`): ALLOCTRACE_OUTPUT (trace path),
+ * ALLOCTRACE_PID (the pid that writes ALLOCTRACE_OUTPUT itself; any other
+ * process writes OUTPUT-without-.db.PID.db), ALLOCTRACE_DEPTH,
+ * ALLOCTRACE_ABORT_ON_FINDING=1, ALLOCTRACE_FOLLOW_CHILDREN=1 (otherwise
+ * the library takes itself out of LD_PRELOAD so children run untraced).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "spinlock.h"
+#include "tracer_internal.h"
+
+/* glibc's allocator under its own names: always the real one. */
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *ptr, size_t size);
+extern void __libc_free(void *ptr);
+extern void *__libc_memalign(size_t align, size_t size);
+extern void *__libc_valloc(size_t size);
+extern void *__libc_pvalloc(size_t size);
+
+/* The layouts the C and C++ entry points imply: malloc's blocks are
+ * aligned for max_align_t, operator new's for
+ * __STDCPP_DEFAULT_NEW_ALIGNMENT__, which is the same 16 on every ABI this
+ * builds for (C has no macro for the C++ value). */
+#define MALLOC_ALIGN ((size_t)_Alignof(max_align_t))
+#define NEW_ALIGN ((size_t)16)
+_Static_assert(_Alignof(max_align_t) == 16, "NEW_ALIGN assumes a 16-byte max_align_t");
+
+#define EXPORT __attribute__((visibility("default")))
+#define INLINE static inline __attribute__((always_inline))
+
+enum { S_BOOT = 0, S_READY = 1, S_OFF = 2 };
+static int state = S_BOOT;
+static at_tracer *tracer;
+
+/* ---- bootstrap table ------------------------------------------------------ */
+
+enum { BOOT_MAX = 4096 };
+static struct boot_block {
+    void *ptr;
+    size_t size, align;
+    at_family family;
+} boot[BOOT_MAX];
+static unsigned boot_n;
+static unsigned long boot_dropped;
+static at__spinlock boot_lock;
+
+static void boot_remember(void *p, size_t size, size_t align, at_family family)
+{
+    at__spin_lock(&boot_lock);
+    if (boot_n < BOOT_MAX)
+        boot[boot_n++] = (struct boot_block){p, size, align, family};
+    else
+        boot_dropped++;
+    at__spin_unlock(&boot_lock);
+}
+
+static void boot_forget(void *p)
+{
+    at__spin_lock(&boot_lock);
+    for (unsigned i = 0; i < boot_n; i++) {
+        if (boot[i].ptr == p) {
+            boot[i] = boot[--boot_n];
+            break;
+        }
+    }
+    at__spin_unlock(&boot_lock);
+}
+
+/* ---- the two hooks every entry point calls ------------------------------- */
+
+INLINE int current_state(void)
+{
+    return __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+}
+
+/* Inlined into each entry point, so that one frame (the entry point) is
+ * skipped and the trace's first frame is the program's call site. */
+INLINE void on_alloc(void *p, size_t size, size_t align, at_family family, enum at_op op)
+{
+    if (!p || at__untraced)
+        return;
+    int s = current_state();
+    if (s == S_READY) {
+        at__untraced = 1;
+        at__trace_alloc(tracer, p, size, align, family, op, 1);
+        at__untraced = 0;
+    } else if (s == S_BOOT) {
+        boot_remember(p, size, align, family);
+    }
+}
+
+/* 1 when `p` must be given back to glibc, 0 when the release was bad (a
+ * finding is recorded) and glibc must never see it. */
+INLINE int on_release(void *p, size_t size, size_t align, at_family family)
+{
+    if (at__untraced)
+        return 1;
+    int s = current_state();
+    if (s == S_READY) {
+        at_block_info actual;
+        at__untraced = 1;
+        int ok = at__trace_release(tracer, p, size, align, family, AT_OP_DEALLOC, &actual, NULL, 1);
+        at__untraced = 0;
+        return ok;
+    }
+    if (s == S_BOOT)
+        boot_forget(p);
+    return 1;
+}
+
+static size_t pow2_at_least(size_t x)
+{
+    size_t p = 1;
+    while (p < x && p < ((size_t)1 << (sizeof(size_t) * 8 - 1)))
+        p <<= 1;
+    return p;
+}
+
+static void *aligned_block(size_t align, size_t size)
+{
+    return align <= MALLOC_ALIGN ? __libc_malloc(size) : __libc_memalign(align, size);
+}
+
+/* ---- the malloc family ---------------------------------------------------- */
+
+EXPORT void *malloc(size_t size)
+{
+    void *p = __libc_malloc(size);
+    on_alloc(p, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    return p;
+}
+
+EXPORT void *calloc(size_t n, size_t size)
+{
+    void *p = __libc_calloc(n, size); /* checks n * size for overflow */
+    on_alloc(p, n * size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_ALLOC_ZEROED);
+    return p;
+}
+
+EXPORT void free(void *p)
+{
+    if (p && on_release(p, 0, 0, AT_FAMILY_MALLOC))
+        __libc_free(p);
+}
+
+/* realloc is a release and an allocation; the release is checked first
+ * and recorded only once glibc has succeeded, since a failed realloc
+ * leaves the old block live. */
+INLINE void *traced_realloc(void *p, size_t size)
+{
+    if (!p) {
+        void *q = __libc_malloc(size);
+        on_alloc(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC);
+        return q;
+    }
+    if (size == 0) { /* glibc frees the block and returns NULL */
+        if (on_release(p, 0, 0, AT_FAMILY_MALLOC))
+            __libc_free(p);
+        return NULL;
+    }
+    int s = at__untraced ? S_OFF : current_state();
+    if (s != S_READY) {
+        void *q = __libc_realloc(p, size);
+        if (q && s == S_BOOT && !at__untraced) {
+            boot_forget(p);
+            boot_remember(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC);
+        }
+        return q;
+    }
+    at__untraced = 1;
+    at_block_info old;
+    at_rec_lifetime rec;
+    void *q = NULL;
+    if (!at__trace_release(tracer, p, 0, 0, AT_FAMILY_MALLOC, AT_OP_REALLOC, &old, &rec, 1)) {
+        errno = ENOMEM; /* a bad pointer: reported, and never handed to glibc */
+        goto out;
+    }
+    size_t align = (size_t)1 << old.align_log2;
+    if (align <= MALLOC_ALIGN) {
+        q = __libc_realloc(p, size);
+    } else { /* keep the block's alignment, which realloc would not */
+        q = __libc_memalign(align, size);
+        if (q) {
+            memcpy(q, p, old.size < size ? old.size : size);
+            __libc_free(p);
+        }
+    }
+    if (!q) {
+        at__trace_release_undo(tracer, &old);
+        goto out;
+    }
+    at__trace_release_commit(tracer, &rec);
+    at__trace_alloc(tracer, q, size, align < MALLOC_ALIGN ? MALLOC_ALIGN : align,
+                    AT_FAMILY_MALLOC, AT_OP_REALLOC, 1);
+out:
+    at__untraced = 0;
+    return q;
+}
+
+EXPORT void *realloc(void *p, size_t size)
+{
+    return traced_realloc(p, size);
+}
+
+EXPORT void *reallocarray(void *p, size_t n, size_t size)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return traced_realloc(p, total);
+}
+
+EXPORT int posix_memalign(void **out, size_t align, size_t size)
+{
+    if (align == 0 || (align & (align - 1)) != 0 || align % sizeof(void *) != 0)
+        return EINVAL;
+    int saved = errno;
+    void *p = aligned_block(align, size);
+    if (!p) {
+        errno = saved;
+        return ENOMEM;
+    }
+    on_alloc(p, size, align, AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    *out = p;
+    return 0;
+}
+
+/* glibc 2.36 treats aligned_alloc like memalign: any alignment, rounded up
+ * to a power of two.  The layout records the rounded alignment. */
+EXPORT void *aligned_alloc(size_t align, size_t size)
+{
+    size_t a = pow2_at_least(align ? align : 1);
+    void *p = aligned_block(a, size);
+    on_alloc(p, size, a, AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    return p;
+}
+
+EXPORT void *memalign(size_t align, size_t size)
+{
+    size_t a = pow2_at_least(align ? align : 1);
+    void *p = aligned_block(a, size);
+    on_alloc(p, size, a, AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    return p;
+}
+
+EXPORT void *valloc(size_t size)
+{
+    void *p = __libc_valloc(size);
+    on_alloc(p, size, (size_t)sysconf(_SC_PAGESIZE), AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    return p;
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *p = __libc_pvalloc(size);
+    size_t rounded = size ? (size + page - 1) & ~(page - 1) : page;
+    on_alloc(p, rounded, page, AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    return p;
+}
+
+/* C23's sized frees: their size and alignment are a release layout.
+ * glibc 2.36's headers predate them. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+
+EXPORT void free_sized(void *p, size_t size)
+{
+    if (p && on_release(p, size, MALLOC_ALIGN, AT_FAMILY_MALLOC))
+        __libc_free(p);
+}
+
+EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
+{
+    if (!p)
+        return;
+    if (align == 0 || (align & (align - 1)) != 0) /* not a layout: check the pointer only */
+        align = 0, size = 0;
+    if (on_release(p, size, align, AT_FAMILY_MALLOC))
+        __libc_free(p);
+}
+
+static size_t (*real_usable_size)(void *);
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+    if (!p)
+        return 0;
+    size_t (*fn)(void *) = __atomic_load_n(&real_usable_size, __ATOMIC_ACQUIRE);
+    if (!fn) {
+        int was = at__untraced;
+        at__untraced = 1; /* dlsym may allocate */
+        void *sym = dlsym(RTLD_NEXT, "malloc_usable_size");
+        if (sym)
+            memcpy(&fn, &sym, sizeof fn);
+        at__untraced = was;
+        __atomic_store_n(&real_usable_size, fn, __ATOMIC_RELEASE);
+    }
+    return fn ? fn(p) : 0;
+}
+
+/* ---- C++ operator new and delete ----------------------------------------- */
+
+typedef void (*new_handler_fn)(void);
+
+typedef void (*void_fn)(void);
+
+/* libstdc++'s own functions, found at run time: a C program never loads
+ * libstdc++ because of us. */
+static void_fn cxx_symbol(const char *name)
+{
+    int was = at__untraced;
+    at__untraced = 1;
+    void *sym = dlsym(RTLD_DEFAULT, name);
+    at__untraced = was;
+    void_fn f = NULL;
+    if (sym)
+        memcpy(&f, &sym, sizeof f); /* ISO C has no object-to-function cast */
+    return f;
+}
+
+/* operator new's contract: call the new-handler until memory comes or
+ * there is no handler, then throw std::bad_alloc (or return NULL for the
+ * nothrow forms).  Built with -fexceptions, so the exception unwinds
+ * through this frame. */
+INLINE void *cxx_new(size_t size, size_t align, int nothrow)
+{
+    for (;;) {
+        void *p = aligned_block(align, size);
+        if (p)
+            return p;
+        new_handler_fn (*get)(void) = (new_handler_fn(*)(void))cxx_symbol("_ZSt15get_new_handlerv");
+        new_handler_fn h = get ? get() : NULL;
+        if (!h)
+            break;
+        h();
+    }
+    if (!nothrow) {
+        void_fn throw_bad_alloc = cxx_symbol("_ZSt17__throw_bad_allocv");
+        if (throw_bad_alloc)
+            throw_bad_alloc();
+        abort();
+    }
+    return NULL;
+}
+
+#define NEW_FN(name, params, size, align, family, nothrow)                                         \
+    EXPORT void *name params                                                                       \
+    {                                                                                              \
+        void *p = cxx_new(size, align, nothrow);                                                   \
+        on_alloc(p, size, align, family, AT_OP_ALLOC);                                             \
+        return p;                                                                                  \
+    }
+
+typedef struct nothrow_t nothrow_t;
+void *_Znwm(size_t);
+void *_Znam(size_t);
+void *_ZnwmRKSt9nothrow_t(size_t, const nothrow_t *);
+void *_ZnamRKSt9nothrow_t(size_t, const nothrow_t *);
+void *_ZnwmSt11align_val_t(size_t, size_t);
+void *_ZnamSt11align_val_t(size_t, size_t);
+void *_ZnwmSt11align_val_tRKSt9nothrow_t(size_t, size_t, const nothrow_t *);
+void *_ZnamSt11align_val_tRKSt9nothrow_t(size_t, size_t, const nothrow_t *);
+
+NEW_FN(_Znwm, (size_t n), n, NEW_ALIGN, AT_FAMILY_NEW, 0)
+NEW_FN(_Znam, (size_t n), n, NEW_ALIGN, AT_FAMILY_NEW_ARRAY, 0)
+NEW_FN(_ZnwmRKSt9nothrow_t, (size_t n, const nothrow_t *nt), n, NEW_ALIGN, AT_FAMILY_NEW, 1)
+NEW_FN(_ZnamRKSt9nothrow_t, (size_t n, const nothrow_t *nt), n, NEW_ALIGN, AT_FAMILY_NEW_ARRAY, 1)
+NEW_FN(_ZnwmSt11align_val_t, (size_t n, size_t al), n, al, AT_FAMILY_NEW, 0)
+NEW_FN(_ZnamSt11align_val_t, (size_t n, size_t al), n, al, AT_FAMILY_NEW_ARRAY, 0)
+NEW_FN(_ZnwmSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const nothrow_t *nt), n, al,
+       AT_FAMILY_NEW, 1)
+NEW_FN(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const nothrow_t *nt), n, al,
+       AT_FAMILY_NEW_ARRAY, 1)
+
+/* An unsized delete states the alignment (the default one, or the
+ * align_val_t it is given) but not the size. */
+#define DELETE_FN(name, params, size, align, family)                                               \
+    EXPORT void name params                                                                        \
+    {                                                                                              \
+        if (p && on_release(p, size, align, family))                                               \
+            __libc_free(p);                                                                        \
+    }
+
+void _ZdlPv(void *);
+void _ZdaPv(void *);
+void _ZdlPvm(void *, size_t);
+void _ZdaPvm(void *, size_t);
+void _ZdlPvRKSt9nothrow_t(void *, const nothrow_t *);
+void _ZdaPvRKSt9nothrow_t(void *, const nothrow_t *);
+void _ZdlPvSt11align_val_t(void *, size_t);
+void _ZdaPvSt11align_val_t(void *, size_t);
+void _ZdlPvmSt11align_val_t(void *, size_t, size_t);
+void _ZdaPvmSt11align_val_t(void *, size_t, size_t);
+void _ZdlPvSt11align_val_tRKSt9nothrow_t(void *, size_t, const nothrow_t *);
+void _ZdaPvSt11align_val_tRKSt9nothrow_t(void *, size_t, const nothrow_t *);
+
+DELETE_FN(_ZdlPv, (void *p), AT_SIZE_UNKNOWN, NEW_ALIGN, AT_FAMILY_NEW)
+DELETE_FN(_ZdaPv, (void *p), AT_SIZE_UNKNOWN, NEW_ALIGN, AT_FAMILY_NEW_ARRAY)
+DELETE_FN(_ZdlPvm, (void *p, size_t n), n, NEW_ALIGN, AT_FAMILY_NEW)
+DELETE_FN(_ZdaPvm, (void *p, size_t n), n, NEW_ALIGN, AT_FAMILY_NEW_ARRAY)
+DELETE_FN(_ZdlPvRKSt9nothrow_t, (void *p, const nothrow_t *nt), AT_SIZE_UNKNOWN, NEW_ALIGN,
+          AT_FAMILY_NEW)
+DELETE_FN(_ZdaPvRKSt9nothrow_t, (void *p, const nothrow_t *nt), AT_SIZE_UNKNOWN, NEW_ALIGN,
+          AT_FAMILY_NEW_ARRAY)
+DELETE_FN(_ZdlPvSt11align_val_t, (void *p, size_t al), AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW)
+DELETE_FN(_ZdaPvSt11align_val_t, (void *p, size_t al), AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW_ARRAY)
+DELETE_FN(_ZdlPvmSt11align_val_t, (void *p, size_t n, size_t al), n, al, AT_FAMILY_NEW)
+DELETE_FN(_ZdaPvmSt11align_val_t, (void *p, size_t n, size_t al), n, al, AT_FAMILY_NEW_ARRAY)
+DELETE_FN(_ZdlPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const nothrow_t *nt),
+          AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW)
+DELETE_FN(_ZdaPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const nothrow_t *nt),
+          AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW_ARRAY)
+
+/* ---- start and finish ------------------------------------------------------ */
+
+/* The command line, from /proc (no allocation: static storage). */
+static char cmdline[32768];
+static char *cmd_argv[512];
+
+static int read_cmdline(void)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    cmdline[n] = '\0';
+    int argc = 0;
+    for (char *s = cmdline; s < cmdline + n && argc < (int)(sizeof cmd_argv / sizeof *cmd_argv) - 1;
+         s += strlen(s) + 1)
+        cmd_argv[argc++] = s;
+    cmd_argv[argc] = NULL;
+    return argc;
+}
+
+/* Takes this library out of LD_PRELOAD, in place (setenv would allocate),
+ * so that programs this one starts run untraced. */
+static void leave_ld_preload(void)
+{
+    char *v = getenv("LD_PRELOAD");
+    if (!v)
+        return;
+    char *out = v;
+    for (char *s = v; *s;) {
+        size_t len = strcspn(s, ": ");
+        char *sep = s + len;
+        int ours = len >= 26 && memmem(s, len, "liballoctrace_preload.so", 24) != NULL;
+        if (!ours) {
+            if (out != v)
+                *out++ = ':';
+            memmove(out, s, len);
+            out += len;
+        }
+        s = *sep ? sep + 1 : sep;
+    }
+    *out = '\0';
+}
+
+static char trace_path[4096];
+
+static void choose_path(const char *prog)
+{
+    const char *out = getenv("ALLOCTRACE_OUTPUT");
+    const char *owner = getenv("ALLOCTRACE_PID");
+    long pid = (long)getpid();
+    if (out && *out && owner && atol(owner) == pid) {
+        snprintf(trace_path, sizeof trace_path, "%s", out);
+    } else if (out && *out) {
+        size_t len = strlen(out);
+        if (len > 3 && strcmp(out + len - 3, ".db") == 0)
+            len -= 3;
+        snprintf(trace_path, sizeof trace_path, "%.*s.%ld.db", (int)len, out, pid);
+    } else {
+        const char *base = strrchr(prog, '/');
+        snprintf(trace_path, sizeof trace_path, "alloctrace.%s.%ld.db", base ? base + 1 : prog,
+                 pid);
+    }
+}
+
+static void finish(void);
+
+static void in_child(void)
+{
+    /* The parent's tracer, its writer thread and its file are not ours. */
+    __atomic_store_n(&state, S_OFF, __ATOMIC_RELEASE);
+}
+
+static void on_quick_exit(void)
+{
+    finish();
+}
+
+__attribute__((constructor(101))) static void preload_start(void)
+{
+    at__untraced = 1;
+    int argc = read_cmdline();
+    const char *follow = getenv("ALLOCTRACE_FOLLOW_CHILDREN");
+    if (!follow || strcmp(follow, "1") != 0)
+        leave_ld_preload();
+    choose_path(argc > 0 ? cmd_argv[0] : "program");
+
+    at_trace_options o;
+    at_trace_options_init(&o);
+    o.path = trace_path;
+    o.argc = argc;
+    o.argv = cmd_argv;
+    const char *depth = getenv("ALLOCTRACE_DEPTH");
+    if (depth && atoi(depth) > 0)
+        o.stack_depth = (unsigned)atoi(depth);
+    const char *abort_on = getenv("ALLOCTRACE_ABORT_ON_FINDING");
+    o.abort_on_finding = abort_on && strcmp(abort_on, "1") == 0;
+    int rc = at_tracer_open(&o, &tracer);
+    if (rc != 0) {
+        fprintf(stderr, "alloctrace: cannot write the trace %s: %s; running untraced\n", trace_path,
+                at_strerror(rc));
+        __atomic_store_n(&state, S_OFF, __ATOMIC_RELEASE);
+        at__untraced = 0;
+        return;
+    }
+    pthread_atfork(NULL, NULL, in_child);
+    at_quick_exit(on_quick_exit);
+
+    at__spin_lock(&boot_lock);
+    for (unsigned i = 0; i < boot_n; i++)
+        at__trace_adopt(tracer, boot[i].ptr, boot[i].size, boot[i].align, boot[i].family);
+    boot_n = 0;
+    __atomic_store_n(&state, S_READY, __ATOMIC_RELEASE);
+    at__spin_unlock(&boot_lock);
+    if (boot_dropped)
+        fprintf(stderr, "alloctrace: %lu blocks allocated before tracing started are not tracked\n",
+                boot_dropped);
+    at__untraced = 0;
+}
+
+/* Closes the trace once, from whichever exit path comes first: the last
+ * destructor, quick_exit, or a direct _exit. */
+static void finish(void)
+{
+    int expected = S_READY;
+    if (at__untraced || !__atomic_compare_exchange_n(&state, &expected, S_READY, 0,
+                                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return;
+    /* libstdc++ keeps its emergency exception pool for the whole run and
+     * gives it back only when asked, as valgrind does at exit. */
+    void_fn freeres = cxx_symbol("_ZN9__gnu_cxx9__freeresEv");
+    if (freeres)
+        freeres();
+    expected = S_READY;
+    if (!__atomic_compare_exchange_n(&state, &expected, S_OFF, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        return;
+    at__untraced = 1;
+    int rc = at_tracer_close(tracer);
+    tracer = NULL;
+    if (rc != 0)
+        fprintf(stderr, "alloctrace: writing the trace %s: %s\n", trace_path, at_strerror(rc));
+}
+
+__attribute__((destructor(101))) static void preload_finish(void)
+{
+    finish();
+}
+
+EXPORT void _exit(int status)
+{
+    finish();
+    syscall(SYS_exit_group, status);
+    __builtin_unreachable();
+}
+
+EXPORT void _Exit(int status)
+{
+    _exit(status);
+}

@@ -1,0 +1,53 @@
+/* Runtime-owned blocks.
+ *
+ * glibc and libstdc++ keep a few blocks for the whole run and never free
+ * them (stdio buffers, the emergency exception pool when it was not given
+ * back, buffers of the dynamic loader).  A program that frees everything
+ * it allocated must still show zero leaks, so these blocks are set aside,
+ * each with a reason, and the `leaks` view leaves them out.  The rules are
+ * deliberately narrow, so that a program's own leak is never hidden:
+ *
+ *  - allocated before tracing started (the preload library's bootstrap;
+ *    no stack): the runtimes' own start-up;
+ *  - every frame of the allocation stack lies in the C or C++ runtime or
+ *    the dynamic loader: nothing of the program asked for it;
+ *  - the allocating function is stdio's buffer allocator: the buffer of a
+ *    stream the program used, which exit() flushes but never frees.
+ */
+#include <alloctrace/error.h>
+
+#include "runtime.h"
+#include "schema.h"
+
+/* Modules of the runtimes, by file name. */
+#define RUNTIME_MODULE(m)                                                                          \
+    "(" m " LIKE '%/libc.so.%' OR " m " LIKE '%/ld-linux%.so.%' OR " m " LIKE '%/libstdc++.so.%'"  \
+    " OR " m " LIKE '%/libgcc_s.so.%' OR " m " LIKE '%/libm.so.%' OR " m " LIKE 'linux-vdso%')"
+
+static const char classify_sql[] =
+    "DELETE FROM runtime_owned;"
+    "INSERT INTO runtime_owned(seq, reason)"
+    " SELECT seq, 'allocated before tracing started' FROM lifetimes"
+    " WHERE free_dseq IS NULL AND (stack IS NULL OR stack = 0);"
+    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
+    " SELECT l.seq, 'stdio buffer' FROM lifetimes l"
+    " JOIN stack_frames sf ON sf.stack = l.stack AND sf.level = 0"
+    " JOIN frames f ON f.id = sf.frame"
+    " WHERE l.free_dseq IS NULL AND f.function = '_IO_file_doallocate';"
+    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
+    " SELECT l.seq, 'allocated by the C/C++ runtime itself' FROM lifetimes l"
+    " WHERE l.free_dseq IS NULL AND l.stack > 0 AND NOT EXISTS ("
+    "  SELECT 1 FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
+    "  LEFT JOIN modules m ON m.id = f.module"
+    "  WHERE sf.stack = l.stack AND (m.path IS NULL OR NOT " RUNTIME_MODULE("m.path") "));";
+
+int at__classify_runtime(sqlite3 *db)
+{
+    int rc = at__sql_exec(db, "BEGIN");
+    if (rc == 0)
+        rc = at__sql_exec(db, classify_sql);
+    if (rc == 0)
+        return at__sql_exec(db, "COMMIT");
+    at__sql_exec(db, "ROLLBACK");
+    return rc;
+}

@@ -1,0 +1,436 @@
+/* alloctrace: the command line.
+ *
+ *   alloctrace run [OPTIONS] -- PROGRAM [ARGS...]
+ *   alloctrace version
+ *
+ * `run` starts PROGRAM with the preload library, waits for it, completes
+ * the trace (symbols, runtime-owned blocks) and prints a summary on
+ * stderr.  Exit codes are documented in docs/cli.md and in usage().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "runtime.h"
+#include "symbolize.h"
+
+enum {
+    EXIT_USAGE = 2,          /* bad command line */
+    EXIT_CHECK_FAILED = 86,  /* run --check: the trace has leaks or findings */
+    EXIT_TOOL = 125,         /* alloctrace itself failed (output, trace) */
+    EXIT_NOT_EXECUTABLE = 126,
+    EXIT_NOT_FOUND = 127,
+};
+
+static void usage(FILE *to)
+{
+    fputs("usage: alloctrace run [OPTIONS] -- PROGRAM [ARGS...]\n"
+          "       alloctrace version\n"
+          "\n"
+          "run options:\n"
+          "  -o, --output PATH       trace file (default ./alloctrace.PROGRAM.PID.db)\n"
+          "      --force             replace PATH if it exists\n"
+          "  -d, --depth N           frames per backtrace (default 64)\n"
+          "      --follow-children   trace programs that PROGRAM executes too\n"
+          "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
+          "      --check             fail (exit 86) when the trace has leaks or findings\n"
+          "  -q, --quiet             no summary\n"
+          "\n"
+          "exit status: PROGRAM's own (128+N when killed by signal N); 86 with --check when\n"
+          "the trace fails; 2 usage error; 125 alloctrace error; 126 PROGRAM not executable;\n"
+          "127 PROGRAM not found.\n",
+          to);
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die_tool(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "alloctrace: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(EXIT_TOOL);
+}
+
+/* ---- finding things -------------------------------------------------------- */
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The preload library: $ALLOCTRACE_PRELOAD, else next to this executable in
+ * the build tree, else where `meson install` put it. */
+static const char *preload_path(void)
+{
+    static char buf[PATH_MAX + 64];
+    const char *env = getenv("ALLOCTRACE_PRELOAD");
+    if (env && *env)
+        return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(buf, sizeof buf, "%s/../lib/liballoctrace_preload.so", exe);
+            if (is_file(buf))
+                return buf;
+        }
+    }
+    return ALLOCTRACE_PRELOAD_INSTALLED;
+}
+
+/* PROGRAM as execvp would find it; NULL (errno set) when it cannot. */
+static const char *find_program(const char *prog, char *buf, size_t size)
+{
+    if (strchr(prog, '/')) {
+        if (access(prog, F_OK) != 0)
+            return NULL;
+        return prog;
+    }
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    int found_not_exec = 0;
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        snprintf(buf, size, "%.*s%s%s", (int)len, p, len ? "/" : "", prog);
+        if (is_file(buf)) {
+            if (access(buf, X_OK) == 0)
+                return buf;
+            found_not_exec = 1;
+        }
+        if (!end)
+            break;
+        p = end;
+    }
+    errno = found_not_exec ? EACCES : ENOENT;
+    return NULL;
+}
+
+/* The output's directory must exist and be writable before the program
+ * starts: a trace that cannot be written is an error, not a surprise. */
+static void check_output(const char *path, int force)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        die_tool("output directory %s does not exist", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        die_tool("output directory %s is not writable", dir);
+    if (lstat(path, &st) == 0) {
+        if (!force)
+            die_tool("%s already exists (use --force to replace it)", path);
+        if (unlink(path) != 0)
+            die_tool("cannot replace %s: %s", path, strerror(errno));
+    }
+}
+
+/* ---- the trace after the run ---------------------------------------------- */
+
+static long long q_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    long long v = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* Symbolizes a finished trace written by the preload library and sets the
+ * runtime's own blocks aside; 0, or -1 with a message. */
+static int complete_trace(const char *path, sqlite3 **out)
+{
+    sqlite3 *db;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+        fprintf(stderr, "alloctrace: cannot open the trace %s: %s\n", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (q_int(db, "SELECT value FROM meta WHERE key = 'finished'") != 1) {
+        fprintf(stderr, "alloctrace: %s is unfinished: the program ended before the trace was"
+                        " closed\n",
+                path);
+        sqlite3_close(db);
+        return -1;
+    }
+    if (q_int(db, "SELECT value FROM meta WHERE key = 'symbolized'") != 1) {
+        int rc = at__symbolize_frames(db);
+        if (rc == 0)
+            rc = at__classify_runtime(db);
+        if (rc == 0)
+            rc = sqlite3_exec(db, "INSERT OR REPLACE INTO meta VALUES('symbolized', 1)", NULL, NULL,
+                              NULL) == SQLITE_OK
+                     ? 0
+                     : AT_E_DB;
+        if (rc != 0) {
+            fprintf(stderr, "alloctrace: completing %s: %s\n", path, at_strerror(rc));
+            sqlite3_close(db);
+            return -1;
+        }
+    }
+    *out = db;
+    return 0;
+}
+
+static void human_bytes(char *buf, size_t size, long long b)
+{
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, size, "%lld B", b);
+    else
+        snprintf(buf, size, "%.1f %s (%lld B)", v, unit[u], b);
+}
+
+/* Peak of live heap bytes, exact, from the lifetimes in sequence order. */
+static const char peak_sql[] =
+    "SELECT coalesce(max(live), 0) FROM (SELECT sum(d) OVER (ORDER BY s ROWS UNBOUNDED PRECEDING)"
+    " AS live FROM (SELECT seq AS s, size AS d FROM lifetimes UNION ALL"
+    " SELECT seq + free_dseq, -size FROM lifetimes WHERE free_dseq IS NOT NULL))";
+
+/* Prints the summary; returns 1 when the trace would fail a check. */
+static int summarize(sqlite3 *db, const char *path, int quiet)
+{
+    long long calls = q_int(db, "SELECT value FROM meta WHERE key = 'alloc_calls'");
+    long long frees = q_int(db, "SELECT value FROM meta WHERE key = 'free_calls'");
+    long long bytes = q_int(db, "SELECT value FROM meta WHERE key = 'alloc_bytes'");
+    long long leaks = q_int(db, "SELECT count(*) FROM leaks");
+    long long leaked = q_int(db, "SELECT coalesce(sum(size), 0) FROM leaks");
+    long long rt = q_int(db, "SELECT count(*) FROM runtime_blocks");
+    long long rt_bytes = q_int(db, "SELECT coalesce(sum(size), 0) FROM runtime_blocks");
+    long long findings = q_int(db, "SELECT count(*) FROM findings");
+    long long lost = q_int(db, "SELECT value FROM meta WHERE key = 'lost_events'");
+    if (!quiet) {
+        char b1[64], b2[64], b3[64], b4[64];
+        human_bytes(b1, sizeof b1, bytes);
+        human_bytes(b2, sizeof b2, q_int(db, peak_sql));
+        human_bytes(b3, sizeof b3, leaked);
+        human_bytes(b4, sizeof b4, rt_bytes);
+        fprintf(stderr,
+                "alloctrace: trace written to %s\n"
+                "alloctrace:   allocation calls %lld, frees %lld, bytes allocated %s\n"
+                "alloctrace:   peak live heap %s\n"
+                "alloctrace:   leaked %lld blocks, %s",
+                path, calls, frees, b1, b2, leaks, b3);
+        if (rt)
+            fprintf(stderr, " (set aside: %lld blocks, %s kept by the C/C++ runtime)", rt, b4);
+        fprintf(stderr, "\nalloctrace:   findings %lld", findings);
+        sqlite3_stmt *st;
+        if (findings > 0 &&
+            sqlite3_prepare_v2(db, "SELECT kind, count(*) FROM findings GROUP BY kind ORDER BY 2 DESC",
+                               -1, &st, NULL) == SQLITE_OK) {
+            const char *sep = ": ";
+            while (sqlite3_step(st) == SQLITE_ROW) {
+                fprintf(stderr, "%s%s %lld", sep, (const char *)sqlite3_column_text(st, 0),
+                        (long long)sqlite3_column_int64(st, 1));
+                sep = ", ";
+            }
+            sqlite3_finalize(st);
+        }
+        fputc('\n', stderr);
+        if (lost > 0)
+            fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded\n", lost);
+    }
+    return leaks > 0 || findings > 0;
+}
+
+/* ---- run -------------------------------------------------------------------- */
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"force", no_argument, NULL, 'F'},
+        {"depth", required_argument, NULL, 'd'},
+        {"follow-children", no_argument, NULL, 'f'},
+        {"abort-on-finding", no_argument, NULL, 'a'},
+        {"check", no_argument, NULL, 'c'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *output = NULL, *depth = NULL;
+    int force = 0, follow = 0, abort_on = 0, check = 0, quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+o:d:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'F': force = 1; break;
+        case 'd': depth = optarg; break;
+        case 'f': follow = 1; break;
+        case 'a': abort_on = 1; break;
+        case 'c': check = 1; break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (depth) {
+        char *end;
+        long d = strtol(depth, &end, 10);
+        if (*end || d < 1 || d > AT_MAX_STACK_DEPTH) {
+            fprintf(stderr, "alloctrace: --depth must be 1 to %d\n", AT_MAX_STACK_DEPTH);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "alloctrace: run: no program given\n");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    char **prog_argv = argv + optind;
+    char found[PATH_MAX];
+    const char *prog = find_program(prog_argv[0], found, sizeof found);
+    if (!prog) {
+        int e = errno;
+        fprintf(stderr, "alloctrace: %s: %s\n", prog_argv[0],
+                e == EACCES ? "permission denied" : "command not found");
+        return e == EACCES ? EXIT_NOT_EXECUTABLE : EXIT_NOT_FOUND;
+    }
+    const char *preload = preload_path();
+    if (!is_file(preload))
+        die_tool("the preload library %s is missing", preload);
+    if (output)
+        check_output(output, force);
+    else
+        check_output("./x", 0);
+
+    fflush(NULL);
+    int sync_pipe[2]; /* closed on exec: tells the parent the exec worked */
+    if (pipe2(sync_pipe, O_CLOEXEC) != 0)
+        die_tool("pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        die_tool("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(sync_pipe[0]);
+        char buf[64];
+        const char *old = getenv("LD_PRELOAD");
+        char *ld = NULL;
+        if (asprintf(&ld, "%s%s%s", preload, old && *old ? ":" : "", old ? old : "") < 0)
+            _exit(EXIT_TOOL);
+        setenv("LD_PRELOAD", ld, 1);
+        free(ld);
+        char path[PATH_MAX];
+        if (output) {
+            snprintf(path, sizeof path, "%s", output);
+        } else {
+            const char *base = strrchr(prog_argv[0], '/');
+            snprintf(path, sizeof path, "alloctrace.%s.%ld.db", base ? base + 1 : prog_argv[0],
+                     (long)getpid());
+        }
+        setenv("ALLOCTRACE_OUTPUT", path, 1);
+        snprintf(buf, sizeof buf, "%ld", (long)getpid());
+        setenv("ALLOCTRACE_PID", buf, 1);
+        if (depth)
+            setenv("ALLOCTRACE_DEPTH", depth, 1);
+        setenv("ALLOCTRACE_FOLLOW_CHILDREN", follow ? "1" : "0", 1);
+        setenv("ALLOCTRACE_ABORT_ON_FINDING", abort_on ? "1" : "0", 1);
+        execv(prog, prog_argv);
+        int e = errno;
+        fprintf(stderr, "alloctrace: %s: %s\n", prog_argv[0], strerror(e));
+        if (write(sync_pipe[1], &e, sizeof e) < 0) {
+            /* nothing more to say */
+        }
+        _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE);
+    }
+    close(sync_pipe[1]);
+    int exec_errno = 0;
+    ssize_t got = read(sync_pipe[0], &exec_errno, sizeof exec_errno);
+    close(sync_pipe[0]);
+
+    /* Like a shell running a foreground job: the terminal's signals are
+     * for the program; we stay to finish its trace. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status)
+               : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                     : EXIT_TOOL;
+    if (got == (ssize_t)sizeof exec_errno)
+        return code;
+
+    char path[PATH_MAX];
+    if (output)
+        snprintf(path, sizeof path, "%s", output);
+    else {
+        const char *base = strrchr(prog_argv[0], '/');
+        snprintf(path, sizeof path, "alloctrace.%s.%ld.db", base ? base + 1 : prog_argv[0],
+                 (long)pid);
+    }
+    if (WIFSIGNALED(status) && !quiet)
+        fprintf(stderr, "alloctrace: %s was killed by signal %d (%s)\n", prog_argv[0],
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+    if (!is_file(path)) {
+        fprintf(stderr, "alloctrace: %s was not written\n", path);
+        return code ? code : EXIT_TOOL;
+    }
+    sqlite3 *db;
+    if (complete_trace(path, &db) != 0)
+        return code ? code : EXIT_TOOL;
+    int failing = summarize(db, path, quiet);
+    sqlite3_close(db);
+    if (code == 0 && check && failing)
+        return EXIT_CHECK_FAILED;
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("alloctrace %s\n", AT_VERSION_STRING);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "alloctrace: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
