@@ -29,6 +29,7 @@ typedef struct at_bufq {
     size_t nbufs, max_bufs, buf_size;
     uint64_t waits; /* times a producer had to wait: backpressure */
     int stop;
+    struct at_spool *spool; /* set: buffers are spool chunks (spool.h) */
 } at_bufq;
 
 int at__bufq_init(at_bufq *q, size_t buf_size, size_t limit_bytes);

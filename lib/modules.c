@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <link.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -217,4 +218,31 @@ int at__modules_write(sqlite3 *db)
     free(l.v);
     /* What could be recorded is; the rest is reported, not fatal. */
     return rc ? rc : l.nomem ? AT_E_NOMEM : 0;
+}
+
+void at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *arg)
+{
+    module_list l = {0};
+    dl_iterate_phdr(collect, &l);
+    for (size_t i = 0; i < l.n; i++) {
+        at_module_info m = {l.v[i].path, l.v[i].base, l.v[i].start, l.v[i].end,
+                            l.v[i].build_id[0] ? l.v[i].build_id : NULL};
+        fn(&m, arg);
+        free(l.v[i].path);
+    }
+    free(l.v);
+}
+
+int at__modules_insert(sqlite3 *db, const at_module_info *m)
+{
+    module one = {.path = (char *)m->path, .base = m->base, .start = m->start, .end = m->end};
+    if (m->build_id)
+        snprintf(one.build_id, sizeof one.build_id, "%s", m->build_id);
+    module_list l = {.v = &one, .n = 1, .cap = 1};
+    return insert_modules(db, &l);
+}
+
+int at__modules_attribute(sqlite3 *db)
+{
+    return at__sql_exec(db, attribute_sql);
 }

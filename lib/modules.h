@@ -9,6 +9,7 @@
 #define AT_MODULES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
@@ -24,5 +25,22 @@ int at__modules_write(sqlite3 *db);
  * name, an absolute path for a relative one, `name` itself otherwise (the
  * vdso keeps "linux-vdso.so.1").  Returns `name` or `buf`. */
 const char *at__module_path(const char *name, char *buf, size_t size);
+
+/* One loaded object, as recorded in `modules` (build_id NULL if none). */
+typedef struct at_module_info {
+    const char *path;
+    uintptr_t base, start, end;
+    const char *build_id;
+} at_module_info;
+
+/* Calls `fn` for every object loaded in the calling process. */
+void at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *arg);
+
+/* Adds one `modules` row unless (path, base) is there already; no
+ * transaction of its own.  0 or AT_E_DB. */
+int at__modules_insert(sqlite3 *db, const at_module_info *m);
+
+/* Sets frames.module and module_offset where still NULL.  0 or AT_E_DB. */
+int at__modules_attribute(sqlite3 *db);
 
 #endif

@@ -17,7 +17,12 @@
  *    could not be opened: calls go straight to glibc.  Every block came
  *    from glibc, so a block traced earlier can still be freed there.
  *
- * Environment (set by `alloctrace run`): ALLOCTRACE_OUTPUT (trace path),
+ * Records go to a spool file (spool.h) that another process turns into
+ * the SQLite trace, so that nothing here depends on the program's own
+ * SQLite, locks or survival.
+ *
+ * Environment (set by `alloctrace run`): ALLOCTRACE_SPOOL (the spool it
+ * reads), ALLOCTRACE_OUTPUT (trace path),
  * ALLOCTRACE_PID (the pid that writes ALLOCTRACE_OUTPUT itself; any other
  * process writes OUTPUT-without-.db.PID.db), ALLOCTRACE_DEPTH,
  * ALLOCTRACE_ABORT_ON_FINDING=1, ALLOCTRACE_FOLLOW_CHILDREN=1 (otherwise
@@ -546,9 +551,20 @@ __attribute__((constructor(101))) static void preload_start(void)
         o.stack_depth = (unsigned)atoi(depth);
     const char *abort_on = getenv("ALLOCTRACE_ABORT_ON_FINDING");
     o.abort_on_finding = abort_on && strcmp(abort_on, "1") == 0;
-    int rc = at_tracer_open(&o, &tracer);
+    /* `alloctrace run` made the spool and reads it; a process on its own
+     * (plain LD_PRELOAD, or a child it follows) makes its own, for
+     * `alloctrace recover` to turn into a trace later. */
+    const char *spool = getenv("ALLOCTRACE_SPOOL");
+    const char *owner = getenv("ALLOCTRACE_PID");
+    int ours = spool && *spool && owner && atol(owner) == (long)getpid();
+    static char own_spool[4096 + 8];
+    if (!ours) {
+        snprintf(own_spool, sizeof own_spool, "%s.spool", trace_path);
+        spool = own_spool;
+    }
+    int rc = at__tracer_open_spool(&o, spool, !ours, &tracer);
     if (rc != 0) {
-        fprintf(stderr, "alloctrace: cannot write the trace %s: %s; running untraced\n", trace_path,
+        fprintf(stderr, "alloctrace: cannot write the spool %s: %s; running untraced\n", spool,
                 at_strerror(rc));
         __atomic_store_n(&state, S_OFF, __ATOMIC_RELEASE);
         at__untraced = 0;

@@ -11,7 +11,17 @@
 
 #include <stdint.h>
 
-enum at_rec_kind { AT_REC_LIFETIME = 1, AT_REC_FINDING = 2 };
+enum at_rec_kind {
+    AT_REC_LIFETIME = 1, /* at_rec_lifetime; free_op NONE: an allocation (spool only) */
+    AT_REC_FINDING = 2,  /* at_rec_finding */
+    /* Spool only (spool.h): the writer is another process, so everything it
+     * needs travels as records. */
+    AT_REC_STACK = 3,  /* at_rec_var + uint64_t frames[] */
+    AT_REC_THREAD = 4, /* at_rec_thread */
+    AT_REC_MODULE = 5, /* at_rec_var + at_rec_module + path + build id */
+    AT_REC_META = 6,   /* at_rec_var + key + NUL + value */
+    AT_REC_END = 7,    /* at_rec_end: the trace was closed properly */
+};
 
 /* Operations, as stored in the trace (docs/schema.md). */
 enum at_op {
@@ -67,5 +77,34 @@ typedef struct at_rec_finding {
     uint64_t alloc_size;
     uint64_t first_free_seq; /* double free: when it was released first */
 } at_rec_finding;
+
+/* Header of the variable-length records; `size` covers the header, is a
+ * multiple of 8, and `id`/`count` mean what the record kind says. */
+typedef struct at_rec_var {
+    uint8_t kind;
+    uint8_t pad[3];
+    uint32_t size;
+    uint32_t id;    /* STACK: stack id */
+    uint32_t count; /* STACK: frames; MODULE, META: bytes of text */
+} at_rec_var;
+
+typedef struct at_rec_module {
+    uint64_t base, start, end;
+} at_rec_module;
+
+typedef struct at_rec_thread {
+    uint8_t kind;
+    uint8_t pad[3];
+    uint32_t id;
+    int32_t tid;
+    uint32_t pad2;
+    char name[16];
+} at_rec_thread;
+
+typedef struct at_rec_end {
+    uint8_t kind;
+    uint8_t pad[7];
+    uint64_t alloc_calls, alloc_bytes, free_calls, findings, lost_events, duration_ns;
+} at_rec_end;
 
 #endif

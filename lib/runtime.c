@@ -12,7 +12,9 @@
  *  - every frame of the allocation stack lies in the C or C++ runtime or
  *    the dynamic loader: nothing of the program asked for it;
  *  - the allocating function is stdio's buffer allocator: the buffer of a
- *    stream the program used, which exit() flushes but never frees.
+ *    stream the program used, which exit() flushes but never frees;
+ *  - the block was allocated inside the C library (first frame) on behalf
+ *    of one of its process-lifetime caches (GLIBC_CACHE below).
  */
 #include <alloctrace/error.h>
 
@@ -24,6 +26,16 @@
     "(" m " LIKE '%/libc.so.%' OR " m " LIKE '%/ld-linux%.so.%' OR " m " LIKE '%/libstdc++.so.%'"  \
     " OR " m " LIKE '%/libgcc_s.so.%' OR " m " LIKE '%/libm.so.%' OR " m " LIKE 'linux-vdso%')"
 
+/* glibc functions that fill process-lifetime caches, which only
+ * __libc_freeres releases: name-service state and static result buffers
+ * (getpwuid and friends), locale data, the loader's dlopen state. */
+#define GLIBC_CACHE(f)                                                                             \
+    "(" f " LIKE '\\_\\_nss\\_%' ESCAPE '\\' OR " f " LIKE 'nss\\_%' ESCAPE '\\'"                   \
+    " OR " f " IN ('getpwuid', 'getpwnam', 'getgrgid', 'getgrnam', 'getpwent', 'getgrent',"         \
+    " 'getspnam', 'gethostbyname', 'gethostbyname2', 'gethostbyaddr', 'getservbyname',"          \
+    " 'getprotobyname', 'setlocale', 'newlocale', '_nl_find_locale', '_nl_load_locale_from_archive'," \
+    " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open'))"
+
 static const char classify_sql[] =
     "DELETE FROM runtime_owned;"
     "INSERT INTO runtime_owned(seq, reason)"
@@ -34,6 +46,15 @@ static const char classify_sql[] =
     " JOIN stack_frames sf ON sf.stack = l.stack AND sf.level = 0"
     " JOIN frames f ON f.id = sf.frame"
     " WHERE l.free_dseq IS NULL AND f.function = '_IO_file_doallocate';"
+    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
+    " SELECT l.seq, 'C library cache (' || (SELECT f.function FROM stack_frames sf"
+    "  JOIN frames f ON f.id = sf.frame WHERE sf.stack = l.stack AND " GLIBC_CACHE("f.function")
+    "  ORDER BY sf.level DESC LIMIT 1) || ')' FROM lifetimes l"
+    " JOIN stack_frames s0 ON s0.stack = l.stack AND s0.level = 0"
+    " JOIN frames f0 ON f0.id = s0.frame JOIN modules m0 ON m0.id = f0.module"
+    " WHERE l.free_dseq IS NULL AND " RUNTIME_MODULE("m0.path") " AND EXISTS ("
+    "  SELECT 1 FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
+    "  WHERE sf.stack = l.stack AND " GLIBC_CACHE("f.function") ");"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT l.seq, 'allocated by the C/C++ runtime itself' FROM lifetimes l"
     " WHERE l.free_dseq IS NULL AND l.stack > 0 AND NOT EXISTS ("

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -25,6 +26,7 @@
 #include "backtrace.h"
 #include "clock.h"
 #include "mem.h"
+#include "modules.h"
 #include "schema.h"
 #include "tracer_internal.h"
 
@@ -57,10 +59,15 @@ static void read_thread_name(at_thread *th)
     th->name[sizeof th->name - 1] = '\0';
 }
 
+static void spool_thread(at_thread *th);
+
 /* pthread key destructor: the thread is exiting, hand its buffer over. */
 static void thread_exit(void *arg)
 {
     at_thread *th = arg;
+    read_thread_name(th);
+    if (th->tracer->spooled)
+        spool_thread(th);
     if (th->buf) {
         at__bufq_submit(&th->tracer->q, th->buf);
         th->buf = NULL;
@@ -91,6 +98,8 @@ at_thread *at__thread_get(at_tracer *t)
         while (!__atomic_compare_exchange_n(&t->threads_unwritten, &head, th, 1,
                                             __ATOMIC_RELEASE, __ATOMIC_RELAXED));
         pthread_setspecific(t->key, th);
+        if (t->spooled)
+            spool_thread(th);
     }
     tls_last.serial = t->serial;
     tls_last.th = th;
@@ -112,7 +121,31 @@ void at__thread_append(at_thread *th, const void *rec, size_t size)
         }
     }
     memcpy(b->data + b->used, rec, size);
-    b->used += size;
+    /* Release: a spool consumer in another process reads `used`, then the
+     * bytes before it. */
+    __atomic_store_n(&b->used, b->used + size, __ATOMIC_RELEASE);
+}
+
+void at__spool_emit(at_tracer *t, at_thread *th, uint8_t kind, uint32_t id, const void *payload,
+                    uint32_t payload_size, uint32_t count)
+{
+    (void)t;
+    unsigned char rec[sizeof(at_rec_var) + 8 * AT_MAX_STACK_DEPTH + 64];
+    uint32_t size = (uint32_t)((sizeof(at_rec_var) + payload_size + 7) & ~(size_t)7);
+    if (!th || size > sizeof rec)
+        return;
+    at_rec_var h = {.kind = kind, .size = size, .id = id, .count = count};
+    memset(rec, 0, size);
+    memcpy(rec, &h, sizeof h);
+    memcpy(rec + sizeof h, payload, payload_size);
+    at__thread_append(th, rec, size);
+}
+
+static void spool_thread(at_thread *th)
+{
+    at_rec_thread r = {.kind = AT_REC_THREAD, .id = th->id, .tid = th->tid};
+    memcpy(r.name, th->name, sizeof r.name);
+    at__thread_append(th, &r, sizeof r);
 }
 
 /* ---- hot path --------------------------------------------------------------- */
@@ -131,7 +164,13 @@ __attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread 
     int n = at__backtrace(frames, (int)t->depth, skip + 1);
     if (n <= 0)
         return 0;
-    return at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
+    uint32_t id = at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
+    if (t->spooled && __atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED)) {
+        for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten)
+            at__spool_emit(t, th, AT_REC_STACK, s->id, s->frames,
+                           (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+    }
+    return id;
 }
 
 static void lifetime_from_block(at_rec_lifetime *r, const at_block_info *b)
@@ -186,6 +225,13 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
         }
         BUMP(th->alloc_calls, 1);
         BUMP(th->alloc_bytes, size);
+        if (t->spooled) {
+            /* The allocation itself goes to the spool too: if the process
+             * dies, the consumer still knows the block was live. */
+            at_rec_lifetime rec;
+            lifetime_from_block(&rec, &b);
+            at__thread_append(th, &rec, sizeof rec);
+        }
     }
     errno = saved;
 }
@@ -238,6 +284,8 @@ static void report_finding(at_tracer *t, at_thread *th, at_rec_finding *f, int s
     }
     at__thread_append(th, f, sizeof *f);
     BUMP(th->findings, 1);
+    if (t->abort_on_finding && t->spooled)
+        abort(); /* the record is already in the shared spool */
     if (t->abort_on_finding) {
         if (th->buf) {
             at__bufq_submit(&t->q, th->buf);
@@ -343,20 +391,20 @@ void at__trace_release_undo(at_tracer *t, const at_block_info *actual)
 
 /* ---- opening and closing ----------------------------------------------------- */
 
-static int create_file(const at_trace_options *opts)
+int at__create_trace_file(const char *path, int overwrite)
 {
     struct stat st;
-    if (lstat(opts->path, &st) == 0) {
+    if (lstat(path, &st) == 0) {
         if (S_ISLNK(st.st_mode))
             return AT_E_SYMLINK;
-        if (!opts->overwrite)
+        if (!overwrite)
             return AT_E_EXISTS;
         if (!S_ISREG(st.st_mode))
             return AT_E_ACCESS;
-        if (unlink(opts->path) != 0)
+        if (unlink(path) != 0)
             return AT_E_ACCESS;
     }
-    int fd = open(opts->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         if (errno == EEXIST)
             return AT_E_EXISTS;
@@ -409,6 +457,137 @@ static void free_tracer(at_tracer *t)
     free(t);
 }
 
+/* ---- spool mode ------------------------------------------------------------- */
+
+static void spool_meta(at_tracer *t, at_thread *th, const char *key, const char *value, size_t vlen)
+{
+    char buf[4096];
+    size_t klen = strlen(key);
+    if (klen + 1 + vlen > sizeof buf)
+        vlen = sizeof buf - klen - 1;
+    memcpy(buf, key, klen + 1);
+    memcpy(buf + klen + 1, value, vlen);
+    at__spool_emit(t, th, AT_REC_META, 0, buf, (uint32_t)(klen + 1 + vlen),
+                   (uint32_t)(klen + 1 + vlen));
+}
+
+struct spool_modules {
+    at_tracer *t;
+    at_thread *th;
+};
+
+static void spool_module(const at_module_info *m, void *arg)
+{
+    struct spool_modules *sm = arg;
+    unsigned char buf[sizeof(at_rec_module) + 4096 + 130];
+    at_rec_module r = {m->base, m->start, m->end};
+    size_t plen = strlen(m->path), blen = m->build_id ? strlen(m->build_id) : 0;
+    if (plen > 4095 || blen > 129)
+        return;
+    memcpy(buf, &r, sizeof r);
+    memcpy(buf + sizeof r, m->path, plen + 1);
+    memcpy(buf + sizeof r + plen + 1, m->build_id ? m->build_id : "", blen + 1);
+    uint32_t n = (uint32_t)(sizeof r + plen + 1 + blen + 1);
+    at__spool_emit(sm->t, sm->th, AT_REC_MODULE, 0, buf, n, n);
+}
+
+static void spool_modules(at_tracer *t, at_thread *th)
+{
+    struct spool_modules sm = {t, th};
+    at__modules_foreach(spool_module, &sm);
+}
+
+int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
+                          at_tracer **out)
+{
+    if (!opts || !out || !spool_path || opts->stack_depth > AT_MAX_STACK_DEPTH)
+        return AT_E_INVALID;
+    at_tracer *t = calloc(1, sizeof *t);
+    if (!t)
+        return AT_E_NOMEM;
+    int rc = create ? at__spool_create(&t->spool, spool_path) : at__spool_open(&t->spool, spool_path);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->spooled = 1;
+    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
+    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
+    t->abort_on_finding = opts->abort_on_finding;
+    t->start_ns = at__now_ns();
+    pthread_mutex_init(&t->threads_mu, NULL);
+    pthread_mutex_init(&t->backends_mu, NULL);
+    pthread_mutex_init(&t->sync_mu, NULL);
+    pthread_cond_init(&t->sync_cv, NULL);
+    at__live_init(&t->live);
+    at__stacks_init(&t->stacks);
+    at__bufq_init(&t->q, BUF_SIZE, DEFAULT_BUFFER_LIMIT);
+    t->q.spool = &t->spool;
+    at__backtrace_init();
+    if (pthread_key_create(&t->key, thread_exit) != 0) {
+        at__spool_close(&t->spool);
+        free_tracer(t);
+        return AT_E_NOMEM;
+    }
+    __atomic_store_n(&t->spool.h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+
+    at_thread *th = at__thread_get(t);
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%ld", (long)getpid());
+    spool_meta(t, th, "pid", buf, (size_t)n);
+    ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (len > 0)
+        spool_meta(t, th, "executable", buf, (size_t)len);
+    size_t used = 0;
+    for (int i = 0; opts->argv && i < opts->argc && opts->argv[i]; i++) {
+        size_t l = strlen(opts->argv[i]) + 1;
+        if (used + l > sizeof buf)
+            break;
+        memcpy(buf + used, opts->argv[i], l);
+        used += l;
+    }
+    spool_meta(t, th, "argv", buf, used);
+    n = snprintf(buf, sizeof buf, "%u", t->depth);
+    spool_meta(t, th, "stack_depth", buf, (size_t)n);
+    spool_modules(t, th);
+    *out = t;
+    return 0;
+}
+
+static int close_spool(at_tracer *t)
+{
+    at_tracer_stats s;
+    at_tracer_get_stats(t, &s);
+    at_thread *th = at__thread_get(t);
+    spool_modules(t, th); /* what was loaded since the start */
+    at_rec_end end = {
+        .kind = AT_REC_END,
+        .alloc_calls = s.alloc_calls,
+        .alloc_bytes = s.alloc_bytes,
+        .free_calls = s.free_calls,
+        .findings = s.findings,
+        .lost_events = s.lost_events,
+        .duration_ns = at__now_ns() - t->start_ns,
+    };
+    if (th)
+        at__thread_append(th, &end, sizeof end);
+    pthread_mutex_lock(&t->threads_mu);
+    pthread_key_delete(t->key);
+    for (at_thread *x = t->threads; x; x = x->next) {
+        if (x->buf) {
+            at__bufq_submit(&t->q, x->buf);
+            x->buf = NULL;
+        }
+    }
+    pthread_mutex_unlock(&t->threads_mu);
+    if (tls_last.serial == t->serial)
+        tls_last.serial = 0;
+    __atomic_store_n(&t->spool.h->closed, 1, __ATOMIC_RELEASE);
+    /* The mapping stays: a thread of this dying process may still hold a
+     * chunk.  The tracer's own memory stays too, for the same reason. */
+    return 0;
+}
+
 static int open_db(at_tracer *t)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
@@ -432,7 +611,7 @@ int at_tracer_open(const at_trace_options *opts, at_tracer **out)
 {
     if (!opts || !out || !opts->path || !*opts->path || opts->stack_depth > AT_MAX_STACK_DEPTH)
         return AT_E_INVALID;
-    int rc = create_file(opts);
+    int rc = at__create_trace_file(opts->path, opts->overwrite);
     if (rc)
         return rc;
 
@@ -483,6 +662,8 @@ int at_tracer_close(at_tracer *t)
 {
     if (!t)
         return 0;
+    if (t->spooled)
+        return close_spool(t);
     /* No call through the tracer may be running now (see tracer.h), so
      * every thread's partly filled buffer can be taken. */
     pthread_mutex_lock(&t->threads_mu);

@@ -15,6 +15,7 @@
 #include "buffers.h"
 #include "live.h"
 #include "records.h"
+#include "spool.h"
 #include "stacks.h"
 
 /* Per (tracer, thread) state.  Only its own thread writes the buffer and
@@ -69,7 +70,28 @@ struct at_tracer {
 
     int argc;
     char **argv;
+
+    /* Spool mode (the preload library): records go to a shared file that
+     * another process turns into the trace; no SQLite, no writer thread. */
+    int spooled;
+    at_spool spool;
 };
+
+/* Opens a tracer that writes the spool at `spool_path` instead of a
+ * SQLite trace: creating it, or attaching to one a consumer made.  Closed
+ * with at_tracer_close, which leaves the mapping in place (threads of a
+ * dying process may still be writing). */
+int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
+                          at_tracer **out);
+
+/* Creates a trace file: mode 0600, never through a symlink, replacing a
+ * regular file only with `overwrite`.  0 or AT_E_EXISTS / AT_E_SYMLINK /
+ * AT_E_ACCESS. */
+int at__create_trace_file(const char *path, int overwrite);
+
+/* Spool mode: a variable-length record (at_rec_var header + payload). */
+void at__spool_emit(at_tracer *t, at_thread *th, uint8_t kind, uint32_t id, const void *payload,
+                    uint32_t payload_size, uint32_t count);
 
 /* The calling thread's state for `t`, registering it on first use; NULL
  * when the tracer's memory is exhausted. */

@@ -27,6 +27,7 @@
 #include "runtime.h"
 #include "schema.h"
 #include "symbolize.h"
+#include "sqlw.h"
 #include "tracer_internal.h"
 
 /* Weak: absent from the preload library (see at__writer_finish). */
@@ -49,11 +50,14 @@ typedef struct writer {
     int frames_incomplete;
     int64_t next_frame_id;
     uint64_t last_sample_ns;
+    int error; /* first error; also copied to the tracer's writer_error */
 } writer;
 
 static void fail(writer *w, int rc)
 {
-    if (rc && !w->t->writer_error)
+    if (rc && !w->error)
+        w->error = rc;
+    if (rc && w->t && !w->t->writer_error)
         w->t->writer_error = rc;
 }
 
@@ -284,28 +288,37 @@ static int64_t frame_id(writer *w, uintptr_t ip)
     return id;
 }
 
+static void write_stack(writer *w, uint32_t id, const uintptr_t *frames, uint32_t depth)
+{
+    sqlite3_bind_int64(w->stack, 1, id);
+    sqlite3_bind_int64(w->stack, 2, depth);
+    step(w, w->stack);
+    for (uint32_t i = 0; i < depth; i++) {
+        int64_t f = frame_id(w, frames[i]);
+        sqlite3_bind_int64(w->stack_frame, 1, id);
+        sqlite3_bind_int64(w->stack_frame, 2, i);
+        sqlite3_bind_int64(w->stack_frame, 3, f);
+        step(w, w->stack_frame);
+    }
+}
+
 static void write_new_stacks(writer *w)
 {
-    for (at_stack *s = at__stacks_take_unwritten(&w->t->stacks); s; s = s->next_unwritten) {
-        sqlite3_bind_int64(w->stack, 1, s->id);
-        sqlite3_bind_int64(w->stack, 2, s->depth);
-        step(w, w->stack);
-        for (uint32_t i = 0; i < s->depth; i++) {
-            int64_t f = frame_id(w, s->frames[i]);
-            sqlite3_bind_int64(w->stack_frame, 1, s->id);
-            sqlite3_bind_int64(w->stack_frame, 2, i);
-            sqlite3_bind_int64(w->stack_frame, 3, f);
-            step(w, w->stack_frame);
-        }
-    }
+    for (at_stack *s = at__stacks_take_unwritten(&w->t->stacks); s; s = s->next_unwritten)
+        write_stack(w, s->id, s->frames, s->depth);
+}
+
+static void write_thread_row(writer *w, uint32_t id, int64_t tid, const char *name)
+{
+    sqlite3_bind_int64(w->thread, 1, id);
+    sqlite3_bind_int64(w->thread, 2, tid);
+    sqlite3_bind_text(w->thread, 3, name, -1, SQLITE_TRANSIENT);
+    step(w, w->thread);
 }
 
 static void write_thread(writer *w, const at_thread *th)
 {
-    sqlite3_bind_int64(w->thread, 1, th->id);
-    sqlite3_bind_int64(w->thread, 2, th->tid);
-    sqlite3_bind_text(w->thread, 3, th->name, -1, SQLITE_TRANSIENT);
-    step(w, w->thread);
+    write_thread_row(w, th->id, th->tid, th->name);
 }
 
 static void write_new_threads(writer *w)
@@ -333,13 +346,13 @@ static void write_timeline(writer *w, uint64_t now_ns)
 
 /* ---- the thread --------------------------------------------------------------- */
 
-static writer *writer_new(at_tracer *t)
+static writer *writer_new(at_tracer *t, sqlite3 *db)
 {
     writer *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
     w->t = t;
-    w->db = t->db;
+    w->db = db;
     if (prepare(w)) {
         finalize(w);
         free(w);
@@ -397,7 +410,7 @@ void *at__writer_main(void *arg)
 static writer *the_writer(at_tracer *t)
 {
     if (!t->writer_state)
-        t->writer_state = writer_new(t);
+        t->writer_state = writer_new(t, t->db);
     return t->writer_state;
 }
 
@@ -419,7 +432,7 @@ static void write_leak(const at_block_info *b, void *arg)
     write_lifetime(w, &r);
 }
 
-static void meta_set_int(sqlite3 *db, const char *key, int64_t v)
+void at__meta_set_int(sqlite3 *db, const char *key, int64_t v)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
@@ -430,7 +443,7 @@ static void meta_set_int(sqlite3 *db, const char *key, int64_t v)
     sqlite3_finalize(st);
 }
 
-static void meta_set_text(sqlite3 *db, const char *key, const char *v)
+void at__meta_set_text(sqlite3 *db, const char *key, const char *v)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
@@ -441,7 +454,7 @@ static void meta_set_text(sqlite3 *db, const char *key, const char *v)
     sqlite3_finalize(st);
 }
 
-static void iso_time(char *out, size_t n)
+void at__iso_time(char *out, size_t n)
 {
     struct timespec ts;
     struct tm tm;
@@ -455,7 +468,7 @@ static void iso_time(char *out, size_t n)
 static int write_arguments(at_tracer *t)
 {
     sqlite3 *db = t->db;
-    meta_set_text(db, "arguments", "[]");
+    at__meta_set_text(db, "arguments", "[]");
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db,
                            "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
@@ -501,21 +514,21 @@ int at__writer_write_meta(at_tracer *t)
 {
     sqlite3 *db = t->db;
     char buf[4096];
-    meta_set_text(db, "format", "alloctrace-trace");
-    meta_set_int(db, "schema_version", AT_SCHEMA_VERSION);
-    meta_set_text(db, "library_version", AT_VERSION_STRING);
-    meta_set_int(db, "pid", getpid());
+    at__meta_set_text(db, "format", "alloctrace-trace");
+    at__meta_set_int(db, "schema_version", AT_SCHEMA_VERSION);
+    at__meta_set_text(db, "library_version", AT_VERSION_STRING);
+    at__meta_set_int(db, "pid", getpid());
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n >= 0) {
         buf[n] = '\0';
-        meta_set_text(db, "executable", buf);
+        at__meta_set_text(db, "executable", buf);
     }
-    iso_time(buf, sizeof buf);
-    meta_set_text(db, "start_time", buf);
-    meta_set_text(db, "clock", "CLOCK_MONOTONIC");
-    meta_set_text(db, "time_unit", "us");
-    meta_set_int(db, "stack_depth", t->depth);
-    meta_set_int(db, "finished", 0);
+    at__iso_time(buf, sizeof buf);
+    at__meta_set_text(db, "start_time", buf);
+    at__meta_set_text(db, "clock", "CLOCK_MONOTONIC");
+    at__meta_set_text(db, "time_unit", "us");
+    at__meta_set_int(db, "stack_depth", t->depth);
+    at__meta_set_int(db, "finished", 0);
     return write_arguments(t);
 }
 
@@ -548,20 +561,20 @@ int at__writer_finish(at_tracer *t)
     at_tracer_stats s;
     at_tracer_get_stats(t, &s);
     char now[64];
-    iso_time(now, sizeof now);
+    at__iso_time(now, sizeof now);
     exec(w, "BEGIN");
     fail(w, at__schema_finish(w->db));
-    meta_set_text(w->db, "end_time", now);
-    meta_set_int(w->db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
-    meta_set_int(w->db, "alloc_calls", (int64_t)s.alloc_calls);
-    meta_set_int(w->db, "alloc_bytes", (int64_t)s.alloc_bytes);
-    meta_set_int(w->db, "free_calls", (int64_t)s.free_calls);
-    meta_set_int(w->db, "findings", (int64_t)s.findings);
-    meta_set_int(w->db, "lost_events", (int64_t)s.lost_events);
-    meta_set_int(w->db, "backpressure_waits", (int64_t)t->q.waits);
-    meta_set_int(w->db, "writer_error", t->writer_error);
-    meta_set_int(w->db, "symbolized", symbolized);
-    meta_set_int(w->db, "finished", 1);
+    at__meta_set_text(w->db, "end_time", now);
+    at__meta_set_int(w->db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
+    at__meta_set_int(w->db, "alloc_calls", (int64_t)s.alloc_calls);
+    at__meta_set_int(w->db, "alloc_bytes", (int64_t)s.alloc_bytes);
+    at__meta_set_int(w->db, "free_calls", (int64_t)s.free_calls);
+    at__meta_set_int(w->db, "findings", (int64_t)s.findings);
+    at__meta_set_int(w->db, "lost_events", (int64_t)s.lost_events);
+    at__meta_set_int(w->db, "backpressure_waits", (int64_t)t->q.waits);
+    at__meta_set_int(w->db, "writer_error", t->writer_error);
+    at__meta_set_int(w->db, "symbolized", symbolized);
+    at__meta_set_int(w->db, "finished", 1);
     exec(w, "COMMIT");
     finalize(w);
     free(w);
@@ -570,4 +583,49 @@ int at__writer_finish(at_tracer *t)
         t->writer_error = AT_E_DB;
     t->db = NULL;
     return t->writer_error;
+}
+
+/* ---- the same statements, for the spool reader (sqlw.h) ----------------------- */
+
+at_sqlw *at__sqlw_new(sqlite3 *db)
+{
+    return writer_new(NULL, db);
+}
+
+void at__sqlw_free(at_sqlw *w)
+{
+    if (w) {
+        finalize(w);
+        free(w);
+    }
+}
+
+int at__sqlw_error(const at_sqlw *w)
+{
+    return w->error;
+}
+
+void at__sqlw_exec(at_sqlw *w, const char *sql)
+{
+    exec(w, sql);
+}
+
+void at__sqlw_lifetime(at_sqlw *w, const at_rec_lifetime *r)
+{
+    write_lifetime(w, r);
+}
+
+void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f)
+{
+    write_finding(w, f);
+}
+
+void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth)
+{
+    write_stack(w, id, frames, depth);
+}
+
+void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name)
+{
+    write_thread_row(w, id, tid, name);
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,8 @@
 #include <alloctrace/alloctrace.h>
 
 #include "runtime.h"
+#include "spool.h"
+#include "spool_reader.h"
 #include "symbolize.h"
 
 enum {
@@ -177,6 +180,7 @@ static int complete_trace(const char *path, sqlite3 **out)
         return -1;
     }
     sqlite3_busy_timeout(db, 5000);
+    sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     if (q_int(db, "SELECT value FROM meta WHERE key = 'finished'") != 1) {
         fprintf(stderr, "alloctrace: %s is unfinished: the program ended before the trace was"
                         " closed\n",
@@ -331,6 +335,24 @@ static int cmd_run(int argc, char **argv)
     else
         check_output("./x", 0);
 
+    /* The spool the program writes and we read, next to the trace. */
+    char spool_path[PATH_MAX + 64];
+    {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", output ? output : "./x");
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            slash[1] = '\0';
+        else
+            snprintf(dir, sizeof dir, "./");
+        snprintf(spool_path, sizeof spool_path, "%s.alloctrace.%ld.spool", dir, (long)getpid());
+    }
+    at_spool spool = {.fd = -1};
+    int rc = at__spool_create(&spool, spool_path);
+    if (rc)
+        die_tool("cannot create the spool %s: %s", spool_path, at_strerror(rc));
+    at__spool_close(&spool);
+
     fflush(NULL);
     int sync_pipe[2]; /* closed on exec: tells the parent the exec worked */
     if (pipe2(sync_pipe, O_CLOEXEC) != 0)
@@ -356,6 +378,7 @@ static int cmd_run(int argc, char **argv)
                      (long)getpid());
         }
         setenv("ALLOCTRACE_OUTPUT", path, 1);
+        setenv("ALLOCTRACE_SPOOL", spool_path, 1);
         snprintf(buf, sizeof buf, "%ld", (long)getpid());
         setenv("ALLOCTRACE_PID", buf, 1);
         if (depth)
@@ -371,22 +394,10 @@ static int cmd_run(int argc, char **argv)
         _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE);
     }
     close(sync_pipe[1]);
-    int exec_errno = 0;
-    ssize_t got = read(sync_pipe[0], &exec_errno, sizeof exec_errno);
-    close(sync_pipe[0]);
-
     /* Like a shell running a foreground job: the terminal's signals are
      * for the program; we stay to finish its trace. */
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    int code = WIFEXITED(status) ? WEXITSTATUS(status)
-               : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
-                                     : EXIT_TOOL;
-    if (got == (ssize_t)sizeof exec_errno)
-        return code;
 
     char path[PATH_MAX];
     if (output)
@@ -396,6 +407,47 @@ static int cmd_run(int argc, char **argv)
         snprintf(path, sizeof path, "alloctrace.%s.%ld.db", base ? base + 1 : prog_argv[0],
                  (long)pid);
     }
+    at_spool_reader *reader = NULL;
+    rc = at__spool_reader_open(spool_path, path, force, &reader);
+    if (rc)
+        fprintf(stderr, "alloctrace: cannot create the trace %s: %s\n", path, at_strerror(rc));
+
+    int exec_errno = 0;
+    ssize_t got = read(sync_pipe[0], &exec_errno, sizeof exec_errno);
+    close(sync_pipe[0]);
+
+    /* Read the spool while the program runs, so its chunks come back. */
+    int status = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid || (w < 0 && errno != EINTR))
+            break;
+        long n = reader ? at__spool_reader_poll(reader) : 0;
+        if (n <= 0) {
+            struct timespec ts = {0, 2 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    int code = WIFEXITED(status) ? WEXITSTATUS(status)
+               : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                     : EXIT_TOOL;
+    int closed = 0;
+    if (reader) {
+        rc = at__spool_reader_finish(reader, &closed);
+        if (rc)
+            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", path, at_strerror(rc));
+    }
+    unlink(spool_path);
+    if (got == (ssize_t)sizeof exec_errno) {
+        unlink(path);
+        return code;
+    }
+    if (!reader)
+        return code ? code : EXIT_TOOL;
+    if (!closed && !quiet)
+        fprintf(stderr, "alloctrace: %s ended before closing its trace; every allocation call"
+                        " that returned is recorded\n",
+                prog_argv[0]);
     if (WIFSIGNALED(status) && !quiet)
         fprintf(stderr, "alloctrace: %s was killed by signal %d (%s)\n", prog_argv[0],
                 WTERMSIG(status), strsignal(WTERMSIG(status)));

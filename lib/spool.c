@@ -1,0 +1,136 @@
+/* The spool's chunk pool (see spool.h).  Only atomics on the shared
+ * mapping: no lock is shared between the two processes, so neither can
+ * leave the other blocked by dying. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <alloctrace/error.h>
+
+#include "spool.h"
+
+static int map(at_spool *s, int fd, size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return AT_E_NOMEM;
+    s->base = p;
+    s->h = p;
+    s->map_size = size;
+    s->fd = fd;
+    return 0;
+}
+
+int at__spool_create(at_spool *s, const char *path)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == EEXIST ? AT_E_EXISTS : errno == ELOOP ? AT_E_SYMLINK : AT_E_ACCESS;
+    size_t size = AT_SPOOL_HEADER + (size_t)AT_SPOOL_MAX_CHUNKS * AT_SPOOL_CHUNK;
+    int rc = ftruncate(fd, (off_t)size) == 0 ? map(s, fd, size) : AT_E_IO;
+    if (rc) {
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    memcpy(s->h->magic, AT_SPOOL_MAGIC, 8);
+    s->h->chunk_size = AT_SPOOL_CHUNK;
+    s->h->max_chunks = AT_SPOOL_MAX_CHUNKS;
+    return 0;
+}
+
+int at__spool_open(at_spool *s, const char *path)
+{
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return AT_E_ACCESS;
+    struct stat st;
+    at_spool_header h;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < AT_SPOOL_HEADER ||
+        pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, AT_SPOOL_MAGIC, 8) != 0 ||
+        h.chunk_size < 4096 || h.max_chunks == 0 ||
+        (size_t)st.st_size < AT_SPOOL_HEADER + (size_t)h.max_chunks * h.chunk_size) {
+        close(fd);
+        return AT_E_INVALID;
+    }
+    int rc = map(s, fd, AT_SPOOL_HEADER + (size_t)h.max_chunks * h.chunk_size);
+    if (rc)
+        close(fd);
+    return rc;
+}
+
+void at__spool_close(at_spool *s)
+{
+    if (s->base)
+        munmap(s->base, s->map_size);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->base = NULL;
+    s->h = NULL;
+    s->fd = -1;
+}
+
+static at_buf *take(at_spool *s, at_spool_chunk *c)
+{
+    uint32_t expected = AT_CHUNK_FREE;
+    if (!__atomic_compare_exchange_n(&c->state, &expected, AT_CHUNK_FILLING, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return NULL;
+    /* gen first, so a consumer that sees FILLING and the new gen starts
+     * this chunk over; used is 0 before either is visible. */
+    at_buf *b = at__chunk_buf(c);
+    __atomic_store_n(&b->used, 0, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&c->gen, 1, __ATOMIC_RELEASE);
+    b->next = NULL;
+    b->cap = s->h->chunk_size - sizeof(at_spool_chunk) - offsetof(at_buf, data);
+    return b;
+}
+
+static int consumer_alive(const at_spool *s)
+{
+    pid_t pid = __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE);
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+at_buf *at__spool_get(at_spool *s)
+{
+    int saved = errno;
+    at_buf *b = NULL;
+    for (unsigned spins = 0;; spins++) {
+        uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
+        for (uint32_t i = 0; i < n && !b; i++)
+            b = take(s, at__spool_chunk(s, i));
+        while (!b && n < s->h->max_chunks) {
+            /* A new chunk: claim the index, then the chunk (fresh from the
+             * sparse file: FREE and zero). */
+            if (__atomic_compare_exchange_n(&s->h->nchunks, &n, n + 1, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                b = take(s, at__spool_chunk(s, n));
+        }
+        if (b)
+            break;
+        if (!consumer_alive(s)) {
+            __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        if (spins == 0)
+            __atomic_add_fetch(&s->h->waits, 1, __ATOMIC_RELAXED);
+        struct timespec ts = {0, 200 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    errno = saved;
+    return b;
+}
+
+void at__spool_submit(at_spool *s, at_buf *b)
+{
+    (void)s;
+    at_spool_chunk *c = (at_spool_chunk *)b - 1;
+    __atomic_store_n(&c->state, AT_CHUNK_FULL, __ATOMIC_RELEASE);
+}

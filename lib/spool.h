@@ -1,0 +1,88 @@
+/* The spool: a file-backed ring of record chunks shared between a traced
+ * process (the producer: the preload library) and the process that turns
+ * records into the SQLite trace (the consumer: `alloctrace run`).
+ *
+ * Why: a traced program can die at any moment (SIGKILL included), and its
+ * own SQLite, libc locks or memory must never be needed to save what it
+ * did.  Records are written straight into a MAP_SHARED mapping of the
+ * spool file, so every record whose call returned is in the page cache
+ * and survives the process; the consumer reads chunks as they fill and
+ * gives them back for reuse, so the file stays small.
+ *
+ * Layout: a 4 KiB header, then up to max_chunks chunks of chunk_size
+ * bytes.  A chunk is FREE, FILLING (owned by one producer thread, `used`
+ * bytes valid, published with release stores) or FULL (waiting for the
+ * consumer, who sets it FREE again).  `gen` changes each time a chunk is
+ * taken, so the consumer knows a chunk was refilled.  The file is sparse:
+ * only chunks ever used take disk space.
+ */
+#ifndef AT_SPOOL_H
+#define AT_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buffers.h"
+
+#define AT_SPOOL_MAGIC "ATSPOOL1"
+enum {
+    AT_SPOOL_HEADER = 4096,
+    AT_SPOOL_CHUNK = 256 * 1024,
+    AT_SPOOL_MAX_CHUNKS = 4096, /* 1 GiB of address space, sparse */
+};
+enum { AT_CHUNK_FREE = 0, AT_CHUNK_FILLING = 1, AT_CHUNK_FULL = 2 };
+
+typedef struct at_spool_header {
+    char magic[8];
+    uint32_t chunk_size, max_chunks;
+    uint32_t nchunks;     /* chunks ever taken (high-water mark) */
+    int32_t producer_pid; /* 0 until a producer attaches */
+    int32_t consumer_pid; /* 0 when nobody gives chunks back */
+    uint32_t closed;      /* the producer wrote its END record */
+    uint64_t waits;       /* times the producer waited for a free chunk */
+    uint64_t dropped;     /* records lost: no chunk could be had */
+} at_spool_header;
+
+/* A chunk's header; its at_buf (whose `used` the consumer reads) follows. */
+typedef struct at_spool_chunk {
+    uint32_t state;
+    uint32_t pad;
+    uint64_t gen;
+} at_spool_chunk;
+
+static inline at_buf *at__chunk_buf(at_spool_chunk *c)
+{
+    return (at_buf *)(c + 1);
+}
+
+typedef struct at_spool {
+    at_spool_header *h;
+    unsigned char *base;
+    size_t map_size;
+    int fd;
+} at_spool;
+
+/* Creates `path` (O_EXCL, mode 0600, never through a symlink) and maps it.
+ * 0 or a negative AT_E_* code. */
+int at__spool_create(at_spool *s, const char *path);
+
+/* Maps an existing spool; 0, AT_E_ACCESS or AT_E_INVALID (not a spool). */
+int at__spool_open(at_spool *s, const char *path);
+
+void at__spool_close(at_spool *s);
+
+static inline at_spool_chunk *at__spool_chunk(const at_spool *s, uint32_t i)
+{
+    return (at_spool_chunk *)(s->base + AT_SPOOL_HEADER + (size_t)i * s->h->chunk_size);
+}
+
+/* Producer: a chunk for the calling thread, waiting while the consumer is
+ * alive and behind; NULL when none can be had (the caller counts the
+ * record as lost). */
+at_buf *at__spool_get(at_spool *s);
+
+/* Producer: the chunk is full (or its thread is done with it). */
+void at__spool_submit(at_spool *s, at_buf *b);
+
+#endif

@@ -1,0 +1,471 @@
+/* The spool's consumer: turns the records a traced process writes into its
+ * spool (spool.h) into the SQLite trace, while the process runs and after
+ * it has ended, however it ended.
+ *
+ * Chunks are read in whatever order they fill, so the two halves of a
+ * lifetime can arrive either way round: an allocation record waits in a
+ * table keyed by sequence number until its release record comes; a
+ * release that comes first leaves a marker for its allocation.  Whatever
+ * allocation is still waiting at the end was live when the process ended:
+ * a leak, or, if the process died, a block it held at its death.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uthash.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "modules.h"
+#include "records.h"
+#include "schema.h"
+#include "spool.h"
+#include "spool_reader.h"
+#include "sqlw.h"
+#include "tracer_internal.h"
+
+typedef struct pending {
+    uint64_t seq;
+    int released; /* its release came first */
+    at_rec_lifetime rec;
+    UT_hash_handle hh;
+} pending;
+
+struct at_spool_reader {
+    at_spool spool;
+    sqlite3 *db;
+    at_sqlw *w;
+    pending *live;
+    uint64_t *gen;
+    uint64_t *off;
+    int ended;      /* an END record came: the producer closed properly */
+    at_rec_end end;
+    int corrupt;
+    int nomem;
+};
+
+static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
+{
+    int rc = at__create_trace_file(db_path, overwrite);
+    if (rc)
+        return rc;
+    if (sqlite3_open_v2(db_path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+        SQLITE_OK)
+        return AT_E_DB;
+    rc = at__sql_exec(r->db, "PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
+                             "PRAGMA user_version=" AT_STRINGIFY(AT_SCHEMA_VERSION) "; BEGIN;");
+    if (!rc)
+        rc = at__schema_create(r->db);
+    if (rc)
+        return rc;
+    char now[64];
+    at__iso_time(now, sizeof now);
+    at__meta_set_text(r->db, "format", "alloctrace-trace");
+    at__meta_set_int(r->db, "schema_version", AT_SCHEMA_VERSION);
+    at__meta_set_text(r->db, "library_version", AT_VERSION_STRING);
+    at__meta_set_text(r->db, "start_time", now);
+    at__meta_set_text(r->db, "clock", "CLOCK_MONOTONIC");
+    at__meta_set_text(r->db, "time_unit", "us");
+    at__meta_set_text(r->db, "arguments", "[]");
+    at__meta_set_int(r->db, "finished", 0);
+    rc = at__sql_exec(r->db, "COMMIT");
+    if (rc)
+        return rc;
+    r->w = at__sqlw_new(r->db);
+    return r->w ? 0 : AT_E_DB;
+}
+
+int at__spool_reader_open(const char *spool_path, const char *db_path, int overwrite,
+                          at_spool_reader **out)
+{
+    at_spool_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return AT_E_NOMEM;
+    r->spool.fd = -1;
+    int rc = at__spool_open(&r->spool, spool_path);
+    if (!rc) {
+        r->gen = calloc(r->spool.h->max_chunks, sizeof *r->gen);
+        r->off = calloc(r->spool.h->max_chunks, sizeof *r->off);
+        rc = r->gen && r->off ? 0 : AT_E_NOMEM;
+    }
+    if (!rc)
+        rc = open_db(r, db_path, overwrite);
+    if (rc) {
+        at__spool_reader_abandon(r);
+        return rc;
+    }
+    __atomic_store_n(&r->spool.h->consumer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    *out = r;
+    return 0;
+}
+
+void at__spool_reader_abandon(at_spool_reader *r)
+{
+    if (!r)
+        return;
+    if (r->spool.h)
+        __atomic_store_n(&r->spool.h->consumer_pid, 0, __ATOMIC_RELEASE);
+    pending *p, *tmp;
+    HASH_ITER(hh, r->live, p, tmp)
+    {
+        HASH_DEL(r->live, p);
+        free(p);
+    }
+    at__sqlw_free(r->w);
+    sqlite3_close(r->db);
+    at__spool_close(&r->spool);
+    free(r->gen);
+    free(r->off);
+    free(r);
+}
+
+/* ---- records ------------------------------------------------------------------- */
+
+static void on_lifetime(at_spool_reader *r, const at_rec_lifetime *rec)
+{
+    pending *p;
+    HASH_FIND(hh, r->live, &rec->seq, sizeof rec->seq, p);
+    if (rec->free_op == AT_OP_NONE) { /* an allocation */
+        if (p) {                      /* already released: nothing to wait for */
+            HASH_DEL(r->live, p);
+            free(p);
+            return;
+        }
+        p = malloc(sizeof *p);
+        if (!p) {
+            r->nomem = 1;
+            return;
+        }
+        p->seq = rec->seq;
+        p->released = 0;
+        p->rec = *rec;
+        HASH_ADD(hh, r->live, seq, sizeof p->seq, p);
+        return;
+    }
+    at__sqlw_lifetime(r->w, rec);
+    if (p) {
+        HASH_DEL(r->live, p);
+        free(p);
+        return;
+    }
+    p = malloc(sizeof *p);
+    if (!p) {
+        r->nomem = 1;
+        return;
+    }
+    p->seq = rec->seq;
+    p->released = 1;
+    HASH_ADD(hh, r->live, seq, sizeof p->seq, p);
+}
+
+static void on_meta(at_spool_reader *r, const char *text, uint32_t n)
+{
+    const char *key = text;
+    size_t klen = strnlen(key, n);
+    if (klen == n)
+        return;
+    const char *value = key + klen + 1;
+    size_t vlen = n - klen - 1;
+    if (strcmp(key, "argv") == 0) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(r->db,
+                               "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
+                               " WHERE key = 'arguments'",
+                               -1, &st, NULL) != SQLITE_OK)
+            return;
+        for (size_t i = 0; i < vlen;) {
+            size_t l = strnlen(value + i, vlen - i);
+            sqlite3_bind_text(st, 1, value + i, (int)l, SQLITE_TRANSIENT);
+            sqlite3_step(st);
+            sqlite3_reset(st);
+            i += l + 1;
+        }
+        sqlite3_finalize(st);
+        return;
+    }
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%.*s", (int)vlen, value);
+    if (strcmp(key, "pid") == 0 || strcmp(key, "stack_depth") == 0)
+        at__meta_set_int(r->db, key, strtoll(buf, NULL, 10));
+    else
+        at__meta_set_text(r->db, key, buf);
+}
+
+static void on_module(at_spool_reader *r, const unsigned char *p, uint32_t n)
+{
+    at_rec_module m;
+    if (n < sizeof m + 2)
+        return;
+    memcpy(&m, p, sizeof m);
+    const char *path = (const char *)p + sizeof m;
+    size_t plen = strnlen(path, n - sizeof m);
+    if (sizeof m + plen + 1 >= n)
+        return;
+    const char *build = path + plen + 1;
+    if (strnlen(build, n - sizeof m - plen - 1) == n - sizeof m - plen - 1)
+        return; /* not terminated */
+    at_module_info info = {path, (uintptr_t)m.base, (uintptr_t)m.start, (uintptr_t)m.end,
+                           *build ? build : NULL};
+    if (at__modules_insert(r->db, &info) != 0)
+        r->corrupt = 1;
+}
+
+/* Size of the record at `p`, or 0 if it is not one (`avail` bytes left). */
+static size_t record_size(const unsigned char *p, size_t avail)
+{
+    size_t n = 0;
+    switch (*p) {
+    case AT_REC_LIFETIME: n = sizeof(at_rec_lifetime); break;
+    case AT_REC_FINDING: n = sizeof(at_rec_finding); break;
+    case AT_REC_THREAD: n = sizeof(at_rec_thread); break;
+    case AT_REC_END: n = sizeof(at_rec_end); break;
+    case AT_REC_STACK:
+    case AT_REC_MODULE:
+    case AT_REC_META: {
+        at_rec_var h;
+        if (avail < sizeof h)
+            return 0;
+        memcpy(&h, p, sizeof h);
+        n = h.size;
+        if (n < sizeof h || h.count > n - sizeof h)
+            return 0;
+        if (*p == AT_REC_STACK && (h.count > AT_MAX_STACK_DEPTH || h.count * 8 > n - sizeof h))
+            return 0;
+        break;
+    }
+    default:
+        return 0;
+    }
+    return n <= avail ? n : 0;
+}
+
+static void on_record(at_spool_reader *r, const unsigned char *p, size_t n)
+{
+    switch (*p) {
+    case AT_REC_LIFETIME: {
+        at_rec_lifetime rec;
+        memcpy(&rec, p, sizeof rec);
+        on_lifetime(r, &rec);
+        break;
+    }
+    case AT_REC_FINDING: {
+        at_rec_finding f;
+        memcpy(&f, p, sizeof f);
+        at__sqlw_finding(r->w, &f);
+        break;
+    }
+    case AT_REC_THREAD: {
+        at_rec_thread t;
+        memcpy(&t, p, sizeof t);
+        t.name[sizeof t.name - 1] = '\0';
+        at__sqlw_thread(r->w, t.id, t.tid, t.name);
+        break;
+    }
+    case AT_REC_END:
+        memcpy(&r->end, p, sizeof r->end);
+        r->ended = 1;
+        break;
+    case AT_REC_STACK: {
+        at_rec_var h;
+        uintptr_t frames[AT_MAX_STACK_DEPTH];
+        memcpy(&h, p, sizeof h);
+        memcpy(frames, p + sizeof h, h.count * sizeof frames[0]);
+        at__sqlw_stack(r->w, h.id, frames, h.count);
+        break;
+    }
+    case AT_REC_MODULE:
+    case AT_REC_META: {
+        at_rec_var h;
+        memcpy(&h, p, sizeof h);
+        if (*p == AT_REC_MODULE)
+            on_module(r, p + sizeof h, h.count);
+        else
+            on_meta(r, (const char *)p + sizeof h, h.count);
+        break;
+    }
+    }
+    (void)n;
+}
+
+/* Reads chunk `i` from where the last visit stopped; returns bytes read. */
+static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
+{
+    at_spool_chunk *c = at__spool_chunk(&r->spool, i);
+    uint32_t state = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+    if (state == AT_CHUNK_FREE)
+        return 0;
+    uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+    if (gen != r->gen[i]) {
+        r->gen[i] = gen;
+        r->off[i] = 0;
+    }
+    at_buf *b = at__chunk_buf(c);
+    uint64_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+    size_t cap = r->spool.h->chunk_size - sizeof *c - sizeof *b;
+    if (used > cap)
+        used = cap;
+    size_t start = r->off[i], off = start;
+    while (off < used) {
+        size_t n = record_size(b->data + off, used - off);
+        if (n == 0) {
+            r->corrupt = 1;
+            off = used;
+            break;
+        }
+        if (!*began) {
+            at__sqlw_exec(r->w, "BEGIN");
+            *began = 1;
+        }
+        on_record(r, b->data + off, n);
+        off += n;
+    }
+    r->off[i] = off;
+    if (state == AT_CHUNK_FULL) {
+        /* Every byte of a FULL chunk was published before it became FULL:
+         * give it back.  `used` is cleared first so that a stale value is
+         * never read as data when the chunk is refilled. */
+        __atomic_store_n(&b->used, 0, __ATOMIC_RELAXED);
+        r->off[i] = 0;
+        __atomic_store_n(&c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
+    }
+    return off - start;
+}
+
+long at__spool_reader_poll(at_spool_reader *r)
+{
+    uint32_t n = __atomic_load_n(&r->spool.h->nchunks, __ATOMIC_ACQUIRE);
+    if (n > r->spool.h->max_chunks)
+        n = r->spool.h->max_chunks;
+    int began = 0;
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+        total += read_chunk(r, i, &began);
+    if (began)
+        at__sqlw_exec(r->w, "COMMIT");
+    int err = at__sqlw_error(r->w);
+    return err ? err : (long)total;
+}
+
+/* ---- the end ----------------------------------------------------------------------- */
+
+/* The timeline, sampled every 10 ms of the run from the lifetimes. */
+static void write_timeline(at_spool_reader *r)
+{
+    static const char sql[] =
+        "SELECT seq, t, size, 1 FROM lifetimes UNION ALL"
+        " SELECT seq + free_dseq, t + free_dt, -size, 0 FROM lifetimes WHERE free_dseq IS NOT NULL"
+        " ORDER BY 1";
+    sqlite3_stmt *q, *ins;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
+        return;
+    if (sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)", -1, &ins,
+                           NULL) != SQLITE_OK) {
+        sqlite3_finalize(q);
+        return;
+    }
+    int64_t live = 0, blocks = 0, calls = 0, bytes = 0, frees = 0, last_t = -1, seq = 0, t = 0;
+    int have = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        seq = sqlite3_column_int64(q, 0);
+        t = sqlite3_column_int64(q, 1);
+        int64_t d = sqlite3_column_int64(q, 2);
+        int alloc = sqlite3_column_int(q, 3);
+        live += d;
+        blocks += alloc ? 1 : -1;
+        if (alloc) {
+            calls++;
+            bytes += d;
+        } else {
+            frees++;
+        }
+        have = 1;
+        if (last_t < 0 || t - last_t >= 10000) {
+            int64_t v[] = {seq, t, live, blocks, calls, bytes, frees};
+            for (int i = 0; i < 7; i++)
+                sqlite3_bind_int64(ins, i + 1, v[i]);
+            sqlite3_step(ins);
+            sqlite3_reset(ins);
+            last_t = t;
+            have = 0;
+        }
+    }
+    if (have) {
+        int64_t v[] = {seq, t, live, blocks, calls, bytes, frees};
+        for (int i = 0; i < 7; i++)
+            sqlite3_bind_int64(ins, i + 1, v[i]);
+        sqlite3_step(ins);
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(ins);
+}
+
+int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
+{
+    long rc = at__spool_reader_poll(r);
+    at__sqlw_exec(r->w, "BEGIN");
+    pending *p, *tmp;
+    HASH_ITER(hh, r->live, p, tmp)
+    {
+        if (!p->released)
+            at__sqlw_lifetime(r->w, &p->rec); /* still live at the end */
+        HASH_DEL(r->live, p);
+        free(p);
+    }
+    at__sqlw_exec(r->w, "COMMIT");
+    at__sqlw_free(r->w);
+    r->w = NULL;
+
+    int err = rc < 0 ? (int)rc : 0;
+    if (!err)
+        err = at__sql_exec(r->db, "BEGIN");
+    if (!err) {
+        write_timeline(r);
+        err = at__modules_attribute(r->db);
+    }
+    if (!err)
+        err = at__schema_finish(r->db);
+    if (!err) {
+        char now[64];
+        at__iso_time(now, sizeof now);
+        at__meta_set_text(r->db, "end_time", now);
+        if (r->ended) {
+            at__meta_set_int(r->db, "duration_us", (int64_t)(r->end.duration_ns / 1000));
+            at__meta_set_int(r->db, "alloc_calls", (int64_t)r->end.alloc_calls);
+            at__meta_set_int(r->db, "alloc_bytes", (int64_t)r->end.alloc_bytes);
+            at__meta_set_int(r->db, "free_calls", (int64_t)r->end.free_calls);
+            at__meta_set_int(r->db, "findings", (int64_t)r->end.findings);
+            at__meta_set_int(r->db, "lost_events",
+                             (int64_t)(r->end.lost_events + r->spool.h->dropped));
+        } else {
+            /* The process died: count what reached the spool. */
+            at__sql_exec(r->db,
+                         "INSERT OR REPLACE INTO meta SELECT 'alloc_calls', count(*) FROM lifetimes;"
+                         "INSERT OR REPLACE INTO meta SELECT 'alloc_bytes', coalesce(sum(size), 0)"
+                         " FROM lifetimes;"
+                         "INSERT OR REPLACE INTO meta SELECT 'free_calls', count(free_dseq)"
+                         " FROM lifetimes;"
+                         "INSERT OR REPLACE INTO meta SELECT 'findings', count(*) FROM findings;"
+                         "INSERT OR REPLACE INTO meta SELECT 'duration_us', coalesce(max(t), 0)"
+                         " FROM lifetimes;");
+            at__meta_set_int(r->db, "lost_events", (int64_t)r->spool.h->dropped);
+        }
+        at__meta_set_text(r->db, "program_end", r->ended ? "closed" : "died");
+        at__meta_set_int(r->db, "backpressure_waits", (int64_t)r->spool.h->waits);
+        at__meta_set_int(r->db, "spool_errors", r->corrupt + r->nomem);
+        at__meta_set_int(r->db, "writer_error", 0);
+        at__meta_set_int(r->db, "symbolized", 0);
+        at__meta_set_int(r->db, "finished", 1);
+        err = at__sql_exec(r->db, "COMMIT");
+    }
+    if (closed_properly)
+        *closed_properly = r->ended;
+    if (sqlite3_close(r->db) != SQLITE_OK && !err)
+        err = AT_E_DB;
+    r->db = NULL;
+    at__spool_reader_abandon(r);
+    return err;
+}

@@ -1,0 +1,26 @@
+/* The spool's consumer (see spool_reader.c). */
+#ifndef AT_SPOOL_READER_H
+#define AT_SPOOL_READER_H
+
+typedef struct at_spool_reader at_spool_reader;
+
+/* Attaches to the spool at `spool_path` as its consumer and creates the
+ * trace at `db_path` (never over an existing file unless `overwrite`).
+ * 0 or a negative AT_E_* code. */
+int at__spool_reader_open(const char *spool_path, const char *db_path, int overwrite,
+                          at_spool_reader **out);
+
+/* Turns every record available now into rows and gives full chunks back;
+ * the number of bytes read, or a negative AT_E_* code. */
+long at__spool_reader_poll(at_spool_reader *r);
+
+/* Reads what is left, writes the blocks still live, the timeline, the
+ * module attribution, indexes, views and meta, closes the trace and frees
+ * `r`.  *closed_properly says whether the producer closed the spool (0:
+ * the process died first).  0 or a negative AT_E_* code. */
+int at__spool_reader_finish(at_spool_reader *r, int *closed_properly);
+
+/* Frees `r` without finishing the trace. */
+void at__spool_reader_abandon(at_spool_reader *r);
+
+#endif

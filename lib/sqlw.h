@@ -1,0 +1,30 @@
+/* The trace's row writers (writer.c), for code that feeds records to
+ * SQLite without a tracer in the same process: the spool reader.
+ * Errors are remembered (first one wins) and returned by at__sqlw_error. */
+#ifndef AT_SQLW_H
+#define AT_SQLW_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "records.h"
+
+typedef struct writer at_sqlw;
+
+/* Prepared statements over `db`, whose tables exist; NULL without memory
+ * or when a statement cannot be prepared. */
+at_sqlw *at__sqlw_new(sqlite3 *db);
+void at__sqlw_free(at_sqlw *w);
+int at__sqlw_error(const at_sqlw *w);
+void at__sqlw_exec(at_sqlw *w, const char *sql);
+void at__sqlw_lifetime(at_sqlw *w, const at_rec_lifetime *r);
+void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f);
+void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth);
+void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
+
+/* meta rows (INSERT OR REPLACE), and the current UTC time as ISO 8601. */
+void at__meta_set_int(sqlite3 *db, const char *key, int64_t v);
+void at__meta_set_text(sqlite3 *db, const char *key, const char *v);
+void at__iso_time(char *out, size_t n);
+
+#endif
