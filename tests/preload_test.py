@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""`alloctrace run` and the preload library on programs with known
+allocation behaviour (preload_prog.c, preload_cxx.cc): every entry point,
+leaks with their stacks, each kind of bad release, threads with cross-thread
+frees, fork, every way out of a program (including abort and SIGKILL), and
+the command's own exit codes and errors.
+
+    preload_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR
+"""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+alloctrace, prog, cxx, workdir = (os.path.abspath(a) for a in sys.argv[1:5])
+work = os.path.join(workdir, "preload-%d" % os.getpid())
+os.makedirs(work, exist_ok=True)
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    print(("ok - " if cond else "FAIL - ") + what)
+    if not cond:
+        failures += 1
+
+
+def run(name, *args, opts=(), expect=0):
+    """Runs a program under alloctrace run; returns (trace connection, result)."""
+    trace = os.path.join(work, name + ".db")
+    r = subprocess.run([alloctrace, "run", "-o", trace, "--force", *opts, "--", *args],
+                       capture_output=True, text=True, cwd=work, timeout=120)
+    check(r.returncode == expect, "%s: exit status %d (expected %d)%s" % (
+        name, r.returncode, expect, "" if r.returncode == expect else "\n" + r.stderr))
+    db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+    return db, r
+
+
+def one(db, sql, *params):
+    row = db.execute(sql, params).fetchone()
+    return row[0] if row else None
+
+
+def meta(db, key):
+    return one(db, "SELECT value FROM meta WHERE key = ?", key)
+
+
+# ---- every entry point, nothing leaked -----------------------------------------------
+db, r = run("clean", prog, "clean")
+check(r.stdout == "clean\n", "clean: output untouched")
+check(meta(db, "program_end") == "closed", "clean: trace closed by the program")
+check(one(db, "SELECT count(*) FROM leaks") == 0, "clean: no leaks")
+check(one(db, "SELECT count(*) FROM findings") == 0, "clean: no findings")
+check(one(db, "SELECT count(*) FROM runtime_blocks WHERE reason = 'stdio buffer'") == 1,
+      "clean: stdout's buffer is set aside as runtime-owned")
+for size, align in [(200, 64), (256, 128), (10, 4096), (512, 256), (100, 16), (64, 16)]:
+    check(one(db, "SELECT count(*) FROM allocations WHERE size = ? AND align = ?"
+                  " AND free_seq IS NOT NULL", size, align) >= 1,
+          "clean: a (%d, %d) block was allocated and released" % (size, align))
+check(one(db, "SELECT count(*) FROM allocations WHERE alloc_op = 'realloc'") >= 3,
+      "clean: reallocations are recorded as such")
+check(one(db, "SELECT count(*) FROM allocations WHERE alloc_op = 'alloc_zeroed' AND size = 100") == 1,
+      "clean: calloc(10, 10) is a zeroed (100, 16) block")
+check(meta(db, "alloc_calls") == one(db, "SELECT count(*) FROM allocations"),
+      "clean: meta.alloc_calls matches the rows")
+
+# ---- leaks and their stacks --------------------------------------------------------------
+db, r = run("leak", prog, "leak")
+check(sorted(x for (x,) in db.execute("SELECT size FROM leaks")) == [1000, 1001, 1002],
+      "leak: exactly the three planted blocks leak")
+# The compiler may unroll the loop into three call sites: one to three sites.
+check(one(db, "SELECT sum(bytes) FROM leak_sites") == 3003 and
+      one(db, "SELECT count(*) FROM leak_sites") in (1, 2, 3), "leak: 3003 bytes by site")
+texts = [t for (t,) in db.execute("SELECT s.text FROM leak_sites l JOIN stack_text s"
+                                   " ON s.stack = l.stack")]
+check(texts and all(t.startswith("leaky_site <- main") for t in texts),
+      "leak: each stack starts at the caller of malloc (%s)" % texts)
+f = db.execute("SELECT file, line FROM stack_lines WHERE stack = (SELECT min(stack) FROM"
+               " leak_sites) AND level = 0").fetchone()
+check(f is not None and f[0] is not None and f[0].endswith("preload_prog.c") and f[1] > 0,
+      "leak: the leaking line is known (%s)" % (f,))
+check("leaked 3 blocks" in r.stderr, "leak: the summary says so")
+
+# ---- bad releases ------------------------------------------------------------------------
+db, r = run("findings", prog, "findings")
+check(r.stdout == "survived\n", "findings: the program survives bad frees glibc would abort on")
+kinds = dict(db.execute("SELECT kind, count(*) FROM findings GROUP BY kind").fetchall())
+check(kinds == {"layout_mismatch": 2, "double_free": 2, "invalid_free": 1, "misaligned_free": 1},
+      "findings: each kind, the loop's double free counted twice (%s)" % kinds)
+check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch' AND release_size = 48"
+              " AND alloc_size = 64") == 1, "findings: free_sized with the wrong size")
+check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch'"
+              " AND release_align = 16 AND alloc_align = 32") == 1,
+      "findings: free_aligned_sized with the wrong alignment")
+check(one(db, "SELECT count(*) FROM findings_detail"
+              " WHERE release_stack_text LIKE 'bad_release <- main%'") == 6,
+      "findings: every release stack starts at the bad call")
+check(one(db, "SELECT count(*) FROM findings WHERE alloc_stack IS NOT NULL") == 5,
+      "findings: all but the never-allocated pointer have the allocation's stack")
+check(one(db, "SELECT count(*) FROM leaks") == 0, "findings: nothing leaked")
+
+# ---- threads -------------------------------------------------------------------------------
+db, r = run("threads", prog, "threads")
+check(one(db, "SELECT count(*) FROM allocations WHERE size BETWEEN 16 AND 215"
+              " AND alloc_thread <> free_thread") > 1000, "threads: blocks freed on other threads")
+check(one(db, "SELECT count(*) FROM leaks") == 0, "threads: nothing leaked")
+check(one(db, "SELECT count(*) FROM threads") >= 5, "threads: every thread is listed")
+check(meta(db, "alloc_calls") >= 40000 and meta(db, "lost_events") == 0,
+      "threads: every call recorded")
+
+# ---- fork ----------------------------------------------------------------------------------
+db, r = run("fork", prog, "fork")
+check(r.stdout == "child 0\n", "fork: the child ran")
+check(one(db, "SELECT count(*) FROM allocations WHERE size IN (4242, 4343)") == 0,
+      "fork: the child's allocations stay out of the parent's trace")
+check(one(db, "SELECT count(*) FROM leaks WHERE size = 777") == 1, "fork: the parent's leak")
+
+# ---- every way out ---------------------------------------------------------------------
+for how, status in [("_exit", 3), ("quick_exit", 4), ("exit", 5), ("return", 6)]:
+    db, r = run("exit-" + how, prog, "exit", how, expect=status)
+    check(meta(db, "program_end") == "closed" and
+          one(db, "SELECT count(*) FROM leaks WHERE size = 555") == 1,
+          "exit via %s: trace closed, leak recorded" % how)
+
+db, r = run("abort", prog, "abort", opts=["--abort-on-finding"], expect=128 + signal.SIGABRT)
+check(one(db, "SELECT count(*) FROM findings WHERE kind = 'double_free'") == 1,
+      "abort-on-finding: the finding is on disk")
+check(r.stdout == "", "abort-on-finding: the program stopped at the finding")
+
+# SIGKILL in the middle of a busy multi-threaded run.
+trace = os.path.join(work, "kill.db")
+p = subprocess.Popen([alloctrace, "run", "-o", trace, "--force", "--", prog, "kill"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=work)
+line = p.stdout.readline().split()
+check(len(line) == 2 and line[0] == "ready", "kill: the program started")
+time.sleep(0.5)  # let the threads churn
+if len(line) == 2:
+    os.kill(int(line[1]), signal.SIGKILL)
+out, err = p.communicate(timeout=120)
+check(p.returncode == 128 + signal.SIGKILL, "kill: status 137 (%d)" % p.returncode)
+db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+check(meta(db, "program_end") == "died", "kill: the trace says the program died")
+check(one(db, "SELECT count(DISTINCT size) FROM leaks l JOIN stack_text s ON s.stack = l.stack"
+              " WHERE size BETWEEN 100000 AND 100999 AND s.text LIKE 'keep_site <- %'") == 1000,
+      "kill: all 1000 blocks live at the kill are there, with their stacks")
+check(meta(db, "alloc_calls") > 10000, "kill: the churn before the kill is recorded")
+
+# ---- C++ ---------------------------------------------------------------------------------
+db, r = run("cxx", cxx)
+check(r.stdout == "bad_alloc caught\nnothrow gave null\n100 strings\n",
+      "c++: output untouched, bad_alloc still thrown through the preload library")
+check(one(db, "SELECT count(*) FROM findings") == 0, "c++: every form matched, no findings")
+check(one(db, "SELECT count(*) FROM leaks") == 0,
+      "c++: no leaks (libstdc++'s emergency pool is given back at exit)")
+for fam in ("new", "new[]"):
+    check(one(db, "SELECT count(*) FROM allocations WHERE family = ?", fam) > 0,
+          "c++: %s blocks are recorded as %s" % (fam, fam))
+check(one(db, "SELECT count(*) FROM allocations WHERE align = 64 AND family = 'new'") >= 1 and
+      one(db, "SELECT count(*) FROM allocations WHERE align = 128 AND family = 'new[]'") >= 1,
+      "c++: aligned new keeps its alignment in the layout")
+
+db, r = run("cxx-mistakes", cxx, "mistakes")
+rows = sorted(db.execute("SELECT kind, alloc_family, release_family, alloc_size, release_size,"
+                         " alloc_align, release_align FROM findings").fetchall(), key=str)
+expected = sorted([
+    ("family_mismatch", "new[]", "new", 40, 40, 16, 16),
+    ("family_mismatch", "malloc", "new", 32, 32, 16, 16),
+    ("family_mismatch", "new", "malloc", 4, None, 16, None),
+    ("layout_mismatch", "new", "new", 100, 80, 16, 16),
+    ("layout_mismatch", "new", "new", 64, 64, 64, 16),
+], key=str)
+check(rows == expected, "c++: wrong family, wrong size, wrong alignment (%s)" % rows)
+
+# ---- the command itself --------------------------------------------------------------------
+def status(*args, cwd=work):
+    r = subprocess.run([alloctrace, *args], capture_output=True, text=True, cwd=cwd)
+    return r.returncode, r.stderr
+
+
+code, err = status("run", "--no-such-option", "--", "true")
+check(code == 2 and "usage" in err, "run: an unknown option is a usage error (2)")
+code, err = status("run", "--", "no-such-program-here")
+check(code == 127 and "command not found" in err, "run: a missing program exits 127")
+marker = os.path.join(work, "marker")
+code, err = status("run", "-o", os.path.join(work, "no", "such", "dir", "t.db"), "--",
+                   "touch", marker)
+check(code == 125 and "does not exist" in err and not os.path.exists(marker),
+      "run: an output directory that does not exist is an error before the program starts")
+existing = os.path.join(work, "clean.db")
+code, err = status("run", "-o", existing, "--", "true")
+check(code == 125 and "exists" in err, "run: an existing trace is never overwritten silently")
+code, err = status("run", "-q", "-o", os.path.join(work, "s3.db"), "--force", "--", "sh", "-c",
+                   "exit 3")
+check(code == 3, "run: the program's status is passed on")
+code, err = status("run", "-q", "-o", os.path.join(work, "sig.db"), "--force", "--", "sh", "-c",
+                   "kill -TERM $$")
+check(code == 128 + signal.SIGTERM, "run: death by signal N gives 128+N")
+code, err = status("run", "--check", "-o", os.path.join(work, "c1.db"), "--force", "--", prog,
+                   "leak")
+check(code == 86, "run --check: a leak fails the check (86)")
+code, err = status("run", "--check", "-o", os.path.join(work, "c2.db"), "--force", "--", prog,
+                   "clean")
+check(code == 0, "run --check: a clean program passes")
+
+print("%d failed" % failures)
+sys.exit(1 if failures else 0)
