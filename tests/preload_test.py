@@ -173,6 +173,49 @@ expected = sorted([
 ], key=str)
 check(rows == expected, "c++: wrong family, wrong size, wrong alignment (%s)" % rows)
 
+# ---- children: followed on request, and plain LD_PRELOAD plus recover ----------------------
+trace = os.path.join(work, "follow.db")
+for old in [f for f in os.listdir(work) if f.startswith("follow.")]:
+    os.unlink(os.path.join(work, old))
+db, r = run("follow", "sh", "-c", "%s leak >/dev/null; echo done" % prog,
+            opts=["--follow-children"])
+children = [f for f in os.listdir(work) if f.startswith("follow.") and f.endswith(".db")
+            and f != "follow.db"]
+check(r.stdout == "done\n" and len(children) == 1, "follow: the child got its own trace (%s)"
+      % children)
+if children:
+    cdb = sqlite3.connect(os.path.join(work, children[0]))
+    check(sorted(x for (x,) in cdb.execute("SELECT size FROM leaks")) == [1000, 1001, 1002],
+          "follow: the child's trace holds the child's leaks")
+check(not [f for f in os.listdir(work) if f.startswith("follow.") and f.endswith(".spool")],
+      "follow: no spool left behind")
+db, r = run("nofollow", "sh", "-c", "%s leak >/dev/null; echo done" % prog)
+check(not [f for f in os.listdir(work) if f.startswith("nofollow.") and f != "nofollow.db"],
+      "no --follow-children: children run untraced")
+
+env = dict(os.environ, LD_PRELOAD=os.path.join(os.path.dirname(alloctrace), "..", "lib",
+                                                "liballoctrace_preload.so"))
+lp = subprocess.run([prog, "leak"], env=env, capture_output=True, text=True, cwd=work)
+spools = [f for f in os.listdir(work) if f.startswith("alloctrace.preload_prog.")
+          and f.endswith(".spool")]
+check(lp.returncode == 0 and len(spools) == 1, "LD_PRELOAD alone: the program leaves a spool")
+if spools:
+    rc = subprocess.run([alloctrace, "recover", "-q", os.path.join(work, spools[0])],
+                        capture_output=True, text=True)
+    tdb = os.path.join(work, spools[0][:-len(".spool")])
+    check(rc.returncode == 0 and os.path.exists(tdb), "recover: the spool becomes a trace")
+    if os.path.exists(tdb):
+        rdb = sqlite3.connect(tdb)
+        check(sorted(x for (x,) in rdb.execute("SELECT size FROM leaks")) == [1000, 1001, 1002]
+              and one(rdb, "SELECT value FROM meta WHERE key='symbolized'") == 1,
+              "recover: leaks and symbols as with alloctrace run")
+        rdb.close()
+        os.unlink(tdb)
+notspool = os.path.join(work, "clean.db")
+rc = subprocess.run([alloctrace, "recover", notspool], capture_output=True, text=True)
+check(rc.returncode == 125 and "not an alloctrace spool" in rc.stderr,
+      "recover: a file that is not a spool is a clear error")
+
 # ---- the command itself --------------------------------------------------------------------
 def status(*args, cwd=work):
     r = subprocess.run([alloctrace, *args], capture_output=True, text=True, cwd=cwd)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <glob.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ enum {
 static void usage(FILE *to)
 {
     fputs("usage: alloctrace run [OPTIONS] -- PROGRAM [ARGS...]\n"
+          "       alloctrace recover [-o TRACE] [--force] SPOOL...\n"
           "       alloctrace version\n"
           "\n"
           "run options:\n"
@@ -274,6 +276,86 @@ static int summarize(sqlite3 *db, const char *path, int quiet)
     return leaks > 0 || findings > 0;
 }
 
+/* A spool left by a traced process that had no `alloctrace run` reading
+ * it (a followed child, or plain LD_PRELOAD) becomes a trace: SPOOL minus
+ * its .spool suffix unless `output` says otherwise.  0 or -1. */
+static int recover_one(const char *spool, const char *output, int force, int quiet)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(spool);
+    if (output)
+        snprintf(path, sizeof path, "%s", output);
+    else if (len > 6 && strcmp(spool + len - 6, ".spool") == 0)
+        snprintf(path, sizeof path, "%.*s", (int)(len - 6), spool);
+    else
+        snprintf(path, sizeof path, "%s.db", spool);
+    at_spool_reader *r;
+    int rc = at__spool_reader_open(spool, path, force, &r);
+    if (rc) {
+        fprintf(stderr, "alloctrace: %s: %s\n", rc == AT_E_INVALID ? spool : path,
+                rc == AT_E_INVALID ? "not an alloctrace spool" : at_strerror(rc));
+        return -1;
+    }
+    rc = at__spool_reader_finish(r, NULL);
+    if (rc) {
+        fprintf(stderr, "alloctrace: writing %s: %s\n", path, at_strerror(rc));
+        return -1;
+    }
+    sqlite3 *db;
+    if (complete_trace(path, &db) != 0)
+        return -1;
+    summarize(db, path, quiet);
+    sqlite3_close(db);
+    unlink(spool);
+    return 0;
+}
+
+static int cmd_recover(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, NULL, 'o'},
+        {"force", no_argument, NULL, 'F'},
+        {"quiet", no_argument, NULL, 'q'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *output = NULL;
+    int force = 0, quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:q", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': output = optarg; break;
+        case 'F': force = 1; break;
+        case 'q': quiet = 1; break;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc || (output && argc - optind > 1)) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    int failed = 0;
+    for (int i = optind; i < argc; i++)
+        failed |= recover_one(argv[i], output, force, quiet) != 0;
+    return failed ? EXIT_TOOL : 0;
+}
+
+/* After a run with --follow-children: the children's spools, named after
+ * the trace (`STEM.PID.db.spool`), become traces too. */
+static void recover_children(const char *trace, int quiet)
+{
+    char pattern[PATH_MAX + 32];
+    size_t len = strlen(trace);
+    if (len > 3 && strcmp(trace + len - 3, ".db") == 0)
+        len -= 3;
+    snprintf(pattern, sizeof pattern, "%.*s.*.db.spool", (int)len, trace);
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return;
+    for (size_t i = 0; i < g.gl_pathc; i++)
+        recover_one(g.gl_pathv[i], NULL, 0, quiet);
+    globfree(&g);
+}
+
 /* ---- run -------------------------------------------------------------------- */
 
 static int cmd_run(int argc, char **argv)
@@ -460,6 +542,8 @@ static int cmd_run(int argc, char **argv)
         return code ? code : EXIT_TOOL;
     int failing = summarize(db, path, quiet);
     sqlite3_close(db);
+    if (follow)
+        recover_children(path, quiet);
     if (code == 0 && check && failing)
         return EXIT_CHECK_FAILED;
     return code;
@@ -473,6 +557,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "run") == 0)
         return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "recover") == 0)
+        return cmd_recover(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("alloctrace %s\n", AT_VERSION_STRING);
         return 0;
