@@ -13,7 +13,7 @@ shift || true
 packages=(
   build-essential pkg-config meson ninja-build python3
   libsqlite3-dev sqlite3 libunwind-dev uthash-dev libdw-dev libelf-dev
-  valgrind
+  valgrind g++ git clang-format
 )
 
 missing=()
