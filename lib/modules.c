@@ -246,3 +246,18 @@ int at__modules_attribute(sqlite3 *db)
 {
     return at__sql_exec(db, attribute_sql);
 }
+
+static int read_generation(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    unsigned long long *gen = arg;
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs)
+        *gen = info->dlpi_adds + info->dlpi_subs;
+    return 1; /* the counters are the same in every entry */
+}
+
+unsigned long long at__modules_generation(void)
+{
+    unsigned long long gen = 0;
+    dl_iterate_phdr(read_generation, &gen);
+    return gen;
+}

@@ -40,6 +40,10 @@ void at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *a
  * transaction of its own.  0 or AT_E_DB. */
 int at__modules_insert(sqlite3 *db, const at_module_info *m);
 
+/* Changes whenever an object is loaded or unloaded (glibc's dlpi_adds +
+ * dlpi_subs). */
+unsigned long long at__modules_generation(void);
+
 /* Sets frames.module and module_offset where still NULL.  0 or AT_E_DB. */
 int at__modules_attribute(sqlite3 *db);
 

@@ -60,6 +60,7 @@ static void read_thread_name(at_thread *th)
 }
 
 static void spool_thread(at_thread *th);
+static void check_stack_modules(at_tracer *t, at_thread *th, const at_stack *s);
 
 /* pthread key destructor: the thread is exiting, hand its buffer over. */
 static void thread_exit(void *arg)
@@ -166,9 +167,11 @@ __attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread 
         return 0;
     uint32_t id = at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
     if (t->spooled && __atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED)) {
-        for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten)
+        for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten) {
+            check_stack_modules(t, th, s);
             at__spool_emit(t, th, AT_REC_STACK, s->id, s->frames,
                            (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+        }
     }
     return id;
 }
@@ -479,6 +482,17 @@ struct spool_modules {
 static void spool_module(const at_module_info *m, void *arg)
 {
     struct spool_modules *sm = arg;
+    at_tracer *t = sm->t;
+    at__spin_lock(&t->modules_lock);
+    uint32_t i = 0;
+    while (i < t->nranges && (t->ranges[i].start != m->start || t->ranges[i].end != m->end))
+        i++;
+    if (i == t->nranges && i < sizeof t->ranges / sizeof t->ranges[0]) {
+        t->ranges[i].start = m->start;
+        t->ranges[i].end = m->end;
+        __atomic_store_n(&t->nranges, i + 1, __ATOMIC_RELEASE);
+    }
+    at__spin_unlock(&t->modules_lock);
     unsigned char buf[sizeof(at_rec_module) + 4096 + 130];
     at_rec_module r = {m->base, m->start, m->end};
     size_t plen = strlen(m->path), blen = m->build_id ? strlen(m->build_id) : 0;
@@ -494,7 +508,32 @@ static void spool_module(const at_module_info *m, void *arg)
 static void spool_modules(at_tracer *t, at_thread *th)
 {
     struct spool_modules sm = {t, th};
+    t->modules_generation = at__modules_generation();
     at__modules_foreach(spool_module, &sm);
+}
+
+static int ip_in_known_module(at_tracer *t, uintptr_t ip)
+{
+    uint32_t n = __atomic_load_n(&t->nranges, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n; i++)
+        if (ip >= t->ranges[i].start && ip < t->ranges[i].end)
+            return 1;
+    return 0;
+}
+
+/* A new stack reached code outside every module spooled so far: if an
+ * object was loaded or unloaded since the last scan, spool the module map
+ * again, while the object is still there to be described.  (Code in no
+ * module at all, like a JIT's, costs one generation check per new stack.) */
+static void check_stack_modules(at_tracer *t, at_thread *th, const at_stack *s)
+{
+    for (uint32_t i = 0; i < s->depth; i++) {
+        if (!ip_in_known_module(t, s->frames[i])) {
+            if (at__modules_generation() != t->modules_generation)
+                spool_modules(t, th);
+            return;
+        }
+    }
 }
 
 int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,

@@ -15,6 +15,7 @@
 #include "buffers.h"
 #include "live.h"
 #include "records.h"
+#include "spinlock.h"
 #include "spool.h"
 #include "stacks.h"
 
@@ -75,6 +76,15 @@ struct at_tracer {
      * another process turns into the trace; no SQLite, no writer thread. */
     int spooled;
     at_spool spool;
+    /* Spool mode: address ranges of the modules already spooled, so that a
+     * stack with a frame outside all of them (a library dlopen'ed since)
+     * sends the module map again before the library can be unloaded. */
+    at__spinlock modules_lock;
+    uint32_t nranges;
+    struct {
+        uintptr_t start, end;
+    } ranges[512];
+    unsigned long long modules_generation; /* at the last scan */
 };
 
 /* Opens a tracer that writes the spool at `spool_path` instead of a

@@ -2,8 +2,9 @@
  * preload_test.py.  It never calls alloctrace: everything it does goes
  * through the C library's allocator, as in any program.
  *
- *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort
+ *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort|dlopen LIB
  */
+#include <dlfcn.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -244,6 +245,18 @@ int main(int argc, char **argv)
         return 6;
     } else if (strcmp(mode, "kill") == 0) {
         kill_me();
+    } else if (strcmp(mode, "dlopen") == 0 && argc > 2) {
+        void *h = dlopen(argv[2], RTLD_NOW | RTLD_LOCAL);
+        void *(*leak)(size_t) = NULL;
+        if (h)
+            *(void **)&leak = dlsym(h, "plugin_leak");
+        if (!leak) {
+            fprintf(stderr, "dlopen %s: %s\n", argv[2], dlerror());
+            return 1;
+        }
+        leak(31337);
+        dlclose(h);
+        printf("unloaded\n");
     } else if (strcmp(mode, "abort") == 0) {
         void *d = malloc(24);
         free(d);

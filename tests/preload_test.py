@@ -5,7 +5,7 @@ leaks with their stacks, each kind of bad release, threads with cross-thread
 frees, fork, every way out of a program (including abort and SIGKILL), and
 the command's own exit codes and errors.
 
-    preload_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR
+    preload_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR PLUGIN_SO
 """
 import os
 import signal
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-alloctrace, prog, cxx, workdir = (os.path.abspath(a) for a in sys.argv[1:5])
+alloctrace, prog, cxx, workdir, plugin = (os.path.abspath(a) for a in sys.argv[1:6])
 work = os.path.join(workdir, "preload-%d" % os.getpid())
 os.makedirs(work, exist_ok=True)
 failures = 0
@@ -172,6 +172,14 @@ expected = sorted([
     ("layout_mismatch", "new", "new", 64, 64, 64, 16),
 ], key=str)
 check(rows == expected, "c++: wrong family, wrong size, wrong alignment (%s)" % rows)
+
+# ---- a library unloaded before exit ----------------------------------------------------
+db, r = run("dlopen", prog, "dlopen", plugin)
+row = db.execute("SELECT sl.function, sl.file, sl.module FROM leaks l JOIN stack_lines sl"
+                 " ON sl.stack = l.stack AND sl.level = 0 WHERE l.size = 31337").fetchone()
+check(r.stdout == "unloaded\n" and row is not None and row[0] == "plugin_leak"
+      and (row[1] or "").endswith("preload_plugin.c") and (row[2] or "").endswith(".so"),
+      "dlopen/dlclose: frames in a library unloaded before exit still symbolize (%s)" % (row,))
 
 # ---- children: followed on request, and plain LD_PRELOAD plus recover ----------------------
 trace = os.path.join(work, "follow.db")
