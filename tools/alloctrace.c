@@ -26,18 +26,10 @@
 
 #include <alloctrace/alloctrace.h>
 
-#include "runtime.h"
+#include "cli.h"
 #include "spool.h"
 #include "spool_reader.h"
-#include "symbolize.h"
 
-enum {
-    EXIT_USAGE = 2,          /* bad command line */
-    EXIT_CHECK_FAILED = 86,  /* run --check: the trace has leaks or findings */
-    EXIT_TOOL = 125,         /* alloctrace itself failed (output, trace) */
-    EXIT_NOT_EXECUTABLE = 126,
-    EXIT_NOT_FOUND = 127,
-};
 
 static void usage(FILE *to)
 {
@@ -159,95 +151,24 @@ static void check_output(const char *path, int force)
 
 /* ---- the trace after the run ---------------------------------------------- */
 
-static long long q_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    long long v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-/* Symbolizes a finished trace written by the preload library and sets the
- * runtime's own blocks aside; 0, or -1 with a message. */
-static int complete_trace(const char *path, sqlite3 **out)
-{
-    sqlite3 *db;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-        fprintf(stderr, "alloctrace: cannot open the trace %s: %s\n", path, sqlite3_errmsg(db));
-        sqlite3_close(db);
-        return -1;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
-    if (q_int(db, "SELECT value FROM meta WHERE key = 'finished'") != 1) {
-        fprintf(stderr, "alloctrace: %s is unfinished: the program ended before the trace was"
-                        " closed\n",
-                path);
-        sqlite3_close(db);
-        return -1;
-    }
-    if (q_int(db, "SELECT value FROM meta WHERE key = 'symbolized'") != 1) {
-        int rc = at__symbolize_frames(db);
-        if (rc == 0)
-            rc = at__classify_runtime(db);
-        if (rc == 0)
-            rc = sqlite3_exec(db, "INSERT OR REPLACE INTO meta VALUES('symbolized', 1)", NULL, NULL,
-                              NULL) == SQLITE_OK
-                     ? 0
-                     : AT_E_DB;
-        if (rc != 0) {
-            fprintf(stderr, "alloctrace: completing %s: %s\n", path, at_strerror(rc));
-            sqlite3_close(db);
-            return -1;
-        }
-    }
-    *out = db;
-    return 0;
-}
-
-static void human_bytes(char *buf, size_t size, long long b)
-{
-    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, size, "%lld B", b);
-    else
-        snprintf(buf, size, "%.1f %s (%lld B)", v, unit[u], b);
-}
-
-/* Peak of live heap bytes, exact, from the lifetimes in sequence order. */
-static const char peak_sql[] =
-    "SELECT coalesce(max(live), 0) FROM (SELECT sum(d) OVER (ORDER BY s ROWS UNBOUNDED PRECEDING)"
-    " AS live FROM (SELECT seq AS s, size AS d FROM lifetimes UNION ALL"
-    " SELECT seq + free_dseq, -size FROM lifetimes WHERE free_dseq IS NOT NULL))";
-
 /* Prints the summary; returns 1 when the trace would fail a check. */
 static int summarize(sqlite3 *db, const char *path, int quiet)
 {
-    long long calls = q_int(db, "SELECT value FROM meta WHERE key = 'alloc_calls'");
-    long long frees = q_int(db, "SELECT value FROM meta WHERE key = 'free_calls'");
-    long long bytes = q_int(db, "SELECT value FROM meta WHERE key = 'alloc_bytes'");
-    long long leaks = q_int(db, "SELECT count(*) FROM leaks");
-    long long leaked = q_int(db, "SELECT coalesce(sum(size), 0) FROM leaks");
-    long long rt = q_int(db, "SELECT count(*) FROM runtime_blocks");
-    long long rt_bytes = q_int(db, "SELECT coalesce(sum(size), 0) FROM runtime_blocks");
-    long long findings = q_int(db, "SELECT count(*) FROM findings");
-    long long lost = q_int(db, "SELECT value FROM meta WHERE key = 'lost_events'");
+    long long calls = cli_int(db, "SELECT value FROM meta WHERE key = 'alloc_calls'", 0);
+    long long frees = cli_int(db, "SELECT value FROM meta WHERE key = 'free_calls'", 0);
+    long long bytes = cli_int(db, "SELECT value FROM meta WHERE key = 'alloc_bytes'", 0);
+    long long leaks = cli_int(db, "SELECT count(*) FROM leaks", 0);
+    long long leaked = cli_int(db, "SELECT coalesce(sum(size), 0) FROM leaks", 0);
+    long long rt = cli_int(db, "SELECT count(*) FROM runtime_blocks", 0);
+    long long rt_bytes = cli_int(db, "SELECT coalesce(sum(size), 0) FROM runtime_blocks", 0);
+    long long findings = cli_int(db, "SELECT count(*) FROM findings", 0);
+    long long lost = cli_int(db, "SELECT value FROM meta WHERE key = 'lost_events'", 0);
     if (!quiet) {
         char b1[64], b2[64], b3[64], b4[64];
-        human_bytes(b1, sizeof b1, bytes);
-        human_bytes(b2, sizeof b2, q_int(db, peak_sql));
-        human_bytes(b3, sizeof b3, leaked);
-        human_bytes(b4, sizeof b4, rt_bytes);
+        cli_bytes(b1, sizeof b1, bytes);
+        cli_bytes(b2, sizeof b2, cli_peak(db, NULL));
+        cli_bytes(b3, sizeof b3, leaked);
+        cli_bytes(b4, sizeof b4, rt_bytes);
         fprintf(stderr,
                 "alloctrace: trace written to %s\n"
                 "alloctrace:   allocation calls %lld, frees %lld, bytes allocated %s\n"
@@ -302,7 +223,7 @@ static int recover_one(const char *spool, const char *output, int force, int qui
         return -1;
     }
     sqlite3 *db;
-    if (complete_trace(path, &db) != 0)
+    if (cli_open_trace(path, &db) != 0)
         return -1;
     summarize(db, path, quiet);
     sqlite3_close(db);
@@ -538,14 +459,14 @@ static int cmd_run(int argc, char **argv)
         return code ? code : EXIT_TOOL;
     }
     sqlite3 *db;
-    if (complete_trace(path, &db) != 0)
+    if (cli_open_trace(path, &db) != 0)
         return code ? code : EXIT_TOOL;
     int failing = summarize(db, path, quiet);
     sqlite3_close(db);
     if (follow)
         recover_children(path, quiet);
     if (code == 0 && check && failing)
-        return EXIT_CHECK_FAILED;
+        return EXIT_RUN_CHECK_FAILED;
     return code;
 }
 
