@@ -187,7 +187,13 @@ int main(int argc, char **argv)
         fclose(f);
     }
     printf("%zu distinct words\n", ix.nwords);
+    /* Everything print_top allocates must be gone when it returns. */
+    uint64_t mark = at_tracer_mark(tracer, "print_top");
     print_top(&ix, 10);
+    at_live_summary since;
+    at_tracer_live_since(tracer, mark, &since);
+    if (since.blocks)
+        fprintf(stderr, "print_top leaked %llu blocks\n", (unsigned long long)since.blocks);
     index_free(&ix);
     rc = at_tracer_close(tracer);
     if (rc != 0) {

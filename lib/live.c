@@ -203,3 +203,15 @@ void at__live_foreach(at_live *lt, void (*fn)(const at_block_info *, void *), vo
                 fn(&e->info, arg);
     }
 }
+
+void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg)
+{
+    for (int i = 0; i < AT_LIVE_SHARDS; i++) {
+        at_live_shard *sh = &lt->shards[i];
+        at__spin_lock(&sh->lock);
+        for (at_live_entry *e = sh->head; e; e = e->hh.next)
+            if (e->state == STATE_LIVE)
+                fn(&e->info, arg);
+        at__spin_unlock(&sh->lock);
+    }
+}

@@ -76,4 +76,8 @@ void at__live_unrelease(at_live *lt, const at_block_info *info);
 /* Calls fn for every live block; no other thread may use the table. */
 void at__live_foreach(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg);
 
+/* The same while other threads use the table: each shard is locked while
+ * it is walked, so `fn` must not call into the tracer. */
+void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg);
+
 #endif

@@ -21,6 +21,7 @@ enum at_rec_kind {
     AT_REC_MODULE = 5, /* at_rec_var + at_rec_module + path + build id */
     AT_REC_META = 6,   /* at_rec_var + key + NUL + value */
     AT_REC_END = 7,    /* at_rec_end: the trace was closed properly */
+    AT_REC_MARK = 8,   /* at_rec_var (id: thread) + uint64_t seq, uint64_t t + label */
 };
 
 /* Operations, as stored in the trace (docs/schema.md). */

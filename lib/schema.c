@@ -30,6 +30,8 @@ static const char tables_sql[] =
     " release_size INTEGER, release_align INTEGER, release_family TEXT, alloc_seq INTEGER,"
     " alloc_ptr INTEGER, alloc_stack INTEGER, alloc_size INTEGER, alloc_align INTEGER,"
     " alloc_family TEXT, first_free_seq INTEGER, detail TEXT);"
+    "CREATE TABLE marks(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, thread INTEGER,"
+    " label TEXT);"
     "CREATE TABLE runtime_owned(seq INTEGER PRIMARY KEY, reason TEXT NOT NULL);"
     "CREATE TABLE timeline(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL,"
     " live_bytes INTEGER NOT NULL, live_blocks INTEGER NOT NULL, alloc_calls INTEGER NOT NULL,"

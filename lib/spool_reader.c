@@ -225,6 +225,7 @@ static size_t record_size(const unsigned char *p, size_t avail)
     case AT_REC_END: n = sizeof(at_rec_end); break;
     case AT_REC_STACK:
     case AT_REC_MODULE:
+    case AT_REC_MARK:
     case AT_REC_META: {
         at_rec_var h;
         if (avail < sizeof h)
@@ -275,6 +276,12 @@ static void on_record(at_spool_reader *r, const unsigned char *p, size_t n)
         memcpy(&h, p, sizeof h);
         memcpy(frames, p + sizeof h, h.count * sizeof frames[0]);
         at__sqlw_stack(r->w, h.id, frames, h.count);
+        break;
+    }
+    case AT_REC_MARK: {
+        at_rec_var h;
+        memcpy(&h, p, sizeof h);
+        at__sqlw_mark(r->w, &h, p + sizeof h);
         break;
     }
     case AT_REC_MODULE:

@@ -262,6 +262,75 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
     }
 }
 
+/* ---- marks -------------------------------------------------------------------- */
+
+uint64_t at_tracer_mark(at_tracer *t, const char *label)
+{
+    int saved = errno;
+    uint64_t seq = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
+    uint64_t now = at__now_ns() - t->start_ns;
+    at_thread *th = at__thread_get(t);
+    unsigned char payload[16 + 256];
+    size_t len = label ? strnlen(label, 255) : 0;
+    memcpy(payload, &seq, 8);
+    memcpy(payload + 8, &now, 8);
+    if (len)
+        memcpy(payload + 16, label, len);
+    payload[16 + len] = '\0';
+    at__spool_emit(t, th, AT_REC_MARK, th ? th->id : 0, payload, (uint32_t)(16 + len + 1),
+                   (uint32_t)(16 + len + 1));
+    errno = saved;
+    return seq;
+}
+
+struct live_since {
+    uint64_t mark;
+    at_live_summary *out;
+    uint32_t *stacks;
+    size_t n, cap;
+};
+
+static void count_since(const at_block_info *b, void *arg)
+{
+    struct live_since *ls = arg;
+    if (b->seq <= ls->mark)
+        return;
+    ls->out->blocks++;
+    ls->out->bytes += b->size;
+    if (ls->n == ls->cap) {
+        size_t cap = ls->cap ? 2 * ls->cap : 1024;
+        uint32_t *v = at__mem_alloc(cap * sizeof *v);
+        if (!v)
+            return; /* sites will be undercounted; blocks and bytes stay exact */
+        if (ls->stacks) {
+            memcpy(v, ls->stacks, ls->n * sizeof *v);
+            at__mem_free(ls->stacks, ls->cap * sizeof *v);
+        }
+        ls->stacks = v;
+        ls->cap = cap;
+    }
+    ls->stacks[ls->n++] = b->stack;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void at_tracer_live_since(at_tracer *t, uint64_t mark, at_live_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    struct live_since ls = {.mark = mark, .out = out};
+    at__live_foreach_locked(&t->live, count_since, &ls);
+    if (ls.n) {
+        qsort(ls.stacks, ls.n, sizeof *ls.stacks, cmp_u32);
+        for (size_t i = 0; i < ls.n; i++)
+            out->sites += i == 0 || ls.stacks[i] != ls.stacks[i - 1];
+        at__mem_free(ls.stacks, ls.cap * sizeof *ls.stacks);
+    }
+}
+
 /* Waits until the writer has committed every buffer submitted so far. */
 static void sync_writer(at_tracer *t)
 {

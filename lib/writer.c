@@ -228,6 +228,28 @@ static void write_finding(writer *w, const at_rec_finding *f)
     step(w, st);
 }
 
+static void write_mark(writer *w, const at_rec_var *h, const unsigned char *payload)
+{
+    uint64_t seq, t;
+    if (h->count < 17)
+        return;
+    memcpy(&seq, payload, 8);
+    memcpy(&t, payload + 8, 8);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(w->db, "INSERT OR REPLACE INTO marks VALUES(?,?,?,?)", -1, &st, NULL) !=
+        SQLITE_OK) {
+        fail(w, AT_E_DB);
+        return;
+    }
+    bind_u64(st, 1, seq);
+    bind_u64(st, 2, t / 1000);
+    bind_u64(st, 3, h->id);
+    sqlite3_bind_text(st, 4, (const char *)payload + 16, (int)strnlen((const char *)payload + 16, h->count - 16),
+                      SQLITE_TRANSIENT);
+    step(w, st);
+    sqlite3_finalize(st);
+}
+
 static void write_buffer(writer *w, const at_buf *b)
 {
     size_t off = 0;
@@ -243,6 +265,11 @@ static void write_buffer(writer *w, const at_buf *b)
             memcpy(&f, p, sizeof f);
             write_finding(w, &f);
             off += sizeof f;
+        } else if (*p == AT_REC_MARK) {
+            at_rec_var h;
+            memcpy(&h, p, sizeof h);
+            write_mark(w, &h, p + sizeof h);
+            off += h.size;
         } else {
             fail(w, AT_E_IO); /* cannot happen: a corrupt buffer */
             return;
@@ -623,6 +650,11 @@ void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f)
 void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth)
 {
     write_stack(w, id, frames, depth);
+}
+
+void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload)
+{
+    write_mark(w, h, payload);
 }
 
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name)

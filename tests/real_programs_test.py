@@ -239,13 +239,14 @@ def test_sqlite(tools, exe, work, env):
     note(f'{name}: {ROWS} rows, script {sql}')
     sqlite, valgrind = tools['sqlite3'], tools['valgrind']
 
-    def db(tag):
-        p = os.path.join(work, f'sqlite-{tag}.db')
-        if os.path.exists(p):
-            os.remove(p)
-        return p
+    def db(n):
+        # The same input for all three runs means paths of the same length
+        # too: sqlite3 allocates strings holding the database's full path.
+        d = os.path.join(work, f'sqlite.{n}')
+        os.mkdir(d)
+        return os.path.join(d, 'test.db')
 
-    plain_db, traced_db, vg_db = db('plain'), db('traced'), db('valgrind')
+    plain_db, traced_db, vg_db = db(1), db(2), db(3)
     trace = os.path.join(work, 'sqlite3.trace.db')
     plain = run([sqlite, plain_db], env, work, sql)
     traced = run([exe, 'run', '-o', trace, '--force', '--', sqlite, traced_db], env, work, sql)

@@ -492,6 +492,55 @@ TEST(file_is_private_and_never_overwritten)
     unlink(p);
 }
 
+/* A unit test asserting that a function leaks nothing, dhat-style. */
+static void check_marks(int which)
+{
+    const char *path = trace_path("marks");
+    at_tracer *t = open_tracer(path);
+    at_allocator a = at_tracing_allocator(t, backend(which));
+    void *before = at_alloc(a, L(10, 8)); /* live, but before the mark */
+    uint64_t m = at_tracer_mark(t, "step one");
+    void *x = at_alloc(a, L(100, 16));
+    void *y = leaky_function_for_test(a);
+    void *z = at_alloc(a, L(300, 16));
+    at_dealloc(a, x, L(100, 16));
+    at_live_summary s;
+    at_tracer_live_since(t, m, &s);
+    ASSERT_EQ(s.blocks, 2);
+    ASSERT_EQ(s.bytes, 777 + 300);
+    ASSERT_EQ(s.sites, 2);
+    at_dealloc(a, z, L(300, 16));
+    at_dealloc(a, y, L(777, 16));
+    at_tracer_live_since(t, m, &s);
+    ASSERT_EQ(s.blocks, 0);
+    ASSERT_EQ(s.bytes, 0);
+    uint64_t m2 = at_tracer_mark(t, NULL);
+    ASSERT_GT(m2, m);
+    at_dealloc(a, before, L(10, 8));
+    ASSERT_EQ(at_tracer_close(t), 0);
+    sqlite3 *db = trace_db(path);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM marks"), 2);
+    ASSERT_EQ(q_int(db, "SELECT seq FROM marks WHERE label = 'step one'"), (long long)m);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM marks WHERE label IS NULL OR label = ''"), 1);
+    /* The same question, asked of the trace afterwards: allocated after the
+     * mark and still live at the second one. */
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE alloc_seq > %lld AND"
+                        " (free_seq IS NULL OR free_seq > %lld)",
+                    (long long)m, (long long)m2),
+              0);
+    sqlite3_close(db);
+}
+
+TEST(marks_system)
+{
+    check_marks(0);
+}
+
+TEST(marks_arena)
+{
+    check_marks(1);
+}
+
 TEST(meta_describes_the_run)
 {
     const char *path = trace_path("meta");

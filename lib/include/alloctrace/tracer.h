@@ -114,6 +114,29 @@ typedef struct at_tracer_stats {
 
 AT_API void at_tracer_get_stats(at_tracer *tracer, at_tracer_stats *out);
 
+/* Scoped leak checks, for tests (like dhat's heap testing):
+ *
+ *   uint64_t mark = at_tracer_mark(tracer, "parse_config");
+ *   parse_config(a, path);                  // allocates through `a`
+ *   at_live_summary s;
+ *   at_tracer_live_since(tracer, mark, &s);
+ *   assert(s.blocks == 0);                  // it freed everything
+ *
+ * at_tracer_mark returns the sequence number of the last event so far and
+ * records the mark, with `label` (may be NULL), in the trace's `marks`
+ * table; at_tracer_live_since counts the blocks allocated after `mark`
+ * that are still live: blocks, bytes, and distinct allocation stacks.
+ * Both may be called from any thread; live_since walks the whole live-block
+ * table, so it costs time in proportion to the live blocks. */
+typedef struct at_live_summary {
+    uint64_t blocks;
+    uint64_t bytes;
+    uint64_t sites; /* distinct allocation stacks */
+} at_live_summary;
+
+AT_API uint64_t at_tracer_mark(at_tracer *tracer, const char *label);
+AT_API void at_tracer_live_since(at_tracer *tracer, uint64_t mark, at_live_summary *out);
+
 #ifdef __cplusplus
 }
 #endif
