@@ -20,6 +20,7 @@
 
 #include <alloctrace/alloctrace.h>
 
+#include "clock.h"
 #include "modules.h"
 #include "records.h"
 #include "schema.h"
@@ -35,7 +36,16 @@ typedef struct pending {
     UT_hash_handle hh;
 } pending;
 
+/* One change of the live heap, for the timeline and the peak. */
+typedef struct heap_event {
+    uint64_t seq;
+    uint64_t t_us;
+    int64_t bytes; /* + allocation, - release */
+} heap_event;
+
 struct at_spool_reader {
+    heap_event *events;
+    size_t nevents, cap_events;
     at_spool spool;
     sqlite3 *db;
     at_sqlw *w;
@@ -56,7 +66,11 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
     if (sqlite3_open_v2(db_path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
         SQLITE_OK)
         return AT_E_DB;
-    rc = at__sql_exec(r->db, "PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
+    /* No journal: nothing here is ever rolled back, and a reader killed
+     * half-way loses the trace with or without one (the chunks it read are
+     * already reused), so the journal would only cost time. */
+    rc = at__sql_exec(r->db, "PRAGMA page_size=16384; PRAGMA journal_mode=OFF;"
+                             "PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
                              "PRAGMA user_version=" AT_STRINGIFY(AT_SCHEMA_VERSION) "; BEGIN;");
     if (!rc)
         rc = at__schema_create(r->db);
@@ -120,10 +134,33 @@ void at__spool_reader_abandon(at_spool_reader *r)
     at__spool_close(&r->spool);
     free(r->gen);
     free(r->off);
+    free(r->events);
     free(r);
 }
 
 /* ---- records ------------------------------------------------------------------- */
+
+static void add_event(at_spool_reader *r, uint64_t seq, uint64_t t_ns, int64_t bytes)
+{
+    if (r->nevents == r->cap_events) {
+        size_t cap = r->cap_events ? 2 * r->cap_events : 1 << 16;
+        heap_event *v = realloc(r->events, cap * sizeof *v);
+        if (!v) {
+            r->nomem = 1;
+            return;
+        }
+        r->events = v;
+        r->cap_events = cap;
+    }
+    r->events[r->nevents++] = (heap_event){seq, t_ns / 1000, bytes};
+}
+
+static void add_lifetime_events(at_spool_reader *r, const at_rec_lifetime *rec)
+{
+    add_event(r, rec->seq, rec->t, (int64_t)rec->size);
+    if (rec->free_op != AT_OP_NONE)
+        add_event(r, rec->free_seq, rec->free_t, -(int64_t)rec->size);
+}
 
 static void on_lifetime(at_spool_reader *r, const at_rec_lifetime *rec)
 {
@@ -147,6 +184,7 @@ static void on_lifetime(at_spool_reader *r, const at_rec_lifetime *rec)
         return;
     }
     at__sqlw_lifetime(r->w, rec);
+    add_lifetime_events(r, rec);
     if (p) {
         HASH_DEL(r->live, p);
         free(p);
@@ -359,66 +397,76 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* ---- the end ----------------------------------------------------------------------- */
 
-/* The timeline, sampled every 10 ms of the run from the lifetimes. */
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = ((const heap_event *)a)->seq, y = ((const heap_event *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+static void timeline_row(sqlite3_stmt *ins, const int64_t v[7])
+{
+    for (int i = 0; i < 7; i++)
+        sqlite3_bind_int64(ins, i + 1, v[i]);
+    sqlite3_step(ins);
+    sqlite3_reset(ins);
+}
+
+/* The timeline, sampled every 10 ms of the run, and the exact peak of the
+ * live heap, from every allocation and release in sequence order. */
 static void write_timeline(at_spool_reader *r)
 {
-    static const char sql[] =
-        "SELECT seq, t, size, 1 FROM lifetimes UNION ALL"
-        " SELECT seq + free_dseq, t + free_dt, -size, 0 FROM lifetimes WHERE free_dseq IS NOT NULL"
-        " ORDER BY 1";
-    sqlite3_stmt *q, *ins;
-    if (sqlite3_prepare_v2(r->db, sql, -1, &q, NULL) != SQLITE_OK)
-        return;
+    qsort(r->events, r->nevents, sizeof *r->events, by_seq);
+    sqlite3_stmt *ins;
     if (sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)", -1, &ins,
-                           NULL) != SQLITE_OK) {
-        sqlite3_finalize(q);
+                           NULL) != SQLITE_OK)
         return;
-    }
-    int64_t live = 0, blocks = 0, calls = 0, bytes = 0, frees = 0, last_t = -1, seq = 0, t = 0;
-    int have = 0;
-    while (sqlite3_step(q) == SQLITE_ROW) {
-        seq = sqlite3_column_int64(q, 0);
-        t = sqlite3_column_int64(q, 1);
-        int64_t d = sqlite3_column_int64(q, 2);
-        int alloc = sqlite3_column_int(q, 3);
-        live += d;
-        blocks += alloc ? 1 : -1;
-        if (alloc) {
+    int64_t live = 0, blocks = 0, calls = 0, bytes = 0, frees = 0, last_t = -1;
+    int64_t peak = 0, peak_seq = 0, peak_t = 0;
+    int unsampled = 0;
+    for (size_t i = 0; i < r->nevents; i++) {
+        const heap_event *e = &r->events[i];
+        live += e->bytes;
+        if (e->bytes >= 0) {
+            blocks++;
             calls++;
-            bytes += d;
+            bytes += e->bytes;
         } else {
+            blocks--;
             frees++;
         }
-        have = 1;
-        if (last_t < 0 || t - last_t >= 10000) {
-            int64_t v[] = {seq, t, live, blocks, calls, bytes, frees};
-            for (int i = 0; i < 7; i++)
-                sqlite3_bind_int64(ins, i + 1, v[i]);
-            sqlite3_step(ins);
-            sqlite3_reset(ins);
-            last_t = t;
-            have = 0;
+        if (live > peak) {
+            peak = live;
+            peak_seq = (int64_t)e->seq;
+            peak_t = (int64_t)e->t_us;
+        }
+        int64_t v[7] = {(int64_t)e->seq, (int64_t)e->t_us, live, blocks, calls, bytes, frees};
+        unsampled = 1;
+        if (last_t < 0 || (int64_t)e->t_us - last_t >= 10000) {
+            timeline_row(ins, v);
+            last_t = (int64_t)e->t_us;
+            unsampled = 0;
+        } else if (i + 1 == r->nevents && unsampled) {
+            timeline_row(ins, v);
         }
     }
-    if (have) {
-        int64_t v[] = {seq, t, live, blocks, calls, bytes, frees};
-        for (int i = 0; i < 7; i++)
-            sqlite3_bind_int64(ins, i + 1, v[i]);
-        sqlite3_step(ins);
-    }
-    sqlite3_finalize(q);
     sqlite3_finalize(ins);
+    at__meta_set_int(r->db, "peak_bytes", peak);
+    at__meta_set_int(r->db, "peak_seq", peak_seq);
+    at__meta_set_int(r->db, "peak_time_us", peak_t);
 }
 
 int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
 {
+    double t0 = at__now_ns() / 1e9;
     long rc = at__spool_reader_poll(r);
     at__sqlw_exec(r->w, "BEGIN");
     pending *p, *tmp;
     HASH_ITER(hh, r->live, p, tmp)
     {
-        if (!p->released)
+        if (!p->released) {
             at__sqlw_lifetime(r->w, &p->rec); /* still live at the end */
+            add_lifetime_events(r, &p->rec);
+        }
         HASH_DEL(r->live, p);
         free(p);
     }
@@ -430,8 +478,12 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     if (!err)
         err = at__sql_exec(r->db, "BEGIN");
     if (!err) {
+        double t1 = at__now_ns() / 1e9;
         write_timeline(r);
+        double t2 = at__now_ns() / 1e9;
         err = at__modules_attribute(r->db);
+        if (getenv("ALLOCTRACE_TIMING"))
+            fprintf(stderr, "timing: drain+leaks %.3f timeline %.3f\n", t1 - t0, t2 - t1);
     }
     if (!err)
         err = at__schema_finish(r->db);

@@ -222,10 +222,18 @@ static int recover_one(const char *spool, const char *output, int force, int qui
         fprintf(stderr, "alloctrace: writing %s: %s\n", path, at_strerror(rc));
         return -1;
     }
+    struct timespec a, b, c;
+    clock_gettime(CLOCK_MONOTONIC, &a);
     sqlite3 *db;
     if (cli_open_trace(path, &db) != 0)
         return -1;
+    clock_gettime(CLOCK_MONOTONIC, &b);
     summarize(db, path, quiet);
+    clock_gettime(CLOCK_MONOTONIC, &c);
+    if (getenv("ALLOCTRACE_TIMING"))
+        fprintf(stderr, "timing: complete %.3f summary %.3f\n",
+                (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9,
+                (double)(c.tv_sec - b.tv_sec) + (double)(c.tv_nsec - b.tv_nsec) / 1e9);
     sqlite3_close(db);
     unlink(spool);
     return 0;

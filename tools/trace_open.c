@@ -39,6 +39,13 @@ void cli_bytes(char *buf, size_t size, long long b)
 
 long long cli_peak(sqlite3 *db, long long *seq)
 {
+    /* Written by the spool reader, which sees every event in order anyway. */
+    long long known = cli_int(db, "SELECT value FROM meta WHERE key = 'peak_bytes'", -1);
+    if (known >= 0) {
+        if (seq)
+            *seq = cli_int(db, "SELECT value FROM meta WHERE key = 'peak_seq'", 0);
+        return known;
+    }
     /* Live bytes after each event, in sequence order; the first maximum. */
     static const char sql[] =
         "SELECT live, s FROM (SELECT s, sum(d) OVER (ORDER BY s ROWS UNBOUNDED PRECEDING) AS live"
