@@ -215,3 +215,15 @@ void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void
         at__spin_unlock(&sh->lock);
     }
 }
+
+void at__live_lock_all(at_live *lt)
+{
+    for (int i = 0; i < AT_LIVE_SHARDS; i++)
+        at__spin_lock(&lt->shards[i].lock);
+}
+
+void at__live_unlock_all(at_live *lt)
+{
+    for (int i = AT_LIVE_SHARDS - 1; i >= 0; i--)
+        at__spin_unlock(&lt->shards[i].lock);
+}

@@ -78,6 +78,10 @@ void at__live_foreach(at_live *lt, void (*fn)(const at_block_info *, void *), vo
 
 /* The same while other threads use the table: each shard is locked while
  * it is walked, so `fn` must not call into the tracer. */
+/* fork(): every shard locked before, unlocked after. */
+void at__live_lock_all(at_live *lt);
+void at__live_unlock_all(at_live *lt);
+
 void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg);
 
 #endif

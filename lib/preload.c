@@ -13,9 +13,11 @@
  *  - READY: every call is traced, except on a thread that is running the
  *    tracer itself (at__untraced: the writer, or any thread while it is
  *    inside the hot path), whose allocations are the tracer's own;
- *  - OFF: after the trace is closed, in a forked child, or when the trace
- *    could not be opened: calls go straight to glibc.  Every block came
- *    from glibc, so a block traced earlier can still be freed there.
+ *  - CHILD: in a forked child until its first call, which starts the
+ *    child's own trace (a child that only calls exec writes nothing);
+ *  - OFF: after the trace is closed, or when no trace could be opened:
+ *    calls go straight to glibc.  Every block came from glibc, so a block
+ *    traced earlier can still be freed there.
  *
  * Records go to a spool file (spool.h) that another process turns into
  * the SQLite trace, so that nothing here depends on the program's own
@@ -65,7 +67,7 @@ _Static_assert(_Alignof(max_align_t) == 16, "NEW_ALIGN assumes a 16-byte max_ali
 #define EXPORT __attribute__((visibility("default")))
 #define INLINE static inline __attribute__((always_inline))
 
-enum { S_BOOT = 0, S_READY = 1, S_OFF = 2 };
+enum { S_BOOT = 0, S_READY = 1, S_OFF = 2, S_CHILD = 3 };
 static int state = S_BOOT;
 static at_tracer *tracer;
 
@@ -105,9 +107,12 @@ static void boot_forget(void *p)
 
 /* ---- the two hooks every entry point calls ------------------------------- */
 
+static int child_start(void);
+
 INLINE int current_state(void)
 {
-    return __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    return __builtin_expect(s == S_CHILD, 0) ? child_start() : s;
 }
 
 /* Inlined into each entry point, so that one frame (the entry point) is
@@ -521,10 +526,43 @@ static void choose_path(const char *prog)
 
 static void finish(void);
 
-static void in_child(void)
+static void before_fork(void)
 {
-    /* The parent's tracer, its writer thread and its file are not ours. */
-    __atomic_store_n(&state, S_OFF, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == S_READY)
+        at__tracer_fork_prepare(tracer);
+}
+
+static void after_fork_parent(void)
+{
+    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == S_READY)
+        at__tracer_fork_parent(tracer);
+}
+
+static void after_fork_child(void)
+{
+    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != S_READY)
+        return;
+    at__tracer_fork_child(tracer);
+    __atomic_store_n(&state, S_CHILD, __ATOMIC_RELEASE);
+}
+
+/* The forked child's first traced call: its own spool, named like a
+ * followed child's, which `alloctrace run` (or recover) turns into
+ * `<trace>.<pid>.db`.  Runs alone: the child has one thread until it
+ * creates more, and creating one allocates first. */
+static int child_start(void)
+{
+    int was = at__untraced;
+    at__untraced = 1;
+    int argc = read_cmdline();
+    choose_path(argc > 0 ? cmd_argv[0] : "program");
+    static char spool[4096 + 8];
+    snprintf(spool, sizeof spool, "%s.spool", trace_path);
+    int rc = at__tracer_child_start(tracer, spool, argc, cmd_argv);
+    int s = rc == 0 ? S_READY : S_OFF;
+    __atomic_store_n(&state, s, __ATOMIC_RELEASE);
+    at__untraced = was;
+    return s;
 }
 
 static void on_quick_exit(void)
@@ -570,7 +608,7 @@ __attribute__((constructor(101))) static void preload_start(void)
         at__untraced = 0;
         return;
     }
-    pthread_atfork(NULL, NULL, in_child);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     at_quick_exit(on_quick_exit);
 
     at__spin_lock(&boot_lock);

@@ -32,6 +32,7 @@ enum at_op {
     AT_OP_REALLOC = 3,
     AT_OP_DEALLOC = 4,
     AT_OP_VANISHED = 5, /* the address was handed out again without a release */
+    AT_OP_INHERITED = 6, /* live in the parent when this process was forked */
 };
 
 typedef struct at_rec_lifetime {

@@ -9,6 +9,8 @@
  *
  *  - allocated before tracing started (the preload library's bootstrap;
  *    no stack): the runtimes' own start-up;
+ *  - inherited: live in the parent when a forked child started, and never
+ *    released by the child: the parent's, not the child's;
  *  - every frame of the allocation stack lies in the C or C++ runtime or
  *    the dynamic loader: nothing of the program asked for it;
  *  - the allocating function is stdio's buffer allocator: the buffer of a
@@ -42,6 +44,9 @@ static const char classify_sql[] =
     "INSERT INTO runtime_owned(seq, reason)"
     " SELECT seq, 'allocated before tracing started' FROM lifetimes"
     " WHERE free_dseq IS NULL AND (stack IS NULL OR stack = 0);"
+    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
+    " SELECT seq, 'inherited from the parent process' FROM lifetimes"
+    " WHERE free_dseq IS NULL AND ((ops >> 2) & 7) = 6;"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT l.seq, 'stdio buffer' FROM lifetimes l"
     " JOIN stack_frames sf ON sf.stack = l.stack AND sf.level = 0"

@@ -43,7 +43,7 @@ static const char tables_sql[] =
     " WHEN 3 THEN 'new[]' END"
 #define OP_NAME(x)                                                                                 \
     "CASE " x " WHEN 1 THEN 'alloc' WHEN 2 THEN 'alloc_zeroed' WHEN 3 THEN 'realloc'"             \
-    " WHEN 4 THEN 'dealloc' WHEN 5 THEN 'vanished' END"
+    " WHEN 4 THEN 'dealloc' WHEN 5 THEN 'vanished' WHEN 6 THEN 'inherited' END"
 
 static const char finish_sql[] =
     "CREATE INDEX lifetimes_live_stack ON lifetimes(stack) WHERE free_dseq IS NULL;"

@@ -123,3 +123,25 @@ at_stack *at__stacks_take_unwritten(at_stacks *st)
 {
     return __atomic_exchange_n(&st->unwritten, NULL, __ATOMIC_ACQUIRE);
 }
+
+void at__stacks_lock_all(at_stacks *st)
+{
+    for (int i = 0; i < AT_STACK_SHARDS; i++)
+        at__spin_lock(&st->shards[i].lock);
+}
+
+void at__stacks_unlock_all(at_stacks *st)
+{
+    for (int i = AT_STACK_SHARDS - 1; i >= 0; i--)
+        at__spin_unlock(&st->shards[i].lock);
+}
+
+void at__stacks_foreach(at_stacks *st, void (*fn)(const at_stack *s, void *arg), void *arg)
+{
+    for (int i = 0; i < AT_STACK_SHARDS; i++) {
+        const at_stack_shard *sh = &st->shards[i];
+        for (uint32_t b = 0; sh->buckets && b < sh->nbuckets; b++)
+            for (const at_stack *s = sh->buckets[b]; s; s = s->chain)
+                fn(s, arg);
+    }
+}

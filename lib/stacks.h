@@ -55,4 +55,12 @@ uint32_t at__stacks_intern(at_stacks *st, at_stack_cache *cache, const uintptr_t
  * next_unwritten, newest first). */
 at_stack *at__stacks_take_unwritten(at_stacks *st);
 
+/* fork(): every shard locked in the parent before, unlocked after (in the
+ * parent and in the child). */
+void at__stacks_lock_all(at_stacks *st);
+void at__stacks_unlock_all(at_stacks *st);
+
+/* Every interned stack; no locking (a forked child, alone). */
+void at__stacks_foreach(at_stacks *st, void (*fn)(const at_stack *s, void *arg), void *arg);
+
 #endif

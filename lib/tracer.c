@@ -605,6 +605,30 @@ static void check_stack_modules(at_tracer *t, at_thread *th, const at_stack *s)
     }
 }
 
+/* What a consumer needs before the first event: the process, its command
+ * line, the stack depth, the module map. */
+static void spool_start_records(at_tracer *t, at_thread *th, int argc, char *const *argv)
+{
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%ld", (long)getpid());
+    spool_meta(t, th, "pid", buf, (size_t)n);
+    ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (len > 0)
+        spool_meta(t, th, "executable", buf, (size_t)len);
+    size_t used = 0;
+    for (int i = 0; argv && i < argc && argv[i]; i++) {
+        size_t l = strlen(argv[i]) + 1;
+        if (used + l > sizeof buf)
+            break;
+        memcpy(buf + used, argv[i], l);
+        used += l;
+    }
+    spool_meta(t, th, "argv", buf, used);
+    n = snprintf(buf, sizeof buf, "%u", t->depth);
+    spool_meta(t, th, "stack_depth", buf, (size_t)n);
+    spool_modules(t, th);
+}
+
 int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
                           at_tracer **out)
 {
@@ -640,25 +664,83 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
     __atomic_store_n(&t->spool.h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
 
     at_thread *th = at__thread_get(t);
-    char buf[4096];
-    int n = snprintf(buf, sizeof buf, "%ld", (long)getpid());
-    spool_meta(t, th, "pid", buf, (size_t)n);
-    ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (len > 0)
-        spool_meta(t, th, "executable", buf, (size_t)len);
-    size_t used = 0;
-    for (int i = 0; opts->argv && i < opts->argc && opts->argv[i]; i++) {
-        size_t l = strlen(opts->argv[i]) + 1;
-        if (used + l > sizeof buf)
-            break;
-        memcpy(buf + used, opts->argv[i], l);
-        used += l;
-    }
-    spool_meta(t, th, "argv", buf, used);
-    n = snprintf(buf, sizeof buf, "%u", t->depth);
-    spool_meta(t, th, "stack_depth", buf, (size_t)n);
-    spool_modules(t, th);
+    spool_start_records(t, th, opts->argc, opts->argv);
     *out = t;
+    return 0;
+}
+
+void at__tracer_fork_prepare(at_tracer *t)
+{
+    pthread_mutex_lock(&t->threads_mu);
+    at__stacks_lock_all(&t->stacks);
+    at__live_lock_all(&t->live);
+    at__spin_lock(&t->modules_lock);
+}
+
+void at__tracer_fork_parent(at_tracer *t)
+{
+    at__spin_unlock(&t->modules_lock);
+    at__live_unlock_all(&t->live);
+    at__stacks_unlock_all(&t->stacks);
+    pthread_mutex_unlock(&t->threads_mu);
+}
+
+void at__tracer_fork_child(at_tracer *t)
+{
+    at__tracer_fork_parent(t); /* the forking thread holds them all */
+}
+
+struct child_dump {
+    at_tracer *t;
+    at_thread *th;
+};
+
+static void dump_stack(const at_stack *s, void *arg)
+{
+    struct child_dump *d = arg;
+    at__spool_emit(d->t, d->th, AT_REC_STACK, s->id, s->frames,
+                   (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+}
+
+static void dump_inherited(const at_block_info *b, void *arg)
+{
+    struct child_dump *d = arg;
+    at_rec_lifetime rec;
+    lifetime_from_block(&rec, b);
+    rec.alloc_op = AT_OP_INHERITED;
+    at__thread_append(d->th, &rec, sizeof rec);
+}
+
+int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv)
+{
+    /* The parent's chunks are not ours: forget them before anything is
+     * appended, then move to a spool of our own. */
+    pthread_mutex_lock(&t->threads_mu);
+    for (at_thread *x = t->threads; x; x = x->next) {
+        x->buf = NULL;
+        x->alloc_calls = x->alloc_bytes = x->free_calls = x->free_bytes = 0;
+        x->findings = x->lost = 0;
+    }
+    pthread_mutex_unlock(&t->threads_mu);
+    t->exited_lost = 0;
+    at_spool old = t->spool;
+    int rc = at__spool_create(&t->spool, spool_path);
+    if (rc) {
+        t->spool = old;
+        return rc;
+    }
+    at__spool_close(&old);
+    __atomic_store_n(&t->spool.h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    t->nranges = 0;
+    at_thread *th = at__thread_get(t);
+    spool_thread(th);
+    spool_start_records(t, th, argc, argv);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld", (long)getppid());
+    spool_meta(t, th, "parent_pid", buf, (size_t)n);
+    struct child_dump d = {t, th};
+    at__stacks_foreach(&t->stacks, dump_stack, &d);
+    at__live_foreach(&t->live, dump_inherited, &d);
     return 0;
 }
 

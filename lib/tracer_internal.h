@@ -94,6 +94,20 @@ struct at_tracer {
 int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
                           at_tracer **out);
 
+/* fork() in spool mode.  prepare (parent, before fork) takes every lock of
+ * the tracer so that no shard is left locked by a thread that does not
+ * exist in the child; parent and child release them.  The child then
+ * stays silent until child_start, called on its first traced call (a
+ * child that only calls exec never writes anything): it gets a spool of
+ * its own at `spool_path`, into which the module map, every stack known so
+ * far and every block inherited live from the parent (as AT_OP_INHERITED
+ * allocations) are written first.  0 or a negative AT_E_* code (the child
+ * then runs untraced). */
+void at__tracer_fork_prepare(at_tracer *t);
+void at__tracer_fork_parent(at_tracer *t);
+void at__tracer_fork_child(at_tracer *t);
+int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv);
+
 /* Creates a trace file: mode 0600, never through a symlink, replacing a
  * regular file only with `overwrite`.  0 or AT_E_EXISTS / AT_E_SYMLINK /
  * AT_E_ACCESS. */

@@ -224,8 +224,11 @@ int main(int argc, char **argv)
         leaky_site(777);
         pid_t pid = fork();
         if (pid == 0) {
-            for (int i = 0; i < 100; i++)
-                free(malloc(4242));
+            for (int i = 0; i < 100; i++) {
+                void *q = malloc(4242);
+                KEEP(q);
+                free(q);
+            }
             leaky_site(4343);
             _exit(0);
         }

@@ -111,11 +111,27 @@ check(meta(db, "alloc_calls") >= 40000 and meta(db, "lost_events") == 0,
       "threads: every call recorded")
 
 # ---- fork ----------------------------------------------------------------------------------
+for old in [f for f in os.listdir(work) if f.startswith("fork.")]:
+    os.unlink(os.path.join(work, old))
 db, r = run("fork", prog, "fork")
 check(r.stdout == "child 0\n", "fork: the child ran")
 check(one(db, "SELECT count(*) FROM allocations WHERE size IN (4242, 4343)") == 0,
       "fork: the child's allocations stay out of the parent's trace")
 check(one(db, "SELECT count(*) FROM leaks WHERE size = 777") == 1, "fork: the parent's leak")
+kids = [f for f in os.listdir(work) if f.startswith("fork.") and f.endswith(".db")
+        and f != "fork.db"]
+check(len(kids) == 1, "fork: the child wrote its own trace, fork.PID.db (%s)" % kids)
+if kids:
+    kdb = sqlite3.connect(os.path.join(work, kids[0]))
+    check(one(kdb, "SELECT count(*) FROM allocations WHERE size = 4242 AND free_seq IS NOT NULL")
+          == 100, "fork: the child's own calls are in the child's trace")
+    check([x for (x,) in kdb.execute("SELECT size FROM leaks")] == [4343],
+          "fork: the child's leak, and only it")
+    check(one(kdb, "SELECT count(*) FROM runtime_blocks WHERE size = 777"
+                   " AND reason = 'inherited from the parent process'") == 1,
+          "fork: blocks inherited from the parent are set aside, not the child's leaks")
+    check(one(kdb, "SELECT value FROM meta WHERE key = 'parent_pid'") is not None,
+          "fork: the child's trace names its parent")
 
 # ---- every way out ---------------------------------------------------------------------
 for how, status in [("_exit", 3), ("quick_exit", 4), ("exit", 5), ("return", 6)]:

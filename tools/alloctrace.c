@@ -268,8 +268,9 @@ static int cmd_recover(int argc, char **argv)
     return failed ? EXIT_TOOL : 0;
 }
 
-/* After a run with --follow-children: the children's spools, named after
- * the trace (`STEM.PID.db.spool`), become traces too. */
+/* After a run: the spools of forked children (and of executed ones with
+ * --follow-children), named after the trace (`STEM.PID.db.spool`), become
+ * traces too, unless their process is still running. */
 static void recover_children(const char *trace, int quiet)
 {
     char pattern[PATH_MAX + 32];
@@ -280,8 +281,21 @@ static void recover_children(const char *trace, int quiet)
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0)
         return;
-    for (size_t i = 0; i < g.gl_pathc; i++)
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        at_spool s = {.fd = -1};
+        if (at__spool_open(&s, g.gl_pathv[i]) != 0)
+            continue;
+        pid_t producer = s.h->producer_pid;
+        int closed = s.h->closed;
+        at__spool_close(&s);
+        if (!closed && producer > 0 && kill(producer, 0) == 0) {
+            fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s`"
+                            " once it has ended\n",
+                    (long)producer, g.gl_pathv[i]);
+            continue;
+        }
         recover_one(g.gl_pathv[i], NULL, 0, quiet);
+    }
     globfree(&g);
 }
 
@@ -471,8 +485,7 @@ static int cmd_run(int argc, char **argv)
         return code ? code : EXIT_TOOL;
     int failing = summarize(db, path, quiet);
     sqlite3_close(db);
-    if (follow)
-        recover_children(path, quiet);
+    recover_children(path, quiet);
     if (code == 0 && check && failing)
         return EXIT_RUN_CHECK_FAILED;
     return code;
