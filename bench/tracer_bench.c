@@ -113,6 +113,9 @@ int main(int argc, char **argv)
         o.stack_depth = (unsigned)depth + 4;
         /* BENCH_BUFFER_MB: how far the writer may fall behind before
          * threads wait; a large value measures the hot path alone. */
+        /* BENCH_UNWIND=fp: frame-pointer backtraces. */
+        if (getenv("BENCH_UNWIND") && strcmp(getenv("BENCH_UNWIND"), "fp") == 0)
+            o.unwind = AT_UNWIND_FRAME_POINTERS;
         if (getenv("BENCH_BUFFER_MB"))
             o.buffer_limit = (size_t)atol(getenv("BENCH_BUFFER_MB")) << 20;
         int rc = at_tracer_open(&o, &tracer);

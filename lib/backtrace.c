@@ -7,6 +7,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #include <pthread.h>
+#include <stddef.h>
 
 #include <alloctrace/tracer.h>
 
@@ -42,6 +43,56 @@ __attribute__((noinline)) int at__backtrace(uintptr_t *frames, int depth, int sk
         frames[got++] = (uintptr_t)buf[i];
     /* Keep the call from being turned into a tail call, which would remove
      * this frame and make the skip count wrong. */
+    __asm__ volatile("" ::: "memory");
+    return got;
+}
+
+/* The calling thread's stack, for bounds on the frame-pointer walk. */
+static __thread uintptr_t stack_lo, stack_hi;
+
+static int stack_bounds(void)
+{
+    if (stack_hi)
+        return 1;
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return 0;
+    int ok = pthread_attr_getstack(&attr, &addr, &size) == 0;
+    pthread_attr_destroy(&attr);
+    if (ok) {
+        stack_lo = (uintptr_t)addr;
+        stack_hi = (uintptr_t)addr + size;
+    }
+    return ok;
+}
+
+__attribute__((noinline)) int at__backtrace_fp(uintptr_t *frames, int depth, int skip)
+{
+    if (!stack_bounds())
+        return at__backtrace(frames, depth, skip + 1);
+    if (depth > AT_MAX_STACK_DEPTH)
+        depth = AT_MAX_STACK_DEPTH;
+    /* fp[0]: the caller's frame pointer; fp[1]: the return address into
+     * the caller.  The first return address is into our caller, which is
+     * what at__backtrace counts as frame 1. */
+    const uintptr_t *fp = __builtin_frame_address(0);
+    int got = 0, seen = 0;
+    while (got < depth) {
+        uintptr_t here = (uintptr_t)fp;
+        if (here < stack_lo || here > stack_hi - 2 * sizeof(uintptr_t) || here % sizeof(uintptr_t))
+            break;
+        uintptr_t ret = fp[1];
+        if (ret < 4096)
+            break;
+        if (seen++ >= skip)
+            frames[got++] = ret;
+        const uintptr_t *next = (const uintptr_t *)fp[0];
+        if ((uintptr_t)next <= here)
+            break; /* frames only go up the stack */
+        fp = next;
+    }
     __asm__ volatile("" ::: "memory");
     return got;
 }

@@ -14,4 +14,11 @@
 void at__backtrace_init(void);
 int at__backtrace(uintptr_t *frames, int depth, int skip);
 
+/* The same by following frame pointers: several times cheaper, and exact
+ * for code built with -fno-omit-frame-pointer; a frame without one ends
+ * the walk early (or, when the register holds something else, the walk
+ * stops at the first link that does not point further up this thread's
+ * stack: it never reads outside the stack). */
+int at__backtrace_fp(uintptr_t *frames, int depth, int skip);
+
 #endif

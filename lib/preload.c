@@ -27,7 +27,7 @@
  * reads), ALLOCTRACE_OUTPUT (trace path),
  * ALLOCTRACE_PID (the pid that writes ALLOCTRACE_OUTPUT itself; any other
  * process writes OUTPUT-without-.db.PID.db), ALLOCTRACE_DEPTH,
- * ALLOCTRACE_ABORT_ON_FINDING=1, ALLOCTRACE_FOLLOW_CHILDREN=1 (otherwise
+ * ALLOCTRACE_UNWIND=fp (frame-pointer backtraces), ALLOCTRACE_ABORT_ON_FINDING=1, ALLOCTRACE_FOLLOW_CHILDREN=1 (otherwise
  * the library takes itself out of LD_PRELOAD so children run untraced).
  */
 #include <dlfcn.h>
@@ -587,6 +587,9 @@ __attribute__((constructor(101))) static void preload_start(void)
     const char *depth = getenv("ALLOCTRACE_DEPTH");
     if (depth && atoi(depth) > 0)
         o.stack_depth = (unsigned)atoi(depth);
+    const char *unwind = getenv("ALLOCTRACE_UNWIND");
+    if (unwind && strcmp(unwind, "fp") == 0)
+        o.unwind = AT_UNWIND_FRAME_POINTERS;
     const char *abort_on = getenv("ALLOCTRACE_ABORT_ON_FINDING");
     o.abort_on_finding = abort_on && strcmp(abort_on, "1") == 0;
     /* `alloctrace run` made the spool and reads it; a process on its own

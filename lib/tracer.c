@@ -162,7 +162,8 @@ __attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread 
 {
     uintptr_t frames[AT_MAX_STACK_DEPTH];
     /* +1: this function. */
-    int n = at__backtrace(frames, (int)t->depth, skip + 1);
+    int n = t->frame_pointers ? at__backtrace_fp(frames, (int)t->depth, skip + 1)
+                              : at__backtrace(frames, (int)t->depth, skip + 1);
     if (n <= 0)
         return 0;
     uint32_t id = at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
@@ -646,6 +647,7 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
     t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
     t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
     t->abort_on_finding = opts->abort_on_finding;
+    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
     t->start_ns = at__now_ns();
     pthread_mutex_init(&t->threads_mu, NULL);
     pthread_mutex_init(&t->backends_mu, NULL);
@@ -813,6 +815,7 @@ int at_tracer_open(const at_trace_options *opts, at_tracer **out)
     t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
     t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
     t->abort_on_finding = opts->abort_on_finding;
+    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
     t->start_ns = at__now_ns();
     pthread_mutex_init(&t->threads_mu, NULL);
     pthread_mutex_init(&t->backends_mu, NULL);

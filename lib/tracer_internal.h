@@ -41,6 +41,7 @@ struct at_tracer {
     uint64_t start_ns;
     unsigned depth;
     int abort_on_finding;
+    int frame_pointers; /* AT_UNWIND_FRAME_POINTERS */
 
     at_live live;
     at_stacks stacks;

@@ -492,6 +492,50 @@ TEST(file_is_private_and_never_overwritten)
     unlink(p);
 }
 
+/* Both unwinders give the same innermost frames for code with frame
+ * pointers (this file is built with -fno-omit-frame-pointer). */
+static void leak_with_unwinder(const char *path, int unwind)
+{
+    at_trace_options o;
+    at_trace_options_init(&o);
+    o.path = path;
+    o.overwrite = 1;
+    o.unwind = unwind;
+    at_tracer *t;
+    ASSERT_EQ(at_tracer_open(&o, &t), 0);
+    at_allocator a = at_tracing_allocator(t, at_system_allocator());
+    void *p = leaky_function_for_test(a);
+    ASSERT_NOT_NULL(p);
+    ASSERT_EQ(at_tracer_close(t), 0);
+    free(p);
+}
+
+TEST(frame_pointer_unwinding_matches_dwarf)
+{
+    char dwarf_path[4096], fp_path[4096];
+    snprintf(dwarf_path, sizeof dwarf_path, "%s", trace_path("unwind-dwarf"));
+    snprintf(fp_path, sizeof fp_path, "%s", trace_path("unwind-fp"));
+    leak_with_unwinder(dwarf_path, AT_UNWIND_DWARF);
+    leak_with_unwinder(fp_path, AT_UNWIND_FRAME_POINTERS);
+    char dwarf[4096], fp[4096];
+    sqlite3 *db = trace_db(dwarf_path);
+    snprintf(dwarf, sizeof dwarf, "%s",
+             q_text(db, "SELECT s.text FROM leaks l JOIN stack_text s ON s.stack = l.stack"));
+    sqlite3_close(db);
+    db = trace_db(fp_path);
+    snprintf(fp, sizeof fp, "%s",
+             q_text(db, "SELECT s.text FROM leaks l JOIN stack_text s ON s.stack = l.stack"));
+    sqlite3_close(db);
+    /* Up to the test harness's main, frame by frame. */
+    const char *upto = "main";
+    char *d = strstr(dwarf, upto), *f = strstr(fp, upto);
+    ASSERT_NOT_NULL(d);
+    ASSERT_NOT_NULL(f);
+    ASSERT_EQ((long)(d - dwarf), (long)(f - fp));
+    ASSERT_EQ(strncmp(dwarf, fp, (size_t)(d - dwarf)), 0);
+    ASSERT_NOT_NULL(strstr(fp, "leaky_function_for_test"));
+}
+
 /* A unit test asserting that a function leaks nothing, dhat-style. */
 static void check_marks(int which)
 {

@@ -41,6 +41,8 @@ static void usage(FILE *to)
           "  -o, --output PATH       trace file (default ./alloctrace.PROGRAM.PID.db)\n"
           "      --force             replace PATH if it exists\n"
           "  -d, --depth N           frames per backtrace (default 64)\n"
+          "      --unwind fp|dwarf   frame pointers (fast; for code built with them) or\n"
+          "                          DWARF unwind tables (default: exact for any code)\n"
           "      --follow-children   trace programs that PROGRAM executes too\n"
           "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
           "      --check             fail (exit 86) when the trace has leaks or findings\n"
@@ -307,6 +309,7 @@ static int cmd_run(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"force", no_argument, NULL, 'F'},
         {"depth", required_argument, NULL, 'd'},
+        {"unwind", required_argument, NULL, 'u'},
         {"follow-children", no_argument, NULL, 'f'},
         {"abort-on-finding", no_argument, NULL, 'a'},
         {"check", no_argument, NULL, 'c'},
@@ -314,7 +317,7 @@ static int cmd_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *output = NULL, *depth = NULL;
+    const char *output = NULL, *depth = NULL, *unwind = NULL;
     int force = 0, follow = 0, abort_on = 0, check = 0, quiet = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "+o:d:qh", opts, NULL)) != -1) {
@@ -322,6 +325,7 @@ static int cmd_run(int argc, char **argv)
         case 'o': output = optarg; break;
         case 'F': force = 1; break;
         case 'd': depth = optarg; break;
+        case 'u': unwind = optarg; break;
         case 'f': follow = 1; break;
         case 'a': abort_on = 1; break;
         case 'c': check = 1; break;
@@ -337,6 +341,10 @@ static int cmd_run(int argc, char **argv)
             fprintf(stderr, "alloctrace: --depth must be 1 to %d\n", AT_MAX_STACK_DEPTH);
             return EXIT_USAGE;
         }
+    }
+    if (unwind && strcmp(unwind, "fp") != 0 && strcmp(unwind, "dwarf") != 0) {
+        fprintf(stderr, "alloctrace: --unwind must be dwarf or fp\n");
+        return EXIT_USAGE;
     }
     if (optind >= argc) {
         fprintf(stderr, "alloctrace: run: no program given\n");
@@ -408,6 +416,8 @@ static int cmd_run(int argc, char **argv)
         setenv("ALLOCTRACE_PID", buf, 1);
         if (depth)
             setenv("ALLOCTRACE_DEPTH", depth, 1);
+        if (unwind)
+            setenv("ALLOCTRACE_UNWIND", unwind, 1);
         setenv("ALLOCTRACE_FOLLOW_CHILDREN", follow ? "1" : "0", 1);
         setenv("ALLOCTRACE_ABORT_ON_FINDING", abort_on ? "1" : "0", 1);
         execv(prog, prog_argv);

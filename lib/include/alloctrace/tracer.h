@@ -78,7 +78,15 @@ typedef struct at_trace_options {
      * reads them from /proc/self. */
     int argc;
     char *const *argv;
+    /* How backtraces are taken: AT_UNWIND_DWARF (the default: libunwind,
+     * exact for any code with unwind tables) or AT_UNWIND_FRAME_POINTERS
+     * (several times cheaper; exact only where every frame keeps a frame
+     * pointer, as with -fno-omit-frame-pointer: elsewhere stacks end
+     * early). */
+    int unwind;
 } at_trace_options;
+
+enum { AT_UNWIND_DWARF = 0, AT_UNWIND_FRAME_POINTERS = 1 };
 
 /* Fills `opts` with the defaults (no path). */
 AT_API void at_trace_options_init(at_trace_options *opts);
