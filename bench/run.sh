@@ -19,7 +19,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "pairs per thread: $pairs, depth 20, median of $repeats runs"
 for threads in 1 2; do
-  for mode in untraced traced traced-hotpath; do
+  for mode in untraced traced traced-hotpath traced-fp-hotpath; do
     : >"$out/$mode"
     for _ in $(seq "$repeats"); do
       case $mode in
@@ -28,16 +28,21 @@ for threads in 1 2; do
         # The writer never pushes back: the allocating threads' cost alone.
         traced-hotpath) line=$(BENCH_BUFFER_MB=4000 "$build/bench/tracer_bench" traced \
                                  "$threads" "$pairs" 20 "$out/t.db") ;;
+        # The same with frame-pointer backtraces (the benchmark has them).
+        traced-fp-hotpath) line=$(BENCH_UNWIND=fp BENCH_BUFFER_MB=4000 \
+                                  "$build/bench/tracer_bench" traced "$threads" "$pairs" 20 "$out/t.db") ;;
       esac
       echo "$line" >>"$out/$mode.lines"
       echo "$line" | field ns_per_pair >>"$out/$mode"
     done
   done
   u=$(median <"$out/untraced"); t=$(median <"$out/traced"); h=$(median <"$out/traced-hotpath")
+  f=$(median <"$out/traced-fp-hotpath")
   bpa=$(field bytes_per_alloc <"$out/traced.lines" | median)
-  awk -v n="$threads" -v u="$u" -v t="$t" -v h="$h" -v b="$bpa" 'BEGIN {
+  awk -v n="$threads" -v u="$u" -v t="$t" -v h="$h" -v f="$f" -v b="$bpa" 'BEGIN {
     printf "threads=%d untraced=%.1f ns/pair traced=%.1f ns/pair (x%.1f, +%.1f ns) " \
-           "hot-path-only=%.1f ns/pair (+%.1f ns) trace=%.1f bytes/alloc\n",
-           n, u, t, t / u, t - u, h, h - u, b }'
+           "hot-path-only=%.1f ns/pair (+%.1f ns) hot-path-only-fp=%.1f ns/pair (+%.1f ns) " \
+           "trace=%.1f bytes/alloc\n",
+           n, u, t, t / u, t - u, h, h - u, f, f - u, b }'
   rm -f "$out"/*.lines
 done
