@@ -109,22 +109,37 @@ at_thread *at__thread_get(at_tracer *t)
 
 #define BUMP(field, by) __atomic_store_n(&(field), (field) + (by), __ATOMIC_RELAXED)
 
-void at__thread_append(at_thread *th, const void *rec, size_t size)
+/* The slow half of an append: the buffer is full or missing. */
+__attribute__((noinline)) static at_buf *next_buffer(at_thread *th)
+{
+    if (th->buf)
+        at__bufq_submit(&th->tracer->q, th->buf);
+    th->buf = at__bufq_get(&th->tracer->q);
+    if (!th->buf)
+        BUMP(th->lost, 1);
+    return th->buf;
+}
+
+/* Inlined where `size` is a constant, so the copy is a few moves rather
+ * than a call to memcpy. */
+static inline __attribute__((always_inline)) void append(at_thread *th, const void *rec,
+                                                         size_t size)
 {
     at_buf *b = th->buf;
-    if (!b || b->cap - b->used < size) {
-        if (b)
-            at__bufq_submit(&th->tracer->q, b);
-        th->buf = b = at__bufq_get(&th->tracer->q);
-        if (!b) {
-            BUMP(th->lost, 1);
+    if (__builtin_expect(!b || b->cap - b->used < size, 0)) {
+        b = next_buffer(th);
+        if (!b)
             return;
-        }
     }
     memcpy(b->data + b->used, rec, size);
     /* Release: a spool consumer in another process reads `used`, then the
      * bytes before it. */
     __atomic_store_n(&b->used, b->used + size, __ATOMIC_RELEASE);
+}
+
+void at__thread_append(at_thread *th, const void *rec, size_t size)
+{
+    append(th, rec, size);
 }
 
 void at__spool_emit(at_tracer *t, at_thread *th, uint8_t kind, uint32_t id, const void *payload,
@@ -221,7 +236,7 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
             rec.free_seq = b.seq;
             rec.free_t = b.t;
             rec.free_thread = th->id;
-            at__thread_append(th, &rec, sizeof rec);
+            append(th, &rec, sizeof rec);
             BUMP(th->free_calls, 1);
             BUMP(th->free_bytes, old.size);
         } else if (r < 0) {
@@ -234,7 +249,7 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
              * dies, the consumer still knows the block was live. */
             at_rec_lifetime rec;
             lifetime_from_block(&rec, &b);
-            at__thread_append(th, &rec, sizeof rec);
+            append(th, &rec, sizeof rec);
         }
     }
     errno = saved;
@@ -355,7 +370,7 @@ static void report_finding(at_tracer *t, at_thread *th, at_rec_finding *f, int s
         __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
         return;
     }
-    at__thread_append(th, f, sizeof *f);
+    append(th, f, sizeof *f);
     BUMP(th->findings, 1);
     if (t->abort_on_finding && t->spooled)
         abort(); /* the record is already in the shared spool */
@@ -452,7 +467,7 @@ void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec)
     at_thread *th = at__thread_get(t);
     if (!th || rec->kind != AT_REC_LIFETIME)
         return;
-    at__thread_append(th, rec, sizeof *rec);
+    append(th, rec, sizeof *rec);
     BUMP(th->free_calls, 1);
     BUMP(th->free_bytes, rec->size);
 }
