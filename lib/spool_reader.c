@@ -162,42 +162,36 @@ static void add_lifetime_events(at_spool_reader *r, const at_rec_lifetime *rec)
         add_event(r, rec->free_seq, rec->free_t, -(int64_t)rec->size);
 }
 
-static void on_lifetime(at_spool_reader *r, const at_rec_lifetime *rec)
+/* Remembers `rec` (an allocation waiting for its release, or a release
+ * that came first) under its sequence number. */
+static void wait_for_pair(at_spool_reader *r, const at_rec_lifetime *rec, int released)
 {
-    pending *p;
-    HASH_FIND(hh, r->live, &rec->seq, sizeof rec->seq, p);
-    if (rec->free_op == AT_OP_NONE) { /* an allocation */
-        if (p) {                      /* already released: nothing to wait for */
-            HASH_DEL(r->live, p);
-            free(p);
-            return;
-        }
-        p = malloc(sizeof *p);
-        if (!p) {
-            r->nomem = 1;
-            return;
-        }
-        p->seq = rec->seq;
-        p->released = 0;
-        p->rec = *rec;
-        HASH_ADD(hh, r->live, seq, sizeof p->seq, p);
-        return;
-    }
-    at__sqlw_lifetime(r->w, rec);
-    add_lifetime_events(r, rec);
-    if (p) {
-        HASH_DEL(r->live, p);
-        free(p);
-        return;
-    }
-    p = malloc(sizeof *p);
+    pending *p = malloc(sizeof *p);
     if (!p) {
         r->nomem = 1;
         return;
     }
     p->seq = rec->seq;
-    p->released = 1;
+    p->released = released;
+    p->rec = *rec;
     HASH_ADD(hh, r->live, seq, sizeof p->seq, p);
+}
+
+static void on_lifetime(at_spool_reader *r, const at_rec_lifetime *rec)
+{
+    pending *p;
+    HASH_FIND(hh, r->live, &rec->seq, sizeof rec->seq, p);
+    int allocation = rec->free_op == AT_OP_NONE;
+    if (!allocation) {
+        at__sqlw_lifetime(r->w, rec);
+        add_lifetime_events(r, rec);
+    }
+    if (p) { /* the other half: nothing left to wait for */
+        HASH_DEL(r->live, p);
+        free(p);
+    } else {
+        wait_for_pair(r, rec, !allocation);
+    }
 }
 
 static void on_meta(at_spool_reader *r, const char *text, uint32_t n)

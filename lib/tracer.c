@@ -547,6 +547,24 @@ static void free_tracer(at_tracer *t)
 
 /* ---- spool mode ------------------------------------------------------------- */
 
+/* What both kinds of tracer start with; `t` is zeroed. */
+static void init_tracer(at_tracer *t, const at_trace_options *opts)
+{
+    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
+    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
+    t->abort_on_finding = opts->abort_on_finding;
+    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
+    t->start_ns = at__now_ns();
+    pthread_mutex_init(&t->threads_mu, NULL);
+    pthread_mutex_init(&t->backends_mu, NULL);
+    pthread_mutex_init(&t->sync_mu, NULL);
+    pthread_cond_init(&t->sync_cv, NULL);
+    at__live_init(&t->live);
+    at__stacks_init(&t->stacks);
+    at__bufq_init(&t->q, BUF_SIZE, opts->buffer_limit ? opts->buffer_limit : DEFAULT_BUFFER_LIMIT);
+    at__backtrace_init();
+}
+
 static void spool_meta(at_tracer *t, at_thread *th, const char *key, const char *value, size_t vlen)
 {
     char buf[4096];
@@ -659,20 +677,8 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
         return rc;
     }
     t->spooled = 1;
-    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
-    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
-    t->abort_on_finding = opts->abort_on_finding;
-    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
-    t->start_ns = at__now_ns();
-    pthread_mutex_init(&t->threads_mu, NULL);
-    pthread_mutex_init(&t->backends_mu, NULL);
-    pthread_mutex_init(&t->sync_mu, NULL);
-    pthread_cond_init(&t->sync_cv, NULL);
-    at__live_init(&t->live);
-    at__stacks_init(&t->stacks);
-    at__bufq_init(&t->q, BUF_SIZE, DEFAULT_BUFFER_LIMIT);
+    init_tracer(t, opts);
     t->q.spool = &t->spool;
-    at__backtrace_init();
     if (pthread_key_create(&t->key, thread_exit) != 0) {
         at__spool_close(&t->spool);
         free_tracer(t);
@@ -827,19 +833,7 @@ int at_tracer_open(const at_trace_options *opts, at_tracer **out)
         unlink(opts->path);
         return AT_E_NOMEM;
     }
-    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
-    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
-    t->abort_on_finding = opts->abort_on_finding;
-    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
-    t->start_ns = at__now_ns();
-    pthread_mutex_init(&t->threads_mu, NULL);
-    pthread_mutex_init(&t->backends_mu, NULL);
-    pthread_mutex_init(&t->sync_mu, NULL);
-    pthread_cond_init(&t->sync_cv, NULL);
-    at__live_init(&t->live);
-    at__stacks_init(&t->stacks);
-    at__bufq_init(&t->q, BUF_SIZE, opts->buffer_limit ? opts->buffer_limit : DEFAULT_BUFFER_LIMIT);
-    at__backtrace_init();
+    init_tracer(t, opts);
 
     t->path = strdup(opts->path);
     if (opts->argv && opts->argc > 0) {
