@@ -53,7 +53,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 run_once() {
   local mode=$1 i=$2 t0 t1
   rm -rf "$out/db" && mkdir "$out/db"
-  rm -f "$out"/trace.db "$out"/heaptrack.*
+  rm -f "$out"/trace.db "$out"/ht-data.*
   case $mode in
     untraced)
       t0=$(now)
@@ -64,13 +64,17 @@ run_once() {
       "$alloctrace" run -o "$out/trace.db" --force -- "$sqlite" "$out/db/test.db" \
         <"$out/workload.sql" >"$out/$mode.out" 2>"$out/$mode.err"
       t1=$(now)
-      stat -c %s "$out/trace.db" >>"$out/$mode.size" ;;
+      stat -c %s "$out/trace.db" >>"$out/$mode.size"
+      # the program's own run under the tracer; the rest is `alloctrace run`
+      # completing the trace after it exited
+      "$sqlite" "$out/trace.db" "SELECT value / 1e6 FROM meta WHERE key = 'duration_us'" \
+        >>"$out/$mode.traced" ;;
     heaptrack)
       t0=$(now)
-      heaptrack -o "$out/heaptrack.$i" "$sqlite" "$out/db/test.db" \
+      heaptrack -o "$out/ht-data.$i" "$sqlite" "$out/db/test.db" \
         <"$out/workload.sql" >"$out/$mode.out" 2>"$out/$mode.err"
       t1=$(now)
-      stat -c %s "$out/heaptrack.$i".zst >>"$out/$mode.size"
+      stat -c %s "$out/ht-data.$i".zst >>"$out/$mode.size"
       # heaptrack's banner lines go to stdout with the program's own
       sed -i '/^heaptrack output will be written to/,/^starting application/d;
               /^Heaptrack finished/,$d' "$out/$mode.out" ;;
@@ -92,17 +96,19 @@ u=$(median <"$out/untraced.times")
 a=$(median <"$out/alloctrace.times")
 h=$(median <"$out/heaptrack.times")
 asz=$(median <"$out/alloctrace.size")
+ad=$(median <"$out/alloctrace.traced")
 hsz=$(median <"$out/heaptrack.size")
 calls=$(sed -n 's/.*allocation calls \([0-9]*\),.*/\1/p' "$out/alloctrace.err")
 hcalls=$(sed -n 's/^[[:space:]]*allocations:[[:space:]]*\([0-9]*\).*/\1/p' "$out/heaptrack.err")
 for mode in untraced alloctrace heaptrack; do
   printf '  %-10s runs (s): %s\n' "$mode" "$(tr '\n' ' ' <"$out/$mode.times")"
 done
-awk -v u="$u" -v a="$a" -v h="$h" -v asz="$asz" -v hsz="$hsz" -v n="$calls" -v hn="$hcalls" 'BEGIN {
+awk -v u="$u" -v a="$a" -v ad="$ad" -v h="$h" -v asz="$asz" -v hsz="$hsz" -v n="$calls" -v hn="$hcalls" 'BEGIN {
   printf "untraced    %8.3f s\n", u
-  printf "alloctrace  %8.3f s  (x%.2f untraced; %s allocation calls, %.0f ns per call added; trace %.1f MiB)\n",
-         a, a / u, n, (a - u) / n * 1e9, asz / 1048576
-  printf "heaptrack   %8.3f s  (x%.2f untraced; %s allocations counted; data %.1f MiB)\n",
-         h, h / u, hn, hsz / 1048576
+  printf "alloctrace  %8.3f s  (x%.2f untraced; %s allocation calls, %.0f ns per call added; trace %.0f KiB)\n",
+         a, a / u, n, (a - u) / n * 1e9, asz / 1024
+  printf "            of which the program ran %.3f s under the tracer (x%.2f untraced)\n", ad, ad / u
+  printf "heaptrack   %8.3f s  (x%.2f untraced; %s allocations counted; data %.0f KiB)\n",
+         h, h / u, hn, hsz / 1024
   printf "ratios: alloctrace/untraced %.2f, heaptrack/untraced %.2f, alloctrace/heaptrack %.2f\n",
          a / u, h / u, a / h }'

@@ -34,16 +34,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <alloctrace/alloctrace.h>
 
+#include "backtrace.h"
 #include "spinlock.h"
 #include "tracer_internal.h"
 
@@ -73,36 +76,84 @@ static at_tracer *tracer;
 
 /* ---- bootstrap table ------------------------------------------------------ */
 
-enum { BOOT_MAX = 4096 };
-static struct boot_block {
+/* Blocks allocated before the tracer is ready, in chunks mapped with mmap
+ * (a program's libraries can allocate thousands of blocks in their
+ * constructors, before ours runs).  Only used at start-up, so a linear
+ * search is fine. */
+enum { BOOT_CHUNK = 4096, BOOT_DEPTH = 24 };
+struct boot_block {
     void *ptr;
     size_t size, align;
     at_family family;
-} boot[BOOT_MAX];
-static unsigned boot_n;
+    uint32_t depth;
+    uintptr_t frames[BOOT_DEPTH];
+};
+struct boot_chunk {
+    struct boot_chunk *next;
+    unsigned n;
+    struct boot_block b[BOOT_CHUNK];
+};
+static struct boot_chunk *boot_head;
 static unsigned long boot_dropped;
 static at__spinlock boot_lock;
 
-static void boot_remember(void *p, size_t size, size_t align, at_family family)
+/* Inlined into the entry point (like on_alloc), so the stack starts at
+ * the program's call site. */
+INLINE void boot_remember(void *p, size_t size, size_t align, at_family family)
 {
+    uintptr_t frames[BOOT_DEPTH];
+    int depth = at__backtrace(frames, BOOT_DEPTH, 1);
     at__spin_lock(&boot_lock);
-    if (boot_n < BOOT_MAX)
-        boot[boot_n++] = (struct boot_block){p, size, align, family};
-    else
-        boot_dropped++;
+    struct boot_chunk *c = boot_head;
+    if (!c || c->n == BOOT_CHUNK) {
+        c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (c == MAP_FAILED) {
+            boot_dropped++;
+            at__spin_unlock(&boot_lock);
+            return;
+        }
+        c->next = boot_head;
+        c->n = 0;
+        boot_head = c;
+    }
+    struct boot_block *b = &c->b[c->n++];
+    *b = (struct boot_block){p, size, align, family, depth > 0 ? (uint32_t)depth : 0, {0}};
+    memcpy(b->frames, frames, b->depth * sizeof frames[0]);
     at__spin_unlock(&boot_lock);
 }
 
 static void boot_forget(void *p)
 {
     at__spin_lock(&boot_lock);
-    for (unsigned i = 0; i < boot_n; i++) {
-        if (boot[i].ptr == p) {
-            boot[i] = boot[--boot_n];
-            break;
+    for (struct boot_chunk *c = boot_head; c; c = c->next) {
+        for (unsigned i = 0; i < c->n; i++) {
+            if (c->b[i].ptr == p) {
+                /* Fill the hole with the newest entry. */
+                struct boot_chunk *h = boot_head;
+                c->b[i] = h->b[--h->n];
+                if (h->n == 0 && h->next) {
+                    boot_head = h->next;
+                    munmap(h, sizeof *h);
+                }
+                at__spin_unlock(&boot_lock);
+                return;
+            }
         }
     }
     at__spin_unlock(&boot_lock);
+}
+
+/* Hands every remembered block to the tracer; called with boot_lock held. */
+static void boot_adopt_all(void)
+{
+    while (boot_head) {
+        struct boot_chunk *c = boot_head;
+        for (unsigned i = 0; i < c->n; i++)
+            at__trace_adopt(tracer, c->b[i].ptr, c->b[i].size, c->b[i].align, c->b[i].family,
+                            c->b[i].frames, c->b[i].depth);
+        boot_head = c->next;
+        munmap(c, sizeof *c);
+    }
 }
 
 /* ---- the two hooks every entry point calls ------------------------------- */
@@ -604,6 +655,15 @@ __attribute__((constructor(101))) static void preload_start(void)
         spool = own_spool;
     }
     int rc = at__tracer_open_spool(&o, spool, !ours, &tracer);
+    if (rc == AT_E_EXISTS && ours) {
+        /* This image replaced the traced program through exec (same pid,
+         * --follow-children): a trace of its own. */
+        snprintf(trace_path + strlen(trace_path) - (strlen(trace_path) > 3 ? 3 : 0), 16, ".%ld.db",
+                 (long)getpid());
+        snprintf(own_spool, sizeof own_spool, "%s.spool", trace_path);
+        spool = own_spool;
+        rc = at__tracer_open_spool(&o, spool, 1, &tracer);
+    }
     if (rc != 0) {
         fprintf(stderr, "alloctrace: cannot write the spool %s: %s; running untraced\n", spool,
                 at_strerror(rc));
@@ -615,9 +675,7 @@ __attribute__((constructor(101))) static void preload_start(void)
     at_quick_exit(on_quick_exit);
 
     at__spin_lock(&boot_lock);
-    for (unsigned i = 0; i < boot_n; i++)
-        at__trace_adopt(tracer, boot[i].ptr, boot[i].size, boot[i].align, boot[i].family);
-    boot_n = 0;
+    boot_adopt_all();
     __atomic_store_n(&state, S_READY, __ATOMIC_RELEASE);
     at__spin_unlock(&boot_lock);
     if (boot_dropped)
@@ -653,6 +711,123 @@ static void finish(void)
 __attribute__((destructor(101))) static void preload_finish(void)
 {
     finish();
+}
+
+/* ---- exec: the image ends here, so its trace is closed first -------------- */
+
+typedef int (*execve_fn)(const char *, char *const[], char *const[]);
+typedef int (*execvp_fn)(const char *, char *const[]);
+typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
+typedef int (*fexecve_fn)(int, char *const[], char *const[]);
+
+static void *next_symbol(const char *name)
+{
+    int was = at__untraced;
+    at__untraced = 1;
+    void *f = dlsym(RTLD_NEXT, name);
+    at__untraced = was;
+    return f;
+}
+
+#define REAL(type, name, var)                                                                      \
+    type var;                                                                                      \
+    do {                                                                                           \
+        void *sym_ = next_symbol(name);                                                            \
+        if (!sym_) {                                                                               \
+            errno = ENOSYS;                                                                        \
+            return -1;                                                                             \
+        }                                                                                          \
+        memcpy(&var, &sym_, sizeof var);                                                           \
+    } while (0)
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    REAL(execve_fn, "execve", real);
+    finish();
+    return real(path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+    return execve(path, argv, environ);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    REAL(execvpe_fn, "execvpe", real);
+    finish();
+    return real(file, argv, envp);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+    REAL(execvp_fn, "execvp", real);
+    finish();
+    return real(file, argv);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    REAL(fexecve_fn, "fexecve", real);
+    finish();
+    return real(fd, argv, envp);
+}
+
+/* The execl family: the arguments into an array (from glibc's own
+ * allocator, freed if exec fails), then the vector form. */
+static char **collect_args(const char *first, va_list ap, char *const **envp)
+{
+    va_list count;
+    va_copy(count, ap);
+    size_t n = 1;
+    while (va_arg(count, char *))
+        n++;
+    va_end(count);
+    char **argv = __libc_malloc((n + 1) * sizeof *argv);
+    if (!argv) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    argv[0] = (char *)first;
+    for (size_t i = 1; i <= n; i++)
+        argv[i] = va_arg(ap, char *);
+    if (envp)
+        *envp = va_arg(ap, char *const *);
+    return argv;
+}
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    char **argv = collect_args(arg, ap, NULL);
+    va_end(ap);
+    int rc = argv ? execve(path, argv, environ) : -1;
+    __libc_free(argv);
+    return rc;
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+    va_list ap;
+    va_start(ap, arg);
+    char **argv = collect_args(arg, ap, NULL);
+    va_end(ap);
+    int rc = argv ? execvp(file, argv) : -1;
+    __libc_free(argv);
+    return rc;
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+    va_list ap;
+    char *const *envp = NULL;
+    va_start(ap, arg);
+    char **argv = collect_args(arg, ap, &envp);
+    va_end(ap);
+    int rc = argv ? execve(path, argv, envp) : -1;
+    __libc_free(argv);
+    return rc;
 }
 
 EXPORT void _exit(int status)

@@ -30,18 +30,30 @@
 
 typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
 
+int at__demangle_may_load;
+
 char *at__demangle(const char *name)
 {
     if (!name || strncmp(name, "_Z", 2) != 0)
         return NULL;
+    /* A tool that may load libstdc++ loads it once and keeps it. */
+    static void *kept;
     void *handle = NULL;
     void *sym = dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    if (!sym && kept)
+        sym = dlsym(kept, "__cxa_demangle");
     if (!sym) {
         /* A C++ library opened without RTLD_GLOBAL is loaded but not in the
-         * default scope; NOLOAD never loads it just for this. */
-        handle = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
+         * default scope; NOLOAD never loads it just for this, unless the
+         * caller said it may (the alloctrace tool, which symbolizes other
+         * programs' traces and has no C++ of its own). */
+        handle = dlopen("libstdc++.so.6", RTLD_LAZY | (at__demangle_may_load ? 0 : RTLD_NOLOAD));
         if (handle)
             sym = dlsym(handle, "__cxa_demangle");
+        if (handle && at__demangle_may_load) {
+            kept = handle;
+            handle = NULL;
+        }
     }
     char *out = NULL;
     if (sym) {

@@ -21,4 +21,8 @@ int at__symbolize_frames(sqlite3 *db);
  * one in libstdc++ is used when libstdc++ is loaded, never loaded for it). */
 char *at__demangle(const char *name);
 
+/* Set by a process that may load libstdc++ to demangle (the alloctrace
+ * tool); a traced program never gets a library loaded behind its back. */
+extern int at__demangle_may_load;
+
 #endif

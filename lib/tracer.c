@@ -61,6 +61,7 @@ static void read_thread_name(at_thread *th)
 
 static void spool_thread(at_thread *th);
 static void check_stack_modules(at_tracer *t, at_thread *th, const at_stack *s);
+static void spool_new_stacks(at_tracer *t, at_thread *th);
 
 /* pthread key destructor: the thread is exiting, hand its buffer over. */
 static void thread_exit(void *arg)
@@ -182,14 +183,21 @@ __attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread 
     if (n <= 0)
         return 0;
     uint32_t id = at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
-    if (t->spooled && __atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED)) {
-        for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten) {
-            check_stack_modules(t, th, s);
-            at__spool_emit(t, th, AT_REC_STACK, s->id, s->frames,
-                           (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
-        }
-    }
+    if (t->spooled)
+        spool_new_stacks(t, th);
     return id;
+}
+
+/* Spool mode: stacks interned since the last call go to the spool. */
+static void spool_new_stacks(at_tracer *t, at_thread *th)
+{
+    if (!__atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED))
+        return;
+    for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten) {
+        check_stack_modules(t, th, s);
+        at__spool_emit(t, th, AT_REC_STACK, s->id, s->frames,
+                       (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+    }
 }
 
 static void lifetime_from_block(at_rec_lifetime *r, const at_block_info *b)
@@ -255,13 +263,17 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
     errno = saved;
 }
 
-void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family)
+void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family,
+                     const uintptr_t *frames, uint32_t depth)
 {
     at_thread *th = at__thread_get(t);
+    uint32_t stack = depth ? at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, depth) : 0;
+    if (stack && t->spooled)
+        spool_new_stacks(t, th);
     at_block_info b = {
         .ptr = (uintptr_t)ptr,
         .size = size,
-        .stack = 0,
+        .stack = stack,
         .thread = th ? th->id : 0,
         .align_log2 = (uint8_t)at__log2(align),
         .family = (uint8_t)family,
@@ -275,6 +287,11 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
     if (th) {
         BUMP(th->alloc_calls, 1);
         BUMP(th->alloc_bytes, size);
+        if (t->spooled) { /* so the consumer knows the block too */
+            at_rec_lifetime rec;
+            lifetime_from_block(&rec, &b);
+            append(th, &rec, sizeof rec);
+        }
     }
 }
 
@@ -672,6 +689,12 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
     if (!t)
         return AT_E_NOMEM;
     int rc = create ? at__spool_create(&t->spool, spool_path) : at__spool_open(&t->spool, spool_path);
+    if (rc == 0 && !create && __atomic_load_n(&t->spool.h->producer_pid, __ATOMIC_ACQUIRE) != 0) {
+        /* Already written by the process image this one replaced (exec
+         * keeps the pid): not ours. */
+        at__spool_close(&t->spool);
+        rc = AT_E_EXISTS;
+    }
     if (rc) {
         free(t);
         return rc;

@@ -89,7 +89,8 @@ struct at_tracer {
 };
 
 /* Opens a tracer that writes the spool at `spool_path` instead of a
- * SQLite trace: creating it, or attaching to one a consumer made.  Closed
+ * SQLite trace: creating it, or attaching to one a consumer made (which
+ * fails with AT_E_EXISTS if another process image wrote it already).  Closed
  * with at_tracer_close, which leaves the mapping in place (threads of a
  * dying process may still be writing). */
 int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
@@ -153,9 +154,11 @@ void at__trace_release_undo(at_tracer *t, const at_block_info *actual);
 #define AT_SIZE_UNKNOWN SIZE_MAX
 
 /* Records a block that was allocated before tracing started (the preload
- * library's bootstrap), so that its release is checked like any other.
- * It has no stack (0) and time 0. */
-void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family);
+ * library's bootstrap), so that its release is checked like any other,
+ * with the backtrace taken when it was allocated (`depth` 0: none) and
+ * time 0. */
+void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family,
+                     const uintptr_t *frames, uint32_t depth);
 
 /* Set on threads whose allocations must never be traced: the writer (and,
  * in the preload library, any thread while it runs tracer code). */

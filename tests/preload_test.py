@@ -5,7 +5,7 @@ leaks with their stacks, each kind of bad release, threads with cross-thread
 frees, fork, every way out of a program (including abort and SIGKILL), and
 the command's own exit codes and errors.
 
-    preload_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR PLUGIN_SO
+    preload_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR PLUGIN_SO PRELOAD_BOOT
 """
 import os
 import signal
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-alloctrace, prog, cxx, workdir, plugin = (os.path.abspath(a) for a in sys.argv[1:6])
+alloctrace, prog, cxx, workdir, plugin, boot = (os.path.abspath(a) for a in sys.argv[1:7])
 work = os.path.join(workdir, "preload-%d" % os.getpid())
 os.makedirs(work, exist_ok=True)
 failures = 0
@@ -170,6 +170,9 @@ check(r.stdout == "bad_alloc caught\nnothrow gave null\n100 strings\n",
 check(one(db, "SELECT count(*) FROM findings") == 0, "c++: every form matched, no findings")
 check(one(db, "SELECT count(*) FROM leaks") == 0,
       "c++: no leaks (libstdc++'s emergency pool is given back at exit)")
+check(one(db, "SELECT count(*) FROM frames WHERE function LIKE '\\_Z%' ESCAPE '\\'") == 0 and
+      one(db, "SELECT count(*) FROM frames WHERE function LIKE 'std::%'") > 0,
+      "c++: function names are demangled")
 for fam in ("new", "new[]"):
     check(one(db, "SELECT count(*) FROM allocations WHERE family = ?", fam) > 0,
           "c++: %s blocks are recorded as %s" % (fam, fam))
@@ -188,6 +191,17 @@ expected = sorted([
     ("layout_mismatch", "new", "new", 64, 64, 64, 16),
 ], key=str)
 check(rows == expected, "c++: wrong family, wrong size, wrong alignment (%s)" % rows)
+
+# ---- allocations made before tracing started ------------------------------------------
+db, r = run("boot", boot)
+check(r.stdout == "released\n" and one(db, "SELECT count(*) FROM findings") == 0,
+      "bootstrap: 5000 blocks allocated before tracing started are released without findings")
+check(one(db, "SELECT count(*) FROM allocations WHERE size = 32 AND free_seq IS NOT NULL") == 5000,
+      "bootstrap: each of them is in the trace with its release")
+texts = [t for (t,) in db.execute("SELECT s.text FROM leaks l JOIN stack_text s"
+                                   " ON s.stack = l.stack WHERE l.size = 100")]
+check(len(texts) == 3 and all(t.startswith("bootlib_start <- ") for t in texts),
+      "bootstrap: the constructor's leaks are reported, with its stack (%s)" % texts[:1])
 
 # ---- a library unloaded before exit ----------------------------------------------------
 db, r = run("dlopen", prog, "dlopen", plugin)
@@ -216,6 +230,21 @@ check(not [f for f in os.listdir(work) if f.startswith("follow.") and f.endswith
 db, r = run("nofollow", "sh", "-c", "%s leak >/dev/null; echo done" % prog)
 check(not [f for f in os.listdir(work) if f.startswith("nofollow.") and f != "nofollow.db"],
       "no --follow-children: children run untraced")
+
+# exec without fork: the image that calls exec closes its trace first; with
+# --follow-children the new image (same pid) gets a trace of its own.
+for old in [f for f in os.listdir(work) if f.startswith("execd.")]:
+    os.unlink(os.path.join(work, old))
+db, r = run("execd", "env", prog, "leak", opts=["--follow-children"])
+check(r.stdout == "leaked\n" and meta(db, "program_end") == "closed",
+      "exec: the program that called exec closed its trace (not 'died')")
+images = [f for f in os.listdir(work) if f.startswith("execd.") and f.endswith(".db")
+          and f != "execd.db"]
+check(len(images) == 1, "exec: the new image wrote its own trace (%s)" % images)
+if images:
+    idb = sqlite3.connect(os.path.join(work, images[0]))
+    check(sorted(x for (x,) in idb.execute("SELECT size FROM leaks")) == [1000, 1001, 1002],
+          "exec: the new image's leaks are in its trace")
 
 env = dict(os.environ, LD_PRELOAD=os.path.join(os.path.dirname(alloctrace), "..", "lib",
                                                 "liballoctrace_preload.so"))
