@@ -708,9 +708,21 @@ static void finish(void)
         fprintf(stderr, "alloctrace: writing the trace %s: %s\n", trace_path, at_strerror(rc));
 }
 
+/* Libraries that started before this one (the program's own dependencies,
+ * libstdc++...) are finalized after it, and their destructors free what
+ * their constructors allocated.  So the trace is not closed here but from
+ * an exit handler registered now: glibc runs handlers registered while it
+ * is running exit handlers after the current one, that is after every
+ * destructor. */
 __attribute__((destructor(101))) static void preload_finish(void)
 {
-    finish();
+    if (at__untraced || __atomic_load_n(&state, __ATOMIC_ACQUIRE) != S_READY)
+        return;
+    at__untraced = 1; /* atexit's own block is not the program's */
+    int rc = atexit(finish);
+    at__untraced = 0;
+    if (rc != 0)
+        finish();
 }
 
 /* ---- exec: the image ends here, so its trace is closed first -------------- */

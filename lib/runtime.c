@@ -31,13 +31,14 @@
 /* glibc functions that fill process-lifetime caches, which only
  * __libc_freeres releases: name-service state and static result buffers
  * (getpwuid and friends), locale data, the loader's dlopen state, and
- * the thread-local storage of thread stacks glibc caches for reuse. */
+ * the thread-local storage of thread stacks glibc caches for reuse, the
+ * blocks of the atexit list. */
 #define GLIBC_CACHE(f)                                                                             \
     "(" f " LIKE '\\_\\_nss\\_%' ESCAPE '\\' OR " f " LIKE 'nss\\_%' ESCAPE '\\'"                   \
     " OR " f " IN ('getpwuid', 'getpwnam', 'getgrgid', 'getgrnam', 'getpwent', 'getgrent',"         \
     " 'getspnam', 'gethostbyname', 'gethostbyname2', 'gethostbyaddr', 'getservbyname',"          \
     " 'getprotobyname', 'setlocale', 'newlocale', '_nl_find_locale', '_nl_load_locale_from_archive'," \
-    " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open', '_dl_allocate_tls', '_dl_resize_dtv'))"
+    " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open', '_dl_allocate_tls', '_dl_resize_dtv', '__new_exitfn'))"
 
 static const char classify_sql[] =
     "DELETE FROM runtime_owned;"

@@ -77,6 +77,13 @@ typedef struct cu_range {
     Dwarf_Die *cu;
 } cu_range;
 
+/* A function symbol of a module, at its run-time address. */
+typedef struct sym_entry {
+    GElf_Addr lo, hi;
+    const char *name; /* owned by libdwfl */
+    int rank;         /* binding: 0 global, 1 weak, 2 local (aliases: lowest wins) */
+} sym_entry;
+
 /* A module referenced by frames still to symbolize. */
 typedef struct mod {
     int64_t id;
@@ -87,6 +94,12 @@ typedef struct mod {
     cu_range *cus;
     size_t ncus;
     Dwarf_Addr bias;
+    /* Function symbols sorted by address: libdwfl's own lookup walks the
+     * whole table for every address, which takes seconds for the frames
+     * of a library like libLLVM with its 100,000 symbols. */
+    int syms_built;
+    sym_entry *syms;
+    size_t nsyms;
 } mod;
 
 /* A frame to symbolize. */
@@ -354,6 +367,80 @@ static const char *dladdr_symbol(const mod *m, uintptr_t pc, uintptr_t *start)
     return di.dli_sname;
 }
 
+static int sym_cmp(const void *a, const void *b)
+{
+    const sym_entry *x = a, *y = b;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return x->rank - y->rank;
+}
+
+static void build_syms(mod *m, Dwfl_Module *dm)
+{
+    m->syms_built = 1;
+    int n = dwfl_module_getsymtab(dm);
+    if (n <= 0)
+        return;
+    m->syms = malloc((size_t)n * sizeof *m->syms);
+    if (!m->syms)
+        return;
+    for (int i = 1; i < n; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        const char *name = dwfl_module_getsym_info(dm, i, &sym, &addr, NULL, NULL, NULL);
+        int type = GELF_ST_TYPE(sym.st_info);
+        /* Functions, and untyped labels in code (the loader's
+         * _dl_start_user is one). */
+        if (!name || !*name || sym.st_shndx == SHN_UNDEF || sym.st_shndx == SHN_ABS ||
+            (type != STT_FUNC && type != STT_GNU_IFUNC && type != STT_NOTYPE))
+            continue;
+        int bind = GELF_ST_BIND(sym.st_info);
+        /* hi = lo marks a symbol without a size, fixed below. */
+        m->syms[m->nsyms++] = (sym_entry){addr, addr + sym.st_size, name,
+                                          bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2};
+    }
+    qsort(m->syms, m->nsyms, sizeof *m->syms, sym_cmp);
+    /* A symbol without a size (an assembly label) runs to the next one, as
+     * libdwfl assumes too. */
+    for (size_t i = 0, next = 0; i < m->nsyms; i++) {
+        if (m->syms[i].hi != m->syms[i].lo)
+            continue;
+        if (next <= i)
+            next = i + 1;
+        while (next < m->nsyms && m->syms[next].lo == m->syms[i].lo)
+            next++;
+        m->syms[i].hi = next < m->nsyms ? m->syms[next].lo : m->syms[i].lo + 1;
+    }
+}
+
+/* The function containing `pc`, or NULL; *start receives its address. */
+static const char *find_sym(const mod *m, GElf_Addr pc, GElf_Addr *start)
+{
+    size_t lo = 0, hi = m->nsyms;
+    while (lo < hi) { /* first entry above pc */
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->syms[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    /* Back over the entries at or below pc: the nearest one that covers it,
+     * among aliases at the same address the best-bound (sorted first). */
+    const sym_entry *best = NULL;
+    for (size_t i = lo; i-- > 0;) {
+        const sym_entry *e = &m->syms[i];
+        if (best && e->lo != best->lo)
+            break;
+        if (pc < e->hi)
+            best = e;
+        else if (!best && lo - i > 64)
+            break; /* nested symbols are rare; do not scan far */
+    }
+    if (best)
+        *start = best->lo;
+    return best ? best->name : NULL;
+}
+
 static int symbolize_one(work *w, sqlite3_stmt *up, const job *j)
 {
     uintptr_t pc = j->ip - 1;
@@ -363,11 +450,18 @@ static int symbolize_one(work *w, sqlite3_stmt *up, const job *j)
     int line = 0;
     char pathbuf[PATH_MAX];
     Dwfl_Module *dm = w->dwfl ? dwfl_addrmodule(w->dwfl, pc) : NULL;
-    if (dm) {
+    if (dm && m) {
+        if (!m->syms_built)
+            build_syms(m, dm);
+        GElf_Addr start = 0;
+        name = find_sym(m, pc, &start);
+        offset = j->ip - (uintptr_t)start; /* from the symbol to ip, not to ip - 1 */
+        file = source_line(m, dm, pc, &line, pathbuf, sizeof pathbuf);
+    } else if (dm) {
         GElf_Off off = 0;
         GElf_Sym sym;
         name = dwfl_module_addrinfo(dm, pc, &off, &sym, NULL, NULL, NULL);
-        offset = (uintptr_t)off + 1; /* from the symbol to ip, not to ip - 1 */
+        offset = (uintptr_t)off + 1;
         file = source_line(m, dm, pc, &line, pathbuf, sizeof pathbuf);
     }
     if (!name) {
@@ -450,6 +544,7 @@ int at__symbolize_frames(sqlite3 *db)
     for (size_t i = 0; i < w.nmods; i++) {
         free(w.mods[i].path);
         free(w.mods[i].cus);
+        free(w.mods[i].syms);
     }
     free(w.mods);
     free(w.jobs);
