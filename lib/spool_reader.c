@@ -86,6 +86,7 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
     at__meta_set_text(r->db, "time_unit", "us");
     at__meta_set_text(r->db, "arguments", "[]");
     at__meta_set_int(r->db, "finished", 0);
+    at__meta_set_int(r->db, "writer_pid", getpid()); /* tools wait for it */
     rc = at__sql_exec(r->db, "COMMIT");
     if (rc)
         return rc;

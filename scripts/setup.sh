@@ -14,6 +14,8 @@ packages=(
   build-essential pkg-config meson ninja-build python3
   libsqlite3-dev sqlite3 libunwind-dev uthash-dev libdw-dev libelf-dev
   valgrind g++ git clang-format
+  # the HTML report's viewer is tested in a real browser
+  chromium fonts-dejavu-core
 )
 
 missing=()
@@ -22,6 +24,11 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+# The viewer (viewer/) is bundled by node at build time.  Any node >= 18
+# will do: Debian's nodejs is 18; a machine that has node from elsewhere
+# (with its own npm) keeps it, so node and npm are looked for as commands.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo=()
@@ -32,6 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The viewer's npm packages, exactly as the committed lockfile pins them:
+# again whenever the lockfile is newer than what was installed.
+viewer="$here/viewer"
+if [ ! -f "$viewer/node_modules/.package-lock.json" ] ||
+   [ "$viewer/package-lock.json" -nt "$viewer/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in viewer/"
+  (cd "$viewer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 cd "$here"

@@ -27,6 +27,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "cli.h"
+#include "symbolize.h"
 #include "spool.h"
 #include "spool_reader.h"
 
@@ -35,6 +36,13 @@ static void usage(FILE *to)
 {
     fputs("usage: alloctrace run [OPTIONS] -- PROGRAM [ARGS...]\n"
           "       alloctrace recover [-o TRACE] [--force] SPOOL...\n"
+          "       alloctrace report TRACE [--top N] [--min-bytes N]\n"
+          "                         [--format text|json|sarif|junit] [--color WHEN] [-o FILE]\n"
+          "       alloctrace check TRACE [--fail-on KINDS] [--max-leaked-bytes N]\n"
+          "                        [--max-leaked-blocks N] [--suppressions FILE]...\n"
+          "                        [--baseline OLD_TRACE] [--format text|json]\n"
+          "       alloctrace query TRACE 'SQL' [--format table|csv|json]\n"
+          "       alloctrace html TRACE [-o REPORT.html] [--max-sites N]\n"
           "       alloctrace version\n"
           "\n"
           "run options:\n"
@@ -50,7 +58,7 @@ static void usage(FILE *to)
           "\n"
           "exit status: PROGRAM's own (128+N when killed by signal N); 86 with --check when\n"
           "the trace fails; 2 usage error; 125 alloctrace error; 126 PROGRAM not executable;\n"
-          "127 PROGRAM not found.\n",
+          "127 PROGRAM not found.  check: 0 pass, 1 fail, 2 usage, 125 unreadable trace.\n",
           to);
 }
 
@@ -503,6 +511,7 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    at__demangle_may_load = 1;
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -511,6 +520,14 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "recover") == 0)
         return cmd_recover(argc - 1, argv + 1);
+    if (strcmp(argv[1], "report") == 0)
+        return cmd_report(argc - 1, argv + 1);
+    if (strcmp(argv[1], "check") == 0)
+        return cmd_check(argc - 1, argv + 1);
+    if (strcmp(argv[1], "query") == 0)
+        return cmd_query(argc - 1, argv + 1);
+    if (strcmp(argv[1], "html") == 0)
+        return cmd_html(argc - 1, argv + 1);
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
         printf("alloctrace %s\n", AT_VERSION_STRING);
         return 0;

@@ -1,7 +1,10 @@
 /* Opening traces for the subcommands (see cli.h). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <alloctrace/alloctrace.h>
 
@@ -124,6 +127,20 @@ int cli_complete_trace(const char *path)
     sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     int rc = 0;
     if (cli_int(db, "SELECT value FROM meta WHERE key = 'finished'", 0) != 1) {
+        /* Unfinished because its writer is still at work (an `alloctrace
+         * run` still reading its program's spool, or a traced program still
+         * running) is not unfinished because it died. */
+        long long writer = cli_int(
+            db, "SELECT coalesce((SELECT value FROM meta WHERE key = 'writer_pid'),"
+                " (SELECT value FROM meta WHERE key = 'pid'))", 0);
+        if (writer > 0 && writer != (long long)getpid() &&
+            (kill((pid_t)writer, 0) == 0 || errno == EPERM)) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "still being written by process %lld; try again when it has finished",
+                     writer);
+            return fail(path, why, db);
+        }
         /* Written in-process by a program that died before closing it:
          * what was committed stays, the views make it readable. */
         rc = at__sql_exec(db, "BEGIN");

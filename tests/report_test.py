@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""`alloctrace report`, `check` and `query` on traces made by `alloctrace
+run` of programs with known behaviour (preload_prog.c, preload_cxx.cc):
+every output format against a golden file, the structure of JSON, SARIF
+and JUnit, check's exit codes for each policy, suppressions and
+baselines, read-only queries, bad traces, and names that try to break the
+output.
+
+    report_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR GOLDEN_DIR SOURCE_ROOT
+                   [--update-golden]
+
+Golden files (GOLDEN_DIR/*) hold outputs with the unstable parts (pids,
+times, addresses, sequence numbers, allocation counts of the C library's
+start-up, absolute paths) replaced by placeholders.  To regenerate them
+after an intended change of the output, run the test with
+ALLOCTRACE_UPDATE_GOLDEN=1 (or --update-golden) and review the diff:
+
+    ALLOCTRACE_UPDATE_GOLDEN=1 meson test -C build report
+
+ALLOCTRACE_TEST_WRAPPER (e.g. "valgrind -q --error-exitcode=99
+--leak-check=full --errors-for-leak-kinds=definite") runs every report,
+check and query command under that wrapper.
+"""
+import difflib
+import json
+import os
+import re
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+args = [a for a in sys.argv[1:] if a != "--update-golden"]
+alloctrace, prog, cxx, workdir, golden_dir, source_root = (os.path.abspath(a) for a in args[:6])
+update = "--update-golden" in sys.argv or os.environ.get("ALLOCTRACE_UPDATE_GOLDEN") == "1"
+build_root = os.path.dirname(os.path.dirname(alloctrace))
+work = os.path.join(workdir, "report-%d" % os.getpid())
+os.makedirs(work, exist_ok=True)
+wrapper = shlex.split(os.environ.get("ALLOCTRACE_TEST_WRAPPER", ""))
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    print(("ok - " if cond else "FAIL - ") + what)
+    if not cond:
+        failures += 1
+
+
+def tool(*argv, stdin=None):
+    """Runs `alloctrace ARGV...` in the work directory; returns the result
+    with stdout as text (undecodable bytes escaped, so nothing is lost)."""
+    r = subprocess.run(wrapper + [alloctrace, *argv], capture_output=True, cwd=work,
+                       input=stdin, timeout=300)
+    r.stdout = r.stdout.decode("utf-8", "surrogateescape")
+    r.stderr = r.stderr.decode("utf-8", "surrogateescape")
+    return r
+
+
+def make_trace(name, *program):
+    path = os.path.join(work, name + ".db")
+    r = subprocess.run([alloctrace, "run", "-q", "-o", path, "--force", "--", *program],
+                       capture_output=True, text=True, cwd=work, timeout=120)
+    if not os.path.exists(path):
+        sys.exit("cannot make %s: %s" % (name, r.stderr))
+    return name + ".db"
+
+
+def copy(src, name):
+    shutil.copy(os.path.join(work, src), os.path.join(work, name))
+    return name
+
+
+def sql(trace, statement, *params):
+    db = sqlite3.connect(os.path.join(work, trace))
+    try:
+        rows = db.execute(statement, params).fetchall()
+        db.commit()
+        return rows
+    finally:
+        db.close()
+
+
+# ---- the traces ------------------------------------------------------------------------------
+clean = make_trace("clean", prog, "clean")
+leak = make_trace("leak", prog, "leak")
+leak2 = make_trace("leak2", prog, "leak")
+findings = make_trace("findings", prog, "findings")
+cxx_trace = make_trace("cxx", cxx, "mistakes")
+
+# ---- golden files ------------------------------------------------------------------------------
+# Values that change from run to run, or with the C library's start-up.
+UNSTABLE_KEYS = {
+    "pid", "start_time", "duration_us", "time_us", "ptr", "seq", "peak_seq", "peak_time_us",
+    "alloc_calls", "alloc_bytes", "free_calls", "peak_bytes", "runtime_blocks",
+    "runtime_bytes", "module_offset", "id", "stack_ids", "first_release_seq", "traced_by",
+    "semanticVersion",
+}
+
+
+def normalize_paths(s):
+    for path, name in ((work, "WORK"), (build_root, "BUILD"), (source_root, "SRC")):
+        s = s.replace(path, name)
+    # The C library's directory depends on the architecture.
+    return re.sub(r"/(usr/)?lib/[a-z0-9_]+-linux-gnu(?=/)", "/LIB", s)
+
+
+def startup_frame(frame):
+    """The C library's start-up frames below main, which look different
+    with and without libc6-dbg: golden files leave them out."""
+    if not isinstance(frame, dict):
+        return False
+    names = [frame.get("function"), frame.get("module")]
+    loc = frame.get("location", {})
+    names += [x.get("fullyQualifiedName") for x in loc.get("logicalLocations", [])]
+    return any(n and (n == "_start" or "libc.so" in n or n.startswith("__libc_start"))
+               for n in names)
+
+
+def normalize_json(value, key=None):
+    if key in UNSTABLE_KEYS and value is not None:
+        return "N"
+    if isinstance(value, dict):
+        return {k: normalize_json(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize_json(v) for v in value if not startup_frame(v)]
+    if isinstance(value, str):
+        return re.sub(r"sequence number \d+", "sequence number N", normalize_paths(value))
+    return value
+
+
+TEXT_RULES = [
+    (r"pid \d+, ran [0-9.]+ \w+", "pid N, ran T"),
+    (r"(allocations +)\d+ calls, .*", r"\1N calls, N B; N frees"),
+    (r"(peak heap +).*", r"\1N"),
+    (r"(set aside +).*", r"\1N"),
+    (r"sequence number \d+", "sequence number N"),
+    (r"first released at \d+", "first released at N"),
+    (r"\+0x[0-9a-f]+", "+0xN"),
+    (r'(time|timestamp)="[^"]*"', r'\1="T"'),
+    (r'(name="peak_bytes" value=)"\d+"', r'\1"N"'),
+]
+
+
+def normalize_text(s):
+    s = normalize_paths(s)
+    # Start-up frames (see startup_frame) go; the column they widened too.
+    s = re.sub(r"(?m)^ +(\S+ +)?(_start|__libc_start\S*|\?\?) .*\n", "", s)
+    s = re.sub(r"(?m)^ +\S.*libc\.so\.6.*\n", "", s)
+    s = re.sub(r"(?m)^( +\S+) {2,}(?=\S+:\d+  |\S+\+0x)", r"\1  ", s)
+    for pattern, repl in TEXT_RULES:
+        s = re.sub(pattern, repl, s)
+    return s
+
+
+def golden(name, output, is_json=False):
+    """Compares normalized output with GOLDEN_DIR/name (or rewrites it)."""
+    if is_json:
+        text = json.dumps(normalize_json(json.loads(output)), indent=1, ensure_ascii=False) + "\n"
+    else:
+        text = normalize_text(output)
+    path = os.path.join(golden_dir, name)
+    if update:
+        os.makedirs(golden_dir, exist_ok=True)
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+        print("updated %s" % path)
+        return
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            expected = f.read()
+    except OSError:
+        check(False, "golden %s exists (regenerate with ALLOCTRACE_UPDATE_GOLDEN=1)" % name)
+        return
+    diff = list(difflib.unified_diff(expected.splitlines(), text.splitlines(),
+                                     "golden/" + name, "output", lineterm=""))
+    check(not diff, "golden %s%s" % (name, "" if not diff else "\n" + "\n".join(diff[:60])))
+
+
+FORMATS = {"text": "txt", "json": "json", "sarif": "sarif", "junit": "xml"}
+for trace in (clean, leak, findings, cxx_trace):
+    stem = trace[:-3]
+    for fmt, ext in FORMATS.items():
+        r = tool("report", trace, "--format", fmt)
+        check(r.returncode == 0 and r.stderr == "", "report %s --format %s: exit 0, quiet (%s)"
+              % (trace, fmt, r.stderr.strip()))
+        golden("report-%s.%s" % (stem, ext), r.stdout, fmt in ("json", "sarif"))
+r = tool("check", leak)
+golden("check-leak.txt", r.stdout)
+r = tool("check", findings, "--format", "json")
+golden("check-findings.json", r.stdout, True)
+
+
+# ---- report: what it says ---------------------------------------------------------------------
+def report_json(trace, *opts):
+    r = tool("report", trace, "--format", "json", *opts)
+    check(r.returncode == 0, "report %s %s: exit 0" % (trace, " ".join(opts)))
+    return json.loads(r.stdout)
+
+
+d = report_json(leak)
+s = d["summary"]
+check(d["format"] == "alloctrace-report" and d["version"] == 1, "json: format and version")
+check(s["leaked_blocks"] == 3 and s["leaked_bytes"] == 3003, "json: 3 blocks, 3003 bytes leaked")
+check(len(d["leak_sites"]) == 1 and d["leak_sites"][0]["bytes"] == 3003
+      and d["leak_sites"][0]["min_size"] == 1000 and d["leak_sites"][0]["max_size"] == 1002,
+      "json: the stacks that read the same are one site, 1000 to 1002 bytes")
+frames = d["leak_sites"][0]["allocated_at"]["frames"]
+check(frames[0]["function"] == "leaky_site" and frames[0]["file"].endswith("preload_prog.c")
+      and frames[0]["line"] > 0 and frames[1]["function"] == "main",
+      "json: the first frame is the caller of malloc, with its line")
+
+# The peak is exact: the same as SQL over every event.
+(peak,), = sql(leak, """
+    WITH events AS (SELECT alloc_seq AS seq, size AS delta FROM allocations UNION ALL
+                    SELECT free_seq, -size FROM allocations WHERE free_seq IS NOT NULL)
+    SELECT max(live) FROM (SELECT sum(delta) OVER (ORDER BY seq) AS live FROM events)""")
+check(s["peak_bytes"] == peak and s["peak_seq"] > 0, "json: the peak (%d) is exact (%d)"
+      % (s["peak_bytes"], peak))
+check(s["runtime_blocks"] >= 1 and report_json(clean)["summary"]["leaked_blocks"] == 0,
+      "json: runtime-owned blocks are set aside, not leaks")
+
+d = report_json(findings)
+kinds = sorted((f["kind"], f["count"]) for f in d["findings"])
+check(kinds == [("double_free", 2), ("invalid_free", 1), ("layout_mismatch", 1),
+                ("layout_mismatch", 1), ("misaligned_free", 1)],
+      "json: findings, the same bug at the same line merged with a count (%s)" % kinds)
+inv = [f for f in d["findings"] if f["kind"] == "invalid_free"][0]
+check(inv["allocated"] is None and inv["released"]["stack"]["frames"][0]["function"] ==
+      "bad_release", "json: a pointer never allocated has no allocation, its release a stack")
+lm = [f for f in d["findings"] if f["kind"] == "layout_mismatch"]
+check(any(f["allocated"]["size"] == 64 and f["released"]["size"] == 48 for f in lm)
+      and any(f["allocated"]["align"] == 32 and f["released"]["align"] == 16 for f in lm),
+      "json: both layouts of a mismatch")
+
+d = report_json(cxx_trace)
+fam = [f for f in d["findings"] if f["kind"] == "family_mismatch"]
+check(sorted((f["allocated"]["family"], f["released"]["family"]) for f in fam) ==
+      [("malloc", "new"), ("new", "malloc"), ("new[]", "new")], "json: families of each side")
+r = tool("report", cxx_trace)
+check("wrong_delete_site(int)" in r.stdout, "text: C++ names are demangled")
+
+d = report_json(findings, "--top", "1")
+check(len(d["findings"]) == 1 and d["findings_omitted"] == 4, "--top limits findings shown")
+d = report_json(leak, "--min-bytes", "4K")
+check(d["leak_sites"] == [] and d["leak_sites_omitted"] == 1, "--min-bytes leaves small sites out")
+d = report_json(leak, "--min-bytes", "3003")
+check(len(d["leak_sites"]) == 1, "--min-bytes keeps a site of exactly that size")
+
+# Allocator entry points and the tracer's own frames are trimmed from the top.
+for name in ("malloc", "at_alloc", "at__trace_alloc", "operator new(unsigned long)"):
+    t = copy(leak, "trim.db")
+    sql(t, "UPDATE frames SET function = ? WHERE function = 'leaky_site'", name)
+    st = report_json(t)["leak_sites"][0]["allocated_at"]
+    check(st["hidden_frames"] == 1 and st["frames"][0]["function"] == "main",
+          "frames of %s at the top are hidden" % name)
+t = copy(leak, "trim.db")
+sql(t, "UPDATE frames SET function = 'malloc'")
+st = report_json(t)["leak_sites"][0]["allocated_at"]
+check(st["hidden_frames"] == 0 and len(st["frames"]) >= 2,
+      "a stack of nothing but allocator frames is shown whole")
+
+# Colour only when asked or on a terminal; -o writes a file.
+r = tool("report", findings)
+check("\x1b" not in r.stdout, "text: no colour into a pipe")
+r = tool("report", findings, "--color", "always")
+check("\x1b[" in r.stdout, "text: --color always colours")
+r = tool("report", findings, "--format", "sarif", "-o", "out.sarif")
+check(r.returncode == 0 and r.stdout == "" and
+      json.load(open(os.path.join(work, "out.sarif")))["version"] == "2.1.0", "-o FILE")
+
+
+# ---- SARIF and JUnit structure ------------------------------------------------------------------
+def sarif_ok(trace, expect_results):
+    r = tool("report", trace, "--format", "sarif")
+    d = json.loads(r.stdout)
+    run = d["runs"][0]
+    rules = [x["id"] for x in run["tool"]["driver"]["rules"]]
+    results = run["results"]
+    ok = d["version"] == "2.1.0" and run["tool"]["driver"]["name"] == "alloctrace"
+    ok = ok and len(results) == expect_results
+    for res in results:
+        loc = res["locations"][0]["physicalLocation"]
+        ok = ok and res["ruleId"] in rules and rules[res["ruleIndex"]] == res["ruleId"]
+        ok = ok and loc["artifactLocation"]["uri"].startswith("file:///")
+        ok = ok and loc["region"]["startLine"] > 0 and res["message"]["text"]
+    check(ok, "sarif %s: 2.1.0, %d results, each with a rule and a source line"
+          % (trace, expect_results))
+    return results
+
+
+res = sarif_ok(leak, 1)
+check(res[0]["ruleId"] == "leak" and res[0]["locations"][0]["physicalLocation"]
+      ["artifactLocation"]["uri"].endswith("/tests/preload_prog.c"),
+      "sarif: the leak is located at the caller of malloc")
+res = sarif_ok(findings, 5)
+check({x["ruleId"] for x in res} == {"layout_mismatch", "double_free", "invalid_free",
+                                     "misaligned_free"}, "sarif: one rule per kind")
+sarif_ok(cxx_trace, 5)
+sarif_ok(clean, 0)
+
+
+def junit(trace):
+    r = tool("report", trace, "--format", "junit")
+    return ET.fromstring(r.stdout.encode("utf-8", "surrogateescape"))
+
+
+x = junit(findings)
+cases = x.findall(".//testcase")
+fails = x.findall(".//testcase/failure")
+check(len(cases) == 6 and len(fails) == 5 and x.get("failures") == "5",
+      "junit: a failing test case per finding, a passing one for no leaks")
+x = junit(clean)
+check(len(x.findall(".//testcase")) == 2 and not x.findall(".//failure"),
+      "junit: a clean trace is passing test cases")
+
+
+# ---- check ----------------------------------------------------------------------------------------
+def status(*argv):
+    r = tool("check", *argv)
+    return r.returncode, r
+
+
+def write(name, text):
+    with open(os.path.join(work, name), "w") as f:
+        f.write(text)
+    return name
+
+
+code, r = status(clean)
+check(code == 0, "check: a clean trace passes, runtime-owned blocks included")
+code, r = status(leak)
+check(code == 1 and "leaky_site" in r.stdout, "check: a leak fails (1), with its stack")
+for kind, trace in [("mismatch", findings), ("misaligned", findings), ("double-free", findings),
+                    ("invalid-free", findings), ("mismatch", cxx_trace), ("leaks", leak)]:
+    code, r = status(trace, "--fail-on", kind)
+    check(code == 1, "check --fail-on %s fails on %s" % (kind, trace))
+code, r = status(findings, "--fail-on", "leaks")
+check(code == 0, "check --fail-on leaks: findings do not fail")
+code, r = status(leak, "--fail-on", "mismatch,double-free,invalid-free,misaligned")
+check(code == 0, "check: leaks do not fail when --fail-on leaves them out")
+code, r = status(cxx_trace, "--fail-on", "double-free,invalid-free,misaligned")
+check(code == 0, "check: family mismatches count as mismatch only")
+for opt, limit, expect in [("--max-leaked-bytes", "3003", 0), ("--max-leaked-bytes", "3002", 1),
+                           ("--max-leaked-bytes", "4K", 0), ("--max-leaked-blocks", "3", 0),
+                           ("--max-leaked-blocks", "2", 1)]:
+    code, r = status(leak, opt, limit)
+    check(code == expect, "check %s %s: exit %d" % (opt, limit, expect))
+
+supp = write("leak.supp", "# leaks we know about\n\n  leak:leaky_site   # a comment\n"
+                          "leak:no_such_function_anywhere\n")
+code, r = status(leak, "--suppressions", supp)
+check(code == 0, "suppressions: a matching function suppresses the leak")
+check("leak.supp:4" in r.stderr and "no_such_function_anywhere" in r.stderr
+      and "leaky_site" not in r.stderr, "suppressions: the stale one is listed, only it")
+for pattern, expect in [("leaky_*", 0), ("preload_prog.c", 0), ("*/tests/preload_prog.c", 0),
+                        ("^leaky$", 1), ("^leaky_site$", 0), ("main", 0)]:
+    code, r = status(leak, "--suppressions", write("p.supp", "leak:%s\n" % pattern))
+    check(code == expect, "suppression leak:%s: exit %d" % (pattern, expect))
+# LeakSanitizer's format, as a team would have it: module names, substrings.
+lsan = write("lsan.supp", "# LSan suppressions\nleak:preload_prog\nleak:libfoo.so\n")
+code, r = status(leak, "--suppressions", lsan)
+check(code == 0 and "libfoo.so" in r.stderr, "suppressions: LeakSanitizer's file works as is")
+code, r = status(findings, "--suppressions", write("all.supp", "*:bad_release\n"))
+check(code == 0, "suppressions: * matches every kind, on the release stack")
+code, r = status(findings, "--suppressions", write("df.supp", "double-free:bad_release\n"))
+check(code == 1 and "double free" not in r.stdout.split("\n\n", 1)[1],
+      "suppressions: a kind suppresses only that kind")
+code, r = status(cxx_trace, "--suppressions", write("m.supp", "mismatch:wrong_delete_site\n"))
+check(code == 0, "suppressions: mismatch covers family mismatches")
+code, r = status(leak, "--suppressions", write("bad.supp", "bogus:thing\n"))
+check(code == 2 and "bad.supp:1" in r.stderr, "suppressions: an unknown kind is a usage error")
+code, r = status(leak, "--suppressions", "no-such.supp")
+check(code == 2, "suppressions: a missing file is a usage error")
+
+code, r = status(leak2, "--baseline", leak)
+check(code == 0, "baseline: the same leak in another run (other addresses) passes")
+code, r = status(leak, "--baseline", clean)
+check(code == 1, "baseline: a leak the baseline does not have fails")
+code, r = status(findings, "--baseline", findings)
+check(code == 0, "baseline: the same findings pass")
+code, r = status(cxx_trace, "--baseline", findings)
+check(code == 1, "baseline: new findings fail")
+t = copy(leak2, "moved.db")
+sql(t, "UPDATE frames SET ip = ip + 4096, module_offset = module_offset + 16")
+code, r = status(t, "--baseline", leak)
+check(code == 0, "baseline: matched by function names, not by address")
+code, r = status(leak, "--baseline", "no-such.db")
+check(code == 125, "baseline: an unreadable baseline is a tool error")
+
+code, r = status(leak, "--format", "json")
+d = json.loads(r.stdout)
+check(code == 1 and d["result"] == "fail" and d["exit_code"] == 1 and d["failures"][0]["kind"]
+      == "leak", "check --format json")
+code, r = status(leak, "--suppressions", supp, "--format", "json")
+d = json.loads(r.stdout)
+check(code == 0 and d["result"] == "pass" and len(d["unused_suppressions"]) == 1,
+      "check --format json lists unused suppressions")
+
+for argv in (["--fail-on", "everything"], ["--max-leaked-bytes", "-1"], ["--format", "xml"],
+             ["--fail-on", "mismatch", "--max-leaked-bytes", "10"], []):
+    r = tool("check", *argv, *([leak] if argv else []))
+    check(r.returncode == 2, "check %s: usage error (2)" % " ".join(argv))
+
+# ---- bad traces: one line, exit 125, never a crash --------------------------------------------------
+write("text.db", "this is not a trace\n")
+trunc = copy(leak, "truncated.db")
+with open(os.path.join(work, trunc), "r+b") as f:
+    f.truncate(os.path.getsize(os.path.join(work, leak)) // 2)
+newer = copy(leak, "newer.db")
+sql(newer, "PRAGMA user_version = 99")
+garbled = copy(leak, "garbled.db")
+with open(os.path.join(work, garbled), "r+b") as f:
+    f.seek(os.path.getsize(os.path.join(work, garbled)) // 2)
+    f.write(b"\xa5" * 8192)
+for bad in ("text.db", trunc, newer, garbled, "missing.db"):
+    for argv in (["report", bad], ["report", bad, "--format", "sarif"], ["check", bad],
+                 ["query", bad, "SELECT count(*) FROM lifetimes"]):
+        r = tool(*argv)
+        ok = r.returncode == 125 and r.stdout == "" if bad != garbled else r.returncode in (0, 1, 125)
+        one_line = r.returncode != 125 or r.stderr.count("\n") == 1
+        check(ok and one_line and r.returncode >= 0,
+              "%s: exit %d, %s" % (" ".join(argv), r.returncode, r.stderr.strip()[:120]))
+r = tool("report", newer)
+check("newer" in r.stderr or "version 99" in r.stderr, "a newer schema says so")
+
+# ---- hostile names ------------------------------------------------------------------------------------
+EVIL = "evil\"<&>'\x01\n\x1b[31m]]></x>\\"
+for src in (leak, findings):
+    t = copy(src, "evil-" + src)
+    db = sqlite3.connect(os.path.join(work, t))
+    db.execute("UPDATE frames SET function = ? || CAST(x'fffec0' AS TEXT)"
+               " WHERE function IN ('leaky_site', 'main', 'bad_release')", (EVIL,))
+    db.execute("UPDATE frames SET file = CAST(x'2f746d702fff2f61263c220a2e63' AS TEXT)"
+               " WHERE file LIKE '%preload_prog.c'")
+    db.execute("UPDATE modules SET path = path || ' \"x\" & <y>' || char(7)")
+    db.execute("UPDATE findings SET detail = detail || char(1) || '<&>' || CAST(x'ff' AS TEXT)")
+    db.commit()
+    db.close()
+    r = tool("report", t, "--format", "json")
+    d = json.loads(r.stdout)
+    site = (d["leak_sites"] or [None])[0]
+    if site:
+        f0 = site["allocated_at"]["frames"][0]
+        check(f0["function"] == EVIL + "\ufffd" * 3 and f0["file"] == "/tmp/\ufffd/a&<\"\n.c",
+              "hostile %s: JSON keeps the text, invalid UTF-8 as U+FFFD" % t)
+    else:
+        check(len(d["findings"]) == 5, "hostile %s: JSON parses" % t)
+    r = tool("report", t, "--format", "sarif")
+    res = json.loads(r.stdout)["runs"][0]["results"]
+    uris = [x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for x in res]
+    check(res and all(u.isascii() and " " not in u for u in uris),
+          "hostile %s: SARIF parses, URIs percent-encoded (%s)" % (t, uris[:1]))
+    r = tool("report", t, "--format", "junit")
+    x = ET.fromstring(r.stdout.encode("utf-8", "surrogateescape"))
+    names = [c.get("name") for c in x.iter("testcase")]
+    check(any("evil\"<&>'" in n for n in names), "hostile %s: JUnit parses, names kept" % t)
+    r = tool("report", t)
+    check(r.returncode == 0 and "\x1b" not in r.stdout and "\x01" not in r.stdout
+          and "\\x1B[31m" in r.stdout and "\\xFF" in r.stdout,
+          "hostile %s: text escapes control characters and bad bytes" % t)
+    r = tool("check", t, "--format", "json")
+    json.loads(r.stdout)
+    check(r.returncode == 1, "hostile %s: check --format json parses" % t)
+    r = tool("query", t, "SELECT function, file FROM frames", "--format", "json")
+    check(r.returncode == 0 and json.loads(r.stdout), "hostile %s: query --format json parses" % t)
+    r = tool("query", t, "SELECT function FROM frames")
+    check(r.returncode == 0 and "\x1b" not in r.stdout, "hostile %s: query table is escaped" % t)
+
+# ---- query -----------------------------------------------------------------------------------------------
+r = tool("query", leak, "SELECT count(*) AS n, sum(size) AS bytes FROM leaks")
+lines = r.stdout.splitlines()
+check(r.returncode == 0 and lines[0].split() == ["n", "bytes"] and lines[2].split() == ["3", "3003"],
+      "query: a table with a header (%s)" % lines)
+r = tool("query", leak, "SELECT size, 'a,b\"c' AS s, NULL AS z FROM leaks ORDER BY size",
+         "--format", "csv")
+check(r.stdout == 'size,s,z\r\n1000,"a,b""c",\r\n1001,"a,b""c",\r\n1002,"a,b""c",\r\n',
+      "query: CSV quoted as RFC 4180 says")
+r = tool("query", leak, "SELECT size, 1.5 AS x, NULL AS z FROM leaks ORDER BY size",
+         "--format", "json")
+check(json.loads(r.stdout) == [{"size": s, "x": 1.5, "z": None} for s in (1000, 1001, 1002)],
+      "query: JSON rows")
+for statement in ("DELETE FROM meta", "SELECT 1; SELECT 2", "ATTACH 'other.db' AS o",
+                  "PRAGMA user_version = 3", "SELECT nothing FROM nowhere", ""):
+    r = tool("query", leak, statement)
+    check(r.returncode == 2 and r.stdout == "", "query %r: refused (2): %s"
+          % (statement, r.stderr.strip()))
+check(sql(leak, "SELECT value FROM meta WHERE key = 'format'") == [("alloctrace-trace",)]
+      and not os.path.exists(os.path.join(work, "other.db")), "query: nothing was written")
+r = tool("query", leak, "SELECT 1 AS one; -- a comment")
+check(r.returncode == 0, "query: a trailing comment is not a second statement")
+
+# ---- usage -----------------------------------------------------------------------------------------------
+for argv in (["report"], ["report", leak, "--format", "pdf"], ["report", leak, "--top", "x"],
+             ["report", leak, leak2], ["report", leak, "--color", "sometimes"], ["query", leak],
+             ["query", leak, "SELECT 1", "--format", "xml"]):
+    r = tool(*argv)
+    check(r.returncode == 2, "%s: usage error (2)" % " ".join(argv))
+
+if not update:
+    shutil.rmtree(work, ignore_errors=True)
+print("%d failed" % failures)
+sys.exit(1 if failures else 0)

@@ -1,0 +1,238 @@
+// `alloctrace html` in a real browser: reports of traces of preload_prog
+// (tests/preload_prog.c) made by `alloctrace run`, opened from file: in
+// headless Chromium.  The summary must say what the trace says, the
+// timeline and the flamegraph must be drawn, and the page must answer
+// clicks: a frame shows its detail, headers sort, the metric switches the
+// graph, a row leads to its stack.  Screenshots go to the build directory.
+//
+//   node report_test.mjs ALLOCTRACE PRELOAD_PROG SQLITE3 WORKDIR
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  args, browser, check, checkClean, done, embeddedData, equal, expectedNodes, htmlOf, openReport,
+  peakOf, query, traceOf,
+} from './lib.mjs';
+
+const a = args('report_test.mjs');
+let b;
+
+async function cardValue(page, field) {
+  const v = await page.getAttribute(`[data-field="${field}"]`, 'data-value');
+  return v === null ? null : Number(v);
+}
+
+// Pixels of the timeline's canvas that are not background: the series
+// were drawn.  Counts the reddish ones (the live heap's stroke) apart.
+async function canvasInk(page) {
+  return page.evaluate(() => {
+    const c = document.querySelector('#timeline-chart canvas');
+    if (!c) return null;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let ink = 0;
+    let red = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] > 0) ink++;
+      if (d[i + 3] > 128 && d[i] > 140 && d[i + 1] < 90 && d[i + 2] < 100) red++;
+    }
+    return { ink, red, width: c.width, height: c.height };
+  });
+}
+
+const frameCount = (page) => page.locator('#flame-chart svg g.frame').count();
+
+async function settle(page) {
+  // d3-flame-graph animates for 200 ms: wait for the transitions to end.
+  await page.waitForTimeout(500);
+}
+
+async function columnValues(page, table, col) {
+  return page.$$eval(`#${table} tbody tr`, (trs, c) => trs.map((tr) => tr.children[c].textContent), col);
+}
+
+async function leakReport() {
+  const db = traceOf(a, 'leak', join(a.work, 'leak.db'));
+  const html = htmlOf(a, db, join(a.work, 'leak.html'));
+  const text = readFileSync(html, 'utf8');
+  const data = embeddedData(text);
+  check(data !== null, 'leak: the report embeds its data as JSON');
+  check(!/<(script|link|img|iframe)[^>]+(src|href)=/i.test(text), 'leak: the report references no external resource');
+
+  const { page, events } = await openReport(b, html);
+
+  // ---- summary: what the trace says ----
+  const meta = Object.fromEntries(query(a, db, 'SELECT key, value FROM meta').map((r) => [r.key, r.value]));
+  const [leaks] = query(a, db, 'SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM leaks');
+  const peak = peakOf(a, db);
+  equal(await cardValue(page, 'alloc_calls'), Number(meta.alloc_calls), 'leak: allocation calls as meta.alloc_calls');
+  equal(await cardValue(page, 'alloc_calls'), query(a, db, 'SELECT count(*) AS n FROM allocations')[0].n,
+    'leak: allocation calls as the allocations');
+  equal(await cardValue(page, 'duration_us'), Number(meta.duration_us), 'leak: duration as meta.duration_us');
+  equal(await cardValue(page, 'peak_bytes'), peak.bytes, 'leak: peak live heap as computed from the allocations');
+  equal(await cardValue(page, 'peak_blocks'), peak.blocks, 'leak: blocks live at the peak');
+  equal(await cardValue(page, 'leaked_bytes'), leaks.bytes, 'leak: leaked bytes as the leaks view');
+  equal(await cardValue(page, 'leaked_blocks'), leaks.n, 'leak: leaked blocks as the leaks view');
+  equal(leaks.bytes, 3003, 'leak: the three planted blocks leak');
+  equal(await cardValue(page, 'findings'), 0, 'leak: no findings');
+  const program = await page.textContent('#program');
+  equal(program, 'preload_prog', 'leak: the program is named');
+  check((await page.textContent('#command')).endsWith('preload_prog leak'), 'leak: the command line is shown');
+
+  // ---- timeline ----
+  const ink = await canvasInk(page);
+  check(ink && ink.ink > 2000, 'leak: the timeline canvas is drawn', JSON.stringify(ink));
+  check(ink && ink.red > 50, 'leak: the live heap series and the peak are drawn in red', JSON.stringify(ink));
+  check(data.timeline.t.length > 2 && data.timeline.t.length <= 2000, `leak: ${data.timeline.t.length} timeline points`);
+  equal(Math.max(...data.timeline.bytes), peak.bytes, 'leak: the timeline reaches the peak');
+  equal(await page.getAttribute('#peak-note', 'data-peak-bytes'), String(peak.bytes), 'leak: the peak is marked');
+
+  // ---- flamegraph: leaked bytes by default ----
+  await settle(page);
+  equal(await page.getAttribute('#flame-chart', 'data-metric'), 'leaked', 'leak: the graph shows leaked bytes first');
+  const leakedNodes = expectedNodes(a, db, 'SELECT stack, sum(size) AS value FROM leaks GROUP BY stack');
+  equal(await frameCount(page), leakedNodes, 'leak: one frame per merged call path of the leaks');
+  check(await page.locator('#flame-chart g.frame[name="leaky_site"]').count() >= 1, 'leak: leaky_site is a frame');
+
+  // Clicking a frame shows its call path.
+  await page.locator('#flame-chart g.frame[name="leaky_site"] rect').first().click();
+  await settle(page);
+  equal(await page.textContent('#detail-title'), 'leaky_site', 'leak: clicking a frame shows its detail');
+  const frames = await page.$$eval('#detail-frames li', (lis) => lis.map((li) => li.textContent));
+  check(frames.length >= 2 && frames[0].startsWith('leaky_site') && /preload_prog\.c:\d+/.test(frames[0]),
+    'leak: the detail lists the frames, innermost first, with file:line', JSON.stringify(frames));
+  check(frames.some((f) => f.startsWith('main')), 'leak: the call path goes up to main', JSON.stringify(frames));
+  check(frames[0].includes('preload_prog'), 'leak: frames name their module', frames[0]);
+  await page.click('#flame-reset');
+  await settle(page);
+
+  // Search highlights by function name.
+  await page.fill('#flame-search', 'leaky');
+  await settle(page);
+  check(Number(await page.getAttribute('#flame-status', 'data-matches')) >= 1, 'leak: search finds leaky_site');
+  const magenta = await page.$$eval('#flame-chart g.frame rect', (rs) => rs.filter((r) => r.getAttribute('fill') === '#e600e6').length);
+  check(magenta >= 1, `leak: search highlights ${magenta} frame(s)`);
+  await page.fill('#flame-search', '');
+
+  // Switching the metric redraws the graph from other stacks.
+  await page.selectOption('#flame-metric', 'count');
+  await settle(page);
+  const countNodes = expectedNodes(a, db, 'SELECT alloc_stack AS stack, count(*) AS value FROM allocations GROUP BY alloc_stack');
+  equal(await page.getAttribute('#flame-chart', 'data-metric'), 'count', 'leak: the metric switches to allocation count');
+  equal(await frameCount(page), countNodes, 'leak: allocation count draws one frame per merged call path of every allocation');
+  check(countNodes !== leakedNodes, `leak: the graph changed (${leakedNodes} -> ${countNodes} frames)`);
+  const widths = await page.$$eval('#flame-chart g.frame[name="leaky_site"] rect', (rs) => rs.map((r) => Number(r.getAttribute('width'))));
+  await page.selectOption('#flame-metric', 'total');
+  await settle(page);
+  const widths2 = await page.$$eval('#flame-chart g.frame[name="leaky_site"] rect', (rs) => rs.map((r) => Number(r.getAttribute('width'))));
+  check(JSON.stringify(widths) !== JSON.stringify(widths2), 'leak: total bytes sizes frames differently from count', `${widths} / ${widths2}`);
+  await page.selectOption('#flame-metric', 'peak');
+  await settle(page);
+  equal(await frameCount(page),
+    expectedNodes(a, db, `SELECT alloc_stack AS stack, sum(size) AS value FROM allocations WHERE alloc_seq <= ${await peakSeq()}` +
+      ` AND (free_seq IS NULL OR free_seq > ${await peakSeq()}) GROUP BY alloc_stack`),
+    'leak: live at peak draws the stacks live at the peak');
+
+  async function peakSeq() {
+    return data.summary.peak_seq;
+  }
+
+  // ---- leak sites: rows lead to their stacks ----
+  const sites = query(a, db, 'SELECT stack, bytes FROM leak_sites ORDER BY bytes DESC');
+  const rows = await page.$$eval('#leak-table tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.stack)));
+  equal(rows, sites.map((s) => s.stack), 'leak: leak sites, heaviest first');
+  await page.click('#leak-table tbody tr:first-child');
+  await settle(page);
+  equal(await page.getAttribute('#flame-chart', 'data-metric'), 'leaked', 'leak: a leak row shows leaked bytes');
+  check((await page.textContent('#detail-title')).startsWith('Leak site: leaky_site'), 'leak: a leak row shows its site');
+  const hl = await page.$$eval('#flame-chart g.frame', (gs) => gs.filter((g) => g.querySelector('rect').getAttribute('fill') === '#e600e6').map((g) => g.getAttribute('name')));
+  equal(hl, ['leaky_site'], 'leak: a leak row highlights its frame in the graph');
+
+  // ---- sorting: the rounding-loss table by any column ----
+  const lost = async () => page.$$eval('#waste-table tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.index)));
+  const before = await lost();
+  const wasteCol = 4;
+  const header = page.locator('#waste-table thead th').nth(wasteCol);
+  await header.click();
+  const asc = await lost();
+  const vals = asc.map((i) => data.waste_sites[i][3]);
+  check(JSON.stringify(asc) !== JSON.stringify(before), 'leak: clicking a header reorders the rows');
+  check(vals.every((v, i) => i === 0 || vals[i - 1] <= v), 'leak: ascending by bytes lost', JSON.stringify(vals));
+  await header.click();
+  const desc = (await lost()).map((i) => data.waste_sites[i][3]);
+  check(desc.every((v, i) => i === 0 || desc[i - 1] >= v), 'leak: again: descending', JSON.stringify(desc));
+  await page.locator('#waste-table thead th').nth(0).click();
+  const names = await columnValues(page, 'waste-table', 0);
+  check(names.every((v, i) => i === 0 || names[i - 1].localeCompare(v) <= 0), 'leak: sorted by site name', JSON.stringify(names));
+
+  // ---- layout: sizes by alignment ----
+  const cells = await page.$$eval('#heatmap td.cell', (tds) => tds.reduce((n, td) => n + Number(td.dataset.count), 0));
+  equal(cells, Number(meta.alloc_calls), 'leak: the heat map counts every allocation');
+  const [waste] = query(a, db, 'SELECT sum(((size + align - 1) & ~(align - 1)) - size) AS w FROM allocations');
+  equal(Number(await page.getAttribute('#waste-total', 'data-value')), waste.w, 'leak: bytes lost to rounding as computed in SQL');
+
+  await page.screenshot({ path: join(a.workdir, 'viewer-leak.png'), fullPage: true });
+  checkClean(events, 'leak');
+  check(events.openMs < 3000, `leak: opened in ${events.openMs} ms`);
+  console.log(`# screenshot ${join(a.workdir, 'viewer-leak.png')}, report ${statSync(html).size} B`);
+  await page.close();
+}
+
+async function findingsReport() {
+  const db = traceOf(a, 'findings', join(a.work, 'findings.db'));
+  const html = htmlOf(a, db, join(a.work, 'findings.html'));
+  const { page, events } = await openReport(b, html);
+
+  const total = query(a, db, 'SELECT count(*) AS n FROM findings')[0].n;
+  const byKind = query(a, db, 'SELECT kind, count(*) AS n FROM findings GROUP BY kind ORDER BY kind');
+  equal(await cardValue(page, 'findings'), total, 'findings: the total as the findings table');
+  const shown = await page.$$eval('ul.kinds li', (lis) => lis.map((li) => [li.dataset.kind, Number(li.dataset.count)]));
+  equal(shown.sort(), byKind.map((k) => [k.kind, k.n]).sort(), 'findings: counts by kind');
+  equal(await page.locator('#findings-table tbody tr').count(), total, 'findings: one row per finding');
+
+  const kinds = () => columnValues(page, 'findings-table', 2);
+  const seqs = await columnValues(page, 'findings-table', 0);
+  check(seqs.map(Number).every((v, i, s) => i === 0 || s[i - 1] < v), 'findings: rows in sequence order', JSON.stringify(seqs));
+  await page.locator('#findings-table thead th').nth(2).click();
+  const k1 = await kinds();
+  check(k1.every((v, i) => i === 0 || k1[i - 1].localeCompare(v) <= 0) && JSON.stringify(k1) !== JSON.stringify([...k1].reverse()),
+    'findings: sorted by kind', JSON.stringify(k1));
+  await page.locator('#findings-table thead th').nth(2).click();
+  const k2 = await kinds();
+  equal(k2, [...k1].reverse(), 'findings: again: by kind, reversed');
+
+  // A double free's row: both stacks in the detail panel.
+  await page.locator('#findings-table tbody tr', { hasText: 'double_free' }).first().click();
+  await settle(page);
+  check((await page.textContent('#detail-title')).startsWith('double_free'), 'findings: a row shows its finding');
+  const rel = await page.$$eval('#detail-frames li', (lis) => lis.map((li) => li.textContent));
+  const alloc = await page.$$eval('#detail-frames-alloc li', (lis) => lis.map((li) => li.textContent));
+  check(rel.length > 0 && rel[0].startsWith('bad_release'), 'findings: the release stack starts at bad_release', JSON.stringify(rel));
+  check(alloc.length > 0 && alloc[0].startsWith('main'), 'findings: the allocation stack is listed too', JSON.stringify(alloc));
+  const hl = await page.$$eval('#flame-chart g.frame', (gs) => gs.filter((g) => g.querySelector('rect').getAttribute('fill') === '#e600e6').length);
+  equal(hl, 1, 'findings: the allocation stack is highlighted in the graph');
+
+  // Nothing leaked: that metric says so, and the graph comes back after.
+  await page.selectOption('#flame-metric', 'leaked');
+  await settle(page);
+  equal(await frameCount(page), 0, 'findings: leaked bytes draw no frame');
+  check((await page.textContent('#flame-chart')).includes('Nothing to show'), 'findings: leaked bytes say why');
+  await page.selectOption('#flame-metric', 'count');
+  await settle(page);
+  equal(await frameCount(page),
+    expectedNodes(a, db, 'SELECT alloc_stack AS stack, count(*) AS value FROM allocations GROUP BY alloc_stack'),
+    'findings: allocation count draws the graph again');
+
+  const ink = await canvasInk(page);
+  check(ink && ink.ink > 2000, 'findings: the timeline canvas is drawn', JSON.stringify(ink));
+  await page.screenshot({ path: join(a.workdir, 'viewer-findings.png'), fullPage: true });
+  checkClean(events, 'findings');
+  await page.close();
+}
+
+b = await browser();
+try {
+  await leakReport();
+  await findingsReport();
+} finally {
+  await b.close();
+}
+done();

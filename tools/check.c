@@ -1,0 +1,706 @@
+/* `alloctrace check TRACE`: a pass/fail verdict on a trace for CI, with
+ * exit codes that tell "the program leaks" (1) from "alloctrace could not
+ * judge" (2 usage, 125 unreadable trace); docs/ci.md documents the policy.
+ *
+ * The policy is applied to what `report` shows (trace_model): leak sites
+ * and findings, each with symbolized stacks.  A problem is forgiven when a
+ * suppression matches a frame of its stack, or when the baseline trace has
+ * the same problem at the same symbolized stack (function names, never
+ * addresses, so it holds across runs and ASLR).  Blocks the C and C++
+ * runtimes keep are not leaks in the trace, so they never fail a check.
+ */
+#include <ctype.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uthash.h>
+
+#include "cli.h"
+#include "escape.h"
+#include "report.h"
+#include "trace_model.h"
+
+/* ---- what fails ----------------------------------------------------------------------- */
+
+/* The categories of --fail-on and of suppressions. */
+enum category { CAT_LEAKS, CAT_MISMATCH, CAT_MISALIGNED, CAT_DOUBLE_FREE, CAT_INVALID_FREE, CATS };
+
+static const char *const cat_names[CATS] = {"leaks", "mismatch", "misaligned", "double-free",
+                                            "invalid-free"};
+
+/* -1 for a finding kind this build does not know: shown, never judged. */
+static int category_of(enum tm_kind k)
+{
+    switch (k) {
+    case TM_LEAK: return CAT_LEAKS;
+    case TM_LAYOUT_MISMATCH:
+    case TM_FAMILY_MISMATCH: return CAT_MISMATCH;
+    case TM_MISALIGNED_FREE: return CAT_MISALIGNED;
+    case TM_DOUBLE_FREE: return CAT_DOUBLE_FREE;
+    case TM_INVALID_FREE: return CAT_INVALID_FREE;
+    default: return -1;
+    }
+}
+
+/* A category by name ("leak" is "leaks", as in suppression files); -1. */
+static int category_named(const char *name, size_t len)
+{
+    if (len == 4 && strncmp(name, "leak", 4) == 0)
+        return CAT_LEAKS;
+    for (int c = 0; c < CATS; c++)
+        if (strlen(cat_names[c]) == len && strncmp(name, cat_names[c], len) == 0)
+            return c;
+    return -1;
+}
+
+typedef struct policy {
+    int fail_on[CATS];
+    long long max_bytes, max_blocks; /* -1: not given */
+} policy;
+
+/* "leaks,mismatch", "all" or "none"; 0 or -1. */
+static int parse_fail_on(const char *list, policy *p)
+{
+    memset(p->fail_on, 0, sizeof p->fail_on);
+    for (const char *s = list;;) {
+        size_t len = strcspn(s, ",");
+        int c = category_named(s, len);
+        if (len == 3 && strncmp(s, "all", 3) == 0) {
+            for (c = 0; c < CATS; c++)
+                p->fail_on[c] = 1;
+        } else if (len == 4 && strncmp(s, "none", 4) == 0) {
+            /* nothing fails: the check only reports */
+        } else if (c < 0) {
+            return -1;
+        } else {
+            p->fail_on[c] = 1;
+        }
+        if (!s[len])
+            return 0;
+        s += len + 1;
+    }
+}
+
+/* ---- suppressions ----------------------------------------------------------------------- */
+
+typedef struct suppression {
+    const char *file;
+    int line;
+    int category;  /* -1 for '*' */
+    char *rule;    /* the line as written, for messages */
+    char *glob;    /* what fnmatch sees */
+    long long used; /* problems it matched */
+} suppression;
+
+typedef struct suppressions {
+    suppression *v;
+    size_t n;
+} suppressions;
+
+/* LeakSanitizer's pattern rule, so its files work as they are: the
+ * pattern may match anywhere in a name unless anchored with ^ or $; the
+ * rest is an fnmatch glob. */
+static char *glob_of(const char *pattern)
+{
+    size_t len = strlen(pattern);
+    int start = pattern[0] == '^', end = len > (size_t)start && pattern[len - 1] == '$';
+    char *g = tm_xrealloc(NULL, len + 3);
+    snprintf(g, len + 3, "%s%.*s%s", start ? "" : "*", (int)(len - (size_t)start - (size_t)end),
+             pattern + start, end ? "" : "*");
+    return g;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* One line of a suppressions file; 0, or -1 after a message. */
+static int parse_suppression(suppressions *ss, const char *file, int lineno, char *line)
+{
+    char *s = trim(line);
+    if (!*s || *s == '#')
+        return 0;
+    char *colon = strchr(s, ':');
+    int any = colon && colon - s == 1 && *s == '*';
+    int cat = any ? -1 : colon ? category_named(s, (size_t)(colon - s)) : -1;
+    if (!colon || (cat < 0 && !any)) {
+        fprintf(stderr,
+                "alloctrace: %s:%d: expected KIND:PATTERN, KIND one of leak, mismatch,"
+                " misaligned, double-free, invalid-free, *\n",
+                file, lineno);
+        return -1;
+    }
+    /* A comment may follow, after white space: names never hold " #". */
+    for (char *h = strchr(colon + 1, '#'); h; h = strchr(h + 1, '#')) {
+        if (isspace((unsigned char)h[-1])) {
+            *h = '\0';
+            break;
+        }
+    }
+    char *pattern = trim(colon + 1);
+    if (!*pattern || strcmp(pattern, "^") == 0 || strcmp(pattern, "$") == 0) {
+        fprintf(stderr, "alloctrace: %s:%d: empty pattern\n", file, lineno);
+        return -1;
+    }
+    ss->v = tm_xrealloc(ss->v, (ss->n + 1) * sizeof *ss->v);
+    ss->v[ss->n++] = (suppression){file, lineno, cat, tm_xstrdup(s), glob_of(pattern), 0};
+    return 0;
+}
+
+static int load_suppressions(suppressions *ss, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "alloctrace: %s: cannot read the suppressions file\n", file);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0, rc = 0;
+    while (rc == 0 && getline(&line, &cap, f) >= 0)
+        rc = parse_suppression(ss, file, ++lineno, line);
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+static int frame_matches(const tm_frame *f, const char *glob)
+{
+    return (f->function && fnmatch(glob, f->function, 0) == 0) ||
+           (f->file && fnmatch(glob, f->file, 0) == 0) ||
+           (f->module && fnmatch(glob, f->module, 0) == 0);
+}
+
+/* Any frame, the allocator's own included, as LeakSanitizer does. */
+static int stack_matches(const tm_stack *s, const char *glob)
+{
+    for (size_t i = 0; s && i < s->depth; i++)
+        if (frame_matches(s->frames[i], glob))
+            return 1;
+    return 0;
+}
+
+/* Marks every suppression that matches; 1 when any did. */
+static int suppressed(suppressions *ss, int cat, const tm_stack *a, const tm_stack *b)
+{
+    int any = 0;
+    for (size_t i = 0; i < ss->n; i++) {
+        suppression *s = &ss->v[i];
+        if ((s->category == -1 || s->category == cat) &&
+            (stack_matches(a, s->glob) || stack_matches(b, s->glob))) {
+            s->used++;
+            any = 1;
+        }
+    }
+    return any;
+}
+
+/* ---- the baseline -------------------------------------------------------------------------- */
+
+typedef struct known {
+    char *key;
+    UT_hash_handle hh;
+} known;
+
+static char *site_key(const tm_site *s)
+{
+    size_t n = strlen(s->stack->names) + 8;
+    char *k = tm_xrealloc(NULL, n);
+    snprintf(k, n, "leak\x1d%s", s->stack->names);
+    return k;
+}
+
+static char *finding_key(const tm_finding *f)
+{
+    const char *a = f->alloc ? f->alloc->names : "-";
+    size_t n = strlen(f->kind_name) + strlen(f->release->names) + strlen(a) + 3;
+    char *k = tm_xrealloc(NULL, n);
+    snprintf(k, n, "%s\x1d%s\x1d%s", f->kind_name, f->release->names, a);
+    return k;
+}
+
+static void remember(known **set, char *key)
+{
+    known *e;
+    HASH_FIND_STR(*set, key, e);
+    if (e) {
+        free(key);
+        return;
+    }
+    e = tm_xrealloc(NULL, sizeof *e);
+    e->key = key;
+    HASH_ADD_KEYPTR(hh, *set, e->key, strlen(e->key), e);
+}
+
+static int is_known(known *set, const char *key)
+{
+    known *e;
+    HASH_FIND_STR(set, key, e);
+    return e != NULL;
+}
+
+/* The problems of the baseline trace; 0, or -1 after a message. */
+static int load_baseline(const char *path, known **set)
+{
+    sqlite3 *db;
+    if (cli_open_trace(path, &db) != 0)
+        return -1;
+    tm_trace t;
+    int rc = tm_load(&t, db, path, TM_LEAKS | TM_FINDINGS);
+    for (size_t i = 0; rc == 0 && i < t.nsites; i++)
+        remember(set, site_key(&t.sites[i]));
+    for (size_t i = 0; rc == 0 && i < t.nfindings; i++)
+        remember(set, finding_key(&t.findings[i]));
+    tm_free(&t);
+    sqlite3_close(db);
+    return rc;
+}
+
+static void forget_all(known **set)
+{
+    known *e, *tmp;
+    HASH_ITER(hh, *set, e, tmp)
+    {
+        HASH_DEL(*set, e);
+        free(e->key);
+        free(e);
+    }
+}
+
+/* ---- the verdict ---------------------------------------------------------------------------- */
+
+/* What happened to one leak site or finding. */
+enum fate { FATE_FAILS, FATE_TOLERATED, FATE_SUPPRESSED, FATE_BASELINE, FATE_NOT_CHECKED };
+
+typedef struct tally {
+    long long items, blocks, bytes, occurrences; /* not forgiven */
+    long long suppressed, baseline;
+    int failed;
+} tally;
+
+typedef struct verdict {
+    enum fate *site_fate, *finding_fate;
+    tally cat[CATS];
+    int failed;
+} verdict;
+
+/* Takes `key` (the problem's baseline identity) and frees it. */
+static enum fate judge(suppressions *ss, known *base, const policy *p, int cat, char *key,
+                       const tm_stack *a, const tm_stack *b)
+{
+    enum fate f = FATE_NOT_CHECKED;
+    /* Suppressions are tried first and always, so that a suppression that
+     * only the baseline would have made redundant is not reported stale. */
+    if (cat < 0)
+        f = FATE_NOT_CHECKED;
+    else if (suppressed(ss, cat, a, b))
+        f = FATE_SUPPRESSED;
+    else if (is_known(base, key))
+        f = FATE_BASELINE;
+    else if (p->fail_on[cat])
+        f = FATE_FAILS;
+    free(key);
+    return f;
+}
+
+static void count_fate(tally *c, enum fate f, long long occurrences, long long blocks,
+                       long long bytes)
+{
+    if (f == FATE_SUPPRESSED)
+        c->suppressed++;
+    else if (f == FATE_BASELINE)
+        c->baseline++;
+    else {
+        c->items++;
+        c->occurrences = tm_sat_add(c->occurrences, occurrences);
+        c->blocks = tm_sat_add(c->blocks, blocks);
+        c->bytes = tm_sat_add(c->bytes, bytes);
+    }
+}
+
+/* Leaks may be tolerated up to the limits; without limits any leak fails. */
+static void judge_leak_limits(verdict *v, const tm_trace *t, const policy *p)
+{
+    tally *c = &v->cat[CAT_LEAKS];
+    if (!p->fail_on[CAT_LEAKS] || c->items == 0)
+        return;
+    int over = (p->max_bytes < 0 && p->max_blocks < 0) ||
+               (p->max_bytes >= 0 && c->bytes > p->max_bytes) ||
+               (p->max_blocks >= 0 && c->blocks > p->max_blocks);
+    if (over)
+        return;
+    for (size_t i = 0; i < t->nsites; i++)
+        if (v->site_fate[i] == FATE_FAILS)
+            v->site_fate[i] = FATE_TOLERATED;
+}
+
+static void decide(verdict *v, const tm_trace *t, const policy *p, suppressions *ss, known *base)
+{
+    memset(v, 0, sizeof *v);
+    v->site_fate = tm_xrealloc(NULL, (t->nsites + 1) * sizeof *v->site_fate);
+    v->finding_fate = tm_xrealloc(NULL, (t->nfindings + 1) * sizeof *v->finding_fate);
+    for (size_t i = 0; i < t->nsites; i++) {
+        const tm_site *s = &t->sites[i];
+        v->site_fate[i] = judge(ss, base, p, CAT_LEAKS, site_key(s), s->stack, NULL);
+        count_fate(&v->cat[CAT_LEAKS], v->site_fate[i], s->blocks, s->blocks, s->bytes);
+    }
+    for (size_t i = 0; i < t->nfindings; i++) {
+        const tm_finding *f = &t->findings[i];
+        int cat = category_of(f->kind);
+        v->finding_fate[i] = judge(ss, base, p, cat, finding_key(f), f->release, f->alloc);
+        if (cat >= 0)
+            count_fate(&v->cat[cat], v->finding_fate[i], f->count, 0, 0);
+    }
+    judge_leak_limits(v, t, p);
+    for (size_t i = 0; i < t->nsites; i++)
+        v->cat[CAT_LEAKS].failed |= v->site_fate[i] == FATE_FAILS;
+    for (size_t i = 0; i < t->nfindings; i++) {
+        int cat = category_of(t->findings[i].kind);
+        if (cat >= 0 && v->finding_fate[i] == FATE_FAILS)
+            v->cat[cat].failed = 1;
+    }
+    for (int c = 0; c < CATS; c++)
+        v->failed |= v->cat[c].failed;
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+/* Failing problems listed per category at most; the report has them all. */
+enum { LIST_MAX = 20 };
+
+static void text_category(FILE *out, int c, const tally *t, const policy *p)
+{
+    const char *state = t->failed ? "FAIL" : p->fail_on[c] ? "ok" : "-";
+    fprintf(out, "  %-13s %-5s", cat_names[c], state);
+    if (c == CAT_LEAKS) {
+        char b[64];
+        cli_bytes(b, sizeof b, t->bytes);
+        fprintf(out, "%lld site%s, %lld block%s, %s", t->items, t->items == 1 ? "" : "s",
+                t->blocks, t->blocks == 1 ? "" : "s", b);
+        if (p->max_bytes >= 0 && p->max_blocks >= 0)
+            fprintf(out, " (allowed: %lld B, %lld blocks)", p->max_bytes, p->max_blocks);
+        else if (p->max_bytes >= 0)
+            fprintf(out, " (allowed: %lld B)", p->max_bytes);
+        else if (p->max_blocks >= 0)
+            fprintf(out, " (allowed: %lld blocks)", p->max_blocks);
+    } else {
+        fprintf(out, "%lld site%s, %lld time%s", t->items, t->items == 1 ? "" : "s",
+                t->occurrences, t->occurrences == 1 ? "" : "s");
+    }
+    if (t->suppressed)
+        fprintf(out, "; %lld suppressed", t->suppressed);
+    if (t->baseline)
+        fprintf(out, "; %lld in the baseline", t->baseline);
+    if (!p->fail_on[c])
+        fputs(" (not in --fail-on)", out);
+    fputc('\n', out);
+}
+
+static void text_failures(FILE *out, const tm_trace *t, const verdict *v)
+{
+    size_t listed = 0, failing = 0;
+    for (size_t i = 0; i < t->nsites; i++) {
+        if (v->site_fate[i] != FATE_FAILS || failing++ >= LIST_MAX)
+            continue;
+        char msg[256];
+        report_site_message(msg, sizeof msg, &t->sites[i]);
+        fprintf(out, "\nleak: %s\n", msg);
+        report_stack_text(out, t->sites[i].stack, "    ", 0);
+        listed++;
+    }
+    for (size_t i = 0; i < t->nfindings; i++) {
+        const tm_finding *f = &t->findings[i];
+        if (v->finding_fate[i] != FATE_FAILS || failing++ >= LIST_MAX)
+            continue;
+        char msg[512];
+        report_finding_message(msg, sizeof msg, f);
+        fputc('\n', out);
+        esc_text(out, msg);
+        fputs("\n  released at:\n", out);
+        report_stack_text(out, f->release, "    ", 0);
+        if (f->alloc) {
+            fputs("  allocated at:\n", out);
+            report_stack_text(out, f->alloc, "    ", 0);
+        }
+        listed++;
+    }
+    if (listed < failing)
+        fprintf(out, "\n... and %zu more: alloctrace report shows them all\n", failing - listed);
+}
+
+static void check_text(FILE *out, const tm_trace *t, const policy *p, const verdict *v)
+{
+    fputs("alloctrace check: ", out);
+    esc_text(out, t->path);
+    fputc('\n', out);
+    for (int c = 0; c < CATS; c++)
+        text_category(out, c, &v->cat[c], p);
+    if (t->sum.lost_events > 0)
+        fprintf(out, "  note: %lld events could not be recorded; problems may be missing\n",
+                t->sum.lost_events);
+    if (t->sum.program_end && strcmp(t->sum.program_end, "died") == 0)
+        fputs("  note: the program died before closing its trace; what it held then counts as"
+              " leaked\n",
+              out);
+    text_failures(out, t, v);
+    fprintf(out, "\n%s\n", v->failed ? "FAILED" : "passed");
+}
+
+
+static void json_failures(jw *w, const tm_trace *t, const verdict *v)
+{
+    jw_arr(w, "failures");
+    for (size_t i = 0; i < t->nsites; i++) {
+        const tm_site *s = &t->sites[i];
+        if (v->site_fate[i] != FATE_FAILS)
+            continue;
+        jw_obj(w, NULL);
+        jw_str(w, "kind", "leak");
+        jw_str(w, "category", cat_names[CAT_LEAKS]);
+        jw_int(w, "bytes", s->bytes);
+        jw_int(w, "blocks", s->blocks);
+        report_json_frames(w, "allocated_at", s->stack);
+        jw_end(w);
+    }
+    for (size_t i = 0; i < t->nfindings; i++) {
+        const tm_finding *f = &t->findings[i];
+        if (v->finding_fate[i] != FATE_FAILS)
+            continue;
+        jw_obj(w, NULL);
+        jw_str(w, "kind", f->kind_name);
+        jw_str(w, "category", cat_names[category_of(f->kind)]);
+        jw_int(w, "count", f->count);
+        jw_str(w, "detail", f->detail);
+        report_json_frames(w, "released_at", f->release);
+        if (f->alloc)
+            report_json_frames(w, "allocated_at", f->alloc);
+        else
+            jw_null(w, "allocated_at");
+        jw_end(w);
+    }
+    jw_end(w);
+}
+
+static void json_categories(jw *w, const policy *p, const verdict *v)
+{
+    jw_obj(w, "categories");
+    for (int c = 0; c < CATS; c++) {
+        const tally *t = &v->cat[c];
+        jw_line(w);
+        jw_obj(w, cat_names[c]);
+        jw_bool(w, "checked", p->fail_on[c]);
+        jw_bool(w, "failed", t->failed);
+        jw_int(w, "sites", t->items);
+        if (c == CAT_LEAKS) {
+            jw_int(w, "blocks", t->blocks);
+            jw_int(w, "bytes", t->bytes);
+        } else {
+            jw_int(w, "occurrences", t->occurrences);
+        }
+        jw_int(w, "suppressed", t->suppressed);
+        jw_int(w, "in_baseline", t->baseline);
+        jw_end(w);
+    }
+    jw_end(w);
+}
+
+static void check_json(FILE *out, const tm_trace *t, const policy *p, const verdict *v,
+                       const suppressions *ss, const char *baseline)
+{
+    jw w;
+    jw_init(&w, out);
+    jw_obj(&w, NULL);
+    jw_str(&w, "format", "alloctrace-check");
+    jw_int(&w, "version", 1);
+    jw_str(&w, "trace", t->path);
+    jw_str(&w, "baseline", baseline);
+    jw_str(&w, "result", v->failed ? "fail" : "pass");
+    jw_int(&w, "exit_code", v->failed ? EXIT_CHECK_FAILED : 0);
+    jw_str(&w, "program_end", t->sum.program_end);
+    jw_int(&w, "lost_events", t->sum.lost_events);
+    jw_obj(&w, "policy");
+    jw_line(&w);
+    jw_arr(&w, "fail_on");
+    for (int c = 0; c < CATS; c++)
+        if (p->fail_on[c])
+            jw_str(&w, NULL, cat_names[c]);
+    jw_end(&w);
+    jw_int_or_null(&w, "max_leaked_bytes", p->max_bytes, -1);
+    jw_int_or_null(&w, "max_leaked_blocks", p->max_blocks, -1);
+    jw_end(&w);
+    json_categories(&w, p, v);
+    json_failures(&w, t, v);
+    jw_arr(&w, "unused_suppressions");
+    for (size_t i = 0; i < ss->n; i++) {
+        if (ss->v[i].used)
+            continue;
+        jw_line(&w);
+        jw_obj(&w, NULL);
+        jw_str(&w, "file", ss->v[i].file);
+        jw_int(&w, "line", ss->v[i].line);
+        jw_str(&w, "rule", ss->v[i].rule);
+        jw_end(&w);
+    }
+    jw_end(&w);
+    jw_end(&w);
+}
+
+/* Stale suppressions go to stderr whatever the format, where a CI log
+ * shows them next to the verdict. */
+static void warn_unused(const suppressions *ss)
+{
+    for (size_t i = 0; i < ss->n; i++) {
+        if (ss->v[i].used)
+            continue;
+        fprintf(stderr, "alloctrace: %s:%d: suppression '", ss->v[i].file, ss->v[i].line);
+        esc_text(stderr, ss->v[i].rule);
+        fputs("' matched nothing\n", stderr);
+    }
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+typedef struct check_args {
+    const char *trace, *baseline;
+    int json;
+    policy policy;
+    suppressions supp;
+} check_args;
+
+static void usage(FILE *to)
+{
+    fputs("usage: alloctrace check TRACE [--fail-on KINDS] [--max-leaked-bytes N]\n"
+          "                        [--max-leaked-blocks N] [--suppressions FILE]...\n"
+          "                        [--baseline OLD_TRACE] [--format text|json]\n"
+          "KINDS: comma-separated leaks, mismatch, misaligned, double-free, invalid-free\n"
+          "       (default: all).  Exit 0 pass, 1 fail, 2 usage error, 125 unreadable trace.\n",
+          to);
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("alloctrace: check: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+/* 0, or an exit code (usage error, or 0 for --help with *done set). */
+static int parse_args(int argc, char **argv, check_args *a, int *done)
+{
+    static const struct option opts[] = {
+        {"fail-on", required_argument, NULL, 'F'},
+        {"max-leaked-bytes", required_argument, NULL, 'B'},
+        {"max-leaked-blocks", required_argument, NULL, 'N'},
+        {"suppressions", required_argument, NULL, 'S'},
+        {"baseline", required_argument, NULL, 'b'},
+        {"format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 1;
+    parse_fail_on("all", &a->policy);
+    a->policy.max_bytes = a->policy.max_blocks = -1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'F':
+            if (parse_fail_on(optarg, &a->policy) != 0)
+                return usage_error("--fail-on: '%s' is not a list of leaks, mismatch, misaligned,"
+                                   " double-free, invalid-free (or all, none)",
+                                   optarg);
+            break;
+        case 'B':
+            if (tm_parse_count(optarg, 1, &a->policy.max_bytes) != 0)
+                return usage_error("--max-leaked-bytes needs a size, not '%s'", optarg);
+            break;
+        case 'N':
+            if (tm_parse_count(optarg, 0, &a->policy.max_blocks) != 0)
+                return usage_error("--max-leaked-blocks needs a number, not '%s'", optarg);
+            break;
+        case 'S':
+            if (load_suppressions(&a->supp, optarg) != 0)
+                return EXIT_USAGE;
+            break;
+        case 'b': a->baseline = optarg; break;
+        case 'f':
+            if (strcmp(optarg, "text") && strcmp(optarg, "json"))
+                return usage_error("--format is text or json, not '%s'", optarg);
+            a->json = strcmp(optarg, "json") == 0;
+            break;
+        case 'h': usage(stdout); *done = 1; return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error("%s", argc - optind ? "one trace at a time" : "no trace given");
+    if ((a->policy.max_bytes >= 0 || a->policy.max_blocks >= 0) && !a->policy.fail_on[CAT_LEAKS])
+        return usage_error("%s", "--max-leaked-* limit leaks, which --fail-on leaves out");
+    a->trace = argv[optind];
+    return 0;
+}
+
+static void free_args(check_args *a)
+{
+    for (size_t i = 0; i < a->supp.n; i++) {
+        free(a->supp.v[i].rule);
+        free(a->supp.v[i].glob);
+    }
+    free(a->supp.v);
+}
+
+static int run_check(check_args *a)
+{
+    known *base = NULL;
+    if (a->baseline && load_baseline(a->baseline, &base) != 0)
+        return EXIT_TOOL;
+    sqlite3 *db;
+    if (cli_open_trace(a->trace, &db) != 0) {
+        forget_all(&base);
+        return EXIT_TOOL;
+    }
+    tm_trace t;
+    int rc = EXIT_TOOL;
+    if (tm_load(&t, db, a->trace, TM_SUMMARY | TM_LEAKS | TM_FINDINGS) == 0) {
+        verdict v;
+        decide(&v, &t, &a->policy, &a->supp, base);
+        if (a->json)
+            check_json(stdout, &t, &a->policy, &v, &a->supp, a->baseline);
+        else
+            check_text(stdout, &t, &a->policy, &v);
+        warn_unused(&a->supp);
+        rc = v.failed ? EXIT_CHECK_FAILED : 0;
+        if (fflush(stdout) != 0)
+            rc = EXIT_TOOL;
+        free(v.site_fate);
+        free(v.finding_fate);
+    }
+    tm_free(&t);
+    sqlite3_close(db);
+    forget_all(&base);
+    return rc;
+}
+
+int cmd_check(int argc, char **argv)
+{
+    check_args a = {0};
+    int done = 0, rc = parse_args(argc, argv, &a, &done);
+    if (rc == 0 && !done)
+        rc = run_check(&a);
+    free_args(&a);
+    return rc;
+}

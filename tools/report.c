@@ -1,0 +1,439 @@
+/* `alloctrace report TRACE`: what a trace says, for a person (text) or a
+ * program (JSON, SARIF, JUnit XML; report_formats.c).
+ *
+ * Everything comes from trace_model: the summary with the exact peak,
+ * leak sites largest first, findings in the order they happened, stacks
+ * trimmed to start at the caller of the allocator.  Text from the trace is
+ * escaped on the way out (escape.h): colour codes are the only control
+ * characters this command ever writes, and only when asked or on a
+ * terminal.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "escape.h"
+#include "report.h"
+
+/* ---- shared by the formats ----------------------------------------------------------- */
+
+size_t report_sites_shown(const tm_trace *t, const report_opts *o)
+{
+    size_t n = 0;
+    while (n < t->nsites && t->sites[n].bytes >= o->min_bytes &&
+           (o->top < 0 || (long long)n < o->top))
+        n++;
+    return n;
+}
+
+size_t report_findings_shown(const tm_trace *t, const report_opts *o)
+{
+    if (o->top >= 0 && (size_t)o->top < t->nfindings)
+        return (size_t)o->top;
+    return t->nfindings;
+}
+
+const char *report_kind_label(enum tm_kind k)
+{
+    static const char *const label[TM_KINDS] = {
+        "leak",          "layout mismatch", "family mismatch", "misaligned free",
+        "double free",   "invalid free",    "unknown finding",
+    };
+    return k < TM_KINDS ? label[k] : label[TM_OTHER];
+}
+
+void report_site_message(char *buf, size_t size, const tm_site *s)
+{
+    if (s->min_size == s->max_size)
+        snprintf(buf, size, "%lld bytes leaked in %lld block%s of %lld bytes", s->bytes, s->blocks,
+                 s->blocks == 1 ? "" : "s", s->min_size);
+    else
+        snprintf(buf, size, "%lld bytes leaked in %lld blocks of %lld to %lld bytes", s->bytes,
+                 s->blocks, s->min_size, s->max_size);
+}
+
+void report_finding_message(char *buf, size_t size, const tm_finding *f)
+{
+    char times[48] = "";
+    if (f->count > 1)
+        snprintf(times, sizeof times, " (%lld times)", f->count);
+    snprintf(buf, size, "%s: %s%s", report_kind_label(f->kind), f->detail ? f->detail : "",
+             times);
+}
+
+/* ---- text ------------------------------------------------------------------------------ */
+
+typedef struct style {
+    const char *bold, *red, *yellow, *cyan, *dim, *reset;
+} style;
+
+static style make_style(int color)
+{
+    if (!color)
+        return (style){"", "", "", "", "", ""};
+    return (style){"\033[1m", "\033[1;31m", "\033[33m", "\033[36m", "\033[2m", "\033[0m"};
+}
+
+/* Longest function name shown in a stack, for one aligned column. */
+static size_t name_width(const tm_stack *s)
+{
+    size_t w = 2;
+    for (size_t i = s->skip; i < s->depth; i++) {
+        size_t n = esc_text_width(s->frames[i]->function);
+        w = n > w ? n : w;
+    }
+    return w > 40 ? 40 : w;
+}
+
+void report_stack_text(FILE *out, const tm_stack *s, const char *indent, int color)
+{
+    style c = make_style(color);
+    if (s->depth == 0) {
+        fprintf(out, "%s%s(no stack: allocated before tracing started)%s\n", indent, c.dim,
+                c.reset);
+        return;
+    }
+    size_t width = name_width(s);
+    for (size_t i = s->skip; i < s->depth; i++) {
+        const tm_frame *f = s->frames[i];
+        fputs(indent, out);
+        size_t w = f->function ? esc_text(out, f->function) : (fputs("??", out), 2);
+        fprintf(out, "%*s  ", (int)(w < width ? width - w : 0), "");
+        if (f->file && f->line > 0) {
+            fputs(c.cyan, out);
+            esc_text(out, f->file);
+            fprintf(out, ":%lld%s  ", f->line, c.reset);
+        }
+        fputs(c.dim, out);
+        esc_text(out, f->module ? tm_basename(f->module) : "?");
+        if (!f->file || f->line <= 0)
+            fprintf(out, "+0x%llx", (unsigned long long)f->module_offset);
+        fprintf(out, "%s\n", c.reset);
+    }
+}
+
+static void duration(char *buf, size_t size, long long us)
+{
+    if (us < 1000)
+        snprintf(buf, size, "%lld us", us);
+    else if (us < 1000000)
+        snprintf(buf, size, "%.1f ms", (double)us / 1e3);
+    else
+        snprintf(buf, size, "%.2f s", (double)us / 1e6);
+}
+
+static void text_program(FILE *out, const tm_trace *t, const style *c)
+{
+    const tm_summary *s = &t->sum;
+    char d[32];
+    fprintf(out, "  %-12s", "program");
+    if (s->nargs == 0)
+        esc_text(out, s->executable ? s->executable : "?");
+    /* A build's compiler line can have hundreds of arguments: the first
+     * few say which run this was. */
+    size_t shown = s->nargs > 12 ? 10 : s->nargs;
+    for (size_t i = 0; i < shown; i++) {
+        if (i)
+            fputc(' ', out);
+        esc_text(out, s->args[i]);
+    }
+    if (shown < s->nargs)
+        fprintf(out, " ... (%zu more arguments)", s->nargs - shown);
+    duration(d, sizeof d, s->duration_us);
+    fprintf(out, "\n  %-12spid %lld, ran %s, %lld thread%s", "", s->pid, d, s->threads,
+            s->threads == 1 ? "" : "s");
+    if (s->program_end && strcmp(s->program_end, "died") == 0)
+        fprintf(out, ", %sdied before closing its trace%s", c->yellow, c->reset);
+    fputc('\n', out);
+}
+
+static void text_findings_line(FILE *out, const tm_summary *s, const style *c)
+{
+    fprintf(out, "  %-12s", "findings");
+    if (s->findings == 0) {
+        fputs("none\n", out);
+        return;
+    }
+    fprintf(out, "%s%lld%s:", c->red, s->findings, c->reset);
+    const char *sep = " ";
+    for (int k = TM_LAYOUT_MISMATCH; k < TM_KINDS; k++) {
+        if (s->by_kind[k]) {
+            fprintf(out, "%s%lld %s", sep, s->by_kind[k], report_kind_label((enum tm_kind)k));
+            sep = ", ";
+        }
+    }
+    fputc('\n', out);
+}
+
+static void text_summary(FILE *out, const tm_trace *t, const style *c)
+{
+    const tm_summary *s = &t->sum;
+    char b1[64], b2[64], d[32];
+    fprintf(out, "%salloctrace report:%s ", c->bold, c->reset);
+    esc_text(out, t->path);
+    fputc('\n', out);
+    text_program(out, t, c);
+    cli_bytes(b1, sizeof b1, s->alloc_bytes);
+    fprintf(out, "  %-12s%lld calls, %s; %lld frees\n", "allocations", s->alloc_calls, b1,
+            s->free_calls);
+    cli_bytes(b1, sizeof b1, s->peak_bytes);
+    duration(d, sizeof d, s->peak_time_us);
+    if (s->peak_seq > 0)
+        fprintf(out, "  %-12s%s at sequence number %lld, %s in\n", "peak heap", b1, s->peak_seq,
+                d);
+    else
+        fprintf(out, "  %-12s%s\n", "peak heap", b1);
+    cli_bytes(b1, sizeof b1, s->leaked_bytes);
+    fprintf(out, "  %-12s%s%lld block%s, %s%s", "leaked", s->leaked_blocks ? c->red : "",
+            s->leaked_blocks, s->leaked_blocks == 1 ? "" : "s", b1,
+            s->leaked_blocks ? c->reset : "");
+    if (t->nsites)
+        fprintf(out, " in %zu site%s", t->nsites, t->nsites == 1 ? "" : "s");
+    fputc('\n', out);
+    if (s->runtime_blocks) {
+        cli_bytes(b2, sizeof b2, s->runtime_bytes);
+        fprintf(out, "  %-12s%lld block%s, %s kept by the C/C++ runtime (not leaks)\n",
+                "set aside", s->runtime_blocks, s->runtime_blocks == 1 ? "" : "s", b2);
+    }
+    text_findings_line(out, s, c);
+    if (s->lost_events > 0)
+        fprintf(out, "  %swarning: %lld events could not be recorded; figures are incomplete%s\n",
+                c->yellow, s->lost_events, c->reset);
+}
+
+static void text_sites(FILE *out, const tm_trace *t, const report_opts *o, const style *c)
+{
+    size_t shown = report_sites_shown(t, o);
+    if (t->nsites == 0)
+        return;
+    fprintf(out, "\n%sLeaks by allocation site, largest first%s (%zu site%s", c->bold, c->reset,
+            t->nsites, t->nsites == 1 ? "" : "s");
+    if (shown < t->nsites)
+        fprintf(out, ", %zu shown", shown);
+    fputs(")\n", out);
+    for (size_t i = 0; i < shown; i++) {
+        const tm_site *s = &t->sites[i];
+        char b[64];
+        cli_bytes(b, sizeof b, s->bytes);
+        fprintf(out, "\n  %s#%zu  %s%s in %lld block%s", c->bold, i + 1, b, c->reset, s->blocks,
+                s->blocks == 1 ? "" : "s");
+        if (s->min_size == s->max_size)
+            fprintf(out, " of %lld B\n", s->min_size);
+        else
+            fprintf(out, " of %lld to %lld B\n", s->min_size, s->max_size);
+        report_stack_text(out, s->stack, "      ", o->color);
+    }
+}
+
+/* One row of the side-by-side layouts; values that disagree stand out. */
+static void layout_row(FILE *out, const char *what, long long a, long long r, const style *c)
+{
+    char av[32] = "-", rv[32] = "-";
+    if (a >= 0)
+        snprintf(av, sizeof av, "%lld", a);
+    if (r >= 0)
+        snprintf(rv, sizeof rv, "%lld", r);
+    int differ = a >= 0 && r >= 0 && a != r;
+    fprintf(out, "      %-11s%-14s%s%s%s\n", what, av, differ ? c->red : "", rv,
+            differ ? c->reset : "");
+}
+
+static void family_row(FILE *out, const tm_finding *f, const style *c)
+{
+    const char *a = f->alloc ? f->alloc_family : NULL, *r = f->release_family;
+    int differ = a && r && strcmp(a, r) != 0;
+    fprintf(out, "      %-11s", "family");
+    size_t w = esc_text(out, a ? a : "-");
+    fprintf(out, "%*s%s", (int)(w < 14 ? 14 - w : 1), "", differ ? c->red : "");
+    esc_text(out, r ? r : "-");
+    fprintf(out, "%s\n", differ ? c->reset : "");
+}
+
+static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_opts *o,
+                         const style *c)
+{
+    fprintf(out, "\n  %s#%zu  %s%s%s", c->bold, i + 1, c->red, report_kind_label(f->kind), c->reset);
+    if (f->kind == TM_OTHER) {
+        fputs(" (", out);
+        esc_text(out, f->kind_name);
+        fputc(')', out);
+    }
+    if (f->count > 1)
+        fprintf(out, ", %lld times", f->count);
+    fputs(": ", out);
+    esc_text(out, f->detail);
+    fprintf(out, "\n      %-11s%-14s%s\n", "", "allocated", "released");
+    layout_row(out, "size", f->alloc ? f->alloc_size : -1, f->release_size, c);
+    layout_row(out, "alignment", f->alloc ? f->alloc_align : -1, f->release_align, c);
+    family_row(out, f, c);
+    if (f->alloc) {
+        fprintf(out, "    allocated at (sequence number %lld):\n", f->alloc_seq);
+        report_stack_text(out, f->alloc, "      ", o->color);
+    } else {
+        fputs("    never allocated by the traced program\n", out);
+    }
+    fprintf(out, "    released at (sequence number %lld, thread %lld", f->seq, f->thread);
+    if (f->first_free_seq >= 0)
+        fprintf(out, "; first released at %lld", f->first_free_seq);
+    fputs("):\n", out);
+    report_stack_text(out, f->release, "      ", o->color);
+}
+
+static void text_findings(FILE *out, const tm_trace *t, const report_opts *o, const style *c)
+{
+    size_t shown = report_findings_shown(t, o);
+    if (t->nfindings == 0)
+        return;
+    fprintf(out, "\n%sBad releases, in the order they happened%s (%zu distinct", c->bold,
+            c->reset, t->nfindings);
+    if (shown < t->nfindings)
+        fprintf(out, ", %zu shown", shown);
+    fputs(")\n", out);
+    for (size_t i = 0; i < shown; i++)
+        text_finding(out, i, &t->findings[i], o, c);
+}
+
+static void report_text(FILE *out, const tm_trace *t, const report_opts *o)
+{
+    style c = make_style(o->color);
+    text_summary(out, t, &c);
+    text_sites(out, t, o, &c);
+    text_findings(out, t, o, &c);
+}
+
+/* ---- the command ---------------------------------------------------------------------- */
+
+enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF, FORMAT_JUNIT };
+
+static void usage(FILE *to)
+{
+    fputs("usage: alloctrace report TRACE [--top N] [--min-bytes N]\n"
+          "                        [--format text|json|sarif|junit] [--color auto|always|never]\n"
+          "                        [-o FILE]\n",
+          to);
+}
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("alloctrace: report: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+/* Colour on a terminal unless NO_COLOR (https://no-color.org) or a dumb
+ * terminal says otherwise. */
+static int want_color(const char *when, FILE *out)
+{
+    if (strcmp(when, "always") == 0)
+        return 1;
+    if (strcmp(when, "never") == 0)
+        return 0;
+    const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+    return isatty(fileno(out)) && !(no && *no) && !(term && strcmp(term, "dumb") == 0);
+}
+
+static int parse_format(const char *s, enum format *f)
+{
+    static const char *const names[] = {"text", "json", "sarif", "junit"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *f = (enum format)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int write_report(const char *path, const char *output, enum format format, report_opts *o,
+                        const char *color)
+{
+    sqlite3 *db;
+    if (cli_open_trace(path, &db) != 0)
+        return EXIT_TOOL;
+    tm_trace t;
+    int rc = tm_load(&t, db, path, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS);
+    FILE *out = stdout;
+    if (rc == 0 && output && !(out = fopen(output, "w"))) {
+        perror(output);
+        rc = -1;
+    }
+    if (rc == 0) {
+        o->color = format == FORMAT_TEXT && want_color(color, out);
+        /* Progress while writing only when the report is not going to the
+         * terminal the progress line is on. */
+        if (!isatty(fileno(out)))
+            tm_progress_start("writing the report");
+        switch (format) {
+        case FORMAT_TEXT: report_text(out, &t, o); break;
+        case FORMAT_JSON: report_json(out, &t, o); break;
+        case FORMAT_SARIF: report_sarif(out, &t, o); break;
+        case FORMAT_JUNIT: report_junit(out, &t, o); break;
+        }
+        tm_progress_done();
+        if (ferror(out) | (out != stdout ? fclose(out) : fflush(out))) {
+            fprintf(stderr, "alloctrace: writing %s failed\n", output ? output : "the report");
+            rc = -1;
+        }
+    }
+    tm_free(&t);
+    sqlite3_close(db);
+    return rc == 0 ? 0 : EXIT_TOOL;
+}
+
+int cmd_report(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"top", required_argument, NULL, 't'},
+        {"min-bytes", required_argument, NULL, 'm'},
+        {"format", required_argument, NULL, 'f'},
+        {"color", required_argument, NULL, 'c'},
+        {"colour", required_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    report_opts o = {.top = -2, .min_bytes = 0};
+    enum format format = FORMAT_TEXT;
+    const char *output = NULL, *color = "auto";
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            if (tm_parse_count(optarg, 0, &o.top) != 0)
+                return usage_error("--top needs a number, not '%s'", optarg);
+            break;
+        case 'm':
+            if (tm_parse_count(optarg, 1, &o.min_bytes) != 0)
+                return usage_error("--min-bytes needs a size (N, NK, NM, NG), not '%s'", optarg);
+            break;
+        case 'f':
+            if (parse_format(optarg, &format) != 0)
+                return usage_error("unknown format '%s' (text, json, sarif, junit)", optarg);
+            break;
+        case 'c':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "always") && strcmp(optarg, "never"))
+                return usage_error("--color is auto, always or never, not '%s'", optarg);
+            color = optarg;
+            break;
+        case 'o': output = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error("%s", argc - optind ? "one trace at a time" : "no trace given");
+    /* A person reads the first ten; a program gets everything. */
+    if (o.top == -2)
+        o.top = format == FORMAT_TEXT ? 10 : -1;
+    return write_report(argv[optind], output, format, &o, color);
+}

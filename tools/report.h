@@ -1,0 +1,44 @@
+/* `alloctrace report`: the formats share what is shown (the options) and
+ * how a problem is named; report.c writes text, report_formats.c JSON,
+ * SARIF and JUnit XML. */
+#ifndef ALLOCTRACE_REPORT_H
+#define ALLOCTRACE_REPORT_H
+
+#include <stdio.h>
+
+#include "json_writer.h"
+#include "trace_model.h"
+
+typedef struct report_opts {
+    long long top;       /* leak sites and findings shown at most; -1 for all */
+    long long min_bytes; /* leak sites smaller than this are left out */
+    int color;           /* text only */
+} report_opts;
+
+/* How many of the trace's leak sites and findings the options show (the
+ * first ones: sites are largest first). */
+size_t report_sites_shown(const tm_trace *t, const report_opts *o);
+size_t report_findings_shown(const tm_trace *t, const report_opts *o);
+
+/* "layout mismatch", "double free"... */
+const char *report_kind_label(enum tm_kind k);
+
+/* One sentence about a problem, for messages: "3003 bytes in 3 blocks
+ * leaked (1000 to 1002 bytes each)", or the finding's kind and what the
+ * trace says about it.  Trace text in it is raw: escape it on output. */
+void report_site_message(char *buf, size_t size, const tm_site *s);
+void report_finding_message(char *buf, size_t size, const tm_finding *f);
+
+/* The frames shown of a stack, one per line, each line starting with
+ * `indent`: function, file:line and module, escaped for plain text. */
+void report_stack_text(FILE *out, const tm_stack *s, const char *indent, int color);
+
+/* The frames shown of a stack as a JSON array member `key` (NULL inside
+ * an array): function, file, line, module, module_offset. */
+void report_json_frames(jw *w, const char *key, const tm_stack *s);
+
+void report_json(FILE *out, const tm_trace *t, const report_opts *o);
+void report_sarif(FILE *out, const tm_trace *t, const report_opts *o);
+void report_junit(FILE *out, const tm_trace *t, const report_opts *o);
+
+#endif

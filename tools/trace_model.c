@@ -1,0 +1,822 @@
+/* The trace as report and check see it (see trace_model.h).
+ *
+ * Relies on the views of a finished trace (leak_sites, runtime_blocks,
+ * docs/schema.md) and on the `lifetimes` table itself for the peak, which
+ * one ordered pass computes exactly: over ten million lifetimes, SQLite's
+ * window function (cli_peak) takes about 20 s on the benchmark machine,
+ * this pass about 2.5 s.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uthash.h>
+
+#include "cli.h"
+#include "symbolize.h"
+#include "trace_model.h"
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+__attribute__((noreturn)) static void out_of_memory(void)
+{
+    fprintf(stderr, "alloctrace: out of memory\n");
+    exit(EXIT_TOOL);
+}
+
+void *tm_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        out_of_memory();
+    return q;
+}
+
+char *tm_xstrdup(const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    return memcpy(tm_xrealloc(NULL, n), s, n);
+}
+
+/* Grows an array of `elem`-byte items to hold at least `need`. */
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return p;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    size_t bytes;
+    if (__builtin_mul_overflow(n, elem, &bytes))
+        out_of_memory();
+    *cap = n;
+    return tm_xrealloc(p, bytes);
+}
+
+/* A string being built. */
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+    b->s = grow(b->s, &b->cap, b->len + n + 1, 1);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_add(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+__attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    char buf[64];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    sb_add(b, buf, n < 0 ? 0 : (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+long long tm_sat_add(long long a, long long b)
+{
+    long long r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+static long long sat_sub(long long a, long long b)
+{
+    long long r;
+    if (__builtin_sub_overflow(a, b, &r))
+        return b < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+const char *tm_basename(const char *path)
+{
+    if (!path)
+        return NULL;
+    const char *slash = strrchr(path, '/');
+    return slash && slash[1] ? slash + 1 : path;
+}
+
+int tm_parse_count(const char *s, int size_suffix, long long *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    int shift = 0;
+    if (size_suffix && *end) {
+        const char *units = "KMG", *u = strchr(units, *end);
+        if (!u)
+            return -1;
+        shift = 10 * (int)(u - units + 1);
+        end++;
+    }
+    if (*end || errno || v > (INT64_MAX >> shift))
+        return -1;
+    *out = v << shift;
+    return 0;
+}
+
+/* ---- progress -------------------------------------------------------------------------- */
+
+static struct {
+    const char *what;
+    double start, last;
+    double fraction; /* the last one known, or -1 */
+    int shown;
+} progress;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void tm_progress_start(const char *what)
+{
+    /* The second counts from the first step of the command, not of each
+     * phase: three phases of 0.9 s are worth a line too. */
+    if (!progress.start)
+        progress.start = now_s();
+    progress.what = what;
+    progress.fraction = -1;
+}
+
+void tm_progress(double fraction)
+{
+    if (!progress.what)
+        return;
+    if (fraction >= 0)
+        progress.fraction = fraction;
+    fraction = progress.fraction; /* SQLite's handler knows no fraction: keep the last */
+    double now = now_s();
+    /* Quiet for the first second (most reports never show it), then
+     * redrawn ten times a second at most. */
+    if (now - progress.start < 1.0 || now - progress.last < 0.1 || !isatty(STDERR_FILENO))
+        return;
+    progress.last = now;
+    progress.shown = 1;
+    if (fraction >= 0)
+        fprintf(stderr, "\ralloctrace: %s... %3d%%\033[K", progress.what,
+                (int)(fraction > 1 ? 100 : fraction * 100));
+    else
+        fprintf(stderr, "\ralloctrace: %s... %.0f s\033[K", progress.what, now - progress.start);
+}
+
+void tm_progress_done(void)
+{
+    if (progress.shown)
+        fputs("\r\033[K", stderr);
+    progress.shown = 0;
+    progress.what = NULL;
+}
+
+/* SQLite calls this every few thousand steps of a long query. */
+static int progress_handler(void *unused)
+{
+    (void)unused;
+    tm_progress(-1);
+    return 0;
+}
+
+/* ---- reading with errors remembered ---------------------------------------------------- */
+
+struct tm_cache {
+    struct frame_entry *frames;
+    struct stack_entry *stacks;
+    sqlite3_stmt *stack_query;
+    int failed; /* a query failed: the message is printed once, at the end */
+    char error[256];
+};
+
+static void remember_error(tm_trace *t)
+{
+    if (!t->cache->failed)
+        snprintf(t->cache->error, sizeof t->cache->error, "%s", sqlite3_errmsg(t->db));
+    t->cache->failed = 1;
+}
+
+static sqlite3_stmt *prepare(tm_trace *t, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (t->cache->failed)
+        return NULL;
+    if (sqlite3_prepare_v2(t->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        remember_error(t);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* SQLITE_ROW while there are rows; anything else ends the loop, an error
+ * being remembered. */
+static int step(tm_trace *t, sqlite3_stmt *st)
+{
+    if (!st)
+        return SQLITE_DONE;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        remember_error(t);
+    return rc;
+}
+
+static long long col_int(sqlite3_stmt *st, int i, long long null)
+{
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? null : sqlite3_column_int64(st, i);
+}
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    return tm_xstrdup((const char *)sqlite3_column_text(st, i));
+}
+
+static long long one_int(tm_trace *t, const char *sql, long long dflt)
+{
+    sqlite3_stmt *st = prepare(t, sql);
+    long long v = dflt;
+    if (step(t, st) == SQLITE_ROW)
+        v = col_int(st, 0, dflt);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static char *meta_text(tm_trace *t, const char *key)
+{
+    sqlite3_stmt *st = prepare(t, "SELECT value FROM meta WHERE key = ?1");
+    char *v = NULL;
+    if (st)
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (step(t, st) == SQLITE_ROW)
+        v = col_text(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static long long meta_int(tm_trace *t, const char *key)
+{
+    sqlite3_stmt *st = prepare(t, "SELECT value FROM meta WHERE key = ?1");
+    long long v = 0;
+    if (st)
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (step(t, st) == SQLITE_ROW)
+        v = col_int(st, 0, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* ---- frames and stacks ----------------------------------------------------------------- */
+
+typedef struct frame_entry {
+    long long id;
+    tm_frame f;
+    UT_hash_handle hh;
+} frame_entry;
+
+typedef struct stack_entry {
+    long long id;
+    tm_stack s;
+    UT_hash_handle hh;
+} stack_entry;
+
+/* Older traces may hold mangled C++ names; at__demangle does nothing to
+ * the others.  Always a string of our own (or NULL). */
+static char *demangle(const char *name)
+{
+    char *d = at__demangle(name); /* malloc'd, like ours */
+    return d ? d : tm_xstrdup(name);
+}
+
+/* Row of stack_query: level, frame id, function, file, line, module path, offset. */
+static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
+{
+    long long id = sqlite3_column_int64(st, 1);
+    frame_entry *e;
+    HASH_FIND(hh, t->cache->frames, &id, sizeof id, e);
+    if (e)
+        return &e->f;
+    e = tm_xrealloc(NULL, sizeof *e);
+    memset(e, 0, sizeof *e);
+    e->id = id;
+    e->f.function = demangle((const char *)sqlite3_column_text(st, 2));
+    e->f.file = col_text(st, 3);
+    e->f.line = col_int(st, 4, 0);
+    e->f.module = col_text(st, 5);
+    e->f.module_offset = col_int(st, 6, 0);
+    HASH_ADD(hh, t->cache->frames, id, sizeof e->id, e);
+    return &e->f;
+}
+
+/* The allocator's entry points and alloctrace's own frames, which sit at
+ * the top of an allocation's stack and say nothing about who allocated. */
+static int is_allocator_frame(const tm_frame *f)
+{
+    static const char *const entry[] = {
+        "malloc",        "calloc",         "realloc",        "reallocarray",
+        "free",          "cfree",          "free_sized",     "free_aligned_sized",
+        "posix_memalign", "aligned_alloc", "memalign",       "valloc",
+        "pvalloc",       "__libc_malloc",  "__libc_calloc",  "__libc_realloc",
+        "__libc_free",   "__libc_memalign", "__libc_valloc", "__libc_pvalloc",
+        "__posix_memalign",
+    };
+    const char *mod = tm_basename(f->module);
+    if (mod && strncmp(mod, "liballoctrace", 13) == 0)
+        return 1;
+    const char *fn = f->function;
+    if (!fn)
+        return 0;
+    if (strncmp(fn, "at_", 3) == 0 || strncmp(fn, "operator new", 12) == 0 ||
+        strncmp(fn, "operator delete", 15) == 0)
+        return 1;
+    /* Mangled forms, when no demangler was found. */
+    if (strncmp(fn, "_Znw", 4) == 0 || strncmp(fn, "_Zna", 4) == 0 ||
+        strncmp(fn, "_Zdl", 4) == 0 || strncmp(fn, "_Zda", 4) == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof entry / sizeof entry[0]; i++)
+        if (strcmp(fn, entry[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A frame with no function name is known by its module and offset, which
+ * ASLR does not change. */
+static void add_frame_name(sbuf *b, const tm_frame *f)
+{
+    if (f->function) {
+        sb_puts(b, f->function);
+    } else {
+        sb_puts(b, f->module ? tm_basename(f->module) : "?");
+        sb_printf(b, "+0x%llx", (unsigned long long)f->module_offset);
+    }
+}
+
+static void finish_stack(tm_stack *s)
+{
+    while (s->skip < s->depth && is_allocator_frame(s->frames[s->skip]))
+        s->skip++;
+    if (s->skip == s->depth) /* nothing but allocator frames: show them all */
+        s->skip = 0;
+    sbuf key = {0}, names = {0};
+    sb_puts(&key, "");
+    sb_puts(&names, "");
+    for (size_t i = s->skip; i < s->depth; i++) {
+        const tm_frame *f = s->frames[i];
+        add_frame_name(&names, f);
+        sb_puts(&names, "\x1e");
+        add_frame_name(&key, f);
+        if (f->file && f->line > 0) {
+            sb_puts(&key, "\x1f");
+            sb_puts(&key, f->file);
+            sb_printf(&key, ":%lld", f->line);
+        } else if (f->function) {
+            sb_printf(&key, "\x1f+0x%llx", (unsigned long long)f->module_offset);
+        }
+        sb_puts(&key, "\x1e");
+    }
+    s->key = key.s;
+    s->names = names.s;
+}
+
+/* Frames a stack may have at most: more than the tracer ever records
+ * (AT_MAX_STACK_DEPTH), a bound against a hostile trace. */
+enum { MAX_FRAMES = 1024 };
+
+static const tm_stack *stack_get(tm_trace *t, long long id)
+{
+    stack_entry *e;
+    HASH_FIND(hh, t->cache->stacks, &id, sizeof id, e);
+    if (e)
+        return &e->s;
+    e = tm_xrealloc(NULL, sizeof *e);
+    memset(e, 0, sizeof *e);
+    e->id = id;
+    e->s.id = id;
+    if (!t->cache->stack_query)
+        t->cache->stack_query = prepare(
+            t, "SELECT sf.level, f.id, f.function, f.file, f.line, m.path, f.module_offset"
+               " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
+               " LEFT JOIN modules m ON m.id = f.module WHERE sf.stack = ?1 ORDER BY sf.level");
+    sqlite3_stmt *st = t->cache->stack_query;
+    if (st && id != 0) {
+        size_t cap = 0;
+        sqlite3_bind_int64(st, 1, id);
+        while (e->s.depth < MAX_FRAMES && step(t, st) == SQLITE_ROW) {
+            e->s.frames = grow(e->s.frames, &cap, e->s.depth + 1, sizeof *e->s.frames);
+            e->s.frames[e->s.depth++] = frame_from_row(t, st);
+        }
+        sqlite3_reset(st);
+    }
+    finish_stack(&e->s);
+    HASH_ADD(hh, t->cache->stacks, id, sizeof e->id, e);
+    return &e->s;
+}
+
+const tm_frame *tm_source_frame(const tm_stack *s)
+{
+    for (size_t i = s->skip; i < s->depth; i++)
+        if (s->frames[i]->file && s->frames[i]->line > 0)
+            return s->frames[i];
+    return NULL;
+}
+
+/* ---- summary ----------------------------------------------------------------------------- */
+
+static const char *const kind_names[TM_KINDS] = {
+    "leak", "layout_mismatch", "family_mismatch", "misaligned_free", "double_free",
+    "invalid_free", "other",
+};
+
+const char *tm_kind_name(enum tm_kind k)
+{
+    return k < TM_KINDS ? kind_names[k] : "other";
+}
+
+static enum tm_kind kind_of(const char *name)
+{
+    for (int k = TM_LAYOUT_MISMATCH; k < TM_OTHER; k++)
+        if (name && strcmp(name, kind_names[k]) == 0)
+            return (enum tm_kind)k;
+    return TM_OTHER;
+}
+
+/* The program's arguments, a JSON array in meta; anything else is ignored
+ * rather than trusted. */
+static void load_args(tm_trace *t)
+{
+    size_t cap = 0;
+    sqlite3_stmt *st = prepare(
+        t, "SELECT j.value FROM json_each((SELECT CASE WHEN json_valid(value)"
+           " AND json_type(value) = 'array' THEN value ELSE '[]' END"
+           " FROM meta WHERE key = 'arguments')) j");
+    while (step(t, st) == SQLITE_ROW) {
+        t->sum.args = grow(t->sum.args, &cap, t->sum.nargs + 1, sizeof *t->sum.args);
+        t->sum.args[t->sum.nargs++] = col_text(st, 0);
+    }
+    sqlite3_finalize(st);
+}
+
+static void load_summary(tm_trace *t)
+{
+    tm_summary *s = &t->sum;
+    s->alloc_calls = meta_int(t, "alloc_calls");
+    s->free_calls = meta_int(t, "free_calls");
+    s->alloc_bytes = meta_int(t, "alloc_bytes");
+    s->duration_us = meta_int(t, "duration_us");
+    s->lost_events = meta_int(t, "lost_events");
+    s->pid = meta_int(t, "pid");
+    s->executable = meta_text(t, "executable");
+    s->program_end = meta_text(t, "program_end");
+    s->start_time = meta_text(t, "start_time");
+    s->library_version = meta_text(t, "library_version");
+    load_args(t);
+    s->threads = one_int(t, "SELECT count(*) FROM threads", 0);
+    s->leaked_blocks = one_int(t, "SELECT count(*) FROM leaks", 0);
+    s->leaked_bytes = one_int(t, "SELECT coalesce(sum(size), 0) FROM leaks", 0);
+    s->runtime_blocks = one_int(t, "SELECT count(*) FROM runtime_blocks", 0);
+    s->runtime_bytes = one_int(t, "SELECT coalesce(sum(size), 0) FROM runtime_blocks", 0);
+    sqlite3_stmt *st = prepare(t, "SELECT kind, count(*) FROM findings GROUP BY kind");
+    while (step(t, st) == SQLITE_ROW) {
+        long long n = sqlite3_column_int64(st, 1);
+        enum tm_kind k = kind_of((const char *)sqlite3_column_text(st, 0));
+        s->by_kind[k] = tm_sat_add(s->by_kind[k], n);
+        s->findings = tm_sat_add(s->findings, n);
+    }
+    sqlite3_finalize(st);
+}
+
+/* ---- the peak ------------------------------------------------------------------------------ */
+
+/* Releases still to come, smallest sequence number first. */
+typedef struct pending {
+    long long seq, size;
+} pending;
+
+typedef struct heap {
+    pending *a;
+    size_t n, cap;
+} heap;
+
+static void heap_push(heap *h, pending p)
+{
+    h->a = grow(h->a, &h->cap, h->n + 1, sizeof *h->a);
+    size_t i = h->n++;
+    while (i > 0 && h->a[(i - 1) / 2].seq > p.seq) {
+        h->a[i] = h->a[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->a[i] = p;
+}
+
+static pending heap_pop(heap *h)
+{
+    pending top = h->a[0], last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && h->a[c + 1].seq < h->a[c].seq)
+            c++;
+        if (h->a[c].seq >= last.seq)
+            break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (h->n)
+        h->a[i] = last;
+    return top;
+}
+
+/* Live bytes after every allocation, in sequence order: lifetimes come in
+ * allocation order (seq is the rowid), their releases wait in a heap.  A
+ * release at the very sequence number of an allocation (a block that
+ * vanished because its address was handed out again) counts before it.
+ * The peak is always reached right after an allocation. */
+static void load_peak(tm_trace *t)
+{
+    /* `alloctrace run` computed it exactly while writing the trace. */
+    long long known = one_int(t, "SELECT value FROM meta WHERE key = 'peak_bytes'", -1);
+    if (known >= 0) {
+        t->sum.peak_bytes = known;
+        t->sum.peak_seq = one_int(t, "SELECT value FROM meta WHERE key = 'peak_seq'", 0);
+        t->sum.peak_time_us = one_int(t, "SELECT value FROM meta WHERE key = 'peak_time_us'", 0);
+        return;
+    }
+    long long last = one_int(t, "SELECT max(seq) FROM lifetimes", 0);
+    sqlite3_stmt *st = prepare(t, "SELECT seq, size, free_dseq, t FROM lifetimes ORDER BY seq");
+    heap h = {0};
+    long long live = 0, rows = 0;
+    tm_progress_start("finding the peak");
+    while (step(t, st) == SQLITE_ROW) {
+        long long seq = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
+        while (h.n > 0 && h.a[0].seq <= seq)
+            live = sat_sub(live, heap_pop(&h).size);
+        live = tm_sat_add(live, size);
+        if (live > t->sum.peak_bytes) {
+            t->sum.peak_bytes = live;
+            t->sum.peak_seq = seq;
+            t->sum.peak_time_us = sqlite3_column_int64(st, 3);
+        }
+        if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+            heap_push(&h, (pending){tm_sat_add(seq, sqlite3_column_int64(st, 2)), size});
+        if ((++rows & 0xFFFF) == 0)
+            tm_progress(last > 0 ? (double)seq / (double)last : -1);
+    }
+    sqlite3_finalize(st);
+    free(h.a);
+    tm_progress_done();
+}
+
+/* ---- leak sites ------------------------------------------------------------------------- */
+
+typedef struct site_entry {
+    const char *key; /* the stack's */
+    size_t index;    /* in t->sites */
+    UT_hash_handle hh;
+} site_entry;
+
+static void merge_site(tm_trace *t, site_entry **by_key, size_t *cap, const tm_stack *s,
+                       sqlite3_stmt *st)
+{
+    site_entry *e;
+    HASH_FIND_STR(*by_key, s->key, e);
+    tm_site *site;
+    if (!e) {
+        t->sites = grow(t->sites, cap, t->nsites + 1, sizeof *t->sites);
+        site = &t->sites[t->nsites];
+        memset(site, 0, sizeof *site);
+        site->stack = s;
+        site->min_size = INT64_MAX;
+        e = tm_xrealloc(NULL, sizeof *e);
+        e->key = s->key;
+        e->index = t->nsites++;
+        HASH_ADD_KEYPTR(hh, *by_key, e->key, strlen(e->key), e);
+    }
+    site = &t->sites[e->index];
+    site->blocks = tm_sat_add(site->blocks, sqlite3_column_int64(st, 1));
+    site->bytes = tm_sat_add(site->bytes, sqlite3_column_int64(st, 2));
+    long long lo = sqlite3_column_int64(st, 3), hi = sqlite3_column_int64(st, 4);
+    site->min_size = lo < site->min_size ? lo : site->min_size;
+    site->max_size = hi > site->max_size ? hi : site->max_size;
+    site->ids = tm_xrealloc(site->ids, (site->nids + 1) * sizeof *site->ids);
+    site->ids[site->nids++] = s->id;
+}
+
+static int site_order(const void *a, const void *b)
+{
+    const tm_site *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes > y->bytes ? -1 : 1;
+    if (x->blocks != y->blocks)
+        return x->blocks > y->blocks ? -1 : 1;
+    return strcmp(x->stack->key, y->stack->key);
+}
+
+static void load_leaks(tm_trace *t)
+{
+    site_entry *by_key = NULL, *e, *tmp;
+    size_t cap = 0;
+    tm_progress_start("reading leaks");
+    sqlite3_stmt *st = prepare(t, "SELECT stack, blocks, bytes, min_size, max_size"
+                                  " FROM leak_sites ORDER BY stack");
+    while (step(t, st) == SQLITE_ROW) {
+        const tm_stack *s = stack_get(t, col_int(st, 0, 0));
+        merge_site(t, &by_key, &cap, s, st);
+        tm_progress(-1);
+    }
+    sqlite3_finalize(st);
+    HASH_ITER(hh, by_key, e, tmp)
+    {
+        HASH_DEL(by_key, e);
+        free(e);
+    }
+    if (t->nsites > 1) /* qsort(NULL, 0...) is undefined */
+        qsort(t->sites, t->nsites, sizeof *t->sites, site_order);
+    tm_progress_done();
+}
+
+/* ---- findings ------------------------------------------------------------------------------- */
+
+typedef struct finding_entry {
+    char *key;
+    size_t index;
+    UT_hash_handle hh;
+} finding_entry;
+
+static char *finding_key(const tm_finding *f)
+{
+    sbuf b = {0};
+    sb_puts(&b, f->kind_name);
+    sb_puts(&b, "\x1d");
+    sb_puts(&b, f->release->key);
+    sb_puts(&b, "\x1d");
+    sb_puts(&b, f->alloc ? f->alloc->key : "-");
+    sb_printf(&b, "\x1d%lld/%lld/%lld/%lld\x1d", f->release_size, f->release_align, f->alloc_size,
+              f->alloc_align);
+    sb_puts(&b, f->release_family);
+    sb_puts(&b, "\x1d");
+    sb_puts(&b, f->alloc_family);
+    return b.s;
+}
+
+/* Row: kind, seq, time_us, thread, ptr, release_stack, release_size,
+ * release_align, release_family, alloc_seq, alloc_stack, alloc_size,
+ * alloc_align, alloc_family, first_free_seq, detail. */
+static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
+{
+    tm_finding f = {
+        .kind_name = col_text(st, 0),
+        .count = 1,
+        .seq = col_int(st, 1, 0),
+        .time_us = col_int(st, 2, 0),
+        .thread = col_int(st, 3, 0),
+        .ptr = col_int(st, 4, 0),
+        .release = stack_get(t, col_int(st, 5, 0)),
+        .release_size = col_int(st, 6, -1),
+        .release_align = col_int(st, 7, -1),
+        .release_family = col_text(st, 8),
+        .alloc_seq = col_int(st, 9, -1),
+        .alloc = sqlite3_column_type(st, 9) == SQLITE_NULL ? NULL
+                                                           : stack_get(t, col_int(st, 10, 0)),
+        .alloc_size = col_int(st, 11, -1),
+        .alloc_align = col_int(st, 12, -1),
+        .alloc_family = col_text(st, 13),
+        .first_free_seq = col_int(st, 14, -1),
+        .detail = col_text(st, 15),
+    };
+    if (!f.kind_name)
+        f.kind_name = tm_xstrdup("?");
+    f.kind = kind_of(f.kind_name);
+    return f;
+}
+
+static void free_finding(tm_finding *f)
+{
+    free(f->kind_name);
+    free(f->release_family);
+    free(f->alloc_family);
+    free(f->detail);
+}
+
+static void load_findings(tm_trace *t)
+{
+    finding_entry *by_key = NULL, *e, *tmp;
+    size_t cap = 0;
+    tm_progress_start("reading findings");
+    sqlite3_stmt *st = prepare(
+        t, "SELECT kind, seq, time_us, thread, ptr, release_stack, release_size, release_align,"
+           " release_family, alloc_seq, alloc_stack, alloc_size, alloc_align, alloc_family,"
+           " first_free_seq, detail FROM findings ORDER BY seq, id");
+    while (step(t, st) == SQLITE_ROW) {
+        tm_finding f = finding_from_row(t, st);
+        char *key = finding_key(&f);
+        HASH_FIND_STR(by_key, key, e);
+        if (e) {
+            t->findings[e->index].count = tm_sat_add(t->findings[e->index].count, 1);
+            free_finding(&f);
+            free(key);
+        } else {
+            t->findings = grow(t->findings, &cap, t->nfindings + 1, sizeof *t->findings);
+            t->findings[t->nfindings] = f;
+            e = tm_xrealloc(NULL, sizeof *e);
+            e->key = key;
+            e->index = t->nfindings++;
+            HASH_ADD_KEYPTR(hh, by_key, e->key, strlen(e->key), e);
+        }
+        tm_progress(-1);
+    }
+    sqlite3_finalize(st);
+    HASH_ITER(hh, by_key, e, tmp)
+    {
+        HASH_DEL(by_key, e);
+        free(e->key);
+        free(e);
+    }
+    tm_progress_done();
+}
+
+/* ---- the whole ---------------------------------------------------------------------------- */
+
+int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what)
+{
+    memset(t, 0, sizeof *t);
+    t->db = db;
+    t->path = path;
+    t->cache = tm_xrealloc(NULL, sizeof *t->cache);
+    memset(t->cache, 0, sizeof *t->cache);
+    sqlite3_progress_handler(db, 100000, progress_handler, NULL);
+    if (what & TM_SUMMARY)
+        load_summary(t);
+    if (what & TM_PEAK)
+        load_peak(t);
+    if (what & TM_LEAKS)
+        load_leaks(t);
+    if (what & TM_FINDINGS)
+        load_findings(t);
+    sqlite3_progress_handler(db, 0, NULL, NULL);
+    tm_progress_done();
+    if (t->cache->failed) {
+        fprintf(stderr, "alloctrace: %s: cannot read the trace: %s\n", path, t->cache->error);
+        return -1;
+    }
+    return 0;
+}
+
+void tm_free(tm_trace *t)
+{
+    if (!t->cache)
+        return;
+    for (size_t i = 0; i < t->nsites; i++)
+        free(t->sites[i].ids);
+    free(t->sites);
+    for (size_t i = 0; i < t->nfindings; i++)
+        free_finding(&t->findings[i]);
+    free(t->findings);
+    tm_summary *s = &t->sum;
+    free(s->executable);
+    free(s->program_end);
+    free(s->start_time);
+    free(s->library_version);
+    for (size_t i = 0; i < s->nargs; i++)
+        free(s->args[i]);
+    free(s->args);
+    stack_entry *se, *stmp;
+    HASH_ITER(hh, t->cache->stacks, se, stmp)
+    {
+        HASH_DEL(t->cache->stacks, se);
+        free(se->s.frames);
+        free(se->s.key);
+        free(se->s.names);
+        free(se);
+    }
+    frame_entry *fe, *ftmp;
+    HASH_ITER(hh, t->cache->frames, fe, ftmp)
+    {
+        HASH_DEL(t->cache->frames, fe);
+        free(fe->f.function);
+        free(fe->f.file);
+        free(fe->f.module);
+        free(fe);
+    }
+    sqlite3_finalize(t->cache->stack_query);
+    free(t->cache);
+    memset(t, 0, sizeof *t);
+}

@@ -1,0 +1,144 @@
+/* What `report` and `check` read from a trace: a summary, the leak sites
+ * and the findings, each with its stacks symbolized and trimmed, so both
+ * commands show and judge the same things.
+ *
+ * Stacks are trimmed at the top: frames of alloctrace itself and of the
+ * allocator's entry points (at_*, malloc, operator new...) are kept but
+ * marked, so the first frame shown is the code that asked for memory.
+ * Two stacks of the trace that read the same once symbolized (the same
+ * function, file and line in every frame shown; module and offset where
+ * there is no line) are one site: a loop the compiler unrolled into three
+ * calls is one leak, not three.
+ *
+ * Conventions: tm_load() returns 0, or -1 after a one-line message on
+ * stderr (the trace could not be read: corrupt, truncated...).  Memory
+ * exhaustion ends the process with EXIT_TOOL and a message: these are
+ * short-lived commands, and half a report is worse than none.
+ */
+#ifndef ALLOCTRACE_TRACE_MODEL_H
+#define ALLOCTRACE_TRACE_MODEL_H
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+typedef struct tm_frame {
+    char *function;          /* demangled; NULL when unknown */
+    char *file;              /* source file; NULL when unknown */
+    long long line;          /* 0 when unknown */
+    char *module;            /* path of the module; NULL when unknown */
+    long long module_offset; /* the return address relative to the module's base */
+} tm_frame;
+
+typedef struct tm_stack {
+    long long id; /* stacks.id, 0 for a block with no stack */
+    size_t depth;
+    const tm_frame **frames; /* frames[0] is the innermost (level 0) */
+    size_t skip;             /* frames[0..skip) are the allocator's: not shown */
+    char *key;               /* identity of the frames shown, for merging sites */
+    char *names;             /* function names (or module+offset) of the frames shown:
+                                what a baseline matches, stable across builds and ASLR */
+} tm_stack;
+
+/* Kinds of problems, leaks included.  TM_OTHER is a finding kind this
+ * build does not know (a hostile or future trace): shown, never judged. */
+enum tm_kind {
+    TM_LEAK,
+    TM_LAYOUT_MISMATCH,
+    TM_FAMILY_MISMATCH,
+    TM_MISALIGNED_FREE,
+    TM_DOUBLE_FREE,
+    TM_INVALID_FREE,
+    TM_OTHER,
+    TM_KINDS
+};
+
+typedef struct tm_site {
+    const tm_stack *stack;
+    long long bytes, blocks, min_size, max_size;
+    long long *ids; /* the trace's stacks merged into this site, ascending */
+    size_t nids;
+} tm_site;
+
+/* One kind of bad release at one pair of stacks with one pair of layouts;
+ * `count` releases of the trace are merged into it, the first is shown. */
+typedef struct tm_finding {
+    enum tm_kind kind;
+    char *kind_name; /* as the trace spells it */
+    long long count;
+    long long seq, time_us, thread, ptr;
+    long long alloc_seq, first_free_seq; /* -1 when none */
+    const tm_stack *release;
+    const tm_stack *alloc; /* NULL when the pointer was never allocated */
+    long long release_size, release_align, alloc_size, alloc_align; /* -1 when unknown */
+    char *release_family, *alloc_family, *detail;
+} tm_finding;
+
+typedef struct tm_summary {
+    long long alloc_calls, free_calls, alloc_bytes;
+    long long peak_bytes, peak_seq, peak_time_us; /* peak_seq 0: nothing was live */
+    long long leaked_blocks, leaked_bytes;
+    long long runtime_blocks, runtime_bytes;
+    long long findings;
+    long long by_kind[TM_KINDS]; /* findings by kind (TM_LEAK unused) */
+    long long duration_us, threads, lost_events, pid;
+    char *executable, *program_end, *start_time, *library_version;
+    char **args;
+    size_t nargs;
+} tm_summary;
+
+typedef struct tm_cache tm_cache;
+
+typedef struct tm_trace {
+    sqlite3 *db;
+    const char *path;
+    tm_summary sum;
+    tm_site *sites; /* largest first */
+    size_t nsites;
+    tm_finding *findings; /* in the order they happened */
+    size_t nfindings;
+    tm_cache *cache; /* frames and stacks, shared by the above */
+} tm_trace;
+
+enum {
+    TM_SUMMARY = 1,  /* counts, program, findings by kind */
+    TM_PEAK = 2,     /* the exact peak: one pass over every lifetime */
+    TM_LEAKS = 4,    /* sites */
+    TM_FINDINGS = 8, /* findings */
+};
+
+/* Reads what `what` asks for from an open trace (cli_open_trace).  `t` is
+ * zeroed first; free it with tm_free() whatever this returns. */
+int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what);
+void tm_free(tm_trace *t);
+
+/* The first frame shown that has a file and a line, or NULL. */
+const tm_frame *tm_source_frame(const tm_stack *s);
+
+/* "leak", "layout_mismatch"... (the trace's spelling); "other" for TM_OTHER. */
+const char *tm_kind_name(enum tm_kind k);
+
+/* What follows the last '/' of path (path itself if none; NULL for NULL). */
+const char *tm_basename(const char *path);
+
+/* A line on stderr saying what is being done, shown only when stderr is a
+ * terminal and the command has been working for more than a second;
+ * `fraction` < 0 when unknown.  tm_progress_done() clears it (call it
+ * before writing anything else to stderr). */
+void tm_progress_start(const char *what);
+void tm_progress(double fraction);
+void tm_progress_done(void);
+
+/* A count or a size from the command line: decimal digits, for a size
+ * optionally followed by K, M or G (KiB, MiB, GiB).  0, or -1 when `s` is
+ * not one (negative, garbage, too large). */
+int tm_parse_count(const char *s, int size_suffix, long long *out);
+
+/* a + b, saturated: sums of values from a hostile trace must not overflow. */
+long long tm_sat_add(long long a, long long b);
+
+/* Allocation that cannot fail: exits with EXIT_TOOL instead. */
+void *tm_xrealloc(void *p, size_t n);
+char *tm_xstrdup(const char *s);
+
+#endif

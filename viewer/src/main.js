@@ -1,0 +1,58 @@
+// The page of `alloctrace html`: reads the data the report embeds and
+// builds every view from it.  No network, no markup from data.
+import '../node_modules/uplot/dist/uPlot.min.css';
+import '../node_modules/d3-flame-graph/dist/d3-flamegraph.css';
+import './style.css';
+import { el } from './dom.js';
+import { loadData } from './data.js';
+import { renderSummary } from './summary.js';
+import { renderTimeline } from './timeline.js';
+import { renderFlame } from './flame.js';
+import { createDetail } from './detail.js';
+import { renderLeaks, renderFindings } from './tables.js';
+import { renderLayout } from './layout.js';
+
+// Timings of each step, visible to the tests and in the browser's
+// performance panel as alloctrace:* measures.
+function step(name, since) {
+  performance.measure(`alloctrace:${name}`, { start: since, end: performance.now() });
+  return performance.now();
+}
+
+function start() {
+  let t = performance.now();
+  const app = el('div', { id: 'app' });
+  document.body.appendChild(app);
+  let data;
+  try {
+    data = loadData(document);
+  } catch (e) {
+    app.appendChild(el('p', { class: 'error' }, `This report cannot be shown: ${e.message}`));
+    throw e;
+  }
+  t = step('data', t);
+  const detail = createDetail(data);
+  const timeline = renderTimeline(data);
+  const flame = renderFlame(data, detail);
+  flame.panel.appendChild(detail.panel);
+  app.append(
+    renderSummary(data),
+    el('nav', { class: 'jump' }, ['timeline', 'flamegraph', 'leaks', 'findings', 'layout'].map((id) =>
+      el('a', { href: `#${id}` }, id))),
+    timeline.panel,
+    flame.panel,
+    renderLeaks(data, detail, flame),
+    renderFindings(data, detail, flame),
+    renderLayout(data, detail, flame),
+    el('footer', { class: 'muted small' }, `alloctrace ${data.meta.library_version || ''} · charts by uPlot and d3-flame-graph`));
+  t = step('views', t);
+  // Charts measure their containers: draw them once the page is laid out.
+  timeline.mount();
+  t = step('timeline', t);
+  flame.mount();
+  step('flamegraph', t);
+  document.body.dataset.ready = '1';
+}
+
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+else start();

@@ -1,0 +1,98 @@
+// The leak sites and the findings, each row linked to its stack in the
+// flamegraph and its frames in the detail panel.
+import { el, section } from './dom.js';
+import * as fmt from './format.js';
+import { siteFrame } from './data.js';
+import { kindClass } from './summary.js';
+import { sortableTable } from './table.js';
+
+const M_LEAKED = 0;
+const M_COUNT = 3;
+
+function siteName(st) {
+  const f = siteFrame(st);
+  return f ? f.name || '??' : '(no stack)';
+}
+
+function siteLoc(st) {
+  const f = siteFrame(st);
+  return f ? fmt.location(f.file, f.line) : '';
+}
+
+function linkNote(ok) {
+  return ok ? null : ['Flamegraph', 'this stack is not in the graph (it holds the heaviest stacks only)'];
+}
+
+export function renderLeaks(data, detail, flame) {
+  const s = data.summary;
+  const rows = data.leakSites.map((r) => ({ ...r, st: data.stack(r.stack) }));
+  const table = sortableTable({
+    id: 'leak-table',
+    rows,
+    initial: { col: 3, dir: -1 },
+    empty: 'No leaks: every block the program allocated was released (or kept by the C/C++ runtime).',
+    columns: [
+      { label: 'Site', value: (r) => siteName(r.st), text: (r) => siteName(r.st), cls: 'mono fn' },
+      { label: 'Location', value: (r) => siteLoc(r.st), text: (r) => siteLoc(r.st), cls: 'mono' },
+      { label: 'Blocks', num: true, value: (r) => r.blocks, text: (r) => fmt.int(r.blocks) },
+      { label: 'Bytes', num: true, value: (r) => r.bytes, text: (r) => fmt.bytes(r.bytes) },
+      { label: 'Smallest', num: true, value: (r) => r.min, text: (r) => fmt.bytes(r.min) },
+      { label: 'Largest', num: true, value: (r) => r.max, text: (r) => fmt.bytes(r.max) },
+    ],
+    onRow: (r) => {
+      const ok = flame.focusStack(r.stack, M_LEAKED, true);
+      detail.showStacks('leak', `Leak site: ${siteName(r.st)}`, [
+        ['Leaked', `${fmt.plural(r.blocks, 'block')}, ${fmt.bytes(r.bytes)} (${r.bytes} B)`],
+        ['Block sizes', `${fmt.bytes(r.min)} to ${fmt.bytes(r.max)}`],
+        linkNote(ok),
+      ], [['Allocated at, innermost frame first', r.st, 'detail-frames']]);
+    },
+  });
+  const more = s.leak_sites > rows.length
+    ? el('p', { class: 'muted small' }, `The ${fmt.int(rows.length)} heaviest of ${fmt.int(s.leak_sites)} leak sites.`) : null;
+  return section('leaks', `Leak sites (${fmt.int(s.leak_sites)})`, more, table);
+}
+
+function layoutText(size, align, family) {
+  if (size === null && align === null) return family || '–';
+  return `(${size === null ? '?' : size}, ${align === null ? '?' : align})${family ? ` ${family}` : ''}`;
+}
+
+export function renderFindings(data, detail, flame) {
+  const s = data.summary;
+  const rows = data.findings.map((f) => ({
+    ...f, stack: f.allocStack, rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
+  }));
+  const table = sortableTable({
+    id: 'findings-table',
+    rows,
+    empty: 'No findings: every release matched its allocation.',
+    columns: [
+      { label: 'Seq', num: true, value: (r) => r.seq, text: (r) => String(r.seq) },
+      { label: 'Time', num: true, value: (r) => r.time, text: (r) => fmt.time(r.time) },
+      { label: 'Kind', value: (r) => r.kind, text: (r) => el('span', { class: `kind kind-${kindClass(r.kind)}` }, r.kind) },
+      { label: 'Released at', value: (r) => siteName(r.rel), text: (r) => siteName(r.rel), cls: 'mono fn' },
+      { label: 'Released as', value: (r) => r.releaseSize, text: (r) => layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily), cls: 'mono' },
+      { label: 'Allocated as', value: (r) => r.allocSize, text: (r) => (r.allocSeq === null ? '–' : layoutText(r.allocSize, r.allocAlign, r.allocFamily)), cls: 'mono' },
+      { label: 'Detail', value: (r) => r.detail, text: (r) => r.detail },
+    ],
+    onRow: (r) => {
+      const ok = r.allocStack === null ? true : flame.focusStack(r.allocStack, M_COUNT);
+      detail.showStacks('finding', `${r.kind} at sequence number ${r.seq}`, [
+        ['Detail', r.detail],
+        ['Pointer', r.ptr],
+        ['Released as', layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily)],
+        r.allocSeq !== null ? ['Allocated as', `${layoutText(r.allocSize, r.allocAlign, r.allocFamily)} at sequence number ${r.allocSeq}, ${r.allocPtr}`] : null,
+        r.firstFreeSeq !== null ? ['First released', `at sequence number ${r.firstFreeSeq}`] : null,
+        ['Time', fmt.time(r.time)],
+        r.allocStack !== null ? linkNote(ok) : null,
+      ], [
+        ['Released at, innermost frame first', r.rel, 'detail-frames'],
+        ['Allocated at, innermost frame first', r.allocSeq === null ? null : r.alloc, 'detail-frames-alloc'],
+      ]);
+    },
+  });
+  const more = s.findings > rows.length
+    ? el('p', { class: 'muted small' }, `${fmt.int(rows.length)} of ${fmt.int(s.findings)} findings, shared between their kinds.`) : null;
+  return section('findings', `Findings (${fmt.int(s.findings)})`, more, table);
+}
