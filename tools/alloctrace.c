@@ -1,6 +1,8 @@
 /* alloctrace: the command line.
  *
  *   alloctrace run [OPTIONS] -- PROGRAM [ARGS...]
+ *   alloctrace recover SPOOL...
+ *   alloctrace report | check | query | html TRACE ...   (report.c, check.c, query.c, html.c)
  *   alloctrace version
  *
  * `run` starts PROGRAM with the preload library, waits for it, completes
@@ -55,6 +57,7 @@ static void usage(FILE *to)
           "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
           "      --check             fail (exit 86) when the trace has leaks or findings\n"
           "  -q, --quiet             no summary\n"
+          "      --html FILE         also write the HTML report of the trace to FILE\n"
           "\n"
           "exit status: PROGRAM's own (128+N when killed by signal N); 86 with --check when\n"
           "the trace fails; 2 usage error; 125 alloctrace error; 126 PROGRAM not executable;\n"
@@ -259,7 +262,7 @@ static int cmd_recover(int argc, char **argv)
     };
     const char *output = NULL;
     int force = 0, quiet = 0, c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "o:q", opts, NULL)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
@@ -322,12 +325,13 @@ static int cmd_run(int argc, char **argv)
         {"abort-on-finding", no_argument, NULL, 'a'},
         {"check", no_argument, NULL, 'c'},
         {"quiet", no_argument, NULL, 'q'},
+        {"html", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *output = NULL, *depth = NULL, *unwind = NULL;
+    const char *output = NULL, *depth = NULL, *unwind = NULL, *html = NULL;
     int force = 0, follow = 0, abort_on = 0, check = 0, quiet = 0, c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "+o:d:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
@@ -338,6 +342,7 @@ static int cmd_run(int argc, char **argv)
         case 'a': abort_on = 1; break;
         case 'c': check = 1; break;
         case 'q': quiet = 1; break;
+        case 'H': html = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -503,6 +508,11 @@ static int cmd_run(int argc, char **argv)
         return code ? code : EXIT_TOOL;
     int failing = summarize(db, path, quiet);
     sqlite3_close(db);
+    if (html) {
+        char *html_argv[] = {"html", path, "-o", (char *)html, NULL};
+        if (cmd_html(4, html_argv) == 0 && !quiet)
+            fprintf(stderr, "alloctrace: HTML report written to %s\n", html);
+    }
     recover_children(path, quiet);
     if (code == 0 && check && failing)
         return EXIT_RUN_CHECK_FAILED;

@@ -613,7 +613,7 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
         {NULL, 0, NULL, 0},
     };
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     parse_fail_on("all", &a->policy);
     a->policy.max_bytes = a->policy.max_blocks = -1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

@@ -1507,7 +1507,7 @@ int cmd_html(int argc, char **argv)
     const char *output = NULL;
     long max_sites = DEFAULT_MAX_SITES;
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':

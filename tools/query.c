@@ -285,7 +285,7 @@ int cmd_query(int argc, char **argv)
     };
     enum format format = FORMAT_TABLE;
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'f':

@@ -405,7 +405,7 @@ int cmd_report(int argc, char **argv)
     enum format format = FORMAT_TEXT;
     const char *output = NULL, *color = "auto";
     int c;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         switch (c) {
         case 't':
