@@ -36,16 +36,18 @@ typedef struct pending {
     UT_hash_handle hh;
 } pending;
 
-/* One change of the live heap, for the timeline and the peak. */
+/* One change of the live heap, for the timeline and the peak, stored at
+ * its sequence number: sequence numbers are dense, so placing each event
+ * at its own index sorts them for free. */
+enum { EV_NONE = 0, EV_ALLOC = 1, EV_FREE = 2 };
 typedef struct heap_event {
-    uint64_t seq;
-    uint64_t t_us;
-    int64_t bytes; /* + allocation, - release */
+    uint64_t t_kind; /* time in microseconds << 2 | EV_* */
+    uint64_t bytes;
 } heap_event;
 
 struct at_spool_reader {
-    heap_event *events;
-    size_t nevents, cap_events;
+    heap_event *events; /* indexed by sequence number */
+    size_t cap_events;
     at_spool spool;
     sqlite3 *db;
     at_sqlw *w;
@@ -141,26 +143,29 @@ void at__spool_reader_abandon(at_spool_reader *r)
 
 /* ---- records ------------------------------------------------------------------- */
 
-static void add_event(at_spool_reader *r, uint64_t seq, uint64_t t_ns, int64_t bytes)
+static void add_event(at_spool_reader *r, uint64_t seq, uint64_t t_ns, uint64_t bytes, int kind)
 {
-    if (r->nevents == r->cap_events) {
-        size_t cap = r->cap_events ? 2 * r->cap_events : 1 << 16;
+    if (seq >= r->cap_events) {
+        size_t cap = r->cap_events ? r->cap_events : 1 << 16;
+        while (cap <= seq)
+            cap *= 2;
         heap_event *v = realloc(r->events, cap * sizeof *v);
         if (!v) {
             r->nomem = 1;
             return;
         }
+        memset(v + r->cap_events, 0, (cap - r->cap_events) * sizeof *v);
         r->events = v;
         r->cap_events = cap;
     }
-    r->events[r->nevents++] = (heap_event){seq, t_ns / 1000, bytes};
+    r->events[seq] = (heap_event){(t_ns / 1000) << 2 | (uint64_t)kind, bytes};
 }
 
 static void add_lifetime_events(at_spool_reader *r, const at_rec_lifetime *rec)
 {
-    add_event(r, rec->seq, rec->t, (int64_t)rec->size);
+    add_event(r, rec->seq, rec->t, rec->size, EV_ALLOC);
     if (rec->free_op != AT_OP_NONE)
-        add_event(r, rec->free_seq, rec->free_t, -(int64_t)rec->size);
+        add_event(r, rec->free_seq, rec->free_t, rec->size, EV_FREE);
 }
 
 /* Remembers `rec` (an allocation waiting for its release, or a release
@@ -392,12 +397,6 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* ---- the end ----------------------------------------------------------------------- */
 
-static int by_seq(const void *a, const void *b)
-{
-    uint64_t x = ((const heap_event *)a)->seq, y = ((const heap_event *)b)->seq;
-    return x < y ? -1 : x > y;
-}
-
 static void timeline_row(sqlite3_stmt *ins, const int64_t v[7])
 {
     for (int i = 0; i < 7; i++)
@@ -410,40 +409,46 @@ static void timeline_row(sqlite3_stmt *ins, const int64_t v[7])
  * live heap, from every allocation and release in sequence order. */
 static void write_timeline(at_spool_reader *r)
 {
-    qsort(r->events, r->nevents, sizeof *r->events, by_seq);
     sqlite3_stmt *ins;
     if (sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)", -1, &ins,
                            NULL) != SQLITE_OK)
         return;
     int64_t live = 0, blocks = 0, calls = 0, bytes = 0, frees = 0, last_t = -1;
     int64_t peak = 0, peak_seq = 0, peak_t = 0;
+    int64_t last[7] = {0};
     int unsampled = 0;
-    for (size_t i = 0; i < r->nevents; i++) {
-        const heap_event *e = &r->events[i];
-        live += e->bytes;
-        if (e->bytes >= 0) {
+    for (size_t seq = 1; seq < r->cap_events; seq++) {
+        const heap_event *e = &r->events[seq];
+        int kind = (int)(e->t_kind & 3);
+        if (kind == EV_NONE)
+            continue; /* a finding, or a number never used */
+        int64_t t_us = (int64_t)(e->t_kind >> 2), size = (int64_t)e->bytes;
+        if (kind == EV_ALLOC) {
+            live += size;
             blocks++;
             calls++;
-            bytes += e->bytes;
+            bytes += size;
         } else {
+            live -= size;
             blocks--;
             frees++;
         }
         if (live > peak) {
             peak = live;
-            peak_seq = (int64_t)e->seq;
-            peak_t = (int64_t)e->t_us;
+            peak_seq = (int64_t)seq;
+            peak_t = t_us;
         }
-        int64_t v[7] = {(int64_t)e->seq, (int64_t)e->t_us, live, blocks, calls, bytes, frees};
+        int64_t v[7] = {(int64_t)seq, t_us, live, blocks, calls, bytes, frees};
+        memcpy(last, v, sizeof last);
         unsampled = 1;
-        if (last_t < 0 || (int64_t)e->t_us - last_t >= 10000) {
+        if (last_t < 0 || t_us - last_t >= 10000) {
             timeline_row(ins, v);
-            last_t = (int64_t)e->t_us;
+            last_t = t_us;
             unsampled = 0;
-        } else if (i + 1 == r->nevents && unsampled) {
-            timeline_row(ins, v);
         }
     }
+    if (unsampled)
+        timeline_row(ins, last);
     sqlite3_finalize(ins);
     at__meta_set_int(r->db, "peak_bytes", peak);
     at__meta_set_int(r->db, "peak_seq", peak_seq);
@@ -480,8 +485,11 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
         if (getenv("ALLOCTRACE_TIMING"))
             fprintf(stderr, "timing: drain+leaks %.3f timeline %.3f\n", t1 - t0, t2 - t1);
     }
+    double t3 = at__now_ns() / 1e9;
     if (!err)
         err = at__schema_finish(r->db);
+    if (getenv("ALLOCTRACE_TIMING"))
+        fprintf(stderr, "timing: indexes and views %.3f\n", at__now_ns() / 1e9 - t3);
     if (!err) {
         char now[64];
         at__iso_time(now, sizeof now);

@@ -210,6 +210,11 @@ static int summarize(sqlite3 *db, const char *path, int quiet)
     return leaks > 0 || findings > 0;
 }
 
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
 /* A spool left by a traced process that had no `alloctrace run` reading
  * it (a followed child, or plain LD_PRELOAD) becomes a trace: SPOOL minus
  * its .spool suffix unless `output` says otherwise.  0 or -1. */
@@ -244,9 +249,8 @@ static int recover_one(const char *spool, const char *output, int force, int qui
     summarize(db, path, quiet);
     clock_gettime(CLOCK_MONOTONIC, &c);
     if (getenv("ALLOCTRACE_TIMING"))
-        fprintf(stderr, "timing: complete %.3f summary %.3f\n",
-                (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9,
-                (double)(c.tv_sec - b.tv_sec) + (double)(c.tv_nsec - b.tv_nsec) / 1e9);
+        fprintf(stderr, "timing: complete %.3f summary %.3f\n", seconds_between(&a, &b),
+                seconds_between(&b, &c));
     sqlite3_close(db);
     unlink(spool);
     return 0;
@@ -503,10 +507,17 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "alloctrace: %s was not written\n", path);
         return code ? code : EXIT_TOOL;
     }
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     sqlite3 *db;
     if (cli_open_trace(path, &db) != 0)
         return code ? code : EXIT_TOOL;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     int failing = summarize(db, path, quiet);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    if (getenv("ALLOCTRACE_TIMING"))
+        fprintf(stderr, "timing: complete %.3f summary %.3f\n", seconds_between(&t0, &t1),
+                seconds_between(&t1, &t2));
     sqlite3_close(db);
     if (html) {
         char *html_argv[] = {"html", path, "-o", (char *)html, NULL};
