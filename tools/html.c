@@ -42,6 +42,7 @@
 #include <sqlite3.h>
 
 #include "cli.h"
+#include "escape.h"
 
 /* The viewer, bundled from viewer/ (viewer_assets.c, generated). */
 extern const unsigned char at__viewer_js[];
@@ -240,37 +241,6 @@ static int str_column(strtab *t, sqlite3_stmt *st, int col)
 
 /* ---- JSON -------------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if invalid:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    size_t len;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (n < len || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return len;
-}
-
 /* A JSON string that is safe inside an HTML <script> element, whatever
  * bytes it is given. */
 static void json_str(FILE *f, const unsigned char *s, size_t n)
@@ -289,17 +259,15 @@ static void json_str(FILE *f, const unsigned char *s, size_t n)
             i++;
             continue;
         }
-        size_t len = utf8_len(s + i, n - i);
-        if (!len) {
-            fputs("\\ufffd", f);
-            i++;
-        } else if (len == 3 && c == 0xe2 && s[i + 1] == 0x80 && (s[i + 2] & 0xfe) == 0xa8) {
-            fprintf(f, "\\u%04x", 0x2028u + (s[i + 2] - 0xa8u));
-            i += 3;
-        } else {
+        size_t len;
+        long cp = esc_utf8_next(s + i, n - i, &len);
+        if (cp < 0)
+            fputs("\\ufffd", f); /* invalid UTF-8, one byte at a time */
+        else if (cp == 0x2028 || cp == 0x2029) /* line breaks to a script */
+            fprintf(f, "\\u%04lx", cp);
+        else
             fwrite(s + i, 1, len, f);
-            i += len;
-        }
+        i += len;
     }
     putc('"', f);
 }
