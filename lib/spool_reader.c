@@ -517,6 +517,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
         }
         at__meta_set_text(r->db, "program_end", r->ended ? "closed" : "died");
         at__meta_set_int(r->db, "backpressure_waits", (int64_t)r->spool.h->waits);
+        at__meta_set_int(r->db, "spool_chunks", (int64_t)r->spool.h->nchunks);
         at__meta_set_int(r->db, "spool_errors", r->corrupt + r->nomem);
         at__meta_set_int(r->db, "writer_error", 0);
         at__meta_set_int(r->db, "symbolized", 0);
