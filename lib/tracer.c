@@ -113,6 +113,7 @@ at_thread *at__thread_get(at_tracer *t)
 /* The slow half of an append: the buffer is full or missing. */
 __attribute__((noinline)) static at_buf *next_buffer(at_thread *th)
 {
+    at__fast_clock_tick(&th->tracer->clock);
     if (th->buf)
         at__bufq_submit(&th->tracer->q, th->buf);
     th->buf = at__bufq_get(&th->tracer->q);
@@ -231,7 +232,7 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
         .op = (uint8_t)op,
     };
     b.seq = next_seq(t);
-    b.t = at__now_ns() - t->start_ns;
+    b.t = at__fast_now_ns(&t->clock) - t->start_ns;
     at_block_info old;
     int r = at__live_insert(&t->live, &b, &old);
     if (th) {
@@ -301,7 +302,7 @@ uint64_t at_tracer_mark(at_tracer *t, const char *label)
 {
     int saved = errno;
     uint64_t seq = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
-    uint64_t now = at__now_ns() - t->start_ns;
+    uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
     at_thread *th = at__thread_get(t);
     unsigned char payload[16 + 256];
     size_t len = label ? strnlen(label, 255) : 0;
@@ -409,7 +410,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
     int saved = errno;
     at_thread *th = at__thread_get(t);
     uint64_t seq = next_seq(t);
-    uint64_t now = at__now_ns() - t->start_ns;
+    uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
     at_block_info b;
     enum at_live_lookup found = at__live_release(&t->live, (uintptr_t)ptr, seq, &b);
     at_rec_finding f = {
@@ -572,6 +573,7 @@ static void init_tracer(at_tracer *t, const at_trace_options *opts)
     t->abort_on_finding = opts->abort_on_finding;
     t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
     t->start_ns = at__now_ns();
+    at__fast_clock_init(&t->clock);
     pthread_mutex_init(&t->threads_mu, NULL);
     pthread_mutex_init(&t->backends_mu, NULL);
     pthread_mutex_init(&t->sync_mu, NULL);
@@ -927,4 +929,45 @@ void at_tracer_get_stats(at_tracer *t, at_tracer_stats *out)
     out->free_calls = freed;
     out->live_blocks = out->alloc_calls - freed;
     out->live_bytes = out->alloc_bytes - freed_bytes;
+}
+
+/* ---- the fast clock (clock.h) ------------------------------------------------ */
+
+void at__fast_clock_init(at_fast_clock *c)
+{
+    memset(c, 0, sizeof *c);
+#if defined(__x86_64__)
+    unsigned a, b, cc, d;
+    /* CPUID 0x80000007, EDX bit 8: the TSC ticks at a constant rate in
+     * every power state, the same on every core. */
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(cc), "=d"(d) : "a"(0x80000000u));
+    if (a >= 0x80000007u) {
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(cc), "=d"(d) : "a"(0x80000007u));
+        c->usable = (d >> 8) & 1;
+    }
+    c->ns0 = at__now_ns();
+    c->tsc0 = __rdtsc();
+#endif
+}
+
+void at__fast_clock_tick(at_fast_clock *c)
+{
+#if defined(__x86_64__)
+    if (!c->usable || __atomic_load_n(&c->calibrated, __ATOMIC_ACQUIRE))
+        return;
+    uint64_t ns = at__now_ns(), tsc = __rdtsc();
+    if (ns - c->ns0 < 10 * 1000 * 1000 || tsc <= c->tsc0)
+        return;
+    double scale = (double)(ns - c->ns0) / (double)(tsc - c->tsc0);
+    /* Several threads may get here at once: the first one decides. */
+    static at__spinlock lock;
+    at__spin_lock(&lock);
+    if (!c->calibrated) {
+        c->ns_per_tick = scale;
+        __atomic_store_n(&c->calibrated, 1, __ATOMIC_RELEASE);
+    }
+    at__spin_unlock(&lock);
+#else
+    (void)c;
+#endif
 }

@@ -13,6 +13,7 @@
 #include <alloctrace/tracer.h>
 
 #include "buffers.h"
+#include "clock.h"
 #include "live.h"
 #include "records.h"
 #include "spinlock.h"
@@ -39,6 +40,7 @@ struct at_tracer {
     uint64_t serial; /* unique per tracer in this process, for the TLS cache */
     uint64_t seq;    /* atomic: last sequence number handed out */
     uint64_t start_ns;
+    at_fast_clock clock;
     unsigned depth;
     int abort_on_finding;
     int frame_pointers; /* AT_UNWIND_FRAME_POINTERS */
