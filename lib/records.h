@@ -22,6 +22,11 @@ enum at_rec_kind {
     AT_REC_META = 6,   /* at_rec_var + key + NUL + value */
     AT_REC_END = 7,    /* at_rec_end: the trace was closed properly */
     AT_REC_MARK = 8,   /* at_rec_var (id: thread) + uint64_t seq, uint64_t t + label */
+    /* Spool only: the two halves of a lifetime, written when each happens
+     * (half the bytes of two full lifetime records); the consumer pairs
+     * them by the allocation's sequence number. */
+    AT_REC_ALLOC = 9, /* at_rec_alloc */
+    AT_REC_FREE = 10, /* at_rec_free */
 };
 
 /* Operations, as stored in the trace (docs/schema.md). */
@@ -79,6 +84,32 @@ typedef struct at_rec_finding {
     uint64_t alloc_size;
     uint64_t first_free_seq; /* double free: when it was released first */
 } at_rec_finding;
+
+typedef struct at_rec_alloc {
+    uint8_t kind;
+    uint8_t family;
+    uint8_t op;
+    uint8_t align_log2;
+    uint32_t stack;
+    uint32_t thread;
+    uint32_t pad;
+    uint64_t seq;
+    uint64_t ptr;
+    uint64_t size;
+    uint64_t t;
+} at_rec_alloc;
+
+typedef struct at_rec_free {
+    uint8_t kind;
+    uint8_t free_op;
+    uint8_t free_align_log2;
+    uint8_t free_layout_given;
+    uint32_t free_thread;
+    uint64_t seq; /* the allocation's */
+    uint64_t free_seq;
+    uint64_t free_t;
+    uint64_t free_size;
+} at_rec_free;
 
 /* Header of the variable-length records; `size` covers the header, is a
  * multiple of 8, and `id`/`count` mean what the record kind says. */

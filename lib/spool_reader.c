@@ -29,10 +29,15 @@
 #include "sqlw.h"
 #include "tracer_internal.h"
 
+/* Half a lifetime waiting for the other half, by the allocation's
+ * sequence number. */
 typedef struct pending {
     uint64_t seq;
-    int released; /* its release came first */
-    at_rec_lifetime rec;
+    int is_free; /* the release came first */
+    union {
+        at_rec_alloc a;
+        at_rec_free f;
+    } u;
     UT_hash_handle hh;
 } pending;
 
@@ -168,35 +173,79 @@ static void add_lifetime_events(at_spool_reader *r, const at_rec_lifetime *rec)
         add_event(r, rec->free_seq, rec->free_t, rec->size, EV_FREE);
 }
 
-/* Remembers `rec` (an allocation waiting for its release, or a release
- * that came first) under its sequence number. */
-static void wait_for_pair(at_spool_reader *r, const at_rec_lifetime *rec, int released)
+/* One row: the allocation, and its release unless `f` is NULL (a block
+ * still live at the end). */
+static void write_pair(at_spool_reader *r, const at_rec_alloc *a, const at_rec_free *f)
+{
+    at_rec_lifetime l = {
+        .kind = AT_REC_LIFETIME,
+        .family = a->family,
+        .alloc_op = a->op,
+        .align_log2 = a->align_log2,
+        .stack = a->stack,
+        .thread = a->thread,
+        .seq = a->seq,
+        .ptr = a->ptr,
+        .size = a->size,
+        .t = a->t,
+    };
+    if (f) {
+        l.free_op = f->free_op;
+        l.free_align_log2 = f->free_align_log2;
+        l.free_layout_given = f->free_layout_given;
+        l.free_thread = f->free_thread;
+        l.free_seq = f->free_seq;
+        l.free_t = f->free_t;
+        l.free_size = f->free_size;
+    }
+    at__sqlw_lifetime(r->w, &l);
+    add_lifetime_events(r, &l);
+}
+
+static void wait_for_pair(at_spool_reader *r, uint64_t seq, const at_rec_alloc *a,
+                          const at_rec_free *f)
 {
     pending *p = malloc(sizeof *p);
     if (!p) {
         r->nomem = 1;
         return;
     }
-    p->seq = rec->seq;
-    p->released = released;
-    p->rec = *rec;
+    p->seq = seq;
+    p->is_free = f != NULL;
+    if (f)
+        p->u.f = *f;
+    else
+        p->u.a = *a;
     HASH_ADD(hh, r->live, seq, sizeof p->seq, p);
 }
 
-static void on_lifetime(at_spool_reader *r, const at_rec_lifetime *rec)
+static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 {
     pending *p;
-    HASH_FIND(hh, r->live, &rec->seq, sizeof rec->seq, p);
-    int allocation = rec->free_op == AT_OP_NONE;
-    if (!allocation) {
-        at__sqlw_lifetime(r->w, rec);
-        add_lifetime_events(r, rec);
-    }
-    if (p) { /* the other half: nothing left to wait for */
+    HASH_FIND(hh, r->live, &a->seq, sizeof a->seq, p);
+    if (!p) {
+        wait_for_pair(r, a->seq, a, NULL);
+    } else if (p->is_free) {
+        write_pair(r, a, &p->u.f);
         HASH_DEL(r->live, p);
         free(p);
     } else {
-        wait_for_pair(r, rec, !allocation);
+        r->corrupt = 1; /* the same allocation twice */
+    }
+}
+
+static void on_free(at_spool_reader *r, const at_rec_free *f)
+{
+    pending *p;
+    HASH_FIND(hh, r->live, &f->seq, sizeof f->seq, p);
+    if (!p) {
+        wait_for_pair(r, f->seq, NULL, f);
+    } else if (!p->is_free) {
+        write_pair(r, &p->u.a, f);
+        HASH_DEL(r->live, p);
+        free(p);
+    } else {
+        r->corrupt = 1; /* the same release twice */
     }
 }
 
@@ -257,7 +306,8 @@ static size_t record_size(const unsigned char *p, size_t avail)
 {
     size_t n = 0;
     switch (*p) {
-    case AT_REC_LIFETIME: n = sizeof(at_rec_lifetime); break;
+    case AT_REC_ALLOC: n = sizeof(at_rec_alloc); break;
+    case AT_REC_FREE: n = sizeof(at_rec_free); break;
     case AT_REC_FINDING: n = sizeof(at_rec_finding); break;
     case AT_REC_THREAD: n = sizeof(at_rec_thread); break;
     case AT_REC_END: n = sizeof(at_rec_end); break;
@@ -285,10 +335,16 @@ static size_t record_size(const unsigned char *p, size_t avail)
 static void on_record(at_spool_reader *r, const unsigned char *p, size_t n)
 {
     switch (*p) {
-    case AT_REC_LIFETIME: {
-        at_rec_lifetime rec;
-        memcpy(&rec, p, sizeof rec);
-        on_lifetime(r, &rec);
+    case AT_REC_ALLOC: {
+        at_rec_alloc a;
+        memcpy(&a, p, sizeof a);
+        on_alloc(r, &a);
+        break;
+    }
+    case AT_REC_FREE: {
+        at_rec_free f;
+        memcpy(&f, p, sizeof f);
+        on_free(r, &f);
         break;
     }
     case AT_REC_FINDING: {
@@ -463,10 +519,10 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     pending *p, *tmp;
     HASH_ITER(hh, r->live, p, tmp)
     {
-        if (!p->released) {
-            at__sqlw_lifetime(r->w, &p->rec); /* still live at the end */
-            add_lifetime_events(r, &p->rec);
-        }
+        if (!p->is_free)
+            write_pair(r, &p->u.a, NULL); /* still live at the end */
+        else
+            r->corrupt = 1; /* a release whose allocation never came */
         HASH_DEL(r->live, p);
         free(p);
     }

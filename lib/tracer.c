@@ -201,6 +201,41 @@ static void spool_new_stacks(at_tracer *t, at_thread *th)
     }
 }
 
+/* Spool mode: the allocation half of a lifetime. */
+static inline void append_alloc(at_thread *th, const at_block_info *b, uint8_t op)
+{
+    at_rec_alloc r = {
+        .kind = AT_REC_ALLOC,
+        .family = b->family,
+        .op = op,
+        .align_log2 = b->align_log2,
+        .stack = b->stack,
+        .thread = b->thread,
+        .seq = b->seq,
+        .ptr = b->ptr,
+        .size = b->size,
+        .t = b->t,
+    };
+    append(th, &r, sizeof r);
+}
+
+/* Spool mode: the release half of a lifetime. */
+static inline void append_free(at_thread *th, const at_rec_lifetime *l)
+{
+    at_rec_free r = {
+        .kind = AT_REC_FREE,
+        .free_op = l->free_op,
+        .free_align_log2 = l->free_align_log2,
+        .free_layout_given = l->free_layout_given,
+        .free_thread = l->free_thread,
+        .seq = l->seq,
+        .free_seq = l->free_seq,
+        .free_t = l->free_t,
+        .free_size = l->free_size,
+    };
+    append(th, &r, sizeof r);
+}
+
 static void lifetime_from_block(at_rec_lifetime *r, const at_block_info *b)
 {
     memset(r, 0, sizeof *r);
@@ -245,7 +280,10 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
             rec.free_seq = b.seq;
             rec.free_t = b.t;
             rec.free_thread = th->id;
-            append(th, &rec, sizeof rec);
+            if (t->spooled)
+                append_free(th, &rec);
+            else
+                append(th, &rec, sizeof rec);
             BUMP(th->free_calls, 1);
             BUMP(th->free_bytes, old.size);
         } else if (r < 0) {
@@ -253,13 +291,8 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
         }
         BUMP(th->alloc_calls, 1);
         BUMP(th->alloc_bytes, size);
-        if (t->spooled) {
-            /* The allocation itself goes to the spool too: if the process
-             * dies, the consumer still knows the block was live. */
-            at_rec_lifetime rec;
-            lifetime_from_block(&rec, &b);
-            append(th, &rec, sizeof rec);
-        }
+        if (t->spooled) /* if the process dies, the consumer still knows the block */
+            append_alloc(th, &b, b.op);
     }
     errno = saved;
 }
@@ -288,11 +321,8 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
     if (th) {
         BUMP(th->alloc_calls, 1);
         BUMP(th->alloc_bytes, size);
-        if (t->spooled) { /* so the consumer knows the block too */
-            at_rec_lifetime rec;
-            lifetime_from_block(&rec, &b);
-            append(th, &rec, sizeof rec);
-        }
+        if (t->spooled) /* so the consumer knows the block too */
+            append_alloc(th, &b, b.op);
     }
 }
 
@@ -485,7 +515,10 @@ void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec)
     at_thread *th = at__thread_get(t);
     if (!th || rec->kind != AT_REC_LIFETIME)
         return;
-    append(th, rec, sizeof *rec);
+    if (t->spooled)
+        append_free(th, rec);
+    else
+        append(th, rec, sizeof *rec);
     BUMP(th->free_calls, 1);
     BUMP(th->free_bytes, rec->size);
 }
@@ -753,10 +786,7 @@ static void dump_stack(const at_stack *s, void *arg)
 static void dump_inherited(const at_block_info *b, void *arg)
 {
     struct child_dump *d = arg;
-    at_rec_lifetime rec;
-    lifetime_from_block(&rec, b);
-    rec.alloc_op = AT_OP_INHERITED;
-    at__thread_append(d->th, &rec, sizeof rec);
+    append_alloc(d->th, b, AT_OP_INHERITED);
 }
 
 int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv)
