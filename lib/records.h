@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 enum at_rec_kind {
-    AT_REC_LIFETIME = 1, /* at_rec_lifetime; free_op NONE: an allocation (spool only) */
+    AT_REC_LIFETIME = 1, /* at_rec_lifetime (the in-process writer's record) */
     AT_REC_FINDING = 2,  /* at_rec_finding */
     /* Spool only (spool.h): the writer is another process, so everything it
      * needs travels as records. */

@@ -236,20 +236,6 @@ static inline void append_free(at_thread *th, const at_rec_lifetime *l)
     append(th, &r, sizeof r);
 }
 
-static void lifetime_from_block(at_rec_lifetime *r, const at_block_info *b)
-{
-    memset(r, 0, sizeof *r);
-    r->kind = AT_REC_LIFETIME;
-    r->family = b->family;
-    r->alloc_op = b->op;
-    r->align_log2 = b->align_log2;
-    r->stack = b->stack;
-    r->thread = b->thread;
-    r->seq = b->seq;
-    r->ptr = b->ptr;
-    r->size = b->size;
-    r->t = b->t;
-}
 
 __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t size,
                                                size_t align, at_family family, enum at_op op,
@@ -275,7 +261,7 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
             /* The address came back without a release we saw: close the
              * old lifetime here rather than lose it. */
             at_rec_lifetime rec;
-            lifetime_from_block(&rec, &old);
+            at__lifetime_from_block(&rec, &old);
             rec.free_op = AT_OP_VANISHED;
             rec.free_seq = b.seq;
             rec.free_t = b.t;
@@ -475,7 +461,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
             f.finding = AT_FINDING_LAYOUT_MISMATCH;
         if (th) {
             at_rec_lifetime rec;
-            lifetime_from_block(&rec, &b);
+            at__lifetime_from_block(&rec, &b);
             rec.free_op = (uint8_t)op;
             rec.free_seq = seq;
             rec.free_t = now;

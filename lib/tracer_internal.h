@@ -166,6 +166,23 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
  * in the preload library, any thread while it runs tracer code). */
 extern __thread int at__untraced __attribute__((tls_model("initial-exec")));
 
+/* A lifetime record for block `b`, with no release yet. */
+static inline void at__lifetime_from_block(at_rec_lifetime *r, const at_block_info *b)
+{
+    *r = (at_rec_lifetime){
+        .kind = AT_REC_LIFETIME,
+        .family = b->family,
+        .alloc_op = b->op,
+        .align_log2 = b->align_log2,
+        .stack = b->stack,
+        .thread = b->thread,
+        .seq = b->seq,
+        .ptr = b->ptr,
+        .size = b->size,
+        .t = b->t,
+    };
+}
+
 /* Frees the decorators made by at_tracing_allocator(). */
 void at__tracing_backends_free(at_tracer *t);
 

@@ -443,20 +443,9 @@ static writer *the_writer(at_tracer *t)
 
 static void write_leak(const at_block_info *b, void *arg)
 {
-    writer *w = arg;
     at_rec_lifetime r;
-    memset(&r, 0, sizeof r);
-    r.kind = AT_REC_LIFETIME;
-    r.family = b->family;
-    r.alloc_op = b->op;
-    r.align_log2 = b->align_log2;
-    r.stack = b->stack;
-    r.thread = b->thread;
-    r.seq = b->seq;
-    r.ptr = b->ptr;
-    r.size = b->size;
-    r.t = b->t;
-    write_lifetime(w, &r);
+    at__lifetime_from_block(&r, b);
+    write_lifetime(arg, &r);
 }
 
 void at__meta_set_int(sqlite3 *db, const char *key, int64_t v)

@@ -6,8 +6,15 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
-scripts/setup.sh build-ci -Dwerror=true || exit 1
-scripts/setup.sh build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false || exit 1
+# A set-up that fails is a failure CI must count too, with the same closing
+# line as a test run.
+setup_failed() { echo "setup failed: $*"; echo "0 passed, 1 failed"; exit 1; }
+scripts/setup.sh build-ci -Dwerror=true || setup_failed "-Werror build"
+scripts/setup.sh build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false ||
+  setup_failed "sanitizer build"
+
+# Only this run's results are counted.
+rm -f build-ci/meson-logs/testlog*.json build-asan/meson-logs/testlog*.json
 
 status=0
 run() { # name, meson test args...

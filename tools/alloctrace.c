@@ -29,6 +29,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "cli.h"
+#include "trace_model.h"
 #include "symbolize.h"
 #include "spool.h"
 #include "spool_reader.h"
@@ -164,55 +165,80 @@ static void check_output(const char *path, int force)
 
 /* ---- the trace after the run ---------------------------------------------- */
 
-/* Prints the summary; returns 1 when the trace would fail a check. */
+/* Prints the summary of an open trace (the same figures `alloctrace
+ * report` starts with); -1 when it cannot be read, else 1 when the trace
+ * would fail a check. */
 static int summarize(sqlite3 *db, const char *path, int quiet)
 {
-    long long calls = cli_int(db, "SELECT value FROM meta WHERE key = 'alloc_calls'", 0);
-    long long frees = cli_int(db, "SELECT value FROM meta WHERE key = 'free_calls'", 0);
-    long long bytes = cli_int(db, "SELECT value FROM meta WHERE key = 'alloc_bytes'", 0);
-    long long leaks = cli_int(db, "SELECT count(*) FROM leaks", 0);
-    long long leaked = cli_int(db, "SELECT coalesce(sum(size), 0) FROM leaks", 0);
-    long long rt = cli_int(db, "SELECT count(*) FROM runtime_blocks", 0);
-    long long rt_bytes = cli_int(db, "SELECT coalesce(sum(size), 0) FROM runtime_blocks", 0);
-    long long findings = cli_int(db, "SELECT count(*) FROM findings", 0);
-    long long lost = cli_int(db, "SELECT value FROM meta WHERE key = 'lost_events'", 0);
-    if (!quiet) {
+    tm_trace t;
+    int rc = tm_load(&t, db, path, TM_SUMMARY | (quiet ? 0 : TM_PEAK));
+    const tm_summary *s = &t.sum;
+    if (rc == 0 && !quiet) {
         char b1[64], b2[64], b3[64], b4[64];
-        cli_bytes(b1, sizeof b1, bytes);
-        cli_bytes(b2, sizeof b2, cli_peak(db, NULL));
-        cli_bytes(b3, sizeof b3, leaked);
-        cli_bytes(b4, sizeof b4, rt_bytes);
+        cli_bytes(b1, sizeof b1, s->alloc_bytes);
+        cli_bytes(b2, sizeof b2, s->peak_bytes);
+        cli_bytes(b3, sizeof b3, s->leaked_bytes);
+        cli_bytes(b4, sizeof b4, s->runtime_bytes);
         fprintf(stderr,
                 "alloctrace: trace written to %s\n"
                 "alloctrace:   allocation calls %lld, frees %lld, bytes allocated %s\n"
                 "alloctrace:   peak live heap %s\n"
                 "alloctrace:   leaked %lld blocks, %s",
-                path, calls, frees, b1, b2, leaks, b3);
-        if (rt)
-            fprintf(stderr, " (set aside: %lld blocks, %s kept by the C/C++ runtime)", rt, b4);
-        fprintf(stderr, "\nalloctrace:   findings %lld", findings);
-        sqlite3_stmt *st;
-        if (findings > 0 &&
-            sqlite3_prepare_v2(db, "SELECT kind, count(*) FROM findings GROUP BY kind ORDER BY 2 DESC",
-                               -1, &st, NULL) == SQLITE_OK) {
-            const char *sep = ": ";
-            while (sqlite3_step(st) == SQLITE_ROW) {
-                fprintf(stderr, "%s%s %lld", sep, (const char *)sqlite3_column_text(st, 0),
-                        (long long)sqlite3_column_int64(st, 1));
-                sep = ", ";
-            }
-            sqlite3_finalize(st);
+                path, s->alloc_calls, s->free_calls, b1, b2, s->leaked_blocks, b3);
+        if (s->runtime_blocks)
+            fprintf(stderr, " (set aside: %lld blocks, %s kept by the C/C++ runtime)",
+                    s->runtime_blocks, b4);
+        fprintf(stderr, "\nalloctrace:   findings %lld", s->findings);
+        /* By kind, most frequent first. */
+        long long left[TM_KINDS];
+        memcpy(left, s->by_kind, sizeof left);
+        const char *sep = ": ";
+        for (;;) {
+            int best = -1;
+            for (int k = 0; k < TM_KINDS; k++)
+                if (left[k] > 0 && (best < 0 || left[k] > left[best]))
+                    best = k;
+            if (best < 0)
+                break;
+            fprintf(stderr, "%s%s %lld", sep, tm_kind_name((enum tm_kind)best), left[best]);
+            left[best] = 0;
+            sep = ", ";
         }
         fputc('\n', stderr);
-        if (lost > 0)
-            fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded\n", lost);
+        if (s->lost_events > 0)
+            fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded\n",
+                    s->lost_events);
     }
-    return leaks > 0 || findings > 0;
+    int failing = rc == 0 ? s->leaked_blocks > 0 || s->findings > 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "alloctrace: %s: cannot read the trace\n", path);
+    tm_free(&t);
+    return failing;
 }
 
 static double seconds_between(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* Completes the trace at `path` (symbols, runtime-owned blocks) and prints
+ * its summary; -1 when that fails, else whether the trace fails a check.
+ * ALLOCTRACE_TIMING=1 prints how long each step took. */
+static int complete_and_summarize(const char *path, int quiet)
+{
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    sqlite3 *db;
+    if (cli_open_trace(path, &db) != 0)
+        return -1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int failing = summarize(db, path, quiet);
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    if (getenv("ALLOCTRACE_TIMING"))
+        fprintf(stderr, "timing: complete %.3f summary %.3f\n", seconds_between(&t0, &t1),
+                seconds_between(&t1, &t2));
+    sqlite3_close(db);
+    return failing;
 }
 
 /* A spool left by a traced process that had no `alloctrace run` reading
@@ -240,18 +266,8 @@ static int recover_one(const char *spool, const char *output, int force, int qui
         fprintf(stderr, "alloctrace: writing %s: %s\n", path, at_strerror(rc));
         return -1;
     }
-    struct timespec a, b, c;
-    clock_gettime(CLOCK_MONOTONIC, &a);
-    sqlite3 *db;
-    if (cli_open_trace(path, &db) != 0)
+    if (complete_and_summarize(path, quiet) < 0)
         return -1;
-    clock_gettime(CLOCK_MONOTONIC, &b);
-    summarize(db, path, quiet);
-    clock_gettime(CLOCK_MONOTONIC, &c);
-    if (getenv("ALLOCTRACE_TIMING"))
-        fprintf(stderr, "timing: complete %.3f summary %.3f\n", seconds_between(&a, &b),
-                seconds_between(&b, &c));
-    sqlite3_close(db);
     unlink(spool);
     return 0;
 }
@@ -507,18 +523,9 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "alloctrace: %s was not written\n", path);
         return code ? code : EXIT_TOOL;
     }
-    struct timespec t0, t1, t2;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    sqlite3 *db;
-    if (cli_open_trace(path, &db) != 0)
+    int failing = complete_and_summarize(path, quiet);
+    if (failing < 0)
         return code ? code : EXIT_TOOL;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    int failing = summarize(db, path, quiet);
-    clock_gettime(CLOCK_MONOTONIC, &t2);
-    if (getenv("ALLOCTRACE_TIMING"))
-        fprintf(stderr, "timing: complete %.3f summary %.3f\n", seconds_between(&t0, &t1),
-                seconds_between(&t1, &t2));
-    sqlite3_close(db);
     if (html) {
         char *html_argv[] = {"html", path, "-o", (char *)html, NULL};
         if (cmd_html(4, html_argv) == 0 && !quiet)

@@ -31,10 +31,6 @@ int cli_complete_trace(const char *path);
 /* The first column of the first row of `sql`, or `dflt` (no row, NULL, error). */
 long long cli_int(sqlite3 *db, const char *sql, long long dflt);
 
-/* The peak of live heap bytes over the run, exact, and the sequence number
- * at which it was reached (may be NULL). */
-long long cli_peak(sqlite3 *db, long long *seq);
-
 /* "12.7 KiB (13033 B)", or "512 B". */
 void cli_bytes(char *buf, size_t size, long long bytes);
 

@@ -3,8 +3,8 @@
  * Relies on the views of a finished trace (leak_sites, runtime_blocks,
  * docs/schema.md) and on the `lifetimes` table itself for the peak, which
  * one ordered pass computes exactly: over ten million lifetimes, SQLite's
- * window function (cli_peak) takes about 20 s on the benchmark machine,
- * this pass about 2.5 s.
+ * window function takes about 20 s on the benchmark machine, this pass
+ * about 2.5 s.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -40,35 +40,6 @@ void cli_bytes(char *buf, size_t size, long long b)
         snprintf(buf, size, "%.1f %s (%lld B)", v, unit[u], b);
 }
 
-long long cli_peak(sqlite3 *db, long long *seq)
-{
-    /* Written by the spool reader, which sees every event in order anyway. */
-    long long known = cli_int(db, "SELECT value FROM meta WHERE key = 'peak_bytes'", -1);
-    if (known >= 0) {
-        if (seq)
-            *seq = cli_int(db, "SELECT value FROM meta WHERE key = 'peak_seq'", 0);
-        return known;
-    }
-    /* Live bytes after each event, in sequence order; the first maximum. */
-    static const char sql[] =
-        "SELECT live, s FROM (SELECT s, sum(d) OVER (ORDER BY s ROWS UNBOUNDED PRECEDING) AS live"
-        " FROM (SELECT seq AS s, size AS d FROM lifetimes UNION ALL"
-        " SELECT seq + free_dseq, -size FROM lifetimes WHERE free_dseq IS NOT NULL))"
-        " ORDER BY live DESC, s LIMIT 1";
-    sqlite3_stmt *st;
-    long long peak = 0, at = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            peak = sqlite3_column_int64(st, 0);
-            at = sqlite3_column_int64(st, 1);
-        }
-        sqlite3_finalize(st);
-    }
-    if (seq)
-        *seq = at;
-    return peak;
-}
-
 static int fail(const char *path, const char *why, sqlite3 *db)
 {
     fprintf(stderr, "alloctrace: %s: %s\n", path, why);
