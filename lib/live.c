@@ -14,18 +14,31 @@
 
 #include "at_uthash.h"
 
+/* uthash starts a table with 32 buckets and only grows it when some chain
+ * reaches 10 entries, so a shard of a few hundred blocks walks chains of
+ * several cache misses on every lookup.  Start each shard with 256 buckets
+ * (4 KiB) and grow at chains of 5. */
+#undef HASH_INITIAL_NUM_BUCKETS
+#undef HASH_INITIAL_NUM_BUCKETS_LOG2
+#undef HASH_BKT_CAPACITY_THRESH
+#define HASH_INITIAL_NUM_BUCKETS 256U
+#define HASH_INITIAL_NUM_BUCKETS_LOG2 8U
+#define HASH_BKT_CAPACITY_THRESH 5U
+
 enum { STATE_LIVE = 0, STATE_RELEASED = 1 };
 
+/* The handle first and the key (info.ptr) right after it: a lookup reads
+ * the handle's hash and the key, one cache line per entry on the chain. */
 typedef struct at_live_entry {
+    UT_hash_handle hh;
     at_block_info info;
     uint32_t state;
     uint32_t gen; /* bumped each time the entry is reused, for the tomb ring */
-    UT_hash_handle hh;
 } at_live_entry;
 
 static at_live_shard *shard_of(at_live *lt, uintptr_t ptr)
 {
-    return &lt->shards[(at__mix_ptr(ptr) >> 58) & (AT_LIVE_SHARDS - 1)];
+    return &lt->shards[(at__mix_ptr(ptr) >> 60) & (AT_LIVE_SHARDS - 1)];
 }
 
 int at__live_init(at_live *lt)
@@ -50,7 +63,6 @@ void at__live_destroy(at_live *lt)
             at__mem_free(e, sizeof *e);
         }
         at__mem_free(sh->tombs, AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
-        at__mem_free(sh->tomb_gen, AT_LIVE_TOMBSTONES * sizeof *sh->tomb_gen);
     }
     memset(lt, 0, sizeof *lt);
 }
@@ -124,12 +136,7 @@ static void entomb(at_live_shard *sh, at_live_entry *e)
 {
     if (!sh->tombs) {
         sh->tombs = at__mem_calloc(AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
-        sh->tomb_gen = at__mem_calloc(AT_LIVE_TOMBSTONES * sizeof *sh->tomb_gen);
-        if (!sh->tombs || !sh->tomb_gen) {
-            at__mem_free(sh->tombs, AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
-            at__mem_free(sh->tomb_gen, AT_LIVE_TOMBSTONES * sizeof *sh->tomb_gen);
-            sh->tombs = NULL;
-            sh->tomb_gen = NULL;
+        if (!sh->tombs) {
             /* Without a ring, forget the block now. */
             HASH_DEL(sh->head, e);
             recycle(sh, e);
@@ -137,13 +144,19 @@ static void entomb(at_live_shard *sh, at_live_entry *e)
         }
     }
     uint32_t pos = sh->tomb_pos++ & (AT_LIVE_TOMBSTONES - 1);
-    at_live_entry *old = sh->tombs[pos];
-    if (old && old->gen == sh->tomb_gen[pos] && old->state == STATE_RELEASED) {
+    at_live_tomb *slot = &sh->tombs[pos];
+    at_live_entry *old = slot->entry;
+    if (old && old->gen == slot->gen && old->state == STATE_RELEASED) {
         HASH_DEL(sh->head, old);
         recycle(sh, old);
     }
-    sh->tombs[pos] = e;
-    sh->tomb_gen[pos] = e->gen;
+    slot->entry = e;
+    slot->gen = e->gen;
+    /* The next entombing in this shard will read the next slot's entry:
+     * start fetching it now, so that miss overlaps other work. */
+    at_live_entry *next = sh->tombs[(pos + 1) & (AT_LIVE_TOMBSTONES - 1)].entry;
+    if (next)
+        __builtin_prefetch(&next->gen, 1);
 }
 
 static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
@@ -167,6 +180,13 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
                                      at_block_info *out)
 {
     at_live_shard *sh = shard_of(lt, ptr);
+    /* The ring slot a release will use, fetched while the lookup runs (an
+     * unlocked peek: at worst the wrong line is fetched). */
+    at_live_tomb *ring = __atomic_load_n(&sh->tombs, __ATOMIC_RELAXED);
+    if (ring)
+        __builtin_prefetch(&ring[__atomic_load_n(&sh->tomb_pos, __ATOMIC_RELAXED) &
+                                 (AT_LIVE_TOMBSTONES - 1)],
+                           1);
     at__spin_lock(&sh->lock);
     at_live_entry *e;
     HASH_FIND(hh, sh->head, &ptr, sizeof ptr, e);

@@ -29,16 +29,25 @@ typedef struct at_block_info {
     uint64_t free_seq; /* tombstones only: when it was released */
 } at_block_info;
 
-enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
+/* 16 shards x 4096 tombstones: the last 65,536 releases are remembered.
+ * Fewer shards than threads would contend; more spread the table's hot
+ * metadata (bucket arrays, rings) over more cache lines. */
+enum { AT_LIVE_SHARDS = 16, AT_LIVE_TOMBSTONES = 4096 };
 
 struct at_live_entry;
+
+/* A slot of the tomb ring: the entry and its generation when entombed (the
+ * entry may have been reused since; then the slot is stale). */
+typedef struct at_live_tomb {
+    struct at_live_entry *entry;
+    uint64_t gen;
+} at_live_tomb;
 
 typedef struct at_live_shard {
     at__spinlock lock;
     struct at_live_entry *head;          /* uthash table */
     struct at_live_entry *spare;         /* recycled entries */
-    struct at_live_entry **tombs;        /* ring of recent releases */
-    uint32_t *tomb_gen;
+    at_live_tomb *tombs;                 /* ring of recent releases */
     uint32_t tomb_pos;
     uint64_t live;
     char pad[64];

@@ -9,14 +9,26 @@
 #include "mem.h"
 #include "stacks.h"
 
+/* Four independent lanes, so the multiplies overlap instead of forming one
+ * chain of `depth` dependent steps; folded together at the end. */
 static uint64_t hash_frames(const uintptr_t *frames, uint32_t depth)
 {
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
-    for (uint32_t i = 0; i < depth; i++) {
-        h ^= frames[i];
-        h *= 0xff51afd7ed558ccdull;
-        h ^= h >> 32;
+    const uint64_t k = 0xff51afd7ed558ccdull;
+    uint64_t a = 0x9e3779b97f4a7c15ull ^ depth, b = 0xc2b2ae3d27d4eb4full, c = 0x165667b19e3779f9ull,
+             d = 0x27d4eb2f165667c5ull;
+    uint32_t i = 0;
+    for (; i + 4 <= depth; i += 4) {
+        a = (a ^ frames[i]) * k;
+        b = (b ^ frames[i + 1]) * k;
+        c = (c ^ frames[i + 2]) * k;
+        d = (d ^ frames[i + 3]) * k;
     }
+    for (; i < depth; i++)
+        a = (a ^ frames[i]) * k;
+    uint64_t h = a ^ (b >> 7 | b << 57) ^ (c >> 19 | c << 45) ^ (d >> 31 | d << 33);
+    h ^= h >> 32;
+    h *= k;
+    h ^= h >> 29;
     return h ? h : 1; /* 0 marks an empty cache slot */
 }
 

@@ -396,15 +396,43 @@ static void sync_writer(at_tracer *t)
     pthread_mutex_unlock(&t->sync_mu);
 }
 
-static void report_finding(at_tracer *t, at_thread *th, at_rec_finding *f, int skip)
+/* A finding about the release of `ptr`; `b` describes the allocation when
+ * `known`.  Off the hot path: only bad releases get here. */
+__attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
+                                                      void *ptr, size_t given_size,
+                                                      size_t given_align, at_family family,
+                                                      uint64_t seq, uint64_t now, int known,
+                                                      const at_block_info *b, int skip)
 {
-    f->kind = AT_REC_FINDING;
-    f->release_stack = capture_stack(t, th, skip + 1);
+    at_rec_finding f = {
+        .kind = AT_REC_FINDING,
+        .finding = (uint8_t)finding,
+        .given_family = (uint8_t)family,
+        .given_layout = given_align != 0,
+        .given_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0,
+        .given_size = given_size,
+        .thread = th ? th->id : 0,
+        .seq = seq,
+        .t = now,
+        .ptr = (uintptr_t)ptr,
+    };
+    if (known) {
+        f.has_alloc = 1;
+        f.alloc_family = b->family;
+        f.alloc_align_log2 = b->align_log2;
+        f.alloc_stack = b->stack;
+        f.alloc_seq = b->seq;
+        f.alloc_ptr = b->ptr;
+        f.alloc_size = b->size;
+        if (finding == AT_FINDING_DOUBLE_FREE)
+            f.first_free_seq = b->free_seq;
+    }
+    f.release_stack = capture_stack(t, th, skip + 1);
     if (!th) {
         __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
         return;
     }
-    append(th, f, sizeof *f);
+    append(th, &f, sizeof f);
     BUMP(th->findings, 1);
     if (t->abort_on_finding && t->spooled)
         abort(); /* the record is already in the shared spool */
@@ -429,36 +457,18 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
     uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
     at_block_info b;
     enum at_live_lookup found = at__live_release(&t->live, (uintptr_t)ptr, seq, &b);
-    at_rec_finding f = {
-        .given_family = (uint8_t)family,
-        .given_layout = given_align != 0,
-        .given_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0,
-        .given_size = given_size,
-        .thread = th ? th->id : 0,
-        .seq = seq,
-        .t = now,
-        .ptr = (uintptr_t)ptr,
-    };
-    if (found != AT_LIVE_UNKNOWN) {
-        f.has_alloc = 1;
-        f.alloc_family = b.family;
-        f.alloc_align_log2 = b.align_log2;
-        f.alloc_stack = b.stack;
-        f.alloc_seq = b.seq;
-        f.alloc_ptr = b.ptr;
-        f.alloc_size = b.size;
-    }
 
     if (found == AT_LIVE_FOUND) {
         size_t alloc_align = (size_t)1 << b.align_log2;
         if (given_size == AT_SIZE_UNKNOWN)
-            given_size = f.given_size = b.size; /* only the alignment is checked */
+            given_size = b.size; /* only the alignment is checked */
+        int finding = 0;
         if (given_align && (uintptr_t)ptr % given_align != 0)
-            f.finding = AT_FINDING_MISALIGNED_FREE;
+            finding = AT_FINDING_MISALIGNED_FREE;
         else if (family != (at_family)b.family)
-            f.finding = AT_FINDING_FAMILY_MISMATCH;
+            finding = AT_FINDING_FAMILY_MISMATCH;
         else if (given_align && (given_size != b.size || given_align != alloc_align))
-            f.finding = AT_FINDING_LAYOUT_MISMATCH;
+            finding = AT_FINDING_LAYOUT_MISMATCH;
         if (th) {
             at_rec_lifetime rec;
             at__lifetime_from_block(&rec, &b);
@@ -468,7 +478,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
             rec.free_thread = th->id;
             rec.free_layout_given = given_align != 0;
             rec.free_size = given_size;
-            rec.free_align_log2 = f.given_align_log2;
+            rec.free_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0;
             if (deferred)
                 *deferred = rec;
             else
@@ -477,21 +487,18 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
             deferred->kind = 0;
         }
         *actual = b;
-        if (f.finding)
-            report_finding(t, th, &f, skip + 1);
+        if (finding)
+            release_finding(t, th, finding, ptr, given_size, given_align, family, seq, now, 1, &b,
+                            skip + 1);
         errno = saved;
         return 1;
     }
 
-    if (found == AT_LIVE_RELEASED) {
-        f.finding = AT_FINDING_DOUBLE_FREE;
-        f.first_free_seq = b.free_seq;
-    } else if (found == AT_LIVE_INTERIOR) {
-        f.finding = AT_FINDING_MISALIGNED_FREE;
-    } else {
-        f.finding = AT_FINDING_INVALID_FREE;
-    }
-    report_finding(t, th, &f, skip + 1);
+    int finding = found == AT_LIVE_RELEASED   ? AT_FINDING_DOUBLE_FREE
+                  : found == AT_LIVE_INTERIOR ? AT_FINDING_MISALIGNED_FREE
+                                              : AT_FINDING_INVALID_FREE;
+    release_finding(t, th, finding, ptr, given_size, given_align, family, seq, now,
+                    found != AT_LIVE_UNKNOWN, &b, skip + 1);
     errno = saved;
     return 0;
 }
