@@ -134,6 +134,10 @@ static inline __attribute__((always_inline)) void append(at_thread *th, const vo
             return;
     }
     memcpy(b->data + b->used, rec, size);
+    /* Ask for the line a few records ahead in writable state now, so that
+     * writing it later does not stall (the buffer was last read by the
+     * writer, on another core).  A prefetch past the end is harmless. */
+    __builtin_prefetch(b->data + b->used + 256, 1);
     /* Release: a spool consumer in another process reads `used`, then the
      * bytes before it. */
     __atomic_store_n(&b->used, b->used + size, __ATOMIC_RELEASE);
