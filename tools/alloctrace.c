@@ -540,6 +540,12 @@ static int cmd_run(int argc, char **argv)
 int main(int argc, char **argv)
 {
     at__demangle_may_load = 1;
+    /* This process uses SQLite from one thread at a time: no mutex per
+     * connection call, and no allocation statistics, which otherwise take
+     * a global mutex on every allocation SQLite makes.  Writing a trace
+     * makes millions of such calls. */
+    sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
