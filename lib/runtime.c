@@ -47,7 +47,7 @@ static const char classify_sql[] =
     " WHERE free_dseq IS NULL AND (stack IS NULL OR stack = 0);"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT seq, 'inherited from the parent process' FROM lifetimes"
-    " WHERE free_dseq IS NULL AND ((ops >> 2) & 7) = 6;"
+    " WHERE free_dseq IS NULL AND " AT_SQL_INFO_ALLOC_OP("info") " = 6;"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT l.seq, 'stdio buffer' FROM lifetimes l"
     " JOIN stack_frames sf ON sf.stack = l.stack AND sf.level = 0"

@@ -1,9 +1,12 @@
 /* The trace's SQL schema: tables at open, indexes and views at close.
  *
  * The storage table `lifetimes` is compact on purpose (one row per
- * allocation lifetime, release fields stored as deltas and NULL when they
- * repeat the allocation's); the view `allocations` presents the same rows
- * with every field spelled out, and is what docs/queries.md queries.
+ * allocation lifetime, ten columns: alignment, family and operations
+ * packed into `info`, release fields stored as deltas and NULL when they
+ * repeat the allocation's, a release layout that differs from the
+ * allocation's, which is rare, in the side table `release_layouts`); the
+ * view `allocations` presents the same rows with every field spelled out,
+ * and is what docs/queries.md queries.
  */
 #include <stddef.h>
 
@@ -22,9 +25,10 @@ static const char tables_sql[] =
     "CREATE TABLE stack_frames(stack INTEGER NOT NULL, level INTEGER NOT NULL,"
     " frame INTEGER NOT NULL, PRIMARY KEY(stack, level)) WITHOUT ROWID;"
     "CREATE TABLE lifetimes(seq INTEGER PRIMARY KEY, ptr INTEGER NOT NULL,"
-    " size INTEGER NOT NULL, align INTEGER NOT NULL, ops INTEGER NOT NULL,"
-    " thread INTEGER NOT NULL, stack INTEGER, t INTEGER NOT NULL, free_dseq INTEGER,"
-    " free_dt INTEGER, free_thread INTEGER, free_size INTEGER, free_align INTEGER);"
+    " size INTEGER NOT NULL, info INTEGER NOT NULL, thread INTEGER NOT NULL, stack INTEGER,"
+    " t INTEGER NOT NULL, free_dseq INTEGER, free_dt INTEGER, free_thread INTEGER);"
+    "CREATE TABLE release_layouts(seq INTEGER PRIMARY KEY, size INTEGER NOT NULL,"
+    " align INTEGER NOT NULL);"
     "CREATE TABLE findings(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL,"
     " time_us INTEGER NOT NULL, thread INTEGER, ptr INTEGER NOT NULL, release_stack INTEGER,"
     " release_size INTEGER, release_align INTEGER, release_family TEXT, alloc_seq INTEGER,"
@@ -49,23 +53,34 @@ static const char finish_sql[] =
     "CREATE INDEX lifetimes_live_stack ON lifetimes(stack) WHERE free_dseq IS NULL;"
     "CREATE INDEX stack_frames_frame ON stack_frames(frame);"
     "CREATE VIEW allocations AS SELECT"
-    " seq AS alloc_seq, ptr, size, align,"
-    " " FAMILY_NAME("(ops & 3)") " AS family,"
-    " " OP_NAME("((ops >> 2) & 7)") " AS alloc_op,"
-    " thread AS alloc_thread, stack AS alloc_stack, t AS alloc_time_us,"
-    " seq + free_dseq AS free_seq,"
-    " t + free_dt AS free_time_us,"
-    " CASE WHEN free_dseq IS NULL THEN NULL ELSE coalesce(free_thread, thread) END AS free_thread,"
-    " " OP_NAME("((ops >> 5) & 7)") " AS free_op,"
-    " CASE WHEN free_dseq IS NULL THEN NULL ELSE coalesce(free_size, size) END AS free_size,"
-    " CASE WHEN free_dseq IS NULL THEN NULL ELSE coalesce(free_align, align) END AS free_align"
-    " FROM lifetimes;"
-    "CREATE VIEW leaks AS SELECT seq AS alloc_seq, ptr, size, align,"
-    " " FAMILY_NAME("(ops & 3)") " AS family,"
+    " l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size, " AT_SQL_INFO_ALIGN("l.info") " AS align,"
+    " " FAMILY_NAME(AT_SQL_INFO_FAMILY("l.info")) " AS family,"
+    " " OP_NAME(AT_SQL_INFO_ALLOC_OP("l.info")) " AS alloc_op,"
+    " l.thread AS alloc_thread, l.stack AS alloc_stack, l.t AS alloc_time_us,"
+    " l.seq + l.free_dseq AS free_seq,"
+    " l.t + l.free_dt AS free_time_us,"
+    " CASE WHEN l.free_dseq IS NULL THEN NULL ELSE coalesce(l.free_thread, l.thread) END"
+    " AS free_thread,"
+    " " OP_NAME(AT_SQL_INFO_FREE_OP("l.info")) " AS free_op,"
+    /* release_layouts is only looked at for the rows that say they have a
+     * row there. */
+    " CASE WHEN l.free_dseq IS NULL THEN NULL"
+    " WHEN " AT_SQL_INFO_RELEASE_LAYOUT("l.info")
+    " THEN (SELECT r.size FROM release_layouts r WHERE r.seq = l.seq) ELSE l.size END"
+    " AS free_size,"
+    " CASE WHEN l.free_dseq IS NULL THEN NULL"
+    " WHEN " AT_SQL_INFO_RELEASE_LAYOUT("l.info")
+    " THEN (SELECT r.align FROM release_layouts r WHERE r.seq = l.seq)"
+    " ELSE " AT_SQL_INFO_ALIGN("l.info") " END AS free_align"
+    " FROM lifetimes l;"
+    "CREATE VIEW leaks AS SELECT seq AS alloc_seq, ptr, size,"
+    " " AT_SQL_INFO_ALIGN("info") " AS align,"
+    " " FAMILY_NAME(AT_SQL_INFO_FAMILY("info")) " AS family,"
     " thread, stack, t AS alloc_time_us FROM lifetimes WHERE free_dseq IS NULL"
     " AND seq NOT IN (SELECT seq FROM runtime_owned);"
-    "CREATE VIEW runtime_blocks AS SELECT l.seq AS alloc_seq, l.ptr, l.size, l.align,"
-    " l.stack, r.reason FROM runtime_owned r JOIN lifetimes l ON l.seq = r.seq;"
+    "CREATE VIEW runtime_blocks AS SELECT l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size,"
+    " " AT_SQL_INFO_ALIGN("l.info") " AS align, l.stack AS stack, r.reason AS reason"
+    " FROM runtime_owned r JOIN lifetimes l ON l.seq = r.seq;"
     "CREATE VIEW leak_sites AS SELECT stack, count(*) AS blocks, sum(size) AS bytes,"
     " min(size) AS min_size, max(size) AS max_size FROM leaks GROUP BY stack;"
     /* The ordered subquery holds the join: SQLite never flattens an

@@ -3,11 +3,37 @@
 #define AT_SCHEMA_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
-/* PRAGMA user_version of traces written by this library. */
-#define AT_SCHEMA_VERSION 1
+/* PRAGMA user_version of traces written by this library.  Tools read
+ * exactly this version: 1 stored `align` and `ops` as two columns and the
+ * release layout in `lifetimes` itself (see docs/schema.md). */
+#define AT_SCHEMA_VERSION 2
 #define AT_STRINGIFY_(x) #x
 #define AT_STRINGIFY(x) AT_STRINGIFY_(x)
+
+/* lifetimes.info: the allocation's alignment, family and operations in one
+ * integer (docs/schema.md): bits 0-5 log2 of the alignment, 6-7 at_family,
+ * 8-10 the allocating at_op, 11-13 the releasing at_op (0 while live), 14
+ * set when the release passed a layout of its own, different from the
+ * allocation's (in release_layouts).  The allocating op is never 0, so
+ * every value lies in 256..32767, which SQLite stores in two bytes. */
+#define AT_INFO_FAMILY_SHIFT 6
+#define AT_INFO_ALLOC_OP_SHIFT 8
+#define AT_INFO_FREE_OP_SHIFT 11
+#define AT_INFO_RELEASE_LAYOUT 16384
+#define AT_INFO(align_log2, family, alloc_op, free_op, release_layout)                             \
+    ((uint64_t)((align_log2) & 63) | (uint64_t)((family) & 3) << AT_INFO_FAMILY_SHIFT |          \
+     (uint64_t)((alloc_op) & 7) << AT_INFO_ALLOC_OP_SHIFT |                                     \
+     (uint64_t)((free_op) & 7) << AT_INFO_FREE_OP_SHIFT |                                       \
+     ((release_layout) ? (uint64_t)AT_INFO_RELEASE_LAYOUT : 0))
+
+/* The same fields in SQL, from the SQL expression `x` (an info column). */
+#define AT_SQL_INFO_ALIGN(x) "(1 << (" x " & 63))"
+#define AT_SQL_INFO_FAMILY(x) "((" x " >> " AT_STRINGIFY(AT_INFO_FAMILY_SHIFT) ") & 3)"
+#define AT_SQL_INFO_ALLOC_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_ALLOC_OP_SHIFT) ") & 7)"
+#define AT_SQL_INFO_FREE_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_FREE_OP_SHIFT) ") & 7)"
+#define AT_SQL_INFO_RELEASE_LAYOUT(x) "(" x " & " AT_STRINGIFY(AT_INFO_RELEASE_LAYOUT) ")"
 
 /* Tables, created when the trace is opened. */
 int at__schema_create(sqlite3 *db);

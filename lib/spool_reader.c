@@ -7,9 +7,12 @@
  * table keyed by sequence number until its release record comes; a
  * release that comes first leaves a marker for its allocation.  Whatever
  * allocation is still waiting at the end was live when the process ended:
- * a leak, or, if the process died, a block it held at its death.
+ * a leak, or, if the process died, a block it held at its death.  The rows
+ * of one poll go to SQLite in sequence order (sqlw.h), not in the order
+ * the pairs completed.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,12 @@ typedef struct heap_event {
     uint64_t bytes;
 } heap_event;
 
+/* A chunk to read in this poll, and where it stands in the run. */
+typedef struct chunk_ref {
+    uint64_t age;
+    uint32_t i;
+} chunk_ref;
+
 struct at_spool_reader {
     heap_event *events; /* indexed by sequence number */
     size_t cap_events;
@@ -59,6 +68,7 @@ struct at_spool_reader {
     pending *live;
     uint64_t *gen;
     uint64_t *off;
+    chunk_ref *order; /* the chunks of a poll, oldest first */
     int ended;      /* an END record came: the producer closed properly */
     at_rec_end end;
     int corrupt;
@@ -112,7 +122,8 @@ int at__spool_reader_open(const char *spool_path, const char *db_path, int overw
     if (!rc) {
         r->gen = calloc(r->spool.h->max_chunks, sizeof *r->gen);
         r->off = calloc(r->spool.h->max_chunks, sizeof *r->off);
-        rc = r->gen && r->off ? 0 : AT_E_NOMEM;
+        r->order = calloc(r->spool.h->max_chunks, sizeof *r->order);
+        rc = r->gen && r->off && r->order ? 0 : AT_E_NOMEM;
     }
     if (!rc)
         rc = open_db(r, db_path, overwrite);
@@ -142,6 +153,7 @@ void at__spool_reader_abandon(at_spool_reader *r)
     at__spool_close(&r->spool);
     free(r->gen);
     free(r->off);
+    free(r->order);
     free(r->events);
     free(r);
 }
@@ -436,6 +448,54 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
     return off - start;
 }
 
+/* Where chunk `i` stands in the run: the sequence number of the first
+ * event among its next unread records (0 if none is near the start);
+ * returns 0 if the chunk has nothing to read nor to give back. */
+static int chunk_age(at_spool_reader *r, uint32_t i, uint64_t *age)
+{
+    at_spool_chunk *c = at__spool_chunk(&r->spool, i);
+    uint32_t state = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
+    if (state == AT_CHUNK_FREE)
+        return 0;
+    uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
+    size_t off = gen == r->gen[i] ? r->off[i] : 0;
+    at_buf *b = at__chunk_buf(c);
+    uint64_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+    size_t cap = r->spool.h->chunk_size - sizeof *c - sizeof *b;
+    if (used > cap)
+        used = cap;
+    if (off >= used && state != AT_CHUNK_FULL)
+        return 0;
+    *age = 0;
+    for (int k = 0; k < 64 && off < used; k++) {
+        const unsigned char *p = b->data + off;
+        size_t n = record_size(p, used - off);
+        if (n == 0)
+            break;
+        if (*p == AT_REC_ALLOC || *p == AT_REC_FREE || *p == AT_REC_FINDING) {
+            /* the event's own sequence number: the allocation's, the
+             * release's, the bad release's */
+            size_t at = *p == AT_REC_ALLOC   ? offsetof(at_rec_alloc, seq)
+                        : *p == AT_REC_FREE ? offsetof(at_rec_free, free_seq)
+                                            : offsetof(at_rec_finding, seq);
+            memcpy(age, p + at, sizeof *age);
+            break;
+        }
+        off += n;
+    }
+    return 1;
+}
+
+static int by_age(const void *a, const void *b)
+{
+    const chunk_ref *x = a, *y = b;
+    return x->age != y->age ? (x->age < y->age ? -1 : 1) : (x->i < y->i ? -1 : x->i > y->i);
+}
+
+/* Reads every chunk with something new, oldest first: chunks are reused
+ * lowest index first, so their indexes say nothing of their age, and the
+ * lifetimes go to SQLite in sequence order only if the records come
+ * roughly in the order they were written. */
 long at__spool_reader_poll(at_spool_reader *r)
 {
     uint32_t n = __atomic_load_n(&r->spool.h->nchunks, __ATOMIC_ACQUIRE);
@@ -443,10 +503,17 @@ long at__spool_reader_poll(at_spool_reader *r)
         n = r->spool.h->max_chunks;
     int began = 0;
     size_t total = 0;
+    uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++)
-        total += read_chunk(r, i, &began);
-    if (began)
+        if (chunk_age(r, i, &r->order[m].age))
+            r->order[m++].i = i;
+    qsort(r->order, m, sizeof *r->order, by_age);
+    for (uint32_t k = 0; k < m; k++)
+        total += read_chunk(r, r->order[k].i, &began);
+    if (began) {
+        at__sqlw_flush(r->w);
         at__sqlw_exec(r->w, "COMMIT");
+    }
     int err = at__sqlw_error(r->w);
     return err ? err : (long)total;
 }
@@ -526,6 +593,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
         HASH_DEL(r->live, p);
         free(p);
     }
+    at__sqlw_flush(r->w);
     at__sqlw_exec(r->w, "COMMIT");
     at__sqlw_free(r->w);
     r->w = NULL;

@@ -17,7 +17,10 @@ at_sqlw *at__sqlw_new(sqlite3 *db);
 void at__sqlw_free(at_sqlw *w);
 int at__sqlw_error(const at_sqlw *w);
 void at__sqlw_exec(at_sqlw *w, const char *sql);
+/* Lifetimes are held back, to be inserted in sequence order: call
+ * at__sqlw_flush before committing. */
 void at__sqlw_lifetime(at_sqlw *w, const at_rec_lifetime *r);
+void at__sqlw_flush(at_sqlw *w);
 void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f);
 void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth);
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);

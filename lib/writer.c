@@ -3,10 +3,14 @@
  * Relies on buffers.c for the queue and on SQLite.  One transaction per
  * batch of buffers (every full buffer present when the writer wakes, or
  * whatever is there after 50 ms), prepared statements throughout, one row
- * per allocation lifetime.  Each stack and each distinct frame address is
- * written once.  A SQLite error (disk full, file removed) is remembered
- * and returned by at_tracer_close(); the writer keeps draining so that the
- * traced program is never blocked by a trace that can no longer be written.
+ * per allocation lifetime.  A batch's lifetimes are inserted in sequence
+ * order, not in the order of their releases: appending to the end of the
+ * table's B-tree is SQLite's cheapest insert and leaves its pages full,
+ * where inserting into the middle splits pages that then stay partly
+ * empty.  Each stack and each distinct frame address is written once.  A
+ * SQLite error (disk full, file removed) is remembered and returned by
+ * at_tracer_close(); the writer keeps draining so that the traced program
+ * is never blocked by a trace that can no longer be written.
  *
  * At close (at__writer_finish): the blocks still live become rows without
  * a release (the leaks), the module map is recorded, every frame is
@@ -41,11 +45,25 @@ typedef struct frame_entry {
     UT_hash_handle hh;
 } frame_entry;
 
+/* A lifetime waiting for its batch to be sorted: its sequence number and
+ * its index in the batch. */
+typedef struct batch_key {
+    uint64_t seq;
+    uint64_t index;
+} batch_key;
+
+/* Lifetimes are held back this many at most before being sorted and
+ * written (1.75 MiB with their keys); more hardly fills pages better. */
+enum { BATCH_MAX = 16384 };
+
 typedef struct writer {
     at_tracer *t;
     sqlite3 *db;
     sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
-    sqlite3_stmt *frame_lookup;
+    sqlite3_stmt *frame_lookup, *release_layout;
+    at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
+    batch_key *keys, *scratch;
+    size_t nbatch, cap_batch;
     frame_entry *frames;
     int frames_incomplete;
     int64_t next_frame_id;
@@ -80,7 +98,7 @@ static void exec(writer *w, const char *sql)
 static int prepare(writer *w)
 {
     static const char *sql[] = {
-        "INSERT INTO lifetimes VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO lifetimes VALUES(?,?,?,?,?,?,?,?,?,?)",
         "INSERT INTO findings(kind, seq, time_us, thread, ptr, release_stack, release_size,"
         " release_align, release_family, alloc_seq, alloc_ptr, alloc_stack, alloc_size,"
         " alloc_align, alloc_family, first_free_seq, detail)"
@@ -91,9 +109,11 @@ static int prepare(writer *w)
         "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)",
         "SELECT id FROM frames WHERE ip = ?",
+        "INSERT INTO release_layouts VALUES(?,?,?)",
     };
-    sqlite3_stmt **out[] = {&w->lifetime,    &w->finding, &w->stack,   &w->frame,
-                            &w->stack_frame, &w->thread,  &w->timeline, &w->frame_lookup};
+    sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,      &w->stack,
+                            &w->frame,        &w->stack_frame,  &w->thread,
+                            &w->timeline,     &w->frame_lookup, &w->release_layout};
     for (size_t i = 0; i < sizeof sql / sizeof *sql; i++)
         if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) !=
             SQLITE_OK)
@@ -103,10 +123,17 @@ static int prepare(writer *w)
 
 static void finalize(writer *w)
 {
-    sqlite3_stmt *all[] = {w->lifetime,    w->finding, w->stack,    w->frame,
-                           w->stack_frame, w->thread,  w->timeline, w->frame_lookup};
+    sqlite3_stmt *all[] = {w->lifetime,    w->finding,  w->stack,        w->frame,
+                           w->stack_frame, w->thread,   w->timeline,     w->frame_lookup,
+                           w->release_layout};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
+    free(w->batch);
+    free(w->keys);
+    free(w->scratch);
+    w->batch = NULL;
+    w->keys = w->scratch = NULL;
+    w->nbatch = w->cap_batch = 0;
     frame_entry *e, *tmp;
     HASH_ITER(hh, w->frames, e, tmp)
     {
@@ -158,23 +185,101 @@ static void write_lifetime(writer *w, const at_rec_lifetime *r)
     sqlite3_stmt *st = w->lifetime;
     int released = r->free_op != AT_OP_NONE;
     uint64_t t_us = r->t / 1000;
-    uint64_t align = (uint64_t)1 << r->align_log2;
-    uint64_t free_align = (uint64_t)1 << r->free_align_log2;
-    int odd_layout = released && r->free_layout_given && (r->free_size != r->size || free_align != align);
+    int odd_layout = released && r->free_layout_given &&
+                     (r->free_size != r->size || r->free_align_log2 != r->align_log2);
     bind_u64(st, 1, r->seq);
     bind_u64(st, 2, r->ptr);
     bind_u64(st, 3, r->size);
-    bind_u64(st, 4, align);
-    bind_u64(st, 5, (uint64_t)r->family | (uint64_t)r->alloc_op << 2 | (uint64_t)r->free_op << 5);
-    bind_u64(st, 6, r->thread);
-    bind_opt(st, 7, r->stack != 0, r->stack);
-    bind_u64(st, 8, t_us);
-    bind_opt(st, 9, released, r->free_seq - r->seq);
-    bind_opt(st, 10, released, r->free_t / 1000 - t_us);
-    bind_opt(st, 11, released && r->free_thread != r->thread, r->free_thread);
-    bind_opt(st, 12, odd_layout, r->free_size);
-    bind_opt(st, 13, odd_layout, free_align);
+    bind_u64(st, 4, AT_INFO(r->align_log2, r->family, r->alloc_op, r->free_op, odd_layout));
+    bind_u64(st, 5, r->thread);
+    bind_opt(st, 6, r->stack != 0, r->stack);
+    bind_u64(st, 7, t_us);
+    bind_opt(st, 8, released, r->free_seq - r->seq);
+    bind_opt(st, 9, released, r->free_t / 1000 - t_us);
+    bind_opt(st, 10, released && r->free_thread != r->thread, r->free_thread);
     step(w, st);
+    if (odd_layout) {
+        st = w->release_layout;
+        bind_u64(st, 1, r->seq);
+        bind_u64(st, 2, r->free_size);
+        bind_u64(st, 3, (uint64_t)1 << r->free_align_log2);
+        step(w, st);
+    }
+}
+
+/* Sorts keys[0..n) by sequence number, using scratch[0..n): a least
+ * significant digit radix sort, eight bits a pass, over the bits in which
+ * the keys differ (two or three passes when a batch spans a narrow range
+ * of sequence numbers, at most five for any trace below 2^40 events),
+ * linear however the releases were ordered; nothing at all when they came
+ * sorted.  Returns the sorted array: keys or scratch. */
+static batch_key *sort_keys(batch_key *keys, batch_key *scratch, size_t n)
+{
+    uint64_t lo = UINT64_MAX, hi = 0;
+    int sorted = 1;
+    for (size_t i = 0; i < n; i++) {
+        lo = keys[i].seq < lo ? keys[i].seq : lo;
+        hi = keys[i].seq > hi ? keys[i].seq : hi;
+        sorted &= i == 0 || keys[i - 1].seq <= keys[i].seq;
+    }
+    if (sorted)
+        return keys;
+    batch_key *from = keys, *to = scratch;
+    for (int shift = 0; shift < 64 && (hi - lo) >> shift; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[((from[i].seq - lo) >> shift & 255) + 1]++;
+        for (int d = 0; d < 256; d++)
+            count[d + 1] += count[d];
+        for (size_t i = 0; i < n; i++)
+            to[count[(from[i].seq - lo) >> shift & 255]++] = from[i];
+        batch_key *t = from;
+        from = to;
+        to = t;
+    }
+    return from;
+}
+
+/* Writes the lifetimes held back, in sequence order. */
+static void flush_lifetimes(writer *w)
+{
+    if (!w->nbatch)
+        return;
+    for (size_t i = 0; i < w->nbatch; i++)
+        w->keys[i] = (batch_key){w->batch[i].seq, i};
+    batch_key *order = sort_keys(w->keys, w->scratch, w->nbatch);
+    for (size_t i = 0; i < w->nbatch; i++)
+        write_lifetime(w, &w->batch[order[i].index]);
+    w->nbatch = 0;
+}
+
+/* Holds a lifetime back until flush_lifetimes; written at once if there
+ * is no memory to hold it. */
+static void queue_lifetime(writer *w, const at_rec_lifetime *r)
+{
+    if (w->nbatch == w->cap_batch) {
+        if (w->cap_batch == BATCH_MAX)
+            flush_lifetimes(w);
+        else {
+            size_t cap = w->cap_batch ? w->cap_batch * 2 : 1024;
+            at_rec_lifetime *b = realloc(w->batch, cap * sizeof *b);
+            if (b)
+                w->batch = b;
+            batch_key *k = b ? realloc(w->keys, cap * sizeof *k) : NULL;
+            if (k)
+                w->keys = k;
+            batch_key *s = k ? realloc(w->scratch, cap * sizeof *s) : NULL;
+            if (s) {
+                w->scratch = s;
+                w->cap_batch = cap;
+            }
+        }
+    }
+    if (w->nbatch == w->cap_batch) {
+        write_lifetime(w, r);
+        return;
+    }
+    w->batch[w->nbatch++] = *r;
 }
 
 static void write_finding(writer *w, const at_rec_finding *f)
@@ -258,7 +363,7 @@ static void write_buffer(writer *w, const at_buf *b)
         if (*p == AT_REC_LIFETIME) {
             at_rec_lifetime r;
             memcpy(&r, p, sizeof r);
-            write_lifetime(w, &r);
+            queue_lifetime(w, &r);
             off += sizeof r;
         } else if (*p == AT_REC_FINDING) {
             at_rec_finding f;
@@ -411,6 +516,7 @@ void *at__writer_main(void *arg)
             write_new_stacks(w);
             for (at_buf *b = list; b; b = b->next)
                 write_buffer(w, b);
+            flush_lifetimes(w);
             uint64_t now = at__now_ns();
             if (now - w->last_sample_ns >= TIMELINE_PERIOD_NS)
                 write_timeline(w, now);
@@ -445,7 +551,7 @@ static void write_leak(const at_block_info *b, void *arg)
 {
     at_rec_lifetime r;
     at__lifetime_from_block(&r, b);
-    write_lifetime(arg, &r);
+    queue_lifetime(arg, &r);
 }
 
 void at__meta_set_int(sqlite3 *db, const char *key, int64_t v)
@@ -561,6 +667,7 @@ int at__writer_finish(at_tracer *t)
         write_thread(w, th); /* names may have changed since */
     write_new_stacks(w);
     at__live_foreach(&t->live, write_leak, w);
+    flush_lifetimes(w);
     write_timeline(w, at__now_ns());
     exec(w, "COMMIT");
 
@@ -628,7 +735,12 @@ void at__sqlw_exec(at_sqlw *w, const char *sql)
 
 void at__sqlw_lifetime(at_sqlw *w, const at_rec_lifetime *r)
 {
-    write_lifetime(w, r);
+    queue_lifetime(w, r);
+}
+
+void at__sqlw_flush(at_sqlw *w)
+{
+    flush_lifetimes(w);
 }
 
 void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f)

@@ -411,11 +411,15 @@ with open(os.path.join(work, trunc), "r+b") as f:
     f.truncate(os.path.getsize(os.path.join(work, leak)) // 2)
 newer = copy(leak, "newer.db")
 sql(newer, "PRAGMA user_version = 99")
+# Version 1 kept align, ops and the release layout in lifetimes itself: its
+# traces are refused, never read as the current layout.
+older = copy(leak, "older.db")
+sql(older, "PRAGMA user_version = 1")
 garbled = copy(leak, "garbled.db")
 with open(os.path.join(work, garbled), "r+b") as f:
     f.seek(os.path.getsize(os.path.join(work, garbled)) // 2)
     f.write(b"\xa5" * 8192)
-for bad in ("text.db", trunc, newer, garbled, "missing.db"):
+for bad in ("text.db", trunc, newer, older, garbled, "missing.db"):
     for argv in (["report", bad], ["report", bad, "--format", "sarif"], ["check", bad],
                  ["query", bad, "SELECT count(*) FROM lifetimes"]):
         r = tool(*argv)
@@ -425,6 +429,11 @@ for bad in ("text.db", trunc, newer, garbled, "missing.db"):
               "%s: exit %d, %s" % (" ".join(argv), r.returncode, r.stderr.strip()[:120]))
 r = tool("report", newer)
 check("newer" in r.stderr or "version 99" in r.stderr, "a newer schema says so")
+for argv in (["report", older], ["html", older, "-o", os.path.join(work, "older.html")]):
+    r = tool(*argv)
+    check(r.returncode == 125 and "version 1 is older" in r.stderr
+          and r.stderr.count("\n") == 1, "%s: an older schema says so (%d, %s)"
+          % (argv[0], r.returncode, r.stderr.strip()))
 
 # ---- hostile names ------------------------------------------------------------------------------------
 EVIL = "evil\"<&>'\x01\n\x1b[31m]]></x>\\"

@@ -87,7 +87,7 @@ static void check_counts(int which)
     ASSERT_EQ(at_tracer_close(t), 0);
 
     sqlite3 *db = trace_db(path);
-    ASSERT_EQ(q_int(db, "PRAGMA user_version"), 1);
+    ASSERT_EQ(q_int(db, "PRAGMA user_version"), 2);
     ASSERT_EQ(q_int(db, "SELECT value FROM meta WHERE key='finished'"), 1);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations"), 18);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_seq IS NOT NULL"), 9);
@@ -108,6 +108,17 @@ static void check_counts(int which)
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM leaks WHERE ptr=%lld AND size=5000 AND align=32",
                     (long long)(uintptr_t)r),
               1);
+    /* Storage: info = log2(align) | family << 6 | alloc op << 8 | free op
+     * << 11 (docs/schema.md); no release passed a layout of its own. */
+    ASSERT_EQ(q_int(db, "SELECT info FROM lifetimes WHERE ptr=%lld AND size=5000",
+                    (long long)(uintptr_t)r),
+              5 | 3 << 8);
+    ASSERT_EQ(q_int(db, "SELECT info FROM lifetimes WHERE size=300"), 5 | 2 << 8 | 3 << 11);
+    ASSERT_EQ(q_int(db, "SELECT info FROM lifetimes WHERE ptr=%lld AND size=4096",
+                    (long long)(uintptr_t)p[15]),
+              12 | 1 << 8);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM lifetimes WHERE info >> 11 = 4"), 8);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM release_layouts"), 0);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations a JOIN allocations b"
                         " ON b.alloc_seq > a.free_seq WHERE a.free_op='realloc'"
                         " AND b.alloc_op='realloc'"),
@@ -293,6 +304,25 @@ static void check_findings(int which)
     ASSERT_EQ(q_int(db, "SELECT free_size FROM allocations WHERE ptr=%lld AND size=64",
                     (long long)(uintptr_t)m),
               48);
+    ASSERT_EQ(q_int(db, "SELECT free_align FROM allocations WHERE ptr=%lld AND size=64",
+                    (long long)(uintptr_t)m),
+              16);
+    ASSERT_EQ(q_int(db, "SELECT free_align FROM allocations WHERE ptr=%lld AND size=100",
+                    (long long)(uintptr_t)al),
+              (long long)wrong_align);
+    /* Only the two releases whose layout differed from the allocation's
+     * have a row of their own. */
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM release_layouts"), 2);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM lifetimes l JOIN release_layouts r USING (seq)"
+                        " WHERE l.info & 16384"),
+              2);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM lifetimes WHERE info & 16384"), 2);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations"
+                        " WHERE free_size != size OR free_align != align"),
+              2);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_seq IS NOT NULL"
+                        " AND (free_size IS NULL OR free_align IS NULL)"),
+              0);
     sqlite3_close(db);
 }
 
@@ -304,6 +334,59 @@ TEST(findings_system)
 TEST(findings_arena)
 {
     check_findings(1);
+}
+
+/* ---- insert order ------------------------------------------------------------------------ */
+
+/* Lifetimes reach the writer in the order of their releases and are
+ * written in the order of their allocations: every row must stay whole. */
+TEST(releases_in_any_order)
+{
+    enum { N = 4099, STEP = 1031 }; /* N prime: k * STEP % N visits every block */
+    const char *path = trace_path("order");
+    at_tracer *t = open_tracer(path);
+    at_allocator a = at_tracing_allocator(t, at_system_allocator());
+    static void *p[N];
+    long long check = 0;
+    for (int i = 0; i < N; i++) {
+        p[i] = at_alloc(a, L((size_t)i + 1, 8));
+        ASSERT_NOT_NULL(p[i]);
+        check += (long long)((uintptr_t)p[i] % 1000003) * (i + 1);
+    }
+    for (int k = 0; k < N; k++) {
+        int i = (int)((long long)k * STEP % N);
+        at_dealloc(a, p[i], L((size_t)i + 1, 8));
+    }
+    /* and a second round released last allocated first */
+    for (int i = 0; i < N; i++)
+        ASSERT_NOT_NULL(p[i] = at_alloc(a, L((size_t)i + 1, 8)));
+    for (int i = N - 1; i >= 0; i--)
+        at_dealloc(a, p[i], L((size_t)i + 1, 8));
+    ASSERT_EQ(at_tracer_close(t), 0);
+
+    sqlite3 *db = trace_db(path);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_op = 'dealloc'"), 2 * N);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE alloc_seq <= %d", N), N);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM (SELECT size, lag(size) OVER (ORDER BY alloc_seq)"
+                        " AS prev FROM allocations WHERE alloc_seq <= %d) WHERE size != prev + 1",
+                    N),
+              0);
+    ASSERT_EQ(q_int(db, "SELECT sum(ptr %% 1000003 * size) FROM allocations WHERE alloc_seq <= %d",
+                    N),
+              check);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM (SELECT size, row_number() OVER (ORDER BY"
+                        " free_seq) - 1 AS k FROM allocations WHERE alloc_seq <= %d)"
+                        " WHERE size - 1 != k * %d %% %d",
+                    N, STEP, N),
+              0);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM (SELECT size, row_number() OVER (ORDER BY free_seq)"
+                        " AS k FROM allocations WHERE alloc_seq > %d) WHERE size != %d - k + 1",
+                    N, N),
+              0);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_seq <= alloc_seq"
+                        " OR free_time_us < alloc_time_us OR free_thread != alloc_thread"),
+              0);
+    sqlite3_close(db);
 }
 
 TEST(abort_on_finding_writes_trace_first)

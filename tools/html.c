@@ -43,6 +43,7 @@
 
 #include "cli.h"
 #include "escape.h"
+#include "schema.h"
 
 /* The viewer, bundled from viewer/ (viewer_assets.c, generated). */
 extern const unsigned char at__viewer_js[];
@@ -645,9 +646,9 @@ static int scan_lifetimes(report *r)
         memset(r->dense, 0xff, (size_t)r->ndense * sizeof *r->dense);
     }
     /* NULLs become values no row holds, so each column is read once. */
-    sqlite3_stmt *st = prepare(r, "SELECT seq, t, size, align, coalesce(stack, 0),"
-                                  " coalesce(free_dseq, -9223372036854775808), coalesce(free_dt, 0)"
-                                  " FROM lifetimes ORDER BY seq");
+    sqlite3_stmt *st = prepare(r, "SELECT seq, t, size, " AT_SQL_INFO_ALIGN("info") ","
+                                  " coalesce(stack, 0), coalesce(free_dseq, -9223372036854775808),"
+                                  " coalesce(free_dt, 0) FROM lifetimes ORDER BY seq");
     if (!st) {
         free(sc);
         return -1;

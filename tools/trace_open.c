@@ -75,6 +75,16 @@ static int check_trace(const char *path, sqlite3 *db)
     }
     if (version < 1)
         return fail(path, "not an alloctrace trace (no schema version)", db);
+    if (version < AT_SCHEMA_VERSION) {
+        /* Its tables are laid out differently: reading it as this version
+         * would give wrong answers, not errors. */
+        char why[160];
+        snprintf(why, sizeof why,
+                 "trace schema version %lld is older than this alloctrace reads (%d):"
+                 " trace the program again",
+                 version, AT_SCHEMA_VERSION);
+        return fail(path, why, db);
+    }
     return 0;
 }
 

@@ -39,10 +39,12 @@ function widen(db) {
       UNION ALL SELECT b.stack + 1 + i, 2, b.frame + 1 + ${STACKS} + 150 + i % 7 FROM n, base b
       UNION ALL SELECT b.stack + 1 + i, 3, (SELECT id FROM frames WHERE function = 'main' LIMIT 1) FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
-    INSERT INTO lifetimes(seq, ptr, size, align, ops, thread, stack, t, free_dseq, free_dt)
-      SELECT b.seq + 4 * i, 65536 + 64 * i, 1 + i % 300, 16, 5, 1, b.stack + 1 + i, b.seq + 4 * i, NULL, NULL FROM n, base b
+    -- info (docs/schema.md): log2 of the alignment | family << 6 | alloc op << 8 | free op << 11;
+    -- 324: 16-byte malloc, live; 8518: 64-byte malloc, released by free.
+    INSERT INTO lifetimes(seq, ptr, size, info, thread, stack, t, free_dseq, free_dt)
+      SELECT b.seq + 4 * i, 65536 + 64 * i, 1 + i % 300, 4 | 1 << 6 | 1 << 8, 1, b.stack + 1 + i, b.seq + 4 * i, NULL, NULL FROM n, base b
       UNION ALL
-      SELECT b.seq + 4 * i + 1, 1 << 40 | 64 * i, 100 + i % 1000, 64, 133, 1, b.stack + 1 + i, b.seq + 4 * i + 1, 2, 1
+      SELECT b.seq + 4 * i + 1, 1 << 40 | 64 * i, 100 + i % 1000, 6 | 1 << 6 | 1 << 8 | 4 << 11, 1, b.stack + 1 + i, b.seq + 4 * i + 1, 2, 1
       FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${FINDINGS} - 1)
     INSERT INTO findings(kind, seq, time_us, thread, ptr, release_stack, release_family, alloc_stack, detail)
