@@ -28,6 +28,7 @@
 #include "at_uthash.h"
 #include "clock.h"
 #include "modules.h"
+#include "rowbatch.h"
 #include "runtime.h"
 #include "schema.h"
 #include "symbolize.h"
@@ -56,11 +57,17 @@ typedef struct batch_key {
  * written (1.75 MiB with their keys); more hardly fills pages better. */
 enum { BATCH_MAX = 16384 };
 
+/* The columns of `lifetimes`, as the row batch shows them. */
+#define LIFETIME_COLUMNS "seq, ptr, size, info, thread, stack, t, free_dseq, free_dt, free_thread"
+enum { LIFETIME_NCOLS = 10 };
+
 typedef struct writer {
     at_tracer *t;
     sqlite3 *db;
     sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
     sqlite3_stmt *frame_lookup, *release_layout;
+    sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
+    at_rowbatch rows;             /* a sorted batch's column values */
     at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
     batch_key *keys, *scratch;
     size_t nbatch, cap_batch;
@@ -110,10 +117,15 @@ static int prepare(writer *w)
         "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)",
         "SELECT id FROM frames WHERE ip = ?",
         "INSERT INTO release_layouts VALUES(?,?,?)",
+        "INSERT INTO lifetimes SELECT * FROM at_lifetime_batch",
     };
-    sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,      &w->stack,
-                            &w->frame,        &w->stack_frame,  &w->thread,
-                            &w->timeline,     &w->frame_lookup, &w->release_layout};
+    sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
+                            &w->frame,        &w->stack_frame,    &w->thread,
+                            &w->timeline,     &w->frame_lookup,   &w->release_layout,
+                            &w->lifetime_batch};
+    if (at__rowbatch_init(&w->rows, w->db, "at_lifetime_batch", LIFETIME_COLUMNS,
+                          LIFETIME_NCOLS, BATCH_MAX) != 0)
+        return AT_E_DB;
     for (size_t i = 0; i < sizeof sql / sizeof *sql; i++)
         if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) !=
             SQLITE_OK)
@@ -125,9 +137,12 @@ static void finalize(writer *w)
 {
     sqlite3_stmt *all[] = {w->lifetime,    w->finding,  w->stack,        w->frame,
                            w->stack_frame, w->thread,   w->timeline,     w->frame_lookup,
-                           w->release_layout};
+                           w->release_layout, w->lifetime_batch};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
+    /* The module stays registered on the connection (SQLite frees it when
+     * the connection closes) but must no longer be used. */
+    at__rowbatch_destroy(&w->rows);
     free(w->batch);
     free(w->keys);
     free(w->scratch);
@@ -180,31 +195,50 @@ static const char *finding_name(unsigned k)
 
 /* ---- records ----------------------------------------------------------------- */
 
+/* A lifetime's row of `lifetimes`: v[0..LIFETIME_NCOLS), a bit set in the
+ * result for each NULL column.  *odd_layout: the release passed a layout
+ * of its own, which goes to release_layouts. */
+static uint32_t lifetime_row(const at_rec_lifetime *r, int64_t *v, int *odd_layout)
+{
+    int released = r->free_op != AT_OP_NONE;
+    uint64_t t_us = r->t / 1000;
+    *odd_layout = released && r->free_layout_given &&
+                  (r->free_size != r->size || r->free_align_log2 != r->align_log2);
+    v[0] = (int64_t)r->seq;
+    v[1] = (int64_t)r->ptr;
+    v[2] = (int64_t)r->size;
+    v[3] = (int64_t)AT_INFO(r->align_log2, r->family, r->alloc_op, r->free_op, *odd_layout);
+    v[4] = r->thread;
+    v[5] = r->stack;
+    v[6] = (int64_t)t_us;
+    v[7] = (int64_t)(r->free_seq - r->seq);
+    v[8] = (int64_t)(r->free_t / 1000 - t_us);
+    v[9] = r->free_thread;
+    return (uint32_t)(r->stack == 0) << 5 | (uint32_t)!released << 7 | (uint32_t)!released << 8 |
+           (uint32_t)(!released || r->free_thread == r->thread) << 9;
+}
+
+static void write_release_layout(writer *w, const at_rec_lifetime *r)
+{
+    sqlite3_stmt *st = w->release_layout;
+    bind_u64(st, 1, r->seq);
+    bind_u64(st, 2, r->free_size);
+    bind_u64(st, 3, (uint64_t)1 << r->free_align_log2);
+    step(w, st);
+}
+
+/* One lifetime through its own INSERT: when no batch can be held. */
 static void write_lifetime(writer *w, const at_rec_lifetime *r)
 {
     sqlite3_stmt *st = w->lifetime;
-    int released = r->free_op != AT_OP_NONE;
-    uint64_t t_us = r->t / 1000;
-    int odd_layout = released && r->free_layout_given &&
-                     (r->free_size != r->size || r->free_align_log2 != r->align_log2);
-    bind_u64(st, 1, r->seq);
-    bind_u64(st, 2, r->ptr);
-    bind_u64(st, 3, r->size);
-    bind_u64(st, 4, AT_INFO(r->align_log2, r->family, r->alloc_op, r->free_op, odd_layout));
-    bind_u64(st, 5, r->thread);
-    bind_opt(st, 6, r->stack != 0, r->stack);
-    bind_u64(st, 7, t_us);
-    bind_opt(st, 8, released, r->free_seq - r->seq);
-    bind_opt(st, 9, released, r->free_t / 1000 - t_us);
-    bind_opt(st, 10, released && r->free_thread != r->thread, r->free_thread);
+    int64_t v[LIFETIME_NCOLS];
+    int odd_layout;
+    uint32_t nulls = lifetime_row(r, v, &odd_layout);
+    for (int i = 0; i < LIFETIME_NCOLS; i++)
+        bind_opt(st, i + 1, !(nulls >> i & 1), (uint64_t)v[i]);
     step(w, st);
-    if (odd_layout) {
-        st = w->release_layout;
-        bind_u64(st, 1, r->seq);
-        bind_u64(st, 2, r->free_size);
-        bind_u64(st, 3, (uint64_t)1 << r->free_align_log2);
-        step(w, st);
-    }
+    if (odd_layout)
+        write_release_layout(w, r);
 }
 
 /* Sorts keys[0..n) by sequence number, using scratch[0..n): a least
@@ -240,7 +274,9 @@ static batch_key *sort_keys(batch_key *keys, batch_key *scratch, size_t n)
     return from;
 }
 
-/* Writes the lifetimes held back, in sequence order. */
+/* Writes the lifetimes held back, in sequence order, with one statement:
+ * binding ten parameters and stepping a statement per row cost more than
+ * SQLite's own work of storing the rows. */
 static void flush_lifetimes(writer *w)
 {
     if (!w->nbatch)
@@ -248,8 +284,22 @@ static void flush_lifetimes(writer *w)
     for (size_t i = 0; i < w->nbatch; i++)
         w->keys[i] = (batch_key){w->batch[i].seq, i};
     batch_key *order = sort_keys(w->keys, w->scratch, w->nbatch);
-    for (size_t i = 0; i < w->nbatch; i++)
-        write_lifetime(w, &w->batch[order[i].index]);
+    at__rowbatch_clear(&w->rows);
+    for (size_t i = 0; i < w->nbatch; i++) {
+        const at_rec_lifetime *r = &w->batch[order[i].index];
+        int64_t v[LIFETIME_NCOLS];
+        int odd_layout;
+        uint32_t nulls = lifetime_row(r, v, &odd_layout);
+        int64_t *row = at__rowbatch_add(&w->rows, nulls);
+        if (row)
+            memcpy(row, v, sizeof v);
+        else
+            write_lifetime(w, r); /* never: the batch holds BATCH_MAX rows */
+        if (odd_layout)
+            write_release_layout(w, r);
+    }
+    step(w, w->lifetime_batch);
+    at__rowbatch_clear(&w->rows);
     w->nbatch = 0;
 }
 
