@@ -29,6 +29,11 @@ static const char tables_sql[] =
     " t INTEGER NOT NULL, free_dseq INTEGER, free_dt INTEGER, free_thread INTEGER);"
     "CREATE TABLE release_layouts(seq INTEGER PRIMARY KEY, size INTEGER NOT NULL,"
     " align INTEGER NOT NULL);"
+    /* Blocks still live, by stack: created with the table, so that the
+     * handful of rows it holds are indexed as they are written, and the
+     * queries about live blocks at close (runtime.c, leak views) never
+     * scan the whole table. */
+    "CREATE INDEX lifetimes_live_stack ON lifetimes(stack) WHERE free_dseq IS NULL;"
     "CREATE TABLE findings(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, seq INTEGER NOT NULL,"
     " time_us INTEGER NOT NULL, thread INTEGER, ptr INTEGER NOT NULL, release_stack INTEGER,"
     " release_size INTEGER, release_align INTEGER, release_family TEXT, alloc_seq INTEGER,"
@@ -50,7 +55,6 @@ static const char tables_sql[] =
     " WHEN 4 THEN 'dealloc' WHEN 5 THEN 'vanished' WHEN 6 THEN 'inherited' END"
 
 static const char finish_sql[] =
-    "CREATE INDEX lifetimes_live_stack ON lifetimes(stack) WHERE free_dseq IS NULL;"
     "CREATE INDEX stack_frames_frame ON stack_frames(frame);"
     "CREATE VIEW allocations AS SELECT"
     " l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size, " AT_SQL_INFO_ALIGN("l.info") " AS align,"
