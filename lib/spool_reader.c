@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,8 +61,9 @@ typedef struct chunk_ref {
 } chunk_ref;
 
 struct at_spool_reader {
-    heap_event *events; /* indexed by sequence number */
+    heap_event *events; /* indexed by sequence number; a mapping of cap_events */
     size_t cap_events;
+    uint64_t max_event; /* the highest sequence number in events */
     at_spool spool;
     sqlite3 *db;
     at_sqlw *w;
@@ -154,27 +156,44 @@ void at__spool_reader_abandon(at_spool_reader *r)
     free(r->gen);
     free(r->off);
     free(r->order);
-    free(r->events);
+    if (r->events)
+        munmap(r->events, r->cap_events * sizeof *r->events);
     free(r);
 }
 
 /* ---- records ------------------------------------------------------------------- */
 
+/* The event array lives in its own anonymous mapping, grown with mremap:
+ * pages the kernel adds are zero already (no memset over tens of MiB), and
+ * transparent huge pages, where the system allows them on request, cut the
+ * page faults of filling it 512-fold. */
+static int grow_events(at_spool_reader *r, uint64_t seq)
+{
+    if (seq >= (uint64_t)1 << 40)
+        return -1; /* not a sequence number a process reaches: a corrupt record */
+    size_t cap = r->cap_events ? r->cap_events : (size_t)1 << 17;
+    while (cap <= seq)
+        cap *= 2;
+    size_t old_bytes = r->cap_events * sizeof(heap_event), bytes = cap * sizeof(heap_event);
+    void *v = r->events ? mremap(r->events, old_bytes, bytes, MREMAP_MAYMOVE)
+                        : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
+    if (v == MAP_FAILED)
+        return -1;
+    madvise(v, bytes, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
+    r->events = v;
+    r->cap_events = cap;
+    return 0;
+}
+
 static void add_event(at_spool_reader *r, uint64_t seq, uint64_t t_ns, uint64_t bytes, int kind)
 {
-    if (seq >= r->cap_events) {
-        size_t cap = r->cap_events ? r->cap_events : 1 << 16;
-        while (cap <= seq)
-            cap *= 2;
-        heap_event *v = realloc(r->events, cap * sizeof *v);
-        if (!v) {
-            r->nomem = 1;
-            return;
-        }
-        memset(v + r->cap_events, 0, (cap - r->cap_events) * sizeof *v);
-        r->events = v;
-        r->cap_events = cap;
+    if (seq >= r->cap_events && grow_events(r, seq) != 0) {
+        r->nomem = 1;
+        return;
     }
+    if (seq > r->max_event)
+        r->max_event = seq;
     r->events[seq] = (heap_event){(t_ns / 1000) << 2 | (uint64_t)kind, bytes};
 }
 
@@ -540,7 +559,7 @@ static void write_timeline(at_spool_reader *r)
     int64_t peak = 0, peak_seq = 0, peak_t = 0;
     int64_t last[7] = {0};
     int unsampled = 0;
-    for (size_t seq = 1; seq < r->cap_events; seq++) {
+    for (size_t seq = 1; r->events && seq <= r->max_event; seq++) {
         const heap_event *e = &r->events[seq];
         int kind = (int)(e->t_kind & 3);
         if (kind == EV_NONE)
