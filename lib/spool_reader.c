@@ -423,46 +423,62 @@ static void on_record(at_spool_reader *r, const unsigned char *p, size_t n)
     (void)n;
 }
 
+/* What chunk `i` holds for the reader: its state, its buffer, the bytes
+ * published so far (`used`, bounded by the chunk) and where the reader's
+ * last visit stopped in the current generation (`off`). */
+typedef struct chunk_view {
+    at_spool_chunk *c;
+    at_buf *b;
+    uint32_t state;
+    uint64_t gen;
+    size_t off, used;
+} chunk_view;
+
+static chunk_view view_chunk(at_spool_reader *r, uint32_t i)
+{
+    chunk_view v = {.c = at__spool_chunk(&r->spool, i)};
+    v.state = __atomic_load_n(&v.c->state, __ATOMIC_ACQUIRE);
+    if (v.state == AT_CHUNK_FREE)
+        return v;
+    v.gen = __atomic_load_n(&v.c->gen, __ATOMIC_ACQUIRE);
+    v.off = v.gen == r->gen[i] ? r->off[i] : 0;
+    v.b = at__chunk_buf(v.c);
+    uint64_t used = __atomic_load_n(&v.b->used, __ATOMIC_ACQUIRE);
+    size_t cap = r->spool.h->chunk_size - sizeof *v.c - sizeof *v.b;
+    v.used = used > cap ? cap : used;
+    return v;
+}
+
 /* Reads chunk `i` from where the last visit stopped; returns bytes read. */
 static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
 {
-    at_spool_chunk *c = at__spool_chunk(&r->spool, i);
-    uint32_t state = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
-    if (state == AT_CHUNK_FREE)
+    chunk_view v = view_chunk(r, i);
+    if (v.state == AT_CHUNK_FREE)
         return 0;
-    uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
-    if (gen != r->gen[i]) {
-        r->gen[i] = gen;
-        r->off[i] = 0;
-    }
-    at_buf *b = at__chunk_buf(c);
-    uint64_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
-    size_t cap = r->spool.h->chunk_size - sizeof *c - sizeof *b;
-    if (used > cap)
-        used = cap;
-    size_t start = r->off[i], off = start;
-    while (off < used) {
-        size_t n = record_size(b->data + off, used - off);
+    r->gen[i] = v.gen;
+    size_t start = v.off, off = start;
+    while (off < v.used) {
+        size_t n = record_size(v.b->data + off, v.used - off);
         if (n == 0) {
             r->corrupt = 1;
-            off = used;
+            off = v.used;
             break;
         }
         if (!*began) {
             at__sqlw_exec(r->w, "BEGIN");
             *began = 1;
         }
-        on_record(r, b->data + off, n);
+        on_record(r, v.b->data + off, n);
         off += n;
     }
     r->off[i] = off;
-    if (state == AT_CHUNK_FULL) {
+    if (v.state == AT_CHUNK_FULL) {
         /* Every byte of a FULL chunk was published before it became FULL:
          * give it back.  `used` is cleared first so that a stale value is
          * never read as data when the chunk is refilled. */
-        __atomic_store_n(&b->used, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&v.b->used, 0, __ATOMIC_RELAXED);
         r->off[i] = 0;
-        __atomic_store_n(&c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
+        __atomic_store_n(&v.c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
     }
     return off - start;
 }
@@ -472,19 +488,11 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
  * returns 0 if the chunk has nothing to read nor to give back. */
 static int chunk_age(at_spool_reader *r, uint32_t i, uint64_t *age)
 {
-    at_spool_chunk *c = at__spool_chunk(&r->spool, i);
-    uint32_t state = __atomic_load_n(&c->state, __ATOMIC_ACQUIRE);
-    if (state == AT_CHUNK_FREE)
+    chunk_view v = view_chunk(r, i);
+    if (v.state == AT_CHUNK_FREE || (v.off >= v.used && v.state != AT_CHUNK_FULL))
         return 0;
-    uint64_t gen = __atomic_load_n(&c->gen, __ATOMIC_ACQUIRE);
-    size_t off = gen == r->gen[i] ? r->off[i] : 0;
-    at_buf *b = at__chunk_buf(c);
-    uint64_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
-    size_t cap = r->spool.h->chunk_size - sizeof *c - sizeof *b;
-    if (used > cap)
-        used = cap;
-    if (off >= used && state != AT_CHUNK_FULL)
-        return 0;
+    size_t off = v.off, used = v.used;
+    at_buf *b = v.b;
     *age = 0;
     for (int k = 0; k < 64 && off < used; k++) {
         const unsigned char *p = b->data + off;
