@@ -38,7 +38,7 @@ typedef struct at_live_entry {
 
 static at_live_shard *shard_of(at_live *lt, uintptr_t ptr)
 {
-    return &lt->shards[(at__mix_ptr(ptr) >> 60) & (AT_LIVE_SHARDS - 1)];
+    return &lt->shards[(at__mix_ptr(ptr) >> 58) & (AT_LIVE_SHARDS - 1)];
 }
 
 int at__live_init(at_live *lt)
