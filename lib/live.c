@@ -14,16 +14,16 @@
 
 #include "at_uthash.h"
 
-/* uthash starts a table with 32 buckets and only grows it when some chain
- * reaches 10 entries, so a shard of a few hundred blocks walks chains of
- * several cache misses on every lookup.  Start each shard with 256 buckets
- * (4 KiB) and grow at chains of 5. */
+/* uthash starts a table with 32 buckets and grows it only when some chain
+ * reaches 10 entries, so a shard of a few hundred blocks walked chains of
+ * several cache misses on every lookup.  Each shard starts at 256 buckets
+ * (4 KiB).  The growth rule stays uthash's: a lower threshold makes the
+ * bucket array grow faster than the table (some chain always reaches a
+ * small threshold among millions of entries; at 2 it exhausted memory). */
 #undef HASH_INITIAL_NUM_BUCKETS
 #undef HASH_INITIAL_NUM_BUCKETS_LOG2
-#undef HASH_BKT_CAPACITY_THRESH
 #define HASH_INITIAL_NUM_BUCKETS 256U
 #define HASH_INITIAL_NUM_BUCKETS_LOG2 8U
-#define HASH_BKT_CAPACITY_THRESH 5U
 
 enum { STATE_LIVE = 0, STATE_RELEASED = 1 };
 
