@@ -68,6 +68,7 @@ struct at_spool_reader {
     sqlite3 *db;
     at_sqlw *w;
     pending *live;
+    size_t waiting_frees; /* entries of `live` that are releases */
     uint64_t *gen;
     uint64_t *off;
     chunk_ref *order; /* the chunks of a poll, oldest first */
@@ -243,6 +244,7 @@ static void wait_for_pair(at_spool_reader *r, uint64_t seq, const at_rec_alloc *
     }
     p->seq = seq;
     p->is_free = f != NULL;
+    r->waiting_frees += f != NULL;
     if (f)
         p->u.f = *f;
     else
@@ -252,6 +254,14 @@ static void wait_for_pair(at_spool_reader *r, uint64_t seq, const at_rec_alloc *
 
 static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 {
+    /* A release read before its allocation is rare (their chunks read out
+     * of order); while none waits, an allocation cannot have a partner in
+     * the table, and the lookup, a walk of a whole chain that misses when
+     * millions of blocks are live, is skipped. */
+    if (r->waiting_frees == 0) {
+        wait_for_pair(r, a->seq, a, NULL);
+        return;
+    }
     pending *p;
     HASH_FIND(hh, r->live, &a->seq, sizeof a->seq, p);
     if (!p) {
@@ -260,6 +270,7 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
         write_pair(r, a, &p->u.f);
         HASH_DEL(r->live, p);
         free(p);
+        r->waiting_frees--;
     } else {
         r->corrupt = 1; /* the same allocation twice */
     }
