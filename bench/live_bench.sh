@@ -8,15 +8,11 @@
 #
 #   bench/live_bench.sh [BLOCKS [REPEATS]]
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 blocks=${1:-2000000}
 repeats=${2:-3}
-build="$here/build-bench"
-"$here/scripts/setup.sh" build-bench --buildtype=release -Dtests=false >/dev/null
-ninja -C "$build" bench/keep_live tools/alloctrace >/dev/null
+bench_build bench/keep_live tools/alloctrace
 prog="$build/bench/keep_live"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 
 # One run: "SECONDS MAXRSS_KB" of the whole command (GNU time is not
 # always installed: python3 measures the children).
@@ -29,7 +25,6 @@ t1 = time.monotonic()
 print(f"{t1 - t0:.3f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
 PY
 }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for _ in $(seq "$repeats"); do
   measure "$prog" "$blocks" 24 >>"$out/untraced"

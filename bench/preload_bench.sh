@@ -12,11 +12,10 @@
 # interpreter compressing the raw data to heaptrack.*.zst (not the analysis,
 # `heaptrack --analyze`, which is a separate step).
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 rows=${1:-300000}
 repeats=${2:-5}
-build="$here/build-bench"
-"$here/scripts/setup.sh" build-bench --buildtype=release -Dtests=false >/dev/null
+bench_build
 alloctrace="$build/tools/alloctrace"
 
 need() { command -v "$1" >/dev/null || { echo "preload_bench: $1 not found" >&2; exit 1; }; }
@@ -35,8 +34,6 @@ if ! command -v heaptrack >/dev/null; then
 fi
 sqlite=$(command -v sqlite3)
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 # The SQL script comes from the test, so that both run the same workload.
 python3 - "$here/tests" "$rows" >"$out/workload.sql" <<'EOF'
 import sys
@@ -46,7 +43,6 @@ sys.stdout.write(real_programs_test.sqlite_script(int(sys.argv[2])))
 EOF
 
 now() { date +%s.%N; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # One timed run of MODE; the database is new each time, and the path has
 # the same length in every mode (sqlite3 allocates it).

@@ -12,15 +12,14 @@
 # TRACE (default a temporary file) keeps the trace between runs: an
 # existing TRACE is reused, not made again.
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 allocations=${1:-10000000}
 repeats=${2:-3}
-build=${BUILD:-$here/build-bench}
-if [ -z "${BUILD:-}" ]; then
-  "$here/scripts/setup.sh" build-bench --buildtype=release -Dtests=false >/dev/null
+if [ -n "${BUILD:-}" ]; then
+  build=$BUILD
+else
+  bench_build
 fi
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 trace=${TRACE:-$out/bench.db}
 
 TIMEFORMAT=%R
@@ -33,7 +32,6 @@ sites=$(sqlite3 "$trace" 'SELECT count(*) FROM leak_sites')
 echo "trace: $trace, $(du -m "$trace" | cut -f1) MiB, $rows lifetimes, $sites leak stacks"
 cat "$trace" >/dev/null # into the page cache: the figures are the tool's, not the disk's
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 time_it() { # label, command...
   local label=$1; shift
   : >"$out/times"

@@ -15,18 +15,12 @@
 #         a thread sleeps waiting for the writer, or for a CPU on a busy
 #         machine, is not counted).
 set -euo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 pairs=${1:-1000000}
 repeats=${2:-5}
-build="$here/build-bench"
-"$here/scripts/setup.sh" build-bench --buildtype=release -Dtests=false >/dev/null
-ninja -C "$build" bench/tracer_bench >/dev/null
+bench_build bench/tracer_bench
 bench="$build/bench/tracer_bench"
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "pairs per thread: $pairs, depth 20, median of $repeats runs (modes alternate)"
 for threads in 1 2; do

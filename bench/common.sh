@@ -1,0 +1,16 @@
+# Shared by the bench/*.sh scripts, which source it (never run on its own):
+# the project's root, the release build they measure, a scratch directory
+# removed on exit, and the median of numbers read one per line.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build="$here/build-bench"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# Configures and builds build-bench (release, no tests), then the ninja
+# targets named, if any.
+bench_build() {
+  "$here/scripts/setup.sh" build-bench --buildtype=release -Dtests=false >/dev/null
+  if [ $# -gt 0 ]; then ninja -C "$build" "$@" >/dev/null; fi
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
