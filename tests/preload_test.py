@@ -12,19 +12,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+
+from tap import check, finish
 import time
 
 alloctrace, prog, cxx, workdir, plugin, boot = (os.path.abspath(a) for a in sys.argv[1:7])
 work = os.path.join(workdir, "preload-%d" % os.getpid())
 os.makedirs(work, exist_ok=True)
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok - " if cond else "FAIL - ") + what)
-    if not cond:
-        failures += 1
 
 
 def run(name, *args, opts=(), expect=0):
@@ -300,5 +294,4 @@ code, err = status("run", "--check", "-o", os.path.join(work, "c2.db"), "--force
                    "clean")
 check(code == 0, "run --check: a clean program passes")
 
-print("%d failed" % failures)
-sys.exit(1 if failures else 0)
+finish()

@@ -34,22 +34,13 @@ import sys
 import tempfile
 import time
 
+import tap
+from tap import check
+
 # sqlite3 workload size: "a few hundred thousand" rows.  Valgrind is the
 # slow part (about 25 s for 300000 rows on a current x86-64 machine).
 ROWS = 300000
 TIMEOUT = 600  # seconds, for any one program run
-
-failures = 0
-
-
-def report(ok, name, detail=''):
-    global failures
-    if ok:
-        print(f'ok - {name}', flush=True)
-    else:
-        failures += 1
-        print(f'FAIL - {name}' + (f': {detail}' if detail else ''), flush=True)
-    return ok
 
 
 def note(text):
@@ -58,7 +49,7 @@ def note(text):
 
 
 def equal(name, got, want):
-    return report(got == want, name, f'got {got!r}, want {want!r}')
+    return check(got == want, name, f'got {got!r}, want {want!r}')
 
 
 # ---- running things -----------------------------------------------------------
@@ -77,10 +68,10 @@ def run(argv, env, cwd, stdin_path=None):
             p = subprocess.run(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env, cwd=cwd, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        report(False, f'{argv[0]} finishes', f'still running after {TIMEOUT} s: {argv}')
+        check(False, f'{argv[0]} finishes', f'still running after {TIMEOUT} s: {argv}')
         return None
     except OSError as e:
-        report(False, f'{argv[0]} starts', f'{e}: {argv}')
+        check(False, f'{argv[0]} starts', f'{e}: {argv}')
         return None
     return Run(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - start)
 
@@ -123,14 +114,14 @@ def compare_runs(name, plain, traced):
     if plain.rc != 0:
         note(f'untraced stderr: {show_bytes(plain.err)}')
     equal(f'{name}: traced exit status equals untraced', traced.rc, plain.rc)
-    report(traced.out == plain.out, f'{name}: traced stdout is byte-identical to untraced',
+    check(traced.out == plain.out, f'{name}: traced stdout is byte-identical to untraced',
            first_difference(traced.out, plain.out))
     prog_err, summary, warnings = split_stderr(traced.err)
-    report(prog_err == plain.err, f'{name}: traced stderr (less alloctrace lines) equals untraced',
+    check(prog_err == plain.err, f'{name}: traced stderr (less alloctrace lines) equals untraced',
            first_difference(prog_err, plain.err))
-    report(len(summary) >= 5, f'{name}: alloctrace printed its summary',
+    check(len(summary) >= 5, f'{name}: alloctrace printed its summary',
            f'stderr was: {show_bytes(traced.err)}')
-    report(not warnings, f'{name}: alloctrace printed no warnings',
+    check(not warnings, f'{name}: alloctrace printed no warnings',
            show_bytes(b''.join(warnings)))
     note(f'{name}: untraced {plain.seconds:.2f} s, traced {traced.seconds:.2f} s, '
          f'{len(plain.out)} bytes of output')
@@ -152,14 +143,14 @@ class Trace:
 
 
 def open_trace(name, path):
-    if not report(os.path.isfile(path), f'{name}: trace file exists', path):
+    if not check(os.path.isfile(path), f'{name}: trace file exists', path):
         return None
     try:
         t = Trace(path)
         t.one('SELECT count(*) FROM allocations')
         return t
     except sqlite3.Error as e:
-        report(False, f'{name}: trace is readable', f'{path}: {e}')
+        check(False, f'{name}: trace is readable', f'{path}: {e}')
         return None
 
 
@@ -186,7 +177,7 @@ def check_trace_complete(name, t, summary):
           meta_int(t, 'findings'), t.one('SELECT count(*) FROM findings'))
     m = re.search(rb'allocation calls (\d+), frees (\d+), bytes allocated .*\((\d+) B\)',
                   b''.join(summary))
-    if report(m is not None, f'{name}: summary has allocation calls, frees and bytes',
+    if check(m is not None, f'{name}: summary has allocation calls, frees and bytes',
               show_bytes(b''.join(summary))):
         equal(f'{name}: summary totals equal meta',
               tuple(int(x) for x in m.groups()),
@@ -255,7 +246,7 @@ def test_sqlite(tools, exe, work, env):
         return
     summary = compare_runs(name, plain, traced)
     with open(plain_db, 'rb') as a, open(traced_db, 'rb') as b:
-        report(a.read() == b.read(), f'{name}: traced database file is byte-identical to untraced')
+        check(a.read() == b.read(), f'{name}: traced database file is byte-identical to untraced')
 
     t = open_trace(name, trace)
     if not t:
@@ -274,7 +265,7 @@ def test_sqlite(tools, exe, work, env):
     note(f'{name}: valgrind {vg.seconds:.2f} s')
     equal(f'{name}: valgrind run exits 0', vg.rc, 0)
     m = VALGRIND_TOTALS.search(vg.err)
-    if not report(m is not None, f'{name}: valgrind printed its heap totals',
+    if not check(m is not None, f'{name}: valgrind printed its heap totals',
                   show_bytes(vg.err[-2000:])):
         return
     vg_allocs, vg_frees, vg_bytes = (int(x.replace(b',', b'')) for x in m.groups())
@@ -293,7 +284,7 @@ def test_git(tools, exe, source_root, work, env):
     head = run([git, '-C', source_root, 'rev-parse', '--verify', 'HEAD^{commit}'], env, work)
     if not head:
         return
-    if not report(head.rc == 0, f'{name}: {source_root} is a git repository with commits',
+    if not check(head.rc == 0, f'{name}: {source_root} is a git repository with commits',
                   show_bytes(head.err)):
         return
     # One fixed commit for both runs: others may commit in between.
@@ -305,13 +296,13 @@ def test_git(tools, exe, source_root, work, env):
     if not plain or not traced:
         return
     summary = compare_runs(name, plain, traced)
-    report(len(plain.out) > 0, f'{name}: output is not empty')
+    check(len(plain.out) > 0, f'{name}: output is not empty')
     t = open_trace(name, trace)
     if not t:
         return
     check_trace_complete(name, t, summary)
     calls = meta_int(t, 'alloc_calls')
-    report(calls is not None and calls > 1000, f'{name}: more than 1000 allocation calls',
+    check(calls is not None and calls > 1000, f'{name}: more than 1000 allocation calls',
            f'alloc_calls = {calls}')
     check_no_findings(name, t)
 
@@ -364,13 +355,13 @@ def test_clang_format(tools, exe, source_root, work, env):
     if not plain or not traced:
         return
     summary = compare_runs(name, plain, traced)
-    report(len(plain.out) > 1000, f'{name}: output is not empty')
+    check(len(plain.out) > 1000, f'{name}: output is not empty')
     t = open_trace(name, trace)
     if not t:
         return
     check_trace_complete(name, t, summary)
     n_new = t.one("SELECT count(*) FROM allocations WHERE family = 'new'")
-    report(n_new > 0, f"{name}: the trace has family 'new' allocations", f'{n_new} rows')
+    check(n_new > 0, f"{name}: the trace has family 'new' allocations", f'{n_new} rows')
     check_no_findings(name, t)
     # What is still live at exit must be exactly what valgrind finds in use
     # at exit (valgrind frees glibc's own blocks first, as the trace sets
@@ -383,7 +374,7 @@ def test_clang_format(tools, exe, source_root, work, env):
     if not vg:
         return
     m = VALGRIND_IN_USE.search(vg.err)
-    if not report(m is not None, f'{name}: valgrind printed what is in use at exit',
+    if not check(m is not None, f'{name}: valgrind printed what is in use at exit',
                   show_bytes(vg.err[-2000:])):
         return
     vg_bytes, vg_blocks = (int(x.replace(b',', b'')) for x in m.groups())
@@ -419,7 +410,7 @@ def find_tools():
     tools['python3'] = python
     for name, path in tools.items():
         want = 'clang-format or clang-format-14' if name == 'clang-format' else name
-        if report(path is not None, f'{name} is installed',
+        if check(path is not None, f'{name} is installed',
                   f'{want} not found on PATH ({os.environ.get("PATH", "")}); install the Debian '
                   f'package (apt-get install {"clang-format" if name == "clang-format" else name})'):
             note(f'{name}: {path}')
@@ -432,12 +423,12 @@ def main():
     exe, source_root, workdir = (os.path.abspath(a) for a in sys.argv[1:])
     start = time.monotonic()
 
-    if not report(os.access(exe, os.X_OK), 'alloctrace executable exists', exe):
+    if not check(os.access(exe, os.X_OK), 'alloctrace executable exists', exe):
         return 1
     if not os.environ.get('ALLOCTRACE_PRELOAD'):
         preload = os.path.normpath(os.path.join(os.path.dirname(exe), '..', 'lib',
                                                 'liballoctrace_preload.so'))
-        report(os.path.isfile(preload), 'preload library is built next to the tool', preload)
+        check(os.path.isfile(preload), 'preload library is built next to the tool', preload)
     tools = find_tools()
 
     os.makedirs(workdir, exist_ok=True)
@@ -461,8 +452,8 @@ def main():
         test_clang_format(tools, exe, source_root, work, env)
 
     note(f'total {time.monotonic() - start:.1f} s')
-    if failures:
-        note(f'{failures} check(s) failed; traces and outputs kept in {work}')
+    if tap.failures:
+        note(f'{tap.failures} check(s) failed; traces and outputs kept in {work}')
         return 1
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -30,6 +30,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+
+from tap import check, finish
 import xml.etree.ElementTree as ET
 
 args = [a for a in sys.argv[1:] if a != "--update-golden"]
@@ -39,14 +41,6 @@ build_root = os.path.dirname(os.path.dirname(alloctrace))
 work = os.path.join(workdir, "report-%d" % os.getpid())
 os.makedirs(work, exist_ok=True)
 wrapper = shlex.split(os.environ.get("ALLOCTRACE_TEST_WRAPPER", ""))
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    print(("ok - " if cond else "FAIL - ") + what)
-    if not cond:
-        failures += 1
 
 
 def tool(*argv, stdin=None):
@@ -510,5 +504,4 @@ for argv in (["report"], ["report", leak, "--format", "pdf"], ["report", leak, "
 
 if not update:
     shutil.rmtree(work, ignore_errors=True)
-print("%d failed" % failures)
-sys.exit(1 if failures else 0)
+finish()
