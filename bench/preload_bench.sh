@@ -23,14 +23,7 @@ need sqlite3
 need python3
 if ! command -v heaptrack >/dev/null; then
   echo "preload_bench: installing heaptrack" >&2
-  sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || { echo "preload_bench: run as root or install heaptrack" >&2; exit 1; }
-    sudo=(sudo)
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends heaptrack >/dev/null
+  "$here/scripts/apt_install.sh" heaptrack
 fi
 sqlite=$(command -v sqlite3)
 
