@@ -18,7 +18,7 @@ if os.path.exists(trace):
 # A real run: the word index example over the project's own sources, which
 # leaks and mis-releases on purpose, so every question has an answer.
 src = os.path.join(os.path.dirname(os.path.abspath(queries_md)), "..", "lib")
-files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".c"))
+files = sorted(os.path.join(d, f) for d, _, names in os.walk(src) for f in names if f.endswith(".c"))
 # Its leaks are planted: a sanitizer build must not fail the run over them.
 env = dict(os.environ)
 env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")

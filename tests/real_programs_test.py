@@ -17,7 +17,7 @@ sqlite3, with valgrind's heap totals):
      identical output, no findings; python keeps memory by design, so no
      leak check, but meta alloc_calls/free_calls must match the
      allocations view.
-  4. clang-format (C++: operator new/delete) over lib/tracer.c: identical
+  4. clang-format (C++: operator new/delete) over lib/tracer/tracer.c: identical
      output, 'new' rows in the trace, no findings, no leaks.
 
 Prints one "ok - ..." or "FAIL - ..." line per check and exits 1 if any
@@ -347,7 +347,7 @@ def test_clang_format(tools, exe, source_root, work, env):
     clang_format = tools['clang-format']
     # A copy: others may be editing the source tree between the two runs.
     src = os.path.join(work, 'tracer.c')
-    shutil.copyfile(os.path.join(source_root, 'lib', 'tracer.c'), src)
+    shutil.copyfile(os.path.join(source_root, 'lib', 'tracer', 'tracer.c'), src)
     argv = [clang_format, '--style=LLVM', src]
     trace = os.path.join(work, 'clang-format.trace.db')
     plain = run(argv, env, work)

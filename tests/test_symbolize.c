@@ -11,7 +11,7 @@
 
 #include <alloctrace/error.h>
 
-#include "modules.h"
+#include "module_rows.h"
 #include "schema.h"
 #include "symbolize.h"
 #include "trace_util.h"

@@ -1,8 +1,8 @@
 /* The module map (see modules.h).
  *
  * Relies on dl_iterate_phdr for the list of loaded objects.  The list is
- * copied first and written afterwards, so the loader's lock is not held
- * while SQLite works.  Build ids come from the PT_NOTE segments in memory,
+ * copied first and handed to the caller afterwards, so the loader's lock
+ * is not held while the caller works (writes SQLite, fills a spool).  Build ids come from the PT_NOTE segments in memory,
  * not from the files: those may have been replaced since they were loaded,
  * and the vdso has no file at all.
  */
@@ -19,7 +19,6 @@
 #include <alloctrace/error.h>
 
 #include "modules.h"
-#include "schema.h"
 
 enum { MAX_BUILD_ID = 64 }; /* bytes; GNU ld writes 20 (sha1) */
 
@@ -152,75 +151,7 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-static int insert_modules(sqlite3 *db, const module_list *l)
-{
-    sqlite3_stmt *seen = NULL, *ins = NULL;
-    int rc = AT_E_DB;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM modules WHERE path = ?1 AND base = ?2", -1, &seen,
-                           NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(db,
-                           "INSERT INTO modules(path, base, start, end, build_id)"
-                           " VALUES(?1, ?2, ?3, ?4, ?5)",
-                           -1, &ins, NULL) != SQLITE_OK)
-        goto out;
-    for (size_t i = 0; i < l->n; i++) {
-        const module *m = &l->v[i];
-        sqlite3_bind_text(seen, 1, m->path, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(seen, 2, (sqlite3_int64)m->base);
-        int s = sqlite3_step(seen);
-        sqlite3_reset(seen);
-        if (s == SQLITE_ROW)
-            continue; /* written by an earlier call */
-        if (s != SQLITE_DONE)
-            goto out;
-        sqlite3_bind_text(ins, 1, m->path, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(ins, 2, (sqlite3_int64)m->base);
-        sqlite3_bind_int64(ins, 3, (sqlite3_int64)m->start);
-        sqlite3_bind_int64(ins, 4, (sqlite3_int64)m->end);
-        if (m->build_id[0])
-            sqlite3_bind_text(ins, 5, m->build_id, -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(ins, 5);
-        s = sqlite3_step(ins);
-        sqlite3_reset(ins);
-        if (s != SQLITE_DONE)
-            goto out;
-    }
-    rc = 0;
-out:
-    sqlite3_finalize(seen);
-    sqlite3_finalize(ins);
-    return rc;
-}
-
-/* Attributes frames to modules by address range.  Frames already
- * attributed keep their module, which makes repeated calls cheap. */
-static const char attribute_sql[] =
-    "UPDATE frames SET module = m.id, module_offset = frames.ip - m.base FROM modules AS m"
-    " WHERE frames.module IS NULL AND frames.ip >= m.start AND frames.ip < m.end";
-
-int at__modules_write(sqlite3 *db)
-{
-    module_list l = {0};
-    dl_iterate_phdr(collect, &l);
-    int rc = at__sql_exec(db, "BEGIN");
-    if (!rc) {
-        rc = insert_modules(db, &l);
-        if (!rc)
-            rc = at__sql_exec(db, attribute_sql);
-        if (!rc)
-            rc = at__sql_exec(db, "COMMIT");
-        if (rc)
-            at__sql_exec(db, "ROLLBACK");
-    }
-    for (size_t i = 0; i < l.n; i++)
-        free(l.v[i].path);
-    free(l.v);
-    /* What could be recorded is; the rest is reported, not fatal. */
-    return rc ? rc : l.nomem ? AT_E_NOMEM : 0;
-}
-
-void at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *arg)
+int at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *arg)
 {
     module_list l = {0};
     dl_iterate_phdr(collect, &l);
@@ -231,20 +162,7 @@ void at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *a
         free(l.v[i].path);
     }
     free(l.v);
-}
-
-int at__modules_insert(sqlite3 *db, const at_module_info *m)
-{
-    module one = {.path = (char *)m->path, .base = m->base, .start = m->start, .end = m->end};
-    if (m->build_id)
-        snprintf(one.build_id, sizeof one.build_id, "%s", m->build_id);
-    module_list l = {.v = &one, .n = 1, .cap = 1};
-    return insert_modules(db, &l);
-}
-
-int at__modules_attribute(sqlite3 *db)
-{
-    return at__sql_exec(db, attribute_sql);
+    return l.nomem ? AT_E_NOMEM : 0;
 }
 
 static int read_generation(struct dl_phdr_info *info, size_t size, void *arg)

@@ -27,10 +27,7 @@
 #include "clock.h"
 #include "mem.h"
 #include "modules.h"
-#include "schema.h"
 #include "tracer_internal.h"
-
-enum { BUF_SIZE = 256 * 1024, DEFAULT_BUFFER_LIMIT = 16 * 1024 * 1024 };
 
 static uint64_t next_serial = 1;
 
@@ -59,22 +56,19 @@ static void read_thread_name(at_thread *th)
     th->name[sizeof th->name - 1] = '\0';
 }
 
-static void spool_thread(at_thread *th);
+static void record_thread(at_thread *th);
 static void check_stack_modules(at_tracer *t, at_thread *th, const at_stack *s);
-static void spool_new_stacks(at_tracer *t, at_thread *th);
 
 /* pthread key destructor: the thread is exiting, hand its buffer over. */
 static void thread_exit(void *arg)
 {
     at_thread *th = arg;
     read_thread_name(th);
-    if (th->tracer->spooled)
-        spool_thread(th);
+    record_thread(th); /* its name may have changed since it started */
     if (th->buf) {
-        at__bufq_submit(&th->tracer->q, th->buf);
+        th->tracer->sink->submit_buffer(th->tracer, th->buf);
         th->buf = NULL;
     }
-    read_thread_name(th);
 }
 
 at_thread *at__thread_get(at_tracer *t)
@@ -94,64 +88,36 @@ at_thread *at__thread_get(at_tracer *t)
         th->next = t->threads;
         t->threads = th;
         pthread_mutex_unlock(&t->threads_mu);
-        at_thread *head = __atomic_load_n(&t->threads_unwritten, __ATOMIC_RELAXED);
-        do
-            th->next_unwritten = head;
-        while (!__atomic_compare_exchange_n(&t->threads_unwritten, &head, th, 1,
-                                            __ATOMIC_RELEASE, __ATOMIC_RELAXED));
         pthread_setspecific(t->key, th);
-        if (t->spooled)
-            spool_thread(th);
+        record_thread(th);
     }
     tls_last.serial = t->serial;
     tls_last.th = th;
     return th;
 }
 
-#define BUMP(field, by) __atomic_store_n(&(field), (field) + (by), __ATOMIC_RELAXED)
-
-/* The slow half of an append: the buffer is full or missing. */
-__attribute__((noinline)) static at_buf *next_buffer(at_thread *th)
+/* The slow half of an append (tracer_internal.h): the buffer is full or
+ * missing. */
+__attribute__((noinline)) at_buf *at__thread_next_buffer(at_thread *th)
 {
-    at__fast_clock_tick(&th->tracer->clock);
+    at_tracer *t = th->tracer;
+    at__fast_clock_tick(&t->clock);
     if (th->buf)
-        at__bufq_submit(&th->tracer->q, th->buf);
-    th->buf = at__bufq_get(&th->tracer->q);
+        t->sink->submit_buffer(t, th->buf);
+    th->buf = t->sink->get_buffer(t);
     if (!th->buf)
-        BUMP(th->lost, 1);
+        AT_BUMP(th->lost, 1);
     return th->buf;
-}
-
-/* Inlined where `size` is a constant, so the copy is a few moves rather
- * than a call to memcpy. */
-static inline __attribute__((always_inline)) void append(at_thread *th, const void *rec,
-                                                         size_t size)
-{
-    at_buf *b = th->buf;
-    if (__builtin_expect(!b || b->cap - b->used < size, 0)) {
-        b = next_buffer(th);
-        if (!b)
-            return;
-    }
-    memcpy(b->data + b->used, rec, size);
-    /* Ask for the line a few records ahead in writable state now, so that
-     * writing it later does not stall (the buffer was last read by the
-     * writer, on another core).  A prefetch past the end is harmless. */
-    __builtin_prefetch(b->data + b->used + 256, 1);
-    /* Release: a spool consumer in another process reads `used`, then the
-     * bytes before it. */
-    __atomic_store_n(&b->used, b->used + size, __ATOMIC_RELEASE);
 }
 
 void at__thread_append(at_thread *th, const void *rec, size_t size)
 {
-    append(th, rec, size);
+    at__append(th, rec, size);
 }
 
-void at__spool_emit(at_tracer *t, at_thread *th, uint8_t kind, uint32_t id, const void *payload,
-                    uint32_t payload_size, uint32_t count)
+void at__thread_append_var(at_thread *th, uint8_t kind, uint32_t id, const void *payload,
+                           uint32_t payload_size, uint32_t count)
 {
-    (void)t;
     unsigned char rec[sizeof(at_rec_var) + 8 * AT_MAX_STACK_DEPTH + 64];
     uint32_t size = (uint32_t)((sizeof(at_rec_var) + payload_size + 7) & ~(size_t)7);
     if (!th || size > sizeof rec)
@@ -163,11 +129,17 @@ void at__spool_emit(at_tracer *t, at_thread *th, uint8_t kind, uint32_t id, cons
     at__thread_append(th, rec, size);
 }
 
-static void spool_thread(at_thread *th)
+/* Thread `x`'s id, tid and name, in `th`'s buffer. */
+static void record_thread_to(at_thread *th, const at_thread *x)
 {
-    at_rec_thread r = {.kind = AT_REC_THREAD, .id = th->id, .tid = th->tid};
-    memcpy(r.name, th->name, sizeof r.name);
+    at_rec_thread r = {.kind = AT_REC_THREAD, .id = x->id, .tid = x->tid};
+    memcpy(r.name, x->name, sizeof r.name);
     at__thread_append(th, &r, sizeof r);
+}
+
+static void record_thread(at_thread *th)
+{
+    record_thread_to(th, th);
 }
 
 /* ---- hot path --------------------------------------------------------------- */
@@ -176,6 +148,8 @@ static uint64_t next_seq(at_tracer *t)
 {
     return __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELAXED);
 }
+
+static void record_new_stacks(at_tracer *t, at_thread *th);
 
 /* Captures and interns the caller's backtrace; `skip` frames above the
  * caller of this function's caller are dropped. */
@@ -188,58 +162,23 @@ __attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread 
     if (n <= 0)
         return 0;
     uint32_t id = at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
-    if (t->spooled)
-        spool_new_stacks(t, th);
+    record_new_stacks(t, th);
     return id;
 }
 
-/* Spool mode: stacks interned since the last call go to the spool. */
-static void spool_new_stacks(at_tracer *t, at_thread *th)
+/* Stacks interned since the last call (by any thread) go to `th`'s buffer,
+ * each once.  Without a thread (the tracer's memory is exhausted) they
+ * wait for the next call that has one. */
+static void record_new_stacks(at_tracer *t, at_thread *th)
 {
-    if (!__atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED))
+    if (!th || !__atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED))
         return;
     for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten) {
         check_stack_modules(t, th, s);
-        at__spool_emit(t, th, AT_REC_STACK, s->id, s->frames,
+        at__thread_append_var(th, AT_REC_STACK, s->id, s->frames,
                        (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
     }
 }
-
-/* Spool mode: the allocation half of a lifetime. */
-static inline void append_alloc(at_thread *th, const at_block_info *b, uint8_t op)
-{
-    at_rec_alloc r = {
-        .kind = AT_REC_ALLOC,
-        .family = b->family,
-        .op = op,
-        .align_log2 = b->align_log2,
-        .stack = b->stack,
-        .thread = b->thread,
-        .seq = b->seq,
-        .ptr = b->ptr,
-        .size = b->size,
-        .t = b->t,
-    };
-    append(th, &r, sizeof r);
-}
-
-/* Spool mode: the release half of a lifetime. */
-static inline void append_free(at_thread *th, const at_rec_lifetime *l)
-{
-    at_rec_free r = {
-        .kind = AT_REC_FREE,
-        .free_op = l->free_op,
-        .free_align_log2 = l->free_align_log2,
-        .free_layout_given = l->free_layout_given,
-        .free_thread = l->free_thread,
-        .seq = l->seq,
-        .free_seq = l->free_seq,
-        .free_t = l->free_t,
-        .free_size = l->free_size,
-    };
-    append(th, &r, sizeof r);
-}
-
 
 __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t size,
                                                size_t align, at_family family, enum at_op op,
@@ -270,19 +209,15 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
             rec.free_seq = b.seq;
             rec.free_t = b.t;
             rec.free_thread = th->id;
-            if (t->spooled)
-                append_free(th, &rec);
-            else
-                append(th, &rec, sizeof rec);
-            BUMP(th->free_calls, 1);
-            BUMP(th->free_bytes, old.size);
+            t->sink->release(th, &rec);
+            AT_BUMP(th->free_calls, 1);
+            AT_BUMP(th->free_bytes, old.size);
         } else if (r < 0) {
-            BUMP(th->lost, 1);
+            AT_BUMP(th->lost, 1);
         }
-        BUMP(th->alloc_calls, 1);
-        BUMP(th->alloc_bytes, size);
-        if (t->spooled) /* if the process dies, the consumer still knows the block */
-            append_alloc(th, &b, b.op);
+        AT_BUMP(th->alloc_calls, 1);
+        AT_BUMP(th->alloc_bytes, size);
+        t->sink->alloc(th, &b, b.op);
     }
     errno = saved;
 }
@@ -292,8 +227,7 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
 {
     at_thread *th = at__thread_get(t);
     uint32_t stack = depth ? at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, depth) : 0;
-    if (stack && t->spooled)
-        spool_new_stacks(t, th);
+    record_new_stacks(t, th);
     at_block_info b = {
         .ptr = (uintptr_t)ptr,
         .size = size,
@@ -307,12 +241,11 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
     };
     at_block_info old;
     if (at__live_insert(&t->live, &b, &old) < 0 && th)
-        BUMP(th->lost, 1);
+        AT_BUMP(th->lost, 1);
     if (th) {
-        BUMP(th->alloc_calls, 1);
-        BUMP(th->alloc_bytes, size);
-        if (t->spooled) /* so the consumer knows the block too */
-            append_alloc(th, &b, b.op);
+        AT_BUMP(th->alloc_calls, 1);
+        AT_BUMP(th->alloc_bytes, size);
+        t->sink->alloc(th, &b, b.op);
     }
 }
 
@@ -331,7 +264,7 @@ uint64_t at_tracer_mark(at_tracer *t, const char *label)
     if (len)
         memcpy(payload + 16, label, len);
     payload[16 + len] = '\0';
-    at__spool_emit(t, th, AT_REC_MARK, th ? th->id : 0, payload, (uint32_t)(16 + len + 1),
+    at__thread_append_var(th, AT_REC_MARK, th ? th->id : 0, payload, (uint32_t)(16 + len + 1),
                    (uint32_t)(16 + len + 1));
     errno = saved;
     return seq;
@@ -385,21 +318,6 @@ void at_tracer_live_since(at_tracer *t, uint64_t mark, at_live_summary *out)
     }
 }
 
-/* Waits until the writer has committed every buffer submitted so far. */
-static void sync_writer(at_tracer *t)
-{
-    pthread_mutex_lock(&t->sync_mu);
-    uint64_t mine = ++t->sync_request;
-    pthread_mutex_unlock(&t->sync_mu);
-    pthread_mutex_lock(&t->q.mu);
-    pthread_cond_signal(&t->q.work);
-    pthread_mutex_unlock(&t->q.mu);
-    pthread_mutex_lock(&t->sync_mu);
-    while (t->sync_done < mine && !t->writer_error)
-        pthread_cond_wait(&t->sync_cv, &t->sync_mu);
-    pthread_mutex_unlock(&t->sync_mu);
-}
-
 /* A finding about the release of `ptr`; `b` describes the allocation when
  * `known`.  Off the hot path: only bad releases get here. */
 __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
@@ -436,16 +354,10 @@ __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *t
         __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
         return;
     }
-    append(th, &f, sizeof f);
-    BUMP(th->findings, 1);
-    if (t->abort_on_finding && t->spooled)
-        abort(); /* the record is already in the shared spool */
+    at__append(th, &f, sizeof f);
+    AT_BUMP(th->findings, 1);
     if (t->abort_on_finding) {
-        if (th->buf) {
-            at__bufq_submit(&t->q, th->buf);
-            th->buf = NULL;
-        }
-        sync_writer(t);
+        t->sink->sync(t, th); /* the finding is on disk before the abort */
         abort();
     }
 }
@@ -512,12 +424,9 @@ void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec)
     at_thread *th = at__thread_get(t);
     if (!th || rec->kind != AT_REC_LIFETIME)
         return;
-    if (t->spooled)
-        append_free(th, rec);
-    else
-        append(th, rec, sizeof *rec);
-    BUMP(th->free_calls, 1);
-    BUMP(th->free_bytes, rec->size);
+    t->sink->release(th, rec);
+    AT_BUMP(th->free_calls, 1);
+    AT_BUMP(th->free_bytes, rec->size);
 }
 
 void at__trace_release_undo(at_tracer *t, const at_block_info *actual)
@@ -525,116 +434,17 @@ void at__trace_release_undo(at_tracer *t, const at_block_info *actual)
     at__live_unrelease(&t->live, actual);
 }
 
-/* ---- opening and closing ----------------------------------------------------- */
+/* ---- the module map -------------------------------------------------------- */
 
-int at__create_trace_file(const char *path, int overwrite)
-{
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (S_ISLNK(st.st_mode))
-            return AT_E_SYMLINK;
-        if (!overwrite)
-            return AT_E_EXISTS;
-        if (!S_ISREG(st.st_mode))
-            return AT_E_ACCESS;
-        if (unlink(path) != 0)
-            return AT_E_ACCESS;
-    }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST)
-            return AT_E_EXISTS;
-        if (errno == ELOOP)
-            return AT_E_SYMLINK;
-        return AT_E_ACCESS;
-    }
-    close(fd);
-    return 0;
-}
-
-static char **copy_argv(int argc, char *const *argv)
-{
-    char **copy = calloc((size_t)argc + 1, sizeof *copy);
-    if (!copy)
-        return NULL;
-    for (int i = 0; i < argc; i++) {
-        copy[i] = strdup(argv[i] ? argv[i] : "");
-        if (!copy[i]) {
-            while (i--)
-                free(copy[i]);
-            free(copy);
-            return NULL;
-        }
-    }
-    return copy;
-}
-
-static void free_tracer(at_tracer *t)
-{
-    if (t->argv) {
-        for (int i = 0; i < t->argc; i++)
-            free(t->argv[i]);
-        free(t->argv);
-    }
-    while (t->threads) {
-        at_thread *th = t->threads;
-        t->threads = th->next;
-        at__mem_free(th, sizeof *th);
-    }
-    at__tracing_backends_free(t);
-    at__live_destroy(&t->live);
-    at__stacks_destroy(&t->stacks);
-    at__bufq_destroy(&t->q);
-    pthread_mutex_destroy(&t->threads_mu);
-    pthread_mutex_destroy(&t->backends_mu);
-    pthread_mutex_destroy(&t->sync_mu);
-    pthread_cond_destroy(&t->sync_cv);
-    free(t->path);
-    free(t);
-}
-
-/* ---- spool mode ------------------------------------------------------------- */
-
-/* What both kinds of tracer start with; `t` is zeroed. */
-static void init_tracer(at_tracer *t, const at_trace_options *opts)
-{
-    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
-    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
-    t->abort_on_finding = opts->abort_on_finding;
-    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
-    t->start_ns = at__now_ns();
-    at__fast_clock_init(&t->clock);
-    pthread_mutex_init(&t->threads_mu, NULL);
-    pthread_mutex_init(&t->backends_mu, NULL);
-    pthread_mutex_init(&t->sync_mu, NULL);
-    pthread_cond_init(&t->sync_cv, NULL);
-    at__live_init(&t->live);
-    at__stacks_init(&t->stacks);
-    at__bufq_init(&t->q, BUF_SIZE, opts->buffer_limit ? opts->buffer_limit : DEFAULT_BUFFER_LIMIT);
-    at__backtrace_init();
-}
-
-static void spool_meta(at_tracer *t, at_thread *th, const char *key, const char *value, size_t vlen)
-{
-    char buf[4096];
-    size_t klen = strlen(key);
-    if (klen + 1 + vlen > sizeof buf)
-        vlen = sizeof buf - klen - 1;
-    memcpy(buf, key, klen + 1);
-    memcpy(buf + klen + 1, value, vlen);
-    at__spool_emit(t, th, AT_REC_META, 0, buf, (uint32_t)(klen + 1 + vlen),
-                   (uint32_t)(klen + 1 + vlen));
-}
-
-struct spool_modules {
+struct record_modules {
     at_tracer *t;
     at_thread *th;
 };
 
-static void spool_module(const at_module_info *m, void *arg)
+static void record_module(const at_module_info *m, void *arg)
 {
-    struct spool_modules *sm = arg;
-    at_tracer *t = sm->t;
+    struct record_modules *rm = arg;
+    at_tracer *t = rm->t;
     at__spin_lock(&t->modules_lock);
     uint32_t i = 0;
     while (i < t->nranges && (t->ranges[i].start != m->start || t->ranges[i].end != m->end))
@@ -654,14 +464,14 @@ static void spool_module(const at_module_info *m, void *arg)
     memcpy(buf + sizeof r, m->path, plen + 1);
     memcpy(buf + sizeof r + plen + 1, m->build_id ? m->build_id : "", blen + 1);
     uint32_t n = (uint32_t)(sizeof r + plen + 1 + blen + 1);
-    at__spool_emit(sm->t, sm->th, AT_REC_MODULE, 0, buf, n, n);
+    at__thread_append_var(rm->th, AT_REC_MODULE, 0, buf, n, n);
 }
 
-static void spool_modules(at_tracer *t, at_thread *th)
+void at__record_modules(at_tracer *t, at_thread *th)
 {
-    struct spool_modules sm = {t, th};
+    struct record_modules rm = {t, th};
     t->modules_generation = at__modules_generation();
-    at__modules_foreach(spool_module, &sm);
+    at__modules_foreach(record_module, &rm);
 }
 
 static int ip_in_known_module(at_tracer *t, uintptr_t ip)
@@ -673,78 +483,63 @@ static int ip_in_known_module(at_tracer *t, uintptr_t ip)
     return 0;
 }
 
-/* A new stack reached code outside every module spooled so far: if an
- * object was loaded or unloaded since the last scan, spool the module map
- * again, while the object is still there to be described.  (Code in no
- * module at all, like a JIT's, costs one generation check per new stack.) */
+/* A new stack reached code outside every module recorded so far: if an
+ * object was loaded or unloaded since the last scan, record the module
+ * map again, while the object is still there to be described.  (Code in
+ * no module at all, like a JIT's, costs one generation check per new
+ * stack.) */
 static void check_stack_modules(at_tracer *t, at_thread *th, const at_stack *s)
 {
     for (uint32_t i = 0; i < s->depth; i++) {
         if (!ip_in_known_module(t, s->frames[i])) {
             if (at__modules_generation() != t->modules_generation)
-                spool_modules(t, th);
+                at__record_modules(t, th);
             return;
         }
     }
 }
 
-/* What a consumer needs before the first event: the process, its command
- * line, the stack depth, the module map. */
-static void spool_start_records(at_tracer *t, at_thread *th, int argc, char *const *argv)
-{
-    char buf[4096];
-    int n = snprintf(buf, sizeof buf, "%ld", (long)getpid());
-    spool_meta(t, th, "pid", buf, (size_t)n);
-    ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (len > 0)
-        spool_meta(t, th, "executable", buf, (size_t)len);
-    size_t used = 0;
-    for (int i = 0; argv && i < argc && argv[i]; i++) {
-        size_t l = strlen(argv[i]) + 1;
-        if (used + l > sizeof buf)
-            break;
-        memcpy(buf + used, argv[i], l);
-        used += l;
-    }
-    spool_meta(t, th, "argv", buf, used);
-    n = snprintf(buf, sizeof buf, "%u", t->depth);
-    spool_meta(t, th, "stack_depth", buf, (size_t)n);
-    spool_modules(t, th);
-}
+/* ---- opening and closing ----------------------------------------------------- */
 
-int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
-                          at_tracer **out)
+int at__tracer_new(const at_trace_options *opts, at_tracer **out)
 {
-    if (!opts || !out || !spool_path || opts->stack_depth > AT_MAX_STACK_DEPTH)
+    if (!opts || !out || opts->stack_depth > AT_MAX_STACK_DEPTH)
         return AT_E_INVALID;
     at_tracer *t = calloc(1, sizeof *t);
     if (!t)
         return AT_E_NOMEM;
-    int rc = create ? at__spool_create(&t->spool, spool_path) : at__spool_open(&t->spool, spool_path);
-    if (rc == 0 && !create && __atomic_load_n(&t->spool.h->producer_pid, __ATOMIC_ACQUIRE) != 0) {
-        /* Already written by the process image this one replaced (exec
-         * keeps the pid): not ours. */
-        at__spool_close(&t->spool);
-        rc = AT_E_EXISTS;
-    }
-    if (rc) {
-        free(t);
-        return rc;
-    }
-    t->spooled = 1;
-    init_tracer(t, opts);
-    t->q.spool = &t->spool;
+    t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
+    t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
+    t->abort_on_finding = opts->abort_on_finding;
+    t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
+    t->start_ns = at__now_ns();
+    at__fast_clock_init(&t->clock);
+    pthread_mutex_init(&t->threads_mu, NULL);
+    pthread_mutex_init(&t->backends_mu, NULL);
+    at__live_init(&t->live);
+    at__stacks_init(&t->stacks);
+    at__backtrace_init();
     if (pthread_key_create(&t->key, thread_exit) != 0) {
-        at__spool_close(&t->spool);
-        free_tracer(t);
+        at__tracer_free(t);
         return AT_E_NOMEM;
     }
-    __atomic_store_n(&t->spool.h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
-
-    at_thread *th = at__thread_get(t);
-    spool_start_records(t, th, opts->argc, opts->argv);
     *out = t;
     return 0;
+}
+
+void at__tracer_free(at_tracer *t)
+{
+    while (t->threads) {
+        at_thread *th = t->threads;
+        t->threads = th->next;
+        at__mem_free(th, sizeof *th);
+    }
+    at__tracing_backends_free(t);
+    at__live_destroy(&t->live);
+    at__stacks_destroy(&t->stacks);
+    pthread_mutex_destroy(&t->threads_mu);
+    pthread_mutex_destroy(&t->backends_mu);
+    free(t);
 }
 
 void at__tracer_fork_prepare(at_tracer *t)
@@ -768,63 +563,23 @@ void at__tracer_fork_child(at_tracer *t)
     at__tracer_fork_parent(t); /* the forking thread holds them all */
 }
 
-struct child_dump {
-    at_tracer *t;
-    at_thread *th;
-};
-
-static void dump_stack(const at_stack *s, void *arg)
+int at_tracer_close(at_tracer *t)
 {
-    struct child_dump *d = arg;
-    at__spool_emit(d->t, d->th, AT_REC_STACK, s->id, s->frames,
-                   (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
-}
-
-static void dump_inherited(const at_block_info *b, void *arg)
-{
-    struct child_dump *d = arg;
-    append_alloc(d->th, b, AT_OP_INHERITED);
-}
-
-int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv)
-{
-    /* The parent's chunks are not ours: forget them before anything is
-     * appended, then move to a spool of our own. */
-    pthread_mutex_lock(&t->threads_mu);
-    for (at_thread *x = t->threads; x; x = x->next) {
-        x->buf = NULL;
-        x->alloc_calls = x->alloc_bytes = x->free_calls = x->free_bytes = 0;
-        x->findings = x->lost = 0;
-    }
-    pthread_mutex_unlock(&t->threads_mu);
-    t->exited_lost = 0;
-    at_spool old = t->spool;
-    int rc = at__spool_create(&t->spool, spool_path);
-    if (rc) {
-        t->spool = old;
-        return rc;
-    }
-    at__spool_close(&old);
-    __atomic_store_n(&t->spool.h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
-    t->nranges = 0;
-    at_thread *th = at__thread_get(t);
-    spool_thread(th);
-    spool_start_records(t, th, argc, argv);
-    char buf[32];
-    int n = snprintf(buf, sizeof buf, "%ld", (long)getppid());
-    spool_meta(t, th, "parent_pid", buf, (size_t)n);
-    struct child_dump d = {t, th};
-    at__stacks_foreach(&t->stacks, dump_stack, &d);
-    at__live_foreach(&t->live, dump_inherited, &d);
-    return 0;
-}
-
-static int close_spool(at_tracer *t)
-{
+    if (!t)
+        return 0;
+    /* No call through the tracer may be running now (see tracer.h), so
+     * every thread's partly filled buffer can be taken.  What the consumer
+     * learns last: what was loaded since the start, every thread's name as
+     * it is now, and the counts (the END record). */
     at_tracer_stats s;
     at_tracer_get_stats(t, &s);
-    at_thread *th = at__thread_get(t);
-    spool_modules(t, th); /* what was loaded since the start */
+    /* A thread that never used the tracer is not made one of its threads
+     * by closing it: its records go through a buffer of its own. */
+    at_thread closer = {.tracer = t};
+    at_thread *th = pthread_getspecific(t->key);
+    if (!th)
+        th = &closer;
+    at__record_modules(t, th);
     at_rec_end end = {
         .kind = AT_REC_END,
         .alloc_calls = s.alloc_calls,
@@ -834,108 +589,24 @@ static int close_spool(at_tracer *t)
         .lost_events = s.lost_events,
         .duration_ns = at__now_ns() - t->start_ns,
     };
-    if (th)
-        at__thread_append(th, &end, sizeof end);
     pthread_mutex_lock(&t->threads_mu);
+    for (at_thread *x = t->threads; x; x = x->next)
+        record_thread_to(th, x);
+    at__thread_append(th, &end, sizeof end);
+    if (closer.buf)
+        t->sink->submit_buffer(t, closer.buf);
+    closer.buf = NULL;
     pthread_key_delete(t->key);
     for (at_thread *x = t->threads; x; x = x->next) {
         if (x->buf) {
-            at__bufq_submit(&t->q, x->buf);
+            t->sink->submit_buffer(t, x->buf);
             x->buf = NULL;
         }
     }
     pthread_mutex_unlock(&t->threads_mu);
     if (tls_last.serial == t->serial)
         tls_last.serial = 0;
-    __atomic_store_n(&t->spool.h->closed, 1, __ATOMIC_RELEASE);
-    /* The mapping stays: a thread of this dying process may still hold a
-     * chunk.  The tracer's own memory stays too, for the same reason. */
-    return 0;
-}
-
-static int open_db(at_tracer *t)
-{
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(t->path, &t->db, flags, NULL) != SQLITE_OK)
-        return AT_E_DB;
-    sqlite3_extended_result_codes(t->db, 1);
-    int rc = at__sql_exec(t->db, "PRAGMA synchronous=OFF;"
-                                 "PRAGMA cache_size=-16384;"
-                                 "PRAGMA user_version=" AT_STRINGIFY(AT_SCHEMA_VERSION) ";"
-                                 "BEGIN;");
-    if (rc == 0)
-        rc = at__schema_create(t->db);
-    if (rc == 0)
-        rc = at__writer_write_meta(t);
-    if (rc == 0)
-        rc = at__sql_exec(t->db, "COMMIT;");
-    return rc;
-}
-
-int at_tracer_open(const at_trace_options *opts, at_tracer **out)
-{
-    if (!opts || !out || !opts->path || !*opts->path || opts->stack_depth > AT_MAX_STACK_DEPTH)
-        return AT_E_INVALID;
-    int rc = at__create_trace_file(opts->path, opts->overwrite);
-    if (rc)
-        return rc;
-
-    at_tracer *t = calloc(1, sizeof *t);
-    if (!t) {
-        unlink(opts->path);
-        return AT_E_NOMEM;
-    }
-    init_tracer(t, opts);
-
-    t->path = strdup(opts->path);
-    if (opts->argv && opts->argc > 0) {
-        t->argc = opts->argc;
-        t->argv = copy_argv(opts->argc, opts->argv);
-    }
-    rc = !t->path || (opts->argv && opts->argc > 0 && !t->argv) ? AT_E_NOMEM : 0;
-    if (rc == 0 && pthread_key_create(&t->key, thread_exit) != 0)
-        rc = AT_E_NOMEM;
-    else if (rc == 0) {
-        rc = open_db(t);
-        if (rc == 0 && pthread_create(&t->writer, NULL, at__writer_main, t) != 0)
-            rc = AT_E_THREAD;
-        if (rc)
-            pthread_key_delete(t->key);
-    }
-    if (rc) {
-        sqlite3_close(t->db);
-        unlink(opts->path);
-        free_tracer(t);
-        return rc;
-    }
-    *out = t;
-    return 0;
-}
-
-int at_tracer_close(at_tracer *t)
-{
-    if (!t)
-        return 0;
-    if (t->spooled)
-        return close_spool(t);
-    /* No call through the tracer may be running now (see tracer.h), so
-     * every thread's partly filled buffer can be taken. */
-    pthread_mutex_lock(&t->threads_mu);
-    pthread_key_delete(t->key);
-    for (at_thread *th = t->threads; th; th = th->next) {
-        if (th->buf) {
-            at__bufq_submit(&t->q, th->buf);
-            th->buf = NULL;
-        }
-    }
-    pthread_mutex_unlock(&t->threads_mu);
-    if (tls_last.serial == t->serial)
-        tls_last.serial = 0;
-    at__bufq_stop(&t->q);
-    pthread_join(t->writer, NULL);
-    int rc = at__writer_finish(t);
-    free_tracer(t);
-    return rc;
+    return t->sink->close(t);
 }
 
 void at_tracer_get_stats(at_tracer *t, at_tracer_stats *out)

@@ -1,4 +1,5 @@
-/* Record buffers between allocating threads and the writer.
+/* Record buffers between allocating threads and the in-process writer
+ * (the SQLite sink, trace/writer.c).
  *
  * Each thread fills a buffer of its own; a full buffer is handed to the
  * writer's queue and the thread takes an empty one from the pool.  The pool
@@ -29,7 +30,6 @@ typedef struct at_bufq {
     size_t nbufs, max_bufs, buf_size;
     uint64_t waits; /* times a producer had to wait: backpressure */
     int stop;
-    struct at_spool *spool; /* set: buffers are spool chunks (spool.h) */
 } at_bufq;
 
 int at__bufq_init(at_bufq *q, size_t buf_size, size_t limit_bytes);

@@ -8,7 +8,6 @@
 
 #include "buffers.h"
 #include "mem.h"
-#include "spool.h"
 
 int at__bufq_init(at_bufq *q, size_t buf_size, size_t limit_bytes)
 {
@@ -51,8 +50,6 @@ void at__bufq_destroy(at_bufq *q)
 
 at_buf *at__bufq_get(at_bufq *q)
 {
-    if (q->spool)
-        return at__spool_get(q->spool);
     int saved = errno;
     pthread_mutex_lock(&q->mu);
     at_buf *b = NULL;
@@ -87,10 +84,6 @@ at_buf *at__bufq_get(at_bufq *q)
 
 void at__bufq_submit(at_bufq *q, at_buf *b)
 {
-    if (q->spool) {
-        at__spool_submit(q->spool, b);
-        return;
-    }
     int saved = errno;
     b->next = NULL;
     pthread_mutex_lock(&q->mu);

@@ -1,10 +1,12 @@
-/* The trace's row writers (writer.c), for code that feeds records to
- * SQLite without a tracer in the same process: the spool reader.
- * Errors are remembered (first one wins) and returned by at__sqlw_error. */
+/* The trace's row writers (rows.c), shared by the two writers of a trace:
+ * the in-process SQLite sink (writer.c) and the spool reader
+ * (spool_reader.c).  Errors are remembered (first one wins) and returned
+ * by at__sqlw_error. */
 #ifndef AT_SQLW_H
 #define AT_SQLW_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "records.h"
@@ -25,6 +27,18 @@ void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f);
 void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth);
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
+/* One `timeline` row: seq, time_us, live_bytes, live_blocks, alloc_calls,
+ * alloc_bytes, free_calls. */
+void at__sqlw_timeline(at_sqlw *w, const int64_t v[7]);
+
+/* The size of the record at `p` (`avail` bytes there), checked against
+ * its kind and `avail`; 0 when it is not a record. */
+size_t at__record_size(const unsigned char *p, size_t avail);
+
+/* Stores a record that both writers receive alike (LIFETIME, FINDING,
+ * THREAD, STACK, MARK, MODULE), checked by at__record_size first: 1, or 0
+ * when `p` is of another kind (ALLOC, FREE, META, END: the caller's). */
+int at__sqlw_record(at_sqlw *w, const unsigned char *p);
 
 /* meta rows (INSERT OR REPLACE), and the current UTC time as ISO 8601. */
 void at__meta_set_int(sqlite3 *db, const char *key, int64_t v);

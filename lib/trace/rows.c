@@ -1,44 +1,33 @@
-/* The background writer: drains record buffers into the SQLite trace.
+/* Rows of the trace (sqlw.h): the statements that store lifetimes,
+ * findings, stacks, frames, threads, marks and modules, shared by the
+ * in-process writer (writer.c) and the spool reader (spool_reader.c), and
+ * the one decoder of the records that both receive alike.
  *
- * Relies on buffers.c for the queue and on SQLite.  One transaction per
- * batch of buffers (every full buffer present when the writer wakes, or
- * whatever is there after 50 ms), prepared statements throughout, one row
- * per allocation lifetime.  A batch's lifetimes are inserted in sequence
- * order, not in the order of their releases: appending to the end of the
- * table's B-tree is SQLite's cheapest insert and leaves its pages full,
- * where inserting into the middle splits pages that then stay partly
- * empty.  Each stack and each distinct frame address is written once.  A
- * SQLite error (disk full, file removed) is remembered and returned by
- * at_tracer_close(); the writer keeps draining so that the traced program
- * is never blocked by a trace that can no longer be written.
- *
- * At close (at__writer_finish): the blocks still live become rows without
- * a release (the leaks), the module map is recorded, every frame is
- * symbolized once, then indexes and views are created.
+ * Prepared statements throughout, one row per allocation lifetime.  A
+ * batch's lifetimes are inserted in sequence order, not in the order of
+ * their releases: appending to the end of the table's B-tree is SQLite's
+ * cheapest insert and leaves its pages full, where inserting into the
+ * middle splits pages that then stay partly empty.  Each stack and each
+ * distinct frame address is written once.  The first SQLite error (disk
+ * full, file removed) is remembered (at__sqlw_error); writing goes on, so
+ * that the traced program is never blocked by a trace that can no longer
+ * be written.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <alloctrace/alloctrace.h>
 
 #include "at_uthash.h"
-#include "clock.h"
-#include "modules.h"
+#include "module_rows.h"
 #include "rowbatch.h"
-#include "runtime.h"
 #include "schema.h"
-#include "symbolize.h"
 #include "sqlw.h"
+#include "records.h"
 #include "tracer_internal.h"
 
-/* Weak: absent from the preload library (see at__writer_finish). */
-extern int at__symbolize_frames(sqlite3 *db) __attribute__((weak));
-
-enum { TAKE_TIMEOUT_MS = 50, TIMELINE_PERIOD_NS = 10 * 1000 * 1000 };
 
 typedef struct frame_entry {
     uintptr_t ip;
@@ -62,7 +51,6 @@ enum { BATCH_MAX = 16384 };
 enum { LIFETIME_NCOLS = 10 };
 
 typedef struct writer {
-    at_tracer *t;
     sqlite3 *db;
     sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
     sqlite3_stmt *frame_lookup, *release_layout;
@@ -74,16 +62,13 @@ typedef struct writer {
     frame_entry *frames;
     int frames_incomplete;
     int64_t next_frame_id;
-    uint64_t last_sample_ns;
-    int error; /* first error; also copied to the tracer's writer_error */
+    int error; /* the first error */
 } writer;
 
 static void fail(writer *w, int rc)
 {
     if (rc && !w->error)
         w->error = rc;
-    if (rc && w->t && !w->t->writer_error)
-        w->t->writer_error = rc;
 }
 
 static void step(writer *w, sqlite3_stmt *st)
@@ -405,32 +390,6 @@ static void write_mark(writer *w, const at_rec_var *h, const unsigned char *payl
     sqlite3_finalize(st);
 }
 
-static void write_buffer(writer *w, const at_buf *b)
-{
-    size_t off = 0;
-    while (off < b->used) {
-        const unsigned char *p = b->data + off;
-        if (*p == AT_REC_LIFETIME) {
-            at_rec_lifetime r;
-            memcpy(&r, p, sizeof r);
-            queue_lifetime(w, &r);
-            off += sizeof r;
-        } else if (*p == AT_REC_FINDING) {
-            at_rec_finding f;
-            memcpy(&f, p, sizeof f);
-            write_finding(w, &f);
-            off += sizeof f;
-        } else if (*p == AT_REC_MARK) {
-            at_rec_var h;
-            memcpy(&h, p, sizeof h);
-            write_mark(w, &h, p + sizeof h);
-            off += h.size;
-        } else {
-            fail(w, AT_E_IO); /* cannot happen: a corrupt buffer */
-            return;
-        }
-    }
-}
 
 /* The id of frame `ip`, inserting it on first sight.  The in-memory map is
  * the fast path; if it ever failed to remember a frame (the tracer's memory
@@ -484,12 +443,6 @@ static void write_stack(writer *w, uint32_t id, const uintptr_t *frames, uint32_
     }
 }
 
-static void write_new_stacks(writer *w)
-{
-    for (at_stack *s = at__stacks_take_unwritten(&w->t->stacks); s; s = s->next_unwritten)
-        write_stack(w, s->id, s->frames, s->depth);
-}
-
 static void write_thread_row(writer *w, uint32_t id, int64_t tid, const char *name)
 {
     sqlite3_bind_int64(w->thread, 1, id);
@@ -498,111 +451,7 @@ static void write_thread_row(writer *w, uint32_t id, int64_t tid, const char *na
     step(w, w->thread);
 }
 
-static void write_thread(writer *w, const at_thread *th)
-{
-    write_thread_row(w, th->id, th->tid, th->name);
-}
-
-static void write_new_threads(writer *w)
-{
-    at_thread *th = __atomic_exchange_n(&w->t->threads_unwritten, NULL, __ATOMIC_ACQUIRE);
-    for (; th; th = th->next_unwritten)
-        write_thread(w, th);
-}
-
-static void write_timeline(writer *w, uint64_t now_ns)
-{
-    at_tracer_stats s;
-    at_tracer_get_stats(w->t, &s);
-    sqlite3_stmt *st = w->timeline;
-    bind_u64(st, 1, __atomic_load_n(&w->t->seq, __ATOMIC_RELAXED));
-    bind_u64(st, 2, (now_ns - w->t->start_ns) / 1000);
-    bind_u64(st, 3, s.live_bytes);
-    bind_u64(st, 4, s.live_blocks);
-    bind_u64(st, 5, s.alloc_calls);
-    bind_u64(st, 6, s.alloc_bytes);
-    bind_u64(st, 7, s.free_calls);
-    step(w, st);
-    w->last_sample_ns = now_ns;
-}
-
-/* ---- the thread --------------------------------------------------------------- */
-
-static writer *writer_new(at_tracer *t, sqlite3 *db)
-{
-    writer *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    w->t = t;
-    w->db = db;
-    if (prepare(w)) {
-        finalize(w);
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
-static writer *the_writer(at_tracer *t);
-
-void *at__writer_main(void *arg)
-{
-    at_tracer *t = arg;
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    at__untraced = 1; /* SQLite's own allocations are not the program's */
-    writer *w = the_writer(t);
-    for (;;) {
-        pthread_mutex_lock(&t->sync_mu);
-        uint64_t req = t->sync_request;
-        pthread_mutex_unlock(&t->sync_mu);
-
-        at_buf *list = at__bufq_take(&t->q, TAKE_TIMEOUT_MS);
-        int stopping = t->q.stop; /* read after take: nothing is submitted after stop */
-        if (w) {
-            exec(w, "BEGIN");
-            write_new_threads(w);
-            write_new_stacks(w);
-            for (at_buf *b = list; b; b = b->next)
-                write_buffer(w, b);
-            flush_lifetimes(w);
-            uint64_t now = at__now_ns();
-            if (now - w->last_sample_ns >= TIMELINE_PERIOD_NS)
-                write_timeline(w, now);
-            exec(w, "COMMIT");
-            if (t->writer_error && sqlite3_get_autocommit(w->db) == 0)
-                sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
-        } else {
-            t->writer_error = AT_E_NOMEM;
-        }
-        at__bufq_recycle(&t->q, list);
-
-        pthread_mutex_lock(&t->sync_mu);
-        t->sync_done = req;
-        pthread_cond_broadcast(&t->sync_cv);
-        pthread_mutex_unlock(&t->sync_mu);
-        if (stopping && !list)
-            break;
-    }
-    return NULL;
-}
-
-/* The writer's state lives as long as the tracer; it is made by the writer
- * thread and reused by at__writer_finish. */
-static writer *the_writer(at_tracer *t)
-{
-    if (!t->writer_state)
-        t->writer_state = writer_new(t, t->db);
-    return t->writer_state;
-}
-
-static void write_leak(const at_block_info *b, void *arg)
-{
-    at_rec_lifetime r;
-    at__lifetime_from_block(&r, b);
-    queue_lifetime(arg, &r);
-}
+/* ---- meta ---------------------------------------------------------------------- */
 
 void at__meta_set_int(sqlite3 *db, const char *key, int64_t v)
 {
@@ -635,134 +484,117 @@ void at__iso_time(char *out, size_t n)
     strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Appends each argument to meta.arguments, a JSON array built by SQLite so
- * that any byte in an argument is escaped correctly. */
-static int write_arguments(at_tracer *t)
+/* ---- records received alike by both writers -------------------------------------- */
+
+size_t at__record_size(const unsigned char *p, size_t avail)
 {
-    sqlite3 *db = t->db;
-    at__meta_set_text(db, "arguments", "[]");
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
-                           " WHERE key = 'arguments'",
-                           -1, &st, NULL) != SQLITE_OK)
-        return AT_E_DB;
-    char *cmdline = NULL;
-    size_t len = 0;
-    if (!t->argv) {
-        FILE *f = fopen("/proc/self/cmdline", "re");
-        if (f) {
-            char chunk[4096];
-            size_t got;
-            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-                char *grown = realloc(cmdline, len + got + 1);
-                if (!grown)
-                    break;
-                cmdline = grown;
-                memcpy(cmdline + len, chunk, got);
-                len += got;
-            }
-            fclose(f);
-        }
+    size_t n = 0;
+    switch (*p) {
+    case AT_REC_LIFETIME: n = sizeof(at_rec_lifetime); break;
+    case AT_REC_ALLOC: n = sizeof(at_rec_alloc); break;
+    case AT_REC_FREE: n = sizeof(at_rec_free); break;
+    case AT_REC_FINDING: n = sizeof(at_rec_finding); break;
+    case AT_REC_THREAD: n = sizeof(at_rec_thread); break;
+    case AT_REC_END: n = sizeof(at_rec_end); break;
+    case AT_REC_STACK:
+    case AT_REC_MODULE:
+    case AT_REC_MARK:
+    case AT_REC_META: {
+        at_rec_var h;
+        if (avail < sizeof h)
+            return 0;
+        memcpy(&h, p, sizeof h);
+        n = h.size;
+        if (n < sizeof h || h.count > n - sizeof h)
+            return 0;
+        if (*p == AT_REC_STACK && (h.count > AT_MAX_STACK_DEPTH || h.count * 8 > n - sizeof h))
+            return 0;
+        break;
     }
-    int count = t->argv ? t->argc : 0;
-    for (int i = 0; t->argv ? i < count : 0; i++) {
-        sqlite3_bind_text(st, 1, t->argv[i], -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
+    default:
+        return 0;
     }
-    for (size_t off = 0; cmdline && off < len; off += strlen(cmdline + off) + 1) {
-        cmdline[len] = '\0';
-        sqlite3_bind_text(st, 1, cmdline + off, -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
+    return n <= avail ? n : 0;
+}
+
+/* A MODULE record's payload: at_rec_module, path, NUL, build id, NUL. */
+static void write_module(writer *w, const unsigned char *p, uint32_t n)
+{
+    at_rec_module m;
+    if (n < sizeof m + 2)
+        return; /* malformed: a module that cannot be described is left out */
+    memcpy(&m, p, sizeof m);
+    const char *path = (const char *)p + sizeof m;
+    size_t plen = strnlen(path, n - sizeof m);
+    const char *build = path + plen + 1;
+    if (sizeof m + plen + 1 >= n ||
+        strnlen(build, n - sizeof m - plen - 1) == n - sizeof m - plen - 1)
+        return; /* not terminated */
+    at_module_info info = {path, (uintptr_t)m.base, (uintptr_t)m.start, (uintptr_t)m.end,
+                           *build ? build : NULL};
+    fail(w, at__modules_insert(w->db, &info));
+}
+
+int at__sqlw_record(at_sqlw *w, const unsigned char *p)
+{
+    switch (*p) {
+    case AT_REC_LIFETIME: {
+        at_rec_lifetime r;
+        memcpy(&r, p, sizeof r);
+        queue_lifetime(w, &r);
+        return 1;
     }
-    free(cmdline);
-    sqlite3_finalize(st);
+    case AT_REC_FINDING: {
+        at_rec_finding f;
+        memcpy(&f, p, sizeof f);
+        write_finding(w, &f);
+        return 1;
+    }
+    case AT_REC_THREAD: {
+        at_rec_thread t;
+        memcpy(&t, p, sizeof t);
+        t.name[sizeof t.name - 1] = '\0';
+        write_thread_row(w, t.id, t.tid, t.name);
+        return 1;
+    }
+    case AT_REC_STACK: {
+        at_rec_var h;
+        uintptr_t frames[AT_MAX_STACK_DEPTH];
+        memcpy(&h, p, sizeof h);
+        memcpy(frames, p + sizeof h, h.count * sizeof frames[0]);
+        write_stack(w, h.id, frames, h.count);
+        return 1;
+    }
+    case AT_REC_MARK: {
+        at_rec_var h;
+        memcpy(&h, p, sizeof h);
+        write_mark(w, &h, p + sizeof h);
+        return 1;
+    }
+    case AT_REC_MODULE: {
+        at_rec_var h;
+        memcpy(&h, p, sizeof h);
+        write_module(w, p + sizeof h, h.count);
+        return 1;
+    }
+    }
     return 0;
 }
 
-int at__writer_write_meta(at_tracer *t)
-{
-    sqlite3 *db = t->db;
-    char buf[4096];
-    at__meta_set_text(db, "format", "alloctrace-trace");
-    at__meta_set_int(db, "schema_version", AT_SCHEMA_VERSION);
-    at__meta_set_text(db, "library_version", AT_VERSION_STRING);
-    at__meta_set_int(db, "pid", getpid());
-    ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-    if (n >= 0) {
-        buf[n] = '\0';
-        at__meta_set_text(db, "executable", buf);
-    }
-    at__iso_time(buf, sizeof buf);
-    at__meta_set_text(db, "start_time", buf);
-    at__meta_set_text(db, "clock", "CLOCK_MONOTONIC");
-    at__meta_set_text(db, "time_unit", "us");
-    at__meta_set_int(db, "stack_depth", t->depth);
-    at__meta_set_int(db, "finished", 0);
-    return write_arguments(t);
-}
-
-int at__writer_finish(at_tracer *t)
-{
-    writer *w = the_writer(t);
-    if (!w) {
-        sqlite3_close(t->db);
-        return t->writer_error ? t->writer_error : AT_E_NOMEM;
-    }
-    exec(w, "BEGIN");
-    write_new_threads(w);
-    for (at_thread *th = t->threads; th; th = th->next)
-        write_thread(w, th); /* names may have changed since */
-    write_new_stacks(w);
-    at__live_foreach(&t->live, write_leak, w);
-    flush_lifetimes(w);
-    write_timeline(w, at__now_ns());
-    exec(w, "COMMIT");
-
-    fail(w, at__modules_write(w->db));
-    /* The preload library leaves the symbolizer out (libdw has no business
-     * inside every traced program): `alloctrace run` symbolizes the trace
-     * after the program has exited, from the module map written here. */
-    int symbolized = at__symbolize_frames != NULL;
-    if (symbolized) {
-        fail(w, at__symbolize_frames(w->db));
-        fail(w, at__classify_runtime(w->db));
-    }
-
-    at_tracer_stats s;
-    at_tracer_get_stats(t, &s);
-    char now[64];
-    at__iso_time(now, sizeof now);
-    exec(w, "BEGIN");
-    fail(w, at__schema_finish(w->db));
-    at__meta_set_text(w->db, "end_time", now);
-    at__meta_set_int(w->db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
-    at__meta_set_int(w->db, "alloc_calls", (int64_t)s.alloc_calls);
-    at__meta_set_int(w->db, "alloc_bytes", (int64_t)s.alloc_bytes);
-    at__meta_set_int(w->db, "free_calls", (int64_t)s.free_calls);
-    at__meta_set_int(w->db, "findings", (int64_t)s.findings);
-    at__meta_set_int(w->db, "lost_events", (int64_t)s.lost_events);
-    at__meta_set_int(w->db, "backpressure_waits", (int64_t)t->q.waits);
-    at__meta_set_int(w->db, "writer_error", t->writer_error);
-    at__meta_set_int(w->db, "symbolized", symbolized);
-    at__meta_set_int(w->db, "finished", 1);
-    exec(w, "COMMIT");
-    finalize(w);
-    free(w);
-    t->writer_state = NULL;
-    if (sqlite3_close(t->db) != SQLITE_OK && !t->writer_error)
-        t->writer_error = AT_E_DB;
-    t->db = NULL;
-    return t->writer_error;
-}
-
-/* ---- the same statements, for the spool reader (sqlw.h) ----------------------- */
+/* ---- sqlw.h ------------------------------------------------------------------- */
 
 at_sqlw *at__sqlw_new(sqlite3 *db)
 {
-    return writer_new(NULL, db);
+    writer *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->db = db;
+    if (prepare(w)) {
+        finalize(w);
+        free(w);
+        return NULL;
+    }
+    return w;
 }
 
 void at__sqlw_free(at_sqlw *w)
@@ -806,6 +638,14 @@ void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t d
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload)
 {
     write_mark(w, h, payload);
+}
+
+void at__sqlw_timeline(at_sqlw *w, const int64_t v[7])
+{
+    sqlite3_stmt *st = w->timeline;
+    for (int i = 0; i < 7; i++)
+        sqlite3_bind_int64(st, i + 1, v[i]);
+    step(w, st);
 }
 
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name)

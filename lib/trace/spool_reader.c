@@ -25,13 +25,14 @@
 #include <alloctrace/alloctrace.h>
 
 #include "clock.h"
-#include "modules.h"
+#include "module_rows.h"
 #include "records.h"
 #include "schema.h"
 #include "spool.h"
 #include "spool_reader.h"
 #include "sqlw.h"
 #include "tracer_internal.h"
+#include "writer.h"
 
 /* Half a lifetime waiting for the other half, by the allocation's
  * sequence number. */
@@ -324,57 +325,7 @@ static void on_meta(at_spool_reader *r, const char *text, uint32_t n)
         at__meta_set_text(r->db, key, buf);
 }
 
-static void on_module(at_spool_reader *r, const unsigned char *p, uint32_t n)
-{
-    at_rec_module m;
-    if (n < sizeof m + 2)
-        return;
-    memcpy(&m, p, sizeof m);
-    const char *path = (const char *)p + sizeof m;
-    size_t plen = strnlen(path, n - sizeof m);
-    if (sizeof m + plen + 1 >= n)
-        return;
-    const char *build = path + plen + 1;
-    if (strnlen(build, n - sizeof m - plen - 1) == n - sizeof m - plen - 1)
-        return; /* not terminated */
-    at_module_info info = {path, (uintptr_t)m.base, (uintptr_t)m.start, (uintptr_t)m.end,
-                           *build ? build : NULL};
-    if (at__modules_insert(r->db, &info) != 0)
-        r->corrupt = 1;
-}
-
-/* Size of the record at `p`, or 0 if it is not one (`avail` bytes left). */
-static size_t record_size(const unsigned char *p, size_t avail)
-{
-    size_t n = 0;
-    switch (*p) {
-    case AT_REC_ALLOC: n = sizeof(at_rec_alloc); break;
-    case AT_REC_FREE: n = sizeof(at_rec_free); break;
-    case AT_REC_FINDING: n = sizeof(at_rec_finding); break;
-    case AT_REC_THREAD: n = sizeof(at_rec_thread); break;
-    case AT_REC_END: n = sizeof(at_rec_end); break;
-    case AT_REC_STACK:
-    case AT_REC_MODULE:
-    case AT_REC_MARK:
-    case AT_REC_META: {
-        at_rec_var h;
-        if (avail < sizeof h)
-            return 0;
-        memcpy(&h, p, sizeof h);
-        n = h.size;
-        if (n < sizeof h || h.count > n - sizeof h)
-            return 0;
-        if (*p == AT_REC_STACK && (h.count > AT_MAX_STACK_DEPTH || h.count * 8 > n - sizeof h))
-            return 0;
-        break;
-    }
-    default:
-        return 0;
-    }
-    return n <= avail ? n : 0;
-}
-
-static void on_record(at_spool_reader *r, const unsigned char *p, size_t n)
+static void on_record(at_spool_reader *r, const unsigned char *p)
 {
     switch (*p) {
     case AT_REC_ALLOC: {
@@ -389,49 +340,22 @@ static void on_record(at_spool_reader *r, const unsigned char *p, size_t n)
         on_free(r, &f);
         break;
     }
-    case AT_REC_FINDING: {
-        at_rec_finding f;
-        memcpy(&f, p, sizeof f);
-        at__sqlw_finding(r->w, &f);
-        break;
-    }
-    case AT_REC_THREAD: {
-        at_rec_thread t;
-        memcpy(&t, p, sizeof t);
-        t.name[sizeof t.name - 1] = '\0';
-        at__sqlw_thread(r->w, t.id, t.tid, t.name);
-        break;
-    }
     case AT_REC_END:
         memcpy(&r->end, p, sizeof r->end);
         r->ended = 1;
         break;
-    case AT_REC_STACK: {
-        at_rec_var h;
-        uintptr_t frames[AT_MAX_STACK_DEPTH];
-        memcpy(&h, p, sizeof h);
-        memcpy(frames, p + sizeof h, h.count * sizeof frames[0]);
-        at__sqlw_stack(r->w, h.id, frames, h.count);
-        break;
-    }
-    case AT_REC_MARK: {
-        at_rec_var h;
-        memcpy(&h, p, sizeof h);
-        at__sqlw_mark(r->w, &h, p + sizeof h);
-        break;
-    }
-    case AT_REC_MODULE:
     case AT_REC_META: {
         at_rec_var h;
         memcpy(&h, p, sizeof h);
-        if (*p == AT_REC_MODULE)
-            on_module(r, p + sizeof h, h.count);
-        else
-            on_meta(r, (const char *)p + sizeof h, h.count);
+        on_meta(r, (const char *)p + sizeof h, h.count);
         break;
     }
+    case AT_REC_LIFETIME:
+        r->corrupt = 1; /* the in-process writer's record: never in a spool */
+        break;
+    default:
+        at__sqlw_record(r->w, p);
     }
-    (void)n;
 }
 
 /* What chunk `i` holds for the reader: its state, its buffer, the bytes
@@ -469,7 +393,7 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
     r->gen[i] = v.gen;
     size_t start = v.off, off = start;
     while (off < v.used) {
-        size_t n = record_size(v.b->data + off, v.used - off);
+        size_t n = at__record_size(v.b->data + off, v.used - off);
         if (n == 0) {
             r->corrupt = 1;
             off = v.used;
@@ -479,7 +403,7 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
             at__sqlw_exec(r->w, "BEGIN");
             *began = 1;
         }
-        on_record(r, v.b->data + off, n);
+        on_record(r, v.b->data + off);
         off += n;
     }
     r->off[i] = off;
@@ -507,7 +431,7 @@ static int chunk_age(at_spool_reader *r, uint32_t i, uint64_t *age)
     *age = 0;
     for (int k = 0; k < 64 && off < used; k++) {
         const unsigned char *p = b->data + off;
-        size_t n = record_size(p, used - off);
+        size_t n = at__record_size(p, used - off);
         if (n == 0)
             break;
         if (*p == AT_REC_ALLOC || *p == AT_REC_FREE || *p == AT_REC_FINDING) {

@@ -1,13 +1,15 @@
-/* The tracer's internals, shared by tracer.c (state and hot path),
- * writer.c (the background writer) and tracing_allocator.c (the decorator),
- * and by the preload library, which drives the same hot path.
+/* The tracer's internals: its state, the hot path, and the sink interface
+ * through which its records leave it.  Shared by tracer.c (state and hot
+ * path), tracing_allocator.c (the decorator), sink_spool.c (the spool
+ * sink), the trace layer's writer (the SQLite sink) and the preload
+ * library, which drives the same hot path.
  */
 #ifndef AT_TRACER_INTERNAL_H
 #define AT_TRACER_INTERNAL_H
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include <alloctrace/tracer.h>
@@ -17,14 +19,12 @@
 #include "live.h"
 #include "records.h"
 #include "spinlock.h"
-#include "spool.h"
 #include "stacks.h"
 
 /* Per (tracer, thread) state.  Only its own thread writes the buffer and
  * counters; others read the counters with relaxed atomic loads. */
 typedef struct at_thread {
-    struct at_thread *next;            /* tracer's registry */
-    struct at_thread *next_unwritten;  /* writer's queue of new threads */
+    struct at_thread *next; /* tracer's registry */
     at_tracer *tracer;
     uint32_t id;
     pid_t tid;
@@ -33,6 +33,42 @@ typedef struct at_thread {
     uint64_t alloc_calls, alloc_bytes, free_calls, free_bytes, findings, lost;
     at_stack_cache cache;
 } at_thread;
+
+/* Where the tracer's records go .  Every
+ * record of both kinds of trace goes through a thread's buffer; a sink
+ * says where the buffers go, and in which form a lifetime travels:
+ *
+ *  - the SQLite writer (trace/writer.c), in-process: a background thread
+ *    drains the buffers into the trace file; a lifetime is one record,
+ *    appended when the block is released, since the process that released
+ *    it is the one that will write it;
+ *  - the spool (tracer/sink_spool.c), for the preload library: buffers are
+ *    chunks of a file shared with `alloctrace run`; an allocation is
+ *    recorded when it happens and its release when that happens, so that a
+ *    process that dies leaves every block it held in the file.
+ *
+ * The hot path calls `alloc` and `release` through the table and branches
+ * on no mode.  Everything else (stacks, threads, modules, marks, findings,
+ * the end) is the same record in both and goes through at__thread_append. */
+typedef struct at_sink_ops {
+    /* An allocation was recorded in the live table.  `op` is what the
+     * record says it was (AT_OP_INHERITED for a forked child's blocks). */
+    void (*alloc)(at_thread *th, const at_block_info *b, uint8_t op);
+    /* A lifetime ended: released, or its address handed out again. */
+    void (*release)(at_thread *th, const at_rec_lifetime *l);
+    /* An empty buffer for a thread; NULL when none can be had (the record
+     * is then dropped and counted as lost). */
+    at_buf *(*get_buffer)(at_tracer *t);
+    /* A buffer is full, or its thread is done with it. */
+    void (*submit_buffer)(at_tracer *t, at_buf *b);
+    /* abort_on_finding: returns once the calling thread's records up to
+     * now are where they survive the abort() that follows. */
+    void (*sync)(at_tracer *t, at_thread *th);
+    /* The tracer is closing: every thread's buffer has been submitted.
+     * Finishes the sink's work and frees the tracer when it may
+     * (at__tracer_free); 0 or a negative AT_E_* code. */
+    int (*close)(at_tracer *t);
+} at_sink_ops;
 
 struct at_traced_backend;
 
@@ -47,41 +83,22 @@ struct at_tracer {
 
     at_live live;
     at_stacks stacks;
-    at_bufq q;
 
     pthread_key_t key;
     pthread_mutex_t threads_mu;
     at_thread *threads;
-    at_thread *threads_unwritten; /* atomic */
-    uint32_t next_thread_id;      /* atomic */
-    uint64_t exited_lost;         /* lost events of threads that exited */
+    uint32_t next_thread_id; /* atomic */
+    uint64_t exited_lost;    /* lost events of threads that exited */
 
     struct at_traced_backend *backends;
     pthread_mutex_t backends_mu;
 
-    /* Writer. */
-    sqlite3 *db;
-    struct writer *writer_state;
-    char *path;
-    pthread_t writer;
-    int writer_error; /* first error met by the writer */
-    int closing;
+    const at_sink_ops *sink;
+    void *sink_state; /* the sink's own */
 
-    /* abort_on_finding: the writer acknowledges it wrote up to this seq. */
-    pthread_mutex_t sync_mu;
-    pthread_cond_t sync_cv;
-    uint64_t sync_request, sync_done;
-
-    int argc;
-    char **argv;
-
-    /* Spool mode (the preload library): records go to a shared file that
-     * another process turns into the trace; no SQLite, no writer thread. */
-    int spooled;
-    at_spool spool;
-    /* Spool mode: address ranges of the modules already spooled, so that a
-     * stack with a frame outside all of them (a library dlopen'ed since)
-     * sends the module map again before the library can be unloaded. */
+    /* Address ranges of the modules already recorded, so that a stack
+     * with a frame outside all of them (a library dlopen'ed since) records
+     * the module map again before the library can be unloaded. */
     at__spinlock modules_lock;
     uint32_t nranges;
     struct {
@@ -89,6 +106,15 @@ struct at_tracer {
     } ranges[512];
     unsigned long long modules_generation; /* at the last scan */
 };
+
+/* A tracer with no sink yet: state, live table, stacks, thread key.  The
+ * sink's constructor (at_tracer_open, at__tracer_open_spool) then sets
+ * `sink` and `sink_state` before any call is traced.  0, AT_E_INVALID or
+ * AT_E_NOMEM. */
+int at__tracer_new(const at_trace_options *opts, at_tracer **out);
+
+/* Frees what at__tracer_new made; the sink's state is the sink's. */
+void at__tracer_free(at_tracer *t);
 
 /* Opens a tracer that writes the spool at `spool_path` instead of a
  * SQLite trace: creating it, or attaching to one a consumer made (which
@@ -98,7 +124,7 @@ struct at_tracer {
 int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
                           at_tracer **out);
 
-/* fork() in spool mode.  prepare (parent, before fork) takes every lock of
+/* fork().  prepare (parent, before fork) takes every lock of
  * the tracer so that no shard is left locked by a thread that does not
  * exist in the child; parent and child release them.  The child then
  * stays silent until child_start, called on its first traced call (a
@@ -112,14 +138,12 @@ void at__tracer_fork_parent(at_tracer *t);
 void at__tracer_fork_child(at_tracer *t);
 int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv);
 
-/* Creates a trace file: mode 0600, never through a symlink, replacing a
- * regular file only with `overwrite`.  0 or AT_E_EXISTS / AT_E_SYMLINK /
- * AT_E_ACCESS. */
-int at__create_trace_file(const char *path, int overwrite);
+/* Appends a variable-length record (at_rec_var header + payload). */
+void at__thread_append_var(at_thread *th, uint8_t kind, uint32_t id, const void *payload,
+                           uint32_t payload_size, uint32_t count);
 
-/* Spool mode: a variable-length record (at_rec_var header + payload). */
-void at__spool_emit(at_tracer *t, at_thread *th, uint8_t kind, uint32_t id, const void *payload,
-                    uint32_t payload_size, uint32_t count);
+/* Records the module map (every object loaded now) in `th`'s buffer. */
+void at__record_modules(at_tracer *t, at_thread *th);
 
 /* The calling thread's state for `t`, registering it on first use; NULL
  * when the tracer's memory is exhausted. */
@@ -128,6 +152,34 @@ at_thread *at__thread_get(at_tracer *t);
 /* Appends a record to the thread's buffer (the record is dropped and
  * counted as lost when no buffer can be had). */
 void at__thread_append(at_thread *th, const void *rec, size_t size);
+
+/* A counter only its own thread writes, read by others. */
+#define AT_BUMP(field, by) __atomic_store_n(&(field), (field) + (by), __ATOMIC_RELAXED)
+
+/* The slow half of at__append: hands the full buffer to the sink and takes
+ * another; NULL (the record is lost, and counted) when none can be had. */
+at_buf *at__thread_next_buffer(at_thread *th);
+
+/* at__thread_append for the hot path: inlined where `size` is a constant,
+ * so the copy is a few moves rather than a call to memcpy. */
+static inline __attribute__((always_inline)) void at__append(at_thread *th, const void *rec,
+                                                             size_t size)
+{
+    at_buf *b = th->buf;
+    if (__builtin_expect(!b || b->cap - b->used < size, 0)) {
+        b = at__thread_next_buffer(th);
+        if (!b)
+            return;
+    }
+    memcpy(b->data + b->used, rec, size);
+    /* Ask for the line a few records ahead in writable state now, so that
+     * writing it later does not stall (the buffer was last read by the
+     * writer, on another core).  A prefetch past the end is harmless. */
+    __builtin_prefetch(b->data + b->used + 256, 1);
+    /* Release: a consumer in another process (the spool's) reads `used`,
+     * then the bytes before it. */
+    __atomic_store_n(&b->used, b->used + size, __ATOMIC_RELEASE);
+}
 
 /* Hot path, shared by the decorator and the preload shim.  `skip` is the
  * number of frames between the user's call and these functions that
@@ -185,11 +237,6 @@ static inline void at__lifetime_from_block(at_rec_lifetime *r, const at_block_in
 
 /* Frees the decorators made by at_tracing_allocator(). */
 void at__tracing_backends_free(at_tracer *t);
-
-/* Writer thread entry and final pass. */
-void *at__writer_main(void *tracer);
-int at__writer_finish(at_tracer *t);
-int at__writer_write_meta(at_tracer *t);
 
 static inline unsigned at__log2(uint64_t align)
 {

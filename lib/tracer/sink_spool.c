@@ -1,0 +1,222 @@
+/* The spool sink: the tracer's records go to a file shared with
+ * `alloctrace run` (spool.h), for the preload library.
+ *
+ * An allocation is recorded when it happens (an at_rec_alloc), its release
+ * when that happens (an at_rec_free), so that whatever a process held when
+ * it died, SIGKILL included, is in the file; the consumer pairs the two
+ * halves.  The buffers are the spool's chunks.  Nothing here writes
+ * SQLite: the consumer does, in its own process (docs/design.md says why).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "spool.h"
+#include "tracer_internal.h"
+
+static at_spool *spool_of(at_tracer *t)
+{
+    return t->sink_state;
+}
+
+static void spool_alloc(at_thread *th, const at_block_info *b, uint8_t op)
+{
+    at_rec_alloc r = {
+        .kind = AT_REC_ALLOC,
+        .family = b->family,
+        .op = op,
+        .align_log2 = b->align_log2,
+        .stack = b->stack,
+        .thread = b->thread,
+        .seq = b->seq,
+        .ptr = b->ptr,
+        .size = b->size,
+        .t = b->t,
+    };
+    at__append(th, &r, sizeof r);
+}
+
+static void spool_release(at_thread *th, const at_rec_lifetime *l)
+{
+    at_rec_free r = {
+        .kind = AT_REC_FREE,
+        .free_op = l->free_op,
+        .free_align_log2 = l->free_align_log2,
+        .free_layout_given = l->free_layout_given,
+        .free_thread = l->free_thread,
+        .seq = l->seq,
+        .free_seq = l->free_seq,
+        .free_t = l->free_t,
+        .free_size = l->free_size,
+    };
+    at__append(th, &r, sizeof r);
+}
+
+static at_buf *spool_get_buffer(at_tracer *t)
+{
+    return at__spool_get(spool_of(t));
+}
+
+static void spool_submit_buffer(at_tracer *t, at_buf *b)
+{
+    at__spool_submit(spool_of(t), b);
+}
+
+static void spool_sync(at_tracer *t, at_thread *th)
+{
+    (void)t;
+    (void)th; /* every record is in the shared mapping as soon as it is appended */
+}
+
+static int spool_close(at_tracer *t)
+{
+    __atomic_store_n(&spool_of(t)->h->closed, 1, __ATOMIC_RELEASE);
+    /* The mapping stays: a thread of this dying process may still hold a
+     * chunk.  The tracer and its memory stay too, for the same reason. */
+    return 0;
+}
+
+static const at_sink_ops spool_sink = {
+    .alloc = spool_alloc,
+    .release = spool_release,
+    .get_buffer = spool_get_buffer,
+    .submit_buffer = spool_submit_buffer,
+    .sync = spool_sync,
+    .close = spool_close,
+};
+
+static void spool_meta(at_thread *th, const char *key, const char *value, size_t vlen)
+{
+    char buf[4096];
+    size_t klen = strlen(key);
+    if (klen + 1 + vlen > sizeof buf)
+        vlen = sizeof buf - klen - 1;
+    memcpy(buf, key, klen + 1);
+    memcpy(buf + klen + 1, value, vlen);
+    at__thread_append_var(th, AT_REC_META, 0, buf, (uint32_t)(klen + 1 + vlen),
+                          (uint32_t)(klen + 1 + vlen));
+}
+
+/* What a consumer needs before the first event: the process, its command
+ * line, the stack depth, the module map. */
+static void spool_start_records(at_tracer *t, at_thread *th, int argc, char *const *argv)
+{
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%ld", (long)getpid());
+    spool_meta(th, "pid", buf, (size_t)n);
+    ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (len > 0)
+        spool_meta(th, "executable", buf, (size_t)len);
+    size_t used = 0;
+    for (int i = 0; argv && i < argc && argv[i]; i++) {
+        size_t l = strlen(argv[i]) + 1;
+        if (used + l > sizeof buf)
+            break;
+        memcpy(buf + used, argv[i], l);
+        used += l;
+    }
+    spool_meta(th, "argv", buf, used);
+    n = snprintf(buf, sizeof buf, "%u", t->depth);
+    spool_meta(th, "stack_depth", buf, (size_t)n);
+    at__record_modules(t, th);
+}
+
+/* Maps `path` (created, or made by a consumer that waits for it) into `s`
+ * and claims it for this process. */
+static int attach(at_spool *s, const char *path, int create)
+{
+    int rc = create ? at__spool_create(s, path) : at__spool_open(s, path);
+    if (rc == 0 && !create && __atomic_load_n(&s->h->producer_pid, __ATOMIC_ACQUIRE) != 0) {
+        /* Already written by the process image this one replaced (exec
+         * keeps the pid): not ours. */
+        at__spool_close(s);
+        rc = AT_E_EXISTS;
+    }
+    if (rc == 0)
+        __atomic_store_n(&s->h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    return rc;
+}
+
+int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, int create,
+                          at_tracer **out)
+{
+    if (!spool_path)
+        return AT_E_INVALID;
+    at_spool *s = calloc(1, sizeof *s);
+    if (!s)
+        return AT_E_NOMEM;
+    at_tracer *t;
+    int rc = at__tracer_new(opts, &t);
+    if (rc == 0) {
+        rc = attach(s, spool_path, create);
+        if (rc)
+            at__tracer_free(t);
+    }
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    t->sink = &spool_sink;
+    t->sink_state = s;
+    at_thread *th = at__thread_get(t);
+    spool_start_records(t, th, opts->argc, opts->argv);
+    *out = t;
+    return 0;
+}
+
+struct child_dump {
+    at_tracer *t;
+    at_thread *th;
+};
+
+static void dump_stack(const at_stack *s, void *arg)
+{
+    struct child_dump *d = arg;
+    at__thread_append_var(d->th, AT_REC_STACK, s->id, s->frames,
+                          (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+}
+
+static void dump_inherited(const at_block_info *b, void *arg)
+{
+    struct child_dump *d = arg;
+    spool_alloc(d->th, b, AT_OP_INHERITED);
+}
+
+int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv)
+{
+    /* The parent's chunks are not ours: forget them before anything is
+     * appended, then move to a spool of our own. */
+    pthread_mutex_lock(&t->threads_mu);
+    for (at_thread *x = t->threads; x; x = x->next) {
+        x->buf = NULL;
+        x->alloc_calls = x->alloc_bytes = x->free_calls = x->free_bytes = 0;
+        x->findings = x->lost = 0;
+    }
+    pthread_mutex_unlock(&t->threads_mu);
+    t->exited_lost = 0;
+    at_spool *s = spool_of(t);
+    at_spool old = *s;
+    int rc = attach(s, spool_path, 1);
+    if (rc) {
+        *s = old;
+        return rc;
+    }
+    at__spool_close(&old);
+    t->nranges = 0;
+    at_thread *th = at__thread_get(t);
+    at_rec_thread r = {.kind = AT_REC_THREAD, .id = th->id, .tid = th->tid};
+    memcpy(r.name, th->name, sizeof r.name);
+    at__thread_append(th, &r, sizeof r);
+    spool_start_records(t, th, argc, argv);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld", (long)getppid());
+    spool_meta(th, "parent_pid", buf, (size_t)n);
+    struct child_dump d = {t, th};
+    at__stacks_foreach(&t->stacks, dump_stack, &d);
+    at__live_foreach(&t->live, dump_inherited, &d);
+    return 0;
+}
