@@ -157,23 +157,24 @@ static void bind_opt(sqlite3_stmt *st, int i, int present, uint64_t v)
 
 static const char *family_name(unsigned f)
 {
-    static const char *names[] = {"allocator", "malloc", "new", "new[]"};
-    return f < 4 ? names[f] : "unknown";
+    switch (f) {
+#define AT_X_FAMILY(id, code, name, description)                                                   \
+    case code:                                                                                     \
+        return name;
+        AT_FAMILIES(AT_X_FAMILY)
+#undef AT_X_FAMILY
+    }
+    return "unknown";
 }
 
 static const char *finding_name(unsigned k)
 {
     switch (k) {
-    case AT_FINDING_LAYOUT_MISMATCH:
-        return "layout_mismatch";
-    case AT_FINDING_MISALIGNED_FREE:
-        return "misaligned_free";
-    case AT_FINDING_DOUBLE_FREE:
-        return "double_free";
-    case AT_FINDING_INVALID_FREE:
-        return "invalid_free";
-    case AT_FINDING_FAMILY_MISMATCH:
-        return "family_mismatch";
+#define AT_X_KIND(id, code, name, label, category, rule, level, color, description)                \
+    case code:                                                                                     \
+        return name;
+        AT_KINDS(AT_X_KIND)
+#undef AT_X_KIND
     }
     return "unknown";
 }

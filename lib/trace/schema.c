@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include <alloctrace/error.h>
+#include <alloctrace/vocab.h>
 
 #include "schema.h"
 
@@ -46,13 +47,12 @@ static const char tables_sql[] =
     " live_bytes INTEGER NOT NULL, live_blocks INTEGER NOT NULL, alloc_calls INTEGER NOT NULL,"
     " alloc_bytes INTEGER NOT NULL, free_calls INTEGER NOT NULL);";
 
-/* Family and operation names, in the order of at_family and at_op. */
-#define FAMILY_NAME(x)                                                                             \
-    "CASE " x " WHEN 0 THEN 'allocator' WHEN 1 THEN 'malloc' WHEN 2 THEN 'new'"                   \
-    " WHEN 3 THEN 'new[]' END"
-#define OP_NAME(x)                                                                                 \
-    "CASE " x " WHEN 1 THEN 'alloc' WHEN 2 THEN 'alloc_zeroed' WHEN 3 THEN 'realloc'"             \
-    " WHEN 4 THEN 'dealloc' WHEN 5 THEN 'vanished' WHEN 6 THEN 'inherited' END"
+/* Family and operation names (vocab.h), as SQL expressions over their
+ * codes. */
+#define FAMILY_WHEN(id, code, name, description) " WHEN " #code " THEN '" name "'"
+#define FAMILY_NAME(x) "CASE " x AT_FAMILIES(FAMILY_WHEN) " END"
+#define OP_WHEN(id, code, name, description) " WHEN " #code " THEN '" name "'"
+#define OP_NAME(x) "CASE " x AT_OPS(OP_WHEN) " END"
 
 static const char finish_sql[] =
     "CREATE INDEX stack_frames_frame ON stack_frames(frame);"

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include <alloctrace/vocab.h>
+
 enum at_rec_kind {
     AT_REC_LIFETIME = 1, /* at_rec_lifetime (the in-process writer's record) */
     AT_REC_FINDING = 2,  /* at_rec_finding */
@@ -29,15 +31,12 @@ enum at_rec_kind {
     AT_REC_FREE = 10, /* at_rec_free */
 };
 
-/* Operations, as stored in the trace (docs/schema.md). */
+/* Operations, as stored in the trace (docs/schema.md; vocab.h, AT_OPS). */
 enum at_op {
     AT_OP_NONE = 0,
-    AT_OP_ALLOC = 1,
-    AT_OP_ALLOC_ZEROED = 2,
-    AT_OP_REALLOC = 3,
-    AT_OP_DEALLOC = 4,
-    AT_OP_VANISHED = 5, /* the address was handed out again without a release */
-    AT_OP_INHERITED = 6, /* live in the parent when this process was forked */
+#define AT_X_OP(id, code, name, description) AT_OP_##id = code,
+    AT_OPS(AT_X_OP)
+#undef AT_X_OP
 };
 
 typedef struct at_rec_lifetime {

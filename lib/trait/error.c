@@ -6,28 +6,11 @@ const char *at_strerror(int code)
     switch ((enum at_error)code) {
     case AT_OK:
         return "success";
-    case AT_E_ALIGN_ZERO:
-        return "alignment is zero";
-    case AT_E_ALIGN_NOT_POW2:
-        return "alignment is not a power of two";
-    case AT_E_SIZE_OVERFLOW:
-        return "size rounded up to the alignment overflows";
-    case AT_E_NOMEM:
-        return "out of memory";
-    case AT_E_INVALID:
-        return "invalid argument";
-    case AT_E_EXISTS:
-        return "the trace file already exists";
-    case AT_E_SYMLINK:
-        return "the trace path is a symbolic link";
-    case AT_E_ACCESS:
-        return "the trace file cannot be created or written";
-    case AT_E_IO:
-        return "I/O error while writing the trace";
-    case AT_E_DB:
-        return "SQLite refused an operation on the trace";
-    case AT_E_THREAD:
-        return "the background writer thread could not be started";
+#define AT_X_ERROR(id, value, message)                                                             \
+    case AT_E_##id:                                                                                \
+        return message;
+        AT_ERRORS(AT_X_ERROR)
+#undef AT_X_ERROR
     }
     return "unknown alloctrace error code";
 }

@@ -10,27 +10,20 @@
 #define ALLOCTRACE_ERROR_H
 
 #include <alloctrace/export.h>
+#include <alloctrace/vocab.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* AT_E_ALIGN_ZERO ... AT_E_THREAD: the codes and their sentences are
+ * listed once, in vocab.h (AT_ERRORS).  The layout invariants come first,
+ * one code per broken rule; then allocation, arguments and environment. */
 enum at_error {
     AT_OK = 0,
-    /* Layout invariants, one code per broken rule. */
-    AT_E_ALIGN_ZERO = -1,     /* alignment is zero */
-    AT_E_ALIGN_NOT_POW2 = -2, /* alignment is not a power of two */
-    AT_E_SIZE_OVERFLOW = -3,  /* size rounded up to the alignment overflows */
-    /* Allocation. */
-    AT_E_NOMEM = -4, /* the allocator could not satisfy the request */
-    /* Arguments and environment. */
-    AT_E_INVALID = -5, /* an argument is NULL or out of range */
-    AT_E_EXISTS = -6,  /* the trace file already exists */
-    AT_E_SYMLINK = -7, /* the trace path is a symbolic link */
-    AT_E_ACCESS = -8,  /* the trace file cannot be created or written */
-    AT_E_IO = -9,      /* an I/O error while writing the trace */
-    AT_E_DB = -10,     /* SQLite refused an operation on the trace */
-    AT_E_THREAD = -11, /* the background writer could not be started */
+#define AT_X_ERROR(id, code, message) AT_E_##id = code,
+    AT_ERRORS(AT_X_ERROR)
+#undef AT_X_ERROR
 };
 
 /* A static, never-NULL description of `code`.  Unknown codes get a generic

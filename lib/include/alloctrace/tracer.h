@@ -32,6 +32,7 @@
 
 #include <stdint.h>
 #include <alloctrace/allocator.h>
+#include <alloctrace/vocab.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,21 +40,23 @@ extern "C" {
 
 typedef struct at_tracer at_tracer;
 
-/* Release families: who allocated a block decides who may release it. */
+/* Release families: who allocated a block decides who may release it
+ * (vocab.h, AT_FAMILIES: AT_FAMILY_ALLOCATOR for the allocator trait,
+ * AT_FAMILY_MALLOC, AT_FAMILY_NEW, AT_FAMILY_NEW_ARRAY). */
 typedef enum at_family {
-    AT_FAMILY_ALLOCATOR = 0, /* the allocator trait (at_alloc and friends) */
-    AT_FAMILY_MALLOC = 1,    /* malloc, calloc, realloc, posix_memalign ... */
-    AT_FAMILY_NEW = 2,       /* C++ operator new */
-    AT_FAMILY_NEW_ARRAY = 3, /* C++ operator new[] */
+#define AT_X_FAMILY(id, code, name, description) AT_FAMILY_##id = code,
+    AT_FAMILIES(AT_X_FAMILY)
+#undef AT_X_FAMILY
 } at_family;
 
-/* Kinds of findings, as stored in the trace's findings.kind column. */
+/* Kinds of problems (vocab.h, AT_KINDS), as stored in the trace's
+ * findings.kind column by name.  AT_FINDING_LEAK (0) is never recorded
+ * as a finding: a leak is a block still live at the end. */
 typedef enum at_finding_kind {
-    AT_FINDING_LAYOUT_MISMATCH = 1,
-    AT_FINDING_MISALIGNED_FREE = 2,
-    AT_FINDING_DOUBLE_FREE = 3,
-    AT_FINDING_INVALID_FREE = 4,
-    AT_FINDING_FAMILY_MISMATCH = 5,
+#define AT_X_KIND(id, code, name, label, category, rule, level, color, description)                \
+    AT_FINDING_##id = code,
+    AT_KINDS(AT_X_KIND)
+#undef AT_X_KIND
 } at_finding_kind;
 
 #define AT_DEFAULT_STACK_DEPTH 64

@@ -1,0 +1,94 @@
+/* alloctrace's vocabularies, each defined once, here: the kinds of
+ * problems a trace can show, the allocation families, the operations, and
+ * the library's error codes.
+ *
+ * Each is an X-macro list: a caller defines X to pick the fields it needs
+ * and expands the list, so the C enums (tracer.h, error.h), the names the
+ * trace stores (rows.c), the SQL views (schema.c), the reports' labels and
+ * SARIF rules (tools/), the check command's categories and the HTML page's
+ * legend (written into the page's data by tools/html.c) all come from the
+ * same lines.  A new entry is one line here.
+ */
+#ifndef ALLOCTRACE_VOCAB_H
+#define ALLOCTRACE_VOCAB_H
+
+/* Problems: X(ID, CODE, NAME, LABEL, CATEGORY, RULE, LEVEL, COLOR, DESCRIPTION)
+ *   ID        the C name: AT_FINDING_<ID> (tracer.h), TM_<ID> (tools)
+ *   CODE      at_finding_kind's value, as recorded by the tracer (leaks: 0,
+ *             they are no finding)
+ *   NAME      as the trace spells it (findings.kind) and JSON reports do
+ *   LABEL     as the text reports print it
+ *   CATEGORY  the check command's category (AT_CATEGORIES below)
+ *   RULE      the SARIF rule id; LEVEL its SARIF level
+ *   COLOR     its colour in the HTML report
+ *   DESCRIPTION one sentence, for SARIF's rule text and the HTML legend
+ * The order of the list is the order reports show kinds in. */
+#define AT_KINDS(X)                                                                                \
+    X(LEAK, 0, "leak", "leak", LEAKS, "MemoryLeak", "warning", "#c0392b",                         \
+      "Memory allocated here was never released (blocks the C and C++ runtimes keep on purpose "  \
+      "are not counted)")                                                                         \
+    X(LAYOUT_MISMATCH, 1, "layout_mismatch", "layout mismatch", MISMATCH, "LayoutMismatch",       \
+      "error", "#d95f02",                                                                         \
+      "A block was released with another size or alignment than it was allocated with")         \
+    X(FAMILY_MISMATCH, 5, "family_mismatch", "family mismatch", MISMATCH, "FamilyMismatch",       \
+      "error", "#1b9e77",                                                                         \
+      "A block was released by another allocator family than the one that allocated it "         \
+      "(malloc/free, new/delete, new[]/delete[])")                                                \
+    X(MISALIGNED_FREE, 2, "misaligned_free", "misaligned free", MISALIGNED, "MisalignedFree",     \
+      "error", "#7570b3",                                                                         \
+      "A pointer released is not the start of a block, or not aligned as the release claims")    \
+    X(DOUBLE_FREE, 3, "double_free", "double free", DOUBLE_FREE, "DoubleFree", "error",          \
+      "#e7298a", "A block was released twice")                                                   \
+    X(INVALID_FREE, 4, "invalid_free", "invalid free", INVALID_FREE, "InvalidFree", "error",     \
+      "#a6761d", "A pointer released was never allocated by the program")
+
+/* What a trace from another version may hold that this one does not know:
+ * shown, never judged.  Fields as in AT_KINDS. */
+#define AT_KIND_OTHER(X)                                                                           \
+    X(OTHER, -1, "other", "unknown finding", OTHER, "UnknownFinding", "warning", "#666666",       \
+      "A kind of bad release this version of alloctrace does not know")
+
+/* The check command's categories: X(ID, NAME, ALIAS), in the order it
+ * reports them; ALIAS is a second spelling it accepts (LeakSanitizer's
+ * "leak:" in suppression files). */
+#define AT_CATEGORIES(X)                                                                           \
+    X(LEAKS, "leaks", "leak")                                                                     \
+    X(MISMATCH, "mismatch", "mismatch")                                                           \
+    X(MISALIGNED, "misaligned", "misaligned")                                                     \
+    X(DOUBLE_FREE, "double-free", "double-free")                                                  \
+    X(INVALID_FREE, "invalid-free", "invalid-free")
+
+/* Allocation families: X(ID, CODE, NAME, DESCRIPTION).  Who allocated a
+ * block decides who may release it. */
+#define AT_FAMILIES(X)                                                                             \
+    X(ALLOCATOR, 0, "allocator", "the allocator trait (at_alloc and friends)")                   \
+    X(MALLOC, 1, "malloc", "malloc, calloc, realloc, posix_memalign ...")                         \
+    X(NEW, 2, "new", "C++ operator new")                                                          \
+    X(NEW_ARRAY, 3, "new[]", "C++ operator new[]")
+
+/* Operations that start or end a lifetime: X(ID, CODE, NAME, DESCRIPTION)
+ * (code 0, none, is a lifetime that has not ended). */
+#define AT_OPS(X)                                                                                  \
+    X(ALLOC, 1, "alloc", "an allocation")                                                         \
+    X(ALLOC_ZEROED, 2, "alloc_zeroed", "a zeroed allocation")                                     \
+    X(REALLOC, 3, "realloc", "a reallocation")                                                    \
+    X(DEALLOC, 4, "dealloc", "a release")                                                         \
+    X(VANISHED, 5, "vanished", "the address was handed out again without a release the tracer "   \
+                               "saw")                                                             \
+    X(INHERITED, 6, "inherited", "live in the parent when this process was forked")
+
+/* Error codes: X(ID, CODE, MESSAGE).  AT_E_<ID>; at_strerror's sentences. */
+#define AT_ERRORS(X)                                                                               \
+    X(ALIGN_ZERO, -1, "alignment is zero")                                                        \
+    X(ALIGN_NOT_POW2, -2, "alignment is not a power of two")                                      \
+    X(SIZE_OVERFLOW, -3, "size rounded up to the alignment overflows")                            \
+    X(NOMEM, -4, "out of memory")                                                                 \
+    X(INVALID, -5, "invalid argument")                                                            \
+    X(EXISTS, -6, "the trace file already exists")                                                \
+    X(SYMLINK, -7, "the trace path is a symbolic link")                                           \
+    X(ACCESS, -8, "the trace file cannot be created or written")                                  \
+    X(IO, -9, "I/O error while writing the trace")                                                \
+    X(DB, -10, "SQLite refused an operation on the trace")                                        \
+    X(THREAD, -11, "the background writer thread could not be started")
+
+#endif
