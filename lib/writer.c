@@ -28,6 +28,7 @@
 #include "at_uthash.h"
 #include "clock.h"
 #include "modules.h"
+#include "replay.h"
 #include "rowbatch.h"
 #include "runtime.h"
 #include "schema.h"
@@ -38,7 +39,7 @@
 /* Weak: absent from the preload library (see at__writer_finish). */
 extern int at__symbolize_frames(sqlite3 *db) __attribute__((weak));
 
-enum { TAKE_TIMEOUT_MS = 50, TIMELINE_PERIOD_NS = 10 * 1000 * 1000 };
+enum { TAKE_TIMEOUT_MS = 50 };
 
 typedef struct frame_entry {
     uintptr_t ip;
@@ -64,7 +65,7 @@ enum { LIFETIME_NCOLS = 10 };
 typedef struct writer {
     at_tracer *t;
     sqlite3 *db;
-    sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
+    sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread;
     sqlite3_stmt *frame_lookup, *release_layout;
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
     at_rowbatch rows;             /* a sorted batch's column values */
@@ -74,7 +75,6 @@ typedef struct writer {
     frame_entry *frames;
     int frames_incomplete;
     int64_t next_frame_id;
-    uint64_t last_sample_ns;
     int error; /* first error; also copied to the tracer's writer_error */
 } writer;
 
@@ -114,14 +114,13 @@ static int prepare(writer *w)
         "INSERT INTO frames(id, ip) VALUES(?,?)",
         "INSERT INTO stack_frames(stack, level, frame) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
-        "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)",
         "SELECT id FROM frames WHERE ip = ?",
         "INSERT INTO release_layouts VALUES(?,?,?)",
         "INSERT INTO lifetimes SELECT * FROM at_lifetime_batch",
     };
     sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
                             &w->frame,        &w->stack_frame,    &w->thread,
-                            &w->timeline,     &w->frame_lookup,   &w->release_layout,
+                            &w->frame_lookup, &w->release_layout,
                             &w->lifetime_batch};
     if (at__rowbatch_init(&w->rows, w->db, "at_lifetime_batch", LIFETIME_COLUMNS,
                           LIFETIME_NCOLS, BATCH_MAX) != 0)
@@ -136,7 +135,7 @@ static int prepare(writer *w)
 static void finalize(writer *w)
 {
     sqlite3_stmt *all[] = {w->lifetime,    w->finding,  w->stack,        w->frame,
-                           w->stack_frame, w->thread,   w->timeline,     w->frame_lookup,
+                           w->stack_frame, w->thread,   w->frame_lookup,
                            w->release_layout, w->lifetime_batch};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
@@ -510,22 +509,6 @@ static void write_new_threads(writer *w)
         write_thread(w, th);
 }
 
-static void write_timeline(writer *w, uint64_t now_ns)
-{
-    at_tracer_stats s;
-    at_tracer_get_stats(w->t, &s);
-    sqlite3_stmt *st = w->timeline;
-    bind_u64(st, 1, __atomic_load_n(&w->t->seq, __ATOMIC_RELAXED));
-    bind_u64(st, 2, (now_ns - w->t->start_ns) / 1000);
-    bind_u64(st, 3, s.live_bytes);
-    bind_u64(st, 4, s.live_blocks);
-    bind_u64(st, 5, s.alloc_calls);
-    bind_u64(st, 6, s.alloc_bytes);
-    bind_u64(st, 7, s.free_calls);
-    step(w, st);
-    w->last_sample_ns = now_ns;
-}
-
 /* ---- the thread --------------------------------------------------------------- */
 
 static writer *writer_new(at_tracer *t, sqlite3 *db)
@@ -567,9 +550,6 @@ void *at__writer_main(void *arg)
             for (at_buf *b = list; b; b = b->next)
                 write_buffer(w, b);
             flush_lifetimes(w);
-            uint64_t now = at__now_ns();
-            if (now - w->last_sample_ns >= TIMELINE_PERIOD_NS)
-                write_timeline(w, now);
             exec(w, "COMMIT");
             if (t->writer_error && sqlite3_get_autocommit(w->db) == 0)
                 sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
@@ -718,7 +698,8 @@ int at__writer_finish(at_tracer *t)
     write_new_stacks(w);
     at__live_foreach(&t->live, write_leak, w);
     flush_lifetimes(w);
-    write_timeline(w, at__now_ns());
+    /* The timeline and the peak, replayed from the lifetimes just written. */
+    fail(w, at__replay_store(w->db));
     exec(w, "COMMIT");
 
     fail(w, at__modules_write(w->db));

@@ -1,10 +1,8 @@
 /* The trace as report and check see it (see trace_model.h).
  *
  * Relies on the views of a finished trace (leak_sites, runtime_blocks,
- * docs/schema.md) and on the `lifetimes` table itself for the peak, which
- * one ordered pass computes exactly: over ten million lifetimes, SQLite's
- * window function takes about 20 s on the benchmark machine, this pass
- * about 2.5 s.
+ * docs/schema.md) and on the peak that finishing stored (lib/replay.h),
+ * replayed here only for a trace that lacks it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +16,7 @@
 #include <uthash.h>
 
 #include "cli.h"
+#include "replay.h"
 #include "symbolize.h"
 #include "trace_model.h"
 
@@ -94,14 +93,6 @@ long long tm_sat_add(long long a, long long b)
     long long r;
     if (__builtin_add_overflow(a, b, &r))
         return b > 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-static long long sat_sub(long long a, long long b)
-{
-    long long r;
-    if (__builtin_sub_overflow(a, b, &r))
-        return b < 0 ? INT64_MAX : INT64_MIN;
     return r;
 }
 
@@ -504,85 +495,21 @@ static void load_summary(tm_trace *t)
 
 /* ---- the peak ------------------------------------------------------------------------------ */
 
-/* Releases still to come, smallest sequence number first. */
-typedef struct pending {
-    long long seq, size;
-} pending;
-
-typedef struct heap {
-    pending *a;
-    size_t n, cap;
-} heap;
-
-static void heap_push(heap *h, pending p)
-{
-    h->a = grow(h->a, &h->cap, h->n + 1, sizeof *h->a);
-    size_t i = h->n++;
-    while (i > 0 && h->a[(i - 1) / 2].seq > p.seq) {
-        h->a[i] = h->a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->a[i] = p;
-}
-
-static pending heap_pop(heap *h)
-{
-    pending top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && h->a[c + 1].seq < h->a[c].seq)
-            c++;
-        if (h->a[c].seq >= last.seq)
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n)
-        h->a[i] = last;
-    return top;
-}
-
-/* Live bytes after every allocation, in sequence order: lifetimes come in
- * allocation order (seq is the rowid), their releases wait in a heap.  A
- * release at the very sequence number of an allocation (a block that
- * vanished because its address was handed out again) counts before it.
- * The peak is always reached right after an allocation. */
+/* The exact peak (lib/replay.h): as finishing stored it, or replayed here
+ * from the lifetimes for a trace finished by an older alloctrace. */
 static void load_peak(tm_trace *t)
 {
-    /* `alloctrace run` computed it exactly while writing the trace. */
-    long long known = one_int(t, "SELECT value FROM meta WHERE key = 'peak_bytes'", -1);
-    if (known >= 0) {
-        t->sum.peak_bytes = known;
-        t->sum.peak_seq = one_int(t, "SELECT value FROM meta WHERE key = 'peak_seq'", 0);
-        t->sum.peak_time_us = one_int(t, "SELECT value FROM meta WHERE key = 'peak_time_us'", 0);
-        return;
+    at_replay_peak p = {0};
+    if (!at__replay_stored_peak(t->db, &p)) {
+        tm_progress_start("finding the peak");
+        if (at__replay(t->db, NULL, NULL, &p, NULL) != 0)
+            remember_error(t);
+        tm_progress_done();
     }
-    long long last = one_int(t, "SELECT max(seq) FROM lifetimes", 0);
-    sqlite3_stmt *st = prepare(t, "SELECT seq, size, free_dseq, t FROM lifetimes ORDER BY seq");
-    heap h = {0};
-    long long live = 0, rows = 0;
-    tm_progress_start("finding the peak");
-    while (step(t, st) == SQLITE_ROW) {
-        long long seq = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
-        while (h.n > 0 && h.a[0].seq <= seq)
-            live = sat_sub(live, heap_pop(&h).size);
-        live = tm_sat_add(live, size);
-        if (live > t->sum.peak_bytes) {
-            t->sum.peak_bytes = live;
-            t->sum.peak_seq = seq;
-            t->sum.peak_time_us = sqlite3_column_int64(st, 3);
-        }
-        if (sqlite3_column_type(st, 2) != SQLITE_NULL)
-            heap_push(&h, (pending){tm_sat_add(seq, sqlite3_column_int64(st, 2)), size});
-        if ((++rows & 0xFFFF) == 0)
-            tm_progress(last > 0 ? (double)seq / (double)last : -1);
-    }
-    sqlite3_finalize(st);
-    free(h.a);
-    tm_progress_done();
+    t->sum.peak_bytes = p.bytes;
+    t->sum.peak_blocks = p.blocks;
+    t->sum.peak_seq = p.seq;
+    t->sum.peak_time_us = p.time_us;
 }
 
 /* ---- leak sites ------------------------------------------------------------------------- */

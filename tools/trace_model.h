@@ -76,7 +76,7 @@ typedef struct tm_finding {
 
 typedef struct tm_summary {
     long long alloc_calls, free_calls, alloc_bytes;
-    long long peak_bytes, peak_seq, peak_time_us; /* peak_seq 0: nothing was live */
+    long long peak_bytes, peak_blocks, peak_seq, peak_time_us; /* peak_seq 0: nothing was live */
     long long leaked_blocks, leaked_bytes;
     long long runtime_blocks, runtime_bytes;
     long long findings;
@@ -102,7 +102,7 @@ typedef struct tm_trace {
 
 enum {
     TM_SUMMARY = 1,  /* counts, program, findings by kind */
-    TM_PEAK = 2,     /* the exact peak: one pass over every lifetime */
+    TM_PEAK = 2,     /* the exact peak (lib/replay.h): stored, or one pass over the lifetimes */
     TM_LEAKS = 4,    /* sites */
     TM_FINDINGS = 8, /* findings */
 };
