@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "modules.h"
 #include "replay.h"
+#include "sites.h"
 #include "rowbatch.h"
 #include "runtime.h"
 #include "schema.h"
@@ -718,6 +719,8 @@ int at__writer_finish(at_tracer *t)
     at__iso_time(now, sizeof now);
     exec(w, "BEGIN");
     fail(w, at__schema_finish(w->db));
+    if (symbolized)
+        fail(w, at__sites_store(w->db)); /* once the frames have names */
     at__meta_set_text(w->db, "end_time", now);
     at__meta_set_int(w->db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
     at__meta_set_int(w->db, "alloc_calls", (int64_t)s.alloc_calls);

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "replay.h"
+#include "sites.h"
 #include "symbolize.h"
 #include "trace_model.h"
 
@@ -191,6 +192,8 @@ static int progress_handler(void *unused)
 /* ---- reading with errors remembered ---------------------------------------------------- */
 
 struct tm_cache {
+    struct site_of *sites;
+    int sites_loaded;
     struct frame_entry *frames;
     struct stack_entry *stacks;
     sqlite3_stmt *stack_query;
@@ -316,35 +319,46 @@ static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
     return &e->f;
 }
 
-/* The allocator's entry points and alloctrace's own frames, which sit at
- * the top of an allocation's stack and say nothing about who allocated. */
-static int is_allocator_frame(const tm_frame *f)
+/* ---- sites (lib/sites.h decides them) ------------------------------------------------ */
+
+typedef struct site_of {
+    long long stack, site;
+    int skip;
+    UT_hash_handle hh;
+} site_of;
+
+static void remember_site(void *arg, int64_t stack, int64_t site, int skip)
 {
-    static const char *const entry[] = {
-        "malloc",        "calloc",         "realloc",        "reallocarray",
-        "free",          "cfree",          "free_sized",     "free_aligned_sized",
-        "posix_memalign", "aligned_alloc", "memalign",       "valloc",
-        "pvalloc",       "__libc_malloc",  "__libc_calloc",  "__libc_realloc",
-        "__libc_free",   "__libc_memalign", "__libc_valloc", "__libc_pvalloc",
-        "__posix_memalign",
-    };
-    const char *mod = tm_basename(f->module);
-    if (mod && strncmp(mod, "liballoctrace", 13) == 0)
-        return 1;
-    const char *fn = f->function;
-    if (!fn)
-        return 0;
-    if (strncmp(fn, "at_", 3) == 0 || strncmp(fn, "operator new", 12) == 0 ||
-        strncmp(fn, "operator delete", 15) == 0)
-        return 1;
-    /* Mangled forms, when no demangler was found. */
-    if (strncmp(fn, "_Znw", 4) == 0 || strncmp(fn, "_Zna", 4) == 0 ||
-        strncmp(fn, "_Zdl", 4) == 0 || strncmp(fn, "_Zda", 4) == 0)
-        return 1;
-    for (size_t i = 0; i < sizeof entry / sizeof entry[0]; i++)
-        if (strcmp(fn, entry[i]) == 0)
-            return 1;
-    return 0;
+    tm_cache *c = arg;
+    site_of *e;
+    HASH_FIND(hh, c->sites, &stack, sizeof stack, e);
+    if (e)
+        return;
+    e = tm_xrealloc(NULL, sizeof *e);
+    e->stack = stack;
+    e->site = site;
+    e->skip = skip;
+    HASH_ADD(hh, c->sites, stack, sizeof e->stack, e);
+}
+
+/* What finishing stored in stack_sites; for a trace finished by an older
+ * alloctrace, which has no such table, the same rule computed here. */
+static void load_sites(tm_trace *t)
+{
+    if (t->cache->sites_loaded)
+        return;
+    t->cache->sites_loaded = 1;
+    if (one_int(t, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                   " AND name = 'stack_sites'", 0) == 0) {
+        if (at__sites_compute(t->db, remember_site, t->cache) != 0)
+            remember_error(t);
+        return;
+    }
+    sqlite3_stmt *st = prepare(t, "SELECT stack, site, skip FROM stack_sites");
+    while (step(t, st) == SQLITE_ROW)
+        remember_site(t->cache, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                      sqlite3_column_int(st, 2));
+    sqlite3_finalize(st);
 }
 
 /* A frame with no function name is known by its module and offset, which
@@ -359,28 +373,19 @@ static void add_frame_name(sbuf *b, const tm_frame *f)
     }
 }
 
-static void finish_stack(tm_stack *s)
+static void finish_stack(tm_trace *t, tm_stack *s)
 {
-    while (s->skip < s->depth && is_allocator_frame(s->frames[s->skip]))
-        s->skip++;
-    if (s->skip == s->depth) /* nothing but allocator frames: show them all */
-        s->skip = 0;
+    load_sites(t);
+    site_of *e;
+    HASH_FIND(hh, t->cache->sites, &s->id, sizeof s->id, e);
+    s->site = e ? e->site : s->id; /* a stack with no frames is a site of its own */
+    s->skip = e && e->skip > 0 && (size_t)e->skip < s->depth ? (size_t)e->skip : 0;
     sbuf key = {0}, names = {0};
-    sb_puts(&key, "");
+    sb_printf(&key, "%lld", s->site);
     sb_puts(&names, "");
     for (size_t i = s->skip; i < s->depth; i++) {
-        const tm_frame *f = s->frames[i];
-        add_frame_name(&names, f);
+        add_frame_name(&names, s->frames[i]);
         sb_puts(&names, "\x1e");
-        add_frame_name(&key, f);
-        if (f->file && f->line > 0) {
-            sb_puts(&key, "\x1f");
-            sb_puts(&key, f->file);
-            sb_printf(&key, ":%lld", f->line);
-        } else if (f->function) {
-            sb_printf(&key, "\x1f+0x%llx", (unsigned long long)f->module_offset);
-        }
-        sb_puts(&key, "\x1e");
     }
     s->key = key.s;
     s->names = names.s;
@@ -415,7 +420,7 @@ static const tm_stack *stack_get(tm_trace *t, long long id)
         }
         sqlite3_reset(st);
     }
-    finish_stack(&e->s);
+    finish_stack(t, &e->s);
     HASH_ADD(hh, t->cache->stacks, id, sizeof e->id, e);
     return &e->s;
 }
@@ -554,7 +559,7 @@ static int site_order(const void *a, const void *b)
         return x->bytes > y->bytes ? -1 : 1;
     if (x->blocks != y->blocks)
         return x->blocks > y->blocks ? -1 : 1;
-    return strcmp(x->stack->key, y->stack->key);
+    return (x->stack->site > y->stack->site) - (x->stack->site < y->stack->site);
 }
 
 static void load_leaks(tm_trace *t)
@@ -742,6 +747,12 @@ void tm_free(tm_trace *t)
         free(fe->f.file);
         free(fe->f.module);
         free(fe);
+    }
+    site_of *so, *sotmp;
+    HASH_ITER(hh, t->cache->sites, so, sotmp)
+    {
+        HASH_DEL(t->cache->sites, so);
+        free(so);
     }
     sqlite3_finalize(t->cache->stack_query);
     free(t->cache);

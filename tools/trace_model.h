@@ -2,13 +2,13 @@
  * and the findings, each with its stacks symbolized and trimmed, so both
  * commands show and judge the same things.
  *
- * Stacks are trimmed at the top: frames of alloctrace itself and of the
- * allocator's entry points (at_*, malloc, operator new...) are kept but
- * marked, so the first frame shown is the code that asked for memory.
- * Two stacks of the trace that read the same once symbolized (the same
- * function, file and line in every frame shown; module and offset where
- * there is no line) are one site: a loop the compiler unrolled into three
- * calls is one leak, not three.
+ * Stacks are trimmed at the top and merged into sites by the one rule of
+ * lib/sites.h, which finishing stored in the trace (stack_sites): frames
+ * of alloctrace itself and of the allocator's entry points are kept but
+ * marked (`skip`), so the first frame shown is the code that asked for
+ * memory; stacks that read the same once symbolized are one site (a loop
+ * the compiler unrolled into three calls is one leak, not three), named
+ * by the smallest stack id among them.
  *
  * Conventions: tm_load() returns 0, or -1 after a one-line message on
  * stderr (the trace could not be read: corrupt, truncated...).  Memory
@@ -35,7 +35,8 @@ typedef struct tm_stack {
     size_t depth;
     const tm_frame **frames; /* frames[0] is the innermost (level 0) */
     size_t skip;             /* frames[0..skip) are the allocator's: not shown */
-    char *key;               /* identity of the frames shown, for merging sites */
+    long long site;          /* the site it belongs to (lib/sites.h) */
+    char *key;               /* the site, as a string, for merging findings */
     char *names;             /* function names (or module+offset) of the frames shown:
                                 what a baseline matches, stable across builds and ASLR */
 } tm_stack;
