@@ -44,6 +44,7 @@
 #include "cli.h"
 #include "escape.h"
 #include "replay.h"
+#include "trace_model.h"
 #include "schema.h"
 
 /* The viewer, bundled from viewer/ (viewer_assets.c, generated). */
@@ -342,6 +343,7 @@ typedef struct cell {
 
 typedef struct report {
     sqlite3 *db;
+    tm_trace tm; /* leak sites and findings as report and check see them */
     const char *trace;
     int max_sites;
     strtab strings;
@@ -425,14 +427,6 @@ static int stack_by_id(report *r, int64_t id)
     else
         imap_put(&r->stack_index, id, (int)r->nstacks);
     return (int)r->nstacks++;
-}
-
-/* The stack record of a column holding a stack id (NULL: no stack). */
-static int stack_of(report *r, sqlite3_stmt *st, int col)
-{
-    return stack_by_id(r, sqlite3_column_type(st, col) == SQLITE_NULL
-                              ? 0
-                              : sqlite3_column_int64(st, col));
 }
 
 /* ---- the scan: totals, peak, timeline, per-stack metrics, layout ------------------
@@ -701,31 +695,27 @@ static int *top_stacks(report *r, int metric, size_t limit, size_t *n, size_t *a
     return h;
 }
 
+/* Leak sites as the trace model has them (tools/trace_model.h, sites by
+ * lib/sites.h): the page lists what report and check list.  A site's bytes
+ * go to the stack that names it. */
 static int read_leaks(report *r)
 {
-    sqlite3_stmt *st =
-        prepare(r, "SELECT stack, blocks, bytes, min_size, max_size FROM leak_sites");
-    if (!st)
-        return -1;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        stack *s = &r->stacks[stack_of(r, st, 0)];
-        s->leaked_blocks = sat_add(s->leaked_blocks, sqlite3_column_int64(st, 1));
-        s->m[M_LEAKED] = sat_add(s->m[M_LEAKED], sqlite3_column_int64(st, 2));
-        s->leak_min = sqlite3_column_int64(st, 3);
-        s->leak_max = sqlite3_column_int64(st, 4);
-        r->leaked_blocks = sat_add(r->leaked_blocks, sqlite3_column_int64(st, 1));
-        r->leaked_bytes = sat_add(r->leaked_bytes, sqlite3_column_int64(st, 2));
+    for (size_t i = 0; i < r->tm.nsites; i++) {
+        const tm_site *site = &r->tm.sites[i];
+        stack *s = &r->stacks[stack_by_id(r, site->stack->id)];
+        s->leaked_blocks = sat_add(s->leaked_blocks, site->blocks);
+        s->m[M_LEAKED] = sat_add(s->m[M_LEAKED], site->bytes);
+        s->leak_min = site->min_size;
+        s->leak_max = site->max_size;
+        r->leaked_blocks = sat_add(r->leaked_blocks, site->blocks);
+        r->leaked_bytes = sat_add(r->leaked_bytes, site->bytes);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return sql_fail(r, "reading the leaks");
     size_t all;
     r->sites = top_stacks(r, M_LEAKED, (size_t)r->max_sites, &r->nsites, &all);
     r->leak_sites = (int64_t)all;
     for (size_t i = 0; i < r->nsites; i++)
         r->stacks[r->sites[i]].wanted = 1;
-    st = prepare(r, "SELECT count(*), coalesce(sum(size), 0) FROM runtime_blocks");
+    sqlite3_stmt *st = prepare(r, "SELECT count(*), coalesce(sum(size), 0) FROM runtime_blocks");
     if (!st)
         return -1;
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -1095,6 +1085,7 @@ static void write_summary(report *r, FILE *f)
     json_kint(f, &first, "leaked_blocks", r->leaked_blocks);
     json_kint(f, &first, "leaked_bytes", r->leaked_bytes);
     json_kint(f, &first, "leak_sites", r->leak_sites);
+    json_kint(f, &first, "finding_sites", (int64_t)r->tm.nfindings);
     json_kint(f, &first, "runtime_blocks", r->runtime_blocks);
     json_kint(f, &first, "runtime_bytes", r->runtime_bytes);
     json_kint(f, &first, "stacks", (int64_t)r->nstacks);
@@ -1423,7 +1414,9 @@ int cmd_html(int argc, char **argv)
     int rc = cli_open_trace(trace, &r->db);
     if (rc == 0) {
         str_intern(&r->strings, "", 0);
-        rc = scan_lifetimes(r);
+        rc = tm_load(&r->tm, r->db, trace, TM_LEAKS | TM_FINDINGS);
+        if (!rc)
+            rc = scan_lifetimes(r);
         if (!rc)
             rc = read_leaks(r);
         if (!rc)
@@ -1432,6 +1425,7 @@ int cmd_html(int argc, char **argv)
             rc = build_tree(r);
         if (!rc)
             rc = write_file(r, output);
+        tm_free(&r->tm);
         sqlite3_close(r->db);
     }
     report_free(r);
