@@ -1178,6 +1178,20 @@ static void write_tree(report *r, FILE *f)
             fprintf(f, ",%d", s->frames[k]);
         putc(']', f);
     }
+    /* {"stack id": frames at the top that are the allocator's, not the
+     * site (lib/sites.h)}, for the listed stacks that have such frames. */
+    fputs("},\"stack_skip\":{", f);
+    first = 1;
+    for (size_t i = 0; i < r->nstacks; i++) {
+        const stack *s = &r->stacks[i];
+        if (!s->wanted || s->id == 0)
+            continue;
+        size_t skip = tm_stack_of(&r->tm, s->id)->skip;
+        if (skip == 0)
+            continue;
+        fprintf(f, "%s\"%" PRId64 "\":%zu", first ? "" : ",", s->id, skip);
+        first = 0;
+    }
     putc('}', f);
 }
 

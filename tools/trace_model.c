@@ -425,6 +425,11 @@ static const tm_stack *stack_get(tm_trace *t, long long id)
     return &e->s;
 }
 
+const tm_stack *tm_stack_of(tm_trace *t, long long id)
+{
+    return stack_get(t, id);
+}
+
 const tm_frame *tm_source_frame(const tm_stack *s)
 {
     for (size_t i = s->skip; i < s->depth; i++)

@@ -113,6 +113,9 @@ enum {
 int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what);
 void tm_free(tm_trace *t);
 
+/* The stack of stacks.id `id` (0: none), read on first use; never NULL. */
+const tm_stack *tm_stack_of(tm_trace *t, long long id);
+
 /* The first frame shown that has a file and a line, or NULL. */
 const tm_frame *tm_source_frame(const tm_stack *s);
 
