@@ -528,6 +528,7 @@ static void check_json(FILE *out, const tm_trace *t, const policy *p, const verd
     jw_int(&w, "exit_code", v->failed ? EXIT_CHECK_FAILED : 0);
     jw_str(&w, "program_end", t->sum.program_end);
     jw_int(&w, "lost_events", t->sum.lost_events);
+    jw_int(&w, "peak_bytes", t->sum.peak_bytes);
     jw_obj(&w, "policy");
     jw_line(&w);
     jw_arr(&w, "fail_on");
@@ -675,7 +676,7 @@ static int run_check(check_args *a)
     }
     tm_trace t;
     int rc = EXIT_TOOL;
-    if (tm_load(&t, db, a->trace, TM_SUMMARY | TM_LEAKS | TM_FINDINGS) == 0) {
+    if (tm_load(&t, db, a->trace, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS) == 0) {
         verdict v;
         decide(&v, &t, &a->policy, &a->supp, base);
         if (a->json)

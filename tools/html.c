@@ -43,6 +43,8 @@
 
 #include "cli.h"
 #include "escape.h"
+#include "replay.h"
+#include "trace_model.h"
 #include "schema.h"
 
 /* The viewer, bundled from viewer/ (viewer_assets.c, generated). */
@@ -328,11 +330,6 @@ typedef struct point {
     int64_t t, bytes, blocks;
 } point;
 
-typedef struct pending {
-    int64_t free_seq, free_time, size;
-    int stack;
-} pending;
-
 typedef struct finding {
     int64_t id, seq, time_us, thread, ptr, release_stack, release_size, release_align;
     int64_t alloc_seq, alloc_ptr, alloc_stack, alloc_size, alloc_align, first_free_seq;
@@ -346,6 +343,7 @@ typedef struct cell {
 
 typedef struct report {
     sqlite3 *db;
+    tm_trace tm; /* leak sites and findings as report and check see them */
     const char *trace;
     int max_sites;
     strtab strings;
@@ -431,14 +429,6 @@ static int stack_by_id(report *r, int64_t id)
     return (int)r->nstacks++;
 }
 
-/* The stack record of a column holding a stack id (NULL: no stack). */
-static int stack_of(report *r, sqlite3_stmt *st, int col)
-{
-    return stack_by_id(r, sqlite3_column_type(st, col) == SQLITE_NULL
-                              ? 0
-                              : sqlite3_column_int64(st, col));
-}
-
 /* ---- the scan: totals, peak, timeline, per-stack metrics, layout ------------------
  * Events are the allocations (rows, in seq order) and their releases (at
  * seq + free_dseq), merged through a heap of pending releases.  The
@@ -448,78 +438,11 @@ static int stack_of(report *r, sqlite3_stmt *st, int col)
  * had at its last change before (or at) the peak, saved lazily when it
  * next changes after it. */
 
-/* Pending releases, by sequence number: a radix heap, since keys only
- * ever grow (a release comes after its allocation, and is taken once the
- * scan has passed it).  A key sits in the bucket of the highest bit in
- * which it differs from the last key taken (bucket 0: equal to it); taking
- * refills bucket 0 from the lowest non-empty bucket, whose keys all move
- * to lower buckets, so each key moves a few times at most.  About three
- * times faster than a binary heap over ten million releases.  Each bucket
- * keeps its smallest key, so looking at the smallest costs nothing. */
-typedef struct rheap {
-    pending *b[65];
-    size_t n[65], cap[65];
-    int64_t bmin[65];
-    uint64_t mask; /* bit k - 1 set: bucket k (1..64) is not empty */
-    size_t size;
-    int64_t last;
-} rheap;
-
-static void rheap_put(rheap *h, pending p)
-{
-    uint64_t x = (uint64_t)p.free_seq ^ (uint64_t)h->last;
-    int k = x ? 64 - __builtin_clzll(x) : 0;
-    grow(&h->b[k], &h->cap[k], h->n[k] + 1, sizeof *h->b[k]);
-    if (h->n[k] == 0 || p.free_seq < h->bmin[k])
-        h->bmin[k] = p.free_seq;
-    h->b[k][h->n[k]++] = p;
-    if (k)
-        h->mask |= 1ull << (k - 1);
-}
-
-/* Keys below the last one taken would break the order: none should come
- * (releases follow their allocation), a hostile trace's are clamped. */
-static void rheap_push(rheap *h, pending p)
-{
-    if (p.free_seq < h->last)
-        p.free_seq = h->last;
-    rheap_put(h, p);
-    h->size++;
-}
-
-/* The smallest key; the heap must not be empty. */
-static int64_t rheap_min(const rheap *h)
-{
-    assert(h->size > 0);
-    return h->n[0] ? h->last : h->bmin[__builtin_ctzll(h->mask) + 1];
-}
-
-/* Takes an element with the smallest key; the heap must not be empty. */
-static pending rheap_pop(rheap *h)
-{
-    assert(h->size > 0);
-    if (!h->n[0]) {
-        int k = __builtin_ctzll(h->mask) + 1;
-        h->last = h->bmin[k];
-        size_t n = h->n[k];
-        h->n[k] = 0;
-        h->mask &= ~(1ull << (k - 1));
-        for (size_t i = 0; i < n; i++)
-            rheap_put(h, h->b[k][i]); /* to a bucket below k, never k */
-    }
-    h->size--;
-    return h->b[0][--h->n[0]];
-}
-
-static void rheap_free(rheap *h)
-{
-    for (int k = 0; k < 65; k++)
-        free(h->b[k]);
-}
-
 typedef struct scan {
     report *r;
     int64_t live, blocks, events, span;
+    int64_t last_stack_id; /* the stack of the last event, and its index */
+    int last_stack;
     point lo[TIME_BUCKETS], hi[TIME_BUCKETS];
     int used[TIME_BUCKETS];
     point last;
@@ -558,16 +481,6 @@ static void observe(scan *sc, int64_t t)
         if (p.bytes > sc->hi[b].bytes)
             sc->hi[b] = p;
     }
-}
-
-static void release(scan *sc, pending p)
-{
-    report *r = sc->r;
-    sc->events++;
-    sc->live = sat_add(sc->live, -p.size);
-    sc->blocks--;
-    stack_change(sc, &r->stacks[p.stack], -p.size, -1);
-    observe(sc, p.free_time);
 }
 
 static int size_class(int64_t size)
@@ -625,10 +538,46 @@ static void timeline_points(report *r, const scan *sc)
     r->last_time = sc->last.t;
 }
 
+/* One event of the replay (lib/replay.h), which decides the order of
+ * events and where the peak is. */
+static void on_event(void *arg, const at_replay_event *e)
+{
+    scan *sc = arg;
+    report *r = sc->r;
+    if (sc->last_stack < 0 || e->stack != sc->last_stack_id) {
+        sc->last_stack = stack_by_id(r, e->stack);
+        sc->last_stack_id = e->stack;
+    }
+    stack *s = &r->stacks[sc->last_stack];
+    sc->events++;
+    sc->live = e->after.live_bytes;
+    sc->blocks = e->after.live_blocks;
+    if (!e->is_alloc) {
+        stack_change(sc, s, -e->size, -1);
+        if (e->point)
+            observe(sc, e->after.time_us);
+        return;
+    }
+    stack_change(sc, s, e->size, 1);
+    int64_t pad = padding(e->size, e->align);
+    s->m[M_TOTAL] = sat_add(s->m[M_TOTAL], e->size);
+    s->m[M_COUNT]++;
+    s->waste = sat_add(s->waste, pad);
+    cell *c = &r->hist[size_class(e->size)][align_class(e->align)];
+    c->count++;
+    c->bytes = sat_add(c->bytes, e->size);
+    c->waste = sat_add(c->waste, pad);
+    r->waste_total = sat_add(r->waste_total, pad);
+    if (e->new_peak)
+        r->peak_event = sc->events;
+    observe(sc, e->after.time_us);
+}
+
 static int scan_lifetimes(report *r)
 {
     scan *sc = xcalloc(1, sizeof *sc);
     sc->r = r;
+    sc->last_stack = -1;
     r->peak_event = -1;
     /* The span the buckets divide: the trace's duration, or the last
      * allocation's time when the duration is missing. */
@@ -645,74 +594,19 @@ static int scan_lifetimes(report *r)
         r->dense = xcalloc((size_t)r->ndense, sizeof *r->dense);
         memset(r->dense, 0xff, (size_t)r->ndense * sizeof *r->dense);
     }
-    /* NULLs become values no row holds, so each column is read once. */
-    sqlite3_stmt *st = prepare(r, "SELECT seq, t, size, " AT_SQL_INFO_ALIGN("info") ","
-                                  " coalesce(stack, 0), coalesce(free_dseq, -9223372036854775808),"
-                                  " coalesce(free_dt, 0) FROM lifetimes ORDER BY seq");
-    if (!st) {
-        free(sc);
-        return -1;
-    }
-    rheap *h = xcalloc(1, sizeof *h);
-    int rc, last_stack = -1;
-    int64_t last_stack_id = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t seq = sqlite3_column_int64(st, 0);
-        int64_t t = sqlite3_column_int64(st, 1);
-        int64_t size = sqlite3_column_int64(st, 2);
-        int64_t align = sqlite3_column_int64(st, 3);
-        if (size < 0)
-            size = 0;
-        while (h->size && rheap_min(h) < seq)
-            release(sc, rheap_pop(h));
-        int64_t sid = sqlite3_column_int64(st, 4);
-        if (last_stack < 0 || sid != last_stack_id) {
-            last_stack = stack_by_id(r, sid);
-            last_stack_id = sid;
-        }
-        stack *s = &r->stacks[last_stack];
-        sc->events++;
-        sc->live = sat_add(sc->live, size);
-        sc->blocks++;
-        stack_change(sc, s, size, 1);
-        int64_t pad = padding(size, align);
-        s->m[M_TOTAL] = sat_add(s->m[M_TOTAL], size);
-        s->m[M_COUNT]++;
-        s->waste = sat_add(s->waste, pad);
-        cell *c = &r->hist[size_class(size)][align_class(align)];
-        c->count++;
-        c->bytes = sat_add(c->bytes, size);
-        c->waste = sat_add(c->waste, pad);
-        r->alloc_calls++;
-        r->alloc_bytes = sat_add(r->alloc_bytes, size);
-        r->waste_total = sat_add(r->waste_total, pad);
-        if (sc->live > r->peak_bytes || r->peak_event < 0) {
-            r->peak_bytes = sc->live;
-            r->peak_blocks = sc->blocks;
-            r->peak_seq = seq;
-            r->peak_time = t;
-            r->peak_event = sc->events;
-        }
-        observe(sc, t);
-        int64_t dseq = sqlite3_column_int64(st, 5);
-        if (dseq != INT64_MIN) {
-            pending p = {sat_add(seq, dseq > 0 ? dseq : 0),
-                         sat_add(t, sqlite3_column_int64(st, 6)), size, last_stack};
-            rheap_push(h, p);
-            r->free_calls++;
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        rheap_free(h);
-        free(h);
+    at_replay_peak peak;
+    at_replay_state end;
+    if (at__replay(r->db, on_event, sc, &peak, &end) != 0) {
         free(sc);
         return sql_fail(r, "reading the lifetimes");
     }
-    while (h->size)
-        release(sc, rheap_pop(h));
-    rheap_free(h);
-    free(h);
+    r->peak_bytes = peak.bytes;
+    r->peak_blocks = peak.blocks;
+    r->peak_seq = peak.seq;
+    r->peak_time = peak.time_us;
+    r->alloc_calls = end.alloc_calls;
+    r->alloc_bytes = end.alloc_bytes;
+    r->free_calls = end.free_calls;
     for (size_t i = 0; i < r->nstacks; i++) {
         stack *s = &r->stacks[i];
         if (s->stamp <= r->peak_event) {
@@ -801,31 +695,27 @@ static int *top_stacks(report *r, int metric, size_t limit, size_t *n, size_t *a
     return h;
 }
 
+/* Leak sites as the trace model has them (tools/trace_model.h, sites by
+ * lib/sites.h): the page lists what report and check list.  A site's bytes
+ * go to the stack that names it. */
 static int read_leaks(report *r)
 {
-    sqlite3_stmt *st =
-        prepare(r, "SELECT stack, blocks, bytes, min_size, max_size FROM leak_sites");
-    if (!st)
-        return -1;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        stack *s = &r->stacks[stack_of(r, st, 0)];
-        s->leaked_blocks = sat_add(s->leaked_blocks, sqlite3_column_int64(st, 1));
-        s->m[M_LEAKED] = sat_add(s->m[M_LEAKED], sqlite3_column_int64(st, 2));
-        s->leak_min = sqlite3_column_int64(st, 3);
-        s->leak_max = sqlite3_column_int64(st, 4);
-        r->leaked_blocks = sat_add(r->leaked_blocks, sqlite3_column_int64(st, 1));
-        r->leaked_bytes = sat_add(r->leaked_bytes, sqlite3_column_int64(st, 2));
+    for (size_t i = 0; i < r->tm.nsites; i++) {
+        const tm_site *site = &r->tm.sites[i];
+        stack *s = &r->stacks[stack_by_id(r, site->stack->id)];
+        s->leaked_blocks = sat_add(s->leaked_blocks, site->blocks);
+        s->m[M_LEAKED] = sat_add(s->m[M_LEAKED], site->bytes);
+        s->leak_min = site->min_size;
+        s->leak_max = site->max_size;
+        r->leaked_blocks = sat_add(r->leaked_blocks, site->blocks);
+        r->leaked_bytes = sat_add(r->leaked_bytes, site->bytes);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return sql_fail(r, "reading the leaks");
     size_t all;
     r->sites = top_stacks(r, M_LEAKED, (size_t)r->max_sites, &r->nsites, &all);
     r->leak_sites = (int64_t)all;
     for (size_t i = 0; i < r->nsites; i++)
         r->stacks[r->sites[i]].wanted = 1;
-    st = prepare(r, "SELECT count(*), coalesce(sum(size), 0) FROM runtime_blocks");
+    sqlite3_stmt *st = prepare(r, "SELECT count(*), coalesce(sum(size), 0) FROM runtime_blocks");
     if (!st)
         return -1;
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -1195,6 +1085,7 @@ static void write_summary(report *r, FILE *f)
     json_kint(f, &first, "leaked_blocks", r->leaked_blocks);
     json_kint(f, &first, "leaked_bytes", r->leaked_bytes);
     json_kint(f, &first, "leak_sites", r->leak_sites);
+    json_kint(f, &first, "finding_sites", (int64_t)r->tm.nfindings);
     json_kint(f, &first, "runtime_blocks", r->runtime_blocks);
     json_kint(f, &first, "runtime_bytes", r->runtime_bytes);
     json_kint(f, &first, "stacks", (int64_t)r->nstacks);
@@ -1286,6 +1177,20 @@ static void write_tree(report *r, FILE *f)
         for (int k = 0; k < s->nframes; k++)
             fprintf(f, ",%d", s->frames[k]);
         putc(']', f);
+    }
+    /* {"stack id": frames at the top that are the allocator's, not the
+     * site (lib/sites.h)}, for the listed stacks that have such frames. */
+    fputs("},\"stack_skip\":{", f);
+    first = 1;
+    for (size_t i = 0; i < r->nstacks; i++) {
+        const stack *s = &r->stacks[i];
+        if (!s->wanted || s->id == 0)
+            continue;
+        size_t skip = tm_stack_of(&r->tm, s->id)->skip;
+        if (skip == 0)
+            continue;
+        fprintf(f, "%s\"%" PRId64 "\":%zu", first ? "" : ",", s->id, skip);
+        first = 0;
     }
     putc('}', f);
 }
@@ -1523,7 +1428,9 @@ int cmd_html(int argc, char **argv)
     int rc = cli_open_trace(trace, &r->db);
     if (rc == 0) {
         str_intern(&r->strings, "", 0);
-        rc = scan_lifetimes(r);
+        rc = tm_load(&r->tm, r->db, trace, TM_LEAKS | TM_FINDINGS);
+        if (!rc)
+            rc = scan_lifetimes(r);
         if (!rc)
             rc = read_leaks(r);
         if (!rc)
@@ -1532,6 +1439,7 @@ int cmd_html(int argc, char **argv)
             rc = build_tree(r);
         if (!rc)
             rc = write_file(r, output);
+        tm_free(&r->tm);
         sqlite3_close(r->db);
     }
     report_free(r);

@@ -73,6 +73,7 @@ static void json_summary(jw *w, const tm_trace *t)
     jw_int(w, "alloc_bytes", s->alloc_bytes);
     jw_int(w, "free_calls", s->free_calls);
     jw_int(w, "peak_bytes", s->peak_bytes);
+    jw_int(w, "peak_blocks", s->peak_blocks);
     jw_int_or_null(w, "peak_seq", s->peak_seq, 0);
     jw_int_or_null(w, "peak_time_us", s->peak_seq ? s->peak_time_us : -1, -1);
     jw_int(w, "leaked_blocks", s->leaked_blocks);

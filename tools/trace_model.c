@@ -1,10 +1,8 @@
 /* The trace as report and check see it (see trace_model.h).
  *
  * Relies on the views of a finished trace (leak_sites, runtime_blocks,
- * docs/schema.md) and on the `lifetimes` table itself for the peak, which
- * one ordered pass computes exactly: over ten million lifetimes, SQLite's
- * window function takes about 20 s on the benchmark machine, this pass
- * about 2.5 s.
+ * docs/schema.md) and on the peak that finishing stored (lib/replay.h),
+ * replayed here only for a trace that lacks it.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +16,8 @@
 #include <uthash.h>
 
 #include "cli.h"
+#include "replay.h"
+#include "sites.h"
 #include "symbolize.h"
 #include "trace_model.h"
 
@@ -94,14 +94,6 @@ long long tm_sat_add(long long a, long long b)
     long long r;
     if (__builtin_add_overflow(a, b, &r))
         return b > 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-static long long sat_sub(long long a, long long b)
-{
-    long long r;
-    if (__builtin_sub_overflow(a, b, &r))
-        return b < 0 ? INT64_MAX : INT64_MIN;
     return r;
 }
 
@@ -200,6 +192,8 @@ static int progress_handler(void *unused)
 /* ---- reading with errors remembered ---------------------------------------------------- */
 
 struct tm_cache {
+    struct site_of *sites;
+    int sites_loaded;
     struct frame_entry *frames;
     struct stack_entry *stacks;
     sqlite3_stmt *stack_query;
@@ -325,35 +319,46 @@ static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
     return &e->f;
 }
 
-/* The allocator's entry points and alloctrace's own frames, which sit at
- * the top of an allocation's stack and say nothing about who allocated. */
-static int is_allocator_frame(const tm_frame *f)
+/* ---- sites (lib/sites.h decides them) ------------------------------------------------ */
+
+typedef struct site_of {
+    long long stack, site;
+    int skip;
+    UT_hash_handle hh;
+} site_of;
+
+static void remember_site(void *arg, int64_t stack, int64_t site, int skip)
 {
-    static const char *const entry[] = {
-        "malloc",        "calloc",         "realloc",        "reallocarray",
-        "free",          "cfree",          "free_sized",     "free_aligned_sized",
-        "posix_memalign", "aligned_alloc", "memalign",       "valloc",
-        "pvalloc",       "__libc_malloc",  "__libc_calloc",  "__libc_realloc",
-        "__libc_free",   "__libc_memalign", "__libc_valloc", "__libc_pvalloc",
-        "__posix_memalign",
-    };
-    const char *mod = tm_basename(f->module);
-    if (mod && strncmp(mod, "liballoctrace", 13) == 0)
-        return 1;
-    const char *fn = f->function;
-    if (!fn)
-        return 0;
-    if (strncmp(fn, "at_", 3) == 0 || strncmp(fn, "operator new", 12) == 0 ||
-        strncmp(fn, "operator delete", 15) == 0)
-        return 1;
-    /* Mangled forms, when no demangler was found. */
-    if (strncmp(fn, "_Znw", 4) == 0 || strncmp(fn, "_Zna", 4) == 0 ||
-        strncmp(fn, "_Zdl", 4) == 0 || strncmp(fn, "_Zda", 4) == 0)
-        return 1;
-    for (size_t i = 0; i < sizeof entry / sizeof entry[0]; i++)
-        if (strcmp(fn, entry[i]) == 0)
-            return 1;
-    return 0;
+    tm_cache *c = arg;
+    site_of *e;
+    HASH_FIND(hh, c->sites, &stack, sizeof stack, e);
+    if (e)
+        return;
+    e = tm_xrealloc(NULL, sizeof *e);
+    e->stack = stack;
+    e->site = site;
+    e->skip = skip;
+    HASH_ADD(hh, c->sites, stack, sizeof e->stack, e);
+}
+
+/* What finishing stored in stack_sites; for a trace finished by an older
+ * alloctrace, which has no such table, the same rule computed here. */
+static void load_sites(tm_trace *t)
+{
+    if (t->cache->sites_loaded)
+        return;
+    t->cache->sites_loaded = 1;
+    if (one_int(t, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                   " AND name = 'stack_sites'", 0) == 0) {
+        if (at__sites_compute(t->db, remember_site, t->cache) != 0)
+            remember_error(t);
+        return;
+    }
+    sqlite3_stmt *st = prepare(t, "SELECT stack, site, skip FROM stack_sites");
+    while (step(t, st) == SQLITE_ROW)
+        remember_site(t->cache, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                      sqlite3_column_int(st, 2));
+    sqlite3_finalize(st);
 }
 
 /* A frame with no function name is known by its module and offset, which
@@ -368,28 +373,19 @@ static void add_frame_name(sbuf *b, const tm_frame *f)
     }
 }
 
-static void finish_stack(tm_stack *s)
+static void finish_stack(tm_trace *t, tm_stack *s)
 {
-    while (s->skip < s->depth && is_allocator_frame(s->frames[s->skip]))
-        s->skip++;
-    if (s->skip == s->depth) /* nothing but allocator frames: show them all */
-        s->skip = 0;
+    load_sites(t);
+    site_of *e;
+    HASH_FIND(hh, t->cache->sites, &s->id, sizeof s->id, e);
+    s->site = e ? e->site : s->id; /* a stack with no frames is a site of its own */
+    s->skip = e && e->skip > 0 && (size_t)e->skip < s->depth ? (size_t)e->skip : 0;
     sbuf key = {0}, names = {0};
-    sb_puts(&key, "");
+    sb_printf(&key, "%lld", s->site);
     sb_puts(&names, "");
     for (size_t i = s->skip; i < s->depth; i++) {
-        const tm_frame *f = s->frames[i];
-        add_frame_name(&names, f);
+        add_frame_name(&names, s->frames[i]);
         sb_puts(&names, "\x1e");
-        add_frame_name(&key, f);
-        if (f->file && f->line > 0) {
-            sb_puts(&key, "\x1f");
-            sb_puts(&key, f->file);
-            sb_printf(&key, ":%lld", f->line);
-        } else if (f->function) {
-            sb_printf(&key, "\x1f+0x%llx", (unsigned long long)f->module_offset);
-        }
-        sb_puts(&key, "\x1e");
     }
     s->key = key.s;
     s->names = names.s;
@@ -424,9 +420,14 @@ static const tm_stack *stack_get(tm_trace *t, long long id)
         }
         sqlite3_reset(st);
     }
-    finish_stack(&e->s);
+    finish_stack(t, &e->s);
     HASH_ADD(hh, t->cache->stacks, id, sizeof e->id, e);
     return &e->s;
+}
+
+const tm_stack *tm_stack_of(tm_trace *t, long long id)
+{
+    return stack_get(t, id);
 }
 
 const tm_frame *tm_source_frame(const tm_stack *s)
@@ -504,85 +505,21 @@ static void load_summary(tm_trace *t)
 
 /* ---- the peak ------------------------------------------------------------------------------ */
 
-/* Releases still to come, smallest sequence number first. */
-typedef struct pending {
-    long long seq, size;
-} pending;
-
-typedef struct heap {
-    pending *a;
-    size_t n, cap;
-} heap;
-
-static void heap_push(heap *h, pending p)
-{
-    h->a = grow(h->a, &h->cap, h->n + 1, sizeof *h->a);
-    size_t i = h->n++;
-    while (i > 0 && h->a[(i - 1) / 2].seq > p.seq) {
-        h->a[i] = h->a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->a[i] = p;
-}
-
-static pending heap_pop(heap *h)
-{
-    pending top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && h->a[c + 1].seq < h->a[c].seq)
-            c++;
-        if (h->a[c].seq >= last.seq)
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n)
-        h->a[i] = last;
-    return top;
-}
-
-/* Live bytes after every allocation, in sequence order: lifetimes come in
- * allocation order (seq is the rowid), their releases wait in a heap.  A
- * release at the very sequence number of an allocation (a block that
- * vanished because its address was handed out again) counts before it.
- * The peak is always reached right after an allocation. */
+/* The exact peak (lib/replay.h): as finishing stored it, or replayed here
+ * from the lifetimes for a trace finished by an older alloctrace. */
 static void load_peak(tm_trace *t)
 {
-    /* `alloctrace run` computed it exactly while writing the trace. */
-    long long known = one_int(t, "SELECT value FROM meta WHERE key = 'peak_bytes'", -1);
-    if (known >= 0) {
-        t->sum.peak_bytes = known;
-        t->sum.peak_seq = one_int(t, "SELECT value FROM meta WHERE key = 'peak_seq'", 0);
-        t->sum.peak_time_us = one_int(t, "SELECT value FROM meta WHERE key = 'peak_time_us'", 0);
-        return;
+    at_replay_peak p = {0};
+    if (!at__replay_stored_peak(t->db, &p)) {
+        tm_progress_start("finding the peak");
+        if (at__replay(t->db, NULL, NULL, &p, NULL) != 0)
+            remember_error(t);
+        tm_progress_done();
     }
-    long long last = one_int(t, "SELECT max(seq) FROM lifetimes", 0);
-    sqlite3_stmt *st = prepare(t, "SELECT seq, size, free_dseq, t FROM lifetimes ORDER BY seq");
-    heap h = {0};
-    long long live = 0, rows = 0;
-    tm_progress_start("finding the peak");
-    while (step(t, st) == SQLITE_ROW) {
-        long long seq = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
-        while (h.n > 0 && h.a[0].seq <= seq)
-            live = sat_sub(live, heap_pop(&h).size);
-        live = tm_sat_add(live, size);
-        if (live > t->sum.peak_bytes) {
-            t->sum.peak_bytes = live;
-            t->sum.peak_seq = seq;
-            t->sum.peak_time_us = sqlite3_column_int64(st, 3);
-        }
-        if (sqlite3_column_type(st, 2) != SQLITE_NULL)
-            heap_push(&h, (pending){tm_sat_add(seq, sqlite3_column_int64(st, 2)), size});
-        if ((++rows & 0xFFFF) == 0)
-            tm_progress(last > 0 ? (double)seq / (double)last : -1);
-    }
-    sqlite3_finalize(st);
-    free(h.a);
-    tm_progress_done();
+    t->sum.peak_bytes = p.bytes;
+    t->sum.peak_blocks = p.blocks;
+    t->sum.peak_seq = p.seq;
+    t->sum.peak_time_us = p.time_us;
 }
 
 /* ---- leak sites ------------------------------------------------------------------------- */
@@ -627,7 +564,7 @@ static int site_order(const void *a, const void *b)
         return x->bytes > y->bytes ? -1 : 1;
     if (x->blocks != y->blocks)
         return x->blocks > y->blocks ? -1 : 1;
-    return strcmp(x->stack->key, y->stack->key);
+    return (x->stack->site > y->stack->site) - (x->stack->site < y->stack->site);
 }
 
 static void load_leaks(tm_trace *t)
@@ -815,6 +752,12 @@ void tm_free(tm_trace *t)
         free(fe->f.file);
         free(fe->f.module);
         free(fe);
+    }
+    site_of *so, *sotmp;
+    HASH_ITER(hh, t->cache->sites, so, sotmp)
+    {
+        HASH_DEL(t->cache->sites, so);
+        free(so);
     }
     sqlite3_finalize(t->cache->stack_query);
     free(t->cache);

@@ -2,13 +2,13 @@
  * and the findings, each with its stacks symbolized and trimmed, so both
  * commands show and judge the same things.
  *
- * Stacks are trimmed at the top: frames of alloctrace itself and of the
- * allocator's entry points (at_*, malloc, operator new...) are kept but
- * marked, so the first frame shown is the code that asked for memory.
- * Two stacks of the trace that read the same once symbolized (the same
- * function, file and line in every frame shown; module and offset where
- * there is no line) are one site: a loop the compiler unrolled into three
- * calls is one leak, not three.
+ * Stacks are trimmed at the top and merged into sites by the one rule of
+ * lib/sites.h, which finishing stored in the trace (stack_sites): frames
+ * of alloctrace itself and of the allocator's entry points are kept but
+ * marked (`skip`), so the first frame shown is the code that asked for
+ * memory; stacks that read the same once symbolized are one site (a loop
+ * the compiler unrolled into three calls is one leak, not three), named
+ * by the smallest stack id among them.
  *
  * Conventions: tm_load() returns 0, or -1 after a one-line message on
  * stderr (the trace could not be read: corrupt, truncated...).  Memory
@@ -35,7 +35,8 @@ typedef struct tm_stack {
     size_t depth;
     const tm_frame **frames; /* frames[0] is the innermost (level 0) */
     size_t skip;             /* frames[0..skip) are the allocator's: not shown */
-    char *key;               /* identity of the frames shown, for merging sites */
+    long long site;          /* the site it belongs to (lib/sites.h) */
+    char *key;               /* the site, as a string, for merging findings */
     char *names;             /* function names (or module+offset) of the frames shown:
                                 what a baseline matches, stable across builds and ASLR */
 } tm_stack;
@@ -76,7 +77,7 @@ typedef struct tm_finding {
 
 typedef struct tm_summary {
     long long alloc_calls, free_calls, alloc_bytes;
-    long long peak_bytes, peak_seq, peak_time_us; /* peak_seq 0: nothing was live */
+    long long peak_bytes, peak_blocks, peak_seq, peak_time_us; /* peak_seq 0: nothing was live */
     long long leaked_blocks, leaked_bytes;
     long long runtime_blocks, runtime_bytes;
     long long findings;
@@ -102,7 +103,7 @@ typedef struct tm_trace {
 
 enum {
     TM_SUMMARY = 1,  /* counts, program, findings by kind */
-    TM_PEAK = 2,     /* the exact peak: one pass over every lifetime */
+    TM_PEAK = 2,     /* the exact peak (lib/replay.h): stored, or one pass over the lifetimes */
     TM_LEAKS = 4,    /* sites */
     TM_FINDINGS = 8, /* findings */
 };
@@ -111,6 +112,9 @@ enum {
  * zeroed first; free it with tm_free() whatever this returns. */
 int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what);
 void tm_free(tm_trace *t);
+
+/* The stack of stacks.id `id` (0: none), read on first use; never NULL. */
+const tm_stack *tm_stack_of(tm_trace *t, long long id);
 
 /* The first frame shown that has a file and a line, or NULL. */
 const tm_frame *tm_source_frame(const tm_stack *s);

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "runtime.h"
 #include "schema.h"
+#include "sites.h"
 #include "symbolize.h"
 
 long long cli_int(sqlite3 *db, const char *sql, long long dflt)
@@ -136,6 +137,8 @@ int cli_complete_trace(const char *path)
         rc = at__symbolize_frames(db);
         if (!rc)
             rc = at__classify_runtime(db);
+        if (!rc)
+            rc = at__sites_store(db); /* lib/sites.h: once the frames have names */
         if (!rc)
             rc = at__sql_exec(db, "INSERT OR REPLACE INTO meta VALUES('symbolized', 1)");
     }

@@ -52,7 +52,7 @@ enum { LIFETIME_NCOLS = 10 };
 
 typedef struct writer {
     sqlite3 *db;
-    sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread, *timeline;
+    sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread;
     sqlite3_stmt *frame_lookup, *release_layout;
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
     at_rowbatch rows;             /* a sorted batch's column values */
@@ -99,15 +99,13 @@ static int prepare(writer *w)
         "INSERT INTO frames(id, ip) VALUES(?,?)",
         "INSERT INTO stack_frames(stack, level, frame) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
-        "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)",
         "SELECT id FROM frames WHERE ip = ?",
         "INSERT INTO release_layouts VALUES(?,?,?)",
         "INSERT INTO lifetimes SELECT * FROM at_lifetime_batch",
     };
     sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
                             &w->frame,        &w->stack_frame,    &w->thread,
-                            &w->timeline,     &w->frame_lookup,   &w->release_layout,
-                            &w->lifetime_batch};
+                            &w->frame_lookup, &w->release_layout, &w->lifetime_batch};
     if (at__rowbatch_init(&w->rows, w->db, "at_lifetime_batch", LIFETIME_COLUMNS,
                           LIFETIME_NCOLS, BATCH_MAX) != 0)
         return AT_E_DB;
@@ -120,9 +118,9 @@ static int prepare(writer *w)
 
 static void finalize(writer *w)
 {
-    sqlite3_stmt *all[] = {w->lifetime,    w->finding,  w->stack,        w->frame,
-                           w->stack_frame, w->thread,   w->timeline,     w->frame_lookup,
-                           w->release_layout, w->lifetime_batch};
+    sqlite3_stmt *all[] = {w->lifetime,       w->finding,      w->stack,
+                           w->frame,          w->stack_frame,  w->thread,
+                           w->frame_lookup,   w->release_layout, w->lifetime_batch};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     /* The module stays registered on the connection (SQLite frees it when
@@ -639,14 +637,6 @@ void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t d
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload)
 {
     write_mark(w, h, payload);
-}
-
-void at__sqlw_timeline(at_sqlw *w, const int64_t v[7])
-{
-    sqlite3_stmt *st = w->timeline;
-    for (int i = 0; i < 7; i++)
-        sqlite3_bind_int64(st, i + 1, v[i]);
-    step(w, st);
 }
 
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name)

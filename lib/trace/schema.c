@@ -56,6 +56,7 @@ static const char tables_sql[] =
 
 static const char finish_sql[] =
     "CREATE INDEX stack_frames_frame ON stack_frames(frame);"
+    AT_SQL_STACK_SITES_TABLE
     "CREATE VIEW allocations AS SELECT"
     " l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size, " AT_SQL_INFO_ALIGN("l.info") " AS align,"
     " " FAMILY_NAME(AT_SQL_INFO_FAMILY("l.info")) " AS family,"
@@ -85,8 +86,21 @@ static const char finish_sql[] =
     "CREATE VIEW runtime_blocks AS SELECT l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size,"
     " " AT_SQL_INFO_ALIGN("l.info") " AS align, l.stack AS stack, r.reason AS reason"
     " FROM runtime_owned r JOIN lifetimes l ON l.seq = r.seq;"
-    "CREATE VIEW leak_sites AS SELECT stack, count(*) AS blocks, sum(size) AS bytes,"
-    " min(size) AS min_size, max(size) AS max_size FROM leaks GROUP BY stack;"
+    /* Sites, not stacks (lib/sites.h): a stack with no row in stack_sites
+     * (not symbolized yet) is a site of its own. */
+    "CREATE VIEW leak_sites AS SELECT coalesce(ss.site, k.stack) AS stack, count(*) AS blocks,"
+    " sum(k.size) AS bytes, min(k.size) AS min_size, max(k.size) AS max_size,"
+    " count(DISTINCT k.stack) AS stacks"
+    " FROM leaks k LEFT JOIN stack_sites ss ON ss.stack = k.stack GROUP BY 1;"
+    "CREATE VIEW finding_sites AS SELECT fi.kind AS kind,"
+    " coalesce(rs.site, fi.release_stack, 0) AS release_site,"
+    " CASE WHEN fi.alloc_seq IS NULL THEN NULL ELSE coalesce(al.site, fi.alloc_stack, 0) END"
+    " AS alloc_site, fi.release_size AS release_size, fi.release_align AS release_align,"
+    " fi.alloc_size AS alloc_size, fi.alloc_align AS alloc_align,"
+    " fi.release_family AS release_family, fi.alloc_family AS alloc_family,"
+    " count(*) AS count, min(fi.seq) AS first_seq"
+    " FROM findings fi LEFT JOIN stack_sites rs ON rs.stack = fi.release_stack"
+    " LEFT JOIN stack_sites al ON al.stack = fi.alloc_stack GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;"
     /* The ordered subquery holds the join: SQLite never flattens an
      * ORDER BY subquery into an aggregate, so frames concatenate in order. */
     "CREATE VIEW stack_text AS SELECT stack, group_concat(name, ' <- ') AS text"

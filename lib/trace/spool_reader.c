@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +26,7 @@
 #include "clock.h"
 #include "module_rows.h"
 #include "records.h"
+#include "replay.h"
 #include "schema.h"
 #include "spool.h"
 #include "spool_reader.h"
@@ -46,15 +46,6 @@ typedef struct pending {
     UT_hash_handle hh;
 } pending;
 
-/* One change of the live heap, for the timeline and the peak, stored at
- * its sequence number: sequence numbers are dense, so placing each event
- * at its own index sorts them for free. */
-enum { EV_NONE = 0, EV_ALLOC = 1, EV_FREE = 2 };
-typedef struct heap_event {
-    uint64_t t_kind; /* time in microseconds << 2 | EV_* */
-    uint64_t bytes;
-} heap_event;
-
 /* A chunk to read in this poll, and where it stands in the run. */
 typedef struct chunk_ref {
     uint64_t age;
@@ -62,9 +53,6 @@ typedef struct chunk_ref {
 } chunk_ref;
 
 struct at_spool_reader {
-    heap_event *events; /* indexed by sequence number; a mapping of cap_events */
-    size_t cap_events;
-    uint64_t max_event; /* the highest sequence number in events */
     at_spool spool;
     sqlite3 *db;
     at_sqlw *w;
@@ -158,53 +146,10 @@ void at__spool_reader_abandon(at_spool_reader *r)
     free(r->gen);
     free(r->off);
     free(r->order);
-    if (r->events)
-        munmap(r->events, r->cap_events * sizeof *r->events);
     free(r);
 }
 
 /* ---- records ------------------------------------------------------------------- */
-
-/* The event array lives in its own anonymous mapping, grown with mremap:
- * pages the kernel adds are zero already (no memset over tens of MiB), and
- * transparent huge pages, where the system allows them on request, cut the
- * page faults of filling it 512-fold. */
-static int grow_events(at_spool_reader *r, uint64_t seq)
-{
-    if (seq >= (uint64_t)1 << 40)
-        return -1; /* not a sequence number a process reaches: a corrupt record */
-    size_t cap = r->cap_events ? r->cap_events : (size_t)1 << 17;
-    while (cap <= seq)
-        cap *= 2;
-    size_t old_bytes = r->cap_events * sizeof(heap_event), bytes = cap * sizeof(heap_event);
-    void *v = r->events ? mremap(r->events, old_bytes, bytes, MREMAP_MAYMOVE)
-                        : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                               -1, 0);
-    if (v == MAP_FAILED)
-        return -1;
-    madvise(v, bytes, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
-    r->events = v;
-    r->cap_events = cap;
-    return 0;
-}
-
-static void add_event(at_spool_reader *r, uint64_t seq, uint64_t t_ns, uint64_t bytes, int kind)
-{
-    if (seq >= r->cap_events && grow_events(r, seq) != 0) {
-        r->nomem = 1;
-        return;
-    }
-    if (seq > r->max_event)
-        r->max_event = seq;
-    r->events[seq] = (heap_event){(t_ns / 1000) << 2 | (uint64_t)kind, bytes};
-}
-
-static void add_lifetime_events(at_spool_reader *r, const at_rec_lifetime *rec)
-{
-    add_event(r, rec->seq, rec->t, rec->size, EV_ALLOC);
-    if (rec->free_op != AT_OP_NONE)
-        add_event(r, rec->free_seq, rec->free_t, rec->size, EV_FREE);
-}
 
 /* One row: the allocation, and its release unless `f` is NULL (a block
  * still live at the end). */
@@ -232,7 +177,6 @@ static void write_pair(at_spool_reader *r, const at_rec_alloc *a, const at_rec_f
         l.free_size = f->free_size;
     }
     at__sqlw_lifetime(r->w, &l);
-    add_lifetime_events(r, &l);
 }
 
 static void wait_for_pair(at_spool_reader *r, uint64_t seq, const at_rec_alloc *a,
@@ -482,64 +426,6 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* ---- the end ----------------------------------------------------------------------- */
 
-static void timeline_row(sqlite3_stmt *ins, const int64_t v[7])
-{
-    for (int i = 0; i < 7; i++)
-        sqlite3_bind_int64(ins, i + 1, v[i]);
-    sqlite3_step(ins);
-    sqlite3_reset(ins);
-}
-
-/* The timeline, sampled every 10 ms of the run, and the exact peak of the
- * live heap, from every allocation and release in sequence order. */
-static void write_timeline(at_spool_reader *r)
-{
-    sqlite3_stmt *ins;
-    if (sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)", -1, &ins,
-                           NULL) != SQLITE_OK)
-        return;
-    int64_t live = 0, blocks = 0, calls = 0, bytes = 0, frees = 0, last_t = -1;
-    int64_t peak = 0, peak_seq = 0, peak_t = 0;
-    int64_t last[7] = {0};
-    int unsampled = 0;
-    for (size_t seq = 1; r->events && seq <= r->max_event; seq++) {
-        const heap_event *e = &r->events[seq];
-        int kind = (int)(e->t_kind & 3);
-        if (kind == EV_NONE)
-            continue; /* a finding, or a number never used */
-        int64_t t_us = (int64_t)(e->t_kind >> 2), size = (int64_t)e->bytes;
-        if (kind == EV_ALLOC) {
-            live += size;
-            blocks++;
-            calls++;
-            bytes += size;
-        } else {
-            live -= size;
-            blocks--;
-            frees++;
-        }
-        if (live > peak) {
-            peak = live;
-            peak_seq = (int64_t)seq;
-            peak_t = t_us;
-        }
-        int64_t v[7] = {(int64_t)seq, t_us, live, blocks, calls, bytes, frees};
-        memcpy(last, v, sizeof last);
-        unsampled = 1;
-        if (last_t < 0 || t_us - last_t >= 10000) {
-            timeline_row(ins, v);
-            last_t = t_us;
-            unsampled = 0;
-        }
-    }
-    if (unsampled)
-        timeline_row(ins, last);
-    sqlite3_finalize(ins);
-    at__meta_set_int(r->db, "peak_bytes", peak);
-    at__meta_set_int(r->db, "peak_seq", peak_seq);
-    at__meta_set_int(r->db, "peak_time_us", peak_t);
-}
-
 int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
 {
     double t0 = at__now_ns() / 1e9;
@@ -565,9 +451,10 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
         err = at__sql_exec(r->db, "BEGIN");
     if (!err) {
         double t1 = at__now_ns() / 1e9;
-        write_timeline(r);
+        err = at__replay_store(r->db);
         double t2 = at__now_ns() / 1e9;
-        err = at__modules_attribute(r->db);
+        if (!err)
+            err = at__modules_attribute(r->db);
         if (getenv("ALLOCTRACE_TIMING"))
             fprintf(stderr, "timing: drain+leaks %.3f timeline %.3f\n", t1 - t0, t2 - t1);
     }

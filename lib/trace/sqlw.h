@@ -27,9 +27,6 @@ void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f);
 void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth);
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
-/* One `timeline` row: seq, time_us, live_bytes, live_blocks, alloc_calls,
- * alloc_bytes, free_calls. */
-void at__sqlw_timeline(at_sqlw *w, const int64_t v[7]);
 
 /* The size of the record at `p` (`avail` bytes there), checked against
  * its kind and `avail`; 0 when it is not a record. */

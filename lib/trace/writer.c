@@ -13,8 +13,9 @@
  * written.
  *
  * At close (finish): the blocks still live become rows without a release
- * (the leaks), the module map is recorded, every frame is symbolized once,
- * then indexes and views are created.
+ * (the leaks), the live heap is replayed into the timeline and the peak,
+ * the module map is recorded, every frame is symbolized once, then
+ * indexes, views and sites are created.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,8 +32,10 @@
 #include "buffers.h"
 #include "clock.h"
 #include "module_rows.h"
+#include "replay.h"
 #include "runtime.h"
 #include "schema.h"
+#include "sites.h"
 #include "sqlw.h"
 #include "symbolize.h"
 #include "tracer_internal.h"
@@ -42,7 +45,6 @@ enum {
     BUF_SIZE = 256 * 1024,
     DEFAULT_BUFFER_LIMIT = 16 * 1024 * 1024,
     TAKE_TIMEOUT_MS = 50,
-    TIMELINE_PERIOD_NS = 10 * 1000 * 1000,
 };
 
 typedef struct sqlite_sink {
@@ -53,7 +55,6 @@ typedef struct sqlite_sink {
     char *path;
     pthread_t thread;
     int error; /* the first error met by the writer */
-    uint64_t last_sample_ns;
     int argc;
     char **argv;
 
@@ -147,23 +148,6 @@ static void write_buffer(sqlite_sink *k, const at_buf *b)
     }
 }
 
-static void write_timeline(sqlite_sink *k, uint64_t now_ns)
-{
-    at_tracer_stats s;
-    at_tracer_get_stats(k->t, &s);
-    int64_t v[7] = {
-        (int64_t)__atomic_load_n(&k->t->seq, __ATOMIC_RELAXED),
-        (int64_t)((now_ns - k->t->start_ns) / 1000),
-        (int64_t)s.live_bytes,
-        (int64_t)s.live_blocks,
-        (int64_t)s.alloc_calls,
-        (int64_t)s.alloc_bytes,
-        (int64_t)s.free_calls,
-    };
-    at__sqlw_timeline(k->w, v);
-    k->last_sample_ns = now_ns;
-}
-
 static void exec(sqlite_sink *k, const char *sql)
 {
     at__sqlw_exec(k->w, sql);
@@ -176,9 +160,6 @@ static void write_batch(sqlite_sink *k, const at_buf *list)
     for (const at_buf *b = list; b; b = b->next)
         write_buffer(k, b);
     at__sqlw_flush(k->w);
-    uint64_t now = at__now_ns();
-    if (now - k->last_sample_ns >= TIMELINE_PERIOD_NS)
-        write_timeline(k, now);
     exec(k, "COMMIT");
     remember(k, at__sqlw_error(k->w));
     if (k->error && sqlite3_get_autocommit(k->db) == 0)
@@ -326,7 +307,8 @@ static void finish(sqlite_sink *k)
     exec(k, "BEGIN");
     at__live_foreach(&k->t->live, write_leak, w);
     at__sqlw_flush(w);
-    write_timeline(k, at__now_ns());
+    /* The timeline and the peak, replayed from the lifetimes just written. */
+    remember(k, at__replay_store(k->db));
     exec(k, "COMMIT");
     remember(k, at__sqlw_error(w));
     remember(k, at__modules_write(k->db));
@@ -334,6 +316,7 @@ static void finish(sqlite_sink *k)
     remember(k, at__classify_runtime(k->db));
     exec(k, "BEGIN");
     remember(k, at__schema_finish(k->db));
+    remember(k, at__sites_store(k->db)); /* once the frames have names */
     write_end_meta(k, 1);
     exec(k, "COMMIT");
     remember(k, at__sqlw_error(w));

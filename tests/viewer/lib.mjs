@@ -138,22 +138,15 @@ export function expectedNodes(a, db, valueSql) {
   return seen.size + 1;
 }
 
-// Live heap bytes after each event (allocations and releases in sequence
-// order): the first maximum.
+// The peak by its definition, independently of the replay in C: for each
+// allocation, the blocks live right after it (allocated at or before it,
+// not released at or before it); the first largest.
 export function peakOf(a, db) {
-  const ev = [];
-  for (const r of query(a, db, 'SELECT alloc_seq, free_seq, size FROM allocations')) {
-    ev.push([r.alloc_seq, r.size, 1]);
-    if (r.free_seq !== null) ev.push([r.free_seq, -r.size, -1]);
-  }
-  ev.sort((x, y) => x[0] - y[0]);
-  let live = 0;
-  let blocks = 0;
-  let peak = { bytes: 0, blocks: 0 };
-  for (const [, d, n] of ev) {
-    live += d;
-    blocks += n;
-    if (live > peak.bytes) peak = { bytes: live, blocks };
-  }
-  return peak;
+  const [r] = query(a, db,
+    'SELECT (SELECT coalesce(sum(b.size), 0) FROM allocations b WHERE b.alloc_seq <= x.alloc_seq' +
+    ' AND (b.free_seq IS NULL OR b.free_seq > x.alloc_seq)) AS bytes,' +
+    ' (SELECT count(*) FROM allocations b WHERE b.alloc_seq <= x.alloc_seq' +
+    ' AND (b.free_seq IS NULL OR b.free_seq > x.alloc_seq)) AS blocks, x.alloc_seq AS seq' +
+    ' FROM allocations x ORDER BY bytes DESC, x.alloc_seq LIMIT 1');
+  return r ? { bytes: r.bytes, blocks: r.blocks, seq: r.seq } : { bytes: 0, blocks: 0, seq: 0 };
 }

@@ -6,8 +6,9 @@
 // graph, a row leads to its stack.  Screenshots go to the build directory.
 //
 //   node report_test.mjs ALLOCTRACE PRELOAD_PROG SQLITE3 WORKDIR
+import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   args, browser, check, checkClean, done, embeddedData, equal, expectedNodes, htmlOf, openReport,
   peakOf, query, traceOf,
@@ -228,8 +229,28 @@ async function findingsReport() {
   await page.close();
 }
 
+// p = malloc(1000); __libc_free(p); q = malloc(1000); r = malloc(3000);
+// free(r); free(q) (tests/views_prog.c): the card says 4000 B, as every view.
+async function peakReport() {
+  const prog = join(dirname(a.prog), 'views_prog');
+  const db = join(a.work, 'peak.db');
+  const r = spawnSync(a.alloctrace, ['run', '-q', '-o', db, '--force', '--', prog, 'peak'],
+    { cwd: a.work, encoding: 'utf8', timeout: 120000 });
+  check(r.status === 0, `peak: alloctrace run views_prog peak: exit ${r.status}`, r.stderr);
+  const html = htmlOf(a, db, join(a.work, 'peak.html'));
+  const data = embeddedData(readFileSync(html, 'utf8'));
+  const { page, events } = await openReport(b, html);
+  equal(peakOf(a, db), { bytes: 4000, blocks: 2, seq: 3 }, 'peak: 4000 B by definition');
+  equal(await cardValue(page, 'peak_bytes'), 4000, 'peak: the card says 4000 B');
+  equal(await cardValue(page, 'peak_blocks'), 2, 'peak: in 2 blocks');
+  equal(Math.max(...data.timeline.bytes), 4000, 'peak: the timeline reaches 4000 B');
+  checkClean(events, 'peak');
+  await page.close();
+}
+
 b = await browser();
 try {
+  await peakReport();
   await leakReport();
   await findingsReport();
 } finally {

@@ -36,8 +36,11 @@ export function loadData(doc) {
     module: str(f[3]),
   }));
   const stacks = new Map();
+  const skips = raw.stack_skip || {};
   for (const [id, v] of Object.entries(raw.stacks)) {
-    stacks.set(Number(id), { id: Number(id), leaf: v[0], frames: v.slice(1).map((i) => frames[i]) });
+    stacks.set(Number(id), {
+      id: Number(id), leaf: v[0], skip: skips[id] || 0, frames: v.slice(1).map((i) => frames[i]),
+    });
   }
   const stack = (id) => (id === null || id === undefined ? null : stacks.get(id) || null);
 
@@ -85,13 +88,10 @@ export function loadData(doc) {
   };
 }
 
-// The trait's dispatchers, which a trace made by the tracing allocator may
-// record as the innermost frame (docs/schema.md, stack_frames).
-const DISPATCHERS = /^at_(try_)?(alloc|alloc_zeroed|realloc|dealloc)$/;
-
-// The innermost frame of a stack that is the program's own, as the "site"
-// of a row; the whole list is in the detail panel.
+// The frame that names a stack's site in a row: the first that is not the
+// allocator's (tools/html.c says how many those are, lib/sites.h decides);
+// the whole list is in the detail panel.
 export function siteFrame(st) {
   if (!st || !st.frames.length) return null;
-  return st.frames.find((f) => !DISPATCHERS.test(f.name)) || st.frames[0];
+  return st.frames[st.skip] || st.frames[0];
 }

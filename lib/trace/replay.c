@@ -1,0 +1,297 @@
+/* The live heap replayed from the lifetimes (see replay.h).
+ *
+ * One ordered scan of `lifetimes` (no sort: seq is its rowid) gives the
+ * allocations in sequence order; each release waits in a radix heap keyed
+ * by its free_seq until the scan reaches an allocation with a larger seq,
+ * or one with the same seq (the tie rule: releases first).  About linear
+ * in the number of lifetimes: ten million in a second or two.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <alloctrace/error.h>
+
+#include "replay.h"
+#include "schema.h"
+#include "sqlw.h"
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+/* ---- pending releases: a radix heap -------------------------------------------
+ * Keys only ever grow (a release comes after its allocation, and is taken
+ * once the scan has reached it).  A key sits in the bucket of the highest
+ * bit in which it differs from the last key taken (bucket 0: equal to it);
+ * taking refills bucket 0 from the lowest non-empty bucket, whose keys all
+ * move to lower buckets, so each key moves a few times at most: about
+ * three times faster than a binary heap over ten million releases.  Each
+ * bucket keeps its smallest key, so looking at the smallest costs nothing. */
+
+typedef struct pending {
+    int64_t free_seq, free_time, size, stack;
+} pending;
+
+typedef struct rheap {
+    pending *b[65];
+    size_t n[65], cap[65];
+    int64_t bmin[65];
+    uint64_t mask; /* bit k - 1 set: bucket k (1..64) is not empty */
+    size_t size;
+    int64_t last;
+    int nomem;
+} rheap;
+
+static void rheap_put(rheap *h, pending p)
+{
+    uint64_t x = (uint64_t)p.free_seq ^ (uint64_t)h->last;
+    int k = x ? 64 - __builtin_clzll(x) : 0;
+    if (h->n[k] == h->cap[k]) {
+        size_t cap = h->cap[k] ? h->cap[k] * 2 : 64;
+        pending *nb = realloc(h->b[k], cap * sizeof *nb);
+        if (!nb) {
+            h->nomem = 1;
+            return;
+        }
+        h->b[k] = nb;
+        h->cap[k] = cap;
+    }
+    if (h->n[k] == 0 || p.free_seq < h->bmin[k])
+        h->bmin[k] = p.free_seq;
+    h->b[k][h->n[k]++] = p;
+    if (k)
+        h->mask |= 1ull << (k - 1);
+}
+
+/* Keys below the last one taken would break the order: none should come
+ * (releases follow their allocation), a hostile trace's are clamped. */
+static void rheap_push(rheap *h, pending p)
+{
+    if (p.free_seq < h->last)
+        p.free_seq = h->last;
+    size_t before = h->size;
+    rheap_put(h, p);
+    if (!h->nomem)
+        h->size = before + 1;
+}
+
+/* The smallest key; the heap must not be empty. */
+static int64_t rheap_min(const rheap *h)
+{
+    return h->n[0] ? h->last : h->bmin[__builtin_ctzll(h->mask) + 1];
+}
+
+/* Takes an element with the smallest key; the heap must not be empty. */
+static pending rheap_pop(rheap *h)
+{
+    if (!h->n[0]) {
+        int k = __builtin_ctzll(h->mask) + 1;
+        h->last = h->bmin[k];
+        size_t n = h->n[k];
+        h->n[k] = 0;
+        h->mask &= ~(1ull << (k - 1));
+        for (size_t i = 0; i < n; i++)
+            rheap_put(h, h->b[k][i]); /* to a bucket below k, never k: no growth fails */
+    }
+    h->size--;
+    return h->b[0][--h->n[0]];
+}
+
+static void rheap_free(rheap *h)
+{
+    for (int k = 0; k < 65; k++)
+        free(h->b[k]);
+}
+
+/* ---- the replay ------------------------------------------------------------------ */
+
+typedef struct replay {
+    at_replay_fn *fn;
+    void *arg;
+    at_replay_state s;
+    at_replay_peak peak;
+    rheap h;
+} replay;
+
+/* `next_alloc`: the seq of the allocation about to be replayed, or -1. */
+static void do_release(replay *r, pending p, int64_t next_alloc)
+{
+    r->s.seq = p.free_seq;
+    r->s.time_us = p.free_time;
+    r->s.live_bytes = sat_add(r->s.live_bytes, -p.size);
+    r->s.live_blocks--;
+    r->s.free_calls++;
+    if (r->fn) {
+        int shared = p.free_seq == next_alloc || (r->h.size && rheap_min(&r->h) == p.free_seq);
+        at_replay_event e = {.is_alloc = 0, .point = !shared, .size = p.size, .stack = p.stack,
+                             .after = r->s};
+        r->fn(r->arg, &e);
+    }
+}
+
+static void do_alloc(replay *r, int64_t seq, int64_t t, int64_t size, int64_t align,
+                     int64_t stack)
+{
+    /* The tie rule: releases at this very seq first. */
+    while (r->h.size && rheap_min(&r->h) <= seq)
+        do_release(r, rheap_pop(&r->h), seq);
+    r->s.seq = seq;
+    r->s.time_us = t;
+    r->s.live_bytes = sat_add(r->s.live_bytes, size);
+    r->s.live_blocks++;
+    r->s.alloc_calls++;
+    r->s.alloc_bytes = sat_add(r->s.alloc_bytes, size);
+    int new_peak = r->s.live_bytes > r->peak.bytes;
+    if (new_peak)
+        r->peak = (at_replay_peak){r->s.live_bytes, r->s.live_blocks, seq, t};
+    if (r->fn) {
+        at_replay_event e = {.is_alloc = 1, .point = 1, .new_peak = new_peak, .size = size,
+                             .align = align, .stack = stack, .after = r->s};
+        r->fn(r->arg, &e);
+    }
+}
+
+int at__replay(sqlite3 *db, at_replay_fn *fn, void *arg, at_replay_peak *peak,
+               at_replay_state *end)
+{
+    replay *r = calloc(1, sizeof *r);
+    if (!r)
+        return AT_E_NOMEM;
+    r->fn = fn;
+    r->arg = arg;
+    /* NULLs become values no row holds, so that each column is read once. */
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT seq, t, size, " AT_SQL_INFO_ALIGN("info") ","
+                                " coalesce(stack, 0), coalesce(free_dseq, -9223372036854775808),"
+                                " coalesce(free_dt, 0) FROM lifetimes ORDER BY seq",
+                                -1, &st, NULL);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        int64_t seq = sqlite3_column_int64(st, 0);
+        int64_t t = sqlite3_column_int64(st, 1);
+        int64_t size = sqlite3_column_int64(st, 2);
+        int64_t stack = sqlite3_column_int64(st, 4);
+        if (size < 0)
+            size = 0;
+        do_alloc(r, seq, t, size, sqlite3_column_int64(st, 3), stack);
+        int64_t dseq = sqlite3_column_int64(st, 5);
+        if (dseq != INT64_MIN)
+            rheap_push(&r->h, (pending){sat_add(seq, dseq > 0 ? dseq : 0),
+                                        sat_add(t, sqlite3_column_int64(st, 6)), size, stack});
+        if (r->h.nomem)
+            break;
+    }
+    sqlite3_finalize(st);
+    int err = r->h.nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
+    while (!err && r->h.size)
+        do_release(r, rheap_pop(&r->h), -1);
+    if (peak)
+        *peak = r->peak;
+    if (end)
+        *end = r->s;
+    rheap_free(&r->h);
+    free(r);
+    return err;
+}
+
+static int meta_int(sqlite3 *db, const char *key, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
+            *out = sqlite3_column_int64(st, 0);
+            found = 1;
+        }
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+int at__replay_stored_peak(sqlite3 *db, at_replay_peak *peak)
+{
+    at_replay_peak p = {0};
+    /* peak_blocks came with the replay: a trace that has it has the rest,
+     * all computed by at__replay_store. */
+    if (!meta_int(db, "peak_blocks", &p.blocks) || !meta_int(db, "peak_bytes", &p.bytes) ||
+        !meta_int(db, "peak_seq", &p.seq) || !meta_int(db, "peak_time_us", &p.time_us))
+        return 0;
+    *peak = p;
+    return 1;
+}
+
+/* ---- the stored timeline ------------------------------------------------------------ */
+
+typedef struct sampler {
+    sqlite3_stmt *ins;
+    at_replay_state last; /* the last point, written or not */
+    int unwritten;
+    int64_t last_written_t; /* -1: nothing written yet */
+    at_replay_state peak;   /* the state at the peak so far */
+    int err;
+} sampler;
+
+static void write_point(sampler *s, const at_replay_state *p)
+{
+    int64_t v[7] = {p->seq, p->time_us, p->live_bytes, p->live_blocks,
+                    p->alloc_calls, p->alloc_bytes, p->free_calls};
+    for (int i = 0; i < 7; i++)
+        sqlite3_bind_int64(s->ins, i + 1, v[i]);
+    if (sqlite3_step(s->ins) != SQLITE_DONE)
+        s->err = AT_E_DB;
+    sqlite3_reset(s->ins);
+}
+
+/* The first point, then one each time AT_TIMELINE_PERIOD_US has passed
+ * since the last one written. */
+static void sample(void *arg, const at_replay_event *e)
+{
+    sampler *s = arg;
+    if (e->new_peak)
+        s->peak = e->after;
+    if (!e->point)
+        return;
+    s->last = e->after;
+    s->unwritten = 1;
+    if (s->last_written_t < 0 || e->after.time_us - s->last_written_t >= AT_TIMELINE_PERIOD_US) {
+        write_point(s, &e->after);
+        s->last_written_t = e->after.time_us;
+        s->unwritten = 0;
+    }
+}
+
+int at__replay_store(sqlite3 *db)
+{
+    sampler s = {.last_written_t = -1};
+    if (at__sql_exec(db, "DELETE FROM timeline") != 0 ||
+        sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)", -1,
+                           &s.ins, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s.ins);
+        return AT_E_DB;
+    }
+    at_replay_peak peak;
+    int err = at__replay(db, sample, &s, &peak, NULL);
+    if (!err && s.unwritten)
+        write_point(&s, &s.last); /* the last */
+    if (!err && peak.seq > 0)
+        write_point(&s, &s.peak); /* replaces the sample of its seq, if there is one */
+    sqlite3_finalize(s.ins);
+    if (!err)
+        err = s.err;
+    if (!err) {
+        at__meta_set_int(db, "peak_bytes", peak.bytes);
+        at__meta_set_int(db, "peak_blocks", peak.blocks);
+        at__meta_set_int(db, "peak_seq", peak.seq);
+        at__meta_set_int(db, "peak_time_us", peak.time_us);
+    }
+    return err;
+}

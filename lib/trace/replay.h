@@ -1,0 +1,77 @@
+/* The live heap replayed from a trace's lifetimes: the one definition of
+ * the peak and of the timeline, used when a trace is finished (the
+ * `timeline` table and meta's peak_* keys) and by every reader that needs
+ * more than those (alloctrace html, report on a trace that lacks them).
+ * Belongs in the trace layer (lib/trace/).
+ *
+ * Events, in the order they are replayed:
+ *   - an allocation at its lifetime's `seq`;
+ *   - a release at `free_seq` (seq + free_dseq).
+ * Tie rule: a release at the very sequence number of an allocation counts
+ * before it.  Only a release the tracer did not see has such a number (a
+ * block whose address was handed out again closes as `vanished` at the
+ * new allocation's seq; a realloc that moves a block ends the old lifetime
+ * and starts the new one at one seq): either way the old block was gone
+ * when the new one appeared.  Releases of equal free_seq (only a hostile
+ * trace has them) come in no particular order.
+ *
+ * The peak is the first allocation event after which the live bytes are
+ * higher than after any event before it (0 bytes, seq 0: nothing was ever
+ * live).  So the blocks live at the peak are exactly
+ *   alloc_seq <= peak_seq AND (free_seq IS NULL OR free_seq > peak_seq)
+ * and their sizes add up to peak_bytes.
+ *
+ * A negative free_dseq (a hostile trace) is taken as 0.  Sums saturate.
+ */
+#ifndef AT_REPLAY_H
+#define AT_REPLAY_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+/* The heap after an event. */
+typedef struct at_replay_state {
+    int64_t seq, time_us;           /* of the event */
+    int64_t live_bytes, live_blocks;
+    int64_t alloc_calls, alloc_bytes, free_calls; /* events so far */
+} at_replay_state;
+
+typedef struct at_replay_event {
+    int is_alloc;
+    int new_peak;  /* this allocation raised the peak (the peak so far is here) */
+    int point;     /* no event of the same seq follows: `after` is a point of the
+                      timeline (a release and the allocation of one seq make one) */
+    int64_t size;
+    int64_t align; /* the allocation's alignment */
+    int64_t stack; /* lifetimes.stack, 0 for none */
+    at_replay_state after;
+} at_replay_event;
+
+typedef struct at_replay_peak {
+    int64_t bytes, blocks, seq, time_us;
+} at_replay_peak;
+
+/* Called for every event, in replay order. */
+typedef void at_replay_fn(void *arg, const at_replay_event *e);
+
+/* Replays every lifetime of `db` (its `lifetimes` table: read only).
+ * `fn` may be NULL.  `peak` and `end` (the state after the last event;
+ * either may be NULL) are filled.  0, or AT_E_DB when a query fails. */
+int at__replay(sqlite3 *db, at_replay_fn *fn, void *arg, at_replay_peak *peak,
+               at_replay_state *end);
+
+/* The peak as finishing stored it in meta (peak_bytes, peak_blocks,
+ * peak_seq, peak_time_us); 1 if the trace has it, 0 if not (a trace
+ * finished by an older alloctrace: call at__replay). */
+int at__replay_stored_peak(sqlite3 *db, at_replay_peak *peak);
+
+/* At finishing: replays the lifetimes, replaces the `timeline` table with
+ * the replay's points (one every TIMELINE_PERIOD of trace time, the peak,
+ * the last) and writes meta's peak_* keys.  Inside the caller's
+ * transaction, if any.  0 or AT_E_DB. */
+int at__replay_store(sqlite3 *db);
+
+enum { AT_TIMELINE_PERIOD_US = 10000 };
+
+#endif
