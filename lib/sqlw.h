@@ -26,9 +26,4 @@ void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t d
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
 
-/* meta rows (INSERT OR REPLACE), and the current UTC time as ISO 8601. */
-void at__meta_set_int(sqlite3 *db, const char *key, int64_t v);
-void at__meta_set_text(sqlite3 *db, const char *key, const char *v);
-void at__iso_time(char *out, size_t n);
-
 #endif

@@ -13,8 +13,9 @@
  * is never blocked by a trace that can no longer be written.
  *
  * At close (at__writer_finish): the blocks still live become rows without
- * a release (the leaks), the module map is recorded, every frame is
- * symbolized once, then indexes and views are created.
+ * a release (the leaks), the module map is recorded, and the trace is
+ * completed like every other (complete.h: symbols, runtime blocks,
+ * indexes, views, meta, finished = 1).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -27,16 +28,13 @@
 
 #include "at_uthash.h"
 #include "clock.h"
+#include "complete.h"
 #include "modules.h"
 #include "rowbatch.h"
-#include "runtime.h"
+#include "run_protocol.h"
 #include "schema.h"
-#include "symbolize.h"
 #include "sqlw.h"
 #include "tracer_internal.h"
-
-/* Weak: absent from the preload library (see at__writer_finish). */
-extern int at__symbolize_frames(sqlite3 *db) __attribute__((weak));
 
 enum { TAKE_TIMEOUT_MS = 50, TIMELINE_PERIOD_NS = 10 * 1000 * 1000 };
 
@@ -91,7 +89,7 @@ static void step(writer *w, sqlite3_stmt *st)
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
         fail(w, AT_E_DB);
-        if (getenv("ALLOCTRACE_DEBUG"))
+        if (getenv(AT_ENV_DEBUG))
             fprintf(stderr, "alloctrace: %s\n", sqlite3_errmsg(w->db));
     }
     sqlite3_reset(st); /* every statement binds all its parameters each time */
@@ -604,106 +602,51 @@ static void write_leak(const at_block_info *b, void *arg)
     queue_lifetime(arg, &r);
 }
 
-void at__meta_set_int(sqlite3 *db, const char *key, int64_t v)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, v);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-}
-
-void at__meta_set_text(sqlite3 *db, const char *key, const char *v)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, v, -1, SQLITE_TRANSIENT);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-}
-
-void at__iso_time(char *out, size_t n)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Appends each argument to meta.arguments, a JSON array built by SQLite so
- * that any byte in an argument is escaped correctly. */
+/* The command line the trace records: the options' argv, else the
+ * process's own, from /proc/self/cmdline. */
 static int write_arguments(at_tracer *t)
 {
-    sqlite3 *db = t->db;
-    at__meta_set_text(db, "arguments", "[]");
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
-                           " WHERE key = 'arguments'",
-                           -1, &st, NULL) != SQLITE_OK)
-        return AT_E_DB;
+    if (t->argv)
+        return at__meta_append_arguments(t->db, t->argv, t->argc, NULL, 0);
     char *cmdline = NULL;
     size_t len = 0;
-    if (!t->argv) {
-        FILE *f = fopen("/proc/self/cmdline", "re");
-        if (f) {
-            char chunk[4096];
-            size_t got;
-            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-                char *grown = realloc(cmdline, len + got + 1);
-                if (!grown)
-                    break;
-                cmdline = grown;
-                memcpy(cmdline + len, chunk, got);
-                len += got;
-            }
-            fclose(f);
+    FILE *f = fopen("/proc/self/cmdline", "re");
+    if (f) {
+        char chunk[4096];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+            char *grown = realloc(cmdline, len + got);
+            if (!grown)
+                break;
+            cmdline = grown;
+            memcpy(cmdline + len, chunk, got);
+            len += got;
         }
+        fclose(f);
     }
-    int count = t->argv ? t->argc : 0;
-    for (int i = 0; t->argv ? i < count : 0; i++) {
-        sqlite3_bind_text(st, 1, t->argv[i], -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    }
-    for (size_t off = 0; cmdline && off < len; off += strlen(cmdline + off) + 1) {
-        cmdline[len] = '\0';
-        sqlite3_bind_text(st, 1, cmdline + off, -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    }
+    int rc = at__meta_append_arguments(t->db, NULL, 0, cmdline, len);
     free(cmdline);
-    sqlite3_finalize(st);
-    return 0;
+    return rc;
 }
 
 int at__writer_write_meta(at_tracer *t)
 {
     sqlite3 *db = t->db;
     char buf[4096];
-    at__meta_set_text(db, "format", "alloctrace-trace");
-    at__meta_set_int(db, "schema_version", AT_SCHEMA_VERSION);
-    at__meta_set_text(db, "library_version", AT_VERSION_STRING);
-    at__meta_set_int(db, "pid", getpid());
+    int rc = at__trace_begin(db);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_PID, getpid());
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n >= 0) {
         buf[n] = '\0';
-        at__meta_set_text(db, "executable", buf);
+        rc = rc ? rc : at__meta_set_text(db, AT_META_EXECUTABLE, buf);
     }
-    at__iso_time(buf, sizeof buf);
-    at__meta_set_text(db, "start_time", buf);
-    at__meta_set_text(db, "clock", "CLOCK_MONOTONIC");
-    at__meta_set_text(db, "time_unit", "us");
-    at__meta_set_int(db, "stack_depth", t->depth);
-    at__meta_set_int(db, "finished", 0);
-    return write_arguments(t);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_STACK_DEPTH, t->depth);
+    return rc ? rc : write_arguments(t);
 }
 
+/* Writes what only the tracer knows (threads, the blocks still live as
+ * leak rows, a last timeline sample, the module map of this process), then
+ * completes the trace (complete.h) and closes it. */
 int at__writer_finish(at_tracer *t)
 {
     writer *w = the_writer(t);
@@ -720,38 +663,28 @@ int at__writer_finish(at_tracer *t)
     flush_lifetimes(w);
     write_timeline(w, at__now_ns());
     exec(w, "COMMIT");
-
     fail(w, at__modules_write(w->db));
-    /* The preload library leaves the symbolizer out (libdw has no business
-     * inside every traced program): `alloctrace run` symbolizes the trace
-     * after the program has exited, from the module map written here. */
-    int symbolized = at__symbolize_frames != NULL;
-    if (symbolized) {
-        fail(w, at__symbolize_frames(w->db));
-        fail(w, at__classify_runtime(w->db));
-    }
-
-    at_tracer_stats s;
-    at_tracer_get_stats(t, &s);
-    char now[64];
-    at__iso_time(now, sizeof now);
-    exec(w, "BEGIN");
-    fail(w, at__schema_finish(w->db));
-    at__meta_set_text(w->db, "end_time", now);
-    at__meta_set_int(w->db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
-    at__meta_set_int(w->db, "alloc_calls", (int64_t)s.alloc_calls);
-    at__meta_set_int(w->db, "alloc_bytes", (int64_t)s.alloc_bytes);
-    at__meta_set_int(w->db, "free_calls", (int64_t)s.free_calls);
-    at__meta_set_int(w->db, "findings", (int64_t)s.findings);
-    at__meta_set_int(w->db, "lost_events", (int64_t)s.lost_events);
-    at__meta_set_int(w->db, "backpressure_waits", (int64_t)t->q.waits);
-    at__meta_set_int(w->db, "writer_error", t->writer_error);
-    at__meta_set_int(w->db, "symbolized", symbolized);
-    at__meta_set_int(w->db, "finished", 1);
-    exec(w, "COMMIT");
     finalize(w);
     free(w);
     t->writer_state = NULL;
+
+    at_tracer_stats s;
+    at_tracer_get_stats(t, &s);
+    at_trace_end end = {
+        .program_end = AT_PROGRAM_END_UNRECORDED,
+        .totals_known = 1,
+        .duration_us = (int64_t)((at__now_ns() - t->start_ns) / 1000),
+        .alloc_calls = (int64_t)s.alloc_calls,
+        .alloc_bytes = (int64_t)s.alloc_bytes,
+        .free_calls = (int64_t)s.free_calls,
+        .findings = (int64_t)s.findings,
+        .lost_events = (int64_t)s.lost_events,
+        .backpressure_waits = (int64_t)t->q.waits,
+        .writer_error = t->writer_error,
+    };
+    int rc = at__trace_complete(t->db, &end);
+    if (rc && !t->writer_error)
+        t->writer_error = rc;
     if (sqlite3_close(t->db) != SQLITE_OK && !t->writer_error)
         t->writer_error = AT_E_DB;
     t->db = NULL;
