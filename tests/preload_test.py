@@ -258,10 +258,12 @@ if spools:
               "recover: leaks and symbols as with alloctrace run")
         rdb.close()
         os.unlink(tdb)
-notspool = os.path.join(work, "clean.db")
+notspool = os.path.join(work, "notspool.txt")
+with open(notspool, "w") as f:
+    f.write("neither a spool nor a trace\n")
 rc = subprocess.run([alloctrace, "recover", notspool], capture_output=True, text=True)
-check(rc.returncode == 125 and "not an alloctrace spool" in rc.stderr,
-      "recover: a file that is not a spool is a clear error")
+check(rc.returncode == 125 and "not an alloctrace spool or trace" in rc.stderr,
+      "recover: a file that is neither a spool nor a trace is a clear error")
 
 # ---- the command itself --------------------------------------------------------------------
 def status(*args, cwd=work):

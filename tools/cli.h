@@ -1,32 +1,74 @@
-/* Shared by the alloctrace subcommands: exit codes, opening a trace
- * safely, and small formatting helpers. */
+/* Shared by the alloctrace subcommands: exit codes, the table of commands,
+ * opening a trace safely, finishing traces, and small formatting helpers. */
 #ifndef ALLOCTRACE_CLI_H
 #define ALLOCTRACE_CLI_H
 
+#include <stdio.h>
 #include <stddef.h>
 
 #include <sqlite3.h>
 
-/* Exit codes, the same for every subcommand (docs/cli.md). */
+/* Exit codes, the same for every subcommand (docs/cli.md, usage()). */
 enum {
     EXIT_CHECK_FAILED = 1,     /* check: the trace fails the policy */
     EXIT_USAGE = 2,            /* bad command line */
+    EXIT_UNFINISHED = 3,       /* a read command met a trace that is not complete yet */
     EXIT_RUN_CHECK_FAILED = 86, /* run --check: the program succeeded, its trace fails */
     EXIT_TOOL = 125,           /* alloctrace could not do its job: unreadable trace, I/O */
     EXIT_NOT_EXECUTABLE = 126,
     EXIT_NOT_FOUND = 127,
 };
 
-/* Opens a trace for reading, with SQLite's defensive settings (read-only,
- * defensive mode, untrusted schema, no triggers), after checking it is an
- * alloctrace trace of a schema version this build knows.  A trace that
- * is not complete yet (never symbolized, or written by a process that died
- * before closing it) is completed first, which is the only time the file
- * is written.  0, or -1 after a one-line message on stderr. */
+/* ---- the commands (commands.c) ---------------------------------------------- */
+
+/* One subcommand: `alloctrace NAME ARGS...` calls fn(argc, argv) with
+ * argv[0] = NAME; it returns the exit status. */
+typedef struct cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *synopsis; /* after "alloctrace NAME"; lines after the first start with "\n" */
+    const char *help;     /* one line */
+} cli_command;
+
+/* Every command, in the order usage() lists them; ends with a NULL name. */
+extern const cli_command cli_commands[];
+
+/* The command called `name`, or NULL. */
+const cli_command *cli_find_command(const char *name);
+
+/* The whole usage text: synopses, one line per command, run's options,
+ * exit statuses. */
+void cli_usage(FILE *to);
+
+int cmd_run(int argc, char **argv);     /* cmd_run.c */
+int cmd_recover(int argc, char **argv); /* cmd_recover.c */
+int cmd_report(int argc, char **argv);  /* report.c */
+int cmd_check(int argc, char **argv);   /* check.c */
+int cmd_query(int argc, char **argv);   /* query.c */
+int cmd_html(int argc, char **argv);    /* html.c */
+int cmd_version(int argc, char **argv); /* commands.c */
+int cmd_help(int argc, char **argv);    /* commands.c */
+
+/* ---- opening traces (trace_open.c) -------------------------------------------- */
+
+/* Opens a trace for reading, read-only, with SQLite's defensive settings
+ * (defensive mode, untrusted schema, no triggers), after checking it is an
+ * alloctrace trace of a schema version this build knows.  Never writes.
+ * 0 and *out, or -1 after a one-line message on stderr.  A trace that is
+ * not complete yet (its writer died before completing it, or is still at
+ * work; a spool not read yet, given as itself or as the trace it will
+ * become) ends the process: one line that names what completes it, and
+ * EXIT_UNFINISHED.  Every read command answers such a file the same way,
+ * however deep its open, hence the exit here. */
 int cli_open_trace(const char *path, sqlite3 **out);
 
-/* Completes a trace in place (see cli_open_trace); 0 or -1 with a message. */
+/* Completes the trace at `path` in place (lib/complete.h), for `alloctrace
+ * recover`: opens it read-write, refuses one whose writer is still
+ * running.  A complete trace is left as it is.  0 or -1 with a message. */
 int cli_complete_trace(const char *path);
+
+/* Whether `path` is a spool (its magic), read without writing. */
+int cli_is_spool(const char *path);
 
 /* The first column of the first row of `sql`, or `dflt` (no row, NULL, error). */
 long long cli_int(sqlite3 *db, const char *sql, long long dflt);
@@ -34,9 +76,24 @@ long long cli_int(sqlite3 *db, const char *sql, long long dflt);
 /* "12.7 KiB (13033 B)", or "512 B". */
 void cli_bytes(char *buf, size_t size, long long bytes);
 
-int cmd_report(int argc, char **argv);
-int cmd_check(int argc, char **argv);
-int cmd_query(int argc, char **argv);
-int cmd_html(int argc, char **argv);
+/* ---- finishing traces: `run` and `recover` (finish.c) ------------------------- */
+
+/* Prints the summary of the complete trace at `path` on stderr (unless
+ * `quiet`); -1 when it cannot be read, else 1 when the trace would fail a
+ * check, 0 when it passes. */
+int cli_summarize(const char *path, int quiet);
+
+/* Turns the spool at `spool` into a complete trace (`output`, or the name
+ * the run protocol gives it), removes the spool and prints the summary.
+ * 0, or -1 after a message. */
+int cli_recover_spool(const char *spool, const char *output, int force, int quiet);
+
+/* After a run whose trace is `trace`: every spool its other processes left
+ * (forked children, followed ones) becomes a trace, unless its process
+ * still runs (then a line says to recover it later). */
+void cli_recover_children(const char *trace, int quiet);
+
+/* "alloctrace: MESSAGE" on stderr and exit(EXIT_TOOL). */
+__attribute__((format(printf, 1, 2), noreturn)) void cli_die(const char *fmt, ...);
 
 #endif

@@ -1,7 +1,12 @@
-/* Opening traces for the subcommands (see cli.h). */
+/* Opening traces for the subcommands (see cli.h): read-only for every read
+ * command, read-write only to complete a trace (`alloctrace recover`). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,10 +14,10 @@
 #include <alloctrace/alloctrace.h>
 
 #include "cli.h"
-#include "runtime.h"
+#include "complete.h"
+#include "run_protocol.h"
 #include "schema.h"
-#include "sites.h"
-#include "symbolize.h"
+#include "spool.h"
 
 long long cli_int(sqlite3 *db, const char *sql, long long dflt)
 {
@@ -46,6 +51,32 @@ static int fail(const char *path, const char *why, sqlite3 *db)
     fprintf(stderr, "alloctrace: %s: %s\n", path, why);
     sqlite3_close(db);
     return -1;
+}
+
+/* A read command met a trace it cannot read yet: one line that says what
+ * completes it, and EXIT_UNFINISHED. */
+__attribute__((format(printf, 2, 3), noreturn)) static void unfinished(sqlite3 *db,
+                                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("alloctrace: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    sqlite3_close(db);
+    exit(EXIT_UNFINISHED);
+}
+
+int cli_is_spool(const char *path)
+{
+    char magic[sizeof AT_SPOOL_MAGIC - 1];
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, magic, sizeof magic);
+    close(fd);
+    return n == (ssize_t)sizeof magic && memcmp(magic, AT_SPOOL_MAGIC, sizeof magic) == 0;
 }
 
 /* The checks every open makes; 0 or -1 with a message (db closed). */
@@ -97,6 +128,78 @@ static void defensive(sqlite3 *db)
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
 }
 
+/* The process still writing an unfinished trace, or 0: an `alloctrace run`
+ * still reading its program's spool, or a traced program still running,
+ * is not a writer that died. */
+static long long live_writer(sqlite3 *db)
+{
+    long long writer = at__meta_get_int(db, AT_META_WRITER_PID, 0);
+    if (writer <= 0)
+        writer = at__meta_get_int(db, AT_META_PID, 0);
+    if (writer > 0 && writer != (long long)getpid() &&
+        (kill((pid_t)writer, 0) == 0 || errno == EPERM))
+        return writer;
+    return 0;
+}
+
+/* A file that is not a trace yet, but will be once `alloctrace recover`
+ * has read its spool: `path` is the spool, or a trace not written yet
+ * whose spool is there.  Returns only when neither is the case. */
+static void refuse_spools(const char *path, int exists)
+{
+    if (exists && cli_is_spool(path))
+        unfinished(NULL, "%s: a spool, not a trace yet: run `alloctrace recover %s`", path, path);
+    char spool[PATH_MAX + 16];
+    at__run_spool_of(spool, sizeof spool, path);
+    if (!exists && cli_is_spool(spool))
+        unfinished(NULL, "%s: not written yet, its spool is there: run `alloctrace recover %s`",
+                   path, spool);
+}
+
+/* Reasons for `db` not being readable yet; returns only when it is. */
+static void refuse_unfinished(const char *path, sqlite3 *db)
+{
+    if (at__trace_is_complete(db))
+        return;
+    long long writer = live_writer(db);
+    if (writer)
+        unfinished(db, "%s: still being written by process %lld; try again when it has finished",
+                   path, writer);
+    unfinished(db, "%s: the trace is not finished (its writer ended first): run `alloctrace "
+                   "recover %s` to complete it",
+               path, path);
+}
+
+int cli_open_trace(const char *path, sqlite3 **out)
+{
+    struct stat st;
+    int exists = stat(path, &st) == 0;
+    refuse_spools(path, exists);
+    if (!exists)
+        return fail(path, "no such file", NULL);
+    if (!S_ISREG(st.st_mode))
+        return fail(path, "not a regular file", NULL);
+    /* A rollback journal left by a writer that died: only a writer may
+     * roll it back, and until then the file is not a consistent trace. */
+    char journal[PATH_MAX + 16];
+    snprintf(journal, sizeof journal, "%s-journal", path);
+    if (stat(journal, &st) == 0 && st.st_size > 0)
+        unfinished(NULL, "%s: the trace is not finished (its writer ended in the middle of a"
+                         " write): run `alloctrace recover %s` to complete it",
+                   path, path);
+    sqlite3 *db = NULL;
+    /* NOMUTEX: one thread per connection here, and every scan is faster. */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK)
+        return fail(path, sqlite3_errmsg(db), db);
+    defensive(db);
+    if (check_trace(path, db) != 0)
+        return -1;
+    refuse_unfinished(path, db);
+    *out = db;
+    return 0;
+}
+
 int cli_complete_trace(const char *path)
 {
     sqlite3 *db = NULL;
@@ -106,76 +209,25 @@ int cli_complete_trace(const char *path)
     sqlite3_busy_timeout(db, 5000);
     if (check_trace(path, db) != 0)
         return -1;
+    if (at__trace_is_complete(db)) {
+        sqlite3_close(db);
+        return 0;
+    }
+    long long writer = live_writer(db);
+    if (writer) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "still being written by process %lld; try again when it has finished", writer);
+        return fail(path, why, db);
+    }
     sqlite3_exec(db, "PRAGMA synchronous=OFF", NULL, NULL, NULL);
-    int rc = 0;
-    if (cli_int(db, "SELECT value FROM meta WHERE key = 'finished'", 0) != 1) {
-        /* Unfinished because its writer is still at work (an `alloctrace
-         * run` still reading its program's spool, or a traced program still
-         * running) is not unfinished because it died. */
-        long long writer = cli_int(
-            db, "SELECT coalesce((SELECT value FROM meta WHERE key = 'writer_pid'),"
-                " (SELECT value FROM meta WHERE key = 'pid'))", 0);
-        if (writer > 0 && writer != (long long)getpid() &&
-            (kill((pid_t)writer, 0) == 0 || errno == EPERM)) {
-            char why[160];
-            snprintf(why, sizeof why,
-                     "still being written by process %lld; try again when it has finished",
-                     writer);
-            return fail(path, why, db);
-        }
-        /* Written in-process by a program that died before closing it:
-         * what was committed stays, the views make it readable. */
-        rc = at__sql_exec(db, "BEGIN");
-        if (!rc && cli_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'leaks'", 0) == 0)
-            rc = at__schema_finish(db);
-        if (!rc)
-            rc = at__sql_exec(db, "INSERT OR REPLACE INTO meta VALUES('program_end', 'died');"
-                                  "INSERT OR REPLACE INTO meta VALUES('finished', 1);"
-                                  "COMMIT");
-    }
-    if (!rc && cli_int(db, "SELECT value FROM meta WHERE key = 'symbolized'", 0) != 1) {
-        rc = at__symbolize_frames(db);
-        if (!rc)
-            rc = at__classify_runtime(db);
-        if (!rc)
-            rc = at__sites_store(db); /* lib/sites.h: once the frames have names */
-        if (!rc)
-            rc = at__sql_exec(db, "INSERT OR REPLACE INTO meta VALUES('symbolized', 1)");
-    }
+    int rc = at__trace_complete(db, NULL);
     if (rc) {
         char why[160];
         snprintf(why, sizeof why, "cannot complete the trace: %s", at_strerror(rc));
         return fail(path, why, db);
     }
-    sqlite3_close(db);
-    return 0;
-}
-
-int cli_open_trace(const char *path, sqlite3 **out)
-{
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return fail(path, "no such file", NULL);
-    if (!S_ISREG(st.st_mode))
-        return fail(path, "not a regular file", NULL);
-    size_t len = strlen(path);
-    if (len > 6 && strcmp(path + len - 6, ".spool") == 0)
-        return fail(path, "this is a spool, not a trace: run `alloctrace recover` on it", NULL);
-    sqlite3 *db = NULL;
-    /* NOMUTEX: one thread per connection here, and every scan is faster. */
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK)
-        return fail(path, sqlite3_errmsg(db), db);
-    defensive(db);
-    if (check_trace(path, db) != 0)
-        return -1;
-    if (cli_int(db, "SELECT value FROM meta WHERE key = 'finished'", 0) != 1 ||
-        cli_int(db, "SELECT value FROM meta WHERE key = 'symbolized'", 0) != 1) {
-        sqlite3_close(db);
-        if (cli_complete_trace(path) != 0)
-            return -1;
-        return cli_open_trace(path, out);
-    }
-    *out = db;
+    if (sqlite3_close(db) != SQLITE_OK)
+        return fail(path, "cannot complete the trace: closing it failed", NULL);
     return 0;
 }

@@ -23,12 +23,8 @@
  * the SQLite trace, so that nothing here depends on the program's own
  * SQLite, locks or survival.
  *
- * Environment (set by `alloctrace run`): ALLOCTRACE_SPOOL (the spool it
- * reads), ALLOCTRACE_OUTPUT (trace path),
- * ALLOCTRACE_PID (the pid that writes ALLOCTRACE_OUTPUT itself; any other
- * process writes OUTPUT-without-.db.PID.db), ALLOCTRACE_DEPTH,
- * ALLOCTRACE_UNWIND=fp (frame-pointer backtraces), ALLOCTRACE_ABORT_ON_FINDING=1, ALLOCTRACE_FOLLOW_CHILDREN=1 (otherwise
- * the library takes itself out of LD_PRELOAD so children run untraced).
+ * The environment it reads and the names of traces and spools are the
+ * run protocol with `alloctrace run` (run_protocol.h).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -47,6 +43,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "backtrace.h"
+#include "run_protocol.h"
 #include "spinlock.h"
 #include "tracer_internal.h"
 
@@ -542,7 +539,8 @@ static void leave_ld_preload(void)
     for (char *s = v; *s;) {
         size_t len = strcspn(s, ": ");
         char *sep = s + len;
-        int ours = len >= 26 && memmem(s, len, "liballoctrace_preload.so", 24) != NULL;
+        int ours = len >= sizeof AT_PRELOAD_NAME + 1 &&
+                   memmem(s, len, AT_PRELOAD_NAME, sizeof AT_PRELOAD_NAME - 1) != NULL;
         if (!ours) {
             if (out != v)
                 *out++ = ':';
@@ -558,21 +556,15 @@ static char trace_path[4096];
 
 static void choose_path(const char *prog)
 {
-    const char *out = getenv("ALLOCTRACE_OUTPUT");
-    const char *owner = getenv("ALLOCTRACE_PID");
-    long pid = (long)getpid();
-    if (out && *out && owner && atol(owner) == pid) {
+    const char *out = getenv(AT_ENV_OUTPUT);
+    const char *owner = getenv(AT_ENV_PID);
+    pid_t pid = getpid();
+    if (out && *out && owner && atol(owner) == (long)pid)
         snprintf(trace_path, sizeof trace_path, "%s", out);
-    } else if (out && *out) {
-        size_t len = strlen(out);
-        if (len > 3 && strcmp(out + len - 3, ".db") == 0)
-            len -= 3;
-        snprintf(trace_path, sizeof trace_path, "%.*s.%ld.db", (int)len, out, pid);
-    } else {
-        const char *base = strrchr(prog, '/');
-        snprintf(trace_path, sizeof trace_path, "alloctrace.%s.%ld.db", base ? base + 1 : prog,
-                 pid);
-    }
+    else if (out && *out)
+        at__run_child_trace(trace_path, sizeof trace_path, out, pid);
+    else
+        at__run_default_trace(trace_path, sizeof trace_path, prog, pid);
 }
 
 static void finish(void);
@@ -607,8 +599,8 @@ static int child_start(void)
     at__untraced = 1;
     int argc = read_cmdline();
     choose_path(argc > 0 ? cmd_argv[0] : "program");
-    static char spool[4096 + 8];
-    snprintf(spool, sizeof spool, "%s.spool", trace_path);
+    static char spool[sizeof trace_path + sizeof AT_SPOOL_SUFFIX];
+    at__run_spool_of(spool, sizeof spool, trace_path);
     int rc = at__tracer_child_start(tracer, spool, argc, cmd_argv);
     int s = rc == 0 ? S_READY : S_OFF;
     __atomic_store_n(&state, s, __ATOMIC_RELEASE);
@@ -625,8 +617,8 @@ __attribute__((constructor(101))) static void preload_start(void)
 {
     at__untraced = 1;
     int argc = read_cmdline();
-    const char *follow = getenv("ALLOCTRACE_FOLLOW_CHILDREN");
-    if (!follow || strcmp(follow, "1") != 0)
+    const char *follow = getenv(AT_ENV_FOLLOW_CHILDREN);
+    if (!follow || strcmp(follow, AT_FLAG_ON) != 0)
         leave_ld_preload();
     choose_path(argc > 0 ? cmd_argv[0] : "program");
 
@@ -635,32 +627,33 @@ __attribute__((constructor(101))) static void preload_start(void)
     o.path = trace_path;
     o.argc = argc;
     o.argv = cmd_argv;
-    const char *depth = getenv("ALLOCTRACE_DEPTH");
+    const char *depth = getenv(AT_ENV_DEPTH);
     if (depth && atoi(depth) > 0)
         o.stack_depth = (unsigned)atoi(depth);
-    const char *unwind = getenv("ALLOCTRACE_UNWIND");
-    if (unwind && strcmp(unwind, "fp") == 0)
+    const char *unwind = getenv(AT_ENV_UNWIND);
+    if (unwind && strcmp(unwind, AT_UNWIND_VALUE_FP) == 0)
         o.unwind = AT_UNWIND_FRAME_POINTERS;
-    const char *abort_on = getenv("ALLOCTRACE_ABORT_ON_FINDING");
-    o.abort_on_finding = abort_on && strcmp(abort_on, "1") == 0;
+    const char *abort_on = getenv(AT_ENV_ABORT_ON_FINDING);
+    o.abort_on_finding = abort_on && strcmp(abort_on, AT_FLAG_ON) == 0;
     /* `alloctrace run` made the spool and reads it; a process on its own
      * (plain LD_PRELOAD, or a child it follows) makes its own, for
      * `alloctrace recover` to turn into a trace later. */
-    const char *spool = getenv("ALLOCTRACE_SPOOL");
-    const char *owner = getenv("ALLOCTRACE_PID");
+    const char *spool = getenv(AT_ENV_SPOOL);
+    const char *owner = getenv(AT_ENV_PID);
     int ours = spool && *spool && owner && atol(owner) == (long)getpid();
-    static char own_spool[4096 + 8];
+    static char own_spool[sizeof trace_path + sizeof AT_SPOOL_SUFFIX];
     if (!ours) {
-        snprintf(own_spool, sizeof own_spool, "%s.spool", trace_path);
+        at__run_spool_of(own_spool, sizeof own_spool, trace_path);
         spool = own_spool;
     }
     int rc = at__tracer_open_spool(&o, spool, !ours, &tracer);
     if (rc == AT_E_EXISTS && ours) {
         /* This image replaced the traced program through exec (same pid,
          * --follow-children): a trace of its own. */
-        snprintf(trace_path + strlen(trace_path) - (strlen(trace_path) > 3 ? 3 : 0), 16, ".%ld.db",
-                 (long)getpid());
-        snprintf(own_spool, sizeof own_spool, "%s.spool", trace_path);
+        char run_trace[sizeof trace_path];
+        snprintf(run_trace, sizeof run_trace, "%s", trace_path);
+        at__run_child_trace(trace_path, sizeof trace_path, run_trace, getpid());
+        at__run_spool_of(own_spool, sizeof own_spool, trace_path);
         spool = own_spool;
         rc = at__tracer_open_spool(&o, spool, 1, &tracer);
     }

@@ -12,6 +12,7 @@
 
 #include <alloctrace/error.h>
 
+#include "complete.h"
 #include "replay.h"
 #include "schema.h"
 #include "sqlw.h"
@@ -201,13 +202,13 @@ int at__replay(sqlite3 *db, at_replay_fn *fn, void *arg, at_replay_peak *peak,
     return err;
 }
 
-static int meta_int(sqlite3 *db, const char *key, int64_t *out)
+static int meta_int(sqlite3 *db, at_meta_key key, int64_t *out)
 {
     sqlite3_stmt *st = NULL;
     int found = 0;
     if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) ==
         SQLITE_OK) {
-        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, at__meta_name(key), -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER) {
             *out = sqlite3_column_int64(st, 0);
             found = 1;
@@ -222,8 +223,9 @@ int at__replay_stored_peak(sqlite3 *db, at_replay_peak *peak)
     at_replay_peak p = {0};
     /* peak_blocks came with the replay: a trace that has it has the rest,
      * all computed by at__replay_store. */
-    if (!meta_int(db, "peak_blocks", &p.blocks) || !meta_int(db, "peak_bytes", &p.bytes) ||
-        !meta_int(db, "peak_seq", &p.seq) || !meta_int(db, "peak_time_us", &p.time_us))
+    if (!meta_int(db, AT_META_PEAK_BLOCKS, &p.blocks) ||
+        !meta_int(db, AT_META_PEAK_BYTES, &p.bytes) || !meta_int(db, AT_META_PEAK_SEQ, &p.seq) ||
+        !meta_int(db, AT_META_PEAK_TIME_US, &p.time_us))
         return 0;
     *peak = p;
     return 1;
@@ -287,11 +289,8 @@ int at__replay_store(sqlite3 *db)
     sqlite3_finalize(s.ins);
     if (!err)
         err = s.err;
-    if (!err) {
-        at__meta_set_int(db, "peak_bytes", peak.bytes);
-        at__meta_set_int(db, "peak_blocks", peak.blocks);
-        at__meta_set_int(db, "peak_seq", peak.seq);
-        at__meta_set_int(db, "peak_time_us", peak.time_us);
-    }
-    return err;
+    err = err ? err : at__meta_set_int(db, AT_META_PEAK_BYTES, peak.bytes);
+    err = err ? err : at__meta_set_int(db, AT_META_PEAK_BLOCKS, peak.blocks);
+    err = err ? err : at__meta_set_int(db, AT_META_PEAK_SEQ, peak.seq);
+    return err ? err : at__meta_set_int(db, AT_META_PEAK_TIME_US, peak.time_us);
 }

@@ -23,6 +23,7 @@
 #include "at_uthash.h"
 #include "module_rows.h"
 #include "rowbatch.h"
+#include "run_protocol.h"
 #include "schema.h"
 #include "sqlw.h"
 #include "records.h"
@@ -76,7 +77,7 @@ static void step(writer *w, sqlite3_stmt *st)
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
         fail(w, AT_E_DB);
-        if (getenv("ALLOCTRACE_DEBUG"))
+        if (getenv(AT_ENV_DEBUG))
             fprintf(stderr, "alloctrace: %s\n", sqlite3_errmsg(w->db));
     }
     sqlite3_reset(st); /* every statement binds all its parameters each time */
@@ -448,39 +449,6 @@ static void write_thread_row(writer *w, uint32_t id, int64_t tid, const char *na
     sqlite3_bind_int64(w->thread, 2, tid);
     sqlite3_bind_text(w->thread, 3, name, -1, SQLITE_TRANSIENT);
     step(w, w->thread);
-}
-
-/* ---- meta ---------------------------------------------------------------------- */
-
-void at__meta_set_int(sqlite3 *db, const char *key, int64_t v)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, v);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-}
-
-void at__meta_set_text(sqlite3 *db, const char *key, const char *v)
-{
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, v, -1, SQLITE_TRANSIENT);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-}
-
-void at__iso_time(char *out, size_t n)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* ---- records received alike by both writers -------------------------------------- */

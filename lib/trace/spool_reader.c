@@ -24,9 +24,10 @@
 #include <alloctrace/alloctrace.h>
 
 #include "clock.h"
+#include "complete.h"
 #include "module_rows.h"
 #include "records.h"
-#include "replay.h"
+#include "run_protocol.h"
 #include "schema.h"
 #include "spool.h"
 #include "spool_reader.h"
@@ -85,18 +86,11 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
         rc = at__schema_create(r->db);
     if (rc)
         return rc;
-    char now[64];
-    at__iso_time(now, sizeof now);
-    at__meta_set_text(r->db, "format", "alloctrace-trace");
-    at__meta_set_int(r->db, "schema_version", AT_SCHEMA_VERSION);
-    at__meta_set_text(r->db, "library_version", AT_VERSION_STRING);
-    at__meta_set_text(r->db, "start_time", now);
-    at__meta_set_text(r->db, "clock", "CLOCK_MONOTONIC");
-    at__meta_set_text(r->db, "time_unit", "us");
-    at__meta_set_text(r->db, "arguments", "[]");
-    at__meta_set_int(r->db, "finished", 0);
-    at__meta_set_int(r->db, "writer_pid", getpid()); /* tools wait for it */
-    rc = at__sql_exec(r->db, "COMMIT");
+    rc = at__trace_begin(r->db);
+    if (!rc) /* tools wait for it */
+        rc = at__meta_set_int(r->db, AT_META_WRITER_PID, getpid());
+    if (!rc)
+        rc = at__sql_exec(r->db, "COMMIT");
     if (rc)
         return rc;
     r->w = at__sqlw_new(r->db);
@@ -244,29 +238,19 @@ static void on_meta(at_spool_reader *r, const char *text, uint32_t n)
         return;
     const char *value = key + klen + 1;
     size_t vlen = n - klen - 1;
-    if (strcmp(key, "argv") == 0) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(r->db,
-                               "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
-                               " WHERE key = 'arguments'",
-                               -1, &st, NULL) != SQLITE_OK)
-            return;
-        for (size_t i = 0; i < vlen;) {
-            size_t l = strnlen(value + i, vlen - i);
-            sqlite3_bind_text(st, 1, value + i, (int)l, SQLITE_TRANSIENT);
-            sqlite3_step(st);
-            sqlite3_reset(st);
-            i += l + 1;
-        }
-        sqlite3_finalize(st);
+    if (strcmp(key, "argv") == 0) { /* the producer's name for the arguments */
+        at__meta_append_arguments(r->db, NULL, 0, value, vlen);
         return;
     }
+    int k = at__meta_key_named(key, klen);
+    if (k < 0)
+        return; /* not a key of this version's table */
     char buf[4096];
     snprintf(buf, sizeof buf, "%.*s", (int)vlen, value);
-    if (strcmp(key, "pid") == 0 || strcmp(key, "stack_depth") == 0)
-        at__meta_set_int(r->db, key, strtoll(buf, NULL, 10));
+    if (k == AT_META_PID || k == AT_META_STACK_DEPTH || k == AT_META_PARENT_PID)
+        at__meta_set_int(r->db, (at_meta_key)k, strtoll(buf, NULL, 10));
     else
-        at__meta_set_text(r->db, key, buf);
+        at__meta_set_text(r->db, (at_meta_key)k, buf);
 }
 
 static void on_record(at_spool_reader *r, const unsigned char *p)
@@ -426,9 +410,35 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* ---- the end ----------------------------------------------------------------------- */
 
+/* The end as the spool says it: the producer's END record, or, when it
+ * died first, only what reached the spool. */
+static void spool_end(const at_spool_reader *r, at_trace_end *e)
+{
+    *e = (at_trace_end){
+        .program_end = r->ended ? AT_PROGRAM_END_CLOSED : AT_PROGRAM_END_DIED,
+        .lost_events = (int64_t)r->spool.h->dropped,
+        .backpressure_waits = (int64_t)r->spool.h->waits,
+        .spooled = 1,
+        .spool_chunks = (int64_t)r->spool.h->nchunks,
+        .spool_errors = r->corrupt + r->nomem,
+    };
+    if (r->ended) {
+        e->totals_known = 1;
+        e->duration_us = (int64_t)(r->end.duration_ns / 1000);
+        e->alloc_calls = (int64_t)r->end.alloc_calls;
+        e->alloc_bytes = (int64_t)r->end.alloc_bytes;
+        e->free_calls = (int64_t)r->end.free_calls;
+        e->findings = (int64_t)r->end.findings;
+        e->lost_events += (int64_t)r->end.lost_events;
+    }
+}
+
+/* Reads what is left, writes the blocks still live as leak rows and the
+ * timeline, then completes the trace (complete.h). */
 int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
 {
-    double t0 = at__now_ns() / 1e9;
+    int timing = getenv(AT_ENV_TIMING) != NULL;
+    uint64_t t0 = at__now_ns();
     long rc = at__spool_reader_poll(r);
     at__sqlw_exec(r->w, "BEGIN");
     pending *p, *tmp;
@@ -443,59 +453,15 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     }
     at__sqlw_flush(r->w);
     at__sqlw_exec(r->w, "COMMIT");
+    int err = rc < 0 ? (int)rc : at__sqlw_error(r->w);
     at__sqlw_free(r->w);
     r->w = NULL;
-
-    int err = rc < 0 ? (int)rc : 0;
-    if (!err)
-        err = at__sql_exec(r->db, "BEGIN");
+    if (timing)
+        fprintf(stderr, "timing: drain+leaks %.3f\n", (double)(at__now_ns() - t0) / 1e9);
     if (!err) {
-        double t1 = at__now_ns() / 1e9;
-        err = at__replay_store(r->db);
-        double t2 = at__now_ns() / 1e9;
-        if (!err)
-            err = at__modules_attribute(r->db);
-        if (getenv("ALLOCTRACE_TIMING"))
-            fprintf(stderr, "timing: drain+leaks %.3f timeline %.3f\n", t1 - t0, t2 - t1);
-    }
-    double t3 = at__now_ns() / 1e9;
-    if (!err)
-        err = at__schema_finish(r->db);
-    if (getenv("ALLOCTRACE_TIMING"))
-        fprintf(stderr, "timing: indexes and views %.3f\n", at__now_ns() / 1e9 - t3);
-    if (!err) {
-        char now[64];
-        at__iso_time(now, sizeof now);
-        at__meta_set_text(r->db, "end_time", now);
-        if (r->ended) {
-            at__meta_set_int(r->db, "duration_us", (int64_t)(r->end.duration_ns / 1000));
-            at__meta_set_int(r->db, "alloc_calls", (int64_t)r->end.alloc_calls);
-            at__meta_set_int(r->db, "alloc_bytes", (int64_t)r->end.alloc_bytes);
-            at__meta_set_int(r->db, "free_calls", (int64_t)r->end.free_calls);
-            at__meta_set_int(r->db, "findings", (int64_t)r->end.findings);
-            at__meta_set_int(r->db, "lost_events",
-                             (int64_t)(r->end.lost_events + r->spool.h->dropped));
-        } else {
-            /* The process died: count what reached the spool. */
-            at__sql_exec(r->db,
-                         "INSERT OR REPLACE INTO meta SELECT 'alloc_calls', count(*) FROM lifetimes;"
-                         "INSERT OR REPLACE INTO meta SELECT 'alloc_bytes', coalesce(sum(size), 0)"
-                         " FROM lifetimes;"
-                         "INSERT OR REPLACE INTO meta SELECT 'free_calls', count(free_dseq)"
-                         " FROM lifetimes;"
-                         "INSERT OR REPLACE INTO meta SELECT 'findings', count(*) FROM findings;"
-                         "INSERT OR REPLACE INTO meta SELECT 'duration_us', coalesce(max(t), 0)"
-                         " FROM lifetimes;");
-            at__meta_set_int(r->db, "lost_events", (int64_t)r->spool.h->dropped);
-        }
-        at__meta_set_text(r->db, "program_end", r->ended ? "closed" : "died");
-        at__meta_set_int(r->db, "backpressure_waits", (int64_t)r->spool.h->waits);
-        at__meta_set_int(r->db, "spool_chunks", (int64_t)r->spool.h->nchunks);
-        at__meta_set_int(r->db, "spool_errors", r->corrupt + r->nomem);
-        at__meta_set_int(r->db, "writer_error", 0);
-        at__meta_set_int(r->db, "symbolized", 0);
-        at__meta_set_int(r->db, "finished", 1);
-        err = at__sql_exec(r->db, "COMMIT");
+        at_trace_end end;
+        spool_end(r, &end);
+        err = at__trace_complete(r->db, &end);
     }
     if (closed_properly)
         *closed_properly = r->ended;

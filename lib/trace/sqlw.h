@@ -37,9 +37,4 @@ size_t at__record_size(const unsigned char *p, size_t avail);
  * when `p` is of another kind (ALLOC, FREE, META, END: the caller's). */
 int at__sqlw_record(at_sqlw *w, const unsigned char *p);
 
-/* meta rows (INSERT OR REPLACE), and the current UTC time as ISO 8601. */
-void at__meta_set_int(sqlite3 *db, const char *key, int64_t v);
-void at__meta_set_text(sqlite3 *db, const char *key, const char *v);
-void at__iso_time(char *out, size_t n);
-
 #endif

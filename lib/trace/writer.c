@@ -13,9 +13,9 @@
  * written.
  *
  * At close (finish): the blocks still live become rows without a release
- * (the leaks), the live heap is replayed into the timeline and the peak,
- * the module map is recorded, every frame is symbolized once, then
- * indexes, views and sites are created.
+ * (the leaks), the module map is recorded, and the trace is completed like
+ * every other (complete.h: the replay, symbols, runtime blocks, sites,
+ * indexes, views, meta, finished = 1).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,13 +31,10 @@
 
 #include "buffers.h"
 #include "clock.h"
+#include "complete.h"
 #include "module_rows.h"
-#include "replay.h"
-#include "runtime.h"
 #include "schema.h"
-#include "sites.h"
 #include "sqlw.h"
-#include "symbolize.h"
 #include "tracer_internal.h"
 #include "writer.h"
 
@@ -199,94 +196,48 @@ static void *writer_main(void *arg)
 
 /* ---- meta ------------------------------------------------------------------------ */
 
-/* Appends each argument to meta.arguments, a JSON array built by SQLite so
- * that any byte in an argument is escaped correctly.  Without argv in the
- * options, the process's own command line. */
+/* The command line the trace records: the options' argv, else the
+ * process's own, from /proc/self/cmdline. */
 static int write_arguments(sqlite_sink *k)
 {
-    sqlite3 *db = k->db;
-    at__meta_set_text(db, "arguments", "[]");
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "UPDATE meta SET value = json_insert(value, '$[#]', ?)"
-                           " WHERE key = 'arguments'",
-                           -1, &st, NULL) != SQLITE_OK)
-        return AT_E_DB;
+    if (k->argv)
+        return at__meta_append_arguments(k->db, k->argv, k->argc, NULL, 0);
     char *cmdline = NULL;
     size_t len = 0;
-    if (!k->argv) {
-        FILE *f = fopen("/proc/self/cmdline", "re");
-        if (f) {
-            char chunk[4096];
-            size_t got;
-            while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-                char *grown = realloc(cmdline, len + got + 1);
-                if (!grown)
-                    break;
-                cmdline = grown;
-                memcpy(cmdline + len, chunk, got);
-                len += got;
-            }
-            fclose(f);
+    FILE *f = fopen("/proc/self/cmdline", "re");
+    if (f) {
+        char chunk[4096];
+        size_t got;
+        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+            char *grown = realloc(cmdline, len + got);
+            if (!grown)
+                break;
+            cmdline = grown;
+            memcpy(cmdline + len, chunk, got);
+            len += got;
         }
+        fclose(f);
     }
-    for (int i = 0; k->argv && i < k->argc; i++) {
-        sqlite3_bind_text(st, 1, k->argv[i], -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    }
-    for (size_t off = 0; cmdline && off < len; off += strlen(cmdline + off) + 1) {
-        cmdline[len] = '\0';
-        sqlite3_bind_text(st, 1, cmdline + off, -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    }
+    int rc = at__meta_append_arguments(k->db, NULL, 0, cmdline, len);
     free(cmdline);
-    sqlite3_finalize(st);
-    return 0;
+    return rc;
 }
 
+/* The meta rows of a new trace (complete.h), and what only this process
+ * knows: its pid, executable and stack depth. */
 static int write_start_meta(sqlite_sink *k)
 {
     sqlite3 *db = k->db;
     char buf[4096];
-    at__meta_set_text(db, "format", "alloctrace-trace");
-    at__meta_set_int(db, "schema_version", AT_SCHEMA_VERSION);
-    at__meta_set_text(db, "library_version", AT_VERSION_STRING);
-    at__meta_set_int(db, "pid", getpid());
+    int rc = at__trace_begin(db);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_PID, getpid());
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n >= 0) {
         buf[n] = '\0';
-        at__meta_set_text(db, "executable", buf);
+        rc = rc ? rc : at__meta_set_text(db, AT_META_EXECUTABLE, buf);
     }
-    at__iso_time(buf, sizeof buf);
-    at__meta_set_text(db, "start_time", buf);
-    at__meta_set_text(db, "clock", "CLOCK_MONOTONIC");
-    at__meta_set_text(db, "time_unit", "us");
-    at__meta_set_int(db, "stack_depth", k->t->depth);
-    at__meta_set_int(db, "finished", 0);
-    return write_arguments(k);
-}
-
-static void write_end_meta(sqlite_sink *k, int symbolized)
-{
-    at_tracer *t = k->t;
-    sqlite3 *db = k->db;
-    at_tracer_stats s;
-    at_tracer_get_stats(t, &s);
-    char now[64];
-    at__iso_time(now, sizeof now);
-    at__meta_set_text(db, "end_time", now);
-    at__meta_set_int(db, "duration_us", (int64_t)((at__now_ns() - t->start_ns) / 1000));
-    at__meta_set_int(db, "alloc_calls", (int64_t)s.alloc_calls);
-    at__meta_set_int(db, "alloc_bytes", (int64_t)s.alloc_bytes);
-    at__meta_set_int(db, "free_calls", (int64_t)s.free_calls);
-    at__meta_set_int(db, "findings", (int64_t)s.findings);
-    at__meta_set_int(db, "lost_events", (int64_t)s.lost_events);
-    at__meta_set_int(db, "backpressure_waits", (int64_t)k->q.waits);
-    at__meta_set_int(db, "writer_error", k->error);
-    at__meta_set_int(db, "symbolized", symbolized);
-    at__meta_set_int(db, "finished", 1);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_STACK_DEPTH, k->t->depth);
+    return rc ? rc : write_arguments(k);
 }
 
 /* ---- closing ----------------------------------------------------------------------- */
@@ -298,28 +249,33 @@ static void write_leak(const at_block_info *b, void *arg)
     at__sqlw_lifetime(arg, &r);
 }
 
-/* Everything after the writer thread has stopped: the leaks, the module
- * map, symbols, runtime-owned blocks, indexes and views, and the meta
- * keys of the end, `finished` last. */
+/* Everything after the writer thread has stopped: what only the tracer
+ * knows (the blocks still live, as leak rows; the module map of this
+ * process), then the trace is completed like every other (complete.h). */
 static void finish(sqlite_sink *k)
 {
     at_sqlw *w = k->w;
     exec(k, "BEGIN");
     at__live_foreach(&k->t->live, write_leak, w);
     at__sqlw_flush(w);
-    /* The timeline and the peak, replayed from the lifetimes just written. */
-    remember(k, at__replay_store(k->db));
     exec(k, "COMMIT");
     remember(k, at__sqlw_error(w));
     remember(k, at__modules_write(k->db));
-    remember(k, at__symbolize_frames(k->db));
-    remember(k, at__classify_runtime(k->db));
-    exec(k, "BEGIN");
-    remember(k, at__schema_finish(k->db));
-    remember(k, at__sites_store(k->db)); /* once the frames have names */
-    write_end_meta(k, 1);
-    exec(k, "COMMIT");
-    remember(k, at__sqlw_error(w));
+    at_tracer_stats s;
+    at_tracer_get_stats(k->t, &s);
+    at_trace_end end = {
+        .program_end = AT_PROGRAM_END_UNRECORDED,
+        .totals_known = 1,
+        .duration_us = (int64_t)((at__now_ns() - k->t->start_ns) / 1000),
+        .alloc_calls = (int64_t)s.alloc_calls,
+        .alloc_bytes = (int64_t)s.alloc_bytes,
+        .free_calls = (int64_t)s.free_calls,
+        .findings = (int64_t)s.findings,
+        .lost_events = (int64_t)s.lost_events,
+        .backpressure_waits = (int64_t)k->q.waits,
+        .writer_error = k->error,
+    };
+    remember(k, at__trace_complete(k->db, &end));
 }
 
 static void free_sink(sqlite_sink *k)

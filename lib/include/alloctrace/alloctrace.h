@@ -8,7 +8,6 @@
 #include <alloctrace/allocator.h>
 #include <alloctrace/backends.h>
 #include <alloctrace/tracer.h>
-
-#define AT_VERSION_STRING "0.1.0"
+#include <alloctrace/version.h>
 
 #endif

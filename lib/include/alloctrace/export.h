@@ -1,8 +1,11 @@
 /* Symbol visibility for alloctrace's public API.
  *
  * The library is built with -fvisibility=hidden; only declarations marked
- * AT_API are exported (the linker version script lib/alloctrace.map lists
- * the same names, so an accidental export fails the build's symbol test).
+ * AT_API are exported.  The linker version script lib/alloctrace.map lists
+ * the same names one by one, and docs/abi.md documents them: the symbol
+ * test (tests/abi_test.py, `meson test abi`) fails when the AT_API
+ * declarations of these headers, the map, that list and what the built
+ * liballoctrace.so exports (`nm -D --defined-only`) are not the same set.
  */
 #ifndef ALLOCTRACE_EXPORT_H
 #define ALLOCTRACE_EXPORT_H

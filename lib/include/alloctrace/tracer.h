@@ -4,28 +4,45 @@
  *
  * Life cycle: at_tracer_open() creates the trace file and starts the
  * background writer; at_tracing_allocator() wraps backends; at_tracer_close()
- * drains everything still buffered, records the blocks still live as leaks,
- * symbolizes each distinct frame once, builds indexes and views and closes
- * the file.
+ * drains everything still buffered, records the blocks still live as leaks
+ * and the module map of the process, then completes the trace: each
+ * distinct frame symbolized once, the C/C++ runtime's own blocks set aside,
+ * indexes, views, totals, and meta.finished = 1 last.  Until then the file
+ * is not a complete trace: each thread's records reach the writer in
+ * 256 KiB buffers, when a buffer is full, when the thread exits, or at
+ * close.  A process that ends without at_tracer_close() (killed, _exit)
+ * leaves meta.finished = 0 and only the lifetimes the writer had committed
+ * (those of blocks live then are not among them); alloctrace's read
+ * commands refuse such a file and `alloctrace recover TRACE` completes it
+ * with what it holds (docs/cli.md).
  *
  * Threads: the tracing allocators may be used from any number of threads at
  * once, including releases on another thread than the allocation.
  * at_tracer_close() must not run concurrently with calls through the
- * tracer's allocators, and none may be made after it.
+ * tracer's allocators, and none may be made after it: blocks still live
+ * then must go back to the inner allocator directly.
  *
  * What the tracer checks on every release, against its table of live blocks
  * (a bad release is recorded as a *finding* with the allocation's and the
- * release's backtrace):
- *  - layout mismatch: the layout passed differs from the allocation's in
- *    size or alignment.  The block is still released, with the layout it
- *    was allocated with, so the backend is not corrupted and nothing leaks;
+ * release's backtrace; one finding per release, the first that applies in
+ * this order):
  *  - misaligned free: the pointer is not a multiple of the alignment given,
  *    or it points inside a live block rather than at its start;
- *  - double free: the pointer was released already;
- *  - invalid free: the pointer was never returned by this tracer.
- * Except for a plain layout mismatch, a bad release is not forwarded to the
- * backend, so the program keeps running.  With abort_on_finding the tracer
- * writes the finding to the trace and then calls abort().
+ *  - family mismatch: the block was allocated by another family (only the
+ *    preload library mixes families: malloc, new, new[]);
+ *  - layout mismatch: the layout passed differs from the allocation's in
+ *    size or alignment;
+ *  - double free: the pointer was released already and its address not
+ *    handed out again since (the last 65,536 releases are remembered; an
+ *    older one is reported as an invalid free);
+ *  - invalid free: the pointer is not a block this tracer handed out.
+ * A release of the start of a live block goes to the backend whatever the
+ * finding, with the layout the block was allocated with, so the backend is
+ * not corrupted and nothing leaks.  A double free, an invalid free and a
+ * pointer inside a block are not forwarded, so the program keeps running;
+ * a realloc of such a pointer returns NULL.  With abort_on_finding the
+ * tracer records the finding, waits until the writer has committed it, and
+ * calls abort().
  */
 #ifndef ALLOCTRACE_TRACER_H
 #define ALLOCTRACE_TRACER_H
@@ -74,8 +91,10 @@ typedef struct at_trace_options {
     /* Record a finding, write it to the trace, then abort(). */
     int abort_on_finding;
     /* Memory the tracer may hold in buffers not yet written, in bytes
-     * (0 means 16 MiB).  Allocating threads wait when the writer is this far
-     * behind: backpressure rather than unbounded growth. */
+     * (0 means 16 MiB), counted in 256 KiB buffers and never fewer than
+     * four: each thread's partly filled buffer counts too.  Allocating
+     * threads wait when the writer is this far behind: backpressure rather
+     * than unbounded growth. */
     size_t buffer_limit;
     /* Recorded in the trace's meta table when set; otherwise the tracer
      * reads them from /proc/self. */
@@ -95,20 +114,26 @@ enum { AT_UNWIND_DWARF = 0, AT_UNWIND_FRAME_POINTERS = 1 };
 AT_API void at_trace_options_init(at_trace_options *opts);
 
 /* Creates the trace and starts its writer.  0 and *out set, or a negative
- * code: AT_E_INVALID (no path, bad depth), AT_E_EXISTS, AT_E_SYMLINK,
- * AT_E_ACCESS (directory missing or not writable), AT_E_DB, AT_E_NOMEM,
- * AT_E_THREAD.  Nothing is left on disk on failure. */
+ * code: AT_E_INVALID (opts, out or path NULL, empty path, stack_depth above
+ * AT_MAX_STACK_DEPTH), AT_E_EXISTS, AT_E_SYMLINK, AT_E_ACCESS (directory
+ * missing or not writable; with `overwrite`, a path that is not a regular
+ * file), AT_E_DB, AT_E_NOMEM, AT_E_THREAD.  Nothing is left at `path` on
+ * failure: with `overwrite`, a file that was there is gone too.  An
+ * `unwind` value other than AT_UNWIND_FRAME_POINTERS means DWARF. */
 AT_API int at_tracer_open(const at_trace_options *opts, at_tracer **out);
 
-/* Finishes and closes the trace (see above) and frees the tracer.  Returns
- * 0 or the first error met while writing; the tracer is freed either way.
- * Accepts NULL. */
+/* Finishes, completes and closes the trace (see above) and frees the
+ * tracer.  Returns 0 or the first error met while writing or completing
+ * (also recorded as meta.writer_error when it came before completion); the
+ * tracer is freed either way.  Accepts NULL. */
 AT_API int at_tracer_close(at_tracer *tracer);
 
 /* An allocator that forwards to `inner` and records every call into
- * `tracer`.  Valid until the tracer is closed.  If the tracer cannot
- * remember the pairing (out of its own memory) the returned allocator still
- * forwards every call and the trace records how many events were lost. */
+ * `tracer`.  Valid until the tracer is closed.  When `tracer` is NULL or
+ * the decorator itself cannot be allocated, `inner` is returned as it is:
+ * calls work, untraced.  If the tracer later cannot remember a block (out
+ * of its own memory) the allocator still forwards every call and the trace
+ * counts the events it lost (meta.lost_events). */
 AT_API at_allocator at_tracing_allocator(at_tracer *tracer, at_allocator inner);
 
 /* Counters kept by the tracer, readable at any time (approximate while
@@ -116,7 +141,9 @@ AT_API at_allocator at_tracing_allocator(at_tracer *tracer, at_allocator inner);
 typedef struct at_tracer_stats {
     uint64_t alloc_calls;  /* successful allocations, reallocations included */
     uint64_t alloc_bytes;  /* bytes requested by them */
-    uint64_t free_calls;   /* accepted releases, reallocations included */
+    uint64_t free_calls;   /* accepted releases (a release of the start of a
+                            * live block, finding or not), reallocations
+                            * included */
     uint64_t live_blocks;
     uint64_t live_bytes;
     uint64_t findings;
@@ -134,11 +161,13 @@ AT_API void at_tracer_get_stats(at_tracer *tracer, at_tracer_stats *out);
  *   assert(s.blocks == 0);                  // it freed everything
  *
  * at_tracer_mark returns the sequence number of the last event so far and
- * records the mark, with `label` (may be NULL), in the trace's `marks`
- * table; at_tracer_live_since counts the blocks allocated after `mark`
- * that are still live: blocks, bytes, and distinct allocation stacks.
- * Both may be called from any thread; live_since walks the whole live-block
- * table, so it costs time in proportion to the live blocks. */
+ * records the mark, with `label` (may be NULL; its first 255 bytes), in the
+ * trace's `marks` table; at_tracer_live_since counts the blocks allocated
+ * after `mark` that are still live: blocks, bytes, and distinct allocation
+ * stacks (undercounted if the tracer runs out of its own memory; blocks
+ * and bytes stay exact).  Both may be called from any thread; live_since
+ * walks the whole live-block table, so it costs time in proportion to the
+ * live blocks. */
 typedef struct at_live_summary {
     uint64_t blocks;
     uint64_t bytes;

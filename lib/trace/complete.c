@@ -1,0 +1,261 @@
+/* Completing a trace, and the one writer of its meta rows (complete.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "clock.h"
+#include "complete.h"
+#include "module_rows.h"
+#include "replay.h"
+#include "run_protocol.h"
+#include "runtime.h"
+#include "schema.h"
+#include "sites.h"
+#include "symbolize.h"
+
+static const char *const meta_names[AT_META_NKEYS] = {
+#define AT_META_NAME_(id, name) [AT_META_##id] = name,
+    AT_META_KEYS(AT_META_NAME_)
+#undef AT_META_NAME_
+};
+
+const char *at__meta_name(at_meta_key key)
+{
+    return (unsigned)key < AT_META_NKEYS ? meta_names[key] : "";
+}
+
+int at__meta_key_named(const char *name, size_t len)
+{
+    for (int k = 0; k < AT_META_NKEYS; k++)
+        if (strlen(meta_names[k]) == len && memcmp(meta_names[k], name, len) == 0)
+            return k;
+    return -1;
+}
+
+static int meta_set(sqlite3 *db, at_meta_key key, const char *text, int64_t v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES(?,?)", -1, &st, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    sqlite3_bind_text(st, 1, at__meta_name(key), -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_int64(st, 2, v);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : AT_E_DB;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int at__meta_set_int(sqlite3 *db, at_meta_key key, int64_t v)
+{
+    return meta_set(db, key, NULL, v);
+}
+
+int at__meta_set_text(sqlite3 *db, at_meta_key key, const char *v)
+{
+    return meta_set(db, key, v ? v : "", 0);
+}
+
+int64_t at__meta_get_int(sqlite3 *db, at_meta_key key, int64_t dflt)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
+        return dflt;
+    sqlite3_bind_text(st, 1, at__meta_name(key), -1, SQLITE_STATIC);
+    int64_t v = dflt;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int at__meta_append_arguments(sqlite3 *db, char *const *argv, int argc, const char *list,
+                              size_t len)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE meta SET value = json_insert(value, '$[#]', ?) WHERE key = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    sqlite3_bind_text(st, 2, at__meta_name(AT_META_ARGUMENTS), -1, SQLITE_STATIC);
+    int rc = 0;
+    for (int i = 0; argv && i < argc && !rc; i++) {
+        sqlite3_bind_text(st, 1, argv[i], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : AT_E_DB;
+        sqlite3_reset(st);
+    }
+    for (size_t off = 0; !argv && list && off < len && !rc;) {
+        size_t l = strnlen(list + off, len - off);
+        sqlite3_bind_text(st, 1, list + off, (int)l, SQLITE_TRANSIENT);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : AT_E_DB;
+        sqlite3_reset(st);
+        off += l + 1;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void at__iso_time(char *out, size_t n)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int at__trace_begin(sqlite3 *db)
+{
+    char now[64];
+    at__iso_time(now, sizeof now);
+    int rc = at__meta_set_text(db, AT_META_FORMAT, "alloctrace-trace");
+    rc = rc ? rc : at__meta_set_int(db, AT_META_SCHEMA_VERSION, AT_SCHEMA_VERSION);
+    rc = rc ? rc : at__meta_set_text(db, AT_META_LIBRARY_VERSION, AT_VERSION_STRING);
+    rc = rc ? rc : at__meta_set_text(db, AT_META_START_TIME, now);
+    rc = rc ? rc : at__meta_set_text(db, AT_META_CLOCK, "CLOCK_MONOTONIC");
+    rc = rc ? rc : at__meta_set_text(db, AT_META_TIME_UNIT, "us");
+    rc = rc ? rc : at__meta_set_text(db, AT_META_ARGUMENTS, "[]");
+    return rc ? rc : at__meta_set_int(db, AT_META_FINISHED, 0);
+}
+
+/* ---- completing ---------------------------------------------------------------- */
+
+static int64_t count(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The totals of a trace whose producer never said them: what reached it. */
+static void count_totals(sqlite3 *db, at_trace_end *e)
+{
+    e->alloc_calls = count(db, "SELECT count(*) FROM lifetimes");
+    e->alloc_bytes = count(db, "SELECT coalesce(sum(size), 0) FROM lifetimes");
+    e->free_calls = count(db, "SELECT count(free_dseq) FROM lifetimes");
+    e->findings = count(db, "SELECT count(*) FROM findings");
+    e->duration_us = count(db, "SELECT coalesce(max(t), 0) FROM lifetimes");
+}
+
+/* Step 4: the end's meta keys, finished = 1 last. */
+static int write_end(sqlite3 *db, const at_trace_end *given)
+{
+    at_trace_end e = {.program_end = AT_PROGRAM_END_DIED};
+    if (given)
+        e = *given;
+    if (!e.totals_known)
+        count_totals(db, &e);
+    char now[64];
+    at__iso_time(now, sizeof now);
+    int rc = at__sql_exec(db, "BEGIN");
+    rc = rc ? rc : at__meta_set_text(db, AT_META_END_TIME, now);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_DURATION_US, e.duration_us);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_ALLOC_CALLS, e.alloc_calls);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_ALLOC_BYTES, e.alloc_bytes);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_FREE_CALLS, e.free_calls);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_FINDINGS, e.findings);
+    if (given) { /* unknown when the writer died */
+        rc = rc ? rc : at__meta_set_int(db, AT_META_LOST_EVENTS, e.lost_events);
+        rc = rc ? rc : at__meta_set_int(db, AT_META_BACKPRESSURE_WAITS, e.backpressure_waits);
+        rc = rc ? rc : at__meta_set_int(db, AT_META_WRITER_ERROR, e.writer_error);
+    }
+    if (e.program_end != AT_PROGRAM_END_UNRECORDED)
+        rc = rc ? rc : at__meta_set_text(db, AT_META_PROGRAM_END,
+                                         e.program_end == AT_PROGRAM_END_CLOSED ? "closed" : "died");
+    if (e.spooled) {
+        rc = rc ? rc : at__meta_set_int(db, AT_META_SPOOL_CHUNKS, e.spool_chunks);
+        rc = rc ? rc : at__meta_set_int(db, AT_META_SPOOL_ERRORS, e.spool_errors);
+    }
+    if (at__meta_get_int(db, AT_META_SYMBOLIZED, -1) < 0)
+        rc = rc ? rc : at__meta_set_int(db, AT_META_SYMBOLIZED, 0);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_FINISHED, 1);
+    rc = rc ? rc : at__sql_exec(db, "COMMIT");
+    if (rc)
+        at__sql_exec(db, "ROLLBACK");
+    return rc;
+}
+
+static int has_views(sqlite3 *db)
+{
+    return count(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'leaks'") > 0;
+}
+
+/* Step 2, in a transaction of its own. */
+static int finish_schema(sqlite3 *db)
+{
+    int rc = at__sql_exec(db, "BEGIN");
+    rc = rc ? rc : at__schema_finish(db);
+    rc = rc ? rc : at__sql_exec(db, "COMMIT");
+    if (rc)
+        at__sql_exec(db, "ROLLBACK");
+    return rc;
+}
+
+/* Step 2, in a transaction of its own. */
+static int replay(sqlite3 *db)
+{
+    int rc = at__sql_exec(db, "BEGIN");
+    rc = rc ? rc : at__replay_store(db);
+    rc = rc ? rc : at__sql_exec(db, "COMMIT");
+    if (rc)
+        at__sql_exec(db, "ROLLBACK");
+    return rc;
+}
+
+/* Step 4: symbols, then the runtime's blocks and the sites, which are told
+ * apart by them. */
+static int symbolize(sqlite3 *db)
+{
+    int rc = at__symbolize_frames(db);
+    rc = rc ? rc : at__classify_runtime(db);
+    if (!rc) {
+        rc = at__sql_exec(db, "BEGIN");
+        rc = rc ? rc : at__sites_store(db);
+        rc = rc ? rc : at__meta_set_int(db, AT_META_SYMBOLIZED, 1);
+        rc = rc ? rc : at__sql_exec(db, "COMMIT");
+        if (rc)
+            at__sql_exec(db, "ROLLBACK");
+    }
+    return rc;
+}
+
+int at__trace_complete(sqlite3 *db, const at_trace_end *end)
+{
+    int timing = getenv(AT_ENV_TIMING) != NULL;
+    uint64_t t0 = at__now_ns();
+    int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
+    int rc = finished ? 0 : at__modules_attribute(db);
+    if (!rc && !finished)
+        rc = replay(db);
+    uint64_t t1 = at__now_ns();
+    if (!rc && !has_views(db))
+        rc = finish_schema(db);
+    uint64_t t2 = at__now_ns();
+    if (!rc && at__meta_get_int(db, AT_META_SYMBOLIZED, 0) != 1)
+        rc = symbolize(db);
+    uint64_t t3 = at__now_ns();
+    if (!rc && !finished)
+        rc = write_end(db, end);
+    if (timing)
+        fprintf(stderr,
+                "timing: timeline %.3f indexes and views %.3f symbols, runtime and sites %.3f"
+                " meta %.3f\n",
+                (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, (double)(t3 - t2) / 1e9,
+                (double)(at__now_ns() - t3) / 1e9);
+    return rc;
+}
+
+int at__trace_is_complete(sqlite3 *db)
+{
+    return at__meta_get_int(db, AT_META_FINISHED, 0) == 1 &&
+           at__meta_get_int(db, AT_META_SYMBOLIZED, 0) == 1;
+}

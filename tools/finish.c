@@ -1,0 +1,138 @@
+/* Finishing traces, for `run` and `recover`: a spool read into a complete
+ * trace, the spools a run's other processes left, and the summary printed
+ * after either.  Completing itself is the library's (lib/complete.h). */
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <alloctrace/alloctrace.h>
+
+#include "cli.h"
+#include "run_protocol.h"
+#include "spool_reader.h"
+#include "trace_model.h"
+
+void cli_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "alloctrace: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(EXIT_TOOL);
+}
+
+/* "findings N: KIND n, KIND n" by kind, most frequent first. */
+static void print_findings(const tm_summary *s)
+{
+    fprintf(stderr, "\nalloctrace:   findings %lld", s->findings);
+    long long left[TM_KINDS];
+    memcpy(left, s->by_kind, sizeof left);
+    const char *sep = ": ";
+    for (;;) {
+        int best = -1;
+        for (int k = 0; k < TM_KINDS; k++)
+            if (left[k] > 0 && (best < 0 || left[k] > left[best]))
+                best = k;
+        if (best < 0)
+            break;
+        fprintf(stderr, "%s%s %lld", sep, tm_kind_name((enum tm_kind)best), left[best]);
+        left[best] = 0;
+        sep = ", ";
+    }
+    fputc('\n', stderr);
+}
+
+/* The same figures `alloctrace report` starts with. */
+static void print_summary(const char *path, const tm_summary *s)
+{
+    char b1[64], b2[64], b3[64], b4[64];
+    cli_bytes(b1, sizeof b1, s->alloc_bytes);
+    cli_bytes(b2, sizeof b2, s->peak_bytes);
+    cli_bytes(b3, sizeof b3, s->leaked_bytes);
+    cli_bytes(b4, sizeof b4, s->runtime_bytes);
+    fprintf(stderr,
+            "alloctrace: trace written to %s\n"
+            "alloctrace:   allocation calls %lld, frees %lld, bytes allocated %s\n"
+            "alloctrace:   peak live heap %s\n"
+            "alloctrace:   leaked %lld blocks, %s",
+            path, s->alloc_calls, s->free_calls, b1, b2, s->leaked_blocks, b3);
+    if (s->runtime_blocks)
+        fprintf(stderr, " (set aside: %lld blocks, %s kept by the C/C++ runtime)",
+                s->runtime_blocks, b4);
+    print_findings(s);
+    if (s->lost_events > 0)
+        fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded\n",
+                s->lost_events);
+}
+
+int cli_summarize(const char *path, int quiet)
+{
+    sqlite3 *db;
+    if (cli_open_trace(path, &db) != 0)
+        return -1;
+    tm_trace t;
+    int rc = tm_load(&t, db, path, TM_SUMMARY | (quiet ? 0 : TM_PEAK));
+    if (rc == 0 && !quiet)
+        print_summary(path, &t.sum);
+    int failing = rc == 0 ? t.sum.leaked_blocks > 0 || t.sum.findings > 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "alloctrace: %s: cannot read the trace\n", path);
+    tm_free(&t);
+    sqlite3_close(db);
+    return failing;
+}
+
+int cli_recover_spool(const char *spool, const char *output, int force, int quiet)
+{
+    char path[PATH_MAX];
+    if (output)
+        snprintf(path, sizeof path, "%s", output);
+    else
+        at__run_trace_of_spool(path, sizeof path, spool);
+    at_spool_reader *r;
+    int rc = at__spool_reader_open(spool, path, force, &r);
+    if (rc) {
+        fprintf(stderr, "alloctrace: %s: %s\n", rc == AT_E_INVALID ? spool : path,
+                rc == AT_E_INVALID ? "not an alloctrace spool" : at_strerror(rc));
+        return -1;
+    }
+    rc = at__spool_reader_finish(r, NULL);
+    if (rc) {
+        fprintf(stderr, "alloctrace: writing %s: %s\n", path, at_strerror(rc));
+        return -1;
+    }
+    if (cli_summarize(path, quiet) < 0)
+        return -1;
+    unlink(spool);
+    return 0;
+}
+
+void cli_recover_children(const char *trace, int quiet)
+{
+    char pattern[PATH_MAX + 32];
+    at__run_child_spool_glob(pattern, sizeof pattern, trace);
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        at_spool_state s;
+        if (at__spool_read_state(g.gl_pathv[i], &s) != 0)
+            continue;
+        if (!s.closed && s.producer_pid > 0 && kill(s.producer_pid, 0) == 0) {
+            fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s`"
+                            " once it has ended\n",
+                    (long)s.producer_pid, g.gl_pathv[i]);
+            continue;
+        }
+        cli_recover_spool(g.gl_pathv[i], NULL, 0, quiet);
+    }
+    globfree(&g);
+}
