@@ -2,7 +2,7 @@
 """fork() while four threads allocate and free hard (fork_stress.c), under
 `alloctrace run`, three times: every run must finish with every child exited
 in time, a sane parent trace and no findings.  Before the prepare handler
-closed the gate around libunwind, about one run in two left a child
+closed the gate around libunwind, about one run in eight left a child
 blocked for good on a libunwind mutex held by a thread it did not have.
 
     fork_test.py ALLOCTRACE FORK_STRESS WORKDIR
