@@ -569,24 +569,40 @@ static void choose_path(const char *prog)
 
 static void finish(void);
 
+/* fork(): the boot table's lock first (the boot adoption calls into the
+ * tracer while holding it), then every lock of the tracer, in the order
+ * documented at at__tracer_fork_prepare.  What prepare took is released
+ * afterwards even if another thread changed `state` meanwhile (a trace
+ * closed by exit on another thread). */
+static at_tracer *fork_locked;
+
 static void before_fork(void)
 {
-    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == S_READY)
-        at__tracer_fork_prepare(tracer);
+    at__spin_lock(&boot_lock);
+    fork_locked = __atomic_load_n(&state, __ATOMIC_ACQUIRE) == S_READY ? tracer : NULL;
+    if (fork_locked)
+        at__tracer_fork_prepare(fork_locked);
 }
 
 static void after_fork_parent(void)
 {
-    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == S_READY)
-        at__tracer_fork_parent(tracer);
+    if (fork_locked)
+        at__tracer_fork_parent(fork_locked);
+    fork_locked = NULL;
+    at__spin_unlock(&boot_lock);
 }
 
 static void after_fork_child(void)
 {
-    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) != S_READY)
-        return;
-    at__tracer_fork_child(tracer);
-    __atomic_store_n(&state, S_CHILD, __ATOMIC_RELEASE);
+    at_tracer *t = fork_locked;
+    fork_locked = NULL;
+    if (t)
+        at__tracer_fork_child(t);
+    at__spin_unlock(&boot_lock);
+    int expected = S_READY;
+    if (t)
+        __atomic_compare_exchange_n(&state, &expected, S_CHILD, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
 }
 
 /* The forked child's first traced call: its own spool, named like a

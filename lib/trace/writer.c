@@ -117,6 +117,20 @@ static void sqlite_sync(at_tracer *t, at_thread *th)
     pthread_mutex_unlock(&k->sync_mu);
 }
 
+static void sqlite_lock(at_tracer *t)
+{
+    sqlite_sink *k = sink_of(t);
+    pthread_mutex_lock(&k->sync_mu);
+    at__bufq_lock(&k->q);
+}
+
+static void sqlite_unlock(at_tracer *t)
+{
+    sqlite_sink *k = sink_of(t);
+    at__bufq_unlock(&k->q);
+    pthread_mutex_unlock(&k->sync_mu);
+}
+
 static int sqlite_close(at_tracer *t);
 
 static const at_sink_ops sqlite_sink_ops = {
@@ -125,6 +139,8 @@ static const at_sink_ops sqlite_sink_ops = {
     .get_buffer = sqlite_get_buffer,
     .submit_buffer = sqlite_submit_buffer,
     .sync = sqlite_sync,
+    .lock = sqlite_lock,
+    .unlock = sqlite_unlock,
     .close = sqlite_close,
 };
 

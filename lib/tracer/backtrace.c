@@ -7,6 +7,7 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 
 #include <alloctrace/tracer.h>
@@ -25,6 +26,60 @@ void at__backtrace_init(void)
     pthread_once(&once, init_once);
 }
 
+/* The gate around libunwind (see backtrace.h): one counter of threads
+ * inside per stripe, a thread's stripe chosen once, round robin. */
+enum { GATE_STRIPES = 64 };
+static struct {
+    int inside;
+    char pad[64 - sizeof(int)];
+} gate_stripes[GATE_STRIPES] __attribute__((aligned(64)));
+static int gate_closed;
+static unsigned gate_next;
+static __thread int gate_stripe __attribute__((tls_model("initial-exec"))) = -1;
+
+static int *gate_enter(void)
+{
+    if (__builtin_expect(gate_stripe < 0, 0))
+        gate_stripe = (int)(__atomic_fetch_add(&gate_next, 1, __ATOMIC_RELAXED) % GATE_STRIPES);
+    int *inside = &gate_stripes[gate_stripe].inside;
+    for (;;) {
+        /* Sequentially consistent on both sides: either the forking thread
+         * sees this count, or this thread sees the gate closed. */
+        __atomic_add_fetch(inside, 1, __ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))
+            return inside;
+        __atomic_sub_fetch(inside, 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&gate_closed, __ATOMIC_ACQUIRE))
+            sched_yield();
+    }
+}
+
+static void gate_leave(int *inside)
+{
+    __atomic_sub_fetch(inside, 1, __ATOMIC_RELEASE);
+}
+
+void at__backtrace_fork_prepare(void)
+{
+    __atomic_store_n(&gate_closed, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < GATE_STRIPES; i++)
+        while (__atomic_load_n(&gate_stripes[i].inside, __ATOMIC_SEQ_CST))
+            sched_yield();
+}
+
+void at__backtrace_fork_parent(void)
+{
+    __atomic_store_n(&gate_closed, 0, __ATOMIC_RELEASE);
+}
+
+void at__backtrace_fork_child(void)
+{
+    /* Only the forking thread goes on, and it was outside libunwind. */
+    for (int i = 0; i < GATE_STRIPES; i++)
+        gate_stripes[i].inside = 0;
+    __atomic_store_n(&gate_closed, 0, __ATOMIC_RELEASE);
+}
+
 /* Frames dropped in addition to the caller's `skip`: this function itself
  * (frame 0 of unw_backtrace is the function that calls it). */
 enum { OWN_FRAMES = 1, MAX_SKIP = 8 };
@@ -37,7 +92,9 @@ __attribute__((noinline)) int at__backtrace(uintptr_t *frames, int depth, int sk
     if (depth > AT_MAX_STACK_DEPTH)
         depth = AT_MAX_STACK_DEPTH;
     int drop = OWN_FRAMES + skip;
+    int *inside = gate_enter();
     int n = unw_backtrace(buf, depth + drop);
+    gate_leave(inside);
     int got = 0;
     for (int i = drop; i < n; i++)
         frames[got++] = (uintptr_t)buf[i];

@@ -14,6 +14,20 @@
 void at__backtrace_init(void);
 int at__backtrace(uintptr_t *frames, int depth, int skip);
 
+/* fork(): libunwind takes locks of its own that nobody else can take
+ * (pthread mutexes around its memory pools, on every cache miss and on a
+ * thread's first and last backtrace; glibc's loader lock through
+ * dl_iterate_phdr, which glibc 2.36 does not reset in a child).  So the
+ * prepare handler closes a gate instead: at__backtrace_fork_prepare()
+ * waits until no thread is inside libunwind and keeps new ones out (they
+ * wait at the gate, holding no lock of the tracer) until parent or child
+ * opens it again.  Each at__backtrace() pays one atomic increment and one
+ * decrement, on a counter of its own thread's (shared only past 64
+ * threads). */
+void at__backtrace_fork_prepare(void);
+void at__backtrace_fork_parent(void);
+void at__backtrace_fork_child(void);
+
 /* The same by following frame pointers: several times cheaper, and exact
  * for code built with -fno-omit-frame-pointer; a frame without one ends
  * the walk early (or, when the register holds something else, the walk

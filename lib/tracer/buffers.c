@@ -131,6 +131,16 @@ void at__bufq_recycle(at_bufq *q, at_buf *list)
     pthread_mutex_unlock(&q->mu);
 }
 
+void at__bufq_lock(at_bufq *q)
+{
+    pthread_mutex_lock(&q->mu);
+}
+
+void at__bufq_unlock(at_bufq *q)
+{
+    pthread_mutex_unlock(&q->mu);
+}
+
 void at__bufq_stop(at_bufq *q)
 {
     pthread_mutex_lock(&q->mu);

@@ -53,4 +53,9 @@ void at__bufq_recycle(at_bufq *q, at_buf *list);
 /* Wakes the writer for good. */
 void at__bufq_stop(at_bufq *q);
 
+/* fork(): the queue's mutex, held across the fork by the prepare handler
+ * and released in the parent and in the child. */
+void at__bufq_lock(at_bufq *q);
+void at__bufq_unlock(at_bufq *q);
+
 #endif

@@ -144,6 +144,16 @@ void at__mem_free(void *ptr, size_t size)
     at__spin_unlock(&pool.lock);
 }
 
+void at__mem_lock(void)
+{
+    at__spin_lock(&pool.lock);
+}
+
+void at__mem_unlock(void)
+{
+    at__spin_unlock(&pool.lock);
+}
+
 void at__mem_fail_after(long n)
 {
     atomic_store(&fail_budget, n);

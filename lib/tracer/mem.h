@@ -24,6 +24,12 @@ void at__mem_free(void *ptr, size_t size);
  * at__mem_alloc fails, until at__mem_fail_after(-1) disarms it. */
 void at__mem_fail_after(long n);
 
+/* fork(): the pool's lock, taken last by the prepare handler (it nests
+ * inside every other lock of the tracer and takes none itself) and
+ * released after the fork in the parent and in the child. */
+void at__mem_lock(void);
+void at__mem_unlock(void);
+
 /* Bytes currently mapped for the tracer's own use. */
 size_t at__mem_mapped(void);
 

@@ -72,6 +72,11 @@ static void spool_sync(at_tracer *t, at_thread *th)
     (void)th; /* every record is in the shared mapping as soon as it is appended */
 }
 
+static void spool_lock(at_tracer *t)
+{
+    (void)t; /* nothing to take: chunks change hands by atomic operations */
+}
+
 static int spool_close(at_tracer *t)
 {
     __atomic_store_n(&spool_of(t)->h->closed, 1, __ATOMIC_RELEASE);
@@ -86,6 +91,8 @@ static const at_sink_ops spool_sink = {
     .get_buffer = spool_get_buffer,
     .submit_buffer = spool_submit_buffer,
     .sync = spool_sync,
+    .lock = spool_lock,
+    .unlock = spool_lock,
     .close = spool_close,
 };
 

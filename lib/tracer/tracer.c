@@ -542,25 +542,71 @@ void at__tracer_free(at_tracer *t)
     free(t);
 }
 
+static void fork_unlock(at_tracer *t);
+static at__spinlock calibration_lock; /* the fast clock's, at__fast_clock_tick */
+
+/* fork(): every lock the tracer's code can hold is taken here, so that the
+ * child, where only the forking thread goes on, finds none of them held by
+ * a thread it does not have.  One order, outermost first, the order in
+ * which the code nests them (a lock is only ever taken while holding locks
+ * above it in this list), so that prepare cannot deadlock with a thread
+ * that is running:
+ *
+ *   (preload.c's boot table lock, taken by before_fork before this: the
+ *    boot adoption calls into the tracer while holding it)
+ *   1. the unwinder gate (backtrace.c): waits until no thread is inside
+ *      libunwind, whose own locks cannot be taken from outside; no lock
+ *      of the tracer is held around a backtrace
+ *   2. threads_mu        held around buffer submission (the sink's, 7.)
+ *   3. backends_mu       leaf (the tracing allocators' list)
+ *   4. stack shards, in index order       take the pool (9.) inside
+ *   5. live shards, in index order        take the pool (9.) inside
+ *   6. modules_lock      leaf
+ *   7. the sink's own (sink->lock): the SQLite sink's writer sync mutex, a
+ *      leaf, then its buffer queue's mutex, which takes the pool inside;
+ *      the spool sink has none (its chunks change hands by atomics)
+ *   8. the fast clock's calibration lock  leaf
+ *   9. mem.c's pool lock, innermost: taken inside 4, 5 and 7 and, outside
+ *      every other lock, for a new thread's state; it takes none itself.
+ *
+ * Parent and child release them in the reverse order (in the child the
+ * forking thread holds them all; its mutexes are ordinary ones, which
+ * the thread that locked them may unlock). */
 void at__tracer_fork_prepare(at_tracer *t)
 {
+    at__backtrace_fork_prepare();
     pthread_mutex_lock(&t->threads_mu);
+    pthread_mutex_lock(&t->backends_mu);
     at__stacks_lock_all(&t->stacks);
     at__live_lock_all(&t->live);
     at__spin_lock(&t->modules_lock);
+    t->sink->lock(t);
+    at__spin_lock(&calibration_lock);
+    at__mem_lock();
+}
+
+static void fork_unlock(at_tracer *t)
+{
+    at__mem_unlock();
+    at__spin_unlock(&calibration_lock);
+    t->sink->unlock(t);
+    at__spin_unlock(&t->modules_lock);
+    at__live_unlock_all(&t->live);
+    at__stacks_unlock_all(&t->stacks);
+    pthread_mutex_unlock(&t->backends_mu);
+    pthread_mutex_unlock(&t->threads_mu);
 }
 
 void at__tracer_fork_parent(at_tracer *t)
 {
-    at__spin_unlock(&t->modules_lock);
-    at__live_unlock_all(&t->live);
-    at__stacks_unlock_all(&t->stacks);
-    pthread_mutex_unlock(&t->threads_mu);
+    fork_unlock(t);
+    at__backtrace_fork_parent();
 }
 
 void at__tracer_fork_child(at_tracer *t)
 {
-    at__tracer_fork_parent(t); /* the forking thread holds them all */
+    fork_unlock(t);
+    at__backtrace_fork_child();
 }
 
 int at_tracer_close(at_tracer *t)
@@ -658,13 +704,12 @@ void at__fast_clock_tick(at_fast_clock *c)
         return;
     double scale = (double)(ns - c->ns0) / (double)(tsc - c->tsc0);
     /* Several threads may get here at once: the first one decides. */
-    static at__spinlock lock;
-    at__spin_lock(&lock);
+    at__spin_lock(&calibration_lock);
     if (!c->calibrated) {
         c->ns_per_tick = scale;
         __atomic_store_n(&c->calibrated, 1, __ATOMIC_RELEASE);
     }
-    at__spin_unlock(&lock);
+    at__spin_unlock(&calibration_lock);
 #else
     (void)c;
 #endif

@@ -64,6 +64,10 @@ typedef struct at_sink_ops {
     /* abort_on_finding: returns once the calling thread's records up to
      * now are where they survive the abort() that follows. */
     void (*sync)(at_tracer *t, at_thread *th);
+    /* fork(): takes (releases) every lock of the sink's own, in the
+     * place at__tracer_fork_prepare gives them in its order. */
+    void (*lock)(at_tracer *t);
+    void (*unlock)(at_tracer *t);
     /* The tracer is closing: every thread's buffer has been submitted.
      * Finishes the sink's work and frees the tracer when it may
      * (at__tracer_free); 0 or a negative AT_E_* code. */
