@@ -37,7 +37,7 @@ static int gate_closed;
 static unsigned gate_next;
 static __thread int gate_stripe __attribute__((tls_model("initial-exec"))) = -1;
 
-static int *gate_enter(void)
+int *at__unwinder_enter(void)
 {
     if (__builtin_expect(gate_stripe < 0, 0))
         gate_stripe = (int)(__atomic_fetch_add(&gate_next, 1, __ATOMIC_RELAXED) % GATE_STRIPES);
@@ -54,7 +54,7 @@ static int *gate_enter(void)
     }
 }
 
-static void gate_leave(int *inside)
+void at__unwinder_leave(int *inside)
 {
     __atomic_sub_fetch(inside, 1, __ATOMIC_RELEASE);
 }
@@ -92,9 +92,9 @@ __attribute__((noinline)) int at__backtrace(uintptr_t *frames, int depth, int sk
     if (depth > AT_MAX_STACK_DEPTH)
         depth = AT_MAX_STACK_DEPTH;
     int drop = OWN_FRAMES + skip;
-    int *inside = gate_enter();
+    int *inside = at__unwinder_enter();
     int n = unw_backtrace(buf, depth + drop);
-    gate_leave(inside);
+    at__unwinder_leave(inside);
     int got = 0;
     for (int i = drop; i < n; i++)
         frames[got++] = (uintptr_t)buf[i];

@@ -25,6 +25,11 @@ int at__backtrace(uintptr_t *frames, int depth, int skip);
  * decrement, on a counter of its own thread's (shared only past 64
  * threads). */
 void at__backtrace_fork_prepare(void);
+/* The gate itself, for other code that takes locks nobody else can take:
+ * the tracer's own dl_iterate_phdr calls (modules.c), which take glibc's
+ * loader lock.  Returns what at__unwinder_leave needs. */
+int *at__unwinder_enter(void);
+void at__unwinder_leave(int *inside);
 void at__backtrace_fork_parent(void);
 void at__backtrace_fork_child(void);
 

@@ -18,6 +18,7 @@
 
 #include <alloctrace/error.h>
 
+#include "backtrace.h"
 #include "modules.h"
 
 enum { MAX_BUILD_ID = 64 }; /* bytes; GNU ld writes 20 (sha1) */
@@ -154,7 +155,9 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg)
 int at__modules_foreach(void (*fn)(const at_module_info *m, void *arg), void *arg)
 {
     module_list l = {0};
+    int *gate = at__unwinder_enter(); /* glibc's loader lock, and fork: backtrace.h */
     dl_iterate_phdr(collect, &l);
+    at__unwinder_leave(gate);
     for (size_t i = 0; i < l.n; i++) {
         at_module_info m = {l.v[i].path, l.v[i].base, l.v[i].start, l.v[i].end,
                             l.v[i].build_id[0] ? l.v[i].build_id : NULL};
@@ -176,6 +179,8 @@ static int read_generation(struct dl_phdr_info *info, size_t size, void *arg)
 unsigned long long at__modules_generation(void)
 {
     unsigned long long gen = 0;
+    int *gate = at__unwinder_enter();
     dl_iterate_phdr(read_generation, &gen);
+    at__unwinder_leave(gate);
     return gen;
 }
