@@ -24,35 +24,56 @@
 #include "report.h"
 #include "trace_model.h"
 
+#include <alloctrace/vocab.h>
+
 /* ---- what fails ----------------------------------------------------------------------- */
 
-/* The categories of --fail-on and of suppressions. */
-enum category { CAT_LEAKS, CAT_MISMATCH, CAT_MISALIGNED, CAT_DOUBLE_FREE, CAT_INVALID_FREE, CATS };
+/* The categories of --fail-on and of suppressions (vocab.h, AT_CATEGORIES;
+ * each kind of AT_KINDS names its own). */
+enum category {
+#define X_CAT(id, name, alias) CAT_##id,
+    AT_CATEGORIES(X_CAT)
+#undef X_CAT
+    CATS
+};
 
-static const char *const cat_names[CATS] = {"leaks", "mismatch", "misaligned", "double-free",
-                                            "invalid-free"};
+static const char *const cat_names[CATS] = {
+#define X_CAT(id, name, alias) [CAT_##id] = name,
+    AT_CATEGORIES(X_CAT)
+#undef X_CAT
+};
+
+static const char *const cat_aliases[CATS] = {
+#define X_CAT(id, name, alias) [CAT_##id] = alias,
+    AT_CATEGORIES(X_CAT)
+#undef X_CAT
+};
+
+/* The names, as one string for messages: "leaks, mismatch, ...". */
+#define X_CAT_LIST(id, name, alias) ", " name
+#define CAT_LIST (AT_CATEGORIES(X_CAT_LIST) + 2)
 
 /* -1 for a finding kind this build does not know: shown, never judged. */
 static int category_of(enum tm_kind k)
 {
     switch (k) {
-    case TM_LEAK: return CAT_LEAKS;
-    case TM_LAYOUT_MISMATCH:
-    case TM_FAMILY_MISMATCH: return CAT_MISMATCH;
-    case TM_MISALIGNED_FREE: return CAT_MISALIGNED;
-    case TM_DOUBLE_FREE: return CAT_DOUBLE_FREE;
-    case TM_INVALID_FREE: return CAT_INVALID_FREE;
-    default: return -1;
+#define X_KIND(id, code, name, label, category, rule, level, color, description)                   \
+    case TM_##id:                                                                                  \
+        return CAT_##category;
+        AT_KINDS(X_KIND)
+#undef X_KIND
+    default:
+        return -1;
     }
 }
 
-/* A category by name ("leak" is "leaks", as in suppression files); -1. */
+/* A category by name or by its alias ("leak" is "leaks", as in suppression
+ * files); -1. */
 static int category_named(const char *name, size_t len)
 {
-    if (len == 4 && strncmp(name, "leak", 4) == 0)
-        return CAT_LEAKS;
     for (int c = 0; c < CATS; c++)
-        if (strlen(cat_names[c]) == len && strncmp(name, cat_names[c], len) == 0)
+        if ((strlen(cat_names[c]) == len && strncmp(name, cat_names[c], len) == 0) ||
+            (strlen(cat_aliases[c]) == len && strncmp(name, cat_aliases[c], len) == 0))
             return c;
     return -1;
 }
@@ -135,9 +156,8 @@ static int parse_suppression(suppressions *ss, const char *file, int lineno, cha
     int cat = any ? -1 : colon ? category_named(s, (size_t)(colon - s)) : -1;
     if (!colon || (cat < 0 && !any)) {
         fprintf(stderr,
-                "alloctrace: %s:%d: expected KIND:PATTERN, KIND one of leak, mismatch,"
-                " misaligned, double-free, invalid-free, *\n",
-                file, lineno);
+                "alloctrace: %s:%d: expected KIND:PATTERN, KIND one of %s, leak, *\n", file,
+                lineno, CAT_LIST);
         return -1;
     }
     /* A comment may follow, after white space: names never hold " #". */
@@ -580,12 +600,13 @@ typedef struct check_args {
 
 static void usage(FILE *to)
 {
-    fputs("usage: alloctrace check TRACE [--fail-on KINDS] [--max-leaked-bytes N]\n"
-          "                        [--max-leaked-blocks N] [--suppressions FILE]...\n"
-          "                        [--baseline OLD_TRACE] [--format text|json]\n"
-          "KINDS: comma-separated leaks, mismatch, misaligned, double-free, invalid-free\n"
-          "       (default: all).  Exit 0 pass, 1 fail, 2 usage error, 125 unreadable trace.\n",
-          to);
+    fprintf(to,
+            "usage: alloctrace check TRACE [--fail-on KINDS] [--max-leaked-bytes N]\n"
+            "                        [--max-leaked-blocks N] [--suppressions FILE]...\n"
+            "                        [--baseline OLD_TRACE] [--format text|json]\n"
+            "KINDS: comma-separated %s\n"
+            "       (default: all).  Exit 0 pass, 1 fail, 2 usage error, 125 unreadable trace.\n",
+            CAT_LIST);
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -621,9 +642,8 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
         switch (c) {
         case 'F':
             if (parse_fail_on(optarg, &a->policy) != 0)
-                return usage_error("--fail-on: '%s' is not a list of leaks, mismatch, misaligned,"
-                                   " double-free, invalid-free (or all, none)",
-                                   optarg);
+                return usage_error("--fail-on: '%s' is not a list of %s (or all, none)", optarg,
+                                   CAT_LIST);
             break;
         case 'B':
             if (tm_parse_count(optarg, 1, &a->policy.max_bytes) != 0)
