@@ -189,26 +189,22 @@ static int has_views(sqlite3 *db)
     return count(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'leaks'") > 0;
 }
 
-/* Step 2, in a transaction of its own. */
-static int finish_schema(sqlite3 *db)
+/* `step` in a transaction of its own: committed, or rolled back. */
+static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db))
 {
     int rc = at__sql_exec(db, "BEGIN");
-    rc = rc ? rc : at__schema_finish(db);
+    rc = rc ? rc : step(db);
     rc = rc ? rc : at__sql_exec(db, "COMMIT");
     if (rc)
         at__sql_exec(db, "ROLLBACK");
     return rc;
 }
 
-/* Step 2, in a transaction of its own. */
-static int replay(sqlite3 *db)
+/* The sites, then the mark that symbols and sites are done. */
+static int store_sites(sqlite3 *db)
 {
-    int rc = at__sql_exec(db, "BEGIN");
-    rc = rc ? rc : at__replay_store(db);
-    rc = rc ? rc : at__sql_exec(db, "COMMIT");
-    if (rc)
-        at__sql_exec(db, "ROLLBACK");
-    return rc;
+    int rc = at__sites_store(db);
+    return rc ? rc : at__meta_set_int(db, AT_META_SYMBOLIZED, 1);
 }
 
 /* Step 4: symbols, then the runtime's blocks and the sites, which are told
@@ -217,15 +213,7 @@ static int symbolize(sqlite3 *db)
 {
     int rc = at__symbolize_frames(db);
     rc = rc ? rc : at__classify_runtime(db);
-    if (!rc) {
-        rc = at__sql_exec(db, "BEGIN");
-        rc = rc ? rc : at__sites_store(db);
-        rc = rc ? rc : at__meta_set_int(db, AT_META_SYMBOLIZED, 1);
-        rc = rc ? rc : at__sql_exec(db, "COMMIT");
-        if (rc)
-            at__sql_exec(db, "ROLLBACK");
-    }
-    return rc;
+    return rc ? rc : in_transaction(db, store_sites);
 }
 
 int at__trace_complete(sqlite3 *db, const at_trace_end *end)
@@ -235,10 +223,10 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end)
     int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
     int rc = finished ? 0 : at__modules_attribute(db);
     if (!rc && !finished)
-        rc = replay(db);
+        rc = in_transaction(db, at__replay_store);
     uint64_t t1 = at__now_ns();
     if (!rc && !has_views(db))
-        rc = finish_schema(db);
+        rc = in_transaction(db, at__schema_finish);
     uint64_t t2 = at__now_ns();
     if (!rc && at__meta_get_int(db, AT_META_SYMBOLIZED, 0) != 1)
         rc = symbolize(db);
