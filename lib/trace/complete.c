@@ -200,6 +200,17 @@ static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db))
     return rc;
 }
 
+/* Step 2, in a transaction of its own. */
+static int replay(sqlite3 *db, const at_replay_log *log)
+{
+    int rc = at__sql_exec(db, "BEGIN");
+    rc = rc ? rc : at__replay_log_store(log, db);
+    rc = rc ? rc : at__sql_exec(db, "COMMIT");
+    if (rc)
+        at__sql_exec(db, "ROLLBACK");
+    return rc;
+}
+
 /* The sites, then the mark that symbols and sites are done. */
 static int store_sites(sqlite3 *db)
 {
@@ -223,7 +234,7 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end)
     int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
     int rc = finished ? 0 : at__modules_attribute(db);
     if (!rc && !finished)
-        rc = in_transaction(db, at__replay_store);
+        rc = replay(db, end ? end->replay_log : NULL);
     uint64_t t1 = at__now_ns();
     if (!rc && !has_views(db))
         rc = in_transaction(db, at__schema_finish);

@@ -107,6 +107,9 @@ typedef struct at_trace_end {
     /* Written from a spool: spool_chunks and spool_errors are recorded. */
     int spooled;
     int64_t spool_chunks, spool_errors;
+    /* Every lifetime, logged as it was written (replay.h), or NULL: the
+     * replay then reads them back from the table. */
+    const struct at_replay_log *replay_log;
 } at_trace_end;
 
 /* Completes the trace `db` (whose rows, leak rows of the blocks still live

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <alloctrace/error.h>
 
@@ -119,8 +120,10 @@ typedef struct replay {
     rheap h;
 } replay;
 
-/* `next_alloc`: the seq of the allocation about to be replayed, or -1. */
-static void do_release(replay *r, pending p, int64_t next_alloc)
+/* `shared`: another event of the same seq follows (an allocation, or a
+ * release only a hostile trace has): this one is no point of the
+ * timeline. */
+static void do_release(replay *r, pending p, int shared)
 {
     r->s.seq = p.free_seq;
     r->s.time_us = p.free_time;
@@ -128,7 +131,6 @@ static void do_release(replay *r, pending p, int64_t next_alloc)
     r->s.live_blocks--;
     r->s.free_calls++;
     if (r->fn) {
-        int shared = p.free_seq == next_alloc || (r->h.size && rheap_min(&r->h) == p.free_seq);
         at_replay_event e = {.is_alloc = 0, .point = !shared, .size = p.size, .stack = p.stack,
                              .after = r->s};
         r->fn(r->arg, &e);
@@ -139,8 +141,10 @@ static void do_alloc(replay *r, int64_t seq, int64_t t, int64_t size, int64_t al
                      int64_t stack)
 {
     /* The tie rule: releases at this very seq first. */
-    while (r->h.size && rheap_min(&r->h) <= seq)
-        do_release(r, rheap_pop(&r->h), seq);
+    while (r->h.size && rheap_min(&r->h) <= seq) {
+        pending p = rheap_pop(&r->h);
+        do_release(r, p, p.free_seq == seq || (r->h.size && rheap_min(&r->h) == p.free_seq));
+    }
     r->s.seq = seq;
     r->s.time_us = t;
     r->s.live_bytes = sat_add(r->s.live_bytes, size);
@@ -191,8 +195,10 @@ int at__replay(sqlite3 *db, at_replay_fn *fn, void *arg, at_replay_peak *peak,
     }
     sqlite3_finalize(st);
     int err = r->h.nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
-    while (!err && r->h.size)
-        do_release(r, rheap_pop(&r->h), -1);
+    while (!err && r->h.size) {
+        pending p = rheap_pop(&r->h);
+        do_release(r, p, r->h.size && rheap_min(&r->h) == p.free_seq);
+    }
     if (peak)
         *peak = r->peak;
     if (end)
@@ -271,7 +277,26 @@ static void sample(void *arg, const at_replay_event *e)
     }
 }
 
-int at__replay_store(sqlite3 *db)
+static void log_run(const at_replay_log *l, replay *r);
+
+/* The replay from the log when there is one, else from the table. */
+static int replay_from(sqlite3 *db, const at_replay_log *log, at_replay_fn *fn, void *arg,
+                       at_replay_peak *peak)
+{
+    if (!log)
+        return at__replay(db, fn, arg, peak, NULL);
+    replay *r = calloc(1, sizeof *r);
+    if (!r)
+        return AT_E_NOMEM;
+    r->fn = fn;
+    r->arg = arg;
+    log_run(log, r);
+    *peak = r->peak;
+    free(r);
+    return 0;
+}
+
+static int store(sqlite3 *db, const at_replay_log *log)
 {
     sampler s = {.last_written_t = -1};
     if (at__sql_exec(db, "DELETE FROM timeline") != 0 ||
@@ -281,7 +306,7 @@ int at__replay_store(sqlite3 *db)
         return AT_E_DB;
     }
     at_replay_peak peak;
-    int err = at__replay(db, sample, &s, &peak, NULL);
+    int err = replay_from(db, log, sample, &s, &peak);
     if (!err && s.unwritten)
         write_point(&s, &s.last); /* the last */
     if (!err && peak.seq > 0)
@@ -293,4 +318,152 @@ int at__replay_store(sqlite3 *db)
     err = err ? err : at__meta_set_int(db, AT_META_PEAK_BLOCKS, peak.blocks);
     err = err ? err : at__meta_set_int(db, AT_META_PEAK_SEQ, peak.seq);
     return err ? err : at__meta_set_int(db, AT_META_PEAK_TIME_US, peak.time_us);
+}
+
+/* ---- the log: the lifetimes a writer wrote, replayed without reading them back --
+ * Each event sits at its own sequence number, so walking the array in
+ * order replays them: sequence numbers are dense, and placing an event at
+ * its index sorts the events for free.  The one seq two events can share
+ * (a release at the seq of an allocation: the tie above) keeps the
+ * release aside, in `extra`; the walk takes a seq's releases first. */
+
+enum { LOG_NONE = 0, LOG_ALLOC = 1, LOG_FREE = 2 };
+
+typedef struct log_event {
+    uint64_t t_kind; /* time in microseconds << 2 | LOG_* */
+    int64_t size;
+} log_event;
+
+typedef struct log_extra {
+    int64_t seq, time_us, size;
+} log_extra;
+
+struct at_replay_log {
+    log_event *ev; /* indexed by seq; an anonymous mapping of `cap` */
+    size_t cap;
+    int64_t max; /* the highest seq in ev */
+    log_extra *extra;
+    size_t nextra, cap_extra;
+    int broken; /* memory ran out, or a seq no process reaches */
+};
+
+at_replay_log *at__replay_log_new(void)
+{
+    return calloc(1, sizeof(at_replay_log));
+}
+
+void at__replay_log_free(at_replay_log *l)
+{
+    if (!l)
+        return;
+    if (l->ev)
+        munmap(l->ev, l->cap * sizeof *l->ev);
+    free(l->extra);
+    free(l);
+}
+
+/* The array grows with mremap: pages the kernel adds are zero already (no
+ * memset over tens of MiB), and transparent huge pages, where the system
+ * allows them on request, cut the page faults of filling it 512-fold. */
+static int log_grow(at_replay_log *l, int64_t seq)
+{
+    if (seq <= 0 || seq >= (int64_t)1 << 40)
+        return -1;
+    size_t cap = l->cap ? l->cap : (size_t)1 << 17;
+    while (cap <= (size_t)seq)
+        cap *= 2;
+    size_t old_bytes = l->cap * sizeof *l->ev, bytes = cap * sizeof *l->ev;
+    void *v = l->ev ? mremap(l->ev, old_bytes, bytes, MREMAP_MAYMOVE)
+                    : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (v == MAP_FAILED)
+        return -1;
+    madvise(v, bytes, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
+    l->ev = v;
+    l->cap = cap;
+    return 0;
+}
+
+static void log_aside(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size)
+{
+    if (l->nextra == l->cap_extra) {
+        size_t cap = l->cap_extra ? 2 * l->cap_extra : 64;
+        log_extra *v = realloc(l->extra, cap * sizeof *v);
+        if (!v) {
+            l->broken = 1;
+            return;
+        }
+        l->extra = v;
+        l->cap_extra = cap;
+    }
+    l->extra[l->nextra++] = (log_extra){seq, time_us, size};
+}
+
+static void log_put(at_replay_log *l, int64_t seq, int kind, int64_t time_us, int64_t size)
+{
+    if (l->broken || ((size_t)seq >= l->cap && log_grow(l, seq) != 0) || seq <= 0) {
+        l->broken = 1;
+        return;
+    }
+    log_event *e = &l->ev[seq];
+    int held = (int)(e->t_kind & 3);
+    if (held == LOG_NONE) {
+        *e = (log_event){(uint64_t)time_us << 2 | (uint64_t)kind, size};
+        if (seq > l->max)
+            l->max = seq;
+    } else if (kind == LOG_FREE) {
+        log_aside(l, seq, time_us, size);
+    } else if (held == LOG_FREE) { /* the allocation takes the slot, the release waits aside */
+        log_aside(l, seq, (int64_t)(e->t_kind >> 2), e->size);
+        *e = (log_event){(uint64_t)time_us << 2 | LOG_ALLOC, size};
+    } else {
+        l->broken = 1; /* two allocations at one seq: not a trace a tracer writes */
+    }
+}
+
+void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size,
+                             int64_t free_seq, int64_t free_time_us)
+{
+    if (!l)
+        return;
+    if (size < 0)
+        size = 0;
+    log_put(l, seq, LOG_ALLOC, time_us, size);
+    if (free_seq >= 0)
+        log_put(l, free_seq > seq ? free_seq : seq, LOG_FREE, free_time_us, size);
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    const log_extra *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The same replay as at__replay's, from the log: at each seq the releases
+ * kept aside, then the slot's event. */
+static void log_run(const at_replay_log *l, replay *r)
+{
+    qsort(l->extra, l->nextra, sizeof *l->extra, by_seq);
+    size_t x = 0;
+    for (int64_t seq = 1; seq <= l->max; seq++) {
+        const log_event *e = &l->ev[seq];
+        int kind = (int)(e->t_kind & 3);
+        for (; x < l->nextra && l->extra[x].seq == seq; x++) {
+            int more = kind != LOG_NONE || (x + 1 < l->nextra && l->extra[x + 1].seq == seq);
+            do_release(r, (pending){seq, l->extra[x].time_us, l->extra[x].size, 0}, more);
+        }
+        if (kind == LOG_ALLOC)
+            do_alloc(r, seq, (int64_t)(e->t_kind >> 2), e->size, 0, 0);
+        else if (kind == LOG_FREE)
+            do_release(r, (pending){seq, (int64_t)(e->t_kind >> 2), e->size, 0}, 0);
+    }
+}
+
+int at__replay_store(sqlite3 *db)
+{
+    return store(db, NULL);
+}
+
+int at__replay_log_store(const at_replay_log *l, sqlite3 *db)
+{
+    return store(db, l && !l->broken ? l : NULL);
 }

@@ -74,4 +74,22 @@ int at__replay_store(sqlite3 *db);
 
 enum { AT_TIMELINE_PERIOD_US = 10000 };
 
+/* The same replay without reading the lifetimes back: a writer that sees
+ * every lifetime it writes (the spool reader) logs each, 16 bytes per
+ * event, and completion replays the log in the same order, with the same
+ * tie rule, into the same timeline and peak (a test compares the two).
+ * A log whose memory ran out, or that met a sequence number no process
+ * reaches, is replayed from the table instead.  Events from a log carry
+ * no stack or alignment: it serves at__replay_log_store only. */
+typedef struct at_replay_log at_replay_log;
+
+at_replay_log *at__replay_log_new(void); /* NULL without memory */
+void at__replay_log_free(at_replay_log *l);
+/* One lifetime; `free_seq` < 0 for a block still live.  Times in
+ * microseconds, as the table stores them.  `l` may be NULL. */
+void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size,
+                             int64_t free_seq, int64_t free_time_us);
+/* at__replay_store from the log (`l` NULL: from the table). */
+int at__replay_log_store(const at_replay_log *l, sqlite3 *db);
+
 #endif

@@ -27,6 +27,7 @@
 #include "schema.h"
 #include "sqlw.h"
 #include "records.h"
+#include "replay.h"
 #include "tracer_internal.h"
 
 
@@ -63,6 +64,7 @@ typedef struct writer {
     frame_entry *frames;
     int frames_incomplete;
     int64_t next_frame_id;
+    at_replay_log *log; /* at__sqlw_keep_replay_log: every lifetime written */
     int error; /* the first error */
 } writer;
 
@@ -292,6 +294,12 @@ static void flush_lifetimes(writer *w)
  * is no memory to hold it. */
 static void queue_lifetime(writer *w, const at_rec_lifetime *r)
 {
+    if (w->log) {
+        int64_t t_us = (int64_t)(r->t / 1000); /* as lifetime_row stores them */
+        at__replay_log_lifetime(w->log, (int64_t)r->seq, t_us, (int64_t)r->size,
+                                r->free_op != AT_OP_NONE ? (int64_t)r->free_seq : -1,
+                                (int64_t)(r->free_t / 1000));
+    }
     if (w->nbatch == w->cap_batch) {
         if (w->cap_batch == BATCH_MAX)
             flush_lifetimes(w);
@@ -568,8 +576,22 @@ void at__sqlw_free(at_sqlw *w)
 {
     if (w) {
         finalize(w);
+        at__replay_log_free(w->log);
         free(w);
     }
+}
+
+void at__sqlw_keep_replay_log(at_sqlw *w)
+{
+    if (!w->log)
+        w->log = at__replay_log_new(); /* none: completion replays the table */
+}
+
+at_replay_log *at__sqlw_take_replay_log(at_sqlw *w)
+{
+    at_replay_log *l = w->log;
+    w->log = NULL;
+    return l;
 }
 
 int at__sqlw_error(const at_sqlw *w)

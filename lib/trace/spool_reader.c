@@ -27,6 +27,7 @@
 #include "complete.h"
 #include "module_rows.h"
 #include "records.h"
+#include "replay.h"
 #include "run_protocol.h"
 #include "schema.h"
 #include "spool.h"
@@ -94,6 +95,8 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
     if (rc)
         return rc;
     r->w = at__sqlw_new(r->db);
+    if (r->w)
+        at__sqlw_keep_replay_log(r->w); /* the replay at completion, without reading back */
     return r->w ? 0 : AT_E_DB;
 }
 
@@ -454,6 +457,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     at__sqlw_flush(r->w);
     at__sqlw_exec(r->w, "COMMIT");
     int err = rc < 0 ? (int)rc : at__sqlw_error(r->w);
+    at_replay_log *log = at__sqlw_take_replay_log(r->w);
     at__sqlw_free(r->w);
     r->w = NULL;
     if (timing)
@@ -461,8 +465,10 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     if (!err) {
         at_trace_end end;
         spool_end(r, &end);
+        end.replay_log = log;
         err = at__trace_complete(r->db, &end);
     }
+    at__replay_log_free(log);
     if (closed_properly)
         *closed_properly = r->ended;
     if (sqlite3_close(r->db) != SQLITE_OK && !err)

@@ -28,6 +28,12 @@ void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t d
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
 
+/* From now on every lifetime written is also logged for the replay
+ * (replay.h); at__sqlw_take_replay_log hands the log over (the caller
+ * frees it), NULL when none was kept. */
+void at__sqlw_keep_replay_log(at_sqlw *w);
+struct at_replay_log *at__sqlw_take_replay_log(at_sqlw *w);
+
 /* The size of the record at `p` (`avail` bytes there), checked against
  * its kind and `avail`; 0 when it is not a record. */
 size_t at__record_size(const unsigned char *p, size_t avail);
