@@ -440,20 +440,21 @@ const tm_frame *tm_source_frame(const tm_stack *s)
 
 /* ---- summary ----------------------------------------------------------------------------- */
 
-static const char *const kind_names[TM_KINDS] = {
-    "leak", "layout_mismatch", "family_mismatch", "misaligned_free", "double_free",
-    "invalid_free", "other",
-};
+#define KIND_NAME(id, code, name, label, category, rule, level, color, description) name,
+static const char *const kind_names[TM_KINDS] = {AT_KINDS(KIND_NAME) AT_KIND_OTHER(KIND_NAME)};
+#undef KIND_NAME
 
 const char *tm_kind_name(enum tm_kind k)
 {
-    return k < TM_KINDS ? kind_names[k] : "other";
+    return k < TM_KINDS ? kind_names[k] : kind_names[TM_OTHER];
 }
 
+/* A finding kind by the trace's name; leaks are no finding, so "leak" is
+ * TM_OTHER like any name this build does not know. */
 static enum tm_kind kind_of(const char *name)
 {
-    for (int k = TM_LAYOUT_MISMATCH; k < TM_OTHER; k++)
-        if (name && strcmp(name, kind_names[k]) == 0)
+    for (int k = 0; k < TM_OTHER; k++)
+        if (k != TM_LEAK && name && strcmp(name, kind_names[k]) == 0)
             return (enum tm_kind)k;
     return TM_OTHER;
 }

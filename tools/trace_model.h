@@ -22,6 +22,8 @@
 
 #include <sqlite3.h>
 
+#include <alloctrace/vocab.h>
+
 typedef struct tm_frame {
     char *function;          /* demangled; NULL when unknown */
     char *file;              /* source file; NULL when unknown */
@@ -41,18 +43,12 @@ typedef struct tm_stack {
                                 what a baseline matches, stable across builds and ASLR */
 } tm_stack;
 
-/* Kinds of problems, leaks included.  TM_OTHER is a finding kind this
- * build does not know (a hostile or future trace): shown, never judged. */
-enum tm_kind {
-    TM_LEAK,
-    TM_LAYOUT_MISMATCH,
-    TM_FAMILY_MISMATCH,
-    TM_MISALIGNED_FREE,
-    TM_DOUBLE_FREE,
-    TM_INVALID_FREE,
-    TM_OTHER,
-    TM_KINDS
-};
+/* Kinds of problems, leaks included, in the order of vocab.h's AT_KINDS.
+ * TM_OTHER (AT_KIND_OTHER) is a finding kind this build does not know (a
+ * hostile or future trace): shown, never judged. */
+#define TM_KIND_ENUM(id, code, name, label, category, rule, level, color, description) TM_##id,
+enum tm_kind { AT_KINDS(TM_KIND_ENUM) AT_KIND_OTHER(TM_KIND_ENUM) TM_KINDS };
+#undef TM_KIND_ENUM
 
 typedef struct tm_site {
     const tm_stack *stack;
