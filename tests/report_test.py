@@ -567,6 +567,12 @@ check(all(v == (2, 1, 2) for v in counts.values()),
       "sites: 2 leak sites, 1 finding site, 2 findings in every view %s" % counts)
 check(sorted(sql(st, "SELECT blocks, stacks FROM leak_sites")) == [(2, 2), (4, 4)],
       "sites: leak_sites merges 4 and 2 stacks")
+# The kinds come from one list (vocab.h): the page's legend is SARIF's rules.
+rules = json.loads(tool("report", st, "--format", "sarif").stdout)["runs"][0]["tool"]["driver"]["rules"]
+check([(k["name"], k["description"]) for k in hd["kinds"]]
+      == [(r["id"], r["shortDescription"]["text"]) for r in rules],
+      "kinds: the HTML page's kinds are SARIF's rules, in their order (%s)"
+      % [k["name"] for k in hd["kinds"]])
 
 # ---- query -----------------------------------------------------------------------------------------------
 r = tool("query", leak, "SELECT count(*) AS n, sum(size) AS bytes FROM leaks")

@@ -1,13 +1,20 @@
 /* The JSON writer (see json_writer.h). */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #include "escape.h"
 #include "json_writer.h"
 
 void jw_init(jw *w, FILE *out)
 {
+    jw_init_flags(w, out, 0);
+}
+
+void jw_init_flags(jw *w, FILE *out, unsigned flags)
+{
     w->out = out;
+    w->flags = flags;
     w->depth = 0;
     w->line_depth = 0;
     w->line_next = 0;
@@ -19,6 +26,36 @@ static int inline_level(const jw *w, int depth)
     return w->line_depth > 0 && depth >= w->line_depth;
 }
 
+/* A string for JW_SCRIPT (json_writer.h). */
+static void script_str(FILE *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+    fputc('"', out);
+    for (size_t n = 0; p < end; p += n) {
+        long cp = esc_utf8_next(p, (size_t)(end - p), &n);
+        if (cp == '"' || cp == '\\') {
+            fputc('\\', out);
+            fputc((int)cp, out);
+        } else if (cp < 0) {
+            fputs("\\ufffd", out);
+        } else if (cp < 0x20 || cp == 0x7f || cp == '<' || cp == '>' || cp == '&' ||
+                   cp == 0x2028 || cp == 0x2029) {
+            fprintf(out, "\\u%04lx", cp);
+        } else {
+            fwrite(p, 1, n, out);
+        }
+    }
+    fputc('"', out);
+}
+
+static void str(jw *w, const char *s)
+{
+    if (s && (w->flags & JW_SCRIPT))
+        script_str(w->out, s);
+    else
+        esc_json(w->out, s);
+}
+
 /* Separator, line break and indentation, and key before a value. */
 static void member(jw *w, const char *key)
 {
@@ -26,7 +63,9 @@ static void member(jw *w, const char *key)
         int level = w->depth - 1;
         if (w->count[level])
             fputc(',', w->out);
-        if (inline_level(w, w->depth)) {
+        if (w->flags & JW_COMPACT) {
+            /* nothing between values */
+        } else if (inline_level(w, w->depth)) {
             if (w->count[level])
                 fputc(' ', w->out);
         } else {
@@ -38,8 +77,8 @@ static void member(jw *w, const char *key)
     }
     assert((key != NULL) == (w->depth > 0 && w->close[w->depth - 1] == '}'));
     if (key) {
-        esc_json(w->out, key);
-        fputs(": ", w->out);
+        str(w, key);
+        fputs(w->flags & JW_COMPACT ? ":" : ": ", w->out);
     }
 }
 
@@ -78,20 +117,20 @@ void jw_end(jw *w)
     if (w->line_depth == w->depth)
         w->line_depth = 0;
     w->depth--;
-    if (w->count[w->depth] && !on_line) {
+    if (w->count[w->depth] && !on_line && !(w->flags & JW_COMPACT)) {
         fputc('\n', w->out);
         for (int i = 0; i < w->depth; i++)
             fputs("  ", w->out);
     }
     fputc(w->close[w->depth], w->out);
-    if (w->depth == 0)
+    if (w->depth == 0 && !(w->flags & JW_COMPACT))
         fputc('\n', w->out);
 }
 
 void jw_str(jw *w, const char *key, const char *value)
 {
     member(w, key);
-    esc_json(w->out, value);
+    str(w, value);
 }
 
 void jw_int(jw *w, const char *key, long long value)
@@ -139,4 +178,12 @@ void jw_null(jw *w, const char *key)
 {
     member(w, key);
     fputs("null", w->out);
+}
+
+void jw_ints(jw *w, const char *key, const long long *v, size_t n)
+{
+    jw_arr(w, key);
+    for (size_t i = 0; i < n; i++)
+        jw_int(w, NULL, v[i]);
+    jw_end(w);
 }

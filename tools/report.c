@@ -39,11 +39,10 @@ size_t report_findings_shown(const tm_trace *t, const report_opts *o)
 
 const char *report_kind_label(enum tm_kind k)
 {
-    static const char *const label[TM_KINDS] = {
-        "leak",          "layout mismatch", "family mismatch", "misaligned free",
-        "double free",   "invalid free",    "unknown finding",
-    };
-    return k < TM_KINDS ? label[k] : label[TM_OTHER];
+#define KIND_LABEL(id, code, name, label, category, rule, level, color, description) label,
+    static const char *const labels[TM_KINDS] = {AT_KINDS(KIND_LABEL) AT_KIND_OTHER(KIND_LABEL)};
+#undef KIND_LABEL
+    return k < TM_KINDS ? labels[k] : labels[TM_OTHER];
 }
 
 void report_site_message(char *buf, size_t size, const tm_site *s)

@@ -177,21 +177,11 @@ typedef struct rule {
     const char *name, *text, *level;
 } rule;
 
-/* Indexed by tm_kind: results refer to them by ruleIndex too. */
-static const rule rules[TM_KINDS] = {
-    {"MemoryLeak", "Memory allocated here was never released (blocks the C and C++ runtimes "
-                   "keep on purpose are not counted)", "warning"},
-    {"LayoutMismatch", "A block was released with another size or alignment than it was "
-                       "allocated with", "error"},
-    {"FamilyMismatch", "A block was released by another allocator family than the one that "
-                       "allocated it (malloc/free, new/delete, new[]/delete[])", "error"},
-    {"MisalignedFree", "A pointer released is not the start of a block, or not aligned as the "
-                       "release claims", "error"},
-    {"DoubleFree", "A block was released twice", "error"},
-    {"InvalidFree", "A pointer released was never allocated by the program", "error"},
-    {"UnknownFinding", "A kind of bad release this version of alloctrace does not know",
-     "warning"},
-};
+/* Indexed by tm_kind (vocab.h's order): results refer to them by ruleIndex too. */
+#define KIND_RULE(id, code, name, label, category, rule, level, color, description) \
+    {rule, description, level},
+static const rule rules[TM_KINDS] = {AT_KINDS(KIND_RULE) AT_KIND_OTHER(KIND_RULE)};
+#undef KIND_RULE
 
 /* FNV-1a: a fingerprint that stays the same across runs and rebuilds, for
  * code-scanning UIs to track a result over time. */

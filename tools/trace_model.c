@@ -1,8 +1,9 @@
-/* The trace as report and check see it (see trace_model.h).
+/* The trace as report, check and html see it (see trace_model.h).
  *
  * Relies on the views of a finished trace (leak_sites, runtime_blocks,
  * docs/schema.md) and on the peak that finishing stored (lib/replay.h),
- * replayed here only for a trace that lacks it.
+ * replayed here only for a trace that lacks it or when TM_HEAP asks for
+ * the replay anyway (trace_heap.c).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include "replay.h"
 #include "sites.h"
 #include "symbolize.h"
+#include "trace_heap.h"
 #include "trace_model.h"
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -197,14 +199,15 @@ struct tm_cache {
     struct frame_entry *frames;
     struct stack_entry *stacks;
     sqlite3_stmt *stack_query;
-    int failed; /* a query failed: the message is printed once, at the end */
+    int failed; /* a query failed (1), and it was said (2): the message is printed once */
     char error[256];
 };
 
 static void remember_error(tm_trace *t)
 {
-    if (!t->cache->failed)
-        snprintf(t->cache->error, sizeof t->cache->error, "%s", sqlite3_errmsg(t->db));
+    if (t->cache->failed)
+        return;
+    snprintf(t->cache->error, sizeof t->cache->error, "%s", sqlite3_errmsg(t->db));
     t->cache->failed = 1;
 }
 
@@ -238,9 +241,27 @@ static long long col_int(sqlite3_stmt *st, int i, long long null)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? null : sqlite3_column_int64(st, i);
 }
 
+/* The column as a string of our own (NULL for NULL); a NUL inside it
+ * becomes U+FFFD (trace_model.h). */
 static char *col_text(sqlite3_stmt *st, int i)
 {
-    return tm_xstrdup((const char *)sqlite3_column_text(st, i));
+    const char *p = (const char *)sqlite3_column_text(st, i);
+    if (!p)
+        return NULL;
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    if (!memchr(p, 0, n))
+        return tm_xstrdup(p);
+    sbuf b = {0};
+    sb_puts(&b, "");
+    for (const char *end = p + n, *z; p < end; p = z + 1) {
+        z = memchr(p, 0, (size_t)(end - p));
+        if (!z)
+            z = end;
+        sb_add(&b, p, (size_t)(z - p));
+        if (z < end)
+            sb_puts(&b, "\xEF\xBF\xBD");
+    }
+    return b.s;
 }
 
 static long long one_int(tm_trace *t, const char *sql, long long dflt)
@@ -299,7 +320,8 @@ static char *demangle(const char *name)
     return d ? d : tm_xstrdup(name);
 }
 
-/* Row of stack_query: level, frame id, function, file, line, module path, offset. */
+/* Row of stack_query: level, frame id, function, file, line, module path,
+ * offset, ip. */
 static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
 {
     long long id = sqlite3_column_int64(st, 1);
@@ -310,11 +332,15 @@ static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
     e = tm_xrealloc(NULL, sizeof *e);
     memset(e, 0, sizeof *e);
     e->id = id;
-    e->f.function = demangle((const char *)sqlite3_column_text(st, 2));
+    char *name = col_text(st, 2);
+    e->f.function = name ? demangle(name) : NULL;
+    free(name);
     e->f.file = col_text(st, 3);
     e->f.line = col_int(st, 4, 0);
     e->f.module = col_text(st, 5);
     e->f.module_offset = col_int(st, 6, 0);
+    e->f.id = id;
+    e->f.ip = col_int(st, 7, 0);
     HASH_ADD(hh, t->cache->frames, id, sizeof e->id, e);
     return &e->f;
 }
@@ -407,7 +433,7 @@ static const tm_stack *stack_get(tm_trace *t, long long id)
     e->s.id = id;
     if (!t->cache->stack_query)
         t->cache->stack_query = prepare(
-            t, "SELECT sf.level, f.id, f.function, f.file, f.line, m.path, f.module_offset"
+            t, "SELECT sf.level, f.id, f.function, f.file, f.line, m.path, f.module_offset, f.ip"
                " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
                " LEFT JOIN modules m ON m.id = f.module WHERE sf.stack = ?1 ORDER BY sf.level");
     sqlite3_stmt *st = t->cache->stack_query;
@@ -440,20 +466,21 @@ const tm_frame *tm_source_frame(const tm_stack *s)
 
 /* ---- summary ----------------------------------------------------------------------------- */
 
-static const char *const kind_names[TM_KINDS] = {
-    "leak", "layout_mismatch", "family_mismatch", "misaligned_free", "double_free",
-    "invalid_free", "other",
-};
+#define KIND_NAME(id, code, name, label, category, rule, level, color, description) name,
+static const char *const kind_names[TM_KINDS] = {AT_KINDS(KIND_NAME) AT_KIND_OTHER(KIND_NAME)};
+#undef KIND_NAME
 
 const char *tm_kind_name(enum tm_kind k)
 {
-    return k < TM_KINDS ? kind_names[k] : "other";
+    return k < TM_KINDS ? kind_names[k] : kind_names[TM_OTHER];
 }
 
+/* A finding kind by the trace's name; leaks are no finding, so "leak" is
+ * TM_OTHER like any name this build does not know. */
 static enum tm_kind kind_of(const char *name)
 {
-    for (int k = TM_LAYOUT_MISMATCH; k < TM_OTHER; k++)
-        if (name && strcmp(name, kind_names[k]) == 0)
+    for (int k = 0; k < TM_OTHER; k++)
+        if (k != TM_LEAK && name && strcmp(name, kind_names[k]) == 0)
             return (enum tm_kind)k;
     return TM_OTHER;
 }
@@ -474,6 +501,28 @@ static void load_args(tm_trace *t)
     sqlite3_finalize(st);
 }
 
+static void load_meta(tm_trace *t)
+{
+    size_t cap = 0, vcap = 0;
+    tm_summary *s = &t->sum;
+    sqlite3_stmt *st = prepare(t, "SELECT key, value FROM meta WHERE key IS NOT NULL ORDER BY key");
+    while (step(t, st) == SQLITE_ROW) {
+        s->meta_keys = grow(s->meta_keys, &cap, s->nmeta + 1, sizeof *s->meta_keys);
+        s->meta_values = grow(s->meta_values, &vcap, s->nmeta + 1, sizeof *s->meta_values);
+        s->meta_keys[s->nmeta] = col_text(st, 0);
+        s->meta_values[s->nmeta++] = col_text(st, 1);
+    }
+    sqlite3_finalize(st);
+}
+
+const char *tm_meta(const tm_trace *t, const char *key)
+{
+    for (size_t i = 0; i < t->sum.nmeta; i++)
+        if (strcmp(t->sum.meta_keys[i], key) == 0)
+            return t->sum.meta_values[i];
+    return NULL;
+}
+
 static void load_summary(tm_trace *t)
 {
     tm_summary *s = &t->sum;
@@ -488,6 +537,7 @@ static void load_summary(tm_trace *t)
     s->start_time = meta_text(t, "start_time");
     s->library_version = meta_text(t, "library_version");
     load_args(t);
+    load_meta(t);
     s->threads = one_int(t, "SELECT count(*) FROM threads", 0);
     s->leaked_blocks = one_int(t, "SELECT count(*) FROM leaks", 0);
     s->leaked_bytes = one_int(t, "SELECT coalesce(sum(size), 0) FROM leaks", 0);
@@ -616,7 +666,7 @@ static char *finding_key(const tm_finding *f)
 
 /* Row: kind, seq, time_us, thread, ptr, release_stack, release_size,
  * release_align, release_family, alloc_seq, alloc_stack, alloc_size,
- * alloc_align, alloc_family, first_free_seq, detail. */
+ * alloc_align, alloc_family, first_free_seq, detail, alloc_ptr. */
 static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
 {
     tm_finding f = {
@@ -638,6 +688,7 @@ static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
         .alloc_family = col_text(st, 13),
         .first_free_seq = col_int(st, 14, -1),
         .detail = col_text(st, 15),
+        .alloc_ptr = col_int(st, 16, -1),
     };
     if (!f.kind_name)
         f.kind_name = tm_xstrdup("?");
@@ -653,17 +704,74 @@ static void free_finding(tm_finding *f)
     free(f->detail);
 }
 
-static void load_findings(tm_trace *t)
+static tm_finding finding_copy(const tm_finding *f)
+{
+    tm_finding c = *f;
+    c.count = 1;
+    c.kind_name = tm_xstrdup(f->kind_name);
+    c.release_family = tm_xstrdup(f->release_family);
+    c.alloc_family = tm_xstrdup(f->alloc_family);
+    c.detail = tm_xstrdup(f->detail);
+    return c;
+}
+
+/* How many releases of each kind TM_RELEASES keeps: TM_RELEASES_MAX shared
+ * between kinds, water-filling from the rarest, so that a rare kind is
+ * listed even when another has millions. */
+static void release_quota(tm_trace *t, long long quota[TM_KINDS])
+{
+    long long n[TM_KINDS] = {0}, left = TM_RELEASES_MAX;
+    int order[TM_KINDS], nkinds = 0;
+    sqlite3_stmt *st = prepare(t, "SELECT kind, count(*) FROM findings GROUP BY kind");
+    while (step(t, st) == SQLITE_ROW) {
+        enum tm_kind k = kind_of((const char *)sqlite3_column_text(st, 0));
+        n[k] = tm_sat_add(n[k], sqlite3_column_int64(st, 1));
+    }
+    sqlite3_finalize(st);
+    for (int k = 0; k < TM_KINDS; k++) { /* most first: the rest of a share goes to them */
+        int at = nkinds++;
+        for (; at > 0 && n[order[at - 1]] < n[k]; at--)
+            order[at] = order[at - 1];
+        order[at] = k;
+    }
+    for (int pass = 0; pass < TM_KINDS && left > 0; pass++) {
+        int open = 0;
+        for (int k = 0; k < TM_KINDS; k++)
+            open += quota[k] < n[k];
+        if (!open)
+            break;
+        long long share = left / open > 0 ? left / open : 1;
+        for (int i = 0; i < nkinds && left > 0; i++) {
+            int k = order[i];
+            long long want = n[k] - quota[k], give = want < share ? want : share;
+            give = give > left ? left : give;
+            quota[k] += give;
+            left -= give;
+        }
+    }
+}
+
+/* Every finding row, merged into t->findings; with `releases` the first
+ * ones of each kind's quota kept as they are too. */
+static void load_findings(tm_trace *t, int releases)
 {
     finding_entry *by_key = NULL, *e, *tmp;
-    size_t cap = 0;
+    size_t cap = 0, rcap = 0;
+    long long quota[TM_KINDS] = {0};
+    if (releases)
+        release_quota(t, quota);
     tm_progress_start("reading findings");
     sqlite3_stmt *st = prepare(
         t, "SELECT kind, seq, time_us, thread, ptr, release_stack, release_size, release_align,"
            " release_family, alloc_seq, alloc_stack, alloc_size, alloc_align, alloc_family,"
-           " first_free_seq, detail FROM findings ORDER BY seq, id");
+           " first_free_seq, detail, alloc_ptr FROM findings ORDER BY seq, id");
     while (step(t, st) == SQLITE_ROW) {
         tm_finding f = finding_from_row(t, st);
+        if (quota[f.kind] > 0) {
+            quota[f.kind]--;
+            t->releases = grow(t->releases, &rcap, t->nreleases + 1, sizeof *t->releases);
+            t->releases[t->nreleases++] = finding_copy(&f);
+        }
         char *key = finding_key(&f);
         HASH_FIND_STR(by_key, key, e);
         if (e) {
@@ -690,6 +798,52 @@ static void load_findings(tm_trace *t)
     tm_progress_done();
 }
 
+/* ---- the heap ------------------------------------------------------------------------------- */
+
+/* One replay (trace_heap.c); the peak comes with it.  meta's totals stay
+ * what the summary says when the trace has them, the replay's otherwise. */
+static void load_heap(tm_trace *t)
+{
+    at_replay_peak p = {0};
+    if (t->cache->failed)
+        return;
+    tm_progress_start("replaying the heap");
+    if (tm__heap_load(&t->heap, t->db, meta_int(t, "duration_us"), &p) != 0)
+        remember_error(t);
+    tm_progress_done();
+    tm_summary *s = &t->sum;
+    s->peak_bytes = p.bytes;
+    s->peak_blocks = p.blocks;
+    s->peak_seq = p.seq;
+    s->peak_time_us = p.time_us;
+    if (!tm_meta(t, "alloc_calls"))
+        s->alloc_calls = t->heap.lifetimes;
+    if (!tm_meta(t, "alloc_bytes"))
+        s->alloc_bytes = t->heap.alloc_bytes;
+    if (!tm_meta(t, "free_calls"))
+        s->free_calls = t->heap.free_calls;
+    if (!tm_meta(t, "duration_us"))
+        s->duration_us = t->heap.last_time_us;
+}
+
+/* A leak site's whole goes to the stack that names it. */
+static void heap_leaks(tm_trace *t)
+{
+    for (size_t i = 0; i < t->nsites; i++) {
+        const tm_site *site = &t->sites[i];
+        tm_stack_heap *h = tm__heap_entry(&t->heap, site->stack->id);
+        h->leaked_blocks = tm_sat_add(h->leaked_blocks, site->blocks);
+        h->leaked_bytes = tm_sat_add(h->leaked_bytes, site->bytes);
+        h->leak_min = site->min_size;
+        h->leak_max = site->max_size;
+    }
+}
+
+const tm_stack_heap *tm_heap_stack(const tm_trace *t, long long id)
+{
+    return tm__heap_find(&t->heap, id);
+}
+
 /* ---- the whole ---------------------------------------------------------------------------- */
 
 int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what)
@@ -702,19 +856,29 @@ int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what)
     sqlite3_progress_handler(db, 100000, progress_handler, NULL);
     if (what & TM_SUMMARY)
         load_summary(t);
-    if (what & TM_PEAK)
+    if (what & TM_HEAP)
+        load_heap(t);
+    else if (what & TM_PEAK)
         load_peak(t);
     if (what & TM_LEAKS)
         load_leaks(t);
-    if (what & TM_FINDINGS)
-        load_findings(t);
+    if ((what & TM_LEAKS) && (what & TM_HEAP))
+        heap_leaks(t);
+    if (what & (TM_FINDINGS | TM_RELEASES))
+        load_findings(t, (what & TM_RELEASES) != 0);
     sqlite3_progress_handler(db, 0, NULL, NULL);
     tm_progress_done();
-    if (t->cache->failed) {
-        fprintf(stderr, "alloctrace: %s: cannot read the trace: %s\n", path, t->cache->error);
-        return -1;
-    }
-    return 0;
+    return tm_check(t);
+}
+
+int tm_check(tm_trace *t)
+{
+    if (!t->cache->failed)
+        return 0;
+    if (t->cache->failed == 1)
+        fprintf(stderr, "alloctrace: %s: cannot read the trace: %s\n", t->path, t->cache->error);
+    t->cache->failed = 2; /* said once */
+    return -1;
 }
 
 void tm_free(tm_trace *t)
@@ -727,6 +891,10 @@ void tm_free(tm_trace *t)
     for (size_t i = 0; i < t->nfindings; i++)
         free_finding(&t->findings[i]);
     free(t->findings);
+    for (size_t i = 0; i < t->nreleases; i++)
+        free_finding(&t->releases[i]);
+    free(t->releases);
+    tm__heap_free(&t->heap);
     tm_summary *s = &t->sum;
     free(s->executable);
     free(s->program_end);
@@ -735,6 +903,12 @@ void tm_free(tm_trace *t)
     for (size_t i = 0; i < s->nargs; i++)
         free(s->args[i]);
     free(s->args);
+    for (size_t i = 0; i < s->nmeta; i++) {
+        free(s->meta_keys[i]);
+        free(s->meta_values[i]);
+    }
+    free(s->meta_keys);
+    free(s->meta_values);
     stack_entry *se, *stmp;
     HASH_ITER(hh, t->cache->stacks, se, stmp)
     {

@@ -1,6 +1,7 @@
-/* What `report` and `check` read from a trace: a summary, the leak sites
- * and the findings, each with its stacks symbolized and trimmed, so both
- * commands show and judge the same things.
+/* What `report`, `check` and `html` read from a trace: a summary, the leak
+ * sites and the findings, each with its stacks symbolized and trimmed, and
+ * what one replay of the live heap says about every stack, so every command
+ * shows and judges the same things.
  *
  * Stacks are trimmed at the top and merged into sites by the one rule of
  * lib/sites.h, which finishing stored in the trace (stack_sites): frames
@@ -14,6 +15,10 @@
  * stderr (the trace could not be read: corrupt, truncated...).  Memory
  * exhaustion ends the process with EXIT_TOOL and a message: these are
  * short-lived commands, and half a report is worse than none.
+ *
+ * Text from the trace (names, paths, meta values) is kept as the trace has
+ * it, except that a NUL byte inside it becomes U+FFFD: a name is a C string
+ * here, and no part of it may silently disappear.
  */
 #ifndef ALLOCTRACE_TRACE_MODEL_H
 #define ALLOCTRACE_TRACE_MODEL_H
@@ -22,7 +27,11 @@
 
 #include <sqlite3.h>
 
+#include <alloctrace/vocab.h>
+
 typedef struct tm_frame {
+    long long id;            /* frames.id */
+    long long ip;            /* the return address, as recorded */
     char *function;          /* demangled; NULL when unknown */
     char *file;              /* source file; NULL when unknown */
     long long line;          /* 0 when unknown */
@@ -41,18 +50,12 @@ typedef struct tm_stack {
                                 what a baseline matches, stable across builds and ASLR */
 } tm_stack;
 
-/* Kinds of problems, leaks included.  TM_OTHER is a finding kind this
- * build does not know (a hostile or future trace): shown, never judged. */
-enum tm_kind {
-    TM_LEAK,
-    TM_LAYOUT_MISMATCH,
-    TM_FAMILY_MISMATCH,
-    TM_MISALIGNED_FREE,
-    TM_DOUBLE_FREE,
-    TM_INVALID_FREE,
-    TM_OTHER,
-    TM_KINDS
-};
+/* Kinds of problems, leaks included, in the order of vocab.h's AT_KINDS.
+ * TM_OTHER (AT_KIND_OTHER) is a finding kind this build does not know (a
+ * hostile or future trace): shown, never judged. */
+#define TM_KIND_ENUM(id, code, name, label, category, rule, level, color, description) TM_##id,
+enum tm_kind { AT_KINDS(TM_KIND_ENUM) AT_KIND_OTHER(TM_KIND_ENUM) TM_KINDS };
+#undef TM_KIND_ENUM
 
 typedef struct tm_site {
     const tm_stack *stack;
@@ -71,6 +74,7 @@ typedef struct tm_finding {
     long long alloc_seq, first_free_seq; /* -1 when none */
     const tm_stack *release;
     const tm_stack *alloc; /* NULL when the pointer was never allocated */
+    long long alloc_ptr;   /* -1 when unknown */
     long long release_size, release_align, alloc_size, alloc_align; /* -1 when unknown */
     char *release_family, *alloc_family, *detail;
 } tm_finding;
@@ -86,7 +90,52 @@ typedef struct tm_summary {
     char *executable, *program_end, *start_time, *library_version;
     char **args;
     size_t nargs;
+    char **meta_keys, **meta_values; /* every row of meta, by key (values as text) */
+    size_t nmeta;
 } tm_summary;
+
+/* What one stack did over the trace (TM_HEAP): one for every stack the
+ * lifetimes name (0: allocations with no stack), and for every stack that
+ * names a leak site. */
+typedef struct tm_stack_heap {
+    long long id;                      /* stacks.id */
+    long long count, bytes, waste;     /* allocations, bytes asked for, bytes lost to rounding
+                                          each size up to its alignment */
+    long long peak_bytes, peak_blocks; /* its blocks live at the peak */
+    long long leaked_bytes, leaked_blocks, leak_min, leak_max; /* of the leak site it names
+                                          (TM_LEAKS too: the site's whole, 0 otherwise) */
+} tm_stack_heap;
+
+/* The live heap after an event. */
+typedef struct tm_point {
+    long long time_us, bytes, blocks;
+} tm_point;
+
+typedef struct tm_layout_cell {
+    long long count, bytes, waste;
+} tm_layout_cell;
+
+enum {
+    TM_TIME_BUCKETS = 999, /* the timeline: a low and a high per bucket, plus both ends */
+    TM_SIZE_CLASSES = 65,  /* a size's class: the bit length of size - 1 (0 for 0 and 1) */
+    TM_ALIGN_CLASSES = 65, /* an alignment's: its log2 (the next power of two's if none) */
+};
+
+/* One replay of the lifetimes (lib/replay.h; TM_HEAP). */
+typedef struct tm_heap {
+    tm_stack_heap *stacks; /* in the order the replay met them */
+    size_t nstacks;
+    /* The timeline: the trace's duration cut in TM_TIME_BUCKETS, each
+     * bucket's lowest and highest point in time order, with the start and
+     * the last point; the peak is one of them.  Times never go back. */
+    tm_point *timeline;
+    size_t ntimeline;
+    tm_layout_cell *layout; /* [size class * TM_ALIGN_CLASSES + alignment class] */
+    long long waste;        /* bytes lost to rounding, all allocations */
+    long long lifetimes, alloc_bytes, free_calls; /* as replayed */
+    long long live_bytes_end, live_blocks_end, last_time_us;
+    struct tm_heap_index *index; /* private: stack id -> stacks[] */
+} tm_heap;
 
 typedef struct tm_cache tm_cache;
 
@@ -98,6 +147,11 @@ typedef struct tm_trace {
     size_t nsites;
     tm_finding *findings; /* in the order they happened */
     size_t nfindings;
+    tm_finding *releases; /* TM_RELEASES: the bad releases themselves (count 1), in the
+                             order they happened, at most TM_RELEASES_MAX shared
+                             between kinds so that a rare kind is among them */
+    size_t nreleases;
+    tm_heap heap;
     tm_cache *cache; /* frames and stacks, shared by the above */
 } tm_trace;
 
@@ -106,15 +160,30 @@ enum {
     TM_PEAK = 2,     /* the exact peak (lib/replay.h): stored, or one pass over the lifetimes */
     TM_LEAKS = 4,    /* sites */
     TM_FINDINGS = 8, /* findings */
+    TM_HEAP = 16,    /* one replay: `heap`, and the peak (TM_PEAK not needed) */
+    TM_RELEASES = 32, /* releases */
 };
+
+enum { TM_RELEASES_MAX = 1000 };
 
 /* Reads what `what` asks for from an open trace (cli_open_trace).  `t` is
  * zeroed first; free it with tm_free() whatever this returns. */
 int tm_load(tm_trace *t, sqlite3 *db, const char *path, unsigned what);
 void tm_free(tm_trace *t);
 
-/* The stack of stacks.id `id` (0: none), read on first use; never NULL. */
+/* The stack of stacks.id `id` (0: none), read on first use; never NULL
+ * (a stack whose frames could not be read has none: see tm_check). */
 const tm_stack *tm_stack_of(tm_trace *t, long long id);
+
+/* 0, or -1 after tm_load's one-line message when a read since tm_load
+ * (tm_stack_of) failed. */
+int tm_check(tm_trace *t);
+
+/* The heap entry of stack `id` (TM_HEAP), or NULL if the replay met none. */
+const tm_stack_heap *tm_heap_stack(const tm_trace *t, long long id);
+
+/* meta's value for `key`, or NULL (TM_SUMMARY). */
+const char *tm_meta(const tm_trace *t, const char *key);
 
 /* The first frame shown that has a file and a line, or NULL. */
 const tm_frame *tm_source_frame(const tm_stack *s);

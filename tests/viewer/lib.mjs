@@ -3,7 +3,7 @@
 // playwright-core from viewer/node_modules.  Nothing here skips: a missing
 // browser or module is a failure that says what to install.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -136,6 +136,34 @@ export function expectedNodes(a, db, valueSql) {
     }
   }
   return seen.size + 1;
+}
+
+// The kinds of problems as lib/include/alloctrace/vocab.h defines them
+// (AT_KINDS, then AT_KIND_OTHER), read from the source, not from the page:
+// [{name, label, color, description}] in the list's order.
+export function vocabKinds() {
+  const text = readFileSync(resolve(here, '..', '..', 'lib', 'include', 'alloctrace', 'vocab.h'), 'utf8')
+    .replace(/\\\n/g, ' ');
+  const lists = ['AT_KINDS', 'AT_KIND_OTHER'].map((name) => {
+    const m = new RegExp(`#define ${name}\\(X\\)(.*)`).exec(text);
+    if (!m) fatal(`vocab.h has no ${name}`);
+    return m[1];
+  });
+  const entry = /X\(\s*\w+,\s*-?\d+,\s*"([^"]*)",\s*"([^"]*)",\s*\w+,\s*"[^"]*",\s*"[^"]*",\s*"([^"]*)",((?:\s*"[^"]*")+)\s*\)/g;
+  const kinds = [];
+  for (const list of lists) {
+    for (const m of list.matchAll(entry)) {
+      const description = [...m[4].matchAll(/"([^"]*)"/g)].map((d) => d[1]).join('');
+      kinds.push({ name: m[1], label: m[2], color: m[3], description });
+    }
+  }
+  return kinds;
+}
+
+// A CSS colour as the browser computes it, from #rrggbb.
+export function rgb(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return `rgb(${v >> 16}, ${(v >> 8) & 255}, ${v & 255})`;
 }
 
 // The peak by its definition, independently of the replay in C: for each

@@ -11,7 +11,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
   args, browser, check, checkClean, done, embeddedData, equal, expectedNodes, htmlOf, openReport,
-  peakOf, query, traceOf,
+  peakOf, query, rgb, traceOf, vocabKinds,
 } from './lib.mjs';
 
 const a = args('report_test.mjs');
@@ -180,7 +180,22 @@ async function leakReport() {
 async function findingsReport() {
   const db = traceOf(a, 'findings', join(a.work, 'findings.db'));
   const html = htmlOf(a, db, join(a.work, 'findings.html'));
+  const data = embeddedData(readFileSync(html, 'utf8'));
   const { page, events } = await openReport(b, html);
+
+  // ---- kinds: as vocab.h defines them, and the page shows them so ----
+  const vocab = vocabKinds();
+  equal(vocab.length, 7, 'findings: vocab.h lists six kinds and the unknown one');
+  equal(data.kinds, vocab, 'findings: the page carries the kinds of vocab.h, in its order');
+  const byName = new Map(vocab.map((k) => [k.name, k]));
+  const badges = await page.$$eval('ul.kinds li .kind, #findings-table tbody .kind',
+    (bs) => bs.map((x) => [x.dataset.kind, x.textContent, getComputedStyle(x).backgroundColor, x.title]));
+  check(badges.length > 0 && badges.every(([k, text, color, title]) => byName.has(k) && text === byName.get(k).label
+    && color === rgb(byName.get(k).color) && title === byName.get(k).description),
+  'findings: every kind badge shows its label, colour and description from vocab.h', JSON.stringify(badges));
+  const swatches = await page.$$eval('.marker-swatch', (ss) => ss.map((x) => [x.dataset.kind, getComputedStyle(x).backgroundColor]));
+  check(swatches.length > 0 && swatches.every(([k, color]) => byName.has(k) && color === rgb(byName.get(k).color)),
+    'findings: the timeline legend has the kinds\' colours', JSON.stringify(swatches));
 
   const total = query(a, db, 'SELECT count(*) AS n FROM findings')[0].n;
   const byKind = query(a, db, 'SELECT kind, count(*) AS n FROM findings GROUP BY kind ORDER BY kind');
@@ -201,9 +216,10 @@ async function findingsReport() {
   equal(k2, [...k1].reverse(), 'findings: again: by kind, reversed');
 
   // A double free's row: both stacks in the detail panel.
-  await page.locator('#findings-table tbody tr', { hasText: 'double_free' }).first().click();
+  await page.locator('#findings-table tbody tr', { hasText: byName.get('double_free').label }).first().click();
   await settle(page);
-  check((await page.textContent('#detail-title')).startsWith('double_free'), 'findings: a row shows its finding');
+  check((await page.textContent('#detail-title')).startsWith(`${byName.get('double_free').label} at sequence number`),
+    'findings: a row shows its finding, by its label');
   const rel = await page.$$eval('#detail-frames li', (lis) => lis.map((li) => li.textContent));
   const alloc = await page.$$eval('#detail-frames-alloc li', (lis) => lis.map((li) => li.textContent));
   check(rel.length > 0 && rel[0].startsWith('bad_release'), 'findings: the release stack starts at bad_release', JSON.stringify(rel));

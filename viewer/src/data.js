@@ -1,5 +1,6 @@
 // The report's data: the JSON that `alloctrace html` embeds (tools/html.c
 // documents each array), unpacked into objects.
+import { kindTable } from './kinds.js';
 
 export const METRICS = [
   { key: 'leaked', label: 'Leaked bytes', unit: 'bytes' },
@@ -70,6 +71,7 @@ export function loadData(doc) {
     firstFreeSeq: f[15],
     detail: str(f[16]),
   }));
+  const kind = kindTable(raw.kinds);
   const hist = raw.hist.map((c) => ({ size: c[0], align: c[1], count: c[2], bytes: c[3], waste: c[4] }));
   const t = raw.timeline;
   return {
@@ -85,6 +87,7 @@ export function loadData(doc) {
     wasteTotal: raw.waste_total,
     findings,
     hist,
+    kind,
   };
 }
 

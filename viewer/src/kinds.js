@@ -1,13 +1,22 @@
-// One colour per kind of finding, shared by the timeline's markers and
-// the tables (style.css has the same colours as .kind-* classes).
-const COLORS = {
-  layout_mismatch: '#d95f02',
-  misaligned_free: '#7570b3',
-  double_free: '#e7298a',
-  invalid_free: '#a6761d',
-  family_mismatch: '#1b9e77',
-};
+// Kinds of problems: their names, labels, colours and descriptions come
+// from the page's data (`kinds`, written by tools/html.c from
+// lib/include/alloctrace/vocab.h); nothing about a kind is written here.
+import { el } from './dom.js';
 
-export function kindColor(kind) {
-  return COLORS[kind] || '#666666';
+// The kinds of the data, by name; a name the data does not list (a kind
+// this build of alloctrace does not know) gets the last entry, the one for
+// unknown kinds, and is shown as it is spelled.
+export function kindTable(list) {
+  const byName = new Map(list.map((k) => [k.name, { ...k, known: true }]));
+  const other = list.length ? list[list.length - 1] : { name: 'other', label: 'unknown finding', color: '#666666', description: '' };
+  return (name) => byName.get(name) || { ...other, name, label: name, known: false };
+}
+
+// The badge of a kind: its label in its colour (set through the CSSOM:
+// the page's policy allows no style attributes), its description as the
+// tooltip.
+export function kindBadge(kind) {
+  const b = el('span', { class: 'kind', title: kind.description, dataset: { kind: kind.name } }, kind.label);
+  b.style.backgroundColor = kind.color;
+  return b;
 }

@@ -1,6 +1,7 @@
 // The header: what ran, for how long, and the totals that matter.
 import { el } from './dom.js';
 import * as fmt from './format.js';
+import { kindBadge } from './kinds.js';
 
 function card(label, field, value, shown, ...details) {
   return el('div', { class: 'card' },
@@ -27,7 +28,7 @@ export function renderSummary(data) {
   const kinds = s.findings_by_kind;
   const findingsDetail = kinds.length
     ? el('ul', { class: 'kinds' }, kinds.map(([k, n]) =>
-      el('li', { dataset: { kind: k, count: n } }, el('span', { class: `kind kind-${kindClass(k)}` }, k), ` ${fmt.int(n)}`)))
+      el('li', { dataset: { kind: k, count: n } }, kindBadge(data.kind(k)), ` ${fmt.int(n)}`)))
     : 'no bad releases';
   const died = m.program_end === 'died';
   return el('header', { id: 'summary' },
@@ -52,10 +53,4 @@ export function renderSummary(data) {
           `${fmt.plural(s.leaked_blocks, 'block')} in ${fmt.plural(s.leak_sites, 'site')}`),
         s.runtime_blocks ? `set aside: ${fmt.plural(s.runtime_blocks, 'block')}, ${fmt.bytes(s.runtime_bytes)} kept by the C/C++ runtime` : ''),
       card('Findings', 'findings', s.findings, fmt.int(s.findings), findingsDetail)));
-}
-
-// A CSS class suffix for a kind: known kinds get their colour, others one.
-export function kindClass(kind) {
-  return /^(layout_mismatch|misaligned_free|double_free|invalid_free|family_mismatch)$/.test(kind)
-    ? kind : 'other';
 }

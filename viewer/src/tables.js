@@ -3,7 +3,7 @@
 import { el, section } from './dom.js';
 import * as fmt from './format.js';
 import { siteFrame } from './data.js';
-import { kindClass } from './summary.js';
+import { kindBadge } from './kinds.js';
 import { sortableTable } from './table.js';
 
 const M_LEAKED = 0;
@@ -61,7 +61,7 @@ function layoutText(size, align, family) {
 export function renderFindings(data, detail, flame) {
   const s = data.summary;
   const rows = data.findings.map((f) => ({
-    ...f, stack: f.allocStack, rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
+    ...f, k: data.kind(f.kind), stack: f.allocStack, rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
   }));
   const table = sortableTable({
     id: 'findings-table',
@@ -70,7 +70,7 @@ export function renderFindings(data, detail, flame) {
     columns: [
       { label: 'Seq', num: true, value: (r) => r.seq, text: (r) => String(r.seq) },
       { label: 'Time', num: true, value: (r) => r.time, text: (r) => fmt.time(r.time) },
-      { label: 'Kind', value: (r) => r.kind, text: (r) => el('span', { class: `kind kind-${kindClass(r.kind)}` }, r.kind) },
+      { label: 'Kind', value: (r) => r.k.label, text: (r) => kindBadge(r.k) },
       { label: 'Released at', value: (r) => siteName(r.rel), text: (r) => siteName(r.rel), cls: 'mono fn' },
       { label: 'Released as', value: (r) => r.releaseSize, text: (r) => layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily), cls: 'mono' },
       { label: 'Allocated as', value: (r) => r.allocSize, text: (r) => (r.allocSeq === null ? '–' : layoutText(r.allocSize, r.allocAlign, r.allocFamily)), cls: 'mono' },
@@ -78,7 +78,8 @@ export function renderFindings(data, detail, flame) {
     ],
     onRow: (r) => {
       const ok = r.allocStack === null ? true : flame.focusStack(r.allocStack, M_COUNT);
-      detail.showStacks('finding', `${r.kind} at sequence number ${r.seq}`, [
+      detail.showStacks('finding', `${r.k.label} at sequence number ${r.seq}`, [
+        ['Kind', r.k.known ? r.k.description : `${r.kind}: a kind this alloctrace does not know`],
         ['Detail', r.detail],
         ['Pointer', r.ptr],
         ['Released as', layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily)],

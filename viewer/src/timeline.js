@@ -4,7 +4,6 @@
 import uPlot from 'uplot';
 import { el, section } from './dom.js';
 import * as fmt from './format.js';
-import { kindColor } from './kinds.js';
 
 // Block counts are whole numbers: axis steps of 1, 2, 5, 10, 20, 50...
 const INTEGER_STEPS = [];
@@ -16,13 +15,13 @@ export function renderTimeline(data) {
   const chartBox = el('div', { id: 'timeline-chart', class: 'chart' });
   const range = el('span', { id: 'timeline-range', class: 'muted' });
   const reset = el('button', { type: 'button', id: 'timeline-reset' }, 'Reset zoom');
-  const kinds = [...new Set(data.findings.map((f) => f.kind))];
+  const kinds = [...new Set(data.findings.map((f) => f.kind))].map(data.kind);
   const legend = el('div', { class: 'timeline-legend' },
     el('span', { id: 'peak-note', dataset: { peakBytes: s.peak_bytes, peakTime: s.peak_time_us } },
       el('span', { class: 'peak-mark' }, '▲'),
       ` peak ${fmt.bytes(s.peak_bytes)} (${fmt.plural(s.peak_blocks, 'block')}) at ${fmt.time(s.peak_time_us)}`),
-    kinds.map((k) => el('span', { class: 'marker-key' },
-      el('span', { class: 'marker-swatch', dataset: { kind: k } }), ` ${k}`)));
+    kinds.map((k) => el('span', { class: 'marker-key', title: k.description },
+      el('span', { class: 'marker-swatch', dataset: { kind: k.name } }), ` ${k.label}`)));
   const panel = section('timeline', 'Live heap over time',
     el('div', { class: 'toolbar' }, reset, range,
       el('span', { class: 'muted' }, 'Drag across the chart to zoom into a range.')),
@@ -32,7 +31,7 @@ export function renderTimeline(data) {
     return { panel, mount() {} };
   }
 
-  const markers = data.findings.map((f) => ({ t: f.time, color: kindColor(f.kind) }));
+  const markers = data.findings.map((f) => ({ t: f.time, color: data.kind(f.kind).color }));
   function draw(u) {
     const { ctx } = u;
     const top = u.bbox.top;
@@ -116,6 +115,6 @@ export function renderTimeline(data) {
     });
   }
   // Swatches take their colour from the data, through the CSSOM.
-  for (const sw of legend.querySelectorAll('.marker-swatch')) sw.style.background = kindColor(sw.dataset.kind);
+  for (const sw of legend.querySelectorAll('.marker-swatch')) sw.style.background = data.kind(sw.dataset.kind).color;
   return { panel, mount, get plot() { return plot; } };
 }
