@@ -192,8 +192,8 @@ static void *writer_main(void *arg)
         uint64_t req = k->sync_request;
         pthread_mutex_unlock(&k->sync_mu);
 
-        at_buf *list = at__bufq_take(&k->q, TAKE_TIMEOUT_MS);
-        int stopping = k->q.stop; /* read after take: nothing is submitted after stop */
+        int stopping;
+        at_buf *list = at__bufq_take(&k->q, TAKE_TIMEOUT_MS, &stopping);
         if (k->w)
             write_batch(k, list);
         else

@@ -97,7 +97,7 @@ void at__bufq_submit(at_bufq *q, at_buf *b)
     errno = saved;
 }
 
-at_buf *at__bufq_take(at_bufq *q, int timeout_ms)
+at_buf *at__bufq_take(at_bufq *q, int timeout_ms, int *stopped)
 {
     pthread_mutex_lock(&q->mu);
     if (!q->full_head && !q->stop && timeout_ms > 0) {
@@ -113,6 +113,7 @@ at_buf *at__bufq_take(at_bufq *q, int timeout_ms)
     }
     at_buf *list = q->full_head;
     q->full_head = q->full_tail = NULL;
+    *stopped = q->stop;
     pthread_mutex_unlock(&q->mu);
     return list;
 }

@@ -44,8 +44,12 @@ at_buf *at__bufq_get(at_bufq *q);
 void at__bufq_submit(at_bufq *q, at_buf *b);
 
 /* Writer side: every submitted buffer, oldest first, waiting up to
- * `timeout_ms` for one.  NULL on timeout or when stopping with none left. */
-at_buf *at__bufq_take(at_bufq *q, int timeout_ms);
+ * `timeout_ms` for one.  NULL on timeout or when stopping with none left.
+ * *stopped says whether at__bufq_stop had been called when the list was
+ * taken, read with it under the queue's lock: stopped with an empty list
+ * means nothing more will come (read apart, a buffer submitted between
+ * the two reads, just before the stop, would be left behind). */
+at_buf *at__bufq_take(at_bufq *q, int timeout_ms, int *stopped);
 
 /* Writer side: returns drained buffers to the pool. */
 void at__bufq_recycle(at_bufq *q, at_buf *list);
