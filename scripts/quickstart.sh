@@ -31,8 +31,8 @@ build/tools/alloctrace run -o build/quickstart-sqlite3.db --force \
 
 trace=$here/build/word_index.trace.db
 echo
-echo "== tracing: word_index over lib/*.c (trace: $trace)"
-build/examples/word_index "$trace" lib/*.c
+echo "== tracing: word_index over lib/*/*.c (trace: $trace)"
+build/examples/word_index "$trace" lib/*/*.c
 echo
 echo "== alloctrace report $trace"
 build/tools/alloctrace report --top 5 "$trace"

@@ -62,7 +62,7 @@ int cmd_help(int argc, char **argv);    /* commands.c */
  * however deep its open, hence the exit here. */
 int cli_open_trace(const char *path, sqlite3 **out);
 
-/* Completes the trace at `path` in place (lib/complete.h), for `alloctrace
+/* Completes the trace at `path` in place (lib/trace/complete.h), for `alloctrace
  * recover`: opens it read-write, refuses one whose writer is still
  * running.  A complete trace is left as it is.  0 or -1 with a message. */
 int cli_complete_trace(const char *path);

@@ -3,7 +3,7 @@
  * Completes what a run left unfinished: a spool that no `alloctrace run`
  * read (plain LD_PRELOAD, a followed child, a run that was killed) becomes
  * a trace; a trace whose writer died before completing it is completed in
- * place.  Either way lib/complete.h does the completing, as for `run`. */
+ * place.  Either way lib/trace/complete.h does the completing, as for `run`. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>

@@ -2,10 +2,10 @@
  *
  * Starts PROGRAM with the preload library, reads its spool while it runs,
  * and when it has ended, however it ended, completes the trace (the spool
- * reader calls lib/complete.h), prints a summary on stderr, and turns the
+ * reader calls lib/trace/complete.h), prints a summary on stderr, and turns the
  * spools of PROGRAM's other processes into traces of their own.  The
  * environment and the file names PROGRAM's preload library is given are
- * the run protocol (lib/run_protocol.h).
+ * the run protocol (lib/tracer/run_protocol.h).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* Finishing traces, for `run` and `recover`: a spool read into a complete
  * trace, the spools a run's other processes left, and the summary printed
- * after either.  Completing itself is the library's (lib/complete.h). */
+ * after either.  Completing itself is the library's (lib/trace/complete.h). */
 #include <errno.h>
 #include <glob.h>
 #include <limits.h>

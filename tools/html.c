@@ -45,7 +45,7 @@
  *   stacks    {"id": [leaf node or -1, frame...]}: frames only for the
  *             stacks rows refer to, the leaf alone for the others in the tree
  *   stack_skip {"id": frames at its top that are the allocator's, not the
- *             site (lib/sites.h)}, for listed stacks that have such frames
+ *             site (lib/trace/sites.h)}, for listed stacks that have such frames
  *   leak_sites [[stack, blocks, bytes, smallest block, largest block]]
  *   waste_sites [[stack, count, bytes, bytes lost]], waste_total
  *   hist      [[size class, alignment class, count, bytes, bytes lost]]

@@ -1,6 +1,6 @@
 /* One replay of the live heap for the trace model (see trace_heap.h).
  *
- * The replay (lib/replay.h) decides the order of events and where the
+ * The replay (lib/trace/replay.h) decides the order of events and where the
  * peak is; this file only adds them up.  Each stack's live bytes at the
  * peak are kept without a second pass: a stack's value at the peak is the
  * value it had after its last change at or before the peak, saved lazily

@@ -1,7 +1,7 @@
 /* The trace model's replay of the live heap (trace_model.h, TM_HEAP):
  * per stack what it allocated, lost to rounding and held at the peak, the
  * timeline and allocations by size and alignment, all from one pass of
- * lib/replay.h over the lifetimes.  Private to trace_model.c. */
+ * lib/trace/replay.h over the lifetimes.  Private to trace_model.c. */
 #ifndef ALLOCTRACE_TRACE_HEAP_H
 #define ALLOCTRACE_TRACE_HEAP_H
 

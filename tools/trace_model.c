@@ -1,7 +1,7 @@
 /* The trace as report, check and html see it (see trace_model.h).
  *
  * Relies on the views of a finished trace (leak_sites, runtime_blocks,
- * docs/schema.md) and on the peak that finishing stored (lib/replay.h),
+ * docs/schema.md) and on the peak that finishing stored (lib/trace/replay.h),
  * replayed here only for a trace that lacks it or when TM_HEAP asks for
  * the replay anyway (trace_heap.c).
  */
@@ -345,7 +345,7 @@ static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
     return &e->f;
 }
 
-/* ---- sites (lib/sites.h decides them) ------------------------------------------------ */
+/* ---- sites (lib/trace/sites.h decides them) ------------------------------------------------ */
 
 typedef struct site_of {
     long long stack, site;
@@ -555,7 +555,7 @@ static void load_summary(tm_trace *t)
 
 /* ---- the peak ------------------------------------------------------------------------------ */
 
-/* The exact peak (lib/replay.h): as finishing stored it, or replayed here
+/* The exact peak (lib/trace/replay.h): as finishing stored it, or replayed here
  * from the lifetimes for a trace finished by an older alloctrace. */
 static void load_peak(tm_trace *t)
 {

@@ -4,7 +4,7 @@
  * shows and judges the same things.
  *
  * Stacks are trimmed at the top and merged into sites by the one rule of
- * lib/sites.h, which finishing stored in the trace (stack_sites): frames
+ * lib/trace/sites.h, which finishing stored in the trace (stack_sites): frames
  * of alloctrace itself and of the allocator's entry points are kept but
  * marked (`skip`), so the first frame shown is the code that asked for
  * memory; stacks that read the same once symbolized are one site (a loop
@@ -44,7 +44,7 @@ typedef struct tm_stack {
     size_t depth;
     const tm_frame **frames; /* frames[0] is the innermost (level 0) */
     size_t skip;             /* frames[0..skip) are the allocator's: not shown */
-    long long site;          /* the site it belongs to (lib/sites.h) */
+    long long site;          /* the site it belongs to (lib/trace/sites.h) */
     char *key;               /* the site, as a string, for merging findings */
     char *names;             /* function names (or module+offset) of the frames shown:
                                 what a baseline matches, stable across builds and ASLR */
@@ -121,7 +121,7 @@ enum {
     TM_ALIGN_CLASSES = 65, /* an alignment's: its log2 (the next power of two's if none) */
 };
 
-/* One replay of the lifetimes (lib/replay.h; TM_HEAP). */
+/* One replay of the lifetimes (lib/trace/replay.h; TM_HEAP). */
 typedef struct tm_heap {
     tm_stack_heap *stacks; /* in the order the replay met them */
     size_t nstacks;
@@ -157,7 +157,7 @@ typedef struct tm_trace {
 
 enum {
     TM_SUMMARY = 1,  /* counts, program, findings by kind */
-    TM_PEAK = 2,     /* the exact peak (lib/replay.h): stored, or one pass over the lifetimes */
+    TM_PEAK = 2,     /* the exact peak (lib/trace/replay.h): stored, or one pass over the lifetimes */
     TM_LEAKS = 4,    /* sites */
     TM_FINDINGS = 8, /* findings */
     TM_HEAP = 16,    /* one replay: `heap`, and the peak (TM_PEAK not needed) */

@@ -86,7 +86,7 @@ static const char finish_sql[] =
     "CREATE VIEW runtime_blocks AS SELECT l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size,"
     " " AT_SQL_INFO_ALIGN("l.info") " AS align, l.stack AS stack, r.reason AS reason"
     " FROM runtime_owned r JOIN lifetimes l ON l.seq = r.seq;"
-    /* Sites, not stacks (lib/sites.h): a stack with no row in stack_sites
+    /* Sites, not stacks (lib/trace/sites.h): a stack with no row in stack_sites
      * (not symbolized yet) is a site of its own. */
     "CREATE VIEW leak_sites AS SELECT coalesce(ss.site, k.stack) AS stack, count(*) AS blocks,"
     " sum(k.size) AS bytes, min(k.size) AS min_size, max(k.size) AS max_size,"

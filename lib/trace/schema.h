@@ -35,7 +35,7 @@
 #define AT_SQL_INFO_FREE_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_FREE_OP_SHIFT) ") & 7)"
 #define AT_SQL_INFO_RELEASE_LAYOUT(x) "(" x " & " AT_STRINGIFY(AT_INFO_RELEASE_LAYOUT) ")"
 
-/* Each stack's site (lib/sites.h), filled once the frames are symbolized;
+/* Each stack's site (lib/trace/sites.h), filled once the frames are symbolized;
  * created at close (a trace finished by an older alloctrace has none). */
 #define AT_SQL_STACK_SITES_TABLE                                                                   \
     "CREATE TABLE IF NOT EXISTS stack_sites(stack INTEGER PRIMARY KEY, site INTEGER NOT NULL,"    \
