@@ -21,9 +21,10 @@ int at__backtrace(uintptr_t *frames, int depth, int skip);
  * prepare handler closes a gate instead: at__backtrace_fork_prepare()
  * waits until no thread is inside libunwind and keeps new ones out (they
  * wait at the gate, holding no lock of the tracer) until parent or child
- * opens it again.  Each at__backtrace() pays one atomic increment and one
- * decrement, on a counter of its own thread's (shared only past 64
- * threads). */
+ * opens it again.  Each at__backtrace() marks its thread inside and
+ * outside with plain stores into a slot of the thread's own, the forking
+ * thread making them visible with membarrier(2); past 1,024 threads, or
+ * without membarrier, with two atomic operations on a shared counter. */
 void at__backtrace_fork_prepare(void);
 /* The gate itself, for other code that takes locks nobody else can take:
  * the tracer's own dl_iterate_phdr calls (modules.c), which take glibc's
