@@ -19,13 +19,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <uthash.h>
-
 #include <alloctrace/alloctrace.h>
 
 #include "clock.h"
 #include "complete.h"
 #include "module_rows.h"
+#include "pairs.h"
 #include "records.h"
 #include "replay.h"
 #include "run_protocol.h"
@@ -35,18 +34,6 @@
 #include "sqlw.h"
 #include "tracer_internal.h"
 #include "writer.h"
-
-/* Half a lifetime waiting for the other half, by the allocation's
- * sequence number. */
-typedef struct pending {
-    uint64_t seq;
-    int is_free; /* the release came first */
-    union {
-        at_rec_alloc a;
-        at_rec_free f;
-    } u;
-    UT_hash_handle hh;
-} pending;
 
 /* A chunk to read in this poll, and where it stands in the run. */
 typedef struct chunk_ref {
@@ -58,7 +45,7 @@ struct at_spool_reader {
     at_spool spool;
     sqlite3 *db;
     at_sqlw *w;
-    pending *live;
+    at_pairs live;        /* half lifetimes waiting for the other half */
     size_t waiting_frees; /* entries of `live` that are releases */
     uint64_t *gen;
     uint64_t *off;
@@ -131,12 +118,7 @@ void at__spool_reader_abandon(at_spool_reader *r)
         return;
     if (r->spool.h)
         __atomic_store_n(&r->spool.h->consumer_pid, 0, __ATOMIC_RELEASE);
-    pending *p, *tmp;
-    HASH_ITER(hh, r->live, p, tmp)
-    {
-        HASH_DEL(r->live, p);
-        free(p);
-    }
+    at__pairs_free(&r->live);
     at__sqlw_free(r->w);
     sqlite3_close(r->db);
     at__spool_close(&r->spool);
@@ -148,21 +130,21 @@ void at__spool_reader_abandon(at_spool_reader *r)
 
 /* ---- records ------------------------------------------------------------------- */
 
-/* One row: the allocation, and its release unless `f` is NULL (a block
- * still live at the end). */
-static void write_pair(at_spool_reader *r, const at_rec_alloc *a, const at_rec_free *f)
+/* One row: the allocation `a` (an AT_PAIR_ALLOC entry), and its release
+ * unless `f` is NULL (a block still live at the end). */
+static void write_pair(at_spool_reader *r, const at_pair *a, const at_rec_free *f)
 {
     at_rec_lifetime l = {
         .kind = AT_REC_LIFETIME,
-        .family = a->family,
-        .alloc_op = a->op,
-        .align_log2 = a->align_log2,
-        .stack = a->stack,
-        .thread = a->thread,
+        .family = a->u.a.family,
+        .alloc_op = a->u.a.op,
+        .align_log2 = a->u.a.align_log2,
+        .stack = a->u.a.stack,
+        .thread = a->u.a.thread,
         .seq = a->seq,
-        .ptr = a->ptr,
-        .size = a->size,
-        .t = a->t,
+        .ptr = a->u.a.ptr,
+        .size = a->u.a.size,
+        .t = a->u.a.t,
     };
     if (f) {
         l.free_op = f->free_op;
@@ -176,43 +158,82 @@ static void write_pair(at_spool_reader *r, const at_rec_alloc *a, const at_rec_f
     at__sqlw_lifetime(r->w, &l);
 }
 
-static void wait_for_pair(at_spool_reader *r, uint64_t seq, const at_rec_alloc *a,
-                          const at_rec_free *f)
+/* What an AT_PAIR_ALLOC entry keeps of allocation `a`. */
+static void set_alloc(at_pair *p, const at_rec_alloc *a)
 {
-    pending *p = malloc(sizeof *p);
+    p->seq = a->seq;
+    p->state = AT_PAIR_ALLOC;
+    p->u.a.ptr = a->ptr;
+    p->u.a.size = a->size;
+    p->u.a.t = a->t;
+    p->u.a.stack = a->stack;
+    p->u.a.thread = a->thread;
+    p->u.a.family = a->family;
+    p->u.a.op = a->op;
+    p->u.a.align_log2 = a->align_log2;
+}
+
+static void wait_for_alloc(at_spool_reader *r, const at_rec_alloc *a)
+{
+    at_pair *p = at__pairs_add(&r->live, a->seq);
+    if (p)
+        set_alloc(p, a);
+    else
+        r->nomem = 1;
+}
+
+static void wait_for_free(at_spool_reader *r, const at_rec_free *f)
+{
+    at_pair *p = at__pairs_add(&r->live, f->seq);
     if (!p) {
         r->nomem = 1;
         return;
     }
-    p->seq = seq;
-    p->is_free = f != NULL;
-    r->waiting_frees += f != NULL;
-    if (f)
-        p->u.f = *f;
-    else
-        p->u.a = *a;
-    HASH_ADD(hh, r->live, seq, sizeof p->seq, p);
+    r->waiting_frees++;
+    p->state = AT_PAIR_FREE;
+    p->u.f.free_seq = f->free_seq;
+    p->u.f.free_size = f->free_size;
+    p->u.f.free_t = f->free_t;
+    p->u.f.free_thread = f->free_thread;
+    p->u.f.free_op = f->free_op;
+    p->u.f.free_align_log2 = f->free_align_log2;
+    p->u.f.free_layout_given = f->free_layout_given;
+}
+
+/* The release an AT_PAIR_FREE entry holds, as its record. */
+static at_rec_free waiting_free(const at_pair *p)
+{
+    return (at_rec_free){
+        .kind = AT_REC_FREE,
+        .free_op = p->u.f.free_op,
+        .free_align_log2 = p->u.f.free_align_log2,
+        .free_layout_given = p->u.f.free_layout_given,
+        .free_thread = p->u.f.free_thread,
+        .seq = p->seq,
+        .free_seq = p->u.f.free_seq,
+        .free_t = p->u.f.free_t,
+        .free_size = p->u.f.free_size,
+    };
 }
 
 static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 {
     /* A release read before its allocation is rare (their chunks read out
      * of order); while none waits, an allocation cannot have a partner in
-     * the table, and the lookup, a walk of a whole chain that misses when
-     * millions of blocks are live, is skipped. */
-    if (r->waiting_frees == 0) {
-        wait_for_pair(r, a->seq, a, NULL);
+     * the table, and the lookup is skipped. */
+    size_t slot = r->waiting_frees ? at__pairs_find(&r->live, a->seq) : SIZE_MAX;
+    if (slot == SIZE_MAX) {
+        wait_for_alloc(r, a);
         return;
     }
-    pending *p;
-    HASH_FIND(hh, r->live, &a->seq, sizeof a->seq, p);
-    if (!p) {
-        wait_for_pair(r, a->seq, a, NULL);
-    } else if (p->is_free) {
-        write_pair(r, a, &p->u.f);
-        HASH_DEL(r->live, p);
-        free(p);
+    at_pair *p = at__pairs_at(&r->live, slot);
+    if (p->state == AT_PAIR_FREE) {
+        at_rec_free f = waiting_free(p);
+        at__pairs_remove(&r->live, slot);
         r->waiting_frees--;
+        at_pair e;
+        set_alloc(&e, a);
+        write_pair(r, &e, &f);
     } else {
         r->corrupt = 1; /* the same allocation twice */
     }
@@ -220,14 +241,15 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 
 static void on_free(at_spool_reader *r, const at_rec_free *f)
 {
-    pending *p;
-    HASH_FIND(hh, r->live, &f->seq, sizeof f->seq, p);
-    if (!p) {
-        wait_for_pair(r, f->seq, NULL, f);
-    } else if (!p->is_free) {
-        write_pair(r, &p->u.a, f);
-        HASH_DEL(r->live, p);
-        free(p);
+    size_t slot = at__pairs_find(&r->live, f->seq);
+    if (slot == SIZE_MAX) {
+        wait_for_free(r, f);
+        return;
+    }
+    at_pair *p = at__pairs_at(&r->live, slot);
+    if (p->state == AT_PAIR_ALLOC) {
+        write_pair(r, p, f);
+        at__pairs_remove(&r->live, slot);
     } else {
         r->corrupt = 1; /* the same release twice */
     }
@@ -436,6 +458,39 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
     }
 }
 
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = (*(at_pair *const *)a)->seq, y = (*(at_pair *const *)b)->seq;
+    return (x > y) - (x < y);
+}
+
+/* The blocks still live at the end, as rows in sequence order (in table
+ * order without the memory to sort them); a release whose allocation
+ * never came leaves the spool corrupt.  Empties the table. */
+static void write_leaks(at_spool_reader *r)
+{
+    r->corrupt |= r->waiting_frees != 0;
+    size_t n = r->live.count - r->waiting_frees, k = 0;
+    at_pair **order = n ? malloc(n * sizeof *order) : NULL;
+    at_pair *p;
+    uint32_t cursor = 0;
+    while ((p = at__pairs_next(&r->live, &cursor)))
+        if (p->state != AT_PAIR_ALLOC)
+            continue;
+        else if (order)
+            order[k++] = p;
+        else
+            write_pair(r, p, NULL);
+    if (order) {
+        qsort(order, k, sizeof *order, by_seq);
+        for (size_t i = 0; i < k; i++)
+            write_pair(r, order[i], NULL);
+    }
+    free(order);
+    at__pairs_free(&r->live);
+    r->waiting_frees = 0;
+}
+
 /* Reads what is left, writes the blocks still live as leak rows and the
  * timeline, then completes the trace (complete.h). */
 int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
@@ -444,16 +499,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     uint64_t t0 = at__now_ns();
     long rc = at__spool_reader_poll(r);
     at__sqlw_exec(r->w, "BEGIN");
-    pending *p, *tmp;
-    HASH_ITER(hh, r->live, p, tmp)
-    {
-        if (!p->is_free)
-            write_pair(r, &p->u.a, NULL); /* still live at the end */
-        else
-            r->corrupt = 1; /* a release whose allocation never came */
-        HASH_DEL(r->live, p);
-        free(p);
-    }
+    write_leaks(r);
     at__sqlw_flush(r->w);
     at__sqlw_exec(r->w, "COMMIT");
     int err = rc < 0 ? (int)rc : at__sqlw_error(r->w);
