@@ -189,31 +189,34 @@ static int has_views(sqlite3 *db)
     return count(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'leaks'") > 0;
 }
 
-/* `step` in a transaction of its own: committed, or rolled back. */
-static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db))
+/* `step(db, arg)` in a transaction of its own: committed, or rolled back. */
+static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db, const void *arg), const void *arg)
 {
     int rc = at__sql_exec(db, "BEGIN");
-    rc = rc ? rc : step(db);
+    rc = rc ? rc : step(db, arg);
     rc = rc ? rc : at__sql_exec(db, "COMMIT");
     if (rc)
         at__sql_exec(db, "ROLLBACK");
     return rc;
 }
 
-/* Step 2, in a transaction of its own. */
-static int replay(sqlite3 *db, const at_replay_log *log)
+/* Step 2: the replay, from the writer's log when it kept one. */
+static int replay(sqlite3 *db, const void *log)
 {
-    int rc = at__sql_exec(db, "BEGIN");
-    rc = rc ? rc : at__replay_log_store(log, db);
-    rc = rc ? rc : at__sql_exec(db, "COMMIT");
-    if (rc)
-        at__sql_exec(db, "ROLLBACK");
-    return rc;
+    return at__replay_log_store(log, db);
+}
+
+/* Step 3: indexes and views. */
+static int views(sqlite3 *db, const void *unused)
+{
+    (void)unused;
+    return at__schema_finish(db);
 }
 
 /* The sites, then the mark that symbols and sites are done. */
-static int store_sites(sqlite3 *db)
+static int store_sites(sqlite3 *db, const void *unused)
 {
+    (void)unused;
     int rc = at__sites_store(db);
     return rc ? rc : at__meta_set_int(db, AT_META_SYMBOLIZED, 1);
 }
@@ -224,7 +227,7 @@ static int symbolize(sqlite3 *db)
 {
     int rc = at__symbolize_frames(db);
     rc = rc ? rc : at__classify_runtime(db);
-    return rc ? rc : in_transaction(db, store_sites);
+    return rc ? rc : in_transaction(db, store_sites, NULL);
 }
 
 int at__trace_complete(sqlite3 *db, const at_trace_end *end)
@@ -234,10 +237,10 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end)
     int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
     int rc = finished ? 0 : at__modules_attribute(db);
     if (!rc && !finished)
-        rc = replay(db, end ? end->replay_log : NULL);
+        rc = in_transaction(db, replay, end ? end->replay_log : NULL);
     uint64_t t1 = at__now_ns();
     if (!rc && !has_views(db))
-        rc = in_transaction(db, at__schema_finish);
+        rc = in_transaction(db, views, NULL);
     uint64_t t2 = at__now_ns();
     if (!rc && at__meta_get_int(db, AT_META_SYMBOLIZED, 0) != 1)
         rc = symbolize(db);

@@ -215,9 +215,7 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
     at__spool_close(&old);
     t->nranges = 0;
     at_thread *th = at__thread_get(t);
-    at_rec_thread r = {.kind = AT_REC_THREAD, .id = th->id, .tid = th->tid};
-    memcpy(r.name, th->name, sizeof r.name);
-    at__thread_append(th, &r, sizeof r);
+    at__record_thread(th, th);
     spool_start_records(t, th, argc, argv);
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%ld", (long)getppid());

@@ -129,8 +129,7 @@ void at__thread_append_var(at_thread *th, uint8_t kind, uint32_t id, const void 
     at__thread_append(th, rec, size);
 }
 
-/* Thread `x`'s id, tid and name, in `th`'s buffer. */
-static void record_thread_to(at_thread *th, const at_thread *x)
+void at__record_thread(at_thread *th, const at_thread *x)
 {
     at_rec_thread r = {.kind = AT_REC_THREAD, .id = x->id, .tid = x->tid};
     memcpy(r.name, x->name, sizeof r.name);
@@ -139,7 +138,7 @@ static void record_thread_to(at_thread *th, const at_thread *x)
 
 static void record_thread(at_thread *th)
 {
-    record_thread_to(th, th);
+    at__record_thread(th, th);
 }
 
 /* ---- hot path --------------------------------------------------------------- */
@@ -637,7 +636,7 @@ int at_tracer_close(at_tracer *t)
     };
     pthread_mutex_lock(&t->threads_mu);
     for (at_thread *x = t->threads; x; x = x->next)
-        record_thread_to(th, x);
+        at__record_thread(th, x);
     at__thread_append(th, &end, sizeof end);
     if (closer.buf)
         t->sink->submit_buffer(t, closer.buf);

@@ -146,6 +146,9 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
 void at__thread_append_var(at_thread *th, uint8_t kind, uint32_t id, const void *payload,
                            uint32_t payload_size, uint32_t count);
 
+/* Records thread `x`'s id, tid and name in `th`'s buffer. */
+void at__record_thread(at_thread *th, const at_thread *x);
+
 /* Records the module map (every object loaded now) in `th`'s buffer. */
 void at__record_modules(at_tracer *t, at_thread *th);
 
