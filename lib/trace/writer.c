@@ -32,7 +32,6 @@
 #include "buffers.h"
 #include "clock.h"
 #include "complete.h"
-#include "module_rows.h"
 #include "schema.h"
 #include "sqlw.h"
 #include "tracer_internal.h"
@@ -266,8 +265,9 @@ static void write_leak(const at_block_info *b, void *arg)
 }
 
 /* Everything after the writer thread has stopped: what only the tracer
- * knows (the blocks still live, as leak rows; the module map of this
- * process), then the trace is completed like every other (complete.h). */
+ * knows (the blocks still live, as leak rows), then the trace is completed
+ * like every other (complete.h).  The module map came as MODULE records,
+ * the last of them from at_tracer_close. */
 static void finish(sqlite_sink *k)
 {
     at_sqlw *w = k->w;
@@ -276,7 +276,6 @@ static void finish(sqlite_sink *k)
     at__sqlw_flush(w);
     exec(k, "COMMIT");
     remember(k, at__sqlw_error(w));
-    remember(k, at__modules_write(k->db));
     at_tracer_stats s;
     at_tracer_get_stats(k->t, &s);
     at_trace_end end = {
