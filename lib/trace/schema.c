@@ -43,6 +43,9 @@ static const char tables_sql[] =
     "CREATE TABLE marks(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, thread INTEGER,"
     " label TEXT);"
     "CREATE TABLE runtime_owned(seq INTEGER PRIMARY KEY, reason TEXT NOT NULL);"
+    /* The exit scan's verdict on each block then live (vocab.h, AT_REACH);
+     * a live block without a row was not classified. */
+    "CREATE TABLE reachability(seq INTEGER PRIMARY KEY, class INTEGER NOT NULL);"
     "CREATE TABLE timeline(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL,"
     " live_bytes INTEGER NOT NULL, live_blocks INTEGER NOT NULL, alloc_calls INTEGER NOT NULL,"
     " alloc_bytes INTEGER NOT NULL, free_calls INTEGER NOT NULL);";
@@ -53,6 +56,9 @@ static const char tables_sql[] =
 #define FAMILY_NAME(x) "CASE " x AT_FAMILIES(FAMILY_WHEN) " END"
 #define OP_WHEN(id, code, name, description) " WHEN " #code " THEN '" name "'"
 #define OP_NAME(x) "CASE " x AT_OPS(OP_WHEN) " END"
+#define REACH_WHEN(id, code, name, kind, label, gated, color, description)                         \
+    " WHEN " #code " THEN '" name "'"
+#define REACH_NAME(x) "coalesce(CASE " x AT_REACH(REACH_WHEN) " END, 'unknown')"
 
 static const char finish_sql[] =
     "CREATE INDEX stack_frames_frame ON stack_frames(frame);"
@@ -81,17 +87,20 @@ static const char finish_sql[] =
     "CREATE VIEW leaks AS SELECT seq AS alloc_seq, ptr, size,"
     " " AT_SQL_INFO_ALIGN("info") " AS align,"
     " " FAMILY_NAME(AT_SQL_INFO_FAMILY("info")) " AS family,"
-    " thread, stack, t AS alloc_time_us FROM lifetimes WHERE free_dseq IS NULL"
+    " thread, stack, t AS alloc_time_us,"
+    " " REACH_NAME("(SELECT r.class FROM reachability r WHERE r.seq = lifetimes.seq)")
+    " AS reachability FROM lifetimes WHERE free_dseq IS NULL"
     " AND seq NOT IN (SELECT seq FROM runtime_owned);"
     "CREATE VIEW runtime_blocks AS SELECT l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size,"
     " " AT_SQL_INFO_ALIGN("l.info") " AS align, l.stack AS stack, r.reason AS reason"
     " FROM runtime_owned r JOIN lifetimes l ON l.seq = r.seq;"
     /* Sites, not stacks (lib/trace/sites.h): a stack with no row in stack_sites
      * (not symbolized yet) is a site of its own. */
-    "CREATE VIEW leak_sites AS SELECT coalesce(ss.site, k.stack) AS stack, count(*) AS blocks,"
+    "CREATE VIEW leak_sites AS SELECT coalesce(ss.site, k.stack) AS stack,"
+    " k.reachability AS reachability, count(*) AS blocks,"
     " sum(k.size) AS bytes, min(k.size) AS min_size, max(k.size) AS max_size,"
     " count(DISTINCT k.stack) AS stacks"
-    " FROM leaks k LEFT JOIN stack_sites ss ON ss.stack = k.stack GROUP BY 1;"
+    " FROM leaks k LEFT JOIN stack_sites ss ON ss.stack = k.stack GROUP BY 1, 2;"
     "CREATE VIEW finding_sites AS SELECT fi.kind AS kind,"
     " coalesce(rs.site, fi.release_stack, 0) AS release_site,"
     " CASE WHEN fi.alloc_seq IS NULL THEN NULL ELSE coalesce(al.site, fi.alloc_stack, 0) END"

@@ -58,6 +58,27 @@
     X(DOUBLE_FREE, "double-free", "double-free")                                                  \
     X(INVALID_FREE, "invalid-free", "invalid-free")
 
+/* Reachability of a block still live at exit, in valgrind's terms:
+ * X(ID, CODE, NAME, KIND, LABEL, GATED, COLOR, DESCRIPTION)
+ *   CODE   as stored in the trace (reachability.class); UNKNOWN is the
+ *          absence of a row: the block was never classified
+ *   NAME   as the leaks view spells it and JSON reports do
+ *   KIND   the word --leak-kinds takes (valgrind's --errors-for-leak-kinds)
+ *   LABEL  as the text reports print it
+ *   GATED  1: counted as a leak by check and run --check by default
+ * The order is the order reports show classes in. */
+#define AT_REACH(X)                                                                                \
+    X(DEFINITE, 1, "definitely_lost", "definite", "definitely lost", 1, "#c0392b",                \
+      "No pointer to the block is left anywhere in the program's memory")                         \
+    X(INDIRECT, 2, "indirectly_lost", "indirect", "indirectly lost", 1, "#e67e22",                \
+      "The block is pointed to only from blocks that are lost themselves")                        \
+    X(POSSIBLE, 3, "possibly_lost", "possible", "possibly lost", 0, "#b7950b",                    \
+      "Only pointers into the middle of the block are left")                                      \
+    X(REACHABLE, 4, "still_reachable", "reachable", "still reachable", 0, "#7f8c8d",              \
+      "The program still points to the block; it simply never released it")                     \
+    X(UNKNOWN, 0, "unknown", "unknown", "reachability unknown", 1, "#666666",                     \
+      "The program's memory was not scanned (it was killed, or the scan was impossible)")
+
 /* Allocation families: X(ID, CODE, NAME, DESCRIPTION).  Who allocated a
  * block decides who may release it. */
 #define AT_FAMILIES(X)                                                                             \
