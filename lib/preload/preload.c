@@ -682,6 +682,7 @@ __attribute__((constructor(101))) static void preload_start(void)
     }
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     at_quick_exit(on_quick_exit);
+    at__reach_note_self();
 
     at__spin_lock(&boot_lock);
     boot_adopt_all();
@@ -691,6 +692,14 @@ __attribute__((constructor(101))) static void preload_start(void)
         fprintf(stderr, "alloctrace: %lu blocks allocated before tracing started are not tracked\n",
                 boot_dropped);
     at__untraced = 0;
+}
+
+/* Tracing ends here, once: `won` tells the one exit path that closes. */
+static void seal(void *won)
+{
+    int expected = S_READY;
+    *(int *)won = __atomic_compare_exchange_n(&state, &expected, S_OFF, 0, __ATOMIC_ACQ_REL,
+                                              __ATOMIC_ACQUIRE);
 }
 
 /* Closes the trace once, from whichever exit path comes first: the last
@@ -706,11 +715,16 @@ static void finish(void)
     void_fn freeres = cxx_symbol("_ZN9__gnu_cxx9__freeresEv");
     if (freeres)
         freeres();
-    expected = S_READY;
-    if (!__atomic_compare_exchange_n(&state, &expected, S_OFF, 0, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_ACQUIRE))
-        return;
+    /* Which blocks the program still points to, with every other thread
+     * stopped; tracing ends before they go on, so the trace ends with the
+     * heap the scan saw. */
+    int won = 0;
     at__untraced = 1;
+    at__tracer_exit_scan(tracer, seal, &won);
+    if (!won) {
+        at__untraced = 0;
+        return;
+    }
     int rc = at_tracer_close(tracer);
     tracer = NULL;
     if (rc != 0)

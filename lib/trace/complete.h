@@ -51,6 +51,13 @@
     X(WRITER_PID, "writer_pid")                                                                    \
     X(SPOOL_CHUNKS, "spool_chunks")                                                                \
     X(PARENT_PID, "parent_pid")                                                                    \
+    X(REACH_SCAN, "reach_scan")                                                                    \
+    X(REACH_THREADS, "reach_threads")                                                              \
+    X(REACH_THREADS_UNSTOPPED, "reach_threads_unstopped")                                          \
+    X(REACH_SCANNED_BYTES, "reach_scanned_bytes")                                                  \
+    X(REACH_SKIPPED_BYTES, "reach_skipped_bytes")                                                  \
+    X(REACH_US, "reach_us")                                                                        \
+    X(REACH_SEQ, "reach_seq")                                                                      \
     X(FINISHED, "finished")
 
 typedef enum at_meta_key {

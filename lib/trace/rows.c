@@ -21,6 +21,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "at_uthash.h"
+#include "complete.h"
 #include "module_rows.h"
 #include "rowbatch.h"
 #include "run_protocol.h"
@@ -55,7 +56,7 @@ enum { LIFETIME_NCOLS = 10 };
 typedef struct writer {
     sqlite3 *db;
     sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread;
-    sqlite3_stmt *frame_lookup, *release_layout;
+    sqlite3_stmt *frame_lookup, *release_layout, *reach;
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
     at_rowbatch rows;             /* a sorted batch's column values */
     at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
@@ -105,10 +106,12 @@ static int prepare(writer *w)
         "SELECT id FROM frames WHERE ip = ?",
         "INSERT INTO release_layouts VALUES(?,?,?)",
         "INSERT INTO lifetimes SELECT * FROM at_lifetime_batch",
+        "INSERT OR REPLACE INTO reachability(seq, class) VALUES(?,?)",
     };
     sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
                             &w->frame,        &w->stack_frame,    &w->thread,
-                            &w->frame_lookup, &w->release_layout, &w->lifetime_batch};
+                            &w->frame_lookup, &w->release_layout, &w->lifetime_batch,
+                            &w->reach};
     if (at__rowbatch_init(&w->rows, w->db, "at_lifetime_batch", LIFETIME_COLUMNS,
                           LIFETIME_NCOLS, BATCH_MAX) != 0)
         return AT_E_DB;
@@ -123,7 +126,8 @@ static void finalize(writer *w)
 {
     sqlite3_stmt *all[] = {w->lifetime,       w->finding,      w->stack,
                            w->frame,          w->stack_frame,  w->thread,
-                           w->frame_lookup,   w->release_layout, w->lifetime_batch};
+                           w->frame_lookup,   w->release_layout, w->lifetime_batch,
+                           w->reach};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     /* The module stays registered on the connection (SQLite frees it when
@@ -471,6 +475,8 @@ size_t at__record_size(const unsigned char *p, size_t avail)
     case AT_REC_FINDING: n = sizeof(at_rec_finding); break;
     case AT_REC_THREAD: n = sizeof(at_rec_thread); break;
     case AT_REC_END: n = sizeof(at_rec_end); break;
+    case AT_REC_REACH_END: n = sizeof(at_rec_reach_end); break;
+    case AT_REC_REACH:
     case AT_REC_STACK:
     case AT_REC_MODULE:
     case AT_REC_MARK:
@@ -483,6 +489,9 @@ size_t at__record_size(const unsigned char *p, size_t avail)
         if (n < sizeof h || h.count > n - sizeof h)
             return 0;
         if (*p == AT_REC_STACK && (h.count > AT_MAX_STACK_DEPTH || h.count * 8 > n - sizeof h))
+            return 0;
+        if (*p == AT_REC_REACH && (h.count > AT_REACH_BATCH || h.count * 8 > n - sizeof h ||
+                                   h.id < AT_REACH_DEFINITE || h.id > AT_REACH_REACHABLE))
             return 0;
         break;
     }
@@ -508,6 +517,29 @@ static void write_module(writer *w, const unsigned char *p, uint32_t n)
     at_module_info info = {path, (uintptr_t)m.base, (uintptr_t)m.start, (uintptr_t)m.end,
                            *build ? build : NULL};
     fail(w, at__modules_insert(w->db, &info));
+}
+
+/* The exit scan's classes (records.h): one row per block. */
+static void write_reach(writer *w, const at_rec_var *h, const unsigned char *seqs)
+{
+    for (uint32_t i = 0; i < h->count; i++) {
+        uint64_t seq;
+        memcpy(&seq, seqs + i * sizeof seq, sizeof seq);
+        bind_u64(w->reach, 1, seq);
+        sqlite3_bind_int(w->reach, 2, (int)h->id);
+        step(w, w->reach);
+    }
+}
+
+static void write_reach_end(writer *w, const at_rec_reach_end *e)
+{
+    fail(w, at__meta_set_text(w->db, AT_META_REACH_SCAN, "done"));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_THREADS, e->threads));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_THREADS_UNSTOPPED, e->threads_unstopped));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_SCANNED_BYTES, (int64_t)e->scanned_bytes));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_SKIPPED_BYTES, (int64_t)e->skipped_bytes));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_US, (int64_t)(e->duration_ns / 1000)));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_SEQ, (int64_t)e->scan_seq));
 }
 
 int at__sqlw_record(at_sqlw *w, const unsigned char *p)
@@ -550,6 +582,18 @@ int at__sqlw_record(at_sqlw *w, const unsigned char *p)
         at_rec_var h;
         memcpy(&h, p, sizeof h);
         write_module(w, p + sizeof h, h.count);
+        return 1;
+    }
+    case AT_REC_REACH: {
+        at_rec_var h;
+        memcpy(&h, p, sizeof h);
+        write_reach(w, &h, p + sizeof h);
+        return 1;
+    }
+    case AT_REC_REACH_END: {
+        at_rec_reach_end e;
+        memcpy(&e, p, sizeof e);
+        write_reach_end(w, &e);
         return 1;
     }
     }

@@ -35,6 +35,78 @@ static struct {
 static atomic_size_t mapped;
 static atomic_long fail_budget = -1;
 
+/* Every range the tracer maps (at__mem_each_region): the reachability
+ * scan must not take the tracer's own tables, which hold a pointer to
+ * every live block, for the program's memory.  A fixed table (512 KiB of
+ * bss, touched only as far as it is used): chunks are never unmapped,
+ * large blocks free their slot.  A range that finds the table full is
+ * counted (at__mem_unregistered) and the scan says so. */
+enum { MAX_REGIONS = 1 << 15 };
+static struct {
+    at__spinlock lock;
+    uint32_t used; /* slots [0, used) were ever taken */
+    uint64_t unregistered;
+    struct {
+        uintptr_t lo, hi; /* hi == 0: a free slot */
+    } r[MAX_REGIONS];
+} regions;
+
+static void region_add(uintptr_t lo, size_t size)
+{
+    at__spin_lock(&regions.lock);
+    uint32_t i = 0;
+    while (i < regions.used && regions.r[i].hi != 0)
+        i++;
+    if (i == regions.used && regions.used < MAX_REGIONS)
+        regions.used++;
+    if (i < regions.used) {
+        regions.r[i].lo = lo;
+        regions.r[i].hi = lo + size;
+    } else {
+        regions.unregistered++;
+    }
+    at__spin_unlock(&regions.lock);
+}
+
+static void region_remove(uintptr_t lo)
+{
+    at__spin_lock(&regions.lock);
+    for (uint32_t i = 0; i < regions.used; i++) {
+        if (regions.r[i].lo == lo && regions.r[i].hi != 0) {
+            regions.r[i].hi = 0;
+            break;
+        }
+    }
+    at__spin_unlock(&regions.lock);
+}
+
+void at__mem_note_region(const void *lo, size_t size)
+{
+    region_add((uintptr_t)lo, size);
+}
+
+void at__mem_forget_region(const void *lo)
+{
+    region_remove((uintptr_t)lo);
+}
+
+size_t at__mem_each_region(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < regions.used; i++) {
+        if (regions.r[i].hi != 0) {
+            fn(regions.r[i].lo, regions.r[i].hi, arg);
+            n++;
+        }
+    }
+    return n;
+}
+
+uint64_t at__mem_unregistered(void)
+{
+    return regions.unregistered;
+}
+
 static int class_of(size_t size)
 {
     int shift = MIN_SHIFT;
@@ -63,6 +135,7 @@ static void *map(size_t size)
     if (p == MAP_FAILED)
         return NULL;
     atomic_fetch_add(&mapped, size);
+    region_add((uintptr_t)p, size);
     return p;
 }
 
@@ -131,6 +204,7 @@ void at__mem_free(void *ptr, size_t size)
     if (size > ((size_t)1 << MAX_SHIFT)) {
         size_t rounded = (size + 4095) & ~(size_t)4095;
         int saved = errno;
+        region_remove((uintptr_t)ptr);
         munmap(ptr, rounded);
         errno = saved;
         atomic_fetch_sub(&mapped, rounded);
@@ -147,10 +221,12 @@ void at__mem_free(void *ptr, size_t size)
 void at__mem_lock(void)
 {
     at__spin_lock(&pool.lock);
+    at__spin_lock(&regions.lock);
 }
 
 void at__mem_unlock(void)
 {
+    at__spin_unlock(&regions.lock);
     at__spin_unlock(&pool.lock);
 }
 

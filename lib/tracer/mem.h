@@ -24,11 +24,21 @@ void at__mem_free(void *ptr, size_t size);
  * at__mem_alloc fails, until at__mem_fail_after(-1) disarms it. */
 void at__mem_fail_after(long n);
 
-/* fork(): the pool's lock, taken last by the prepare handler (it nests
+/* fork(): the pool's lock (and the region table's, inside it), taken last by the prepare handler (it nests
  * inside every other lock of the tracer and takes none itself) and
  * released after the fork in the parent and in the child. */
 void at__mem_lock(void);
 void at__mem_unlock(void);
+
+/* The ranges the tracer has mapped for itself, and others it names (the
+ * spool's mapping): fn(lo, hi) for each; returns how many.  The caller
+ * holds at__mem_lock (the reachability scan, with every other thread
+ * stopped), so the table cannot change under it. */
+void at__mem_note_region(const void *lo, size_t size);
+void at__mem_forget_region(const void *lo);
+size_t at__mem_each_region(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg);
+/* Ranges the table had no room for (the scan counts them as roots). */
+uint64_t at__mem_unregistered(void);
 
 /* Bytes currently mapped for the tracer's own use. */
 size_t at__mem_mapped(void);

@@ -29,7 +29,13 @@ enum at_rec_kind {
      * them by the allocation's sequence number. */
     AT_REC_ALLOC = 9, /* at_rec_alloc */
     AT_REC_FREE = 10, /* at_rec_free */
+    /* The reachability scan's verdict, written at close (reach.h): */
+    AT_REC_REACH = 11,     /* at_rec_var (id: class, count: seqs) + uint64_t seq[] */
+    AT_REC_REACH_END = 12, /* at_rec_reach_end: the scan ran; its figures */
 };
+
+/* Allocation sequence numbers per AT_REC_REACH record. */
+enum { AT_REACH_BATCH = 256 };
 
 /* Operations, as stored in the trace (docs/schema.md; vocab.h, AT_OPS). */
 enum at_op {
@@ -132,6 +138,13 @@ typedef struct at_rec_thread {
     uint32_t pad2;
     char name[16];
 } at_rec_thread;
+
+typedef struct at_rec_reach_end {
+    uint8_t kind;
+    uint8_t pad[7];
+    uint32_t threads, threads_unstopped;
+    uint64_t scanned_bytes, skipped_bytes, duration_ns, scan_seq;
+} at_rec_reach_end;
 
 typedef struct at_rec_end {
     uint8_t kind;

@@ -13,6 +13,7 @@
 
 #include <alloctrace/error.h>
 
+#include "mem.h"
 #include "spool.h"
 
 static int map(at_spool *s, int fd, size_t size)
@@ -20,6 +21,7 @@ static int map(at_spool *s, int fd, size_t size)
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED)
         return AT_E_NOMEM;
+    at__mem_note_region(p, size); /* records of pointers: never a root */
     s->base = p;
     s->h = p;
     s->map_size = size;
@@ -67,8 +69,10 @@ int at__spool_open(at_spool *s, const char *path)
 
 void at__spool_close(at_spool *s)
 {
-    if (s->base)
+    if (s->base) {
+        at__mem_forget_region(s->base);
         munmap(s->base, s->map_size);
+    }
     if (s->fd >= 0)
         close(s->fd);
     s->base = NULL;

@@ -510,6 +510,7 @@ int at__tracer_new(const at_trace_options *opts, at_tracer **out)
     t->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
     t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
     t->abort_on_finding = opts->abort_on_finding;
+    t->no_leak_scan = opts->no_leak_scan;
     t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
     t->start_ns = at__now_ns();
     at__fast_clock_init(&t->clock);
@@ -608,6 +609,94 @@ void at__tracer_fork_child(at_tracer *t)
     at__backtrace_fork_child();
 }
 
+/* ---- reachability (reach.h) ------------------------------------------------- */
+
+int at_tracer_leak_check(at_tracer *t, at_leak_check *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!t)
+        return AT_E_INVALID;
+    at_reach_self self;
+    AT_REACH_SELF(&self);
+    at_reach r;
+    int rc = at__reach_run(t, &self, t->heap_traced, NULL, NULL, &r);
+    *out = r.stats;
+    at__reach_free(&r);
+    return rc;
+}
+
+int at__tracer_exit_scan(at_tracer *t, void (*while_stopped)(void *), void *arg)
+{
+    at_reach_self self;
+    AT_REACH_SELF(&self);
+    int rc = at__reach_run(t, &self, t->heap_traced, while_stopped, arg, &t->reach);
+    t->reach_done = 1;
+    return rc;
+}
+
+typedef struct reach_out {
+    at_tracer *t;
+    at_thread *th;
+    uint64_t seqs[5][AT_REACH_BATCH];
+    uint32_t n[5];
+} reach_out;
+
+static void reach_flush(reach_out *o, int c)
+{
+    if (o->n[c])
+        at__thread_append_var(o->th, AT_REC_REACH, (uint32_t)c, o->seqs[c],
+                              o->n[c] * (uint32_t)sizeof o->seqs[c][0], o->n[c]);
+    o->n[c] = 0;
+}
+
+/* Each block live at close, with the class the scan gave it; a block it
+ * never saw was being allocated by a thread the scan stopped halfway (its
+ * allocation's record follows the scan), and that thread holds it. */
+static void reach_one(const at_block_info *b, void *arg)
+{
+    reach_out *o = arg;
+    int c = at__reach_class_of(&o->t->reach, b->ptr, b->seq);
+    if (c == AT_REACH_UNKNOWN)
+        c = AT_REACH_REACHABLE;
+    o->seqs[c][o->n[c]++] = b->seq;
+    if (o->n[c] == AT_REACH_BATCH)
+        reach_flush(o, c);
+}
+
+static void record_reachability(at_tracer *t, at_thread *th)
+{
+    if (!t->reach_done && !t->no_leak_scan) {
+        at_reach_self self;
+        AT_REACH_SELF(&self);
+        at__reach_run(t, &self, t->heap_traced, NULL, NULL, &t->reach);
+        t->reach_done = 1;
+    }
+    if (!t->reach_done || !t->reach.stats.done)
+        return;
+    reach_out *o = at__mem_alloc(sizeof *o);
+    if (!o)
+        return; /* nothing recorded: the leaks read as unknown */
+    o->t = t;
+    o->th = th;
+    memset(o->n, 0, sizeof o->n);
+    at__live_foreach_locked(&t->live, reach_one, o);
+    for (int c = 0; c < 5; c++)
+        reach_flush(o, c);
+    at__mem_free(o, sizeof *o);
+    const at_leak_check *st = &t->reach.stats;
+    at_rec_reach_end e = {
+        .kind = AT_REC_REACH_END,
+        .threads = st->threads,
+        .threads_unstopped = st->threads_unstopped,
+        .scanned_bytes = st->scanned_bytes,
+        .skipped_bytes = st->skipped_bytes,
+        .duration_ns = st->duration_ns,
+        .scan_seq = t->reach.scan_seq,
+    };
+    at__thread_append(th, &e, sizeof e);
+    at__reach_free(&t->reach);
+}
+
 int at_tracer_close(at_tracer *t)
 {
     if (!t)
@@ -624,6 +713,7 @@ int at_tracer_close(at_tracer *t)
     at_thread *th = pthread_getspecific(t->key);
     if (!th)
         th = &closer;
+    record_reachability(t, th);
     at__record_modules(t, th);
     at_rec_end end = {
         .kind = AT_REC_END,

@@ -17,6 +17,7 @@
 #include "buffers.h"
 #include "clock.h"
 #include "live.h"
+#include "reach.h"
 #include "records.h"
 #include "spinlock.h"
 #include "stacks.h"
@@ -109,7 +110,20 @@ struct at_tracer {
         uintptr_t start, end;
     } ranges[512];
     unsigned long long modules_generation; /* at the last scan */
+
+    /* The reachability scan at exit (reach.h): made by the preload library
+     * when the program ends, or by at_tracer_close; recorded at close. */
+    int no_leak_scan;
+    int heap_traced; /* the C library's heap holds only traced blocks */
+    int reach_done;
+    at_reach reach;
 };
+
+/* The preload library's scan when the program ends: with every other
+ * thread stopped, `while_stopped(arg)` runs after the scan (it turns
+ * tracing off, so that the trace ends where the scan saw the heap).  The
+ * calling function's frame and registers are the calling thread's roots. */
+int at__tracer_exit_scan(at_tracer *t, void (*while_stopped)(void *), void *arg);
 
 /* A tracer with no sink yet: state, live table, stacks, thread key.  The
  * sink's constructor (at_tracer_open, at__tracer_open_spool) then sets

@@ -90,6 +90,9 @@ typedef struct at_trace_options {
     unsigned stack_depth;
     /* Record a finding, write it to the trace, then abort(). */
     int abort_on_finding;
+    /* at_tracer_close does not scan the process for pointers to the blocks
+     * still live: the trace's leaks are then all of reachability unknown. */
+    int no_leak_scan;
     /* Memory the tracer may hold in buffers not yet written, in bytes
      * (0 means 16 MiB), counted in 256 KiB buffers and never fewer than
      * four: each thread's partly filled buffer counts too.  Allocating
@@ -176,6 +179,32 @@ typedef struct at_live_summary {
 
 AT_API uint64_t at_tracer_mark(at_tracer *tracer, const char *label);
 AT_API void at_tracer_live_since(at_tracer *tracer, uint64_t mark, at_live_summary *out);
+
+/* Leak check now: classifies every block live through `tracer` by scanning
+ * the process's memory for pointers to it, as valgrind and LeakSanitizer do
+ * (LSan's __lsan_do_recoverable_leak_check): the caller's stack from its
+ * frame up, every other thread's stack and registers (each thread is
+ * stopped for the scan), and every writable mapping that is neither the C
+ * library's heap nor the tracer's own memory.  `blocks` and `bytes` are
+ * indexed by class, vocab.h's AT_REACH codes (1 definitely lost,
+ * 2 indirectly lost, 3 possibly lost, 4 still reachable; 0 unknown, which
+ * a completed scan leaves empty).  Blocks the C and C++ runtimes keep on
+ * purpose are counted too: the trace sets them aside later.  Nothing is
+ * written to the trace; at_tracer_close records the same scan, made then,
+ * unless `no_leak_scan` was set.  Returns 0, or a negative AT_E_* code
+ * when the scan was impossible (`done` is then 0). */
+typedef struct at_leak_check {
+    uint64_t blocks[5];
+    uint64_t bytes[5];
+    uint32_t threads;           /* other threads stopped for the scan */
+    uint32_t threads_unstopped; /* ... that did not stop (scanned as they ran) */
+    uint64_t scanned_bytes;     /* roots and blocks read */
+    uint64_t skipped_bytes;     /* roots that could not be read */
+    uint64_t duration_ns;
+    int done;
+} at_leak_check;
+
+AT_API int at_tracer_leak_check(at_tracer *tracer, at_leak_check *out);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,593 @@
+/* The reachability scan (reach.h): the blocks, the roots, the marking.
+ *
+ * Marking follows valgrind's memcheck, so that both give a block the same
+ * class: roots and registers first, a pointer to a block's start from a
+ * root or a reachable block makes it reachable, any other pointer into it
+ * (or one from a possibly lost block) possibly lost, and a block whose
+ * state rises is scanned again.  Then every block still unreached, in
+ * address order, leads a clique: what it reaches and nothing reached
+ * before is indirectly lost, and a former leader that a later one reaches
+ * joins that one's clique.  The leaders are definitely lost.
+ */
+#include <string.h>
+#include <time.h>
+
+#include <alloctrace/error.h>
+
+#include "mem.h"
+#include "reach.h"
+#include "tracer_internal.h"
+
+enum { S_UNREACHED = 0, S_POSSIBLE = 1, S_REACHABLE = 2, S_INDIRECT = 3 };
+enum { PAGE_SHIFT = 12, NO_CLIQUE = -1 };
+
+/* The blocks as a lookup table: sorted starts, plus an open-addressing
+ * table from each page a block covers to the first block covering it, so
+ * that a word that points into no block costs one probe.  Blocks of more
+ * than BIG_PAGES pages are kept aside and searched when the probe fails. */
+enum { BIG_PAGES = 256 };
+
+typedef struct scan {
+    at_reach_block *b;
+    uint8_t *st;
+    size_t n;
+    uintptr_t lo, hi; /* lowest start, highest end */
+    uint64_t *pages;  /* (page << 1 | 1) keys; 0 free */
+    uint32_t *first;
+    size_t pmask, pages_bytes;
+    uint32_t *big;
+    size_t nbig, big_bytes;
+    uint32_t *stack; /* the mark stack: each block at most twice */
+    size_t top, stack_bytes;
+    const at_vmas *vmas;
+    int direct; /* blocks may be read in place */
+    uint64_t scanned, skipped;
+    char *buf; /* roots are copied here */
+    size_t buf_bytes;
+} scan;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static size_t mix(uint64_t page)
+{
+    page *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(page >> 17);
+}
+
+static size_t span_pages(const at_reach_block *b)
+{
+    uint64_t size = b->size ? b->size : 1;
+    return (size_t)(((b->start + size - 1) >> PAGE_SHIFT) - (b->start >> PAGE_SHIFT) + 1);
+}
+
+static void page_put(scan *s, uint64_t page, uint32_t idx)
+{
+    uint64_t key = page << 1 | 1;
+    for (size_t h = mix(page) & s->pmask;; h = (h + 1) & s->pmask) {
+        if (s->pages[h] == key)
+            return; /* a lower block covers it already */
+        if (s->pages[h] == 0) {
+            s->pages[h] = key;
+            s->first[h] = idx;
+            return;
+        }
+    }
+}
+
+static int page_get(const scan *s, uint64_t page, uint32_t *idx)
+{
+    uint64_t key = page << 1 | 1;
+    for (size_t h = mix(page) & s->pmask;; h = (h + 1) & s->pmask) {
+        if (s->pages[h] == key) {
+            *idx = s->first[h];
+            return 1;
+        }
+        if (s->pages[h] == 0)
+            return 0;
+    }
+}
+
+static int index_blocks(scan *s)
+{
+    size_t npages = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t k = span_pages(&s->b[i]);
+        if (k > BIG_PAGES)
+            s->nbig++;
+        else
+            npages += k;
+    }
+    size_t cap = 1024;
+    while (cap < npages * 2)
+        cap *= 2;
+    s->pmask = cap - 1;
+    s->pages_bytes = cap * (sizeof *s->pages + sizeof *s->first);
+    s->pages = at__reach_map(s->pages_bytes);
+    s->big_bytes = (s->nbig + 1) * sizeof *s->big;
+    s->big = at__reach_map(s->big_bytes);
+    if (!s->pages || !s->big)
+        return AT_E_NOMEM;
+    s->first = (uint32_t *)(s->pages + cap);
+    size_t nb = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const at_reach_block *b = &s->b[i];
+        size_t k = span_pages(b);
+        if (k > BIG_PAGES) {
+            s->big[nb++] = (uint32_t)i;
+            continue;
+        }
+        for (size_t p = 0; p < k; p++)
+            page_put(s, (b->start >> PAGE_SHIFT) + p, (uint32_t)i);
+    }
+    if (s->n) {
+        s->lo = s->b[0].start;
+        for (size_t i = 0; i < s->n; i++) {
+            uintptr_t end = s->b[i].start + (s->b[i].size ? s->b[i].size : 1);
+            if (end > s->hi)
+                s->hi = end;
+        }
+    }
+    return 0;
+}
+
+static int contains(const at_reach_block *b, uintptr_t w)
+{
+    return w >= b->start && w - b->start < (b->size ? b->size : 1);
+}
+
+/* The block `w` points into, or -1. */
+static long find_block(const scan *s, uintptr_t w)
+{
+    if (w < s->lo || w >= s->hi)
+        return -1;
+    uint32_t first;
+    if (page_get(s, w >> PAGE_SHIFT, &first)) {
+        /* The last block starting at or below w, among those from
+         * `first` on: at most one page's worth of starts past it. */
+        size_t lo = first, hi = s->n;
+        if (hi - lo > 4098)
+            hi = lo + 4098;
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (s->b[mid].start <= w)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        if (contains(&s->b[lo], w))
+            return (long)lo;
+    }
+    for (size_t i = 0; i < s->nbig; i++)
+        if (contains(&s->b[s->big[i]], w))
+            return (long)s->big[i];
+    return -1;
+}
+
+/* ---- reading a block's words ----------------------------------------------------- */
+
+/* The word at `addr` of a live block, if it can be read safely. */
+static int peek(const scan *s, uintptr_t addr, uintptr_t *out)
+{
+    if (s->direct && at__vmas_readable_anon(s->vmas, addr, addr + sizeof *out)) {
+        memcpy(out, (const void *)addr, sizeof *out);
+        return 1;
+    }
+    return at__reach_copy(addr, out, sizeof *out) == 0;
+}
+
+static int looks_like_vtable(const scan *s, uintptr_t p)
+{
+    if (p < 4096 || (p & (sizeof p - 1)))
+        return 0;
+    const at_vma *m = at__vmas_find(s->vmas, p);
+    if (!m || !m->read || m->write || m->anon)
+        return 0;
+    uintptr_t fn;
+    if (at__reach_copy(p, &fn, sizeof fn) != 0)
+        return 0;
+    const at_vma *code = at__vmas_find(s->vmas, fn);
+    return fn == 0 || (code && code->exec && !code->write);
+}
+
+/* valgrind's heuristics (its default, --leak-check-heuristics=all): an
+ * interior pointer that is how a program normally holds the block.  The
+ * layouts are those of libstdc++'s reference-counted std::string, a
+ * 64-bit length prefix (sqlite's), new[] of elements with a destructor
+ * (a count first) and a second base class's part of an object. */
+static int heuristic_start(const scan *s, const at_reach_block *b, uintptr_t w)
+{
+    uintptr_t w0, w1;
+    size_t W = sizeof(uintptr_t);
+    if (w == b->start + 3 * W && peek(s, b->start + W, &w1) && 3 * W + w1 + 1 == b->size &&
+        peek(s, b->start, &w0) && w0 <= w1)
+        return 1; /* std::string: length, capacity, refcount, characters */
+    if (w == b->start + W && b->size >= W && peek(s, b->start, &w0) && w0 > 0 &&
+        ((b->size - W) == w0 || (b->size - W) % w0 == 0))
+        return 1; /* a length or an element count first */
+    if ((w & (W - 1)) == 0 && w != b->start && peek(s, w, &w1) && peek(s, b->start, &w0) &&
+        looks_like_vtable(s, w1) && looks_like_vtable(s, w0))
+        return 1; /* multiple inheritance */
+    return 0;
+}
+
+/* glibc's arena keeps pointers to chunk headers (its top chunk, its bins),
+ * and a header is the last word of the block before it: a word pointing
+ * exactly there is the allocator's, not the program's. */
+static int chunk_header_of_next(const at_reach_block *b, uintptr_t w)
+{
+    uint64_t chunk = (b->size + 8 + 15) & ~(uint64_t)15;
+    if (chunk < 32)
+        chunk = 32;
+    return w == b->start - 16 + chunk;
+}
+
+/* ---- marking ----------------------------------------------------------------- */
+
+static void push(scan *s, size_t i)
+{
+    s->stack[s->top++] = (uint32_t)i;
+}
+
+static void mark(scan *s, uintptr_t w, int prior_definite, int from_root)
+{
+    long i = find_block(s, w);
+    if (i < 0)
+        return;
+    const at_reach_block *b = &s->b[i];
+    uint8_t *st = &s->st[i];
+    if (*st == S_REACHABLE)
+        return;
+    int start = w == b->start;
+    if (!start && from_root && chunk_header_of_next(b, w))
+        return;
+    if (!start)
+        start = heuristic_start(s, b, w);
+    if (start && prior_definite) {
+        *st = S_REACHABLE;
+        push(s, (size_t)i);
+    } else if (*st == S_UNREACHED) {
+        *st = S_POSSIBLE;
+        push(s, (size_t)i);
+    }
+}
+
+static void gather(scan *s, uintptr_t w, long leader)
+{
+    long i = find_block(s, w);
+    if (i < 0 || i == leader || s->st[i] != S_UNREACHED)
+        return;
+    s->st[i] = S_INDIRECT;
+    push(s, (size_t)i);
+}
+
+static void scan_words(scan *s, const uintptr_t *words, size_t n, int prior_definite,
+                       long leader, int from_root)
+{
+    uintptr_t lo = s->lo, span = s->hi - s->lo;
+    for (size_t k = 0; k < n; k++) {
+        uintptr_t w = words[k];
+        if (w - lo >= span)
+            continue;
+        if (leader == NO_CLIQUE)
+            mark(s, w, prior_definite, from_root);
+        else
+            gather(s, w, leader);
+    }
+}
+
+/* Scans [lo, hi) of memory that is not a block: copied, never read in
+ * place. */
+static void scan_root(scan *s, uintptr_t lo, uintptr_t hi)
+{
+    lo = (lo + 7) & ~(uintptr_t)7;
+    hi &= ~(uintptr_t)7;
+    while (lo < hi) {
+        size_t len = hi - lo < s->buf_bytes ? hi - lo : s->buf_bytes;
+        s->skipped += at__reach_copy(lo, s->buf, len);
+        s->scanned += len;
+        scan_words(s, (const uintptr_t *)(void *)s->buf, len / 8, 1, NO_CLIQUE, 1);
+        lo += len;
+    }
+}
+
+static void scan_block(scan *s, size_t i, long leader)
+{
+    const at_reach_block *b = &s->b[i];
+    uintptr_t lo = (b->start + 7) & ~(uintptr_t)7, hi = (b->start + b->size) & ~(uintptr_t)7;
+    if (hi <= lo)
+        return;
+    int definite = s->st[i] != S_POSSIBLE;
+    s->scanned += hi - lo;
+    if (s->direct && at__vmas_readable_anon(s->vmas, lo, hi)) {
+        scan_words(s, (const uintptr_t *)lo, (hi - lo) / 8, definite, leader, 0);
+        return;
+    }
+    while (lo < hi) {
+        size_t len = hi - lo < s->buf_bytes ? hi - lo : s->buf_bytes;
+        at__reach_copy(lo, s->buf, len);
+        scan_words(s, (const uintptr_t *)(void *)s->buf, len / 8, definite, leader, 0);
+        lo += len;
+    }
+}
+
+static void drain(scan *s, long leader)
+{
+    while (s->top > 0)
+        scan_block(s, s->stack[--s->top], leader);
+}
+
+static void cliques(scan *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->st[i] != S_UNREACHED)
+            continue;
+        push(s, i);
+        drain(s, (long)i);
+    }
+}
+
+/* ---- the roots ----------------------------------------------------------------- */
+
+static void subtract_and_scan(scan *s, uintptr_t lo, uintptr_t hi, const at_ranges *ex)
+{
+    /* ex is sorted and merged: walk the parts of [lo, hi) between them. */
+    size_t a = 0, b = ex->n;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (ex->r[mid].hi <= lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    for (size_t k = a; lo < hi && k < ex->n && ex->r[k].lo < hi; k++) {
+        if (ex->r[k].lo > lo)
+            scan_root(s, lo, ex->r[k].lo);
+        if (ex->r[k].hi > lo)
+            lo = ex->r[k].hi;
+    }
+    if (lo < hi)
+        scan_root(s, lo, hi);
+}
+
+static void add_region(uintptr_t lo, uintptr_t hi, void *arg)
+{
+    at__ranges_add(arg, lo, hi);
+}
+
+/* What is not a root: the tracer's memory, the scan's, the heap (when all
+ * of it is traced), each stopped thread's stack below its stack pointer
+ * (the x86-64 red zone, 128 bytes, is kept). */
+static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *self,
+                      int heap_traced, at_ranges *ex)
+{
+    at__mem_each_region(add_region, ex);
+    at__reach_self_ranges(ex);
+    /* The scan's own memory mapped before the mapping snapshot was taken
+     * (what it maps later is not in the snapshot). */
+    at__ranges_add(ex, (uintptr_t)w->threads, (uintptr_t)w->threads + w->map_bytes);
+    at__ranges_add(ex, (uintptr_t)s->vmas->text, (uintptr_t)s->vmas->text + s->vmas->text_cap);
+    int rc = heap_traced ? at__reach_heap_ranges(s->vmas, s->b, s->n, ex) : 0;
+    for (size_t i = 0; rc == 0 && i <= w->n; i++) {
+        uintptr_t sp = i < w->n ? w->threads[i].sp : self->sp;
+        if (i < w->n && w->threads[i].state != 1)
+            continue;
+        const at_vma *m = at__vmas_find(s->vmas, sp);
+        uintptr_t below = sp > 128 ? (sp - 128) & ~(uintptr_t)7 : 0;
+        if (m && below > m->lo)
+            rc = at__ranges_add(ex, m->lo, below);
+    }
+    if (!heap_traced)
+        for (size_t i = 0; rc == 0 && i < s->n; i++)
+            rc = at__ranges_add(ex, s->b[i].start, s->b[i].start + s->b[i].size);
+    at__ranges_normalize(ex);
+    return rc;
+}
+
+static void scan_registers(scan *s, const at_reach_world *w, const at_reach_self *self)
+{
+    scan_words(s, self->regs, self->nregs, 1, NO_CLIQUE, 1);
+    for (size_t i = 0; i < w->n; i++)
+        if (w->threads[i].state == 1)
+            scan_words(s, w->threads[i].regs, w->threads[i].nregs, 1, NO_CLIQUE, 1);
+}
+
+static int scan_roots(scan *s, const at_reach_world *w, const at_reach_self *self,
+                      int heap_traced)
+{
+    at_ranges ex = {0};
+    int rc = exclusions(s, w, self, heap_traced, &ex);
+    if (rc == 0) {
+        for (size_t i = 0; i < s->vmas->n; i++) {
+            const at_vma *m = &s->vmas->v[i];
+            if (m->read && m->write && !m->skip)
+                subtract_and_scan(s, m->lo, m->hi, &ex);
+        }
+        scan_registers(s, w, self);
+    }
+    at__ranges_free(&ex);
+    return rc;
+}
+
+/* ---- the blocks ---------------------------------------------------------------- */
+
+typedef struct collect {
+    at_reach_block *b;
+    size_t n, cap;
+} collect;
+
+static void collect_one(const at_block_info *info, void *arg)
+{
+    collect *c = arg;
+    if (c->n < c->cap)
+        c->b[c->n++] = (at_reach_block){info->ptr, info->size, info->seq};
+}
+
+/* LSD radix sort on the start address, 16 bits a pass (bits 4..51). */
+static int sort_blocks(at_reach_block *b, size_t n)
+{
+    size_t bytes = n * sizeof *b;
+    at_reach_block *tmp = at__reach_map(bytes ? bytes : 1);
+    uint32_t *count = at__reach_map(65536 * sizeof *count);
+    if (!tmp || !count) {
+        at__reach_unmap(tmp, bytes ? bytes : 1);
+        at__reach_unmap(count, 65536 * sizeof *count);
+        return AT_E_NOMEM;
+    }
+    at_reach_block *from = b, *to = tmp;
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, 65536 * sizeof *count);
+        for (size_t i = 0; i < n; i++)
+            count[(from[i].start >> shift) & 0xffff]++;
+        uint32_t sum = 0;
+        for (size_t k = 0; k < 65536; k++) {
+            uint32_t c = count[k];
+            count[k] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            to[count[(from[i].start >> shift) & 0xffff]++] = from[i];
+        at_reach_block *x = from;
+        from = to;
+        to = x;
+    }
+    /* Four passes: the result is back in b. */
+    at__reach_unmap(tmp, bytes ? bytes : 1);
+    at__reach_unmap(count, 65536 * sizeof *count);
+    return 0;
+}
+
+static void count_one(const at_block_info *info, void *arg)
+{
+    (void)info;
+    (*(size_t *)arg)++;
+}
+
+static int collect_blocks(at_tracer *t, at_reach *out)
+{
+    size_t live = 0;
+    at__live_foreach(&t->live, count_one, &live);
+    size_t cap = live + 1;
+    out->map_bytes = cap * (sizeof *out->blocks + 1);
+    out->blocks = at__reach_map(out->map_bytes);
+    if (!out->blocks)
+        return AT_E_NOMEM;
+    out->cls = (uint8_t *)(out->blocks + cap);
+    collect c = {out->blocks, 0, cap};
+    at__live_foreach(&t->live, collect_one, &c);
+    out->n = c.n;
+    return sort_blocks(out->blocks, out->n);
+}
+
+/* ---- the whole --------------------------------------------------------------- */
+
+static void classify(scan *s, at_reach *out)
+{
+    static const uint8_t cls_of[] = {
+        [S_UNREACHED] = AT_REACH_DEFINITE,
+        [S_POSSIBLE] = AT_REACH_POSSIBLE,
+        [S_REACHABLE] = AT_REACH_REACHABLE,
+        [S_INDIRECT] = AT_REACH_INDIRECT,
+    };
+    for (size_t i = 0; i < s->n; i++) {
+        uint8_t c = cls_of[s->st[i]];
+        s->st[i] = c; /* st is out->cls */
+        out->stats.blocks[c]++;
+        out->stats.bytes[c] += s->b[i].size;
+    }
+}
+
+static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
+                    int heap_traced, at_reach *out)
+{
+    s->b = out->blocks;
+    s->st = out->cls;
+    s->n = out->n;
+    memset(s->st, 0, s->n);
+    s->stack_bytes = (2 * s->n + 1) * sizeof *s->stack;
+    s->stack = at__reach_map(s->stack_bytes);
+    s->buf_bytes = 1 << 20;
+    s->buf = at__reach_map(s->buf_bytes);
+    int rc = s->stack && s->buf ? index_blocks(s) : AT_E_NOMEM;
+    rc = rc ? rc : scan_roots(s, w, self, heap_traced);
+    if (rc == 0) {
+        drain(s, NO_CLIQUE);
+        cliques(s);
+        classify(s, out);
+    }
+    at__reach_unmap(s->stack, s->stack_bytes);
+    at__reach_unmap(s->buf, s->buf_bytes);
+    at__reach_unmap(s->pages, s->pages_bytes);
+    at__reach_unmap(s->big, s->big_bytes);
+    return rc;
+}
+
+int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
+                  void (*while_stopped)(void *), void *arg, at_reach *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t t0 = now_ns();
+    /* Every lock of the tracer, as for fork(): no thread can then be
+     * stopped halfway through changing the live table or the memory the
+     * scan sets aside. */
+    at__tracer_fork_prepare(t);
+    at_reach_world w;
+    int rc = at__reach_world_stop(&w);
+    at_vmas vmas = {0};
+    if (rc == 0)
+        rc = at__vmas_read(&vmas);
+    if (rc == 0)
+        rc = collect_blocks(t, out);
+    if (rc == 0) {
+        out->scan_seq = __atomic_load_n(&t->seq, __ATOMIC_ACQUIRE);
+        scan s;
+        memset(&s, 0, sizeof s);
+        s.vmas = &vmas;
+        s.direct = w.unstopped == 0;
+        rc = run_scan(&s, &w, self, heap_traced, out);
+        out->stats.scanned_bytes = s.scanned;
+        out->stats.skipped_bytes = s.skipped;
+    }
+    out->stats.threads = w.stopped;
+    out->stats.threads_unstopped = w.unstopped;
+    if (while_stopped)
+        while_stopped(arg);
+    at__reach_world_resume(&w);
+    at__tracer_fork_parent(t);
+    at__vmas_free(&vmas);
+    out->stats.duration_ns = now_ns() - t0;
+    out->stats.done = rc == 0;
+    if (rc) {
+        at__reach_free(out);
+        out->stats.done = 0;
+    }
+    return rc;
+}
+
+int at__reach_class_of(const at_reach *r, uintptr_t ptr, uint64_t seq)
+{
+    size_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (r->blocks[mid].start < ptr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < r->n && r->blocks[lo].start == ptr && r->blocks[lo].seq == seq)
+        return r->cls[lo];
+    return AT_REACH_UNKNOWN;
+}
+
+void at__reach_free(at_reach *r)
+{
+    at__reach_unmap(r->blocks, r->map_bytes);
+    r->blocks = NULL;
+    r->cls = NULL;
+    r->n = 0;
+    r->map_bytes = 0;
+}
