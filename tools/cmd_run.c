@@ -29,7 +29,7 @@
 
 typedef struct run_opts {
     const char *output, *depth, *unwind, *html;
-    int force, follow, abort_on, check, quiet;
+    int force, follow, abort_on, no_leak_scan, check, quiet;
     char **prog_argv;
 } run_opts;
 
@@ -140,6 +140,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         {"unwind", required_argument, NULL, 'u'},
         {"follow-children", no_argument, NULL, 'f'},
         {"abort-on-finding", no_argument, NULL, 'a'},
+        {"no-leak-scan", no_argument, NULL, 'N'},
         {"check", no_argument, NULL, 'c'},
         {"quiet", no_argument, NULL, 'q'},
         {"html", required_argument, NULL, 'H'},
@@ -156,6 +157,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         case 'u': o->unwind = optarg; break;
         case 'f': o->follow = 1; break;
         case 'a': o->abort_on = 1; break;
+        case 'N': o->no_leak_scan = 1; break;
         case 'c': o->check = 1; break;
         case 'q': o->quiet = 1; break;
         case 'H': o->html = optarg; break;
@@ -211,6 +213,7 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
         setenv(AT_ENV_UNWIND, o->unwind, 1);
     setenv(AT_ENV_FOLLOW_CHILDREN, o->follow ? AT_FLAG_ON : AT_FLAG_OFF, 1);
     setenv(AT_ENV_ABORT_ON_FINDING, o->abort_on ? AT_FLAG_ON : AT_FLAG_OFF, 1);
+    setenv(AT_ENV_LEAK_SCAN, o->no_leak_scan ? AT_FLAG_OFF : AT_FLAG_ON, 1);
     execv(prog, o->prog_argv);
     int e = errno;
     fprintf(stderr, "alloctrace: %s: %s\n", o->prog_argv[0], strerror(e));

@@ -568,6 +568,7 @@ static void choose_path(const char *prog)
 }
 
 static void finish(void);
+static int leak_scan = 1; /* AT_ENV_LEAK_SCAN */
 
 /* fork(): the boot table's lock first (the boot adoption calls into the
  * tracer while holding it), then every lock of the tracer, in the order
@@ -651,6 +652,9 @@ __attribute__((constructor(101))) static void preload_start(void)
         o.unwind = AT_UNWIND_FRAME_POINTERS;
     const char *abort_on = getenv(AT_ENV_ABORT_ON_FINDING);
     o.abort_on_finding = abort_on && strcmp(abort_on, AT_FLAG_ON) == 0;
+    const char *scan = getenv(AT_ENV_LEAK_SCAN);
+    leak_scan = !(scan && strcmp(scan, AT_FLAG_OFF) == 0);
+    o.no_leak_scan = !leak_scan;
     /* `alloctrace run` made the spool and reads it; a process on its own
      * (plain LD_PRELOAD, or a child it follows) makes its own, for
      * `alloctrace recover` to turn into a trace later. */
@@ -720,7 +724,10 @@ static void finish(void)
      * heap the scan saw. */
     int won = 0;
     at__untraced = 1;
-    at__tracer_exit_scan(tracer, seal, &won);
+    if (leak_scan)
+        at__tracer_exit_scan(tracer, seal, &won);
+    else
+        seal(&won);
     if (!won) {
         at__untraced = 0;
         return;

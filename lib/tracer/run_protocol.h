@@ -41,6 +41,9 @@
 #define AT_ENV_FOLLOW_CHILDREN "ALLOCTRACE_FOLLOW_CHILDREN"
 /* AT_FLAG_ON: abort at the first bad release, once its record is spooled. */
 #define AT_ENV_ABORT_ON_FINDING "ALLOCTRACE_ABORT_ON_FINDING"
+/* AT_FLAG_OFF: no reachability scan when the program ends (its leaks are
+ * then of reachability unknown). */
+#define AT_ENV_LEAK_SCAN "ALLOCTRACE_LEAK_SCAN"
 
 #define AT_FLAG_ON "1"
 #define AT_FLAG_OFF "0"
