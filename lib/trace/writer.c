@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -184,6 +186,8 @@ static void *writer_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    k->t->helper_sp = (uintptr_t)__builtin_frame_address(0);
+    __atomic_store_n(&k->t->helper_tid, (int32_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
     at__untraced = 1; /* SQLite's own allocations are not the program's */
     k->w = at__sqlw_new(k->db);
     for (;;) {

@@ -408,8 +408,11 @@ static void add_region(uintptr_t lo, uintptr_t hi, void *arg)
  * of it is traced), each stopped thread's stack below its stack pointer
  * (the x86-64 red zone, 128 bytes, is kept). */
 static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *self,
-                      int heap_traced, at_ranges *ex)
+                      int heap_traced, uintptr_t helper_sp, at_ranges *ex)
 {
+    const at_vma *hm = helper_sp ? at__vmas_find(s->vmas, helper_sp) : NULL;
+    if (hm)
+        at__ranges_add(ex, hm->lo, hm->hi);
     at__mem_each_region(add_region, ex);
     at__reach_self_ranges(ex);
     /* The scan's own memory mapped before the mapping snapshot was taken
@@ -442,10 +445,10 @@ static void scan_registers(scan *s, const at_reach_world *w, const at_reach_self
 }
 
 static int scan_roots(scan *s, const at_reach_world *w, const at_reach_self *self,
-                      int heap_traced)
+                      int heap_traced, uintptr_t helper_sp)
 {
     at_ranges ex = {0};
-    int rc = exclusions(s, w, self, heap_traced, &ex);
+    int rc = exclusions(s, w, self, heap_traced, helper_sp, &ex);
     if (rc == 0) {
         for (size_t i = 0; i < s->vmas->n; i++) {
             const at_vma *m = &s->vmas->v[i];
@@ -547,7 +550,7 @@ static void classify(scan *s, at_reach *out)
 }
 
 static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
-                    int heap_traced, at_reach *out)
+                    int heap_traced, uintptr_t helper_sp, at_reach *out)
 {
     s->b = out->blocks;
     s->st = out->cls;
@@ -559,7 +562,7 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
     s->buf = at__reach_map(s->buf_bytes);
     s->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     int rc = s->stack && s->buf ? index_blocks(s) : AT_E_NOMEM;
-    rc = rc ? rc : scan_roots(s, w, self, heap_traced);
+    rc = rc ? rc : scan_roots(s, w, self, heap_traced, helper_sp);
     if (rc == 0) {
         drain(s, NO_CLIQUE);
         cliques(s);
@@ -584,7 +587,7 @@ int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
      * scan sets aside. */
     at__tracer_fork_prepare(t);
     at_reach_world w;
-    int rc = at__reach_world_stop(&w);
+    int rc = at__reach_world_stop(&w, __atomic_load_n(&t->helper_tid, __ATOMIC_ACQUIRE));
     at_vmas vmas = {0};
     if (rc == 0)
         rc = at__vmas_read(&vmas);
@@ -596,7 +599,7 @@ int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
         memset(&s, 0, sizeof s);
         s.vmas = &vmas;
         s.direct = w.unstopped == 0;
-        rc = run_scan(&s, &w, self, heap_traced, out);
+        rc = run_scan(&s, &w, self, heap_traced, t->helper_sp, out);
         out->stats.scanned_bytes = s.scanned;
         out->stats.skipped_bytes = s.skipped;
     }

@@ -131,7 +131,7 @@ typedef struct at_reach_world {
 /* Stops every thread of the process but the caller (up to a deadline:
  * one that does not stop, its signal blocked, is counted in `unstopped`
  * and scanned as it is); at__reach_world_resume lets them go on. */
-int at__reach_world_stop(at_reach_world *w);
+int at__reach_world_stop(at_reach_world *w, int32_t skip_tid);
 void at__reach_world_resume(at_reach_world *w);
 
 /* ---- reach_maps.c: the process's memory -------------------------------------- */

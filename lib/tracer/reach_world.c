@@ -99,7 +99,7 @@ static int known(const at_reach_world *w, int32_t tid)
 }
 
 /* Adds the threads not known yet; returns how many, or an AT_E_* code. */
-static int list_threads(at_reach_world *w, size_t cap)
+static int list_threads(at_reach_world *w, size_t cap, int32_t skip)
 {
     int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -113,7 +113,7 @@ static int list_threads(at_reach_world *w, size_t cap)
             struct dirent64_head *d = (struct dirent64_head *)(buf + off);
             off += d->reclen;
             int32_t tid = (int32_t)strtol(d->name, NULL, 10);
-            if (tid <= 0 || tid == self || known(w, tid))
+            if (tid <= 0 || tid == self || tid == skip || known(w, tid))
                 continue;
             if (w->n == cap) {
                 close(fd);
@@ -155,8 +155,12 @@ static int blocked_mask(int32_t tid, uint64_t *mask)
         return 0;
     buf[n] = '\0';
     const char *p = strstr(buf, "SigBlk:");
-    if (p)
-        *mask |= strtoull(p + 7, NULL, 16);
+    uint64_t m = p ? strtoull(p + 7, NULL, 16) : 0;
+    /* A thread that blocks every real-time signal cannot be stopped by
+     * any: it does not decide which one is used. */
+    uint64_t rt = ~(uint64_t)0 << (SIGRTMIN - 1);
+    if ((m & rt) != rt)
+        *mask |= m;
     return 0;
 }
 
@@ -224,7 +228,7 @@ static void wait_stopped(at_reach_world *w, size_t from, uint64_t deadline)
     }
 }
 
-int at__reach_world_stop(at_reach_world *w)
+int at__reach_world_stop(at_reach_world *w, int32_t skip_tid)
 {
     memset(w, 0, sizeof *w);
     size_t cap = 65536;
@@ -233,7 +237,7 @@ int at__reach_world_stop(at_reach_world *w)
     if (!w->threads)
         return AT_E_NOMEM;
     int saved = errno;
-    int rc = list_threads(w, cap);
+    int rc = list_threads(w, cap, skip_tid);
     int sig = rc >= 0 ? choose_signal(w) : 0;
     if (rc >= 0 && sig == 0)
         rc = AT_E_INVALID;
@@ -253,7 +257,7 @@ int at__reach_world_stop(at_reach_world *w)
         ask(w, from, sig);
         wait_stopped(w, from, deadline);
         from = w->n;
-        if (list_threads(w, cap) <= 0)
+        if (list_threads(w, cap, skip_tid) <= 0)
             break;
     }
     for (size_t i = 0; i < w->n; i++) {

@@ -169,7 +169,6 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
     }
     t->sink = &spool_sink;
     t->sink_state = s;
-    t->heap_traced = 1; /* only the preload library writes a spool */
     at_thread *th = at__thread_get(t);
     spool_start_records(t, th, opts->argc, opts->argv);
     *out = t;

@@ -511,6 +511,10 @@ int at__tracer_new(const at_trace_options *opts, at_tracer **out)
     t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
     t->abort_on_finding = opts->abort_on_finding;
     t->no_leak_scan = opts->no_leak_scan;
+    /* The C library's heap is no root: its free chunks keep stale
+     * pointers to every block that ever was.  Memory the program got from
+     * an allocator the tracer does not see is therefore not scanned. */
+    t->heap_traced = 1;
     t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
     t->start_ns = at__now_ns();
     at__fast_clock_init(&t->clock);

@@ -117,6 +117,10 @@ struct at_tracer {
     int heap_traced; /* the C library's heap holds only traced blocks */
     int reach_done;
     at_reach reach;
+    /* A thread of the tracer's own (the SQLite sink's writer): never
+     * stopped by the scan, and its stack is no root. */
+    int32_t helper_tid;
+    uintptr_t helper_sp;
 };
 
 /* The preload library's scan when the program ends: with every other

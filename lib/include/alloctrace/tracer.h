@@ -189,7 +189,12 @@ AT_API void at_tracer_live_since(at_tracer *tracer, uint64_t mark, at_live_summa
  * indexed by class, vocab.h's AT_REACH codes (1 definitely lost,
  * 2 indirectly lost, 3 possibly lost, 4 still reachable; 0 unknown, which
  * a completed scan leaves empty).  Blocks the C and C++ runtimes keep on
- * purpose are counted too: the trace sets them aside later.  Nothing is
+ * purpose are counted too: the trace sets them aside later.  The heap of
+ * the C library is no root (its free chunks hold stale pointers): a
+ * pointer kept only in memory the program got from malloc without the
+ * tracer does not count, so the check is exact when every allocation goes
+ * through the tracer (alloctrace run) or the program keeps its pointers
+ * in globals, stacks and traced blocks.  Nothing is
  * written to the trace; at_tracer_close records the same scan, made then,
  * unless `no_leak_scan` was set.  Returns 0, or a negative AT_E_* code
  * when the scan was impossible (`done` is then 0). */
