@@ -24,7 +24,7 @@ function commandLine(meta) {
 function reachDetail(data) {
   const held = data.reach.filter((c) => c.blocks > 0);
   if (!held.length) return '';
-  return el('ul', { class: 'kinds reach-summary' }, held.map((c) =>
+  return el('ul', { class: 'reach-summary' }, held.map((c) =>
     el('li', { dataset: { reach: c.name, blocks: c.blocks, bytes: c.bytes } },
       reachBadge(c), ` ${fmt.bytes(c.bytes)} in ${fmt.plural(c.blocks, 'block')}`)));
 }
