@@ -197,7 +197,7 @@ def report_json(trace, *opts):
 
 d = report_json(leak)
 s = d["summary"]
-check(d["format"] == "alloctrace-report" and d["version"] == 1, "json: format and version")
+check(d["format"] == "alloctrace-report" and d["version"] == 2, "json: format and version (2: leaks per reachability class)")
 check(s["leaked_blocks"] == 3 and s["leaked_bytes"] == 3003, "json: 3 blocks, 3003 bytes leaked")
 check(len(d["leak_sites"]) == 1 and d["leak_sites"][0]["bytes"] == 3003
       and d["leak_sites"][0]["min_size"] == 1000 and d["leak_sites"][0]["max_size"] == 1002,

@@ -699,7 +699,7 @@ static void check_json(FILE *out, const tm_trace *t, const policy *p, const verd
     jw_init(&w, out);
     jw_obj(&w, NULL);
     jw_str(&w, "format", "alloctrace-check");
-    jw_int(&w, "version", 1);
+    jw_int(&w, "version", 2);
     jw_str(&w, "trace", t->path);
     jw_str(&w, "baseline", baseline);
     jw_str(&w, "result", v->failed ? "fail" : "pass");

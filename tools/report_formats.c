@@ -164,7 +164,7 @@ void report_json(FILE *out, const tm_trace *t, const report_opts *o)
     jw_init(&w, out);
     jw_obj(&w, NULL);
     jw_str(&w, "format", "alloctrace-report");
-    jw_int(&w, "version", 1);
+    jw_int(&w, "version", 2);
     jw_str(&w, "trace", t->path);
     json_program(&w, t);
     json_summary(&w, t);
