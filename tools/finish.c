@@ -50,11 +50,11 @@ static void print_findings(const tm_summary *s)
     fputc('\n', stderr);
 }
 
-/* The leaks by class, those that hold any: "; definitely lost 2 blocks,
- * 48 B, still reachable ...". */
+/* The leaks by class, those that hold any, on a line of their own:
+ * "leaked by reachability: definitely lost 2 blocks, 48 B; still ...". */
 static void print_reachability(const tm_summary *s)
 {
-    const char *sep = "\nalloctrace:     ";
+    const char *sep = "\nalloctrace:   leaked by reachability: ";
     for (int r = 0; r < TM_REACHES; r++) {
         if (s->by_reach[r].blocks == 0)
             continue;
