@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -196,7 +197,7 @@ def report_json(trace, *opts):
 
 d = report_json(leak)
 s = d["summary"]
-check(d["format"] == "alloctrace-report" and d["version"] == 1, "json: format and version")
+check(d["format"] == "alloctrace-report" and d["version"] == 2, "json: format and version (2: leaks per reachability class)")
 check(s["leaked_blocks"] == 3 and s["leaked_bytes"] == 3003, "json: 3 blocks, 3003 bytes leaked")
 check(len(d["leak_sites"]) == 1 and d["leak_sites"][0]["bytes"] == 3003
       and d["leak_sites"][0]["min_size"] == 1000 and d["leak_sites"][0]["max_size"] == 1002,
@@ -259,9 +260,10 @@ check(len(d["leak_sites"]) == 1, "--min-bytes keeps a site of exactly that size"
 # Finishing stored each stack's site and trim (stack_sites); renamed frames
 # in a trace made as an older alloctrace made them (no stack_sites, views
 # that group by stack) are trimmed by the same rule, computed on reading.
+# (Schema 3's leak_sites has the class second: so does this one.)
 OLD_VIEWS = """DROP VIEW finding_sites; DROP VIEW leak_sites; DROP TABLE stack_sites;
-    CREATE VIEW leak_sites AS SELECT stack, count(*) AS blocks, sum(size) AS bytes,
-    min(size) AS min_size, max(size) AS max_size FROM leaks GROUP BY stack;"""
+    CREATE VIEW leak_sites AS SELECT stack, reachability, count(*) AS blocks, sum(size) AS bytes,
+    min(size) AS min_size, max(size) AS max_size FROM leaks GROUP BY stack, reachability;"""
 for name in ("malloc", "at_alloc", "at__trace_alloc", "operator new(unsigned long)"):
     t = copy(leak, "trim.db")
     db = sqlite3.connect(os.path.join(work, t))
@@ -542,15 +544,18 @@ check((hd["summary"]["peak_bytes"], hd["summary"]["peak_blocks"]) == (4000, 2)
 st = make_trace("sites", views_prog, "sites")
 check(sql(st, "SELECT count(DISTINCT alloc_stack) FROM allocations WHERE free_seq IS NULL")
       == [(6,)], "sites: 6 leaking stacks (the loop really unrolled)")
-r = tool("report", st)
-text_sites = re.search(r"Leaks by allocation site, largest first \((\d+) sites?\)", r.stdout)
+r = tool("report", st, "--show-reachable")
+# Sites are per class: the headings of all the classes add up.
+text_sites = re.findall(r"(?m)^[A-Z][a-z ]+, by allocation site, largest first \((\d+) sites?\)",
+                        r.stdout)
+text_sites = str(sum(map(int, text_sites))) if text_sites else None
 text_findings = re.search(r"Bad releases, in the order they happened \((\d+) distinct\)", r.stdout)
 text_total = re.search(r"findings +(\d+):", r.stdout)
-js = report_json(st)
-sarif = json.loads(tool("report", st, "--format", "sarif").stdout)["runs"][0]["results"]
+js = report_json(st, "--show-reachable")
+sarif = json.loads(tool("report", st, "--format", "sarif", "--show-reachable").stdout)["runs"][0]["results"]
 hd = html_data(st)
 counts = {
-    "text": (int(text_sites.group(1)) if text_sites else None,
+    "text": (int(text_sites) if text_sites else None,
              int(text_findings.group(1)) if text_findings else None,
              int(text_total.group(1)) if text_total else None),
     "json": (len(js["leak_sites"]), len(js["findings"]), js["summary"]["findings"]),
@@ -596,6 +601,315 @@ check(sql(leak, "SELECT value FROM meta WHERE key = 'format'") == [("alloctrace-
       and not os.path.exists(os.path.join(work, "other.db")), "query: nothing was written")
 r = tool("query", leak, "SELECT 1 AS one; -- a comment")
 check(r.returncode == 0, "query: a trailing comment is not a second statement")
+
+# ---- reachability at exit (vocab.h's AT_REACH; the exit scan fills `reachability`) ----------------
+def vocab_reach():
+    """AT_REACH as lib/include/alloctrace/vocab.h defines it, read from the
+    source: [(name, code, kind, label, gated, color)] in its order."""
+    path = os.path.join(source_root, "lib", "include", "alloctrace", "vocab.h")
+    text = open(path).read().replace("\\\n", " ")
+    body = re.search(r"#define AT_REACH\(X\)(.*)", text).group(1)
+    return [(m[2], int(m[1]), m[3], m[4], m[5] == "1", m[6]) for m in re.findall(
+        r'X\(\s*(\w+),\s*(\d+),\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",\s*([01]),\s*"([^"]*)"',
+        body)]
+
+
+REACH = vocab_reach()
+CODE = {kind: code for _, code, kind, _, _, _ in REACH}
+NAME = {kind: name for name, _, kind, _, _, _ in REACH}
+LABEL = {kind: label for _, _, kind, label, _, _ in REACH}
+check([k for _, _, k, _, _, _ in REACH] == ["definite", "indirect", "possible", "reachable",
+                                             "unknown"]
+      and [k for _, _, k, _, g, _ in REACH if g] == ["definite", "indirect", "unknown"],
+      "vocab.h: five classes; definite, indirect and unknown gated by default (%s)" % REACH)
+
+
+def classify(src, name, by_size):
+    """A copy of trace `src` whose leaks have the classes the exit scan
+    would have stored: by_size maps a block's size to a KIND word (a size
+    not in it gets no row: unknown)."""
+    t = copy(src, name)
+    db = sqlite3.connect(os.path.join(work, t))
+    db.execute("DELETE FROM reachability")
+    for seq, size in db.execute("SELECT alloc_seq, size FROM leaks").fetchall():
+        if size in by_size:
+            db.execute("INSERT INTO reachability VALUES (?, ?)", (seq, CODE[by_size[size]]))
+    db.commit()
+    db.close()
+    return t
+
+
+def check_json(trace, *opts):
+    code, r = status(trace, "--format", "json", *opts)
+    d = json.loads(r.stdout)
+    check(d["exit_code"] == code, "check %s %s --format json: exit %d as it says"
+          % (trace, " ".join(opts), code))
+    return code, d
+
+
+def failed_classes(d):
+    return sorted(f["reachability"] for f in d["failures"] if f["kind"] == "leak")
+
+
+# leaky_site's three blocks: 1000 definitely lost, 1001 still reachable, 1002 possibly lost.
+cls = classify(leak, "classes.db", {1000: "definite", 1001: "reachable", 1002: "possible"})
+check(sql(cls, "SELECT size, reachability FROM leaks ORDER BY size")
+      == [(1000, "definitely_lost"), (1001, "still_reachable"), (1002, "possibly_lost")],
+      "classes: the leaks view names the classes stored")
+check(sorted(sql(cls, "SELECT reachability, blocks, bytes FROM leak_sites"))
+      == [("definitely_lost", 1, 1000), ("possibly_lost", 1, 1002), ("still_reachable", 1, 1001)],
+      "classes: leak_sites is per site and class")
+
+# An unscanned trace: every leak is unknown, and gated.
+d = report_json(leak)
+check([(x["reachability"], x["bytes"]) for x in d["leak_sites"]] == [("unknown", 3003)]
+      and d["summary"]["reachability"]["unknown"] == {"blocks": 3, "bytes": 3003, "sites": 1}
+      and all(d["summary"]["reachability"][n]["blocks"] == 0 for n, *_ in REACH if n != "unknown")
+      and d["summary"]["reach_scan"] is None,
+      "no scan: the leak is of unknown reachability (%s)" % d["summary"]["reachability"])
+code, j = check_json(leak)
+check(code == 1 and failed_classes(j) == ["unknown"] and j["policy"]["leak_kinds"]
+      == ["definite", "indirect", "unknown"], "no scan: unknown leaks fail the check by default")
+code, r = status(leak)
+check(re.search(r"(?m)^    reachability unknown FAIL 1 site, 3 blocks, .*not scanned", r.stdout)
+      is not None, "no scan: check says the unknown class failed, and why")
+code, r = status(leak, "--leak-kinds", "definite,indirect")
+check(code == 0, "no scan: --leak-kinds definite,indirect lets unknown leaks pass (as LSan would)")
+r = tool("report", leak)
+check("Reachability unknown, by allocation site" in r.stdout and "not scanned" in r.stdout
+      and "leaky_site" in r.stdout, "no scan: report lists unknown leaks with stacks, says why")
+
+# report: grouped by class in AT_REACH's order; still reachable as one line.
+d = report_json(cls)
+check([(x["reachability"], x["bytes"]) for x in d["leak_sites"]]
+      == [("definitely_lost", 1000), ("possibly_lost", 1002)] and d["leak_sites_omitted"] == 1,
+      "report json: sites by class, still reachable not listed (%s)"
+      % [(x["reachability"], x["bytes"]) for x in d["leak_sites"]])
+check({n: v["bytes"] for n, v in d["summary"]["reachability"].items()}
+      == {NAME["definite"]: 1000, NAME["indirect"]: 0, NAME["possible"]: 1002,
+          NAME["reachable"]: 1001, NAME["unknown"]: 0}
+      and d["summary"]["leaked_bytes"] == 3003 and d["summary"]["leak_sites"] == 3,
+      "report json: bytes per class in the summary, every class counted in the total")
+d = report_json(cls, "--show-reachable")
+check([x["reachability"] for x in d["leak_sites"]]
+      == [NAME["definite"], NAME["possible"], NAME["reachable"]] and d["leak_sites_omitted"] == 0,
+      "report json --show-reachable: all three, in AT_REACH's order")
+d = report_json(cls, "--show-reachable", "--top", "0")
+check(d["leak_sites"] == [] and d["leak_sites_omitted"] == 3, "report --top 0: no site listed")
+r = tool("report", cls)
+out = r.stdout
+heads = re.findall(r"(?m)^(Definitely lost|Indirectly lost|Possibly lost|Still reachable"
+                   r"|Reachability unknown)\b(.*)$", out)
+check([h for h, _ in heads] == ["Definitely lost", "Possibly lost", "Still reachable"]
+      and heads[2][1].startswith(": 1001 B in 1 block at 1 site (not listed: --show-reachable"),
+      "report text: definitely lost, possibly lost with stacks, still reachable one line (%s)"
+      % heads)
+summary = re.findall(r"(?m)^ +(definitely lost|indirectly lost|possibly lost|still reachable"
+                     r"|reachability unknown): (.*)$", out)
+check([s for s, _ in summary] == [LABEL[k] for _, _, k, _, _, _ in REACH]
+      and summary[0][1] == "1000 B in 1 block at 1 site" and summary[1][1] == "0 B in 0 blocks"
+      and summary[3][1] == "1001 B in 1 block at 1 site",
+      "report text: a leak summary line per class, in AT_REACH's order (%s)" % summary)
+sections = out.split("\nPossibly lost")
+check(len(sections) == 2 and "leaky_site" in sections[0].split("Definitely lost", 1)[1]
+      and "leaky_site" in sections[1].split("\nStill reachable")[0],
+      "report text: definitely and possibly lost sites are shown with their stacks")
+r = tool("report", cls, "--show-reachable")
+check("Still reachable, by allocation site" in r.stdout and "#3  1001 B" in r.stdout,
+      "report text --show-reachable: still reachable sites listed in full")
+
+# SARIF: the class in the message and the properties; not-gated classes are notes.
+res = json.loads(tool("report", cls, "--format", "sarif").stdout)["runs"][0]["results"]
+check([(x["properties"]["reachability"], x["level"]) for x in res]
+      == [(NAME["definite"], "warning"), (NAME["possible"], "note")]
+      and res[0]["message"]["text"].startswith("definitely lost: 1000 bytes")
+      and res[1]["message"]["text"].startswith("possibly lost: 1002 bytes"),
+      "sarif: class in properties and message; possibly lost is a note; still reachable omitted")
+res = json.loads(tool("report", cls, "--format", "sarif", "--show-reachable").stdout)["runs"][0]["results"]
+fps = [x["partialFingerprints"]["alloctraceStack/v1"] for x in res]
+check(len(res) == 3 and res[2]["level"] == "note" and len(set(fps)) == 3,
+      "sarif --show-reachable: still reachable as a note; one site in three classes is three "
+      "results (%s)" % fps)
+
+# JUnit: a failing case for each gated class, a passing one with output for the others.
+x = junit(cls)
+cases = x.findall(".//testcase")
+leak_cases = [(c.get("classname"), c.find("failure") is not None) for c in cases
+              if c.get("classname").startswith("alloctrace.leak")]
+check(leak_cases == [("alloctrace.leak." + NAME["definite"], True),
+                     ("alloctrace.leak." + NAME["possible"], False)]
+      and x.get("failures") == "1" and "possibly lost" in cases[1].find("system-out").text
+      and {p.get("name"): p.get("value") for p in x.iter("property")}["still_reachable_bytes"]
+      == "1001", "junit: classes in the case names, only gated classes fail (%s)" % leak_cases)
+x = junit(classify(leak, "reachable.db", {1000: "reachable", 1001: "reachable", 1002: "reachable"}))
+check([c.get("name") for c in x.findall(".//testcase")][0] == "no leaks listed"
+      and x.get("failures") == "0", "junit: only still reachable leaks: nothing fails")
+
+# check: the gated classes by default; --leak-kinds changes the set.
+code, j = check_json(cls)
+lk = j["categories"]["leaks"]
+check(code == 1 and failed_classes(j) == [NAME["definite"]] and (lk["blocks"], lk["bytes"])
+      == (1, 1000) and lk["reachability"][NAME["possible"]]["checked"] is False
+      and lk["reachability"][NAME["possible"]]["bytes"] == 1002
+      and lk["reachability"][NAME["definite"]]["failed"] is True,
+      "check: by default only definitely lost of these counts (%s)" % lk)
+code, r = status(cls)
+lines = re.findall(r"(?m)^    (definitely lost|indirectly lost|possibly lost|still reachable"
+                   r"|reachability unknown) +(FAIL|ok|-) +(.*)$", r.stdout)
+check([(c, s) for c, s, _ in lines] == [("definitely lost", "FAIL"), ("indirectly lost", "ok"),
+                                        ("possibly lost", "-"), ("still reachable", "-"),
+                                        ("reachability unknown", "ok")]
+      and lines[2][2].endswith("(not in --leak-kinds)") and "1002 B" in lines[2][2],
+      "check text: a line per class, what it counted and what not (%s)" % lines)
+check("leak, definitely lost: 1000 bytes" in r.stdout and "1002 bytes" not in r.stdout.split(
+      "\n\n", 1)[1], "check text: only the failing class is listed as a failure")
+for kinds, expect, classes in [("none", 0, []), ("possible", 1, [NAME["possible"]]),
+                               ("reachable", 1, [NAME["reachable"]]),
+                               ("possible,reachable", 1, [NAME["possible"], NAME["reachable"]]),
+                               ("indirect,unknown", 0, []),
+                               ("all", 1, sorted(NAME[k] for k in ("definite", "possible",
+                                                                  "reachable")))]:
+    code, j = check_json(cls, "--leak-kinds", kinds)
+    check(code == expect and failed_classes(j) == sorted(classes),
+          "check --leak-kinds %s: exit %d, failing %s" % (kinds, code, failed_classes(j)))
+code, r = status(cls, "--leak-kinds", "definite", "--fail-on", "mismatch")
+check(code == 0, "check: --fail-on without leaks: no class fails")
+
+# Limits count the classes counted; KIND=N limits one class.
+for opts, expect in [(["--max-leaked-bytes", "1000"], 0), (["--max-leaked-bytes", "999"], 1),
+                     (["--max-leaked-blocks", "1"], 0), (["--max-leaked-blocks", "0"], 1),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "3003"], 0),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "3002"], 1),
+                     (["--leak-kinds", "all", "--max-leaked-blocks", "3"], 0),
+                     (["--max-leaked-bytes", "definite=1000"], 0),
+                     (["--max-leaked-bytes", "definite=999"], 1),
+                     (["--max-leaked-blocks", "definite=1"], 0),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "definite=1000"], 1),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "definite=1K",
+                       "--max-leaked-bytes", "possible=1002", "--max-leaked-bytes",
+                       "reachable=1001"], 0),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "definite=1K",
+                       "--max-leaked-bytes", "possible=1002", "--max-leaked-bytes",
+                       "reachable=1000"], 1),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "definite=1K",
+                       "--max-leaked-bytes", "3003"], 0),
+                     (["--leak-kinds", "all", "--max-leaked-bytes", "definite=1K",
+                       "--max-leaked-bytes", "3002"], 1)]:
+    code, j = check_json(cls, *opts)
+    check(code == expect, "check %s: exit %d (%s)" % (" ".join(opts), expect, failed_classes(j)))
+code, j = check_json(cls, "--leak-kinds", "all", "--max-leaked-bytes", "definite=1000")
+check(failed_classes(j) == [NAME["possible"], NAME["reachable"]]
+      and j["categories"]["leaks"]["reachability"][NAME["definite"]]["max_leaked_bytes"] == 1000,
+      "check: a class with a limit of its own is tolerated up to it, one without fails")
+
+# Suppressions: leak: matches every class, leak[KINDS]: only those.
+for supp, opts, expect, classes in [
+        ("leak[definite]:leaky_site\n", [], 0, []),
+        ("leak[definite]:leaky_site\n", ["--leak-kinds", "all"], 1,
+         [NAME["possible"], NAME["reachable"]]),
+        ("leak[possible,reachable]:leaky_site\n", [], 1, [NAME["definite"]]),
+        ("leak[possible,reachable]:leaky_site\n", ["--leak-kinds", "all"], 1, [NAME["definite"]]),
+        ("leak:leaky_site\n", ["--leak-kinds", "all"], 0, []),
+        ("*:leaky_site\n", ["--leak-kinds", "all"], 0, [])]:
+    f = write("r.supp", supp)
+    code, j = check_json(cls, "--suppressions", f, *opts)
+    check(code == expect and failed_classes(j) == classes and not j["unused_suppressions"],
+          "suppression %s %s: exit %d, failing %s" % (supp.strip(), " ".join(opts), expect,
+                                                       failed_classes(j)))
+code, j = check_json(cls, "--suppressions", write("r.supp", "leak[definite]:leaky_site\n"),
+                     "--leak-kinds", "all")
+check(j["categories"]["leaks"]["reachability"][NAME["definite"]]["suppressed"] == 1
+      and j["categories"]["leaks"]["reachability"][NAME["possible"]]["suppressed"] == 0,
+      "suppression leak[definite]: counted as suppressed in that class only")
+code, r = status(leak, "--suppressions", write("r.supp", "leak[indirect]:leaky_site\n"))
+check(code == 1 and "matched nothing" in r.stderr,
+      "suppression leak[indirect]: does not match the unknown leak, and is stale")
+for bad in ("leak[bogus]:x\n", "leak[]:x\n", "mismatch[definite]:x\n", "leak[definite:x\n",
+            "leak[none]:x\n"):
+    code, r = status(cls, "--suppressions", write("bad.supp", bad))
+    check(code == 2 and r.stderr.startswith("alloctrace: ") and "bad.supp:1" in r.stderr
+          and r.stderr.count("\n") == 1, "suppression %s: a usage error, one line" % bad.strip())
+
+# Baselines are per class: the same site in another class is a new problem.
+reach_all = classify(leak, "reach-all.db", {1000: "reachable", 1001: "reachable", 1002: "reachable"})
+cls2 = classify(leak2, "classes2.db", {1000: "definite", 1001: "reachable", 1002: "possible"})
+for trace, base, opts, expect, what in [
+        (cls2, cls, ["--leak-kinds", "all"], 0, "the same sites in the same classes pass"),
+        (cls, reach_all, [], 1, "still reachable in the baseline does not excuse definitely lost"),
+        (cls, reach_all, ["--leak-kinds", "reachable"], 0,
+         "still reachable in both: excused"),
+        (cls, leak, [], 1, "an unscanned baseline does not excuse definitely lost"),
+        (leak2, cls, [], 1, "a scanned baseline does not excuse unknown"),
+        (leak2, leak, [], 0, "unknown in both: excused")]:
+    code, j = check_json(trace, "--baseline", base, *opts)
+    check(code == expect, "baseline %s against %s %s: %s (exit %d)"
+          % (trace, base, " ".join(opts), what, code))
+code, j = check_json(cls2, "--baseline", cls, "--leak-kinds", "all")
+check([j["categories"]["leaks"]["reachability"][NAME[k]]["in_baseline"]
+       for k in ("definite", "possible", "reachable")] == [1, 1, 1],
+      "baseline: each class counts what the baseline excused")
+
+for argv in (["--leak-kinds", "bogus"], ["--leak-kinds", ""], ["--leak-kinds", "definite,"],
+             ["--leak-kinds", "definite,all"], ["--max-leaked-bytes", "bogus=1"],
+             ["--max-leaked-bytes", "definite=x"], ["--max-leaked-bytes", "possible=1"],
+             ["--leak-kinds", "none", "--max-leaked-bytes", "1"]):
+    r = tool("check", cls, *argv)
+    check(r.returncode == 2 and r.stdout == "" and r.stderr.startswith("alloctrace: check: ")
+          and "\n" in r.stderr, "check %s: usage error (2): %s" % (" ".join(argv),
+                                                                r.stderr.split("\n")[0]))
+
+# A class the scan does not have (a newer or hostile trace) is unknown, never a guess.
+odd = classify(leak, "odd.db", {})
+sql(odd, "INSERT INTO reachability SELECT alloc_seq, 99 FROM leaks")
+d = report_json(odd)
+code, j = check_json(odd)
+check([x["reachability"] for x in d["leak_sites"]] == ["unknown"] and failed_classes(j)
+      == ["unknown"], "a class code vocab.h does not have reads as unknown, and is gated")
+
+# A killed program: no scan; its leaks are unknown, with their stacks, and gated.
+killed = os.path.join(work, "killed.db")
+p = subprocess.Popen([alloctrace, "run", "-q", "-o", killed, "--force", "--", prog, "kill"],
+                     stdout=subprocess.PIPE, text=True, cwd=work)
+line = p.stdout.readline().split()
+os.kill(int(line[1]), signal.SIGKILL)
+p.communicate(timeout=120)
+d = report_json("killed.db")
+check(d["program"]["end"] == "died" and {x["reachability"] for x in d["leak_sites"]} == {"unknown"}
+      and d["summary"]["reachability"]["unknown"]["blocks"] >= 1000
+      and any(f["function"] == "keep_site" for x in d["leak_sites"]
+              for f in x["allocated_at"]["frames"]),
+      "killed: every leak is unknown, with its stack")
+r = tool("report", "killed.db")
+check("Reachability unknown, by allocation site" in r.stdout and "the program died" in r.stdout,
+      "killed: report says the program died before its memory could be scanned")
+code, r = status("killed.db")
+check(code == 1 and "reachability unknown FAIL" in r.stdout, "killed: check fails on unknown")
+
+# run --check counts the classes --leak-kinds names.
+for kinds, expect in [("all", 86), ("none", 0)]:
+    r = subprocess.run([alloctrace, "run", "--check", "--leak-kinds", kinds, "-o",
+                        os.path.join(work, "rc.db"), "--force", "--", prog, "leak"],
+                       capture_output=True, text=True, cwd=work, timeout=120)
+    by_class = re.search(r"(?m)^alloctrace: {3}leaked by reachability: (%s) \d+ blocks?, "
+                         % "|".join(LABEL.values()), r.stderr)
+    check(r.returncode == expect and "leaked 3 blocks" in r.stderr and by_class is not None,
+          "run --check --leak-kinds %s: exit %d, the summary has the leaks by class (%s)"
+          % (kinds, expect, r.stderr.strip()[-160:]))
+r = subprocess.run([alloctrace, "run", "--check", "--leak-kinds", "nonsense", "--", prog, "leak"],
+                   capture_output=True, text=True, cwd=work, timeout=120)
+check(r.returncode == 2 and r.stderr.count("\n") == 1 and "--leak-kinds" in r.stderr
+      and "leaked" not in r.stdout, "run --leak-kinds nonsense: one line, exit 2, nothing run")
+
+# The HTML page carries the classes (viewer tests check what it shows).
+hd = html_data(cls)
+check([(c["name"], c["kind"], c["label"], c["gated"], c["color"]) for c in hd["reach"]]
+      == [(n, k, l, g, c) for n, _, k, l, g, c in REACH],
+      "html: the page's classes are vocab.h's, in its order")
+check(sorted((hd["reach"][s[5]]["name"], s[2]) for s in hd["leak_sites"])
+      == [(NAME["definite"], 1000), (NAME["possible"], 1002), (NAME["reachable"], 1001)],
+      "html: every leak site row carries its class, still reachable ones included")
+check({c["name"]: (c["blocks"], c["bytes"]) for c in hd["reach"]}[NAME["possible"]] == (1, 1002),
+      "html: blocks and bytes per class")
 
 # ---- usage -----------------------------------------------------------------------------------------------
 for argv in (["report"], ["report", leak, "--format", "pdf"], ["report", leak, "--top", "x"],

@@ -80,8 +80,25 @@ static int category_named(const char *name, size_t len)
 
 typedef struct policy {
     int fail_on[CATS];
-    long long max_bytes, max_blocks; /* -1: not given */
+    tm_reach_set leak_kinds;          /* the classes of leaks counted (--leak-kinds) */
+    long long max_bytes, max_blocks; /* of all the classes counted; -1: not given */
+    long long reach_max_bytes[TM_REACHES], reach_max_blocks[TM_REACHES]; /* KIND=N; -1 */
 } policy;
+
+static int counted(const policy *p, enum tm_reach r)
+{
+    return (p->leak_kinds >> r) & 1u;
+}
+
+/* --max-leaked-*: N (all the classes counted) or KIND=N (that class); 0 or -1. */
+static int parse_limit(const char *arg, int size_suffix, long long *total, long long *per)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq)
+        return tm_parse_count(arg, size_suffix, total);
+    int r = tm_reach_of_kind(arg, (size_t)(eq - arg));
+    return r < 0 ? -1 : tm_parse_count(eq + 1, size_suffix, &per[r]);
+}
 
 /* "leaks,mismatch", "all" or "none"; 0 or -1. */
 static int parse_fail_on(const char *list, policy *p)
@@ -112,6 +129,7 @@ typedef struct suppression {
     const char *file;
     int line;
     int category;  /* -1 for '*' */
+    tm_reach_set reach; /* leak[KINDS]: the classes it applies to (all without) */
     char *rule;    /* the line as written, for messages */
     char *glob;    /* what fnmatch sees */
     long long used; /* problems it matched */
@@ -145,19 +163,45 @@ static char *trim(char *s)
     return s;
 }
 
+/* "leak[definite,possible]" before the colon: the classes of leaks a
+ * suppression applies to, in --leak-kinds' words; *kind_end is where the
+ * kind's name ends.  0, or -1 when the brackets hold no such list. */
+static int suppression_classes(char *s, char *colon, char **kind_end, tm_reach_set *set)
+{
+    char *open = memchr(s, '[', (size_t)(colon - s));
+    *kind_end = colon;
+    *set = (1u << TM_REACHES) - 1;
+    if (!open)
+        return 0;
+    if (colon[-1] != ']' || colon - 1 == open + 1)
+        return -1;
+    colon[-1] = '\0';
+    int rc = tm_parse_leak_kinds(open + 1, set) != 0 || *set == 0 ? -1 : 0;
+    colon[-1] = ']';
+    *kind_end = open;
+    return rc;
+}
+
 /* One line of a suppressions file; 0, or -1 after a message. */
 static int parse_suppression(suppressions *ss, const char *file, int lineno, char *line)
 {
     char *s = trim(line);
     if (!*s || *s == '#')
         return 0;
-    char *colon = strchr(s, ':');
-    int any = colon && colon - s == 1 && *s == '*';
-    int cat = any ? -1 : colon ? category_named(s, (size_t)(colon - s)) : -1;
-    if (!colon || (cat < 0 && !any)) {
+    char *colon = strchr(s, ':'), *kind_end = colon;
+    tm_reach_set reach = (1u << TM_REACHES) - 1;
+    if (colon && suppression_classes(s, colon, &kind_end, &reach) != 0) {
+        fprintf(stderr, "alloctrace: %s:%d: expected leak[KINDS]:PATTERN, KINDS a list of %s\n",
+                file, lineno, tm_leak_kinds_words());
+        return -1;
+    }
+    int any = colon && kind_end - s == 1 && *s == '*';
+    int cat = any ? -1 : colon ? category_named(s, (size_t)(kind_end - s)) : -1;
+    if (!colon || (cat < 0 && !any) || (kind_end != colon && cat != CAT_LEAKS)) {
         fprintf(stderr,
-                "alloctrace: %s:%d: expected KIND:PATTERN, KIND one of %s, leak, *\n", file,
-                lineno, CAT_LIST);
+                "alloctrace: %s:%d: expected KIND:PATTERN, KIND one of %s, leak, *"
+                " (leak[KINDS] for some classes of leaks)\n",
+                file, lineno, CAT_LIST);
         return -1;
     }
     /* A comment may follow, after white space: names never hold " #". */
@@ -173,7 +217,8 @@ static int parse_suppression(suppressions *ss, const char *file, int lineno, cha
         return -1;
     }
     ss->v = tm_xrealloc(ss->v, (ss->n + 1) * sizeof *ss->v);
-    ss->v[ss->n++] = (suppression){file, lineno, cat, tm_xstrdup(s), glob_of(pattern), 0};
+    ss->v[ss->n++] =
+        (suppression){file, lineno, cat, reach, tm_xstrdup(s), glob_of(pattern), 0};
     return 0;
 }
 
@@ -210,13 +255,16 @@ static int stack_matches(const tm_stack *s, const char *glob)
     return 0;
 }
 
-/* Marks every suppression that matches; 1 when any did. */
-static int suppressed(suppressions *ss, int cat, const tm_stack *a, const tm_stack *b)
+/* Marks every suppression that matches; 1 when any did.  `reach` is the
+ * leak's class (ignored for findings). */
+static int suppressed(suppressions *ss, int cat, enum tm_reach reach, const tm_stack *a,
+                      const tm_stack *b)
 {
     int any = 0;
     for (size_t i = 0; i < ss->n; i++) {
         suppression *s = &ss->v[i];
         if ((s->category == -1 || s->category == cat) &&
+            (cat != CAT_LEAKS || ((s->reach >> reach) & 1u)) &&
             (stack_matches(a, s->glob) || stack_matches(b, s->glob))) {
             s->used++;
             any = 1;
@@ -232,11 +280,14 @@ typedef struct known {
     UT_hash_handle hh;
 } known;
 
+/* A leak's identity includes its class: the baseline's still reachable
+ * site does not excuse the same site definitely lost now. */
 static char *site_key(const tm_site *s)
 {
-    size_t n = strlen(s->stack->names) + 8;
+    const char *reach = tm_reach_name(s->reach);
+    size_t n = strlen(s->stack->names) + strlen(reach) + 8;
     char *k = tm_xrealloc(NULL, n);
-    snprintf(k, n, "leak\x1d%s", s->stack->names);
+    snprintf(k, n, "leak\x1d%s\x1d%s", reach, s->stack->names);
     return k;
 }
 
@@ -310,24 +361,26 @@ typedef struct tally {
 
 typedef struct verdict {
     enum fate *site_fate, *finding_fate;
-    tally cat[CATS];
+    tally cat[CATS];           /* leaks: the classes counted, together */
+    tally reach[TM_REACHES];   /* leaks by class, counted or not */
     int failed;
 } verdict;
 
-/* Takes `key` (the problem's baseline identity) and frees it. */
-static enum fate judge(suppressions *ss, known *base, const policy *p, int cat, char *key,
-                       const tm_stack *a, const tm_stack *b)
+/* Takes `key` (the problem's baseline identity) and frees it.  `checked`:
+ * its category is in --fail-on (and for a leak, its class in --leak-kinds). */
+static enum fate judge(suppressions *ss, known *base, int checked, int cat, enum tm_reach reach,
+                       char *key, const tm_stack *a, const tm_stack *b)
 {
     enum fate f = FATE_NOT_CHECKED;
     /* Suppressions are tried first and always, so that a suppression that
      * only the baseline would have made redundant is not reported stale. */
     if (cat < 0)
         f = FATE_NOT_CHECKED;
-    else if (suppressed(ss, cat, a, b))
+    else if (suppressed(ss, cat, reach, a, b))
         f = FATE_SUPPRESSED;
     else if (is_known(base, key))
         f = FATE_BASELINE;
-    else if (p->fail_on[cat])
+    else if (checked)
         f = FATE_FAILS;
     free(key);
     return f;
@@ -348,20 +401,63 @@ static void count_fate(tally *c, enum fate f, long long occurrences, long long b
     }
 }
 
-/* Leaks may be tolerated up to the limits; without limits any leak fails. */
+static void add_tally(tally *to, const tally *from)
+{
+    to->items = tm_sat_add(to->items, from->items);
+    to->blocks = tm_sat_add(to->blocks, from->blocks);
+    to->bytes = tm_sat_add(to->bytes, from->bytes);
+    to->occurrences = tm_sat_add(to->occurrences, from->occurrences);
+    to->suppressed = tm_sat_add(to->suppressed, from->suppressed);
+    to->baseline = tm_sat_add(to->baseline, from->baseline);
+}
+
+static int over(const tally *c, long long max_bytes, long long max_blocks)
+{
+    return (max_bytes >= 0 && c->bytes > max_bytes) || (max_blocks >= 0 && c->blocks > max_blocks);
+}
+
+/* Leaks may be tolerated up to the limits.  A class with limits of its own
+ * (KIND=N) fails beyond them; the limits without a class apply to all the
+ * classes counted together; a class that no limit covers fails on any
+ * leak.  Either exceeded fails the class's sites. */
 static void judge_leak_limits(verdict *v, const tm_trace *t, const policy *p)
 {
-    tally *c = &v->cat[CAT_LEAKS];
-    if (!p->fail_on[CAT_LEAKS] || c->items == 0)
+    if (!p->fail_on[CAT_LEAKS])
         return;
-    int over = (p->max_bytes < 0 && p->max_blocks < 0) ||
-               (p->max_bytes >= 0 && c->bytes > p->max_bytes) ||
-               (p->max_blocks >= 0 && c->blocks > p->max_blocks);
-    if (over)
-        return;
+    int total_limit = p->max_bytes >= 0 || p->max_blocks >= 0;
+    int over_total = over(&v->cat[CAT_LEAKS], p->max_bytes, p->max_blocks);
+    int fails[TM_REACHES];
+    for (int r = 0; r < TM_REACHES; r++) {
+        long long mb = p->reach_max_bytes[r], mn = p->reach_max_blocks[r];
+        int own = mb >= 0 || mn >= 0;
+        fails[r] = over_total || (own ? over(&v->reach[r], mb, mn)
+                                      : !total_limit && v->reach[r].items > 0);
+    }
     for (size_t i = 0; i < t->nsites; i++)
-        if (v->site_fate[i] == FATE_FAILS)
+        if (v->site_fate[i] == FATE_FAILS && !fails[t->sites[i].reach])
             v->site_fate[i] = FATE_TOLERATED;
+}
+
+static void decide_leaks(verdict *v, const tm_trace *t, const policy *p, suppressions *ss,
+                         known *base)
+{
+    for (size_t i = 0; i < t->nsites; i++) {
+        const tm_site *s = &t->sites[i];
+        int checked = p->fail_on[CAT_LEAKS] && counted(p, s->reach);
+        v->site_fate[i] =
+            judge(ss, base, checked, CAT_LEAKS, s->reach, site_key(s), s->stack, NULL);
+        count_fate(&v->reach[s->reach], v->site_fate[i], s->blocks, s->blocks, s->bytes);
+    }
+    for (int r = 0; r < TM_REACHES; r++)
+        if (counted(p, (enum tm_reach)r))
+            add_tally(&v->cat[CAT_LEAKS], &v->reach[r]);
+    judge_leak_limits(v, t, p);
+    for (size_t i = 0; i < t->nsites; i++) {
+        if (v->site_fate[i] == FATE_FAILS) {
+            v->reach[t->sites[i].reach].failed = 1;
+            v->cat[CAT_LEAKS].failed = 1;
+        }
+    }
 }
 
 static void decide(verdict *v, const tm_trace *t, const policy *p, suppressions *ss, known *base)
@@ -369,21 +465,15 @@ static void decide(verdict *v, const tm_trace *t, const policy *p, suppressions 
     memset(v, 0, sizeof *v);
     v->site_fate = tm_xrealloc(NULL, (t->nsites + 1) * sizeof *v->site_fate);
     v->finding_fate = tm_xrealloc(NULL, (t->nfindings + 1) * sizeof *v->finding_fate);
-    for (size_t i = 0; i < t->nsites; i++) {
-        const tm_site *s = &t->sites[i];
-        v->site_fate[i] = judge(ss, base, p, CAT_LEAKS, site_key(s), s->stack, NULL);
-        count_fate(&v->cat[CAT_LEAKS], v->site_fate[i], s->blocks, s->blocks, s->bytes);
-    }
+    decide_leaks(v, t, p, ss, base);
     for (size_t i = 0; i < t->nfindings; i++) {
         const tm_finding *f = &t->findings[i];
         int cat = category_of(f->kind);
-        v->finding_fate[i] = judge(ss, base, p, cat, finding_key(f), f->release, f->alloc);
+        v->finding_fate[i] = judge(ss, base, cat >= 0 && p->fail_on[cat], cat, TM_REACH_UNKNOWN,
+                                   finding_key(f), f->release, f->alloc);
         if (cat >= 0)
             count_fate(&v->cat[cat], v->finding_fate[i], f->count, 0, 0);
     }
-    judge_leak_limits(v, t, p);
-    for (size_t i = 0; i < t->nsites; i++)
-        v->cat[CAT_LEAKS].failed |= v->site_fate[i] == FATE_FAILS;
     for (size_t i = 0; i < t->nfindings; i++) {
         int cat = category_of(t->findings[i].kind);
         if (cat >= 0 && v->finding_fate[i] == FATE_FAILS)
@@ -398,29 +488,69 @@ static void decide(verdict *v, const tm_trace *t, const policy *p, suppressions 
 /* Failing problems listed per category at most; the report has them all. */
 enum { LIST_MAX = 20 };
 
+static void allowed(FILE *out, long long max_bytes, long long max_blocks)
+{
+    if (max_bytes >= 0 && max_blocks >= 0)
+        fprintf(out, " (allowed: %lld B, %lld blocks)", max_bytes, max_blocks);
+    else if (max_bytes >= 0)
+        fprintf(out, " (allowed: %lld B)", max_bytes);
+    else if (max_blocks >= 0)
+        fprintf(out, " (allowed: %lld blocks)", max_blocks);
+}
+
+static void leak_counts(FILE *out, const tally *t)
+{
+    char b[64];
+    cli_bytes(b, sizeof b, t->bytes);
+    fprintf(out, "%lld site%s, %lld block%s, %s", t->items, t->items == 1 ? "" : "s", t->blocks,
+            t->blocks == 1 ? "" : "s", b);
+}
+
+static void forgiven(FILE *out, const tally *t)
+{
+    if (t->suppressed)
+        fprintf(out, "; %lld suppressed", t->suppressed);
+    if (t->baseline)
+        fprintf(out, "; %lld in the baseline", t->baseline);
+}
+
+/* Under `leaks`, what each class holds and whether it was counted. */
+static void text_classes(FILE *out, const tm_trace *tr, const verdict *v, const policy *p)
+{
+    int width = 0;
+    for (int r = 0; r < TM_REACHES; r++) {
+        int n = (int)strlen(tm_reach_label((enum tm_reach)r));
+        width = n > width ? n : width;
+    }
+    for (int r = 0; r < TM_REACHES; r++) {
+        const tally *t = &v->reach[r];
+        int checked = p->fail_on[CAT_LEAKS] && counted(p, (enum tm_reach)r);
+        fprintf(out, "    %-*s %-5s", width, tm_reach_label((enum tm_reach)r),
+                t->failed ? "FAIL" : checked ? "ok" : "-");
+        leak_counts(out, t);
+        if (checked)
+            allowed(out, p->reach_max_bytes[r], p->reach_max_blocks[r]);
+        forgiven(out, t);
+        if (p->fail_on[CAT_LEAKS] && !checked)
+            fputs(" (not in --leak-kinds)", out);
+        if (r == TM_REACH_UNKNOWN && tr->sum.by_reach[r].blocks > 0)
+            fprintf(out, ": %s", tm_unscanned_reason(tr));
+        fputc('\n', out);
+    }
+}
+
 static void text_category(FILE *out, int c, const tally *t, const policy *p)
 {
     const char *state = t->failed ? "FAIL" : p->fail_on[c] ? "ok" : "-";
     fprintf(out, "  %-13s %-5s", cat_names[c], state);
     if (c == CAT_LEAKS) {
-        char b[64];
-        cli_bytes(b, sizeof b, t->bytes);
-        fprintf(out, "%lld site%s, %lld block%s, %s", t->items, t->items == 1 ? "" : "s",
-                t->blocks, t->blocks == 1 ? "" : "s", b);
-        if (p->max_bytes >= 0 && p->max_blocks >= 0)
-            fprintf(out, " (allowed: %lld B, %lld blocks)", p->max_bytes, p->max_blocks);
-        else if (p->max_bytes >= 0)
-            fprintf(out, " (allowed: %lld B)", p->max_bytes);
-        else if (p->max_blocks >= 0)
-            fprintf(out, " (allowed: %lld blocks)", p->max_blocks);
+        leak_counts(out, t);
+        allowed(out, p->max_bytes, p->max_blocks);
     } else {
         fprintf(out, "%lld site%s, %lld time%s", t->items, t->items == 1 ? "" : "s",
                 t->occurrences, t->occurrences == 1 ? "" : "s");
     }
-    if (t->suppressed)
-        fprintf(out, "; %lld suppressed", t->suppressed);
-    if (t->baseline)
-        fprintf(out, "; %lld in the baseline", t->baseline);
+    forgiven(out, t);
     if (!p->fail_on[c])
         fputs(" (not in --fail-on)", out);
     fputc('\n', out);
@@ -434,7 +564,7 @@ static void text_failures(FILE *out, const tm_trace *t, const verdict *v)
             continue;
         char msg[256];
         report_site_message(msg, sizeof msg, &t->sites[i]);
-        fprintf(out, "\nleak: %s\n", msg);
+        fprintf(out, "\nleak, %s\n", msg);
         report_stack_text(out, t->sites[i].stack, "    ", 0);
         listed++;
     }
@@ -463,14 +593,17 @@ static void check_text(FILE *out, const tm_trace *t, const policy *p, const verd
     fputs("alloctrace check: ", out);
     esc_text(out, t->path);
     fputc('\n', out);
-    for (int c = 0; c < CATS; c++)
+    for (int c = 0; c < CATS; c++) {
         text_category(out, c, &v->cat[c], p);
+        if (c == CAT_LEAKS)
+            text_classes(out, t, v, p);
+    }
     if (t->sum.lost_events > 0)
         fprintf(out, "  note: %lld events could not be recorded; problems may be missing\n",
                 t->sum.lost_events);
     if (t->sum.program_end && strcmp(t->sum.program_end, "died") == 0)
         fputs("  note: the program died before closing its trace; what it held then counts as"
-              " leaked\n",
+              " leaked, of unknown reachability\n",
               out);
     text_failures(out, t, v);
     fprintf(out, "\n%s\n", v->failed ? "FAILED" : "passed");
@@ -487,6 +620,7 @@ static void json_failures(jw *w, const tm_trace *t, const verdict *v)
         jw_obj(w, NULL);
         jw_str(w, "kind", "leak");
         jw_str(w, "category", cat_names[CAT_LEAKS]);
+        jw_str(w, "reachability", tm_reach_name(s->reach));
         jw_int(w, "bytes", s->bytes);
         jw_int(w, "blocks", s->blocks);
         report_json_frames(w, "allocated_at", s->stack);
@@ -511,6 +645,28 @@ static void json_failures(jw *w, const tm_trace *t, const verdict *v)
     jw_end(w);
 }
 
+/* categories.leaks.reachability: each class, counted or not. */
+static void json_classes(jw *w, const policy *p, const verdict *v)
+{
+    jw_obj(w, "reachability");
+    for (int r = 0; r < TM_REACHES; r++) {
+        const tally *t = &v->reach[r];
+        jw_line(w);
+        jw_obj(w, tm_reach_name((enum tm_reach)r));
+        jw_bool(w, "checked", p->fail_on[CAT_LEAKS] && counted(p, (enum tm_reach)r));
+        jw_bool(w, "failed", t->failed);
+        jw_int(w, "sites", t->items);
+        jw_int(w, "blocks", t->blocks);
+        jw_int(w, "bytes", t->bytes);
+        jw_int(w, "suppressed", t->suppressed);
+        jw_int(w, "in_baseline", t->baseline);
+        jw_int_or_null(w, "max_leaked_bytes", p->reach_max_bytes[r], -1);
+        jw_int_or_null(w, "max_leaked_blocks", p->reach_max_blocks[r], -1);
+        jw_end(w);
+    }
+    jw_end(w);
+}
+
 static void json_categories(jw *w, const policy *p, const verdict *v)
 {
     jw_obj(w, "categories");
@@ -529,6 +685,8 @@ static void json_categories(jw *w, const policy *p, const verdict *v)
         }
         jw_int(w, "suppressed", t->suppressed);
         jw_int(w, "in_baseline", t->baseline);
+        if (c == CAT_LEAKS)
+            json_classes(w, p, v);
         jw_end(w);
     }
     jw_end(w);
@@ -541,7 +699,7 @@ static void check_json(FILE *out, const tm_trace *t, const policy *p, const verd
     jw_init(&w, out);
     jw_obj(&w, NULL);
     jw_str(&w, "format", "alloctrace-check");
-    jw_int(&w, "version", 1);
+    jw_int(&w, "version", 2);
     jw_str(&w, "trace", t->path);
     jw_str(&w, "baseline", baseline);
     jw_str(&w, "result", v->failed ? "fail" : "pass");
@@ -555,6 +713,12 @@ static void check_json(FILE *out, const tm_trace *t, const policy *p, const verd
     for (int c = 0; c < CATS; c++)
         if (p->fail_on[c])
             jw_str(&w, NULL, cat_names[c]);
+    jw_end(&w);
+    jw_line(&w);
+    jw_arr(&w, "leak_kinds");
+    for (int r = 0; r < TM_REACHES; r++)
+        if (counted(p, (enum tm_reach)r))
+            jw_str(&w, NULL, tm_reach_kind((enum tm_reach)r));
     jw_end(&w);
     jw_int_or_null(&w, "max_leaked_bytes", p->max_bytes, -1);
     jw_int_or_null(&w, "max_leaked_blocks", p->max_blocks, -1);
@@ -600,13 +764,20 @@ typedef struct check_args {
 
 static void usage(FILE *to)
 {
+    char gated[128];
+    tm_leak_kinds_text(gated, sizeof gated, tm_reach_gated());
     fprintf(to,
-            "usage: alloctrace check TRACE [--fail-on KINDS] [--max-leaked-bytes N]\n"
-            "                        [--max-leaked-blocks N] [--suppressions FILE]...\n"
-            "                        [--baseline OLD_TRACE] [--format text|json]\n"
+            "usage: alloctrace check TRACE [--fail-on KINDS] [--leak-kinds LIST]\n"
+            "                        [--max-leaked-bytes [KIND=]N] [--max-leaked-blocks [KIND=]N]\n"
+            "                        [--suppressions FILE]... [--baseline OLD_TRACE]\n"
+            "                        [--format text|json]\n"
             "KINDS: comma-separated %s\n"
-            "       (default: all).  Exit 0 pass, 1 fail, 2 usage error, 125 unreadable trace.\n",
-            CAT_LIST);
+            "       (default: all).\n"
+            "LIST:  the leaks counted, by reachability at exit: all, none, or some of\n"
+            "       %s\n"
+            "       (comma-separated; default: %s).\n"
+            "Exit 0 pass, 1 fail, 2 usage error, 125 unreadable trace.\n",
+            CAT_LIST, tm_leak_kinds_words(), gated);
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -626,6 +797,7 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
 {
     static const struct option opts[] = {
         {"fail-on", required_argument, NULL, 'F'},
+        {"leak-kinds", required_argument, NULL, 'L'},
         {"max-leaked-bytes", required_argument, NULL, 'B'},
         {"max-leaked-blocks", required_argument, NULL, 'N'},
         {"suppressions", required_argument, NULL, 'S'},
@@ -636,8 +808,12 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
     };
     int c;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
-    parse_fail_on("all", &a->policy);
-    a->policy.max_bytes = a->policy.max_blocks = -1;
+    policy *p = &a->policy;
+    parse_fail_on("all", p);
+    p->leak_kinds = tm_reach_gated();
+    p->max_bytes = p->max_blocks = -1;
+    for (int r = 0; r < TM_REACHES; r++)
+        p->reach_max_bytes[r] = p->reach_max_blocks[r] = -1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'F':
@@ -645,13 +821,20 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
                 return usage_error("--fail-on: '%s' is not a list of %s (or all, none)", optarg,
                                    CAT_LIST);
             break;
+        case 'L':
+            if (tm_parse_leak_kinds(optarg, &p->leak_kinds) != 0)
+                return usage_error("--leak-kinds: '%s' is not a list of %s (or all, none)",
+                                   optarg, tm_leak_kinds_words());
+            break;
         case 'B':
-            if (tm_parse_count(optarg, 1, &a->policy.max_bytes) != 0)
-                return usage_error("--max-leaked-bytes needs a size, not '%s'", optarg);
+            if (parse_limit(optarg, 1, &p->max_bytes, p->reach_max_bytes) != 0)
+                return usage_error("--max-leaked-bytes needs a size or KIND=size, not '%s'",
+                                   optarg);
             break;
         case 'N':
-            if (tm_parse_count(optarg, 0, &a->policy.max_blocks) != 0)
-                return usage_error("--max-leaked-blocks needs a number, not '%s'", optarg);
+            if (parse_limit(optarg, 0, &p->max_blocks, p->reach_max_blocks) != 0)
+                return usage_error("--max-leaked-blocks needs a number or KIND=number, not '%s'",
+                                   optarg);
             break;
         case 'S':
             if (load_suppressions(&a->supp, optarg) != 0)
@@ -669,8 +852,18 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
     }
     if (argc - optind != 1)
         return usage_error("%s", argc - optind ? "one trace at a time" : "no trace given");
-    if ((a->policy.max_bytes >= 0 || a->policy.max_blocks >= 0) && !a->policy.fail_on[CAT_LEAKS])
+    int limited = p->max_bytes >= 0 || p->max_blocks >= 0;
+    for (int r = 0; r < TM_REACHES; r++) {
+        int own = p->reach_max_bytes[r] >= 0 || p->reach_max_blocks[r] >= 0;
+        if (own && !counted(p, (enum tm_reach)r))
+            return usage_error("--max-leaked-*: %s leaks are not in --leak-kinds",
+                               tm_reach_kind((enum tm_reach)r));
+        limited |= own;
+    }
+    if (limited && !p->fail_on[CAT_LEAKS])
         return usage_error("%s", "--max-leaked-* limit leaks, which --fail-on leaves out");
+    if (limited && !p->leak_kinds)
+        return usage_error("%s", "--max-leaked-* limit leaks, which --leak-kinds none leaves out");
     a->trace = argv[optind];
     return 0;
 }

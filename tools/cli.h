@@ -80,8 +80,9 @@ void cli_bytes(char *buf, size_t size, long long bytes);
 
 /* Prints the summary of the complete trace at `path` on stderr (unless
  * `quiet`); -1 when it cannot be read, else 1 when the trace would fail a
- * check, 0 when it passes. */
-int cli_summarize(const char *path, int quiet);
+ * check that counts the leaks of the classes `leak_kinds` (a tm_reach_set,
+ * trace_model.h) and every finding, 0 when it passes. */
+int cli_summarize(const char *path, int quiet, unsigned leak_kinds);
 
 /* Turns the spool at `spool` into a complete trace (`output`, or the name
  * the run protocol gives it), removes the spool and prints the summary.

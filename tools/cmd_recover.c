@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "run_protocol.h"
+#include "trace_model.h"
 
 /* The file starts as every SQLite database does. */
 static int is_sqlite(const char *path)
@@ -50,7 +51,7 @@ static int recover_one(const char *arg, const char *output, int force, int quiet
     }
     if (cli_complete_trace(arg) != 0)
         return -1;
-    return cli_summarize(arg, quiet) < 0 ? -1 : 0;
+    return cli_summarize(arg, quiet, tm_reach_gated()) < 0 ? -1 : 0;
 }
 
 int cmd_recover(int argc, char **argv)

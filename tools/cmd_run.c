@@ -26,10 +26,12 @@
 #include "run_protocol.h"
 #include "spool.h"
 #include "spool_reader.h"
+#include "trace_model.h"
 
 typedef struct run_opts {
     const char *output, *depth, *unwind, *html;
     int force, follow, abort_on, no_leak_scan, check, quiet;
+    unsigned leak_kinds; /* what --check counts (tm_reach_set) */
     char **prog_argv;
 } run_opts;
 
@@ -142,12 +144,14 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         {"abort-on-finding", no_argument, NULL, 'a'},
         {"no-leak-scan", no_argument, NULL, 'N'},
         {"check", no_argument, NULL, 'c'},
+        {"leak-kinds", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
         {"html", required_argument, NULL, 'H'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
+    o->leak_kinds = tm_reach_gated();
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "+o:d:qh", opts, NULL)) != -1) {
         switch (c) {
@@ -159,6 +163,13 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         case 'a': o->abort_on = 1; break;
         case 'N': o->no_leak_scan = 1; break;
         case 'c': o->check = 1; break;
+        case 'L':
+            if (tm_parse_leak_kinds(optarg, &o->leak_kinds) != 0) {
+                fprintf(stderr, "alloctrace: --leak-kinds: '%s' is not a list of %s (or all, none)\n",
+                        optarg, tm_leak_kinds_words());
+                return EXIT_USAGE;
+            }
+            break;
         case 'q': o->quiet = 1; break;
         case 'H': o->html = optarg; break;
         case 'h': cli_usage(stdout); *done = 1; return 0;
@@ -268,7 +279,7 @@ static int read_while_running(at_spool_reader *reader, pid_t pid)
  * processes' traces; the exit status of the run. */
 static int after_run(const run_opts *o, const char *path, int code)
 {
-    int failing = cli_summarize(path, o->quiet);
+    int failing = cli_summarize(path, o->quiet, o->leak_kinds);
     if (failing < 0)
         return code ? code : EXIT_TOOL;
     if (o->html) {

@@ -6,6 +6,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "cli.h"
+#include "trace_model.h"
 
 const cli_command cli_commands[] = {
     {"run", cmd_run, "[OPTIONS] -- PROGRAM [ARGS...]",
@@ -13,13 +14,13 @@ const cli_command cli_commands[] = {
     {"recover", cmd_recover, "[-o TRACE] [--force] [-q] SPOOL|TRACE...",
      "complete what a run left: a spool nobody read, a trace whose writer died"},
     {"report", cmd_report,
-     "TRACE [--top N] [--min-bytes N]\n"
+     "TRACE [--top N] [--min-bytes N] [--show-reachable]\n"
      "[--format text|json|sarif|junit] [--color WHEN] [-o FILE]",
-     "what a trace says: summary, leaks by site, bad releases"},
+     "what a trace says: summary, leaks by reachability and site, bad releases"},
     {"check", cmd_check,
-     "TRACE [--fail-on KINDS] [--max-leaked-bytes N]\n"
-     "[--max-leaked-blocks N] [--suppressions FILE]...\n"
-     "[--baseline OLD_TRACE] [--format text|json]",
+     "TRACE [--fail-on KINDS] [--leak-kinds LIST]\n"
+     "[--max-leaked-bytes [KIND=]N] [--max-leaked-blocks [KIND=]N]\n"
+     "[--suppressions FILE]... [--baseline OLD_TRACE] [--format text|json]",
      "a verdict for CI: exit 0 when the trace passes the policy, 1 when not"},
     {"query", cmd_query, "TRACE 'SQL' [--format table|csv|json]",
      "one read-only SQL statement on a trace"},
@@ -67,8 +68,18 @@ void cli_usage(FILE *to)
           "                          DWARF unwind tables (default: exact for any code)\n"
           "      --follow-children   trace programs that PROGRAM executes too\n"
           "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
-          "      --check             fail (exit 86) when the trace has leaks or findings\n"
-          "  -q, --quiet             no summary\n"
+          "      --check             fail (exit 86) when the trace has findings, or leaks\n"
+          "                          of the classes --leak-kinds counts\n",
+          to);
+    char gated[128];
+    tm_leak_kinds_text(gated, sizeof gated, tm_reach_gated());
+    fprintf(to,
+            "      --leak-kinds LIST   the leaks --check counts, by reachability at exit:\n"
+            "                          all, none, or some of (comma-separated)\n"
+            "                          %s\n"
+            "                          (default %s)\n",
+            tm_leak_kinds_words(), gated);
+    fputs("  -q, --quiet             no summary\n"
           "      --html FILE         also write the HTML report of the trace to FILE\n"
           "\n"
           "exit status: run: PROGRAM's own (128+N when killed by signal N); 86 with --check\n"

@@ -36,6 +36,9 @@
  *   summary   {trace, alloc_calls, ..., findings_by_kind: [[kind, count]]}
  *   kinds     [{name, label, color, description}]: every kind of problem
  *             (vocab.h), the last one for kinds this build does not know
+ *   reach     [{name, kind, label, gated, color, description, blocks, bytes,
+ *              sites}]: the classes of reachability at exit (vocab.h's
+ *             AT_REACH, in its order) with the trace's leaks in each
  *   limits    {max_sites, tree_node_cap, tree_stacks, tree_truncated,
  *              findings_cap, time_points}
  *   timeline  {t: [us], bytes: [live bytes], blocks: [live blocks]}
@@ -46,7 +49,8 @@
  *             stacks rows refer to, the leaf alone for the others in the tree
  *   stack_skip {"id": frames at its top that are the allocator's, not the
  *             site (lib/trace/sites.h)}, for listed stacks that have such frames
- *   leak_sites [[stack, blocks, bytes, smallest block, largest block]]
+ *   leak_sites [[stack, blocks, bytes, smallest block, largest block, class]]:
+ *             per site and class (class: an index into `reach`)
  *   waste_sites [[stack, count, bytes, bytes lost]], waste_total
  *   hist      [[size class, alignment class, count, bytes, bytes lost]]
  *   findings  [[seq, time_us, kind, thread, ptr, release_stack,
@@ -91,6 +95,7 @@ static const char *const meta_keys[] = {
     "executable", "arguments",  "pid",         "start_time",   "end_time",
     "duration_us", "library_version", "program_end", "lost_events", "stack_depth",
     "symbolized", "writer_error", "alloc_calls", "free_calls",  "findings",
+    "reach_scan",
 };
 
 static void write_meta(jw *w, const tm_trace *t)
@@ -158,6 +163,28 @@ static void write_kinds(jw *w)
     AT_KIND_OTHER(KIND_OBJECT)
     jw_end(w);
 #undef KIND_OBJECT
+}
+
+/* The classes of reachability, as vocab.h defines them, with the trace's
+ * leaks in each: the leak table's colours, filter and counts. */
+static void write_reach(jw *w, const tm_trace *t)
+{
+    jw_arr(w, "reach");
+    for (int r = 0; r < TM_REACHES; r++) {
+        enum tm_reach c = (enum tm_reach)r;
+        jw_obj(w, NULL);
+        jw_str(w, "name", tm_reach_name(c));
+        jw_str(w, "kind", tm_reach_kind(c));
+        jw_str(w, "label", tm_reach_label(c));
+        jw_bool(w, "gated", tm_reach_is_gated(c));
+        jw_str(w, "color", tm_reach_color(c));
+        jw_str(w, "description", tm_reach_description(c));
+        jw_int(w, "blocks", t->sum.by_reach[r].blocks);
+        jw_int(w, "bytes", t->sum.by_reach[r].bytes);
+        jw_int(w, "sites", t->sum.by_reach[r].sites);
+        jw_end(w);
+    }
+    jw_end(w);
 }
 
 static void write_limits(jw *w, const hd_data *d)
@@ -240,7 +267,7 @@ static void write_sites(jw *w, const hd_data *d)
     jw_arr(w, "leak_sites");
     for (size_t i = 0; i < t->nsites && i < (size_t)d->max_sites; i++) {
         const tm_site *s = &t->sites[i];
-        long long v[] = {s->stack->id, s->blocks, s->bytes, s->min_size, s->max_size};
+        long long v[] = {s->stack->id, s->blocks, s->bytes, s->min_size, s->max_size, s->reach};
         jw_ints(w, NULL, v, sizeof v / sizeof *v);
     }
     jw_end(w);
@@ -304,6 +331,7 @@ static void write_data(FILE *f, hd_data *d)
     write_meta(&w, d->tm);
     write_summary(&w, d->tm);
     write_kinds(&w);
+    write_reach(&w, d->tm);
     write_limits(&w, d);
     write_timeline(&w, &d->tm->heap);
     write_tree(&w, d);

@@ -8,6 +8,7 @@
  * characters this command ever writes, and only when asked or on a
  * terminal.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,12 +22,28 @@
 
 /* ---- shared by the formats ----------------------------------------------------------- */
 
+int report_site_shown(const tm_trace *t, const report_opts *o, size_t i)
+{
+    const tm_site *s = &t->sites[i];
+    if (s->reach == TM_REACH_REACHABLE && !o->show_reachable)
+        return 0;
+    size_t rank = i - t->reach_begin[s->reach];
+    return s->bytes >= o->min_bytes && (o->top < 0 || (long long)rank < o->top);
+}
+
+size_t report_class_shown(const tm_trace *t, const report_opts *o, enum tm_reach r)
+{
+    size_t n = 0;
+    for (size_t i = t->reach_begin[r]; i < t->reach_begin[r + 1]; i++)
+        n += (size_t)report_site_shown(t, o, i);
+    return n;
+}
+
 size_t report_sites_shown(const tm_trace *t, const report_opts *o)
 {
     size_t n = 0;
-    while (n < t->nsites && t->sites[n].bytes >= o->min_bytes &&
-           (o->top < 0 || (long long)n < o->top))
-        n++;
+    for (int r = 0; r < TM_REACHES; r++)
+        n += report_class_shown(t, o, (enum tm_reach)r);
     return n;
 }
 
@@ -47,12 +64,13 @@ const char *report_kind_label(enum tm_kind k)
 
 void report_site_message(char *buf, size_t size, const tm_site *s)
 {
+    const char *label = tm_reach_label(s->reach);
     if (s->min_size == s->max_size)
-        snprintf(buf, size, "%lld bytes leaked in %lld block%s of %lld bytes", s->bytes, s->blocks,
-                 s->blocks == 1 ? "" : "s", s->min_size);
+        snprintf(buf, size, "%s: %lld bytes in %lld block%s of %lld bytes", label, s->bytes,
+                 s->blocks, s->blocks == 1 ? "" : "s", s->min_size);
     else
-        snprintf(buf, size, "%lld bytes leaked in %lld blocks of %lld to %lld bytes", s->bytes,
-                 s->blocks, s->min_size, s->max_size);
+        snprintf(buf, size, "%s: %lld bytes in %lld blocks of %lld to %lld bytes", label,
+                 s->bytes, s->blocks, s->min_size, s->max_size);
 }
 
 void report_finding_message(char *buf, size_t size, const tm_finding *f)
@@ -204,27 +222,90 @@ static void text_summary(FILE *out, const tm_trace *t, const style *c)
                 c->yellow, s->lost_events, c->reset);
 }
 
+/* A class's label as a heading starts: "Definitely lost". */
+static void heading_label(FILE *out, enum tm_reach r)
+{
+    const char *label = tm_reach_label(r);
+    fputc(toupper((unsigned char)label[0]), out);
+    fputs(label + 1, out);
+}
+
+static void blocks_at_sites(FILE *out, long long bytes, long long blocks, long long sites)
+{
+    char b[64];
+    cli_bytes(b, sizeof b, bytes);
+    fprintf(out, "%s in %lld block%s", b, blocks, blocks == 1 ? "" : "s");
+    if (sites > 0)
+        fprintf(out, " at %lld site%s", sites, sites == 1 ? "" : "s");
+}
+
+/* valgrind's LEAK SUMMARY: a line per class, in AT_REACH's order; the
+ * classes counted by default stand out when they hold anything. */
+static void text_leak_summary(FILE *out, const tm_trace *t, const style *c)
+{
+    const tm_summary *s = &t->sum;
+    if (s->leaked_blocks == 0)
+        return;
+    int width = 0;
+    for (int r = 0; r < TM_REACHES; r++) {
+        int n = (int)strlen(tm_reach_label((enum tm_reach)r));
+        width = n > width ? n : width;
+    }
+    fprintf(out, "\n%sLeak summary, by reachability at exit%s\n", c->bold, c->reset);
+    for (int r = 0; r < TM_REACHES; r++) {
+        int loud = s->by_reach[r].blocks > 0 && tm_reach_is_gated((enum tm_reach)r);
+        fprintf(out, "  %s%*s:%s ", loud ? c->red : "", width, tm_reach_label((enum tm_reach)r),
+                loud ? c->reset : "");
+        blocks_at_sites(out, s->by_reach[r].bytes, s->by_reach[r].blocks, s->by_reach[r].sites);
+        fputc('\n', out);
+    }
+}
+
+static void text_site(FILE *out, size_t n, const tm_site *s, const report_opts *o,
+                      const style *c)
+{
+    char b[64];
+    cli_bytes(b, sizeof b, s->bytes);
+    fprintf(out, "\n  %s#%zu  %s%s in %lld block%s", c->bold, n, b, c->reset, s->blocks,
+            s->blocks == 1 ? "" : "s");
+    if (s->min_size == s->max_size)
+        fprintf(out, " of %lld B\n", s->min_size);
+    else
+        fprintf(out, " of %lld to %lld B\n", s->min_size, s->max_size);
+    report_stack_text(out, s->stack, "      ", o->color);
+}
+
+/* The leak sites, class by class; still reachable ones as one line unless
+ * --show-reachable.  Sites are numbered through the classes. */
 static void text_sites(FILE *out, const tm_trace *t, const report_opts *o, const style *c)
 {
-    size_t shown = report_sites_shown(t, o);
-    if (t->nsites == 0)
-        return;
-    fprintf(out, "\n%sLeaks by allocation site, largest first%s (%zu site%s", c->bold, c->reset,
-            t->nsites, t->nsites == 1 ? "" : "s");
-    if (shown < t->nsites)
-        fprintf(out, ", %zu shown", shown);
-    fputs(")\n", out);
-    for (size_t i = 0; i < shown; i++) {
-        const tm_site *s = &t->sites[i];
-        char b[64];
-        cli_bytes(b, sizeof b, s->bytes);
-        fprintf(out, "\n  %s#%zu  %s%s in %lld block%s", c->bold, i + 1, b, c->reset, s->blocks,
-                s->blocks == 1 ? "" : "s");
-        if (s->min_size == s->max_size)
-            fprintf(out, " of %lld B\n", s->min_size);
-        else
-            fprintf(out, " of %lld to %lld B\n", s->min_size, s->max_size);
-        report_stack_text(out, s->stack, "      ", o->color);
+    size_t n = 0;
+    for (int r = 0; r < TM_REACHES; r++) {
+        enum tm_reach reach = (enum tm_reach)r;
+        size_t total = t->reach_begin[r + 1] - t->reach_begin[r];
+        size_t shown = report_class_shown(t, o, reach);
+        if (total == 0)
+            continue;
+        fprintf(out, "\n%s", c->bold);
+        heading_label(out, reach);
+        if (reach == TM_REACH_REACHABLE && !o->show_reachable) {
+            fprintf(out, "%s: ", c->reset);
+            blocks_at_sites(out, t->sum.by_reach[r].bytes, t->sum.by_reach[r].blocks,
+                            (long long)total);
+            fputs(" (not listed: --show-reachable lists them)\n", out);
+            continue;
+        }
+        fprintf(out, ", by allocation site, largest first%s (%zu site%s", c->reset, total,
+                total == 1 ? "" : "s");
+        if (shown < total)
+            fprintf(out, ", %zu shown", shown);
+        fputc(')', out);
+        if (reach == TM_REACH_UNKNOWN)
+            fprintf(out, ": %s", tm_unscanned_reason(t));
+        fputc('\n', out);
+        for (size_t i = t->reach_begin[r]; i < t->reach_begin[r + 1]; i++)
+            if (report_site_shown(t, o, i))
+                text_site(out, ++n, &t->sites[i], o, c);
     }
 }
 
@@ -300,6 +381,7 @@ static void report_text(FILE *out, const tm_trace *t, const report_opts *o)
 {
     style c = make_style(o->color);
     text_summary(out, t, &c);
+    text_leak_summary(out, t, &c);
     text_sites(out, t, o, &c);
     text_findings(out, t, o, &c);
 }
@@ -310,7 +392,7 @@ enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF, FORMAT_JUNIT };
 
 static void usage(FILE *to)
 {
-    fputs("usage: alloctrace report TRACE [--top N] [--min-bytes N]\n"
+    fputs("usage: alloctrace report TRACE [--top N] [--min-bytes N] [--show-reachable]\n"
           "                        [--format text|json|sarif|junit] [--color auto|always|never]\n"
           "                        [-o FILE]\n",
           to);
@@ -393,6 +475,7 @@ int cmd_report(int argc, char **argv)
     static const struct option opts[] = {
         {"top", required_argument, NULL, 't'},
         {"min-bytes", required_argument, NULL, 'm'},
+        {"show-reachable", no_argument, NULL, 'r'},
         {"format", required_argument, NULL, 'f'},
         {"color", required_argument, NULL, 'c'},
         {"colour", required_argument, NULL, 'c'},
@@ -424,6 +507,7 @@ int cmd_report(int argc, char **argv)
                 return usage_error("--color is auto, always or never, not '%s'", optarg);
             color = optarg;
             break;
+        case 'r': o.show_reachable = 1; break;
         case 'o': output = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;

@@ -10,21 +10,26 @@
 #include "trace_model.h"
 
 typedef struct report_opts {
-    long long top;       /* leak sites and findings shown at most; -1 for all */
+    long long top;       /* leak sites of each class, and findings, shown at most; -1 for all */
     long long min_bytes; /* leak sites smaller than this are left out */
+    int show_reachable;  /* still reachable sites are listed, not only counted */
     int color;           /* text only */
 } report_opts;
 
-/* How many of the trace's leak sites and findings the options show (the
- * first ones: sites are largest first). */
+/* Whether the options show leak site i of the trace (sites are by class,
+ * largest first within one: the first --top of each class are shown,
+ * still reachable ones only with show_reachable), and how many they show
+ * of class r, and in all. */
+int report_site_shown(const tm_trace *t, const report_opts *o, size_t i);
+size_t report_class_shown(const tm_trace *t, const report_opts *o, enum tm_reach r);
 size_t report_sites_shown(const tm_trace *t, const report_opts *o);
 size_t report_findings_shown(const tm_trace *t, const report_opts *o);
 
 /* "layout mismatch", "double free"... */
 const char *report_kind_label(enum tm_kind k);
 
-/* One sentence about a problem, for messages: "3003 bytes in 3 blocks
- * leaked (1000 to 1002 bytes each)", or the finding's kind and what the
+/* One sentence about a problem, for messages: "definitely lost: 3003 bytes
+ * in 3 blocks of 1000 to 1002 bytes", or the finding's kind and what the
  * trace says about it.  Trace text in it is raw: escape it on output. */
 void report_site_message(char *buf, size_t size, const tm_site *s);
 void report_finding_message(char *buf, size_t size, const tm_finding *f);

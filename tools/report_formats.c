@@ -79,6 +79,17 @@ static void json_summary(jw *w, const tm_trace *t)
     jw_int(w, "leaked_blocks", s->leaked_blocks);
     jw_int(w, "leaked_bytes", s->leaked_bytes);
     jw_int(w, "leak_sites", (long long)t->nsites);
+    jw_obj(w, "reachability");
+    for (int r = 0; r < TM_REACHES; r++) {
+        jw_line(w);
+        jw_obj(w, tm_reach_name((enum tm_reach)r));
+        jw_int(w, "blocks", s->by_reach[r].blocks);
+        jw_int(w, "bytes", s->by_reach[r].bytes);
+        jw_int(w, "sites", s->by_reach[r].sites);
+        jw_end(w);
+    }
+    jw_end(w);
+    jw_str(w, "reach_scan", tm_meta(t, "reach_scan"));
     jw_int(w, "runtime_blocks", s->runtime_blocks);
     jw_int(w, "runtime_bytes", s->runtime_bytes);
     jw_int(w, "findings", s->findings);
@@ -94,6 +105,7 @@ static void json_summary(jw *w, const tm_trace *t)
 static void json_site(jw *w, const tm_site *s)
 {
     jw_obj(w, NULL);
+    jw_str(w, "reachability", tm_reach_name(s->reach));
     jw_int(w, "bytes", s->bytes);
     jw_int(w, "blocks", s->blocks);
     jw_int(w, "min_size", s->min_size);
@@ -152,14 +164,15 @@ void report_json(FILE *out, const tm_trace *t, const report_opts *o)
     jw_init(&w, out);
     jw_obj(&w, NULL);
     jw_str(&w, "format", "alloctrace-report");
-    jw_int(&w, "version", 1);
+    jw_int(&w, "version", 2);
     jw_str(&w, "trace", t->path);
     json_program(&w, t);
     json_summary(&w, t);
     jw_arr(&w, "leak_sites");
-    for (size_t i = 0; i < sites; i++) {
-        json_site(&w, &t->sites[i]);
-        tm_progress((double)i / (double)sites);
+    for (size_t i = 0; i < t->nsites; i++) {
+        if (report_site_shown(t, o, i))
+            json_site(&w, &t->sites[i]);
+        tm_progress((double)i / (double)t->nsites);
     }
     jw_end(&w);
     jw_int(&w, "leak_sites_omitted", (long long)(t->nsites - sites));
@@ -270,11 +283,11 @@ static void sarif_stack(jw *w, const tm_stack *s, const char *what)
     jw_end(w);
 }
 
-static void sarif_result_head(jw *w, enum tm_kind k, const char *message)
+static void sarif_result_head(jw *w, enum tm_kind k, const char *level, const char *message)
 {
     jw_str(w, "ruleId", tm_kind_name(k));
     jw_int(w, "ruleIndex", k);
-    jw_str(w, "level", rules[k].level);
+    jw_str(w, "level", level);
     jw_line(w);
     jw_obj(w, "message");
     jw_str(w, "text", message);
@@ -285,9 +298,13 @@ static void sarif_site(jw *w, const tm_site *s)
 {
     char msg[256], fp[17];
     report_site_message(msg, sizeof msg, s);
-    fingerprint(fp, "leak", s->stack->names, NULL);
+    /* The class is part of the result's identity: a site that becomes
+     * definitely lost is a new result, not the still reachable one. */
+    fingerprint(fp, "leak", s->stack->names, tm_reach_name(s->reach));
     jw_obj(w, NULL);
-    sarif_result_head(w, TM_LEAK, msg);
+    /* What check counts by default is the rule's level; the rest, notes. */
+    sarif_result_head(w, TM_LEAK, tm_reach_is_gated(s->reach) ? rules[TM_LEAK].level : "note",
+                      msg);
     jw_arr(w, "locations");
     sarif_location(w, NULL, anchor(s->stack), 0, NULL);
     jw_end(w);
@@ -298,6 +315,7 @@ static void sarif_site(jw *w, const tm_site *s)
     jw_str(w, "alloctraceStack/v1", fp);
     jw_end(w);
     jw_obj(w, "properties");
+    jw_str(w, "reachability", tm_reach_name(s->reach));
     jw_int(w, "bytes", s->bytes);
     jw_int(w, "blocks", s->blocks);
     jw_end(w);
@@ -310,7 +328,7 @@ static void sarif_finding(jw *w, const tm_finding *f)
     report_finding_message(msg, sizeof msg, f);
     fingerprint(fp, f->kind_name, f->release->names, f->alloc ? f->alloc->names : NULL);
     jw_obj(w, NULL);
-    sarif_result_head(w, f->kind, msg);
+    sarif_result_head(w, f->kind, rules[f->kind].level, msg);
     jw_arr(w, "locations");
     sarif_location(w, NULL, anchor(f->release), 0, NULL);
     jw_end(w);
@@ -353,7 +371,7 @@ static void sarif_rules(jw *w)
 
 void report_sarif(FILE *out, const tm_trace *t, const report_opts *o)
 {
-    size_t sites = report_sites_shown(t, o), findings = report_findings_shown(t, o);
+    size_t findings = report_findings_shown(t, o);
     jw w;
     jw_init(&w, out);
     jw_obj(&w, NULL);
@@ -369,9 +387,10 @@ void report_sarif(FILE *out, const tm_trace *t, const report_opts *o)
     jw_end(&w);
     jw_end(&w);
     jw_arr(&w, "results");
-    for (size_t i = 0; i < sites; i++) {
-        sarif_site(&w, &t->sites[i]);
-        tm_progress((double)i / (double)sites);
+    for (size_t i = 0; i < t->nsites; i++) {
+        if (report_site_shown(t, o, i))
+            sarif_site(&w, &t->sites[i]);
+        tm_progress((double)i / (double)t->nsites);
     }
     for (size_t i = 0; i < findings; i++)
         sarif_finding(&w, &t->findings[i]);
@@ -424,19 +443,30 @@ static void junit_stack(FILE *out, const char *title, const tm_stack *s)
     free(text);
 }
 
+/* A failing test case for a class check counts by default (vocab.h's
+ * GATED), a passing one with the message and stack as its output for the
+ * others: a CI test reporter fails on what the gate fails on. */
 static void junit_site(FILE *out, size_t i, const tm_site *s)
 {
     char msg[256];
+    int fails = tm_reach_is_gated(s->reach);
     report_site_message(msg, sizeof msg, s);
-    fprintf(out, "    <testcase classname=\"alloctrace.leak\" name=\"leak #%zu at ", i + 1);
+    fprintf(out, "    <testcase classname=\"alloctrace.leak.%s\" name=\"%s #%zu at ",
+            tm_reach_name(s->reach), tm_reach_label(s->reach), i + 1);
     junit_where(out, s->stack);
     fputc('"', out);
     junit_file_attrs(out, s->stack);
-    fprintf(out, ">\n      <failure type=\"leak\" message=\"");
-    esc_xml(out, msg, 1);
-    fputs("\">", out);
+    if (fails) {
+        fprintf(out, ">\n      <failure type=\"leak\" message=\"");
+        esc_xml(out, msg, 1);
+        fputs("\">", out);
+    } else {
+        fputs(">\n      <system-out>", out);
+        esc_xml(out, msg, 0);
+        fputc('\n', out);
+    }
     junit_stack(out, "allocated at:", s->stack);
-    fputs("</failure>\n    </testcase>\n", out);
+    fputs(fails ? "</failure>\n    </testcase>\n" : "</system-out>\n    </testcase>\n", out);
 }
 
 static void junit_finding(FILE *out, size_t i, const tm_finding *f)
@@ -478,6 +508,15 @@ static void junit_properties(FILE *out, const tm_trace *t)
     junit_property(out, "leaked_bytes", buf);
     snprintf(buf, sizeof buf, "%lld", s->leaked_blocks);
     junit_property(out, "leaked_blocks", buf);
+    for (int r = 0; r < TM_REACHES; r++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s_bytes", tm_reach_name((enum tm_reach)r));
+        snprintf(buf, sizeof buf, "%lld", s->by_reach[r].bytes);
+        junit_property(out, name, buf);
+        snprintf(name, sizeof name, "%s_blocks", tm_reach_name((enum tm_reach)r));
+        snprintf(buf, sizeof buf, "%lld", s->by_reach[r].blocks);
+        junit_property(out, name, buf);
+    }
     snprintf(buf, sizeof buf, "%lld", s->findings);
     junit_property(out, "findings", buf);
     snprintf(buf, sizeof buf, "%lld", s->peak_bytes);
@@ -488,10 +527,12 @@ static void junit_properties(FILE *out, const tm_trace *t)
 void report_junit(FILE *out, const tm_trace *t, const report_opts *o)
 {
     size_t sites = report_sites_shown(t, o), findings = report_findings_shown(t, o);
+    size_t failures = findings;
+    for (size_t i = 0; i < t->nsites; i++)
+        failures += report_site_shown(t, o, i) && tm_reach_is_gated(t->sites[i].reach);
     /* An empty category is one passing test case, so a clean run still
      * shows as tests that ran. */
-    size_t failures = sites + findings;
-    size_t tests = failures + (t->nsites == 0) + (t->nfindings == 0);
+    size_t tests = sites + findings + (sites == 0) + (t->nfindings == 0);
     double secs = (double)t->sum.duration_us / 1e6;
     fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", out);
     fprintf(out, "<testsuites name=\"alloctrace\" tests=\"%zu\" failures=\"%zu\" errors=\"0\""
@@ -507,12 +548,14 @@ void report_junit(FILE *out, const tm_trace *t, const report_opts *o)
     }
     fputs(">\n", out);
     junit_properties(out, t);
-    for (size_t i = 0; i < sites; i++) {
-        junit_site(out, i, &t->sites[i]);
-        tm_progress((double)i / (double)sites);
+    for (size_t i = 0, n = 0; i < t->nsites; i++) {
+        if (report_site_shown(t, o, i))
+            junit_site(out, n++, &t->sites[i]);
+        tm_progress((double)i / (double)t->nsites);
     }
-    if (t->nsites == 0)
-        fputs("    <testcase classname=\"alloctrace.leak\" name=\"no leaks\"/>\n", out);
+    if (sites == 0) /* none, or none listed (still reachable ones without --show-reachable) */
+        fprintf(out, "    <testcase classname=\"alloctrace.leak\" name=\"%s\"/>\n",
+                t->nsites ? "no leaks listed" : "no leaks");
     for (size_t i = 0; i < findings; i++)
         junit_finding(out, i, &t->findings[i]);
     if (t->nfindings == 0)

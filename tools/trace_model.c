@@ -541,6 +541,14 @@ static void load_summary(tm_trace *t)
     s->threads = one_int(t, "SELECT count(*) FROM threads", 0);
     s->leaked_blocks = one_int(t, "SELECT count(*) FROM leaks", 0);
     s->leaked_bytes = one_int(t, "SELECT coalesce(sum(size), 0) FROM leaks", 0);
+    sqlite3_stmt *rs = prepare(t, "SELECT reachability, count(*), coalesce(sum(size), 0)"
+                                  " FROM leaks GROUP BY reachability");
+    while (step(t, rs) == SQLITE_ROW) {
+        enum tm_reach r = tm_reach_named((const char *)sqlite3_column_text(rs, 0));
+        s->by_reach[r].blocks = tm_sat_add(s->by_reach[r].blocks, sqlite3_column_int64(rs, 1));
+        s->by_reach[r].bytes = tm_sat_add(s->by_reach[r].bytes, sqlite3_column_int64(rs, 2));
+    }
+    sqlite3_finalize(rs);
     s->runtime_blocks = one_int(t, "SELECT count(*) FROM runtime_blocks", 0);
     s->runtime_bytes = one_int(t, "SELECT coalesce(sum(size), 0) FROM runtime_blocks", 0);
     sqlite3_stmt *st = prepare(t, "SELECT kind, count(*) FROM findings GROUP BY kind");
@@ -580,36 +588,46 @@ typedef struct site_entry {
     UT_hash_handle hh;
 } site_entry;
 
+/* Row: stack, reachability, blocks, bytes, min_size, max_size.  Stacks
+ * that read the same are one site within a class, never across classes. */
 static void merge_site(tm_trace *t, site_entry **by_key, size_t *cap, const tm_stack *s,
                        sqlite3_stmt *st)
 {
+    enum tm_reach r = tm_reach_named((const char *)sqlite3_column_text(st, 1));
     site_entry *e;
-    HASH_FIND_STR(*by_key, s->key, e);
+    HASH_FIND_STR(by_key[r], s->key, e);
     tm_site *site;
     if (!e) {
         t->sites = grow(t->sites, cap, t->nsites + 1, sizeof *t->sites);
         site = &t->sites[t->nsites];
         memset(site, 0, sizeof *site);
         site->stack = s;
+        site->reach = r;
         site->min_size = INT64_MAX;
         e = tm_xrealloc(NULL, sizeof *e);
         e->key = s->key;
         e->index = t->nsites++;
-        HASH_ADD_KEYPTR(hh, *by_key, e->key, strlen(e->key), e);
+        HASH_ADD_KEYPTR(hh, by_key[r], e->key, strlen(e->key), e);
     }
     site = &t->sites[e->index];
-    site->blocks = tm_sat_add(site->blocks, sqlite3_column_int64(st, 1));
-    site->bytes = tm_sat_add(site->bytes, sqlite3_column_int64(st, 2));
-    long long lo = sqlite3_column_int64(st, 3), hi = sqlite3_column_int64(st, 4);
+    site->blocks = tm_sat_add(site->blocks, sqlite3_column_int64(st, 2));
+    site->bytes = tm_sat_add(site->bytes, sqlite3_column_int64(st, 3));
+    long long lo = sqlite3_column_int64(st, 4), hi = sqlite3_column_int64(st, 5);
     site->min_size = lo < site->min_size ? lo : site->min_size;
     site->max_size = hi > site->max_size ? hi : site->max_size;
-    site->ids = tm_xrealloc(site->ids, (site->nids + 1) * sizeof *site->ids);
-    site->ids[site->nids++] = s->id;
+    /* A stack is in a site once per class (leak_sites groups by both). */
+    if (site->nids == 0 || site->ids[site->nids - 1] != s->id) {
+        site->ids = tm_xrealloc(site->ids, (site->nids + 1) * sizeof *site->ids);
+        site->ids[site->nids++] = s->id;
+    }
 }
 
+/* By class in AT_REACH's order, then largest first. */
 static int site_order(const void *a, const void *b)
 {
     const tm_site *x = a, *y = b;
+    if (x->reach != y->reach)
+        return x->reach < y->reach ? -1 : 1;
     if (x->bytes != y->bytes)
         return x->bytes > y->bytes ? -1 : 1;
     if (x->blocks != y->blocks)
@@ -619,24 +637,34 @@ static int site_order(const void *a, const void *b)
 
 static void load_leaks(tm_trace *t)
 {
-    site_entry *by_key = NULL, *e, *tmp;
+    site_entry *by_key[TM_REACHES] = {NULL}, *e, *tmp;
     size_t cap = 0;
     tm_progress_start("reading leaks");
-    sqlite3_stmt *st = prepare(t, "SELECT stack, blocks, bytes, min_size, max_size"
+    sqlite3_stmt *st = prepare(t, "SELECT stack, reachability, blocks, bytes, min_size, max_size"
                                   " FROM leak_sites ORDER BY stack");
     while (step(t, st) == SQLITE_ROW) {
         const tm_stack *s = stack_get(t, col_int(st, 0, 0));
-        merge_site(t, &by_key, &cap, s, st);
+        merge_site(t, by_key, &cap, s, st);
         tm_progress(-1);
     }
     sqlite3_finalize(st);
-    HASH_ITER(hh, by_key, e, tmp)
-    {
-        HASH_DEL(by_key, e);
-        free(e);
+    for (int r = 0; r < TM_REACHES; r++) {
+        HASH_ITER(hh, by_key[r], e, tmp)
+        {
+            HASH_DEL(by_key[r], e);
+            free(e);
+        }
     }
     if (t->nsites > 1) /* qsort(NULL, 0...) is undefined */
         qsort(t->sites, t->nsites, sizeof *t->sites, site_order);
+    size_t i = 0;
+    for (int r = 0; r < TM_REACHES; r++) {
+        t->reach_begin[r] = i;
+        while (i < t->nsites && t->sites[i].reach == (enum tm_reach)r)
+            i++;
+        t->sum.by_reach[r].sites = (long long)(i - t->reach_begin[r]);
+    }
+    t->reach_begin[TM_REACHES] = i;
     tm_progress_done();
 }
 
@@ -832,10 +860,11 @@ static void heap_leaks(tm_trace *t)
     for (size_t i = 0; i < t->nsites; i++) {
         const tm_site *site = &t->sites[i];
         tm_stack_heap *h = tm__heap_entry(&t->heap, site->stack->id);
+        int first = h->leaked_blocks == 0; /* a stack names a site in each of its classes */
         h->leaked_blocks = tm_sat_add(h->leaked_blocks, site->blocks);
         h->leaked_bytes = tm_sat_add(h->leaked_bytes, site->bytes);
-        h->leak_min = site->min_size;
-        h->leak_max = site->max_size;
+        h->leak_min = first || site->min_size < h->leak_min ? site->min_size : h->leak_min;
+        h->leak_max = first || site->max_size > h->leak_max ? site->max_size : h->leak_max;
     }
 }
 

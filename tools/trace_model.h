@@ -57,8 +57,20 @@ typedef struct tm_stack {
 enum tm_kind { AT_KINDS(TM_KIND_ENUM) AT_KIND_OTHER(TM_KIND_ENUM) TM_KINDS };
 #undef TM_KIND_ENUM
 
+/* Reachability at exit, in the order of vocab.h's AT_REACH (the order
+ * reports show them in): TM_REACH_DEFINITE ... TM_REACH_UNKNOWN. */
+#define TM_REACH_ENUM(id, code, name, kind, label, gated, color, description) TM_REACH_##id,
+enum tm_reach { AT_REACH(TM_REACH_ENUM) TM_REACHES };
+#undef TM_REACH_ENUM
+
+/* A set of classes: bit (1u << r) for each enum tm_reach r. */
+typedef unsigned tm_reach_set;
+
+/* One allocation site's leaked blocks of one reachability class: a site
+ * whose blocks fall in two classes is two tm_sites. */
 typedef struct tm_site {
     const tm_stack *stack;
+    enum tm_reach reach;
     long long bytes, blocks, min_size, max_size;
     long long *ids; /* the trace's stacks merged into this site, ascending */
     size_t nids;
@@ -82,7 +94,10 @@ typedef struct tm_finding {
 typedef struct tm_summary {
     long long alloc_calls, free_calls, alloc_bytes;
     long long peak_bytes, peak_blocks, peak_seq, peak_time_us; /* peak_seq 0: nothing was live */
-    long long leaked_blocks, leaked_bytes;
+    long long leaked_blocks, leaked_bytes; /* every class */
+    struct {
+        long long blocks, bytes, sites; /* sites: with TM_LEAKS only */
+    } by_reach[TM_REACHES];
     long long runtime_blocks, runtime_bytes;
     long long findings;
     long long by_kind[TM_KINDS]; /* findings by kind (TM_LEAK unused) */
@@ -143,8 +158,9 @@ typedef struct tm_trace {
     sqlite3 *db;
     const char *path;
     tm_summary sum;
-    tm_site *sites; /* largest first */
+    tm_site *sites; /* by class (AT_REACH's order), largest first within a class */
     size_t nsites;
+    size_t reach_begin[TM_REACHES + 1]; /* class r's sites are [reach_begin[r], reach_begin[r+1]) */
     tm_finding *findings; /* in the order they happened */
     size_t nfindings;
     tm_finding *releases; /* TM_RELEASES: the bad releases themselves (count 1), in the
@@ -187,6 +203,41 @@ const char *tm_meta(const tm_trace *t, const char *key);
 
 /* The first frame shown that has a file and a line, or NULL. */
 const tm_frame *tm_source_frame(const tm_stack *s);
+
+/* ---- reachability (reach.c) ---- */
+
+/* vocab.h's fields of class r: NAME ("definitely_lost", as the leaks view
+ * and JSON spell it), KIND ("definite", the word --leak-kinds takes), LABEL
+ * ("definitely lost", for text), COLOR, DESCRIPTION, GATED. */
+const char *tm_reach_name(enum tm_reach r);
+const char *tm_reach_kind(enum tm_reach r);
+const char *tm_reach_label(enum tm_reach r);
+const char *tm_reach_color(enum tm_reach r);
+const char *tm_reach_description(enum tm_reach r);
+int tm_reach_is_gated(enum tm_reach r);
+
+/* The classes GATED in vocab.h: what check and run --check count by default. */
+tm_reach_set tm_reach_gated(void);
+
+/* The class the leaks view names `name`; TM_REACH_UNKNOWN for anything else. */
+enum tm_reach tm_reach_named(const char *name);
+
+/* The class whose KIND is s[0..len), or -1. */
+int tm_reach_of_kind(const char *s, size_t len);
+
+/* --leak-kinds: a comma-separated list of KIND words, `all` or `none`;
+ * 0, or -1 when `list` is not one. */
+int tm_parse_leak_kinds(const char *list, tm_reach_set *out);
+
+/* "definite, indirect, possible, reachable, unknown": for messages. */
+const char *tm_leak_kinds_words(void);
+
+/* The KIND words of `set`, comma-separated ("definite,indirect"), or "none". */
+void tm_leak_kinds_text(char *buf, size_t size, tm_reach_set set);
+
+/* Why the trace's unknown blocks were never classified, one phrase (TM_SUMMARY):
+ * the program died, no scan ran, the scan said something else than done. */
+const char *tm_unscanned_reason(const tm_trace *t);
 
 /* "leak", "layout_mismatch"... (the trace's spelling); "other" for TM_OTHER. */
 const char *tm_kind_name(enum tm_kind k);

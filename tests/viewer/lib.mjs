@@ -178,3 +178,17 @@ export function peakOf(a, db) {
     ' FROM allocations x ORDER BY bytes DESC, x.alloc_seq LIMIT 1');
   return r ? { bytes: r.bytes, blocks: r.blocks, seq: r.seq } : { bytes: 0, blocks: 0, seq: 0 };
 }
+
+// The classes of reachability as vocab.h defines them (AT_REACH), read from
+// the source: [{name, code, kind, label, gated, color, description}] in order.
+export function vocabReach() {
+  const text = readFileSync(resolve(here, '..', '..', 'lib', 'include', 'alloctrace', 'vocab.h'), 'utf8')
+    .replace(/\\\n/g, ' ');
+  const m = /#define AT_REACH\(X\)(.*)/.exec(text);
+  if (!m) fatal('vocab.h has no AT_REACH');
+  const entry = /X\(\s*\w+,\s*(\d+),\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",\s*([01]),\s*"([^"]*)",((?:\s*"[^"]*")+)\s*\)/g;
+  return [...m[1].matchAll(entry)].map((e) => ({
+    name: e[2], code: Number(e[1]), kind: e[3], label: e[4], gated: e[5] === '1', color: e[6],
+    description: [...e[7].matchAll(/"([^"]*)"/g)].map((d) => d[1]).join(''),
+  }));
+}

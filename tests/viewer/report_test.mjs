@@ -11,8 +11,9 @@ import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
   args, browser, check, checkClean, done, embeddedData, equal, expectedNodes, htmlOf, openReport,
-  peakOf, query, rgb, traceOf, vocabKinds,
+  peakOf, query, rgb, sql, traceOf, vocabKinds, vocabReach,
 } from './lib.mjs';
+import { copyFileSync } from 'node:fs';
 
 const a = args('report_test.mjs');
 let b;
@@ -146,6 +147,11 @@ async function leakReport() {
   check((await page.textContent('#detail-title')).startsWith('Leak site: leaky_site'), 'leak: a leak row shows its site');
   const hl = await page.$$eval('#flame-chart g.frame', (gs) => gs.filter((g) => g.querySelector('rect').getAttribute('fill') === '#e600e6').map((g) => g.getAttribute('name')));
   equal(hl, ['leaky_site'], 'leak: a leak row highlights its frame in the graph');
+  // No scan ran: the site is of unknown reachability, and says so.
+  const unknown = vocabReach().at(-1);
+  const classes = await page.$$eval('#leak-table tbody .reach', (bs) => bs.map((x) => [x.dataset.reach, x.textContent, getComputedStyle(x).backgroundColor]));
+  equal(classes, sites.map(() => [unknown.name, unknown.label, rgb(unknown.color)]), 'leak: unscanned, every site is of unknown reachability');
+  check((await page.textContent('#detail')).includes(`${unknown.label}: ${unknown.description}`), 'leak: the detail says the class and what it means');
 
   // ---- sorting: the rounding-loss table by any column ----
   const lost = async () => page.$$eval('#waste-table tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.index)));
@@ -264,8 +270,80 @@ async function peakReport() {
   await page.close();
 }
 
+// leaky_site's three blocks given classes as the exit scan stores them
+// (the reachability table): each site shows its class in vocab.h's colour,
+// the summary counts each class, and the filter shows only the classes
+// pressed.
+async function reachReport() {
+  const vocab = vocabReach();
+  const byKind = new Map(vocab.map((c) => [c.kind, c]));
+  const leakDb = traceOf(a, 'leak', join(a.work, 'reach-src.db'));
+  const db = join(a.work, 'reach.db');
+  copyFileSync(leakDb, db);
+  const sizes = { 1000: 'definite', 1001: 'reachable', 1002: 'possible' };
+  sql(a, db, 'DELETE FROM reachability;\n' + Object.entries(sizes).map(([size, kind]) =>
+    `INSERT INTO reachability SELECT alloc_seq, ${byKind.get(kind).code} FROM leaks WHERE size = ${size};`).join('\n'));
+  const expected = query(a, db, 'SELECT stack, reachability, bytes FROM leak_sites ORDER BY bytes DESC');
+  equal(expected.map((r) => r.reachability), ['possibly_lost', 'still_reachable', 'definitely_lost'], 'reach: three classes in the trace');
+  const html = htmlOf(a, db, join(a.work, 'reach.html'));
+  const data = embeddedData(readFileSync(html, 'utf8'));
+  equal(data.reach.map(({ name, kind, label, gated, color, description }) => ({ name, kind, label, gated, color, description })),
+    vocab.map(({ name, kind, label, gated, color, description }) => ({ name, kind, label, gated, color, description })),
+    'reach: the page carries the classes of vocab.h, in its order');
+  const { page, events } = await openReport(b, html);
+
+  const byName = new Map(vocab.map((c) => [c.name, c]));
+  const rowClasses = async () => page.$$eval('#leak-table tbody tr', (trs) => trs.map((tr) => {
+    const x = tr.querySelector('.reach');
+    return x ? [Number(tr.dataset.stack), x.dataset.reach, x.textContent, getComputedStyle(x).backgroundColor] : null;
+  }).filter(Boolean));
+  const shown = await rowClasses();
+  equal(shown, expected.map((r) => [r.stack, r.reachability, byName.get(r.reachability).label, rgb(byName.get(r.reachability).color)]),
+    'reach: each leak row shows its class, labelled and coloured as vocab.h says, heaviest first');
+  const summary = await page.$$eval('ul.reach-summary li', (lis) => lis.map((li) => [li.dataset.reach, Number(li.dataset.blocks), Number(li.dataset.bytes)]));
+  const perClass = query(a, db, 'SELECT reachability, count(*) AS n, sum(size) AS bytes FROM leaks GROUP BY reachability');
+  const order = (n) => vocab.findIndex((c) => c.name === n);
+  equal(summary, perClass.sort((x, y) => order(x.reachability) - order(y.reachability)).map((r) => [r.reachability, r.n, r.bytes]),
+    'reach: the leaks card counts blocks and bytes per class, in vocab.h\'s order');
+
+  // The filter: a toggle per class present; unpressed, its rows go.
+  const toggles = await page.$$eval('#leak-filter button[data-reach]', (bs) => bs.map((x) => [x.dataset.reach, x.getAttribute('aria-pressed')]));
+  equal(toggles, vocab.filter((c) => expected.some((r) => r.reachability === c.name)).map((c) => [c.name, 'true']),
+    'reach: one pressed toggle per class present, in vocab.h\'s order');
+  await page.click('#leak-filter button[data-reach="still_reachable"]');
+  let rows = await rowClasses();
+  equal(rows.map((r) => r[1]), ['possibly_lost', 'definitely_lost'], 'reach: unpressing still reachable hides its row');
+  equal(await page.getAttribute('#leak-filter button[data-reach="still_reachable"]', 'aria-pressed'), 'false', 'reach: the toggle says it is off');
+  equal(await page.textContent('#leak-filter-status'), '2 of 3 sites shown', 'reach: the filter says what it hides');
+  await page.click('#leak-filter button[data-reach="possibly_lost"]');
+  rows = await rowClasses();
+  equal(rows.map((r) => r[1]), ['definitely_lost'], 'reach: and possibly lost: only definitely lost is left');
+  await page.click('#leak-filter button[data-reach="definitely_lost"]');
+  equal(await rowClasses(), [], 'reach: nothing pressed, no site row');
+  check((await page.textContent('#leak-table tbody')).includes('No row matches the filter'), 'reach: the empty table says why');
+  for (const n of ['definitely_lost', 'possibly_lost', 'still_reachable']) await page.click(`#leak-filter button[data-reach="${n}"]`);
+  equal((await rowClasses()).map((r) => [r[0], r[1]]), expected.map((r) => [r.stack, r.reachability]), 'reach: all pressed again, every row is back, heaviest first');
+
+  // Sorting by the class orders rows as vocab.h orders the classes.
+  await page.locator('#leak-table thead th', { hasText: 'Reachability' }).click();
+  equal((await rowClasses()).map((r) => r[1]), ['definitely_lost', 'possibly_lost', 'still_reachable'], 'reach: sorted by class, in vocab.h\'s order');
+  // Sorting keeps the filter.
+  await page.click('#leak-filter button[data-reach="possibly_lost"]');
+  await page.locator('#leak-table thead th', { hasText: 'Bytes' }).click();
+  equal((await rowClasses()).map((r) => r[1]).sort(), ['definitely_lost', 'still_reachable'], 'reach: sorting keeps the filter');
+
+  await page.locator('#leak-table tbody tr', { hasText: byName.get('definitely_lost').label }).click();
+  await settle(page);
+  const def = byName.get('definitely_lost');
+  check((await page.textContent('#detail')).includes(`${def.label}: ${def.description}`), 'reach: a row\'s detail names its class');
+  await page.screenshot({ path: join(a.workdir, 'viewer-reach.png'), fullPage: true });
+  checkClean(events, 'reach');
+  await page.close();
+}
+
 b = await browser();
 try {
+  await reachReport();
   await peakReport();
   await leakReport();
   await findingsReport();

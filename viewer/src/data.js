@@ -1,6 +1,6 @@
 // The report's data: the JSON that `alloctrace html` embeds (tools/html.c
 // documents each array), unpacked into objects.
-import { kindTable } from './kinds.js';
+import { kindTable, reachTable } from './kinds.js';
 
 export const METRICS = [
   { key: 'leaked', label: 'Leaked bytes', unit: 'bytes' },
@@ -45,8 +45,10 @@ export function loadData(doc) {
   }
   const stack = (id) => (id === null || id === undefined ? null : stacks.get(id) || null);
 
+  const reachList = raw.reach || [];
+  const reachOf = reachTable(reachList);
   const leakSites = raw.leak_sites.map((s) => ({
-    stack: s[0], blocks: s[1], bytes: s[2], min: s[3], max: s[4],
+    stack: s[0], blocks: s[1], bytes: s[2], min: s[3], max: s[4], reach: reachOf(s[5]), reachIndex: s[5],
   }));
   const wasteSites = raw.waste_sites.map((s) => ({
     stack: s[0], count: s[1], bytes: s[2], waste: s[3],
@@ -88,6 +90,7 @@ export function loadData(doc) {
     findings,
     hist,
     kind,
+    reach: reachList,
   };
 }
 

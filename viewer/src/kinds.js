@@ -20,3 +20,18 @@ export function kindBadge(kind) {
   b.style.backgroundColor = kind.color;
   return b;
 }
+
+// Reachability classes at exit (`reach`, from vocab.h's AT_REACH), by
+// index as the leak sites refer to them; an index the data does not have
+// is the last class, unknown.
+export function reachTable(list) {
+  const fallback = { name: '', kind: '', label: '?', gated: true, color: '#666666', description: '' };
+  return (i) => list[i] || list[list.length - 1] || fallback;
+}
+
+// The badge of a class: as a kind's, its colour from the data.
+export function reachBadge(cls) {
+  const b = el('span', { class: 'reach', title: cls.description, dataset: { reach: cls.name } }, cls.label);
+  b.style.backgroundColor = cls.color;
+  return b;
+}

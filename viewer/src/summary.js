@@ -1,7 +1,7 @@
 // The header: what ran, for how long, and the totals that matter.
 import { el } from './dom.js';
 import * as fmt from './format.js';
-import { kindBadge } from './kinds.js';
+import { kindBadge, reachBadge } from './kinds.js';
 
 function card(label, field, value, shown, ...details) {
   return el('div', { class: 'card' },
@@ -18,6 +18,15 @@ function commandLine(meta) {
     // not JSON: show it as it is
   }
   return meta.arguments || '';
+}
+
+// The leaks by reachability at exit: a line per class that holds any.
+function reachDetail(data) {
+  const held = data.reach.filter((c) => c.blocks > 0);
+  if (!held.length) return '';
+  return el('ul', { class: 'reach-summary' }, held.map((c) =>
+    el('li', { dataset: { reach: c.name, blocks: c.blocks, bytes: c.bytes } },
+      reachBadge(c), ` ${fmt.bytes(c.bytes)} in ${fmt.plural(c.blocks, 'block')}`)));
 }
 
 export function renderSummary(data) {
@@ -51,6 +60,7 @@ export function renderSummary(data) {
       card('Leaks', 'leaked_bytes', s.leaked_bytes, fmt.bytes(s.leaked_bytes),
         el('span', { dataset: { field: 'leaked_blocks', value: s.leaked_blocks } },
           `${fmt.plural(s.leaked_blocks, 'block')} in ${fmt.plural(s.leak_sites, 'site')}`),
+        reachDetail(data),
         s.runtime_blocks ? `set aside: ${fmt.plural(s.runtime_blocks, 'block')}, ${fmt.bytes(s.runtime_bytes)} kept by the C/C++ runtime` : ''),
       card('Findings', 'findings', s.findings, fmt.int(s.findings), findingsDetail)));
 }

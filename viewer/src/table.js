@@ -1,7 +1,9 @@
 // A table sortable by clicking its headers (again to reverse), whose rows
 // call `onRow` when clicked or activated with Enter.  The first `page`
 // rows of the current order are in the page; "Show all" adds the rest, so
-// a report with hundreds of sites opens as fast as a small one.
+// a report with hundreds of sites opens as fast as a small one.  The
+// element returned has setFilter(row => bool) (null: every row), which
+// keeps the order and shows only the rows it accepts.
 import { el, clear } from './dom.js';
 
 const PAGE = 100;
@@ -28,7 +30,9 @@ export function sortableTable({ id, columns, rows, onRow, empty, initial, page =
 
   const keys = rows.map((r) => columns.map((c) => c.value(r)));
   const trs = new Array(rows.length); // made when first shown
+  let accept = null; // the filter, null for none
   let idx = rows.map((_, i) => i);
+  const visible = () => rows.map((_, i) => i).filter((i) => !accept || accept(rows[i]));
 
   function rowElement(i) {
     if (trs[i]) return trs[i];
@@ -47,9 +51,14 @@ export function sortableTable({ id, columns, rows, onRow, empty, initial, page =
 
   function render() {
     clear(tbody);
-    for (let k = 0; k < shown; k++) tbody.appendChild(rowElement(idx[k]));
-    more.textContent = `Show all ${rows.length.toLocaleString('en-US')} rows`;
-    footer.hidden = shown >= rows.length;
+    for (let k = 0; k < shown && k < idx.length; k++) tbody.appendChild(rowElement(idx[k]));
+    if (rows.length && !idx.length) {
+      tbody.appendChild(el('tr', { class: 'filtered-out' },
+        el('td', { colspan: columns.length, class: 'muted' }, 'No row matches the filter.')));
+    }
+    table.dataset.shown = Math.min(shown, idx.length);
+    more.textContent = `Show all ${idx.length.toLocaleString('en-US')} rows`;
+    footer.hidden = shown >= idx.length;
   }
 
   function showAll() {
@@ -74,7 +83,7 @@ export function sortableTable({ id, columns, rows, onRow, empty, initial, page =
   function sortBy(col, dir) {
     const d = dir || (order && order.col === col ? -order.dir : (columns[col].num ? -1 : 1));
     order = { col, dir: d };
-    idx = rows.map((_, i) => i);
+    idx = visible();
     idx.sort((a, b) => d * cmp(keys[a][col], keys[b][col]) || a - b);
     ths.forEach((th, i) => {
       th.setAttribute('aria-sort', i === col ? (d > 0 ? 'ascending' : 'descending') : 'none');
@@ -90,5 +99,15 @@ export function sortableTable({ id, columns, rows, onRow, empty, initial, page =
   } else {
     render();
   }
-  return el('div', null, el('div', { class: 'table-wrap' }, table), footer);
+  const wrap = el('div', null, el('div', { class: 'table-wrap' }, table), footer);
+  wrap.setFilter = (fn) => {
+    accept = fn;
+    if (!rows.length) return;
+    if (order) sortBy(order.col, order.dir);
+    else {
+      idx = visible();
+      render();
+    }
+  };
+  return wrap;
 }

@@ -3,7 +3,7 @@
 import { el, section } from './dom.js';
 import * as fmt from './format.js';
 import { siteFrame } from './data.js';
-import { kindBadge } from './kinds.js';
+import { kindBadge, reachBadge } from './kinds.js';
 import { sortableTable } from './table.js';
 
 const M_LEAKED = 0;
@@ -23,17 +23,52 @@ function linkNote(ok) {
   return ok ? null : ['Flamegraph', 'this stack is not in the graph (it holds the heaviest stacks only)'];
 }
 
+// One toggle per class that has rows: pressed, its rows are shown.
+function reachFilter(data, rows, table) {
+  const present = data.reach.filter((c, i) => rows.some((r) => r.reachIndex === i));
+  if (present.length < 1) return null;
+  const on = new Set(present.map((c) => c.name));
+  const status = el('span', { id: 'leak-filter-status', class: 'muted small' });
+  const update = () => {
+    table.setFilter(on.size === present.length ? null : (r) => on.has(r.reach.name));
+    const n = rows.filter((r) => on.has(r.reach.name)).length;
+    status.dataset.shown = n;
+    status.textContent = n === rows.length ? '' : `${fmt.int(n)} of ${fmt.int(rows.length)} sites shown`;
+  };
+  const buttons = present.map((c) => {
+    const count = rows.filter((r) => r.reach.name === c.name).length;
+    const b = el('button', {
+      type: 'button', class: 'toggle on reach-toggle', title: c.description, 'aria-pressed': 'true',
+      dataset: { reach: c.name, count },
+      on: {
+        click: () => {
+          if (on.has(c.name)) on.delete(c.name);
+          else on.add(c.name);
+          b.classList.toggle('on', on.has(c.name));
+          b.setAttribute('aria-pressed', String(on.has(c.name)));
+          update();
+        },
+      },
+    }, reachBadge(c), ` ${fmt.int(count)}`);
+    return b;
+  });
+  update();
+  return el('div', { class: 'toolbar', id: 'leak-filter', role: 'group', 'aria-label': 'Reachability at exit' },
+    el('span', { class: 'muted small' }, 'Reachability at exit:'), ...buttons, status);
+}
+
 export function renderLeaks(data, detail, flame) {
   const s = data.summary;
   const rows = data.leakSites.map((r) => ({ ...r, st: data.stack(r.stack) }));
   const table = sortableTable({
     id: 'leak-table',
     rows,
-    initial: { col: 3, dir: -1 },
+    initial: { col: 4, dir: -1 },
     empty: 'No leaks: every block the program allocated was released (or kept by the C/C++ runtime).',
     columns: [
       { label: 'Site', value: (r) => siteName(r.st), text: (r) => siteName(r.st), cls: 'mono fn' },
       { label: 'Location', value: (r) => siteLoc(r.st), text: (r) => siteLoc(r.st), cls: 'mono' },
+      { label: 'Reachability', value: (r) => r.reachIndex, text: (r) => reachBadge(r.reach) },
       { label: 'Blocks', num: true, value: (r) => r.blocks, text: (r) => fmt.int(r.blocks) },
       { label: 'Bytes', num: true, value: (r) => r.bytes, text: (r) => fmt.bytes(r.bytes) },
       { label: 'Smallest', num: true, value: (r) => r.min, text: (r) => fmt.bytes(r.min) },
@@ -42,6 +77,7 @@ export function renderLeaks(data, detail, flame) {
     onRow: (r) => {
       const ok = flame.focusStack(r.stack, M_LEAKED, true);
       detail.showStacks('leak', `Leak site: ${siteName(r.st)}`, [
+        ['Reachability', `${r.reach.label}: ${r.reach.description}`],
         ['Leaked', `${fmt.plural(r.blocks, 'block')}, ${fmt.bytes(r.bytes)} (${r.bytes} B)`],
         ['Block sizes', `${fmt.bytes(r.min)} to ${fmt.bytes(r.max)}`],
         linkNote(ok),
@@ -49,8 +85,8 @@ export function renderLeaks(data, detail, flame) {
     },
   });
   const more = s.leak_sites > rows.length
-    ? el('p', { class: 'muted small' }, `The ${fmt.int(rows.length)} heaviest of ${fmt.int(s.leak_sites)} leak sites.`) : null;
-  return section('leaks', `Leak sites (${fmt.int(s.leak_sites)})`, more, table);
+    ? el('p', { class: 'muted small' }, `The first ${fmt.int(rows.length)} of ${fmt.int(s.leak_sites)} leak sites, by reachability, then heaviest.`) : null;
+  return section('leaks', `Leak sites (${fmt.int(s.leak_sites)})`, more, reachFilter(data, rows, table), table);
 }
 
 function layoutText(size, align, family) {
