@@ -367,7 +367,7 @@ def compare_program(name, records, trace, source):
     resized_vg = [r for r in vg_kept if r.has_frame(SIZE_DIFFERS)]
     resized_at = [x for x in at_kept if any(f in x[2] for f in SIZE_DIFFERS)]
     equal(f'{name}: blocks valgrind resizes (LLVM\'s signal stack), class and count',
-          sorted((r.cls, r.blocks) for r in resized_vg), sorted((c, 1) for _, c, _ in resized_at))
+          sorted((c, 1) for _, c, _ in resized_at), sorted((r.cls, r.blocks) for r in resized_vg))
     vg = totals((r.cls, r.blocks, 0 if r in resized_vg else r.bytes) for r in vg_kept)
     at = totals((c, 1, 0 if (s, c, t) in resized_at else s) for s, c, t in at_kept)
     for cls in CLASSES:
