@@ -174,6 +174,10 @@ const at_vma *at__vmas_find(const at_vmas *v, uintptr_t addr);
  * every block it mapped on its own, given the live blocks. */
 int at__reach_heap_ranges(const at_vmas *v, const at_reach_block *b, size_t n, at_ranges *out);
 
+/* The stacks glibc keeps from threads that have exited (with their
+ * thread-local storage): no roots. */
+int at__reach_dead_stacks(const at_vmas *v, at_ranges *out);
+
 /* The writable ranges of the object (executable or library) that holds
  * this code, found when the tracer starts (dl_iterate_phdr is not called
  * during a scan: a stopped thread may hold the loader's lock). */

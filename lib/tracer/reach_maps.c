@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -309,6 +311,72 @@ int at__reach_heap_ranges(const at_vmas *v, const at_reach_block *b, size_t n, a
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (b[i].size >= 64 * 1024)
             rc = add_mapped_chunk(&b[i], out);
+    return rc;
+}
+
+/* ---- stacks of threads that are gone ------------------------------------------- */
+
+/* glibc keeps the stacks of threads that have exited, their thread-local
+ * storage and thread descriptor at the top, for the next thread: their
+ * memory is no root (valgrind no longer counts it either).  The
+ * descriptor starts with two words that are its own address (tcbhead_t's
+ * tcb and self) and holds the thread's id, which the kernel clears when
+ * the thread ends (glibc makes it -1 once the thread is joined); the
+ * id's offset is found in the calling thread's own descriptor. */
+static long tid_offset = -1;
+
+static void find_tid_offset(void)
+{
+    uintptr_t self = (uintptr_t)pthread_self();
+    int32_t tid = (int32_t)syscall(SYS_gettid);
+    uintptr_t head[3];
+    if (at__reach_copy(self, head, sizeof head) != 0 || head[0] != self || head[2] != self)
+        return;
+    int32_t words[1024];
+    if (at__reach_copy(self, words, sizeof words) != 0)
+        return;
+    for (long i = 6; i < 1024; i++) {
+        if (words[i] == tid) {
+            tid_offset = i * 4;
+            return;
+        }
+    }
+}
+
+static int dead_thread_stack(const at_vma *m)
+{
+    enum { LOOK = 16384 };
+    if (m->hi - m->lo < LOOK + 4096)
+        return 0;
+    static uintptr_t top[LOOK / sizeof(uintptr_t)];
+    uintptr_t base = m->hi - LOOK;
+    if (at__reach_copy(base, top, LOOK) != 0)
+        return 0;
+    for (size_t i = 0; i + 2 < LOOK / sizeof(uintptr_t); i += 2) {
+        uintptr_t a = base + i * sizeof(uintptr_t);
+        if (top[i] != a || top[i + 2] != a)
+            continue;
+        if (a + (uintptr_t)tid_offset + 4 > m->hi)
+            return 0;
+        int32_t tid;
+        memcpy(&tid, (const char *)top + i * sizeof(uintptr_t) + tid_offset, sizeof tid);
+        return tid <= 0; /* the kernel clears it; glibc sets -1 once joined */
+    }
+    return 0;
+}
+
+int at__reach_dead_stacks(const at_vmas *v, at_ranges *out)
+{
+    if (tid_offset < 0)
+        find_tid_offset();
+    if (tid_offset < 0)
+        return 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < v->n; i++) {
+        const at_vma *m = &v->v[i];
+        if (m->read && m->write && m->anon && !m->heap && !m->skip && dead_thread_stack(m))
+            rc = at__ranges_add(out, m->lo, m->hi);
+    }
     return rc;
 }
 
