@@ -420,7 +420,7 @@ static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *sel
     at__ranges_add(ex, (uintptr_t)w->threads, (uintptr_t)w->threads + w->map_bytes);
     at__ranges_add(ex, (uintptr_t)s->vmas->text, (uintptr_t)s->vmas->text + s->vmas->text_cap);
     int rc = heap_traced ? at__reach_heap_ranges(s->vmas, s->b, s->n, ex) : 0;
-    rc = rc ? rc : at__reach_dead_stacks(s->vmas, ex);
+    rc = rc ? rc : at__reach_dead_stacks(s->vmas, ex, s->buf, s->buf_bytes);
     for (size_t i = 0; rc == 0 && i <= w->n; i++) {
         uintptr_t sp = i < w->n ? w->threads[i].sp : self->sp;
         if (i < w->n && w->threads[i].state != 1)

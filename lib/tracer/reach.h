@@ -175,8 +175,10 @@ const at_vma *at__vmas_find(const at_vmas *v, uintptr_t addr);
 int at__reach_heap_ranges(const at_vmas *v, const at_reach_block *b, size_t n, at_ranges *out);
 
 /* The stacks glibc keeps from threads that have exited (with their
- * thread-local storage): no roots. */
-int at__reach_dead_stacks(const at_vmas *v, at_ranges *out);
+ * thread-local storage): no roots.  `buf` (16 KiB at least) is memory of
+ * the scan's, mapped after the snapshot: what it copies there must not be
+ * found again as a root. */
+int at__reach_dead_stacks(const at_vmas *v, at_ranges *out, void *buf, size_t len);
 
 /* The writable ranges of the object (executable or library) that holds
  * this code, found when the tracer starts (dl_iterate_phdr is not called

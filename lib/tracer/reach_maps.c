@@ -290,6 +290,27 @@ static int add_mapped_chunk(const at_reach_block *b, at_ranges *out)
     return at__ranges_add(out, base, chunk + (hdr[1] & ~(uintptr_t)7));
 }
 
+/* Chunks glibc mapped on their own for blocks the tracer never saw (the
+ * tracer's own libraries' allocations, SQLite's page cache in-process):
+ * each starts a mapping, or follows one that the kernel merged with it,
+ * with prev_size 0 and its size, page-aligned, flagged IS_MMAPPED. */
+static int add_untraced_chunks(const at_vma *m, at_ranges *out)
+{
+    int rc = 0;
+    for (uintptr_t pos = m->lo; rc == 0 && pos + 16 <= m->hi;) {
+        uintptr_t hdr[2];
+        if (at__reach_copy(pos, hdr, sizeof hdr) != 0 || hdr[0] != 0 ||
+            (hdr[1] & 7) != IS_MMAPPED)
+            break;
+        uintptr_t size = hdr[1] & ~(uintptr_t)7;
+        if (size < 4096 || (size & 4095) || size > m->hi - pos)
+            break;
+        rc = at__ranges_add(out, pos, pos + size);
+        pos += size;
+    }
+    return rc;
+}
+
 int at__reach_heap_ranges(const at_vmas *v, const at_reach_block *b, size_t n, at_ranges *out)
 {
     int rc = 0;
@@ -301,6 +322,7 @@ int at__reach_heap_ranges(const at_vmas *v, const at_reach_block *b, size_t n, a
         }
         if (!m->read || !m->write || !m->anon)
             continue;
+        rc = add_untraced_chunks(m, out);
         for (uintptr_t a = (m->lo + HEAP_MAX - 1) & ~(uintptr_t)(HEAP_MAX - 1);
              rc == 0 && a >= m->lo && a < m->hi; a += HEAP_MAX)
             if (looks_like_arena_heap(v, a))
@@ -343,12 +365,11 @@ static void find_tid_offset(void)
     }
 }
 
-static int dead_thread_stack(const at_vma *m)
+static int dead_thread_stack(const at_vma *m, uintptr_t *top)
 {
     enum { LOOK = 16384 };
     if (m->hi - m->lo < LOOK + 4096)
         return 0;
-    static uintptr_t top[LOOK / sizeof(uintptr_t)];
     uintptr_t base = m->hi - LOOK;
     if (at__reach_copy(base, top, LOOK) != 0)
         return 0;
@@ -365,8 +386,10 @@ static int dead_thread_stack(const at_vma *m)
     return 0;
 }
 
-int at__reach_dead_stacks(const at_vmas *v, at_ranges *out)
+int at__reach_dead_stacks(const at_vmas *v, at_ranges *out, void *buf, size_t len)
 {
+    if (len < 16384)
+        return AT_E_INVALID;
     if (tid_offset < 0)
         find_tid_offset();
     if (tid_offset < 0)
@@ -374,7 +397,7 @@ int at__reach_dead_stacks(const at_vmas *v, at_ranges *out)
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < v->n; i++) {
         const at_vma *m = &v->v[i];
-        if (m->read && m->write && m->anon && !m->heap && !m->skip && dead_thread_stack(m))
+        if (m->read && m->write && m->anon && !m->heap && !m->skip && dead_thread_stack(m, buf))
             rc = at__ranges_add(out, m->lo, m->hi);
     }
     return rc;
