@@ -415,10 +415,7 @@ static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *sel
         at__ranges_add(ex, hm->lo, hm->hi);
     at__mem_each_region(add_region, ex);
     at__reach_self_ranges(ex);
-    /* The scan's own memory mapped before the mapping snapshot was taken
-     * (what it maps later is not in the snapshot). */
-    at__ranges_add(ex, (uintptr_t)w->threads, (uintptr_t)w->threads + w->map_bytes);
-    at__ranges_add(ex, (uintptr_t)s->vmas->text, (uintptr_t)s->vmas->text + s->vmas->text_cap);
+    at__reach_own_ranges(ex);
     int rc = heap_traced ? at__reach_heap_ranges(s->vmas, s->b, s->n, ex) : 0;
     rc = rc ? rc : at__reach_dead_stacks(s->vmas, ex, s->buf, s->buf_bytes);
     for (size_t i = 0; rc == 0 && i <= w->n; i++) {

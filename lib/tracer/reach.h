@@ -193,5 +193,7 @@ size_t at__reach_copy(uintptr_t addr, void *buf, size_t len);
 /* Memory for the scan's own use, mapped directly; NULL when refused. */
 void *at__reach_map(size_t size);
 void at__reach_unmap(void *p, size_t size);
+/* The mappings the scan holds now (none of them is a root). */
+void at__reach_own_ranges(at_ranges *out);
 
 #endif

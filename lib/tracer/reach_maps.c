@@ -18,12 +18,28 @@
 
 /* ---- memory of the scan's own --------------------------------------------------- */
 
+/* Every mapping the scan holds, so that none is taken for a root: a
+ * mapping made after the snapshot can land in a hole the snapshot still
+ * shows as mapped (a buffer the scan itself unmapped meanwhile).  One scan
+ * runs at a time (the tracer's locks are held). */
+enum { MAX_OWN = 128 };
+static at_range own[MAX_OWN];
+
 void *at__reach_map(size_t size)
 {
     int saved = errno;
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     errno = saved;
-    return p == MAP_FAILED ? NULL : p;
+    if (p == MAP_FAILED)
+        return NULL;
+    for (int i = 0; i < MAX_OWN; i++) {
+        if (own[i].hi == 0) {
+            own[i] = (at_range){(uintptr_t)p, (uintptr_t)p + size};
+            return p;
+        }
+    }
+    munmap(p, size); /* more than the scan ever holds at once */
+    return NULL;
 }
 
 void at__reach_unmap(void *p, size_t size)
@@ -32,7 +48,19 @@ void at__reach_unmap(void *p, size_t size)
         int saved = errno;
         munmap(p, size);
         errno = saved;
+        for (int i = 0; i < MAX_OWN; i++)
+            if (own[i].lo == (uintptr_t)p)
+                own[i] = (at_range){0, 0};
     }
+}
+
+void at__reach_own_ranges(at_ranges *out)
+{
+    at_range copy[MAX_OWN];
+    memcpy(copy, own, sizeof copy); /* out grows through at__reach_map */
+    for (int i = 0; i < MAX_OWN; i++)
+        if (copy[i].hi)
+            at__ranges_add(out, copy[i].lo, copy[i].hi);
 }
 
 /* Grows an array mapped with at__reach_map to hold `need` elements. */
