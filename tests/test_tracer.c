@@ -808,6 +808,19 @@ TEST(leak_check_classifies_like_valgrind)
     hold(a);
     lose_list(a);
     at_leak_check c;
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre && strstr(pre, "vgpreload")) {
+        /* Under valgrind (CI's third run) valgrind's own bookkeeping points
+         * to every block: the scan refuses, and says so. */
+        ASSERT_EQ(at_tracer_leak_check(t, &c), AT_E_INVALID);
+        ASSERT_EQ(c.done, 0);
+        ASSERT_EQ(at_tracer_close(t), 0);
+        sqlite3 *vdb = trace_db(path);
+        ASSERT_EQ(q_int(vdb, "SELECT count(*) FROM meta WHERE key='reach_scan'"), 0);
+        ASSERT_EQ(q_int(vdb, "SELECT count(*) FROM leaks WHERE reachability='unknown'"), 6);
+        sqlite3_close(vdb);
+        return;
+    }
     ASSERT_EQ(at_tracer_leak_check(t, &c), 0);
     ASSERT_EQ(c.done, 1);
     /* 72 and 80 are reachable, through a global and the heap; the others

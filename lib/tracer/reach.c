@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 
 enum { S_UNREACHED = 0, S_POSSIBLE = 1, S_REACHABLE = 2, S_INDIRECT = 3 };
 enum { PAGE_SHIFT = 12, NO_CLIQUE = -1 };
+#define HUGE_MAPPING ((uintptr_t)256 << 30)
 
 /* The blocks as a lookup table: sorted starts, plus an open-addressing
  * table from each page a block covers to the first block covering it, so
@@ -427,9 +429,11 @@ static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *sel
         if (m && below > m->lo)
             rc = at__ranges_add(ex, m->lo, below);
     }
-    if (!heap_traced)
-        for (size_t i = 0; rc == 0 && i < s->n; i++)
-            rc = at__ranges_add(ex, s->b[i].start, s->b[i].start + s->b[i].size);
+    /* A block is never a root, whoever's heap it is in (an allocator other
+     * than glibc's: AddressSanitizer's, a backend's arena): it is read when
+     * something points to it. */
+    for (size_t i = 0; rc == 0 && i < s->n; i++)
+        rc = at__ranges_add(ex, s->b[i].start, s->b[i].start + s->b[i].size);
     at__ranges_normalize(ex);
     return rc;
 }
@@ -450,7 +454,13 @@ static int scan_roots(scan *s, const at_reach_world *w, const at_reach_self *sel
     if (rc == 0) {
         for (size_t i = 0; i < s->vmas->n; i++) {
             const at_vma *m = &s->vmas->v[i];
-            if (m->read && m->write && !m->skip)
+            if (!m->read || !m->write || m->skip)
+                continue;
+            /* Reservations of that size are a sanitizer's shadow memory or a
+             * runtime's address space, not data: counted, not read. */
+            if (m->hi - m->lo > HUGE_MAPPING)
+                s->skipped += m->hi - m->lo;
+            else
                 subtract_and_scan(s, m->lo, m->hi, &ex);
         }
         scan_registers(s, w, self);
@@ -575,10 +585,23 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
     return rc;
 }
 
+/* Under valgrind the heap is valgrind's, and its own bookkeeping, which
+ * the process can read, points to every block: no scan can tell anything. */
+static int under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload") != NULL;
+}
+
 int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
                   void (*while_stopped)(void *), void *arg, at_reach *out)
 {
     memset(out, 0, sizeof *out);
+    if (under_valgrind()) {
+        if (while_stopped)
+            while_stopped(arg);
+        return AT_E_INVALID;
+    }
     uint64_t t0 = now_ns();
     /* Every lock of the tracer, as for fork(): no thread can then be
      * stopped halfway through changing the live table or the memory the

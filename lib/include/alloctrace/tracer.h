@@ -197,7 +197,9 @@ AT_API void at_tracer_live_since(at_tracer *tracer, uint64_t mark, at_live_summa
  * in globals, stacks and traced blocks.  Nothing is
  * written to the trace; at_tracer_close records the same scan, made then,
  * unless `no_leak_scan` was set.  Returns 0, or a negative AT_E_* code
- * when the scan was impossible (`done` is then 0). */
+ * when the scan was impossible (`done` is then 0): out of memory, no
+ * signal to stop threads with, or the process runs under valgrind, whose
+ * own bookkeeping points to every block (AT_E_INVALID). */
 typedef struct at_leak_check {
     uint64_t blocks[5];
     uint64_t bytes[5];
