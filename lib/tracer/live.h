@@ -1,12 +1,15 @@
 /* The live-block table: pointer -> what the allocation was.
  *
- * A uthash table per shard (shard chosen by the pointer's hash), each behind
- * its own spin lock, with entries and bucket arrays from mem.c.  Released
- * blocks stay as tombstones for a while so that a second release of the same
- * pointer is told apart from a pointer that was never allocated: each shard
- * remembers its last AT_LIVE_TOMBSTONES released blocks (until the address
- * is handed out again); older ones are forgotten, and a double free of such
- * an old block is reported as an invalid free.
+ * An open-addressing table per shard (shard chosen by the pointer's hash),
+ * each behind its own spin lock: linear probing over entries stored inline
+ * (the key and the block's fields packed in 48 bytes), backward-shift
+ * deletion, a power-of-two capacity that doubles, shard by shard, when
+ * three quarters of it are in use.  Tables come from mem.c.  Released
+ * blocks stay as tombstones for a while so that a second release of the
+ * same pointer is told apart from a pointer that was never allocated: each
+ * shard remembers its last AT_LIVE_TOMBSTONES released blocks (until the
+ * address is handed out again); older ones are forgotten, and a double free
+ * of such an old block is reported as an invalid free.
  */
 #ifndef AT_LIVE_H
 #define AT_LIVE_H
@@ -35,22 +38,24 @@ typedef struct at_block_info {
  * programs with many allocating threads. */
 enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
 
-struct at_live_entry;
+struct at_live_slot; /* an entry of a shard's table (live.c) */
 
-/* A slot of the tomb ring: the entry and its generation when entombed (the
- * entry may have been reused since; then the slot is stale). */
+/* A slot of the tomb ring: the released address and when it was released.
+ * The entry stays in the table as a tombstone until its slot is reused
+ * (unless the address was handed out again since). */
 typedef struct at_live_tomb {
-    struct at_live_entry *entry;
-    uint64_t gen;
+    uintptr_t ptr;
+    uint64_t free_seq;
 } at_live_tomb;
 
 typedef struct at_live_shard {
     at__spinlock lock;
-    struct at_live_entry *head;          /* uthash table */
-    struct at_live_entry *spare;         /* recycled entries */
-    at_live_tomb *tombs;                 /* ring of recent releases */
-    uint32_t tomb_pos;
+    struct at_live_slot *slots; /* capacity mask + 1, or NULL */
+    uint64_t mask;
+    uint64_t used;     /* slots holding a live block or a tombstone */
     uint64_t live;
+    uint64_t tomb_pos; /* releases entombed so far */
+    at_live_tomb *tombs; /* ring of recent releases */
     char pad[64];
 } at_live_shard;
 
