@@ -5,7 +5,8 @@
  * included; scattered; sharing their low 32 bits), with each shard's ring
  * of AT_LIVE_TOMBSTONES tombstones modelled exactly: which double frees
  * are still told apart, and with what first release.  foreach gives
- * exactly the live blocks.  Growth to two million blocks; running out of
+ * exactly the live blocks.  Shards of one segment and of many, split and
+ * merged again.  Growth to two million blocks; running out of
  * the tracer's memory; two threads releasing the same blocks. */
 #include <pthread.h>
 #include <stdint.h>
@@ -211,7 +212,7 @@ static size_t index_of(const model *m, uintptr_t p)
     return lo < m->n && m->addr[lo] == p ? lo : SIZE_MAX;
 }
 
-static void run_random(int which, size_t n, size_t ops)
+static void run_random(int which, size_t n, size_t ops, uint32_t min_depth)
 {
     shape = which;
     model *m = calloc(1, sizeof *m);
@@ -248,6 +249,10 @@ static void run_random(int which, size_t n, size_t ops)
             check_all(&lt, m, (k / (ops / 4)) % 2);
     }
     check_all(&lt, m, 0);
+    uint32_t depth = 0;
+    for (int s = 0; s < AT_LIVE_SHARDS; s++)
+        depth = lt.shards[s].depth > depth ? lt.shards[s].depth : depth;
+    ASSERT_GE(depth, min_depth);
     /* every block released, and then again: double frees of the last
      * releases of each shard, unknown for the older ones */
     for (size_t i = 0; i < n; i++)
@@ -266,24 +271,34 @@ static void run_random(int which, size_t n, size_t ops)
 
 TEST(live_random_dense_addresses)
 {
-    run_random(0, 8000, 200000);
+    run_random(0, 8000, 200000, 0);
 }
 
 TEST(live_random_scattered_addresses)
 {
-    run_random(1, 8000, 200000);
+    run_random(1, 8000, 200000, 0);
 }
 
 TEST(live_random_addresses_sharing_low_bits)
 {
-    run_random(2, 8000, 200000);
+    run_random(2, 8000, 200000, 0);
+}
+
+/* Segments of 64 slots: every shard splits into many, which split and
+ * merge again as the blocks come and go. */
+TEST(live_random_small_segments)
+{
+    at__live_test_segment_slots(64);
+    run_random(0, 12000, 150000, 2);
+    run_random(2, 12000, 150000, 2);
+    at__live_test_segment_slots(0);
 }
 
 /* A small pool, so that every shard's ring wraps many times over the same
  * addresses: tombstones reused, forgotten, reused after being forgotten. */
 TEST(live_random_small_pool)
 {
-    run_random(0, 3000, 400000);
+    run_random(0, 3000, 400000, 0);
 }
 
 /* Two million blocks live at once, as malloc hands them out; every one
@@ -367,7 +382,7 @@ TEST(live_out_of_memory)
     for (uintptr_t a = 0x1000; n < 200; a += 16)
         if (at__mix_ptr(a) >> 58 == 5)
             p[n++] = a;
-    at__mem_fail_after(1);
+    at__mem_fail_after(3); /* the directory, the segment, its slots */
     for (int i = 0; i < n; i++) {
         b.ptr = p[i];
         b.seq = (uint64_t)i;

@@ -7,6 +7,19 @@
  * markers accumulate.  A slot is empty, a live block or a tombstone
  * (`state`); the key is the block's address, any value, 0 included.
  *
+ * A small shard is one segment that doubles when three quarters of its
+ * slots are used (live blocks and tombstones), up to SEG_SLOTS.  Past
+ * that the shard is a directory of segments chosen by the hash's bits
+ * below the shard's (extendible hashing): a full segment is split in two
+ * by the next bit, the directory doubled when the segment used all its
+ * bits.  An insert thus moves at most one segment's entries (4096), however
+ * large the table, and growing touches only the memory the table keeps:
+ * doubling a whole table maps the new one while the old one is still
+ * there, and on this project's VMs a page's first touch costs ~6 us.  A
+ * segment an eighth full is merged with its buddy when both fit in a
+ * quarter of one, and the last one halves: a program that freed its
+ * blocks gets the memory back.
+ *
  * A tombstone's free_seq is kept in its ring slot, not in the entry: a
  * tombstone always has one (its entry is deleted when the slot is reused),
  * and the entry stays 48 bytes.  The entry keeps the low 32 bits of the
@@ -15,12 +28,6 @@
  * perhaps released again) since: every tombstone was entombed within the
  * last AT_LIVE_TOMBSTONES releases of its shard, so 32 bits tell them
  * apart.
- *
- * A shard's table doubles when three quarters of its slots are used
- * (live blocks and tombstones): one insert then moves that shard's
- * entries, a 64th of the table.  It is halved when releases leave it an
- * eighth full.  Tables of more than 64 KiB are mapped and unmapped by
- * mem.c one by one, so the memory of a table that shrank is given back.
  */
 #include <string.h>
 
@@ -31,7 +38,7 @@
 #include "mem.h"
 
 enum { SLOT_EMPTY = 0, SLOT_LIVE = 1, SLOT_RELEASED = 2 };
-enum { INITIAL_SLOTS = 64 };
+enum { INITIAL_SLOTS = 64, SEG_SLOTS = 4096 };
 
 typedef struct at_live_slot {
     uintptr_t ptr;
@@ -49,34 +56,50 @@ typedef struct at_live_slot {
 
 _Static_assert(sizeof(at_live_slot) == 48, "a live-table entry is 48 bytes");
 
+typedef struct at_live_seg {
+    at_live_slot *slots;
+    uint64_t mask; /* slots - 1 */
+    uint64_t used; /* live blocks and tombstones */
+    uint32_t depth; /* the directory bits that choose it */
+} at_live_seg;
+
 #define TOMB_MASK ((uint64_t)AT_LIVE_TOMBSTONES - 1)
+
+/* SEG_SLOTS, but tests set it smaller so that small tables split and
+ * merge (at__live_test_segment_slots). */
+static uint64_t seg_slots = SEG_SLOTS;
+
+void at__live_test_segment_slots(uint64_t n)
+{
+    seg_slots = n ? n : SEG_SLOTS;
+}
 
 static at_live_shard *shard_of(at_live *lt, uint64_t h)
 {
     return &lt->shards[(h >> 58) & (AT_LIVE_SHARDS - 1)];
 }
 
-/* The slot holding `ptr`, or the empty slot where it would go.  The
- * shard has a table. */
-static uint64_t probe(const at_live_shard *sh, uintptr_t ptr, uint64_t h)
+/* The directory's bits are the hash's right below the shard's; a
+ * segment's slot is chosen by its low bits. */
+static uint64_t dir_index(uint64_t h, uint32_t depth)
 {
-    uint64_t mask = sh->mask;
+    return depth ? (h << 6) >> (64 - depth) : 0;
+}
+
+static at_live_seg *seg_of(const at_live_shard *sh, uint64_t h)
+{
+    return sh->dir[dir_index(h, sh->depth)];
+}
+
+/* The slot holding `ptr`, or the empty slot where it would go. */
+static uint64_t probe(const at_live_seg *g, uintptr_t ptr, uint64_t h)
+{
+    uint64_t mask = g->mask;
     for (uint64_t i = h & mask;; i = (i + 1) & mask) {
-        const at_live_slot *s = &sh->slots[i];
+        const at_live_slot *s = &g->slots[i];
         if (s->state == SLOT_EMPTY || s->ptr == ptr)
             return i;
     }
-}
-
-/* An unlocked peek at where `h` lives, to start fetching it before the
- * lock is taken: at worst (the table is being replaced) the wrong line is
- * fetched; a prefetch never faults. */
-static void prefetch_home(const at_live_shard *sh, uint64_t h)
-{
-    at_live_slot *slots = __atomic_load_n(&sh->slots, __ATOMIC_RELAXED);
-    uint64_t mask = __atomic_load_n(&sh->mask, __ATOMIC_RELAXED);
-    if (slots)
-        __builtin_prefetch(&slots[h & mask], 1);
 }
 
 static void slot_set(at_live_slot *s, const at_block_info *b)
@@ -116,70 +139,210 @@ int at__live_init(at_live *lt)
     return 0;
 }
 
+static at_live_seg *seg_new(uint64_t cap, uint32_t depth)
+{
+    at_live_seg *g = at__mem_alloc(sizeof *g);
+    if (!g)
+        return NULL;
+    g->slots = at__mem_calloc(cap * sizeof *g->slots);
+    if (!g->slots) {
+        at__mem_free(g, sizeof *g);
+        return NULL;
+    }
+    g->mask = cap - 1;
+    g->used = 0;
+    g->depth = depth;
+    return g;
+}
+
+static void seg_free(at_live_seg *g)
+{
+    at__mem_free(g->slots, (g->mask + 1) * sizeof *g->slots);
+    at__mem_free(g, sizeof *g);
+}
+
+/* The shard's segments, each once: segment of depth d fills 2^(depth-d)
+ * consecutive directory entries.  *k starts at 0. */
+static at_live_seg *next_seg(const at_live_shard *sh, uint64_t *k)
+{
+    if (!sh->dir || *k >> sh->depth)
+        return NULL;
+    at_live_seg *g = sh->dir[*k];
+    *k += (uint64_t)1 << (sh->depth - g->depth);
+    return g;
+}
+
 void at__live_destroy(at_live *lt)
 {
     for (int i = 0; i < AT_LIVE_SHARDS; i++) {
         at_live_shard *sh = &lt->shards[i];
-        if (sh->slots)
-            at__mem_free(sh->slots, (sh->mask + 1) * sizeof *sh->slots);
+        uint64_t k = 0;
+        for (at_live_seg *g; (g = next_seg(sh, &k));)
+            seg_free(g);
+        if (sh->dir)
+            at__mem_free(sh->dir, sizeof *sh->dir << sh->depth);
         at__mem_free(sh->tombs, AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
     }
     memset(lt, 0, sizeof *lt);
 }
 
-/* Moves the shard's entries to a new table of `cap` slots (the first one
- * when it has none).  -1 when out of memory; the old table is then still
- * in place. */
-static int resize(at_live_shard *sh, uint64_t cap)
+/* Puts an entry whose key the segment does not hold. */
+static void seg_put(at_live_seg *g, const at_live_slot *s)
+{
+    uint64_t i = at__mix_ptr(s->ptr) & g->mask;
+    while (g->slots[i].state != SLOT_EMPTY)
+        i = (i + 1) & g->mask;
+    g->slots[i] = *s;
+    g->used++;
+}
+
+/* Moves the segment's entries to a new array of `cap` slots.  -1 when out
+ * of memory; the old one is then still in place. */
+static int seg_resize(at_live_seg *g, uint64_t cap)
 {
     at_live_slot *slots = at__mem_calloc(cap * sizeof *slots);
     if (!slots)
         return -1;
-    uint64_t mask = cap - 1;
-    if (sh->slots) {
-        for (uint64_t j = 0; j <= sh->mask; j++) {
-            const at_live_slot *s = &sh->slots[j];
-            if (s->state == SLOT_EMPTY)
-                continue;
-            uint64_t i = at__mix_ptr(s->ptr) & mask;
-            while (slots[i].state != SLOT_EMPTY)
-                i = (i + 1) & mask;
-            slots[i] = *s;
-        }
-        at__mem_free(sh->slots, (sh->mask + 1) * sizeof *slots);
-    }
-    __atomic_store_n(&sh->slots, slots, __ATOMIC_RELAXED);
-    __atomic_store_n(&sh->mask, mask, __ATOMIC_RELAXED);
+    at_live_seg old = *g;
+    g->slots = slots;
+    g->mask = cap - 1;
+    g->used = 0;
+    for (uint64_t j = 0; j <= old.mask; j++)
+        if (old.slots[j].state != SLOT_EMPTY)
+            seg_put(g, &old.slots[j]);
+    at__mem_free(old.slots, (old.mask + 1) * sizeof *old.slots);
     return 0;
 }
 
 /* Empties slot i, moving back the entries after it that probed past it. */
-static void delete_at(at_live_shard *sh, uint64_t i)
+static void delete_at(at_live_seg *g, uint64_t i)
 {
-    uint64_t mask = sh->mask;
+    uint64_t mask = g->mask;
     for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-        at_live_slot *s = &sh->slots[j];
+        at_live_slot *s = &g->slots[j];
         if (s->state == SLOT_EMPTY)
             break;
         /* s may fill the hole unless its home lies in (i, j] */
         uint64_t home = at__mix_ptr(s->ptr) & mask;
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            sh->slots[i] = *s;
+            g->slots[i] = *s;
             i = j;
         }
     }
-    sh->slots[i].state = SLOT_EMPTY;
-    sh->used--;
+    g->slots[i].state = SLOT_EMPTY;
+    g->used--;
+}
+
+static int make_first(at_live_shard *sh)
+{
+    at_live_seg **dir = at__mem_alloc(sizeof *dir);
+    at_live_seg *g = dir ? seg_new(INITIAL_SLOTS, 0) : NULL;
+    if (!g) {
+        at__mem_free(dir, sizeof *dir);
+        return -1;
+    }
+    dir[0] = g;
+    sh->dir = dir;
+    sh->depth = 0;
+    return 0;
+}
+
+static int grow_dir(at_live_shard *sh)
+{
+    uint64_t n = (uint64_t)1 << sh->depth;
+    at_live_seg **dir = at__mem_alloc(2 * n * sizeof *dir);
+    if (!dir)
+        return -1;
+    for (uint64_t k = 0; k < n; k++)
+        dir[2 * k] = dir[2 * k + 1] = sh->dir[k];
+    at__mem_free(sh->dir, n * sizeof *dir);
+    sh->dir = dir;
+    sh->depth++;
+    return 0;
+}
+
+/* Splits full segment `a`, which holds hash `h`, by its next bit: the
+ * entries with that bit set go to a new segment.  Deleting them from `a`
+ * one by one (backward shift) keeps `a` a valid table; slot i is looked at
+ * again after each deletion, since an entry not yet looked at may have
+ * moved there (entries only move back, into i or past it). */
+static int split(at_live_shard *sh, at_live_seg *a, uint64_t h)
+{
+    if (a->depth == sh->depth && grow_dir(sh) != 0)
+        return -1;
+    at_live_seg *b = seg_new(a->mask + 1, a->depth + 1);
+    if (!b)
+        return -1;
+    int bit = 57 - (int)a->depth;
+    for (uint64_t i = 0; i <= a->mask; i++) {
+        while (a->slots[i].state != SLOT_EMPTY && (at__mix_ptr(a->slots[i].ptr) >> bit & 1)) {
+            seg_put(b, &a->slots[i]);
+            delete_at(a, i);
+        }
+    }
+    a->depth++;
+    uint32_t span = sh->depth - a->depth; /* each half fills 2^span entries */
+    uint64_t first = dir_index(h, sh->depth) >> (span + 1) << (span + 1);
+    for (uint64_t k = 0; k < (uint64_t)1 << span; k++)
+        sh->dir[first + ((uint64_t)1 << span) + k] = b;
+    return 0;
+}
+
+/* After a deletion from `a` (holding hash `h`): an eighth full, it is
+ * merged with its buddy if both fit in a quarter of one, or halved if it
+ * is the shard's only segment. */
+static void shrink(at_live_shard *sh, at_live_seg *a, uint64_t h)
+{
+    uint64_t cap = a->mask + 1;
+    if (8 * a->used >= cap)
+        return;
+    if (a->depth == 0) {
+        if (cap > INITIAL_SLOTS)
+            seg_resize(a, cap / 2);
+        return;
+    }
+    uint32_t span = sh->depth - a->depth;
+    uint64_t idx = dir_index(h, sh->depth);
+    at_live_seg *b = sh->dir[idx ^ ((uint64_t)1 << span)];
+    if (b->depth != a->depth || 4 * (a->used + b->used) >= cap)
+        return;
+    for (uint64_t j = 0; j <= b->mask; j++)
+        if (b->slots[j].state != SLOT_EMPTY)
+            seg_put(a, &b->slots[j]);
+    a->depth--;
+    uint64_t first = idx >> (span + 1) << (span + 1);
+    for (uint64_t k = 0; k < (uint64_t)2 << span; k++)
+        sh->dir[first + k] = a;
+    seg_free(b);
+}
+
+/* Room for one more entry in `g`, the segment of hash `h`: grown or
+ * split at three quarters.  0, or -1 when out of memory and fuller than
+ * 15/16 (fuller than 3/4 is still correct, only slower; a segment is never
+ * filled up). */
+static int make_room(at_live_shard *sh, at_live_seg *g, uint64_t h)
+{
+    uint64_t cap = g->mask + 1;
+    if (4 * (g->used + 1) <= 3 * cap)
+        return 0;
+    if (cap < seg_slots ? seg_resize(g, 2 * cap) == 0 : split(sh, g, h) == 0)
+        g = seg_of(sh, h);
+    cap = g->mask + 1;
+    return g->used + 1 > cap - cap / 16 ? -1 : 0;
 }
 
 int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced)
 {
     uint64_t h = at__mix_ptr(info->ptr);
     at_live_shard *sh = shard_of(lt, h);
-    prefetch_home(sh, h);
     at__spin_lock(&sh->lock);
-    at_live_slot *s = sh->slots ? &sh->slots[probe(sh, info->ptr, h)] : NULL;
-    if (s && s->state != SLOT_EMPTY) {
+    if (!sh->dir && make_first(sh) != 0) {
+        at__spin_unlock(&sh->lock);
+        return AT_E_NOMEM;
+    }
+    at_live_seg *g = seg_of(sh, h);
+    at_live_slot *s = &g->slots[probe(g, info->ptr, h)];
+    if (s->state != SLOT_EMPTY) {
         /* The address is handed out again: a tombstone is reused in place,
          * a live entry means its release never came through us. */
         int ret = 0;
@@ -193,63 +356,59 @@ int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displ
         at__spin_unlock(&sh->lock);
         return ret;
     }
-    uint64_t cap = s ? sh->mask + 1 : 0;
-    if (4 * (sh->used + 1) > 3 * cap) {
-        if (resize(sh, s ? 2 * cap : INITIAL_SLOTS) == 0)
-            s = &sh->slots[probe(sh, info->ptr, h)];
-        else if (!s || sh->used + 1 > cap - cap / 16) {
-            /* Out of memory: fuller than 3/4 is still correct (slower), but
-             * a table is never filled up. */
-            at__spin_unlock(&sh->lock);
-            return AT_E_NOMEM;
-        }
+    if (make_room(sh, g, h) != 0) {
+        at__spin_unlock(&sh->lock);
+        return AT_E_NOMEM;
     }
+    g = seg_of(sh, h);
+    s = &g->slots[probe(g, info->ptr, h)];
     slot_set(s, info);
-    sh->used++;
+    g->used++;
     sh->live++;
     at__spin_unlock(&sh->lock);
     return 0;
 }
 
-/* Turns the live block in slot i, at `ptr`, into a tombstone in the
+/* Turns the live block in slot i of `g`, at `ptr`, into a tombstone in the
  * shard's tomb ring, deleting the ring slot's previous tombstone if it
  * still is one. */
-static void entomb(at_live_shard *sh, uint64_t i, uintptr_t ptr, uint64_t h, uint64_t free_seq)
+static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr, uint64_t h,
+                   uint64_t free_seq)
 {
     if (!sh->tombs) {
         sh->tombs = at__mem_calloc(AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
         if (!sh->tombs) {
             /* Without a ring, forget the block now. */
-            delete_at(sh, i);
+            delete_at(g, i);
             return;
         }
     }
     uint64_t pos = sh->tomb_pos++;
     at_live_tomb *ring = &sh->tombs[pos & TOMB_MASK];
     if (pos >= AT_LIVE_TOMBSTONES) {
-        uint64_t j = probe(sh, ring->ptr, at__mix_ptr(ring->ptr));
-        const at_live_slot *old = &sh->slots[j];
+        uint64_t oh = at__mix_ptr(ring->ptr);
+        at_live_seg *og = seg_of(sh, oh);
+        uint64_t j = probe(og, ring->ptr, oh);
+        const at_live_slot *old = &og->slots[j];
         if (old->state == SLOT_RELEASED && old->tomb == (uint32_t)(pos - AT_LIVE_TOMBSTONES)) {
-            delete_at(sh, j);
-            /* A table an eighth full is halved (a quarter full then): a
-             * program that freed its blocks gets the memory back, and an
-             * unknown address's walk of every table stays short. */
-            uint64_t cap = sh->mask + 1;
-            if (cap > INITIAL_SLOTS && 8 * sh->used < cap)
-                resize(sh, cap / 2);
-            i = probe(sh, ptr, h); /* the deletion may have moved it */
+            delete_at(og, j);
+            shrink(sh, og, oh);
+            g = seg_of(sh, h); /* the deletion may have moved it */
+            i = probe(g, ptr, h);
         }
     }
-    sh->slots[i].state = SLOT_RELEASED;
-    sh->slots[i].tomb = (uint32_t)pos;
+    g->slots[i].state = SLOT_RELEASED;
+    g->slots[i].tomb = (uint32_t)pos;
     ring->ptr = ptr;
     ring->free_seq = free_seq;
     /* The next entombing in this shard will look up the next ring slot's
-     * address: start fetching its home slot now, so that miss overlaps
-     * other work. */
-    if (pos + 1 >= AT_LIVE_TOMBSTONES)
-        __builtin_prefetch(
-            &sh->slots[at__mix_ptr(sh->tombs[(pos + 1) & TOMB_MASK].ptr) & sh->mask], 1);
+     * address: start fetching its slot now, so that miss overlaps other
+     * work. */
+    if (pos + 1 >= AT_LIVE_TOMBSTONES) {
+        uint64_t nh = at__mix_ptr(sh->tombs[(pos + 1) & TOMB_MASK].ptr);
+        const at_live_seg *ng = seg_of(sh, nh);
+        __builtin_prefetch(&ng->slots[nh & ng->mask], 1);
+    }
 }
 
 static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
@@ -257,12 +416,15 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
     for (int i = 0; i < AT_LIVE_SHARDS; i++) {
         at_live_shard *sh = &lt->shards[i];
         at__spin_lock(&sh->lock);
-        for (uint64_t j = 0; sh->slots && j <= sh->mask; j++) {
-            const at_live_slot *s = &sh->slots[j];
-            if (s->state == SLOT_LIVE && ptr > s->ptr && ptr - s->ptr < s->size) {
-                slot_get(sh, s, out);
-                at__spin_unlock(&sh->lock);
-                return 1;
+        uint64_t k = 0;
+        for (at_live_seg *g; (g = next_seg(sh, &k));) {
+            for (uint64_t j = 0; j <= g->mask; j++) {
+                const at_live_slot *s = &g->slots[j];
+                if (s->state == SLOT_LIVE && ptr > s->ptr && ptr - s->ptr < s->size) {
+                    slot_get(sh, s, out);
+                    at__spin_unlock(&sh->lock);
+                    return 1;
+                }
             }
         }
         at__spin_unlock(&sh->lock);
@@ -275,20 +437,20 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
 {
     uint64_t h = at__mix_ptr(ptr);
     at_live_shard *sh = shard_of(lt, h);
-    prefetch_home(sh, h);
     /* The ring slot a release will use, fetched while the lookup runs (an
      * unlocked peek: at worst the wrong line is fetched). */
     at_live_tomb *ring = __atomic_load_n(&sh->tombs, __ATOMIC_RELAXED);
     if (ring)
         __builtin_prefetch(&ring[__atomic_load_n(&sh->tomb_pos, __ATOMIC_RELAXED) & TOMB_MASK], 1);
     at__spin_lock(&sh->lock);
-    if (sh->slots) {
-        uint64_t i = probe(sh, ptr, h);
-        at_live_slot *s = &sh->slots[i];
+    if (sh->dir) {
+        at_live_seg *g = seg_of(sh, h);
+        uint64_t i = probe(g, ptr, h);
+        at_live_slot *s = &g->slots[i];
         if (s->state == SLOT_LIVE) {
             slot_get(sh, s, out);
             sh->live--;
-            entomb(sh, i, ptr, h, free_seq);
+            entomb(sh, g, i, ptr, h, free_seq);
             at__spin_unlock(&sh->lock);
             return AT_LIVE_FOUND;
         }
@@ -310,11 +472,14 @@ void at__live_unrelease(at_live *lt, const at_block_info *info)
 
 static void foreach_in(at_live_shard *sh, void (*fn)(const at_block_info *, void *), void *arg)
 {
-    for (uint64_t j = 0; sh->slots && j <= sh->mask; j++) {
-        if (sh->slots[j].state == SLOT_LIVE) {
-            at_block_info b;
-            slot_get(sh, &sh->slots[j], &b);
-            fn(&b, arg);
+    uint64_t k = 0;
+    for (at_live_seg *g; (g = next_seg(sh, &k));) {
+        for (uint64_t j = 0; j <= g->mask; j++) {
+            if (g->slots[j].state == SLOT_LIVE) {
+                at_block_info b;
+                slot_get(sh, &g->slots[j], &b);
+                fn(&b, arg);
+            }
         }
     }
 }

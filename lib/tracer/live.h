@@ -3,8 +3,9 @@
  * An open-addressing table per shard (shard chosen by the pointer's hash),
  * each behind its own spin lock: linear probing over entries stored inline
  * (the key and the block's fields packed in 48 bytes), backward-shift
- * deletion, a power-of-two capacity that doubles, shard by shard, when
- * three quarters of it are in use.  Tables come from mem.c.  Released
+ * deletion; a large shard is a directory of segments of bounded size
+ * (extendible hashing), so that growing never moves more than one
+ * segment's entries.  Tables come from mem.c.  Released
  * blocks stay as tombstones for a while so that a second release of the
  * same pointer is told apart from a pointer that was never allocated: each
  * shard remembers its last AT_LIVE_TOMBSTONES released blocks (until the
@@ -38,7 +39,7 @@ typedef struct at_block_info {
  * programs with many allocating threads. */
 enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
 
-struct at_live_slot; /* an entry of a shard's table (live.c) */
+struct at_live_seg; /* a segment of a shard's table (live.c) */
 
 /* A slot of the tomb ring: the released address and when it was released.
  * The entry stays in the table as a tombstone until its slot is reused
@@ -50,9 +51,8 @@ typedef struct at_live_tomb {
 
 typedef struct at_live_shard {
     at__spinlock lock;
-    struct at_live_slot *slots; /* capacity mask + 1, or NULL */
-    uint64_t mask;
-    uint64_t used;     /* slots holding a live block or a tombstone */
+    struct at_live_seg **dir; /* 2^depth segments, or NULL */
+    uint32_t depth;
     uint64_t live;
     uint64_t tomb_pos; /* releases entombed so far */
     at_live_tomb *tombs; /* ring of recent releases */
@@ -98,5 +98,10 @@ void at__live_lock_all(at_live *lt);
 void at__live_unlock_all(at_live *lt);
 
 void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg);
+
+/* Tests: the number of slots (a power of two, at least 64) at which a
+ * shard's segments split, for tables made after the call; 0 restores the
+ * default (4096). */
+void at__live_test_segment_slots(uint64_t n);
 
 #endif
