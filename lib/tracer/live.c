@@ -1,51 +1,138 @@
 /* The live-block table (see live.h).
  *
- * Relies on uthash as configured by at_uthash.h (mem.c for memory, a
- * pointer mixer for the hash: uthash's default Jenkins hash is several
- * times slower for an 8-byte key, and a non-fatal out-of-memory path: an
- * entry that cannot be linked is recycled and reported to the caller).
+ * Each shard is an open-addressing table: linear probing from the slot
+ * the pointer's hash names, the entries inline (a lookup that hits costs
+ * one cache miss, where uthash's chains cost several once a shard held
+ * thousands of blocks), backward-shift deletion so that no deleted-slot
+ * markers accumulate.  A slot is empty, a live block or a tombstone
+ * (`state`); the key is the block's address, any value, 0 included.
+ *
+ * A small shard is one segment that doubles when three quarters of its
+ * slots are used (live blocks and tombstones), up to SEG_SLOTS.  Past
+ * that the shard is a directory of segments chosen by the hash's bits
+ * below the shard's (extendible hashing): a full segment is split in two
+ * by the next bit, the directory doubled when the segment used all its
+ * bits.  An insert thus moves at most one segment's entries (4096), however
+ * large the table, and growing touches only the memory the table keeps:
+ * doubling a whole table maps the new one while the old one is still
+ * there, and a page's first touch is dear (on this project's VMs, 384 MiB
+ * of new pages took 1.5-2.5 s to touch; bench/live_bench.sh 2000000: 227k
+ * page faults with doubling, 138k with segments, 156k with uthash).  A
+ * segment an eighth full is merged with its buddy when both fit in a
+ * quarter of one, and the last one halves: a program that freed its
+ * blocks gets the memory back.
+ *
+ * A tombstone's free_seq is kept in its ring slot, not in the entry: a
+ * tombstone always has one (its entry is deleted when the slot is reused),
+ * and the entry stays 48 bytes.  The entry keeps the low 32 bits of the
+ * ring position it was entombed at instead, so that reusing a ring slot
+ * deletes its tombstone only if the address was not handed out (and
+ * perhaps released again) since: every tombstone was entombed within the
+ * last AT_LIVE_TOMBSTONES releases of its shard, so 32 bits tell them
+ * apart.
  */
 #include <string.h>
 
 #include <alloctrace/error.h>
 
+#include "at_uthash.h" /* at__mix_ptr */
 #include "live.h"
 #include "mem.h"
 
-/* A Bloom filter of 2^16 bits per shard (8 KiB, uthash's HASH_BLOOM): an
- * allocation at an address the shard has never held, the common case in a
- * program that builds up millions of live blocks, is told apart without
- * walking a bucket chain of cache misses (bench/live_bench.sh 2000000:
- * 5.49 -> 4.87 s).  Bits are never cleared, so a shard that has seen many
- * addresses falls back to the walk; the filter then costs one test. */
-#define HASH_BLOOM 16
-#include "at_uthash.h"
+enum { SLOT_EMPTY = 0, SLOT_LIVE = 1, SLOT_RELEASED = 2 };
+enum { INITIAL_SLOTS = 64, SEG_SLOTS = 4096 };
 
-/* uthash starts a table with 32 buckets and grows it only when some chain
- * reaches 10 entries, so a shard of a few hundred blocks walked chains of
- * several cache misses on every lookup.  Each shard starts at 256 buckets
- * (4 KiB).  The growth rule stays uthash's: a lower threshold makes the
- * bucket array grow faster than the table (some chain always reaches a
- * small threshold among millions of entries; at 2 it exhausted memory). */
-#undef HASH_INITIAL_NUM_BUCKETS
-#undef HASH_INITIAL_NUM_BUCKETS_LOG2
-#define HASH_INITIAL_NUM_BUCKETS 256U
-#define HASH_INITIAL_NUM_BUCKETS_LOG2 8U
+typedef struct at_live_slot {
+    uintptr_t ptr;
+    uint64_t size;
+    uint64_t seq;
+    uint64_t t;
+    uint32_t stack;
+    uint32_t thread;
+    uint8_t align_log2;
+    uint8_t family;
+    uint8_t op;
+    uint8_t state;
+    uint32_t tomb; /* tombstones: the shard's tomb_pos when entombed, low bits */
+} at_live_slot;
 
-enum { STATE_LIVE = 0, STATE_RELEASED = 1 };
+_Static_assert(sizeof(at_live_slot) == 48, "a live-table entry is 48 bytes");
 
-/* The handle first and the key (info.ptr) right after it: a lookup reads
- * the handle's hash and the key, one cache line per entry on the chain. */
-typedef struct at_live_entry {
-    UT_hash_handle hh;
-    at_block_info info;
-    uint32_t state;
-    uint32_t gen; /* bumped each time the entry is reused, for the tomb ring */
-} at_live_entry;
+typedef struct at_live_seg {
+    at_live_slot *slots;
+    uint64_t mask; /* slots - 1 */
+    uint64_t used; /* live blocks and tombstones */
+    uint32_t depth; /* the directory bits that choose it */
+} at_live_seg;
 
-static at_live_shard *shard_of(at_live *lt, uintptr_t ptr)
+#define TOMB_MASK ((uint64_t)AT_LIVE_TOMBSTONES - 1)
+
+/* SEG_SLOTS, but tests set it smaller so that small tables split and
+ * merge (at__live_test_segment_slots). */
+static uint64_t seg_slots = SEG_SLOTS;
+
+void at__live_test_segment_slots(uint64_t n)
 {
-    return &lt->shards[(at__mix_ptr(ptr) >> 58) & (AT_LIVE_SHARDS - 1)];
+    seg_slots = n ? n : SEG_SLOTS;
+}
+
+static at_live_shard *shard_of(at_live *lt, uint64_t h)
+{
+    return &lt->shards[(h >> 58) & (AT_LIVE_SHARDS - 1)];
+}
+
+/* The directory's bits are the hash's right below the shard's; a
+ * segment's slot is chosen by its low bits. */
+static uint64_t dir_index(uint64_t h, uint32_t depth)
+{
+    return depth ? (h << 6) >> (64 - depth) : 0;
+}
+
+static at_live_seg *seg_of(const at_live_shard *sh, uint64_t h)
+{
+    return sh->dir[dir_index(h, sh->depth)];
+}
+
+/* The slot holding `ptr`, or the empty slot where it would go. */
+static uint64_t probe(const at_live_seg *g, uintptr_t ptr, uint64_t h)
+{
+    uint64_t mask = g->mask;
+    for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+        const at_live_slot *s = &g->slots[i];
+        if (s->state == SLOT_EMPTY || s->ptr == ptr)
+            return i;
+    }
+}
+
+static void slot_set(at_live_slot *s, const at_block_info *b)
+{
+    s->ptr = b->ptr;
+    s->size = b->size;
+    s->seq = b->seq;
+    s->t = b->t;
+    s->stack = b->stack;
+    s->thread = b->thread;
+    s->align_log2 = b->align_log2;
+    s->family = b->family;
+    s->op = b->op;
+    s->state = SLOT_LIVE;
+    s->tomb = 0;
+}
+
+static void slot_get(const at_live_shard *sh, const at_live_slot *s, at_block_info *b)
+{
+    *b = (at_block_info){
+        .ptr = s->ptr,
+        .size = s->size,
+        .seq = s->seq,
+        .t = s->t,
+        .stack = s->stack,
+        .thread = s->thread,
+        .align_log2 = s->align_log2,
+        .family = s->family,
+        .op = s->op,
+        .free_seq = s->state == SLOT_RELEASED ? sh->tombs[s->tomb & TOMB_MASK].free_seq : 0,
+    };
 }
 
 int at__live_init(at_live *lt)
@@ -54,116 +141,276 @@ int at__live_init(at_live *lt)
     return 0;
 }
 
+static at_live_seg *seg_new(uint64_t cap, uint32_t depth)
+{
+    at_live_seg *g = at__mem_alloc(sizeof *g);
+    if (!g)
+        return NULL;
+    g->slots = at__mem_calloc(cap * sizeof *g->slots);
+    if (!g->slots) {
+        at__mem_free(g, sizeof *g);
+        return NULL;
+    }
+    g->mask = cap - 1;
+    g->used = 0;
+    g->depth = depth;
+    return g;
+}
+
+static void seg_free(at_live_seg *g)
+{
+    at__mem_free(g->slots, (g->mask + 1) * sizeof *g->slots);
+    at__mem_free(g, sizeof *g);
+}
+
+/* The shard's segments, each once: segment of depth d fills 2^(depth-d)
+ * consecutive directory entries.  *k starts at 0. */
+static at_live_seg *next_seg(const at_live_shard *sh, uint64_t *k)
+{
+    if (!sh->dir || *k >> sh->depth)
+        return NULL;
+    at_live_seg *g = sh->dir[*k];
+    *k += (uint64_t)1 << (sh->depth - g->depth);
+    return g;
+}
+
 void at__live_destroy(at_live *lt)
 {
     for (int i = 0; i < AT_LIVE_SHARDS; i++) {
         at_live_shard *sh = &lt->shards[i];
-        at_live_entry *e, *tmp;
-        HASH_ITER(hh, sh->head, e, tmp)
-        {
-            HASH_DEL(sh->head, e);
-            at__mem_free(e, sizeof *e);
-        }
-        while (sh->spare) {
-            e = sh->spare;
-            sh->spare = (at_live_entry *)e->hh.next;
-            at__mem_free(e, sizeof *e);
-        }
+        uint64_t k = 0;
+        for (at_live_seg *g; (g = next_seg(sh, &k));)
+            seg_free(g);
+        if (sh->dir)
+            at__mem_free(sh->dir, sizeof *sh->dir << sh->depth);
         at__mem_free(sh->tombs, AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
     }
     memset(lt, 0, sizeof *lt);
 }
 
-static at_live_entry *new_entry(at_live_shard *sh)
+/* Puts an entry whose key the segment does not hold. */
+static void seg_put(at_live_seg *g, const at_live_slot *s)
 {
-    at_live_entry *e = sh->spare;
-    if (e) {
-        sh->spare = (at_live_entry *)e->hh.next;
-        return e;
-    }
-    e = at__mem_alloc(sizeof *e);
-    if (e)
-        e->gen = 0;
-    return e;
+    uint64_t i = at__mix_ptr(s->ptr) & g->mask;
+    while (g->slots[i].state != SLOT_EMPTY)
+        i = (i + 1) & g->mask;
+    g->slots[i] = *s;
+    g->used++;
 }
 
-static void recycle(at_live_shard *sh, at_live_entry *e)
+/* Moves the segment's entries to a new array of `cap` slots.  -1 when out
+ * of memory; the old one is then still in place. */
+static int seg_resize(at_live_seg *g, uint64_t cap)
 {
-    e->gen++;
-    e->hh.next = sh->spare;
-    sh->spare = e;
+    at_live_slot *slots = at__mem_calloc(cap * sizeof *slots);
+    if (!slots)
+        return -1;
+    at_live_seg old = *g;
+    g->slots = slots;
+    g->mask = cap - 1;
+    g->used = 0;
+    for (uint64_t j = 0; j <= old.mask; j++)
+        if (old.slots[j].state != SLOT_EMPTY)
+            seg_put(g, &old.slots[j]);
+    at__mem_free(old.slots, (old.mask + 1) * sizeof *old.slots);
+    return 0;
+}
+
+/* Empties slot i, moving back the entries after it that probed past it. */
+static void delete_at(at_live_seg *g, uint64_t i)
+{
+    uint64_t mask = g->mask;
+    for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
+        at_live_slot *s = &g->slots[j];
+        if (s->state == SLOT_EMPTY)
+            break;
+        /* s may fill the hole unless its home lies in (i, j] */
+        uint64_t home = at__mix_ptr(s->ptr) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            g->slots[i] = *s;
+            i = j;
+        }
+    }
+    g->slots[i].state = SLOT_EMPTY;
+    g->used--;
+}
+
+static int make_first(at_live_shard *sh)
+{
+    at_live_seg **dir = at__mem_alloc(sizeof *dir);
+    at_live_seg *g = dir ? seg_new(INITIAL_SLOTS, 0) : NULL;
+    if (!g) {
+        at__mem_free(dir, sizeof *dir);
+        return -1;
+    }
+    dir[0] = g;
+    sh->dir = dir;
+    sh->depth = 0;
+    return 0;
+}
+
+static int grow_dir(at_live_shard *sh)
+{
+    uint64_t n = (uint64_t)1 << sh->depth;
+    at_live_seg **dir = at__mem_alloc(2 * n * sizeof *dir);
+    if (!dir)
+        return -1;
+    for (uint64_t k = 0; k < n; k++)
+        dir[2 * k] = dir[2 * k + 1] = sh->dir[k];
+    at__mem_free(sh->dir, n * sizeof *dir);
+    sh->dir = dir;
+    sh->depth++;
+    return 0;
+}
+
+/* Splits full segment `a`, which holds hash `h`, by its next bit: the
+ * entries with that bit set go to a new segment.  Deleting them from `a`
+ * one by one (backward shift) keeps `a` a valid table; slot i is looked at
+ * again after each deletion, since an entry not yet looked at may have
+ * moved there (entries only move back, into i or past it). */
+static int split(at_live_shard *sh, at_live_seg *a, uint64_t h)
+{
+    if (a->depth == sh->depth && grow_dir(sh) != 0)
+        return -1;
+    at_live_seg *b = seg_new(a->mask + 1, a->depth + 1);
+    if (!b)
+        return -1;
+    int bit = 57 - (int)a->depth;
+    for (uint64_t i = 0; i <= a->mask; i++) {
+        while (a->slots[i].state != SLOT_EMPTY && (at__mix_ptr(a->slots[i].ptr) >> bit & 1)) {
+            seg_put(b, &a->slots[i]);
+            delete_at(a, i);
+        }
+    }
+    a->depth++;
+    uint32_t span = sh->depth - a->depth; /* each half fills 2^span entries */
+    uint64_t first = dir_index(h, sh->depth) >> (span + 1) << (span + 1);
+    for (uint64_t k = 0; k < (uint64_t)1 << span; k++)
+        sh->dir[first + ((uint64_t)1 << span) + k] = b;
+    return 0;
+}
+
+/* After a deletion from `a` (holding hash `h`): an eighth full, it is
+ * merged with its buddy if both fit in a quarter of one, or halved if it
+ * is the shard's only segment. */
+static void shrink(at_live_shard *sh, at_live_seg *a, uint64_t h)
+{
+    uint64_t cap = a->mask + 1;
+    if (8 * a->used >= cap)
+        return;
+    if (a->depth == 0) {
+        if (cap > INITIAL_SLOTS)
+            seg_resize(a, cap / 2);
+        return;
+    }
+    uint32_t span = sh->depth - a->depth;
+    uint64_t idx = dir_index(h, sh->depth);
+    at_live_seg *b = sh->dir[idx ^ ((uint64_t)1 << span)];
+    if (b->depth != a->depth || 4 * (a->used + b->used) >= cap)
+        return;
+    for (uint64_t j = 0; j <= b->mask; j++)
+        if (b->slots[j].state != SLOT_EMPTY)
+            seg_put(a, &b->slots[j]);
+    a->depth--;
+    uint64_t first = idx >> (span + 1) << (span + 1);
+    for (uint64_t k = 0; k < (uint64_t)2 << span; k++)
+        sh->dir[first + k] = a;
+    seg_free(b);
+}
+
+/* Room for one more entry in `g`, the segment of hash `h`: grown or
+ * split at three quarters.  0, or -1 when out of memory and fuller than
+ * 15/16 (fuller than 3/4 is still correct, only slower; a segment is never
+ * filled up). */
+static int make_room(at_live_shard *sh, at_live_seg *g, uint64_t h)
+{
+    uint64_t cap = g->mask + 1;
+    if (4 * (g->used + 1) <= 3 * cap)
+        return 0;
+    if (cap < seg_slots ? seg_resize(g, 2 * cap) == 0 : split(sh, g, h) == 0)
+        g = seg_of(sh, h);
+    cap = g->mask + 1;
+    return g->used + 1 > cap - cap / 16 ? -1 : 0;
 }
 
 int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced)
 {
-    at_live_shard *sh = shard_of(lt, info->ptr);
-    int ret = 0;
+    uint64_t h = at__mix_ptr(info->ptr);
+    at_live_shard *sh = shard_of(lt, h);
     at__spin_lock(&sh->lock);
-    at_live_entry *e;
-    HASH_FIND(hh, sh->head, &info->ptr, sizeof info->ptr, e);
-    if (e) {
+    if (!sh->dir && make_first(sh) != 0) {
+        at__spin_unlock(&sh->lock);
+        return AT_E_NOMEM;
+    }
+    at_live_seg *g = seg_of(sh, h);
+    at_live_slot *s = &g->slots[probe(g, info->ptr, h)];
+    if (s->state != SLOT_EMPTY) {
         /* The address is handed out again: a tombstone is reused in place,
          * a live entry means its release never came through us. */
-        if (e->state == STATE_LIVE) {
-            *displaced = e->info;
+        int ret = 0;
+        if (s->state == SLOT_LIVE) {
+            slot_get(sh, s, displaced);
             ret = 1;
         } else {
             sh->live++;
         }
-        e->gen++;
-        e->info = *info;
-        e->state = STATE_LIVE;
+        slot_set(s, info);
         at__spin_unlock(&sh->lock);
         return ret;
     }
-    e = new_entry(sh);
-    if (!e) {
+    if (make_room(sh, g, h) != 0) {
         at__spin_unlock(&sh->lock);
         return AT_E_NOMEM;
     }
-    e->info = *info;
-    e->state = STATE_LIVE;
-    int oom = 0;
-#undef uthash_nonfatal_oom
-#define uthash_nonfatal_oom(obj) (oom = 1)
-    HASH_ADD(hh, sh->head, info.ptr, sizeof e->info.ptr, e);
-    if (oom) {
-        recycle(sh, e);
-        ret = AT_E_NOMEM;
-    } else {
-        sh->live++;
-    }
+    g = seg_of(sh, h);
+    s = &g->slots[probe(g, info->ptr, h)];
+    slot_set(s, info);
+    g->used++;
+    sh->live++;
     at__spin_unlock(&sh->lock);
-    return ret;
+    return 0;
 }
 
-/* Puts a released entry in the shard's tomb ring, evicting the oldest
- * tombstone if the ring is full and that entry was not reused since. */
-static void entomb(at_live_shard *sh, at_live_entry *e)
+/* Turns the live block in slot i of `g`, at `ptr`, into a tombstone in the
+ * shard's tomb ring, deleting the ring slot's previous tombstone if it
+ * still is one. */
+static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr, uint64_t h,
+                   uint64_t free_seq)
 {
     if (!sh->tombs) {
         sh->tombs = at__mem_calloc(AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
         if (!sh->tombs) {
             /* Without a ring, forget the block now. */
-            HASH_DEL(sh->head, e);
-            recycle(sh, e);
+            delete_at(g, i);
             return;
         }
     }
-    uint32_t pos = sh->tomb_pos++ & (AT_LIVE_TOMBSTONES - 1);
-    at_live_tomb *slot = &sh->tombs[pos];
-    at_live_entry *old = slot->entry;
-    if (old && old->gen == slot->gen && old->state == STATE_RELEASED) {
-        HASH_DEL(sh->head, old);
-        recycle(sh, old);
+    uint64_t pos = sh->tomb_pos++;
+    at_live_tomb *ring = &sh->tombs[pos & TOMB_MASK];
+    if (pos >= AT_LIVE_TOMBSTONES) {
+        uint64_t oh = at__mix_ptr(ring->ptr);
+        at_live_seg *og = seg_of(sh, oh);
+        uint64_t j = probe(og, ring->ptr, oh);
+        const at_live_slot *old = &og->slots[j];
+        if (old->state == SLOT_RELEASED && old->tomb == (uint32_t)(pos - AT_LIVE_TOMBSTONES)) {
+            delete_at(og, j);
+            shrink(sh, og, oh);
+            g = seg_of(sh, h); /* the deletion may have moved it */
+            i = probe(g, ptr, h);
+        }
     }
-    slot->entry = e;
-    slot->gen = e->gen;
-    /* The next entombing in this shard will read the next slot's entry:
-     * start fetching it now, so that miss overlaps other work. */
-    at_live_entry *next = sh->tombs[(pos + 1) & (AT_LIVE_TOMBSTONES - 1)].entry;
-    if (next)
-        __builtin_prefetch(&next->gen, 1);
+    g->slots[i].state = SLOT_RELEASED;
+    g->slots[i].tomb = (uint32_t)pos;
+    ring->ptr = ptr;
+    ring->free_seq = free_seq;
+    /* The next entombing in this shard will look up the next ring slot's
+     * address: start fetching its slot now, so that miss overlaps other
+     * work. */
+    if (pos + 1 >= AT_LIVE_TOMBSTONES) {
+        uint64_t nh = at__mix_ptr(sh->tombs[(pos + 1) & TOMB_MASK].ptr);
+        const at_live_seg *ng = seg_of(sh, nh);
+        __builtin_prefetch(&ng->slots[nh & ng->mask], 1);
+    }
 }
 
 static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
@@ -171,11 +418,15 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
     for (int i = 0; i < AT_LIVE_SHARDS; i++) {
         at_live_shard *sh = &lt->shards[i];
         at__spin_lock(&sh->lock);
-        for (at_live_entry *e = sh->head; e; e = e->hh.next) {
-            if (e->state == STATE_LIVE && ptr > e->info.ptr && ptr - e->info.ptr < e->info.size) {
-                *out = e->info;
-                at__spin_unlock(&sh->lock);
-                return 1;
+        uint64_t k = 0;
+        for (at_live_seg *g; (g = next_seg(sh, &k));) {
+            for (uint64_t j = 0; j <= g->mask; j++) {
+                const at_live_slot *s = &g->slots[j];
+                if (s->state == SLOT_LIVE && ptr > s->ptr && ptr - s->ptr < s->size) {
+                    slot_get(sh, s, out);
+                    at__spin_unlock(&sh->lock);
+                    return 1;
+                }
             }
         }
         at__spin_unlock(&sh->lock);
@@ -186,30 +437,30 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
 enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_seq,
                                      at_block_info *out)
 {
-    at_live_shard *sh = shard_of(lt, ptr);
+    uint64_t h = at__mix_ptr(ptr);
+    at_live_shard *sh = shard_of(lt, h);
     /* The ring slot a release will use, fetched while the lookup runs (an
      * unlocked peek: at worst the wrong line is fetched). */
     at_live_tomb *ring = __atomic_load_n(&sh->tombs, __ATOMIC_RELAXED);
     if (ring)
-        __builtin_prefetch(&ring[__atomic_load_n(&sh->tomb_pos, __ATOMIC_RELAXED) &
-                                 (AT_LIVE_TOMBSTONES - 1)],
-                           1);
+        __builtin_prefetch(&ring[__atomic_load_n(&sh->tomb_pos, __ATOMIC_RELAXED) & TOMB_MASK], 1);
     at__spin_lock(&sh->lock);
-    at_live_entry *e;
-    HASH_FIND(hh, sh->head, &ptr, sizeof ptr, e);
-    if (e && e->state == STATE_LIVE) {
-        *out = e->info;
-        e->state = STATE_RELEASED;
-        e->info.free_seq = free_seq;
-        sh->live--;
-        entomb(sh, e);
-        at__spin_unlock(&sh->lock);
-        return AT_LIVE_FOUND;
-    }
-    if (e) {
-        *out = e->info;
-        at__spin_unlock(&sh->lock);
-        return AT_LIVE_RELEASED;
+    if (sh->dir) {
+        at_live_seg *g = seg_of(sh, h);
+        uint64_t i = probe(g, ptr, h);
+        at_live_slot *s = &g->slots[i];
+        if (s->state == SLOT_LIVE) {
+            slot_get(sh, s, out);
+            sh->live--;
+            entomb(sh, g, i, ptr, h, free_seq);
+            at__spin_unlock(&sh->lock);
+            return AT_LIVE_FOUND;
+        }
+        if (s->state == SLOT_RELEASED) {
+            slot_get(sh, s, out);
+            at__spin_unlock(&sh->lock);
+            return AT_LIVE_RELEASED;
+        }
     }
     at__spin_unlock(&sh->lock);
     return find_interior(lt, ptr, out) ? AT_LIVE_INTERIOR : AT_LIVE_UNKNOWN;
@@ -221,14 +472,24 @@ void at__live_unrelease(at_live *lt, const at_block_info *info)
     at__live_insert(lt, info, &ignored);
 }
 
+static void foreach_in(at_live_shard *sh, void (*fn)(const at_block_info *, void *), void *arg)
+{
+    uint64_t k = 0;
+    for (at_live_seg *g; (g = next_seg(sh, &k));) {
+        for (uint64_t j = 0; j <= g->mask; j++) {
+            if (g->slots[j].state == SLOT_LIVE) {
+                at_block_info b;
+                slot_get(sh, &g->slots[j], &b);
+                fn(&b, arg);
+            }
+        }
+    }
+}
+
 void at__live_foreach(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg)
 {
-    for (int i = 0; i < AT_LIVE_SHARDS; i++) {
-        at_live_shard *sh = &lt->shards[i];
-        for (at_live_entry *e = sh->head; e; e = e->hh.next)
-            if (e->state == STATE_LIVE)
-                fn(&e->info, arg);
-    }
+    for (int i = 0; i < AT_LIVE_SHARDS; i++)
+        foreach_in(&lt->shards[i], fn, arg);
 }
 
 void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg)
@@ -236,9 +497,7 @@ void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void
     for (int i = 0; i < AT_LIVE_SHARDS; i++) {
         at_live_shard *sh = &lt->shards[i];
         at__spin_lock(&sh->lock);
-        for (at_live_entry *e = sh->head; e; e = e->hh.next)
-            if (e->state == STATE_LIVE)
-                fn(&e->info, arg);
+        foreach_in(sh, fn, arg);
         at__spin_unlock(&sh->lock);
     }
 }

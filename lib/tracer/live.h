@@ -1,12 +1,16 @@
 /* The live-block table: pointer -> what the allocation was.
  *
- * A uthash table per shard (shard chosen by the pointer's hash), each behind
- * its own spin lock, with entries and bucket arrays from mem.c.  Released
- * blocks stay as tombstones for a while so that a second release of the same
- * pointer is told apart from a pointer that was never allocated: each shard
- * remembers its last AT_LIVE_TOMBSTONES released blocks (until the address
- * is handed out again); older ones are forgotten, and a double free of such
- * an old block is reported as an invalid free.
+ * An open-addressing table per shard (shard chosen by the pointer's hash),
+ * each behind its own spin lock: linear probing over entries stored inline
+ * (the key and the block's fields packed in 48 bytes), backward-shift
+ * deletion; a large shard is a directory of segments of bounded size
+ * (extendible hashing), so that growing never moves more than one
+ * segment's entries.  Tables come from mem.c.  Released
+ * blocks stay as tombstones for a while so that a second release of the
+ * same pointer is told apart from a pointer that was never allocated: each
+ * shard remembers its last AT_LIVE_TOMBSTONES released blocks (until the
+ * address is handed out again); older ones are forgotten, and a double free
+ * of such an old block is reported as an invalid free.
  */
 #ifndef AT_LIVE_H
 #define AT_LIVE_H
@@ -35,22 +39,23 @@ typedef struct at_block_info {
  * programs with many allocating threads. */
 enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
 
-struct at_live_entry;
+struct at_live_seg; /* a segment of a shard's table (live.c) */
 
-/* A slot of the tomb ring: the entry and its generation when entombed (the
- * entry may have been reused since; then the slot is stale). */
+/* A slot of the tomb ring: the released address and when it was released.
+ * The entry stays in the table as a tombstone until its slot is reused
+ * (unless the address was handed out again since). */
 typedef struct at_live_tomb {
-    struct at_live_entry *entry;
-    uint64_t gen;
+    uintptr_t ptr;
+    uint64_t free_seq;
 } at_live_tomb;
 
 typedef struct at_live_shard {
     at__spinlock lock;
-    struct at_live_entry *head;          /* uthash table */
-    struct at_live_entry *spare;         /* recycled entries */
-    at_live_tomb *tombs;                 /* ring of recent releases */
-    uint32_t tomb_pos;
+    struct at_live_seg **dir; /* 2^depth segments, or NULL */
+    uint32_t depth;
     uint64_t live;
+    uint64_t tomb_pos; /* releases entombed so far */
+    at_live_tomb *tombs; /* ring of recent releases */
     char pad[64];
 } at_live_shard;
 
@@ -93,5 +98,10 @@ void at__live_lock_all(at_live *lt);
 void at__live_unlock_all(at_live *lt);
 
 void at__live_foreach_locked(at_live *lt, void (*fn)(const at_block_info *, void *), void *arg);
+
+/* Tests: the number of slots (a power of two, at least 64) at which a
+ * shard's segments split, for tables made after the call; 0 restores the
+ * default (4096). */
+void at__live_test_segment_slots(uint64_t n);
 
 #endif

@@ -190,7 +190,9 @@ void *at__mem_alloc(size_t size)
 void *at__mem_calloc(size_t size)
 {
     void *p = at__mem_alloc(size);
-    if (p)
+    /* A large block is a new mapping, zero already: clearing it would
+     * touch every page of a table that may stay mostly empty. */
+    if (p && size <= ((size_t)1 << MAX_SHIFT))
         memset(p, 0, size);
     return p;
 }
