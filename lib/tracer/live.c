@@ -513,3 +513,11 @@ void at__live_unlock_all(at_live *lt)
     for (int i = AT_LIVE_SHARDS - 1; i >= 0; i--)
         at__spin_unlock(&lt->shards[i].lock);
 }
+
+uint64_t at__live_count(at_live *lt)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < AT_LIVE_SHARDS; i++)
+        n += __atomic_load_n(&lt->shards[i].live, __ATOMIC_RELAXED);
+    return n;
+}

@@ -64,6 +64,10 @@ typedef struct at_live {
 } at_live;
 
 int at__live_init(at_live *lt);
+
+/* Live blocks in the table (exact when the caller holds every shard's
+ * lock, at__live_lock_all). */
+uint64_t at__live_count(at_live *lt);
 void at__live_destroy(at_live *lt);
 
 /* Records a new live block.  Returns 0, AT_E_NOMEM (the block is then not

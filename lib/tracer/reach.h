@@ -105,9 +105,12 @@ typedef struct at_reach {
 int at__reach_run(struct at_tracer *t, const at_reach_self *self, int heap_traced,
                   void (*while_stopped)(void *), void *arg, at_reach *out);
 
-/* The class the scan gave the block at `ptr` allocated as `seq`;
- * AT_REACH_UNKNOWN when the scan never saw it. */
-int at__reach_class_of(const at_reach *r, uintptr_t ptr, uint64_t seq);
+/* emit(seq, class, arg) for every block live now, with the class the
+ * scan `r` gave it (still reachable for one it never saw: a thread it
+ * stopped halfway through allocating it holds it).  Takes the live
+ * table's locks; emit must not.  0 or AT_E_NOMEM. */
+int at__reach_verdict(struct at_tracer *t, const at_reach *r,
+                      void (*emit)(uint64_t seq, int cls, void *arg), void *arg);
 
 void at__reach_free(at_reach *r);
 

@@ -653,16 +653,10 @@ static void reach_flush(reach_out *o, int c)
     o->n[c] = 0;
 }
 
-/* Each block live at close, with the class the scan gave it; a block it
- * never saw was being allocated by a thread the scan stopped halfway (its
- * allocation's record follows the scan), and that thread holds it. */
-static void reach_one(const at_block_info *b, void *arg)
+static void reach_one(uint64_t seq, int c, void *arg)
 {
     reach_out *o = arg;
-    int c = at__reach_class_of(&o->t->reach, b->ptr, b->seq);
-    if (c == AT_REACH_UNKNOWN)
-        c = AT_REACH_REACHABLE;
-    o->seqs[c][o->n[c]++] = b->seq;
+    o->seqs[c][o->n[c]++] = seq;
     if (o->n[c] == AT_REACH_BATCH)
         reach_flush(o, c);
 }
@@ -683,9 +677,15 @@ static void record_reachability(at_tracer *t, at_thread *th)
     o->t = t;
     o->th = th;
     memset(o->n, 0, sizeof o->n);
-    at__live_foreach_locked(&t->live, reach_one, o);
+    /* The verdict copies the live table under its locks, then emits. */
+    int rc = at__reach_verdict(t, &t->reach, reach_one, o);
     for (int c = 0; c < 5; c++)
         reach_flush(o, c);
+    if (rc) {
+        at__mem_free(o, sizeof *o);
+        at__reach_free(&t->reach);
+        return; /* the leaks read as unknown */
+    }
     at__mem_free(o, sizeof *o);
     const at_leak_check *st = &t->reach.stats;
     at_rec_reach_end e = {
