@@ -29,13 +29,24 @@
     " OR " m " LIKE '%/libgcc_s.so.%' OR " m " LIKE '%/libm.so.%' OR " m " LIKE 'linux-vdso%')"
 
 /* glibc functions that fill process-lifetime caches, which only
- * __libc_freeres releases: name-service state and static result buffers
- * (getpwuid and friends), locale data, the loader's dlopen state, and
- * the thread-local storage of thread stacks glibc caches for reuse, the
- * blocks of the atexit list. */
+ * __libc_freeres releases (valgrind calls it before its leak check):
+ * name-service state and static result buffers (getpwuid and friends),
+ * locale data, the loader's dlopen state, the thread-local storage of
+ * thread stacks glibc caches for reuse, the blocks of the atexit list,
+ * the time zone (tzset), message catalogues (gettext's domains and
+ * bindings), the environment setenv built and the tree of its strings,
+ * and character-set converters (gconv). */
+/* A function's name without the suffix of a clone GCC made of it
+ * (set_binding_values.part.0). */
+#define BASE_NAME(f) "(CASE WHEN instr(" f ", '.') > 1 THEN substr(" f ", 1, instr(" f ", '.') - 1)" \
+                     " ELSE " f " END)"
 #define GLIBC_CACHE(f)                                                                             \
     "(" f " LIKE '\\_\\_nss\\_%' ESCAPE '\\' OR " f " LIKE 'nss\\_%' ESCAPE '\\'"                   \
-    " OR " f " IN ('getpwuid', 'getpwnam', 'getgrgid', 'getgrnam', 'getpwent', 'getgrent',"         \
+    " OR " f " LIKE '\\_\\_gconv\\_%' ESCAPE '\\'"                                                 \
+    " OR " BASE_NAME(f) " IN ('tzset_internal', '__tzfile_read', '_nl_find_domain',"               \
+    " '_nl_load_domain',"                                                                         \
+    " 'textdomain', 'set_binding_values', '__add_to_environ', '__tsearch', '__wcsmbs_load_conv')"  \
+    " OR " BASE_NAME(f) " IN ('getpwuid', 'getpwnam', 'getgrgid', 'getgrnam', 'getpwent', 'getgrent',"         \
     " 'getspnam', 'gethostbyname', 'gethostbyname2', 'gethostbyaddr', 'getservbyname',"          \
     " 'getprotobyname', 'setlocale', 'newlocale', '_nl_find_locale', '_nl_load_locale_from_archive'," \
     " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open', '_dl_allocate_tls', '_dl_resize_dtv', '__new_exitfn'))"
