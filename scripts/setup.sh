@@ -13,6 +13,7 @@ shift || true
 packages=(
   build-essential pkg-config meson ninja-build python3
   libsqlite3-dev sqlite3 libunwind-dev uthash-dev libdw-dev libelf-dev
+  libiberty-dev
   valgrind g++ git clang-format
   # the HTML report's viewer is tested in a real browser
   chromium fonts-dejavu-core
