@@ -30,6 +30,9 @@ done
 # (with its own npm) keeps it, so node and npm are looked for as commands.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# The Rust test (tests/rust_test.py) builds its program with rustc; a
+# rustc from rustup (on PATH) will do as well as Debian's.
+command -v rustc >/dev/null || missing+=(rustc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   "$here/scripts/apt_install.sh" "${missing[@]}"
