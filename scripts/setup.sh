@@ -13,6 +13,7 @@ shift || true
 packages=(
   build-essential pkg-config meson ninja-build python3
   libsqlite3-dev sqlite3 libunwind-dev uthash-dev libdw-dev libelf-dev
+  libiberty-dev
   valgrind g++ git clang-format
   # the HTML report's viewer is tested in a real browser
   chromium fonts-dejavu-core
@@ -29,6 +30,9 @@ done
 # (with its own npm) keeps it, so node and npm are looked for as commands.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# The Rust test (tests/rust_test.py) builds its program with rustc; a
+# rustc from rustup (on PATH) will do as well as Debian's.
+command -v rustc >/dev/null || missing+=(rustc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   "$here/scripts/apt_install.sh" "${missing[@]}"

@@ -104,6 +104,23 @@ check("sqlite3_" not in undefined and "dwfl_" not in undefined,
       "the preload library calls no sqlite3_ or dwfl_ function",
       " ".join(sorted(set(re.findall(r"\b(?:sqlite3|dwfl)_\w+", undefined))))[:300])
 
+# libiberty's demangler is linked statically into the trace layer: in
+# liballoctrace.so as local symbols only (its exports are compared above),
+# nowhere in the preload library, which does not symbolize.
+def symbols(path):
+    out = subprocess.run([nm, path], capture_output=True, text=True, check=True).stdout
+    return dict((l.split()[2], l.split()[1]) for l in out.splitlines() if len(l.split()) == 3)
+
+
+demanglers = ("rust_demangle", "cplus_demangle_v3")
+lib_syms = symbols(libs["liballoctrace.so"][0])
+check(all(lib_syms.get(d) == "t" for d in demanglers),
+      "liballoctrace.so holds libiberty's demanglers as local symbols",
+      str([(d, lib_syms.get(d)) for d in demanglers]))
+pre_syms = symbols(libs["liballoctrace_preload.so"][0])
+check(not any(d in pre_syms for d in demanglers), "the preload library has no demangler",
+      str([d for d in demanglers if d in pre_syms]))
+
 # The version: meson.build is the one place it is written.
 project = open(os.path.join(root, "meson.build")).read()
 version = re.search(r"version\s*:\s*'([0-9]+\.[0-9]+\.[0-9]+)'", project).group(1)

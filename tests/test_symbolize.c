@@ -339,28 +339,48 @@ TEST(symbolize_vdso)
     close_db(db, path);
 }
 
-/* ---- C++ names ------------------------------------------------------------------ */
+/* ---- C++ and Rust names --------------------------------------------------------- */
+
+/* at__demangle(name) is `want` (NULL: not demangled). */
+static void check_demangle(const char *name, const char *want)
+{
+    char *got = at__demangle(name);
+    if (want ? !got || strcmp(got, want) != 0 : got != NULL)
+        TEST_FAIL("at__demangle(\"%s\") is \"%s\", not \"%s\"", name ? name : "(null)",
+                  got ? got : "(null)", want ? want : "(null)");
+    free(got);
+}
 
 TEST(demangle)
 {
-    ASSERT_NULL(at__demangle(NULL));
-    ASSERT_NULL(at__demangle("main"));
-    void *loaded = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    if (!loaded) /* no demangler in the process: names stay as they are */
-        ASSERT_NULL(at__demangle("_ZN3foo3barEi"));
-    else
-        dlclose(loaded);
-
-    /* Opened locally, as a C++ plugin would be: not in the default scope. */
-    void *h = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
-    ASSERT_NOT_NULL(h);
-    char *s = at__demangle("_ZN3foo3barEi");
-    ASSERT_STREQ(s, "foo::bar(int)");
-    free(s);
-    ASSERT_NULL(at__demangle("_Z")); /* not a valid mangled name */
-    ASSERT_NULL(at__demangle("_Zgarbage!"));
+    check_demangle(NULL, NULL);
+    check_demangle("main", NULL);
+    check_demangle("_", NULL);
+    /* C++: libiberty's demangler, linked in (libstdc++ need not be loaded). */
+    check_demangle("_ZN3foo3barEi", "foo::bar(int)");
+    check_demangle("_ZNSt6thread20hardware_concurrencyEv", "std::thread::hardware_concurrency()");
+    check_demangle("_ZN3foo3barE", "foo::bar");
+    check_demangle("_ZNK3foo3Bar3getERKSt6vectorIiSaIiEE",
+                   "foo::Bar::get(std::vector<int, std::allocator<int> > const&) const");
+    check_demangle("_Z", NULL); /* not a valid mangled name */
+    check_demangle("_Zgarbage!", NULL);
+    /* Rust legacy: a C++-style name whose last segment is the hash, dropped. */
+    check_demangle("_ZN4core3fmt5write17h0123456789abcdefE", "core::fmt::write");
+    check_demangle("_ZN70_$LT$alloc..vec..Vec$LT$T$C$A$GT$$u20$as$u20$core..ops..drop..Drop$GT$"
+                   "4drop17h3c5a9f1e2b7d4068E",
+                   "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop");
+    /* A hash segment of too few distinct digits is no hash (libiberty's
+     * rule): the name is then a C++ one and keeps it. */
+    check_demangle("_ZN4core3fmt5write17h1111111111111111E", "core::fmt::write::h1111111111111111");
+    /* Rust v0: no hash; the crate disambiguator is not printed. */
+    check_demangle("_RNvCs1234_7mycrate3foo", "mycrate::foo");
+    check_demangle("_RNvMNtCs1234_7mycrate5innerNtB2_6Widget3new", "<mycrate::inner::Widget>::new");
+    check_demangle("_RNvCs1234_7mycrate3foo.llvm.123", "mycrate::foo");
+    check_demangle("_Rgarbage", NULL);
 
     /* End to end: a frame inside libstdc++ gets the demangled name. */
+    void *h = dlopen("libstdc++.so.6", RTLD_NOW | RTLD_LOCAL);
+    ASSERT_NOT_NULL(h);
     void *fn = dlsym(h, "_ZNSt6thread20hardware_concurrencyEv");
     ASSERT_NOT_NULL(fn);
     char path[PATH_MAX];

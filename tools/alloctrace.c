@@ -8,11 +8,9 @@
 #include <sqlite3.h>
 
 #include "cli.h"
-#include "symbolize.h"
 
 int main(int argc, char **argv)
 {
-    at__demangle_may_load = 1;
     /* This process uses SQLite from one thread at a time: no mutex per
      * connection call, and no allocation statistics, which otherwise take
      * a global mutex on every allocation SQLite makes.  Writing a trace

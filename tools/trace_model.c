@@ -312,8 +312,8 @@ typedef struct stack_entry {
     UT_hash_handle hh;
 } stack_entry;
 
-/* Older traces may hold mangled C++ names; at__demangle does nothing to
- * the others.  Always a string of our own (or NULL). */
+/* Older traces may hold mangled C++ or Rust names; at__demangle does
+ * nothing to the others.  Always a string of our own (or NULL). */
 static char *demangle(const char *name)
 {
     char *d = at__demangle(name); /* malloc'd, like ours */

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include <elfutils/libdwfl.h>
+#include <libiberty/demangle.h>
 
 #include <alloctrace/error.h>
 
@@ -28,46 +29,20 @@
 #include "schema.h"
 #include "symbolize.h"
 
-typedef char *(*demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
-
-int at__demangle_may_load;
-
+/* libiberty's own demanglers, not cplus_demangle(): that one lives in
+ * cplus-dem.o, whose xmalloc() exits the process when memory runs out.
+ * Rust first, as cplus_demangle() does: a legacy Rust name is also a valid
+ * C++ name (`_ZN...17h<hash>E`), which rust_demangle() recognizes by its
+ * hash segment and prints without it (the hash is shown only with
+ * DMGL_VERBOSE); v0 names start with `_R`.  Both return malloc'd strings
+ * or NULL, never exit. */
 char *at__demangle(const char *name)
 {
-    if (!name || strncmp(name, "_Z", 2) != 0)
+    if (!name || name[0] != '_' || (name[1] != 'Z' && name[1] != 'R'))
         return NULL;
-    /* A tool that may load libstdc++ loads it once and keeps it. */
-    static void *kept;
-    void *handle = NULL;
-    void *sym = dlsym(RTLD_DEFAULT, "__cxa_demangle");
-    if (!sym && kept)
-        sym = dlsym(kept, "__cxa_demangle");
-    if (!sym) {
-        /* A C++ library opened without RTLD_GLOBAL is loaded but not in the
-         * default scope; NOLOAD never loads it just for this, unless the
-         * caller said it may (the alloctrace tool, which symbolizes other
-         * programs' traces and has no C++ of its own). */
-        handle = dlopen("libstdc++.so.6", RTLD_LAZY | (at__demangle_may_load ? 0 : RTLD_NOLOAD));
-        if (handle)
-            sym = dlsym(handle, "__cxa_demangle");
-        if (handle && at__demangle_may_load) {
-            kept = handle;
-            handle = NULL;
-        }
-    }
-    char *out = NULL;
-    if (sym) {
-        demangle_fn fn;
-        memcpy(&fn, &sym, sizeof fn); /* ISO C has no object-to-function cast */
-        int status = -1;
-        out = fn(name, NULL, NULL, &status);
-        if (status != 0) {
-            free(out);
-            out = NULL;
-        }
-    }
-    if (handle)
-        dlclose(handle);
+    char *out = rust_demangle(name, DMGL_PARAMS | DMGL_ANSI);
+    if (!out && name[1] == 'Z')
+        out = cplus_demangle_v3(name, DMGL_PARAMS | DMGL_ANSI);
     return out;
 }
 

@@ -10,19 +10,16 @@
 
 #include <sqlite3.h>
 
-/* Fills function (C++ names demangled), function_offset, file and line of
+/* Fills function (C++ and Rust names demangled), function_offset, file and line of
  * every frame with a module and no function yet.  Frames nothing is known
  * about stay NULL; missing files or debug info are not errors.  One
  * transaction: call it outside any.  0, AT_E_NOMEM or AT_E_DB. */
 int at__symbolize_frames(sqlite3 *db);
 
-/* The demangled form of a C++ symbol name, from malloc (free() it); NULL
- * if `name` is not a mangled name or the process has no demangler (the
- * one in libstdc++ is used when libstdc++ is loaded, never loaded for it). */
+/* The demangled form of a C++ or Rust (legacy or v0) symbol name, from
+ * malloc (free() it); Rust names without their hash.  NULL if `name` is
+ * not a valid mangled name (or memory ran out).  libiberty's demangler,
+ * linked in statically. */
 char *at__demangle(const char *name);
-
-/* Set by a process that may load libstdc++ to demangle (the alloctrace
- * tool); a traced program never gets a library loaded behind its back. */
-extern int at__demangle_may_load;
 
 #endif
