@@ -331,9 +331,9 @@ static void family_row(FILE *out, const tm_finding *f, const style *c)
     const char *a = f->alloc ? f->alloc_family : NULL, *r = f->release_family;
     int differ = a && r && strcmp(a, r) != 0;
     fprintf(out, "      %-11s", "family");
-    size_t w = esc_text(out, a ? a : "-");
+    size_t w = esc_text(out, a ? a : "\u2013");
     fprintf(out, "%*s%s", (int)(w < 14 ? 14 - w : 1), "", differ ? c->red : "");
-    esc_text(out, r ? r : "-");
+    esc_text(out, r ? r : "\u2013");
     fprintf(out, "%s\n", differ ? c->reset : "");
 }
 
