@@ -194,8 +194,8 @@ static uint32_t lifetime_row(const at_rec_lifetime *r, int64_t *v, int *odd_layo
     int released = r->free_op != AT_OP_NONE;
     uint64_t t_us = r->t / 1000;
     unsigned given = released ? r->free_layout_given : AT_GIVEN_ALIGN | AT_GIVEN_SIZE;
-    *odd_layout = ((given & AT_GIVEN_SIZE) && r->free_size != r->size) ||
-                  ((given & AT_GIVEN_ALIGN) && r->free_align_log2 != r->align_log2);
+    *odd_layout = released && (((given & AT_GIVEN_SIZE) && r->free_size != r->size) ||
+                               ((given & AT_GIVEN_ALIGN) && r->free_align_log2 != r->align_log2));
     v[0] = (int64_t)r->seq;
     v[1] = (int64_t)r->ptr;
     v[2] = (int64_t)r->size;
