@@ -59,6 +59,20 @@ check(one(db, "SELECT count(*) FROM allocations WHERE alloc_op = 'alloc_zeroed' 
       "clean: calloc(10, 10) is a zeroed (100, 16) block")
 check(meta(db, "alloc_calls") == one(db, "SELECT count(*) FROM allocations"),
       "clean: meta.alloc_calls matches the rows")
+# The release layout is what the release passed: nothing for free() (NULL
+# size and alignment), both for the C23 sized frees.
+check(db.execute("SELECT free_size, free_align FROM allocations WHERE size = 100 AND align = 16"
+                 " AND alloc_op = 'alloc' AND free_op = 'dealloc'").fetchall() == [(None, None)],
+      "clean: free() passed no layout: NULL free_size and free_align")
+check(db.execute("SELECT free_size, free_align FROM allocations WHERE size = 64 AND align = 16"
+                 " AND free_op = 'dealloc'").fetchall() == [(64, 16)],
+      "clean: free_sized(p, 64) keeps the size it passed")
+check(db.execute("SELECT free_size, free_align FROM allocations WHERE size = 512"
+                 " AND align = 256").fetchall() == [(512, 256)],
+      "clean: free_aligned_sized(p, 256, 512) keeps its layout")
+check(one(db, "SELECT count(*) FROM allocations WHERE free_op = 'realloc'"
+              " AND (free_size IS NOT NULL OR free_align IS NOT NULL)") == 0,
+      "clean: a block given up by realloc passed no layout")
 
 # ---- leaks and their stacks --------------------------------------------------------------
 db, r = run("leak", prog, "leak")
@@ -88,6 +102,9 @@ check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch' AND 
 check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch'"
               " AND release_align = 16 AND alloc_align = 32") == 1,
       "findings: free_aligned_sized with the wrong alignment")
+check(db.execute("SELECT DISTINCT release_size, release_align FROM findings"
+                 " WHERE kind IN ('double_free', 'invalid_free', 'misaligned_free')").fetchall()
+      == [(None, None)], "findings: the bad free()s passed no layout: NULL release size and align")
 check(one(db, "SELECT count(*) FROM findings_detail"
               " WHERE release_stack_text LIKE 'bad_release <- main%'") == 6,
       "findings: every release stack starts at the bad call")
@@ -178,13 +195,23 @@ db, r = run("cxx-mistakes", cxx, "mistakes")
 rows = sorted(db.execute("SELECT kind, alloc_family, release_family, alloc_size, release_size,"
                          " alloc_align, release_align FROM findings").fetchall(), key=str)
 expected = sorted([
-    ("family_mismatch", "new[]", "new", 40, 40, 16, 16),
-    ("family_mismatch", "malloc", "new", 32, 32, 16, 16),
+    ("family_mismatch", "new[]", "new", 40, None, 16, 16),
+    ("family_mismatch", "malloc", "new", 32, None, 16, 16),
     ("family_mismatch", "new", "malloc", 4, None, 16, None),
     ("layout_mismatch", "new", "new", 100, 80, 16, 16),
-    ("layout_mismatch", "new", "new", 64, 64, 64, 16),
+    ("layout_mismatch", "new", "new", 64, None, 64, 16),
 ], key=str)
-check(rows == expected, "c++: wrong family, wrong size, wrong alignment (%s)" % rows)
+check(rows == expected, "c++: wrong family, wrong size, wrong alignment; an unsized delete"
+      " passed no size (%s)" % rows)
+check(db.execute("SELECT free_size, free_align FROM allocations WHERE size = 100"
+                 " AND family = 'new'").fetchall() == [(80, 16)],
+      "c++: the sized delete's lifetime keeps the size it passed")
+check(db.execute("SELECT free_size, free_align FROM allocations WHERE size = 64 AND align = 64"
+                 " AND family = 'new' AND free_size IS NULL").fetchall() == [(None, 16)],
+      "c++: the unsized delete's lifetime: no size, the default new alignment")
+check(db.execute("SELECT free_size, free_align FROM allocations WHERE size = 48 AND align = 32"
+                 " AND family = 'new'").fetchall() == [(48, 32)],
+      "c++: operator delete(p, 48, align_val_t(32)) keeps its layout")
 
 # ---- allocations made before tracing started ------------------------------------------
 db, r = run("boot", boot)

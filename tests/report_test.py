@@ -241,13 +241,36 @@ lm = [f for f in d["findings"] if f["kind"] == "layout_mismatch"]
 check(any(f["allocated"]["size"] == 64 and f["released"]["size"] == 48 for f in lm)
       and any(f["allocated"]["align"] == 32 and f["released"]["align"] == 16 for f in lm),
       "json: both layouts of a mismatch")
+dbl = [f for f in d["findings"] if f["kind"] == "double_free"][0]
+check(dbl["released"]["size"] is None and dbl["released"]["align"] is None
+      and dbl["allocated"]["size"] == 24, "json: free() passed no layout: its size and align null")
+r = tool("report", findings)
+blocks = r.stdout.split("\n  #")
+dbl_text = [b for b in blocks if b.split("\n")[0].lower().find("double") >= 0]
+check(len(dbl_text) == 1 and re.search(r"^ +size +24 +\u2013$", dbl_text[0], re.M)
+      and re.search(r"^ +alignment +16 +\u2013$", dbl_text[0], re.M),
+      "text: free() passed no size or alignment: an en dash (%s)" % dbl_text[:1])
+sized = [b for b in blocks if re.search(r"^ +size +64 +48$", b, re.M)]
+check(len(sized) == 1, "text: free_sized(p, 48) shows the size it passed")
 
 d = report_json(cxx_trace)
 fam = [f for f in d["findings"] if f["kind"] == "family_mismatch"]
 check(sorted((f["allocated"]["family"], f["released"]["family"]) for f in fam) ==
       [("malloc", "new"), ("new", "malloc"), ("new[]", "new")], "json: families of each side")
+unsized = [f for f in d["findings"] if f["kind"] == "layout_mismatch"
+           and f["allocated"]["align"] == 64]
+check(len(unsized) == 1 and unsized[0]["released"]["size"] is None
+      and unsized[0]["released"]["align"] == 16,
+      "json: an unsized delete passed no size (null), the default new alignment (16)")
+sized = [f for f in d["findings"] if f["kind"] == "layout_mismatch"
+         and f["allocated"]["size"] == 100]
+check(len(sized) == 1 and sized[0]["released"]["size"] == 80,
+      "json: a sized delete keeps the size it passed")
 r = tool("report", cxx_trace)
 check("wrong_delete_site(int)" in r.stdout, "text: C++ names are demangled")
+check(re.search(r"^ +size +64 +\u2013$", r.stdout, re.M) is not None
+      and re.search(r"^ +size +100 +80$", r.stdout, re.M) is not None,
+      "text: an unsized delete's size is an en dash, a sized delete's its value")
 
 d = report_json(findings, "--top", "1")
 check(len(d["findings"]) == 1 and d["findings_omitted"] == 4, "--top limits findings shown")

@@ -309,17 +309,21 @@ static void text_sites(FILE *out, const tm_trace *t, const report_opts *o, const
     }
 }
 
-/* One row of the side-by-side layouts; values that disagree stand out. */
+/* One row of the side-by-side layouts; values that disagree stand out.  A
+ * value not known (no allocation; a release that passed no size, like
+ * free()) is an en dash, one column wide in three bytes. */
 static void layout_row(FILE *out, const char *what, long long a, long long r, const style *c)
 {
-    char av[32] = "-", rv[32] = "-";
-    if (a >= 0)
-        snprintf(av, sizeof av, "%lld", a);
+    static const char dash[] = "\u2013";
+    char av[32], rv[32];
+    int aw = a >= 0 ? snprintf(av, sizeof av, "%lld", a) : (snprintf(av, sizeof av, dash), 1);
     if (r >= 0)
         snprintf(rv, sizeof rv, "%lld", r);
+    else
+        snprintf(rv, sizeof rv, dash);
     int differ = a >= 0 && r >= 0 && a != r;
-    fprintf(out, "      %-11s%-14s%s%s%s\n", what, av, differ ? c->red : "", rv,
-            differ ? c->reset : "");
+    fprintf(out, "      %-11s%s%*s%s%s%s\n", what, av, aw < 14 ? 14 - aw : 1, "",
+            differ ? c->red : "", rv, differ ? c->reset : "");
 }
 
 static void family_row(FILE *out, const tm_finding *f, const style *c)
@@ -327,9 +331,9 @@ static void family_row(FILE *out, const tm_finding *f, const style *c)
     const char *a = f->alloc ? f->alloc_family : NULL, *r = f->release_family;
     int differ = a && r && strcmp(a, r) != 0;
     fprintf(out, "      %-11s", "family");
-    size_t w = esc_text(out, a ? a : "-");
+    size_t w = esc_text(out, a ? a : "\u2013");
     fprintf(out, "%*s%s", (int)(w < 14 ? 14 - w : 1), "", differ ? c->red : "");
-    esc_text(out, r ? r : "-");
+    esc_text(out, r ? r : "\u2013");
     fprintf(out, "%s\n", differ ? c->reset : "");
 }
 

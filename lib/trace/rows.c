@@ -193,12 +193,15 @@ static uint32_t lifetime_row(const at_rec_lifetime *r, int64_t *v, int *odd_layo
 {
     int released = r->free_op != AT_OP_NONE;
     uint64_t t_us = r->t / 1000;
-    *odd_layout = released && r->free_layout_given &&
-                  (r->free_size != r->size || r->free_align_log2 != r->align_log2);
+    unsigned given = released ? r->free_layout_given : AT_GIVEN_ALIGN | AT_GIVEN_SIZE;
+    *odd_layout = released && (((given & AT_GIVEN_SIZE) && r->free_size != r->size) ||
+                               ((given & AT_GIVEN_ALIGN) && r->free_align_log2 != r->align_log2));
     v[0] = (int64_t)r->seq;
     v[1] = (int64_t)r->ptr;
     v[2] = (int64_t)r->size;
-    v[3] = (int64_t)AT_INFO(r->align_log2, r->family, r->alloc_op, r->free_op, *odd_layout);
+    v[3] = (int64_t)(AT_INFO(r->align_log2, r->family, r->alloc_op, r->free_op, *odd_layout) |
+                     (given & AT_GIVEN_SIZE ? 0 : (uint64_t)AT_INFO_RELEASE_NO_SIZE) |
+                     (given & AT_GIVEN_ALIGN ? 0 : (uint64_t)AT_INFO_RELEASE_NO_ALIGN));
     v[4] = r->thread;
     v[5] = r->stack;
     v[6] = (int64_t)t_us;
@@ -213,8 +216,10 @@ static void write_release_layout(writer *w, const at_rec_lifetime *r)
 {
     sqlite3_stmt *st = w->release_layout;
     bind_u64(st, 1, r->seq);
-    bind_u64(st, 2, r->free_size);
-    bind_u64(st, 3, (uint64_t)1 << r->free_align_log2);
+    /* a part not passed is NULL in the view whatever is stored here */
+    bind_u64(st, 2, r->free_layout_given & AT_GIVEN_SIZE ? r->free_size : r->size);
+    bind_u64(st, 3, (uint64_t)1 << (r->free_layout_given & AT_GIVEN_ALIGN ? r->free_align_log2
+                                                                            : r->align_log2));
     step(w, st);
 }
 
@@ -354,10 +359,14 @@ static void write_finding(writer *w, const at_rec_finding *f)
         snprintf(detail, sizeof detail, "allocated by %s, released as %s",
                  family_name(f->alloc_family), family_name(f->given_family));
         break;
-    default:
-        snprintf(detail, sizeof detail, "released as (%llu, %llu), allocated as (%llu, %llu)",
-                 (unsigned long long)f->given_size, (unsigned long long)1 << f->given_align_log2,
-                 (unsigned long long)f->alloc_size, (unsigned long long)1 << f->alloc_align_log2);
+    default: {
+        char size[24] = "\u2013"; /* an en dash: no size passed */
+        if (f->given_layout & AT_GIVEN_SIZE)
+            snprintf(size, sizeof size, "%llu", (unsigned long long)f->given_size);
+        snprintf(detail, sizeof detail, "released as (%s, %llu), allocated as (%llu, %llu)", size,
+                 (unsigned long long)1 << f->given_align_log2, (unsigned long long)f->alloc_size,
+                 (unsigned long long)1 << f->alloc_align_log2);
+    }
     }
     sqlite3_bind_text(st, 1, finding_name(f->finding), -1, SQLITE_STATIC);
     bind_u64(st, 2, f->seq);
@@ -365,8 +374,8 @@ static void write_finding(writer *w, const at_rec_finding *f)
     bind_u64(st, 4, f->thread);
     bind_u64(st, 5, f->ptr);
     bind_opt(st, 6, f->release_stack != 0, f->release_stack);
-    bind_opt(st, 7, f->given_layout, f->given_size);
-    bind_opt(st, 8, f->given_layout, (uint64_t)1 << f->given_align_log2);
+    bind_opt(st, 7, f->given_layout & AT_GIVEN_SIZE, f->given_size);
+    bind_opt(st, 8, f->given_layout & AT_GIVEN_ALIGN, (uint64_t)1 << f->given_align_log2);
     sqlite3_bind_text(st, 9, family_name(f->given_family), -1, SQLITE_STATIC);
     bind_opt(st, 10, f->has_alloc, f->alloc_seq);
     bind_opt(st, 11, f->has_alloc, f->alloc_ptr);

@@ -75,11 +75,11 @@ static const char finish_sql[] =
     " " OP_NAME(AT_SQL_INFO_FREE_OP("l.info")) " AS free_op,"
     /* release_layouts is only looked at for the rows that say they have a
      * row there. */
-    " CASE WHEN l.free_dseq IS NULL THEN NULL"
+    " CASE WHEN l.free_dseq IS NULL OR " AT_SQL_INFO_RELEASE_NO_SIZE("l.info") " THEN NULL"
     " WHEN " AT_SQL_INFO_RELEASE_LAYOUT("l.info")
     " THEN (SELECT r.size FROM release_layouts r WHERE r.seq = l.seq) ELSE l.size END"
     " AS free_size,"
-    " CASE WHEN l.free_dseq IS NULL THEN NULL"
+    " CASE WHEN l.free_dseq IS NULL OR " AT_SQL_INFO_RELEASE_NO_ALIGN("l.info") " THEN NULL"
     " WHEN " AT_SQL_INFO_RELEASE_LAYOUT("l.info")
     " THEN (SELECT r.align FROM release_layouts r WHERE r.seq = l.seq)"
     " ELSE " AT_SQL_INFO_ALIGN("l.info") " END AS free_align"

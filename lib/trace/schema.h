@@ -16,12 +16,17 @@
  * integer (docs/schema.md): bits 0-5 log2 of the alignment, 6-7 at_family,
  * 8-10 the allocating at_op, 11-13 the releasing at_op (0 while live), 14
  * set when the release passed a layout of its own, different from the
- * allocation's (in release_layouts).  The allocating op is never 0, so
- * every value lies in 256..32767, which SQLite stores in two bytes. */
+ * allocation's (in release_layouts), 15 set when the release passed no size
+ * (free(), an unsized operator delete), 16 when it passed no alignment
+ * either (free(), realloc).  The allocating op is never 0, so a live block's
+ * value, or one released with its own layout, lies in 256..32767, which
+ * SQLite stores in two bytes; an unsized release takes three. */
 #define AT_INFO_FAMILY_SHIFT 6
 #define AT_INFO_ALLOC_OP_SHIFT 8
 #define AT_INFO_FREE_OP_SHIFT 11
 #define AT_INFO_RELEASE_LAYOUT 16384
+#define AT_INFO_RELEASE_NO_SIZE 32768
+#define AT_INFO_RELEASE_NO_ALIGN 65536
 #define AT_INFO(align_log2, family, alloc_op, free_op, release_layout)                             \
     ((uint64_t)((align_log2) & 63) | (uint64_t)((family) & 3) << AT_INFO_FAMILY_SHIFT |          \
      (uint64_t)((alloc_op) & 7) << AT_INFO_ALLOC_OP_SHIFT |                                     \
@@ -34,6 +39,8 @@
 #define AT_SQL_INFO_ALLOC_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_ALLOC_OP_SHIFT) ") & 7)"
 #define AT_SQL_INFO_FREE_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_FREE_OP_SHIFT) ") & 7)"
 #define AT_SQL_INFO_RELEASE_LAYOUT(x) "(" x " & " AT_STRINGIFY(AT_INFO_RELEASE_LAYOUT) ")"
+#define AT_SQL_INFO_RELEASE_NO_SIZE(x) "(" x " & " AT_STRINGIFY(AT_INFO_RELEASE_NO_SIZE) ")"
+#define AT_SQL_INFO_RELEASE_NO_ALIGN(x) "(" x " & " AT_STRINGIFY(AT_INFO_RELEASE_NO_ALIGN) ")"
 
 /* Each stack's site (lib/trace/sites.h), filled once the frames are symbolized;
  * created at close (a trace finished by an older alloctrace has none). */

@@ -45,6 +45,12 @@ enum at_op {
 #undef AT_X_OP
 };
 
+/* What a release passed of a layout (free_layout_given, given_layout):
+ * free() passes nothing, an unsized operator delete only an alignment
+ * (the default new alignment, or the one it names). */
+#define AT_GIVEN_ALIGN 1
+#define AT_GIVEN_SIZE 2
+
 typedef struct at_rec_lifetime {
     uint8_t kind;
     uint8_t family;
@@ -52,7 +58,7 @@ typedef struct at_rec_lifetime {
     uint8_t free_op; /* AT_OP_NONE: still live at close */
     uint8_t align_log2;
     uint8_t free_align_log2;
-    uint8_t free_layout_given; /* the release passed a layout */
+    uint8_t free_layout_given; /* AT_GIVEN_* bits: what the release passed */
     uint8_t pad;
     uint32_t stack;
     uint32_t thread;
@@ -72,7 +78,7 @@ typedef struct at_rec_finding {
     uint8_t finding; /* at_finding_kind */
     uint8_t given_family;
     uint8_t given_align_log2;
-    uint8_t given_layout; /* the release passed a layout */
+    uint8_t given_layout; /* AT_GIVEN_* bits: what the release passed */
     uint8_t has_alloc;    /* the alloc_* fields describe a known block */
     uint8_t alloc_family;
     uint8_t alloc_align_log2;

@@ -317,6 +317,15 @@ void at_tracer_live_since(at_tracer *t, uint64_t mark, at_live_summary *out)
     }
 }
 
+/* The AT_GIVEN_* bits of a release that passed `given_size` (AT_SIZE_UNKNOWN:
+ * none) and `given_align` (0: no layout at all). */
+static uint8_t given_bits(size_t given_size, size_t given_align)
+{
+    if (!given_align)
+        return 0;
+    return (uint8_t)(AT_GIVEN_ALIGN | (given_size != AT_SIZE_UNKNOWN ? AT_GIVEN_SIZE : 0));
+}
+
 /* A finding about the release of `ptr`; `b` describes the allocation when
  * `known`.  Off the hot path: only bad releases get here. */
 __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
@@ -329,7 +338,7 @@ __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *t
         .kind = AT_REC_FINDING,
         .finding = (uint8_t)finding,
         .given_family = (uint8_t)family,
-        .given_layout = given_align != 0,
+        .given_layout = given_bits(given_size, given_align),
         .given_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0,
         .given_size = given_size,
         .thread = th ? th->id : 0,
@@ -375,6 +384,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
 
     if (found == AT_LIVE_FOUND) {
         size_t alloc_align = (size_t)1 << b.align_log2;
+        size_t size_passed = given_size;
         if (given_size == AT_SIZE_UNKNOWN)
             given_size = b.size; /* only the alignment is checked */
         int finding = 0;
@@ -391,7 +401,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
             rec.free_seq = seq;
             rec.free_t = now;
             rec.free_thread = th->id;
-            rec.free_layout_given = given_align != 0;
+            rec.free_layout_given = given_bits(size_passed, given_align);
             rec.free_size = given_size;
             rec.free_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0;
             if (deferred)
@@ -403,7 +413,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         }
         *actual = b;
         if (finding)
-            release_finding(t, th, finding, ptr, given_size, given_align, family, seq, now, 1, &b,
+            release_finding(t, th, finding, ptr, size_passed, given_align, family, seq, now, 1, &b,
                             skip + 1);
         errno = saved;
         return 1;

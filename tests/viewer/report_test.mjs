@@ -215,6 +215,14 @@ async function findingsReport() {
 
   const kinds = () => columnValues(page, 'findings-table', 2);
   const seqs = await columnValues(page, 'findings-table', 0);
+  // Released as: the layout the release passed, an en dash for what it did not (free()).
+  const dash = (v) => (v === null ? '\u2013' : String(v));
+  const passed = new Map(query(a, db, 'SELECT seq, release_size, release_align, release_family FROM findings')
+    .map((f) => [String(f.seq), `(${dash(f.release_size)}, ${dash(f.release_align)}) ${f.release_family}`]));
+  const releasedAs = await columnValues(page, 'findings-table', 4);
+  equal(releasedAs, seqs.map((q) => passed.get(q)), 'findings: Released as is the layout passed, an en dash where none was');
+  check(releasedAs.includes('(\u2013, \u2013) malloc') && releasedAs.includes('(48, 16) malloc'),
+    'findings: free() shows (\u2013, \u2013), free_sized(p, 48) its size', JSON.stringify(releasedAs));
   check(seqs.map(Number).every((v, i, s) => i === 0 || s[i - 1] < v), 'findings: rows in sequence order', JSON.stringify(seqs));
   await page.locator('#findings-table thead th').nth(2).click();
   const k1 = await kinds();

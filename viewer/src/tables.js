@@ -89,9 +89,10 @@ export function renderLeaks(data, detail, flame) {
   return section('leaks', `Leak sites (${fmt.int(s.leak_sites)})`, more, reachFilter(data, rows, table), table);
 }
 
+// A size or alignment the release did not pass (free(), an unsized delete) is an en dash.
 function layoutText(size, align, family) {
-  if (size === null && align === null) return family || '–';
-  return `(${size === null ? '?' : size}, ${align === null ? '?' : align})${family ? ` ${family}` : ''}`;
+  const part = (v) => (v === null ? '–' : v);
+  return `(${part(size)}, ${part(align)})${family ? ` ${family}` : ''}`;
 }
 
 export function renderFindings(data, detail, flame) {
