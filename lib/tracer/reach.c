@@ -18,6 +18,7 @@
 
 #include <alloctrace/error.h>
 
+#include "clock.h"
 #include "mem.h"
 #include "reach.h"
 #include "tracer_internal.h"
@@ -52,13 +53,6 @@ typedef struct scan {
     int pagemap; /* /proc/self/pagemap, or -1 */
     uint64_t untouched; /* root bytes never written, not read */
 } scan;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static size_t mix(uint64_t page)
 {
@@ -406,11 +400,12 @@ static void add_region(uintptr_t lo, uintptr_t hi, void *arg)
     at__ranges_add(arg, lo, hi);
 }
 
-/* What is not a root: the tracer's memory, the scan's, the heap (when all
- * of it is traced), each stopped thread's stack below its stack pointer
- * (the x86-64 red zone, 128 bytes, is kept). */
+/* What is not a root: the tracer's memory, the scan's, glibc's heap (its
+ * free chunks keep stale pointers to every block that ever was), each
+ * stopped thread's stack below its stack pointer (the x86-64 red zone,
+ * 128 bytes, is kept). */
 static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *self,
-                      int heap_traced, uintptr_t helper_sp, at_ranges *ex)
+                      uintptr_t helper_sp, at_ranges *ex)
 {
     const at_vma *hm = helper_sp ? at__vmas_find(s->vmas, helper_sp) : NULL;
     if (hm)
@@ -418,7 +413,7 @@ static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *sel
     at__mem_each_region(add_region, ex);
     at__reach_self_ranges(ex);
     at__reach_own_ranges(ex);
-    int rc = heap_traced ? at__reach_heap_ranges(s->vmas, s->b, s->n, ex) : 0;
+    int rc = at__reach_heap_ranges(s->vmas, s->b, s->n, ex);
     rc = rc ? rc : at__reach_dead_stacks(s->vmas, ex, s->buf, s->buf_bytes);
     for (size_t i = 0; rc == 0 && i <= w->n; i++) {
         uintptr_t sp = i < w->n ? w->threads[i].sp : self->sp;
@@ -447,10 +442,10 @@ static void scan_registers(scan *s, const at_reach_world *w, const at_reach_self
 }
 
 static int scan_roots(scan *s, const at_reach_world *w, const at_reach_self *self,
-                      int heap_traced, uintptr_t helper_sp)
+                      uintptr_t helper_sp)
 {
     at_ranges ex = {0};
-    int rc = exclusions(s, w, self, heap_traced, helper_sp, &ex);
+    int rc = exclusions(s, w, self, helper_sp, &ex);
     if (rc == 0) {
         for (size_t i = 0; i < s->vmas->n; i++) {
             const at_vma *m = &s->vmas->v[i];
@@ -565,7 +560,7 @@ static void classify(scan *s, at_reach *out)
 }
 
 static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
-                    int heap_traced, uintptr_t helper_sp, at_reach *out)
+                    uintptr_t helper_sp, at_reach *out)
 {
     s->b = out->blocks;
     s->st = out->cls;
@@ -577,7 +572,7 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
     s->buf = at__reach_map(s->buf_bytes);
     s->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     int rc = s->stack && s->buf ? index_blocks(s) : AT_E_NOMEM;
-    rc = rc ? rc : scan_roots(s, w, self, heap_traced, helper_sp);
+    rc = rc ? rc : scan_roots(s, w, self, helper_sp);
     if (rc == 0) {
         drain(s, NO_CLIQUE);
         cliques(s);
@@ -600,8 +595,8 @@ static int under_valgrind(void)
     return p && strstr(p, "vgpreload") != NULL;
 }
 
-int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
-                  void (*while_stopped)(void *), void *arg, at_reach *out)
+int at__reach_run(at_tracer *t, const at_reach_self *self, void (*while_stopped)(void *),
+                  void *arg, at_reach *out)
 {
     memset(out, 0, sizeof *out);
     if (under_valgrind()) {
@@ -609,7 +604,7 @@ int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
             while_stopped(arg);
         return AT_E_INVALID;
     }
-    uint64_t t0 = now_ns();
+    uint64_t t0 = at__now_ns();
     /* Every lock of the tracer, as for fork(): no thread can then be
      * stopped halfway through changing the live table or the memory the
      * scan sets aside. */
@@ -627,7 +622,7 @@ int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
         memset(&s, 0, sizeof s);
         s.vmas = &vmas;
         s.direct = w.unstopped == 0;
-        rc = run_scan(&s, &w, self, heap_traced, t->helper_sp, out);
+        rc = run_scan(&s, &w, self, t->helper_sp, out);
         out->stats.scanned_bytes = s.scanned;
         out->stats.skipped_bytes = s.skipped;
     }
@@ -638,7 +633,7 @@ int at__reach_run(at_tracer *t, const at_reach_self *self, int heap_traced,
     at__reach_world_resume(&w);
     at__tracer_fork_parent(t);
     at__vmas_free(&vmas);
-    out->stats.duration_ns = now_ns() - t0;
+    out->stats.duration_ns = at__now_ns() - t0;
     out->stats.done = rc == 0;
     if (rc) {
         at__reach_free(out);

@@ -98,12 +98,10 @@ typedef struct at_reach {
 } at_reach;
 
 /* Stops the world, scans, calls `while_stopped(arg)` (may be NULL) before
- * the other threads go on, and fills `out`.  `heap_traced`: every block
- * of the C library's heap is a traced one (the preload library), so the
- * heap is no root; otherwise the heap outside the traced blocks is one.
- * 0, or a negative AT_E_* code with out->stats.done == 0 (nothing known). */
-int at__reach_run(struct at_tracer *t, const at_reach_self *self, int heap_traced,
-                  void (*while_stopped)(void *), void *arg, at_reach *out);
+ * the other threads go on, and fills `out`.  0, or a negative AT_E_* code
+ * with out->stats.done == 0 (nothing known). */
+int at__reach_run(struct at_tracer *t, const at_reach_self *self, void (*while_stopped)(void *),
+                  void *arg, at_reach *out);
 
 /* emit(seq, class, arg) for every block live now, with the class the
  * scan `r` gave it (still reachable for one it never saw: a thread it

@@ -14,6 +14,7 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -23,6 +24,7 @@
 
 #include <alloctrace/error.h>
 
+#include "clock.h"
 #include "reach.h"
 
 enum { ST_ASKED = 0, ST_STOPPED = 1, ST_LEFT = 2, ST_GONE = 3 };
@@ -132,27 +134,17 @@ static int list_threads(at_reach_world *w, size_t cap, int32_t skip)
 /* A real-time signal with the default action that no thread blocks
  * (SigBlk in /proc/self/task/TID/status), so that neither the program's
  * handlers nor its sigwait() ever see ours. */
-static int blocked_mask(int32_t tid, uint64_t *mask)
+static void blocked_mask(int32_t tid, uint64_t *mask)
 {
     char path[64], buf[4096];
-    int len = 0;
-    const char *pre = "/proc/self/task/";
-    memcpy(path, pre, strlen(pre));
-    len = (int)strlen(pre);
-    char digits[16];
-    int nd = 0;
-    for (int32_t x = tid; x > 0; x /= 10)
-        digits[nd++] = (char)('0' + x % 10);
-    while (nd > 0)
-        path[len++] = digits[--nd];
-    memcpy(path + len, "/status", 8);
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return 0;
+        return;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)
-        return 0;
+        return;
     buf[n] = '\0';
     const char *p = strstr(buf, "SigBlk:");
     uint64_t m = p ? strtoull(p + 7, NULL, 16) : 0;
@@ -161,7 +153,6 @@ static int blocked_mask(int32_t tid, uint64_t *mask)
     uint64_t rt = ~(uint64_t)0 << (SIGRTMIN - 1);
     if ((m & rt) != rt)
         *mask |= m;
-    return 0;
 }
 
 static int choose_signal(const at_reach_world *w)
@@ -197,13 +188,6 @@ static int choose_signal(const at_reach_world *w)
     return 0;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void ask(at_reach_world *w, size_t from, int sig)
 {
     pid_t pid = getpid();
@@ -218,7 +202,7 @@ static void wait_stopped(at_reach_world *w, size_t from, uint64_t deadline)
         at_reach_thread *th = &w->threads[i];
         for (;;) {
             int32_t s = __atomic_load_n(&th->state, __ATOMIC_ACQUIRE);
-            uint64_t now = now_ns();
+            uint64_t now = at__now_ns();
             if (s != ST_ASKED || now >= deadline)
                 break;
             uint64_t left = deadline - now;
@@ -249,7 +233,7 @@ int at__reach_world_stop(at_reach_world *w, int32_t skip_tid)
     }
     __atomic_store_n(&release_word, 0, __ATOMIC_RELEASE);
     __atomic_store_n(&active_world, w, __ATOMIC_RELEASE);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = at__now_ns() + DEADLINE_NS;
     /* Threads the stopped ones were starting when the list was read: list
      * again until it stops growing. */
     size_t from = 0;
@@ -278,12 +262,12 @@ void at__reach_world_resume(at_reach_world *w)
     int saved = errno;
     __atomic_store_n(&release_word, 1, __ATOMIC_RELEASE);
     futex(&release_word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL);
-    uint64_t deadline = now_ns() + DEADLINE_NS;
+    uint64_t deadline = at__now_ns() + DEADLINE_NS;
     int all_left = 1;
     for (size_t i = 0; i < w->n; i++) {
         at_reach_thread *th = &w->threads[i];
         while (__atomic_load_n(&th->state, __ATOMIC_ACQUIRE) == ST_STOPPED) {
-            uint64_t now = now_ns();
+            uint64_t now = at__now_ns();
             if (now >= deadline) {
                 all_left = 0;
                 break;

@@ -521,10 +521,6 @@ int at__tracer_new(const at_trace_options *opts, at_tracer **out)
     t->depth = opts->stack_depth ? opts->stack_depth : AT_DEFAULT_STACK_DEPTH;
     t->abort_on_finding = opts->abort_on_finding;
     t->no_leak_scan = opts->no_leak_scan;
-    /* The C library's heap is no root: its free chunks keep stale
-     * pointers to every block that ever was.  Memory the program got from
-     * an allocator the tracer does not see is therefore not scanned. */
-    t->heap_traced = 1;
     t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
     t->start_ns = at__now_ns();
     at__fast_clock_init(&t->clock);
@@ -633,7 +629,7 @@ int at_tracer_leak_check(at_tracer *t, at_leak_check *out)
     at_reach_self self;
     AT_REACH_SELF(&self);
     at_reach r;
-    int rc = at__reach_run(t, &self, t->heap_traced, NULL, NULL, &r);
+    int rc = at__reach_run(t, &self, NULL, NULL, &r);
     *out = r.stats;
     at__reach_free(&r);
     return rc;
@@ -643,7 +639,7 @@ int at__tracer_exit_scan(at_tracer *t, void (*while_stopped)(void *), void *arg)
 {
     at_reach_self self;
     AT_REACH_SELF(&self);
-    int rc = at__reach_run(t, &self, t->heap_traced, while_stopped, arg, &t->reach);
+    int rc = at__reach_run(t, &self, while_stopped, arg, &t->reach);
     t->reach_done = 1;
     return rc;
 }
@@ -673,12 +669,8 @@ static void reach_one(uint64_t seq, int c, void *arg)
 
 static void record_reachability(at_tracer *t, at_thread *th)
 {
-    if (!t->reach_done && !t->no_leak_scan) {
-        at_reach_self self;
-        AT_REACH_SELF(&self);
-        at__reach_run(t, &self, t->heap_traced, NULL, NULL, &t->reach);
-        t->reach_done = 1;
-    }
+    if (!t->reach_done && !t->no_leak_scan)
+        at__tracer_exit_scan(t, NULL, NULL);
     if (!t->reach_done || !t->reach.stats.done)
         return;
     reach_out *o = at__mem_alloc(sizeof *o);

@@ -114,7 +114,6 @@ struct at_tracer {
     /* The reachability scan at exit (reach.h): made by the preload library
      * when the program ends, or by at_tracer_close; recorded at close. */
     int no_leak_scan;
-    int heap_traced; /* the C library's heap holds only traced blocks */
     int reach_done;
     at_reach reach;
     /* A thread of the tracer's own (the SQLite sink's writer): never
@@ -123,10 +122,12 @@ struct at_tracer {
     uintptr_t helper_sp;
 };
 
-/* The preload library's scan when the program ends: with every other
- * thread stopped, `while_stopped(arg)` runs after the scan (it turns
- * tracing off, so that the trace ends where the scan saw the heap).  The
- * calling function's frame and registers are the calling thread's roots. */
+/* The scan at_tracer_close records, made now: by the preload library when
+ * the program ends, whose `while_stopped(arg)` (may be NULL) runs after
+ * the scan with every other thread still stopped (it turns tracing off, so
+ * that the trace ends where the scan saw the heap), or by at_tracer_close
+ * itself.  The calling function's frame and registers are the calling
+ * thread's roots. */
 int at__tracer_exit_scan(at_tracer *t, void (*while_stopped)(void *), void *arg);
 
 /* A tracer with no sink yet: state, live table, stacks, thread key.  The
