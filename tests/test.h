@@ -20,6 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <alloctrace/error.h>
+#include <alloctrace/layout.h>
+
 typedef void (*test_fn)(void);
 struct test_case {
     const char *name;
@@ -119,5 +122,13 @@ extern const char *test_current;
         }                                                                                          \
         return 0;                                                                                  \
     }
+
+/* A layout the test knows to be valid. */
+static inline at_layout L(size_t size, size_t align)
+{
+    at_layout l;
+    ASSERT_EQ(at_layout_from_size_align(size, align, &l), AT_OK);
+    return l;
+}
 
 #endif

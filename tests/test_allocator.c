@@ -164,13 +164,6 @@ static at_allocator make(const at_allocator_ops *ops, struct counting *c)
     return (at_allocator){ops, c};
 }
 
-static at_layout L(size_t size, size_t align)
-{
-    at_layout l;
-    ASSERT_EQ(at_layout_from_size_align(size, align, &l), AT_OK);
-    return l;
-}
-
 #define ASSERT_LAYOUT_IS(l, sz, al)                                                                \
     do {                                                                                           \
         at_layout got_ = (l);                                                                      \

@@ -19,13 +19,6 @@ static alignas(64) unsigned char buf[BUF_SIZE];
 
 static void *const UNTOUCHED = (void *)(uintptr_t)0x5eed0;
 
-static at_layout L(size_t size, size_t align)
-{
-    at_layout l;
-    ASSERT_EQ(at_layout_from_size_align(size, align, &l), AT_OK);
-    return l;
-}
-
 /* A fresh arena over buf + offset, the buffer first filled with `dirt`. */
 static at_allocator fresh(size_t offset, size_t capacity, unsigned char dirt)
 {

@@ -44,13 +44,6 @@ static const size_t grid_sizes[] = {0, 1, 7, 8, 15, 16, 17, 100, 4096, 65536, (1
 
 static void *const UNTOUCHED = (void *)(uintptr_t)0x5eed0;
 
-static at_layout L(size_t size, size_t align)
-{
-    at_layout l;
-    ASSERT_EQ(at_layout_from_size_align(size, align, &l), AT_OK);
-    return l;
-}
-
 static void fill(void *p, size_t n, unsigned seed)
 {
     unsigned char *b = p;

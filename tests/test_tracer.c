@@ -33,24 +33,6 @@ static const char *backend_name(int which)
     return which == 0 ? "system" : "arena";
 }
 
-static at_tracer *open_tracer(const char *path)
-{
-    at_trace_options o;
-    at_trace_options_init(&o);
-    o.path = path;
-    at_tracer *t = NULL;
-    ASSERT_EQ(at_tracer_open(&o, &t), 0);
-    ASSERT_NOT_NULL(t);
-    return t;
-}
-
-static at_layout L(size_t size, size_t align)
-{
-    at_layout l;
-    ASSERT_EQ(at_layout_from_size_align(size, align, &l), 0);
-    return l;
-}
-
 /* ---- counts, sizes, alignments ------------------------------------------------------ */
 
 static void check_counts(int which)

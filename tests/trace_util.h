@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include <alloctrace/alloctrace.h>
+
 #include "test.h"
 
 /* A fresh path for a trace under the build's test directory (or /tmp). */
@@ -63,6 +65,18 @@ static inline const char *__attribute__((format(printf, 2, 3))) q_text(sqlite3 *
     snprintf(out, sizeof out, "%s", t ? (const char *)t : "");
     sqlite3_finalize(st);
     return out;
+}
+
+/* A tracer writing the trace at `path`, with the default options. */
+static inline at_tracer *open_tracer(const char *path)
+{
+    at_trace_options o;
+    at_trace_options_init(&o);
+    o.path = path;
+    at_tracer *t = NULL;
+    ASSERT_EQ(at_tracer_open(&o, &t), 0);
+    ASSERT_NOT_NULL(t);
+    return t;
 }
 
 #endif
