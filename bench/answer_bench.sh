@@ -20,14 +20,8 @@ for tool in sqlite3 python3 heaptrack heaptrack_print; do
   command -v "$tool" >/dev/null || { echo "answer_bench: $tool not found" >&2; exit 1; }
 done
 sqlite=$(command -v sqlite3)
-python3 - "$here/tests" "$rows" >"$out/workload.sql" <<'EOF'
-import sys
-sys.path.insert(0, sys.argv[1])
-import real_programs_test
-sys.stdout.write(real_programs_test.sqlite_script(int(sys.argv[2])))
-EOF
+sqlite_workload "$rows"
 
-now() { date +%s.%N; }
 lap() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.4f\n", b - a}'; }
 
 # The workload's command line, by name.

@@ -13,4 +13,18 @@ bench_build() {
   if [ $# -gt 0 ]; then ninja -C "$build" "$@" >/dev/null; fi
 }
 
+# The sqlite3 workload of ROWS rows, the SQL script tests/real_programs_test.py
+# runs, into $out/workload.sql, so that the benchmarks and the test run the
+# same thing.
+sqlite_workload() {
+  python3 - "$here/tests" "$1" >"$out/workload.sql" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import real_programs_test
+sys.stdout.write(real_programs_test.sqlite_script(int(sys.argv[2])))
+PY
+}
+
+now() { date +%s.%N; }
+
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -25,14 +25,8 @@ cp -r "$here/viewer/node_modules" "$base_tree/viewer/"
    ninja -C build-bench >/dev/null)
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
 
-python3 - "$here/tests" "$rows" >"$out/workload.sql" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[1])
-import real_programs_test
-sys.stdout.write(real_programs_test.sqlite_script(int(sys.argv[2])))
-PY
+sqlite_workload "$rows"
 sqlite=$(command -v sqlite3)
-now() { date +%s.%N; }
 
 # One run of each measurement with the build in $1, named $2.
 run_once() {

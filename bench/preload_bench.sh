@@ -27,15 +27,8 @@ if ! command -v heaptrack >/dev/null; then
 fi
 sqlite=$(command -v sqlite3)
 
-# The SQL script comes from the test, so that both run the same workload.
-python3 - "$here/tests" "$rows" >"$out/workload.sql" <<'EOF'
-import sys
-sys.path.insert(0, sys.argv[1])
-import real_programs_test
-sys.stdout.write(real_programs_test.sqlite_script(int(sys.argv[2])))
-EOF
+sqlite_workload "$rows"
 
-now() { date +%s.%N; }
 
 # One timed run of MODE; the database is new each time, and the path has
 # the same length in every mode (sqlite3 allocates it).
