@@ -16,6 +16,7 @@
 #endif
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,17 @@ static inline at_layout L(size_t size, size_t align)
     at_layout l;
     ASSERT_EQ(at_layout_from_size_align(size, align, &l), AT_OK);
     return l;
+}
+
+/* A xorshift sequence, the same in every run, for tests that compare a
+ * structure with a model over many random operations. */
+static inline uint64_t next_random(void)
+{
+    static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
 }
 
 #endif

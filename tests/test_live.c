@@ -19,16 +19,6 @@
 #include "mem.h"
 #include "test.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t next_random(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 enum { M_NONE, M_LIVE, M_RELEASED };
 
 /* Address i of the pool is a block of at most `span` bytes; the pool's

@@ -9,16 +9,6 @@
 #include "pairs.h"
 #include "test.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-
-static uint64_t next_random(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
 /* The brute-force model: key i of `keys` is in the table iff in[i]. */
 typedef struct model {
     uint64_t *keys;
