@@ -6,9 +6,14 @@ set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
-# A set-up that fails is a failure CI must count too, with the same closing
-# line as a test run.
-setup_failed() { echo "setup failed: $*"; echo "0 passed, 1 failed"; exit 1; }
+# CI reads the closing line "N passed, N failed": whatever ends this script
+# (a set-up that fails, an error, a signal such as a time limit's TERM),
+# the line is printed once, as the last line, and the status says failure.
+closed=0
+close_line() { [ $closed -eq 1 ] || { closed=1; echo "0 passed, 1 failed"; }; }
+trap close_line EXIT
+trap 'exit 1' TERM INT HUP
+setup_failed() { echo "setup failed: $*"; exit 1; }
 scripts/setup.sh build-ci -Dwerror=true || setup_failed "-Werror build"
 scripts/setup.sh build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false ||
   setup_failed "sanitizer build"
@@ -54,7 +59,7 @@ print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
 py=$?
-# Whatever happened above, CI reads this closing line: print one if the
-# count could not be made (python3 itself failing).
-if [ $py -gt 1 ]; then echo "0 passed, 1 failed"; fi
+# The count printed its line unless python3 itself failed (status above 1):
+# then the EXIT trap prints one.
+if [ $py -le 1 ]; then closed=1; fi
 [ $status -eq 0 ] && [ $py -eq 0 ]
