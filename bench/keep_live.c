@@ -1,10 +1,11 @@
 /* Workload for bench/live_bench.sh: a program that keeps many blocks live
  * at once, as programs with large in-memory structures do.
  *
- *   keep_live BLOCKS SIZE
+ *   keep_live BLOCKS SIZE [shuffled]
  *
  * Allocates BLOCKS blocks of SIZE bytes with malloc, touches each, then
- * frees them all in allocation order.  Plain malloc/free: it is traced
+ * frees them all in allocation order, or in a random order with
+ * `shuffled` (the order fixed by a seed, the same in every run).  Plain malloc/free: it is traced
  * through the preload library by `alloctrace run`, never linked against
  * alloctrace. */
 #include <stdio.h>
@@ -12,8 +13,8 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s BLOCKS SIZE\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s BLOCKS SIZE [shuffled]\n", argv[0]);
         return 2;
     }
     long n = atol(argv[1]);
@@ -28,6 +29,16 @@ int main(int argc, char **argv)
         if (!blocks[i])
             return 1;
         blocks[i][0] = (char)i;
+    }
+    if (argc == 4) {
+        unsigned long long x = 0x2545f4914f6cdd1dull;
+        for (long i = n - 1; i > 0; i--) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            long j = (long)(x % (unsigned long long)(i + 1));
+            char *t = blocks[i];
+            blocks[i] = blocks[j];
+            blocks[j] = t;
+        }
     }
     long sum = 0;
     for (long i = 0; i < n; i++)
