@@ -442,7 +442,8 @@ static int by_seq(const void *a, const void *b)
  * kept aside, then the slot's event. */
 static void log_run(const at_replay_log *l, replay *r)
 {
-    qsort(l->extra, l->nextra, sizeof *l->extra, by_seq);
+    if (l->nextra) /* qsort wants a pointer even for no element */
+        qsort(l->extra, l->nextra, sizeof *l->extra, by_seq);
     size_t x = 0;
     for (int64_t seq = 1; seq <= l->max; seq++) {
         const log_event *e = &l->ev[seq];

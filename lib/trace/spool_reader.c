@@ -284,13 +284,19 @@ static void on_record(at_spool_reader *r, const unsigned char *p)
     case AT_REC_ALLOC: {
         at_rec_alloc a;
         memcpy(&a, p, sizeof a);
-        on_alloc(r, &a);
+        if (a.align_log2 >= 64)
+            r->corrupt = 1; /* an alignment of 2^64 or more */
+        else
+            on_alloc(r, &a);
         break;
     }
     case AT_REC_FREE: {
         at_rec_free f;
         memcpy(&f, p, sizeof f);
-        on_free(r, &f);
+        if (f.free_align_log2 >= 64)
+            r->corrupt = 1;
+        else
+            on_free(r, &f);
         break;
     }
     case AT_REC_END:
@@ -307,7 +313,8 @@ static void on_record(at_spool_reader *r, const unsigned char *p)
         r->corrupt = 1; /* the in-process writer's record: never in a spool */
         break;
     default:
-        at__sqlw_record(r->w, p);
+        if (at__sqlw_record(r->w, p) < 0)
+            r->corrupt = 1;
     }
 }
 

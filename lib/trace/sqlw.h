@@ -39,8 +39,10 @@ struct at_replay_log *at__sqlw_take_replay_log(at_sqlw *w);
 size_t at__record_size(const unsigned char *p, size_t avail);
 
 /* Stores a record that both writers receive alike (LIFETIME, FINDING,
- * THREAD, STACK, MARK, MODULE), checked by at__record_size first: 1, or 0
- * when `p` is of another kind (ALLOC, FREE, META, END: the caller's). */
+ * THREAD, STACK, MARK, MODULE), checked by at__record_size first: 1, 0
+ * when `p` is of another kind (ALLOC, FREE, META, END: the caller's), or
+ * -1 when a field is out of range (an alignment of 2^64 or more: a
+ * corrupt spool) and nothing was stored. */
 int at__sqlw_record(at_sqlw *w, const unsigned char *p);
 
 #endif

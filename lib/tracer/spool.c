@@ -56,7 +56,8 @@ int at__spool_open(at_spool *s, const char *path)
     at_spool_header h;
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < AT_SPOOL_HEADER ||
         pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, AT_SPOOL_MAGIC, 8) != 0 ||
-        h.chunk_size < 4096 || h.max_chunks == 0 ||
+        h.chunk_size < 4096 || h.chunk_size % 4096 != 0 || h.chunk_size > AT_SPOOL_CHUNK_LIMIT ||
+        h.max_chunks == 0 || h.max_chunks > AT_SPOOL_MAX_CHUNKS || h.nchunks > h.max_chunks ||
         (size_t)st.st_size < AT_SPOOL_HEADER + (size_t)h.max_chunks * h.chunk_size) {
         close(fd);
         return AT_E_INVALID;

@@ -30,6 +30,10 @@ enum {
     AT_SPOOL_HEADER = 4096,
     AT_SPOOL_CHUNK = 256 * 1024,
     AT_SPOOL_MAX_CHUNKS = 4096, /* 1 GiB of address space, sparse */
+    /* What a spool read from a file may say (at__spool_open): chunks of
+     * whole pages up to this size, at most AT_SPOOL_MAX_CHUNKS of them,
+     * no more taken than there are; anything else is not a spool. */
+    AT_SPOOL_CHUNK_LIMIT = 64 * 1024 * 1024,
 };
 enum { AT_CHUNK_FREE = 0, AT_CHUNK_FILLING = 1, AT_CHUNK_FULL = 2 };
 
