@@ -25,6 +25,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 from tap import check, finish
@@ -104,9 +105,17 @@ def readable(name, path, d=work):
 
 
 def meta(path, key):
-    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    db.close()
+    # A program killed inside a transaction leaves a hot journal, which a
+    # read-only connection cannot roll back: read a copy of the pair, so
+    # that the trace itself stays as the kill left it.
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, "t.db")
+        shutil.copyfile(path, copy)
+        if os.path.exists(path + "-journal"):
+            shutil.copyfile(path + "-journal", copy + "-journal")
+        db = sqlite3.connect(copy)
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        db.close()
     return row[0] if row else None
 
 
