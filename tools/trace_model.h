@@ -241,6 +241,9 @@ const char *tm_unscanned_reason(const tm_trace *t);
 
 /* "leak", "layout_mismatch"... (the trace's spelling); "other" for TM_OTHER. */
 const char *tm_kind_name(enum tm_kind k);
+/* 1 when findings of kind `k` fail a check by default (zero-size requests
+ * are notes: 0). */
+int tm_kind_gated(enum tm_kind k);
 
 /* What follows the last '/' of path (path itself if none; NULL for NULL). */
 const char *tm_basename(const char *path);
