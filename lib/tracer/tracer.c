@@ -335,6 +335,21 @@ static uint8_t align_code(size_t align)
     return (align & (align - 1)) == 0 ? (uint8_t)at__log2(align) : AT_ALIGN_NOT_POW2;
 }
 
+/* 1 for the kinds that are notes (vocab.h's LEVEL "note": zero-size
+ * requests), which --abort-on-finding lets pass. */
+static int finding_is_note(int finding)
+{
+    switch (finding) {
+#define AT_X_NOTE(id, code, name, label, category, rule, level, color, description)               \
+    case code:                                                                                     \
+        return __builtin_strcmp(level, "note") == 0;
+        AT_KINDS(AT_X_NOTE)
+#undef AT_X_NOTE
+    default:
+        return 0;
+    }
+}
+
 /* A finding about the release of `ptr`; `b` describes the allocation when
  * `known`.  Off the hot path: only bad releases get here. */
 __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
@@ -375,7 +390,7 @@ __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *t
     }
     at__append(th, &f, sizeof f);
     AT_BUMP(th->findings, 1);
-    if (t->abort_on_finding) {
+    if (t->abort_on_finding && !finding_is_note(finding)) {
         t->sink->sync(t, th); /* the finding is on disk before the abort */
         abort();
     }
