@@ -591,7 +591,7 @@ static void text_failures(FILE *out, const tm_trace *t, const verdict *v)
         report_finding_message(msg, sizeof msg, f);
         fputc('\n', out);
         esc_text(out, msg);
-        fputs("\n  released at:\n", out);
+        fputs(tm_kind_is_request(f->kind) ? "\n  requested at:\n" : "\n  released at:\n", out);
         report_stack_text(out, f->release, "    ", 0);
         if (f->alloc) {
             fputs("  allocated at:\n", out);

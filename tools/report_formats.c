@@ -484,7 +484,7 @@ static void junit_finding(FILE *out, size_t i, const tm_finding *f)
     fputs("\" message=\"", out);
     esc_xml(out, msg, 1);
     fputs("\">", out);
-    junit_stack(out, "released at:", f->release);
+    junit_stack(out, tm_kind_is_request(f->kind) ? "requested at:" : "released at:", f->release);
     if (f->alloc)
         junit_stack(out, "allocated at:", f->alloc);
     fputs("</failure>\n    </testcase>\n", out);

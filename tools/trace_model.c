@@ -487,6 +487,11 @@ enum {
 static const unsigned char kind_gated[TM_KINDS] = {AT_KINDS(KIND_GATED) AT_KIND_OTHER(KIND_GATED)};
 #undef KIND_GATED
 
+int tm_kind_is_request(enum tm_kind k)
+{
+    return k == TM_INVALID_ALIGNMENT || k == TM_INVALID_SIZE || k == TM_ZERO_SIZE;
+}
+
 int tm_kind_gated(enum tm_kind k)
 {
     return k < TM_KINDS ? kind_gated[k] : 1;
