@@ -118,8 +118,11 @@ check(r.returncode == 1, "check --fail-on invalid-request: fails (exit %d)" % r.
 z_trace, z = traced("zero", prog, "zero", opts=["--check"])
 check(z.returncode == 0, "run --check: zero-size requests alone do not fail (exit %d)"
       % z.returncode, z.stderr)
-_, zk = kinds(z_trace)
+zdb, zk = kinds(z_trace)
 check(zk == {"zero_size": 3}, "zero: three zero-size notes recorded", str(zk))
+check(zdb.execute("SELECT count(*) FROM leaks").fetchone()[0] == 0
+      and zdb.execute("SELECT count(*) FROM allocations WHERE size = 4 AND free_op = 'dealloc'")
+      .fetchone()[0] == 1, "zero: realloc(p, 0) released p, as glibc does")
 r = subprocess.run([alloctrace, "check", z_trace], capture_output=True, text=True, timeout=60)
 check(r.returncode == 0, "check: zero-size notes alone pass by default (exit %d)" % r.returncode,
       r.stdout + r.stderr)

@@ -557,7 +557,7 @@ static void text_classes(FILE *out, const tm_trace *tr, const verdict *v, const 
 static void text_category(FILE *out, int c, const tally *t, const policy *p)
 {
     const char *state = t->failed ? "FAIL" : p->fail_on[c] ? "ok" : "-";
-    fprintf(out, "  %-13s %-5s", cat_names[c], state);
+    fprintf(out, "  %-15s %-5s", cat_names[c], state);
     if (c == CAT_LEAKS) {
         leak_counts(out, t);
         allowed(out, p->max_bytes, p->max_blocks);
