@@ -129,6 +129,14 @@ check(r.returncode == 0, "check: zero-size notes alone pass by default (exit %d)
 r = subprocess.run([alloctrace, "check", z_trace, "--fail-on", "all"], capture_output=True,
                    text=True, timeout=60)
 check(r.returncode == 1, "check --fail-on all: includes the notes (exit %d)" % r.returncode)
+r = subprocess.run([alloctrace, "report", z_trace, "--format", "junit"], capture_output=True,
+                   text=True, timeout=60)
+check(r.returncode == 0 and 'failures="0"' in r.stdout and r.stdout.count("<system-out>") >= 1,
+      "report --format junit: zero-size notes are passing test cases", r.stdout[:400])
+r = subprocess.run([alloctrace, "report", z_trace, "--format", "sarif"], capture_output=True,
+                   text=True, timeout=60)
+levels = {x["level"] for x in json.loads(r.stdout)["runs"][0]["results"]} if r.returncode == 0 else None
+check(levels == {"note"}, "report --format sarif: zero-size requests are notes (%s)" % levels)
 z_trace, z = traced("zero-abort", prog, "zero", opts=["--abort-on-finding"])
 check(z.returncode == 0 and z.stdout == "zero\n",
       "--abort-on-finding: a zero-size note does not abort (exit %d)" % z.returncode, z.stderr)

@@ -265,14 +265,15 @@ EXPORT void free(void *p)
  * leaves the old block live. */
 INLINE void *traced_realloc(void *p, size_t size)
 {
-    if (__builtin_expect(size == 0, 0)) /* before the release: the stack is the same */
-        on_request(AT_FINDING_ZERO_SIZE, p, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
     if (!p) {
         void *q = __libc_malloc(size);
+        if (__builtin_expect(size == 0, 0))
+            on_request(AT_FINDING_ZERO_SIZE, q, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
         on_alloc(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC);
         return q;
     }
     if (size == 0) { /* glibc frees the block and returns NULL */
+        on_request(AT_FINDING_ZERO_SIZE, NULL, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
         if (on_release(p, 0, 0, AT_FAMILY_MALLOC))
             __libc_free(p);
         return NULL;

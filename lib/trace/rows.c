@@ -363,8 +363,9 @@ static void request_detail(char *detail, size_t n, const at_rec_finding *f)
             snprintf(detail, n, "size %llu is not a multiple of the alignment %llu (%s)", size,
                      align, returned(f));
         break;
-    default:
-        snprintf(detail, n, "0 bytes requested (%s)", returned(f));
+    default: /* realloc(p, 0) frees p and returns NULL */
+        snprintf(detail, n, "0 bytes requested (the call returned %s)",
+                 f->ptr ? "a block" : "NULL");
     }
 }
 
