@@ -106,6 +106,10 @@ check(db.execute("SELECT count(*) FROM allocations WHERE size = 8 AND align = 81
                  " AND free_seq IS NOT NULL").fetchone()[0] == 1,
       "c: memalign(4097, 8)'s block is traced with the alignment glibc rounds it up to")
 
+check(db.execute("SELECT count(*) FROM findings_detail WHERE release_stack_text LIKE 'main <- %'"
+                 " OR release_stack_text LIKE 'try_posix_memalign <- main <- %'").fetchone()[0]
+      == sum(c_expected.values()), "c: every request's stack starts at the call")
+
 # check: the zero-size notes do not fail by default; they do when asked for.
 code = subprocess.run([alloctrace, "check", c_trace, "--fail-on", "leaks,zero-size"],
                       capture_output=True, text=True, timeout=60).returncode
@@ -147,6 +151,10 @@ db, _ = check_run("cxx", [cxx, "requests"], cxx_expected)
 check(db.execute("SELECT count(*) FROM findings WHERE kind = 'invalid_alignment'"
                  " AND release_align = 63 AND ptr = 0").fetchone()[0] == 4,
       "cxx: new(32, align_val_t(63)) in its four forms failed, alignment stored as 63")
+check(db.execute("SELECT count(*) FROM findings_detail WHERE release_stack_text IS NULL"
+                 " OR release_stack_text LIKE 'operator new%' OR release_stack_text LIKE '%cxx_new%'"
+                 " OR release_stack_text LIKE '%on_request%'").fetchone()[0] == 0,
+      "cxx: no request's stack starts inside operator new or alloctrace")
 check(db.execute("SELECT count(DISTINCT release_family) FROM findings").fetchone()[0] == 2,
       "cxx: the findings name new and new[]")
 check(db.execute("SELECT count(*) FROM findings WHERE kind = 'invalid_size' AND ptr != 0"
