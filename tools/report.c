@@ -351,8 +351,9 @@ static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_
     fputs(": ", out);
     esc_text(out, f->detail);
     if (tm_kind_is_request(f->kind)) {
-        fprintf(out, "\n      requested  size %lld, alignment %lld, family ", f->release_size,
-                f->release_align);
+        /* unsigned: SQLite's integers are signed, a request's values need not fit */
+        fprintf(out, "\n      requested  size %llu, alignment %llu, family ",
+                (unsigned long long)f->release_size, (unsigned long long)f->release_align);
         esc_text(out, f->release_family ? f->release_family : "\u2013");
         fprintf(out, "\n    requested at (sequence number %lld, thread %lld):\n", f->seq,
                 f->thread);

@@ -342,7 +342,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
         return EINVAL;
     }
     void *p = aligned_block(align, size);
-    if (size == 0)
+    if (__builtin_expect(size == 0, 0))
         on_request(AT_FINDING_ZERO_SIZE, p, 0, align, AT_FAMILY_MALLOC);
     if (!p)
         return ENOMEM;
@@ -460,10 +460,9 @@ static void_fn cxx_symbol(const char *name)
     return f;
 }
 
-/* operator new's contract: call the new-handler until memory comes or
- * there is no handler, then throw std::bad_alloc (or return NULL for the
- * nothrow forms).  Built with -fexceptions, so the exception unwinds
- * through this frame. */
+/* A failed operator new: std::bad_alloc, or NULL for the nothrow forms.
+ * Built with -fexceptions, so the exception unwinds through the entry
+ * point's frame. */
 static void *new_failed(int nothrow)
 {
     if (!nothrow) {
@@ -475,6 +474,8 @@ static void *new_failed(int nothrow)
     return NULL;
 }
 
+/* operator new's contract: call the new-handler until memory comes or
+ * there is no handler, then fail. */
 INLINE void *cxx_new(size_t size, size_t align, int nothrow)
 {
     for (;;) {
