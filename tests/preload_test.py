@@ -95,7 +95,7 @@ check("leaked 3 blocks" in r.stderr, "leak: the summary says so")
 db, r = run("findings", prog, "findings")
 check(r.stdout == "survived\n", "findings: the program survives bad frees glibc would abort on")
 kinds = dict(db.execute("SELECT kind, count(*) FROM findings GROUP BY kind").fetchall())
-check(kinds == {"layout_mismatch": 2, "double_free": 2, "invalid_free": 1, "misaligned_free": 1},
+check(kinds == {"layout_mismatch": 2, "double_free": 2, "invalid_free": 1, "interior_free": 1},
       "findings: each kind, the loop's double free counted twice (%s)" % kinds)
 check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch' AND release_size = 48"
               " AND alloc_size = 64") == 1, "findings: free_sized with the wrong size")
@@ -103,7 +103,7 @@ check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch'"
               " AND release_align = 16 AND alloc_align = 32") == 1,
       "findings: free_aligned_sized with the wrong alignment")
 check(db.execute("SELECT DISTINCT release_size, release_align FROM findings"
-                 " WHERE kind IN ('double_free', 'invalid_free', 'misaligned_free')").fetchall()
+                 " WHERE kind IN ('double_free', 'invalid_free', 'interior_free')").fetchall()
       == [(None, None)], "findings: the bad free()s passed no layout: NULL release size and align")
 check(one(db, "SELECT count(*) FROM findings_detail"
               " WHERE release_stack_text LIKE 'bad_release <- main%'") == 6,

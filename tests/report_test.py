@@ -231,8 +231,8 @@ check(s["runtime_blocks"] >= 1 and report_json(clean)["summary"]["leaked_blocks"
 
 d = report_json(findings)
 kinds = sorted((f["kind"], f["count"]) for f in d["findings"])
-check(kinds == [("double_free", 2), ("invalid_free", 1), ("layout_mismatch", 1),
-                ("layout_mismatch", 1), ("misaligned_free", 1)],
+check(kinds == [("double_free", 2), ("interior_free", 1), ("invalid_free", 1),
+                ("layout_mismatch", 1), ("layout_mismatch", 1)],
       "json: findings, the same bug at the same line merged with a count (%s)" % kinds)
 inv = [f for f in d["findings"] if f["kind"] == "invalid_free"][0]
 check(inv["allocated"] is None and inv["released"]["stack"]["frames"][0]["function"] ==
@@ -338,7 +338,7 @@ check(res[0]["ruleId"] == "leak" and res[0]["locations"][0]["physicalLocation"]
       "sarif: the leak is located at the caller of malloc")
 res = sarif_ok(findings, 5)
 check({x["ruleId"] for x in res} == {"layout_mismatch", "double_free", "invalid_free",
-                                     "misaligned_free"}, "sarif: one rule per kind")
+                                     "interior_free"}, "sarif: one rule per kind")
 sarif_ok(cxx_trace, 5)
 sarif_ok(clean, 0)
 

@@ -221,7 +221,7 @@ static void check_findings(int which)
     /* 1. layout mismatch: wrong size.  The block is still released. */
     char *m = alloc_site_for_finding(a, 64, 16);
     bad_release_site(a, m, 48, 16);
-    /* 2. misaligned free: a pointer inside a live block.  Not forwarded. */
+    /* 2. interior free: a pointer inside a live block.  Not forwarded. */
     char *in = alloc_site_for_finding(a, 128, 16);
     bad_release_site(a, in + 8, 120, 8);
     /* 3. misaligned free: the pointer is not a multiple of the alignment
@@ -254,7 +254,7 @@ static void check_findings(int which)
                         " AND ptr=%lld",
                     (long long)(uintptr_t)m),
               1);
-    ASSERT_EQ(q_int(db, "SELECT count(*) FROM findings WHERE kind='misaligned_free'"
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM findings WHERE kind='interior_free'"
                         " AND ptr=%lld AND alloc_ptr=%lld AND detail LIKE '%%8 bytes inside%%'",
                     (long long)(uintptr_t)(in + 8), (long long)(uintptr_t)in),
               1);

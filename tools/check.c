@@ -31,26 +31,33 @@
 /* The categories of --fail-on and of suppressions (vocab.h, AT_CATEGORIES;
  * each kind of AT_KINDS names its own). */
 enum category {
-#define X_CAT(id, name, alias) CAT_##id,
+#define X_CAT(id, name, alias, gated) CAT_##id,
     AT_CATEGORIES(X_CAT)
 #undef X_CAT
     CATS
 };
 
 static const char *const cat_names[CATS] = {
-#define X_CAT(id, name, alias) [CAT_##id] = name,
+#define X_CAT(id, name, alias, gated) [CAT_##id] = name,
     AT_CATEGORIES(X_CAT)
 #undef X_CAT
 };
 
 static const char *const cat_aliases[CATS] = {
-#define X_CAT(id, name, alias) [CAT_##id] = alias,
+#define X_CAT(id, name, alias, gated) [CAT_##id] = alias,
+    AT_CATEGORIES(X_CAT)
+#undef X_CAT
+};
+
+/* 1: in --fail-on's default. */
+static const int cat_gated[CATS] = {
+#define X_CAT(id, name, alias, gated) [CAT_##id] = gated,
     AT_CATEGORIES(X_CAT)
 #undef X_CAT
 };
 
 /* The names, as one string for messages: "leaks, mismatch, ...". */
-#define X_CAT_LIST(id, name, alias) ", " name
+#define X_CAT_LIST(id, name, alias, gated) ", " name
 #define CAT_LIST (AT_CATEGORIES(X_CAT_LIST) + 2)
 
 /* -1 for a finding kind this build does not know: shown, never judged. */
@@ -98,6 +105,14 @@ static int parse_limit(const char *arg, int size_suffix, long long *total, long 
         return tm_parse_count(arg, size_suffix, total);
     int r = tm_reach_of_kind(arg, (size_t)(eq - arg));
     return r < 0 ? -1 : tm_parse_count(eq + 1, size_suffix, &per[r]);
+}
+
+/* The categories that fail when --fail-on is not given: all but the
+ * notes (zero-size requests). */
+static void default_fail_on(policy *p)
+{
+    for (int c = 0; c < CATS; c++)
+        p->fail_on[c] = cat_gated[c];
 }
 
 /* "leaks,mismatch", "all" or "none"; 0 or -1. */
@@ -542,7 +557,7 @@ static void text_classes(FILE *out, const tm_trace *tr, const verdict *v, const 
 static void text_category(FILE *out, int c, const tally *t, const policy *p)
 {
     const char *state = t->failed ? "FAIL" : p->fail_on[c] ? "ok" : "-";
-    fprintf(out, "  %-13s %-5s", cat_names[c], state);
+    fprintf(out, "  %-15s %-5s", cat_names[c], state);
     if (c == CAT_LEAKS) {
         leak_counts(out, t);
         allowed(out, p->max_bytes, p->max_blocks);
@@ -576,7 +591,7 @@ static void text_failures(FILE *out, const tm_trace *t, const verdict *v)
         report_finding_message(msg, sizeof msg, f);
         fputc('\n', out);
         esc_text(out, msg);
-        fputs("\n  released at:\n", out);
+        fputs(tm_kind_is_request(f->kind) ? "\n  requested at:\n" : "\n  released at:\n", out);
         report_stack_text(out, f->release, "    ", 0);
         if (f->alloc) {
             fputs("  allocated at:\n", out);
@@ -772,7 +787,7 @@ static void usage(FILE *to)
             "                        [--suppressions FILE]... [--baseline OLD_TRACE]\n"
             "                        [--format text|json]\n"
             "KINDS: comma-separated %s\n"
-            "       (default: all).\n"
+            "       (default: all but zero-size).\n"
             "LIST:  the leaks counted, by reachability at exit: all, none, or some of\n"
             "       %s\n"
             "       (comma-separated; default: %s).\n"
@@ -809,7 +824,7 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
     int c;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     policy *p = &a->policy;
-    parse_fail_on("all", p);
+    default_fail_on(p);
     p->leak_kinds = tm_reach_gated();
     p->max_bytes = p->max_blocks = -1;
     for (int r = 0; r < TM_REACHES; r++)

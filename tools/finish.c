@@ -103,7 +103,10 @@ int cli_summarize(const char *path, int quiet, unsigned leak_kinds)
     for (int r = 0; r < TM_REACHES; r++)
         if ((leak_kinds >> r) & 1u)
             counted = tm_sat_add(counted, t.sum.by_reach[r].blocks);
-    int failing = rc == 0 ? counted > 0 || t.sum.findings > 0 : -1;
+    for (int k = 0; k < TM_KINDS; k++)
+        if (tm_kind_gated((enum tm_kind)k))
+            counted = tm_sat_add(counted, t.sum.by_kind[k]);
+    int failing = rc == 0 ? counted > 0 : -1;
     if (rc != 0)
         fprintf(stderr, "alloctrace: %s: cannot read the trace\n", path);
     tm_free(&t);

@@ -350,6 +350,16 @@ static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_
         fprintf(out, ", %lld times", f->count);
     fputs(": ", out);
     esc_text(out, f->detail);
+    if (tm_kind_is_request(f->kind)) {
+        /* unsigned: SQLite's integers are signed, a request's values need not fit */
+        fprintf(out, "\n      requested  size %llu, alignment %llu, family ",
+                (unsigned long long)f->release_size, (unsigned long long)f->release_align);
+        esc_text(out, f->release_family ? f->release_family : "\u2013");
+        fprintf(out, "\n    requested at (sequence number %lld, thread %lld):\n", f->seq,
+                f->thread);
+        report_stack_text(out, f->release, "      ", o->color);
+        return;
+    }
     fprintf(out, "\n      %-11s%-14s%s\n", "", "allocated", "released");
     layout_row(out, "size", f->alloc ? f->alloc_size : -1, f->release_size, c);
     layout_row(out, "alignment", f->alloc ? f->alloc_align : -1, f->release_align, c);
@@ -372,8 +382,11 @@ static void text_findings(FILE *out, const tm_trace *t, const report_opts *o, co
     size_t shown = report_findings_shown(t, o);
     if (t->nfindings == 0)
         return;
-    fprintf(out, "\n%sBad releases, in the order they happened%s (%zu distinct", c->bold,
-            c->reset, t->nfindings);
+    int requests = 0;
+    for (size_t i = 0; i < t->nfindings; i++)
+        requests |= tm_kind_is_request(t->findings[i].kind);
+    fprintf(out, "\n%sBad %s, in the order they happened%s (%zu distinct", c->bold,
+            requests ? "releases and requests" : "releases", c->reset, t->nfindings);
     if (shown < t->nfindings)
         fprintf(out, ", %zu shown", shown);
     fputs(")\n", out);

@@ -479,15 +479,24 @@ static void junit_finding(FILE *out, size_t i, const tm_finding *f)
     junit_where(out, f->release);
     fputc('"', out);
     junit_file_attrs(out, f->release);
-    fputs(">\n      <failure type=\"", out);
-    esc_xml(out, f->kind_name, 1);
-    fputs("\" message=\"", out);
-    esc_xml(out, msg, 1);
-    fputs("\">", out);
-    junit_stack(out, "released at:", f->release);
+    /* As check by default: a note (a zero-size request) passes, its
+     * message and stack as its output. */
+    int fails = tm_kind_gated(f->kind);
+    if (fails) {
+        fputs(">\n      <failure type=\"", out);
+        esc_xml(out, f->kind_name, 1);
+        fputs("\" message=\"", out);
+        esc_xml(out, msg, 1);
+        fputs("\">", out);
+    } else {
+        fputs(">\n      <system-out>", out);
+        esc_xml(out, msg, 0);
+        fputc('\n', out);
+    }
+    junit_stack(out, tm_kind_is_request(f->kind) ? "requested at:" : "released at:", f->release);
     if (f->alloc)
         junit_stack(out, "allocated at:", f->alloc);
-    fputs("</failure>\n    </testcase>\n", out);
+    fputs(fails ? "</failure>\n    </testcase>\n" : "</system-out>\n    </testcase>\n", out);
 }
 
 static void junit_property(FILE *out, const char *name, const char *value)
@@ -527,7 +536,9 @@ static void junit_properties(FILE *out, const tm_trace *t)
 void report_junit(FILE *out, const tm_trace *t, const report_opts *o)
 {
     size_t sites = report_sites_shown(t, o), findings = report_findings_shown(t, o);
-    size_t failures = findings;
+    size_t failures = 0;
+    for (size_t i = 0; i < findings; i++)
+        failures += (size_t)tm_kind_gated(t->findings[i].kind);
     for (size_t i = 0; i < t->nsites; i++)
         failures += report_site_shown(t, o, i) && tm_reach_is_gated(t->sites[i].reach);
     /* An empty category is one passing test case, so a clean run still

@@ -475,6 +475,28 @@ const char *tm_kind_name(enum tm_kind k)
     return k < TM_KINDS ? kind_names[k] : kind_names[TM_OTHER];
 }
 
+/* A kind's category gates by default (vocab.h, AT_CATEGORIES' GATED); a
+ * kind this build does not know counts as gated. */
+enum {
+#define CAT_GATED(id, name, alias, gated) GATED_##id = gated,
+    AT_CATEGORIES(CAT_GATED)
+#undef CAT_GATED
+    GATED_OTHER = 1
+};
+#define KIND_GATED(id, code, name, label, category, rule, level, color, description) GATED_##category,
+static const unsigned char kind_gated[TM_KINDS] = {AT_KINDS(KIND_GATED) AT_KIND_OTHER(KIND_GATED)};
+#undef KIND_GATED
+
+int tm_kind_is_request(enum tm_kind k)
+{
+    return k == TM_INVALID_ALIGNMENT || k == TM_INVALID_SIZE || k == TM_ZERO_SIZE;
+}
+
+int tm_kind_gated(enum tm_kind k)
+{
+    return k < TM_KINDS ? kind_gated[k] : 1;
+}
+
 /* A finding kind by the trace's name; leaks are no finding, so "leak" is
  * TM_OTHER like any name this build does not know. */
 static enum tm_kind kind_of(const char *name)

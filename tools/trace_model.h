@@ -241,6 +241,13 @@ const char *tm_unscanned_reason(const tm_trace *t);
 
 /* "leak", "layout_mismatch"... (the trace's spelling); "other" for TM_OTHER. */
 const char *tm_kind_name(enum tm_kind k);
+/* 1 when findings of kind `k` fail a check by default (zero-size requests
+ * are notes: 0). */
+int tm_kind_gated(enum tm_kind k);
+/* 1 for the kinds about a request (a bad alignment or size, a zero size):
+ * their release_* fields describe the request, their `release` stack is
+ * where it was made, and no block was released. */
+int tm_kind_is_request(enum tm_kind k);
 
 /* What follows the last '/' of path (path itself if none; NULL for NULL). */
 const char *tm_basename(const char *path);

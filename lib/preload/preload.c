@@ -198,6 +198,24 @@ INLINE int on_release(void *p, size_t size, size_t align, at_family family)
     return 1;
 }
 
+/* A request its function's contract rejects or leaves to the
+ * implementation (tracer_internal.h, at__trace_request); inlined, like
+ * on_alloc, so that the finding's stack starts at the call site.  Off the
+ * hot path: a call gets here only when its arguments are bad. */
+INLINE void on_request(at_finding_kind kind, void *p, size_t size, size_t align, at_family family)
+{
+    if (at__untraced || current_state() != S_READY)
+        return;
+    at__untraced = 1;
+    at__trace_request(tracer, kind, p, size, align, family, 1);
+    at__untraced = 0;
+}
+
+static int is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1)) == 0;
+}
+
 static size_t pow2_at_least(size_t x)
 {
     size_t p = 1;
@@ -213,9 +231,16 @@ static void *aligned_block(size_t align, size_t size)
 
 /* ---- the malloc family ---------------------------------------------------- */
 
+/* Every entry point gives the program what glibc (or libstdc++) gives it
+ * for the same arguments, bad ones included: the same result, errno and
+ * exception (tests/requests_test.py compares them with a run without
+ * alloctrace).  Bad arguments are findings besides (on_request). */
+
 EXPORT void *malloc(size_t size)
 {
     void *p = __libc_malloc(size);
+    if (__builtin_expect(size == 0, 0))
+        on_request(AT_FINDING_ZERO_SIZE, p, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
     on_alloc(p, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_ALLOC);
     return p;
 }
@@ -223,6 +248,8 @@ EXPORT void *malloc(size_t size)
 EXPORT void *calloc(size_t n, size_t size)
 {
     void *p = __libc_calloc(n, size); /* checks n * size for overflow */
+    if (__builtin_expect(n == 0 || size == 0, 0))
+        on_request(AT_FINDING_ZERO_SIZE, p, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
     on_alloc(p, n * size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_ALLOC_ZEROED);
     return p;
 }
@@ -240,10 +267,13 @@ INLINE void *traced_realloc(void *p, size_t size)
 {
     if (!p) {
         void *q = __libc_malloc(size);
+        if (__builtin_expect(size == 0, 0))
+            on_request(AT_FINDING_ZERO_SIZE, q, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
         on_alloc(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC);
         return q;
     }
     if (size == 0) { /* glibc frees the block and returns NULL */
+        on_request(AT_FINDING_ZERO_SIZE, NULL, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
         if (on_release(p, 0, 0, AT_FAMILY_MALLOC))
             __libc_free(p);
         return NULL;
@@ -302,42 +332,59 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
     return traced_realloc(p, total);
 }
 
+/* As glibc: EINVAL, *out untouched, errno unchanged, for an alignment
+ * that is not a power-of-two multiple of sizeof(void *); ENOMEM, with
+ * errno ENOMEM as memalign leaves it, when there is no memory. */
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
-    if (align == 0 || (align & (align - 1)) != 0 || align % sizeof(void *) != 0)
+    if (!is_pow2(align) || align % sizeof(void *) != 0) {
+        on_request(AT_FINDING_INVALID_ALIGNMENT, NULL, size, align, AT_FAMILY_MALLOC);
         return EINVAL;
-    int saved = errno;
-    void *p = aligned_block(align, size);
-    if (!p) {
-        errno = saved;
-        return ENOMEM;
     }
+    void *p = aligned_block(align, size);
+    if (__builtin_expect(size == 0, 0))
+        on_request(AT_FINDING_ZERO_SIZE, p, 0, align, AT_FAMILY_MALLOC);
+    if (!p)
+        return ENOMEM;
     on_alloc(p, size, align, AT_FAMILY_MALLOC, AT_OP_ALLOC);
     *out = p;
     return 0;
 }
 
-/* glibc 2.36 treats aligned_alloc like memalign: any alignment, rounded up
- * to a power of two.  The layout records the rounded alignment. */
+/* glibc 2.36's memalign and aligned_alloc are one function: any alignment
+ * is rounded up to a power of two, one above SIZE_MAX / 2 + 1 is EINVAL.
+ * glibc is given the alignment as passed; the block's layout records the
+ * rounded one, which is what the block has.  The request's faults are
+ * findings: an alignment that is not a power of two, and for
+ * aligned_alloc (C11) a size that is not a multiple of it. */
+INLINE void *traced_memalign(size_t align, size_t size, int c11)
+{
+    void *p = __libc_memalign(align, size);
+    if (__builtin_expect(!is_pow2(align), 0))
+        on_request(AT_FINDING_INVALID_ALIGNMENT, p, size, align, AT_FAMILY_MALLOC);
+    else if (c11 && __builtin_expect(size % align != 0, 0))
+        on_request(AT_FINDING_INVALID_SIZE, p, size, align, AT_FAMILY_MALLOC);
+    if (__builtin_expect(size == 0, 0))
+        on_request(AT_FINDING_ZERO_SIZE, p, 0, align, AT_FAMILY_MALLOC);
+    on_alloc(p, size, pow2_at_least(align ? align : 1), AT_FAMILY_MALLOC, AT_OP_ALLOC);
+    return p;
+}
+
 EXPORT void *aligned_alloc(size_t align, size_t size)
 {
-    size_t a = pow2_at_least(align ? align : 1);
-    void *p = aligned_block(a, size);
-    on_alloc(p, size, a, AT_FAMILY_MALLOC, AT_OP_ALLOC);
-    return p;
+    return traced_memalign(align, size, 1);
 }
 
 EXPORT void *memalign(size_t align, size_t size)
 {
-    size_t a = pow2_at_least(align ? align : 1);
-    void *p = aligned_block(a, size);
-    on_alloc(p, size, a, AT_FAMILY_MALLOC, AT_OP_ALLOC);
-    return p;
+    return traced_memalign(align, size, 0);
 }
 
 EXPORT void *valloc(size_t size)
 {
     void *p = __libc_valloc(size);
+    if (__builtin_expect(size == 0, 0))
+        on_request(AT_FINDING_ZERO_SIZE, p, 0, (size_t)sysconf(_SC_PAGESIZE), AT_FAMILY_MALLOC);
     on_alloc(p, size, (size_t)sysconf(_SC_PAGESIZE), AT_FAMILY_MALLOC, AT_OP_ALLOC);
     return p;
 }
@@ -346,6 +393,8 @@ EXPORT void *pvalloc(size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     void *p = __libc_pvalloc(size);
+    if (__builtin_expect(size == 0, 0))
+        on_request(AT_FINDING_ZERO_SIZE, p, 0, page, AT_FAMILY_MALLOC);
     size_t rounded = size ? (size + page - 1) & ~(page - 1) : page;
     on_alloc(p, rounded, page, AT_FAMILY_MALLOC, AT_OP_ALLOC);
     return p;
@@ -366,8 +415,8 @@ EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
     if (!p)
         return;
-    if (align == 0 || (align & (align - 1)) != 0) /* not a layout: check the pointer only */
-        align = 0, size = 0;
+    if (align == 0) /* no layout: check the pointer only */
+        size = 0;
     if (on_release(p, size, align, AT_FAMILY_MALLOC))
         __libc_free(p);
 }
@@ -411,10 +460,22 @@ static void_fn cxx_symbol(const char *name)
     return f;
 }
 
+/* A failed operator new: std::bad_alloc, or NULL for the nothrow forms.
+ * Built with -fexceptions, so the exception unwinds through the entry
+ * point's frame. */
+static void *new_failed(int nothrow)
+{
+    if (!nothrow) {
+        void_fn throw_bad_alloc = cxx_symbol("_ZSt17__throw_bad_allocv");
+        if (throw_bad_alloc)
+            throw_bad_alloc();
+        abort();
+    }
+    return NULL;
+}
+
 /* operator new's contract: call the new-handler until memory comes or
- * there is no handler, then throw std::bad_alloc (or return NULL for the
- * nothrow forms).  Built with -fexceptions, so the exception unwinds
- * through this frame. */
+ * there is no handler, then fail. */
 INLINE void *cxx_new(size_t size, size_t align, int nothrow)
 {
     for (;;) {
@@ -427,13 +488,7 @@ INLINE void *cxx_new(size_t size, size_t align, int nothrow)
             break;
         h();
     }
-    if (!nothrow) {
-        void_fn throw_bad_alloc = cxx_symbol("_ZSt17__throw_bad_allocv");
-        if (throw_bad_alloc)
-            throw_bad_alloc();
-        abort();
-    }
-    return NULL;
+    return new_failed(nothrow);
 }
 
 #define NEW_FN(name, params, size, align, family, nothrow)                                         \
@@ -442,6 +497,33 @@ INLINE void *cxx_new(size_t size, size_t align, int nothrow)
         void *p = cxx_new(size, align, nothrow);                                                   \
         on_alloc(p, size, align, family, AT_OP_ALLOC);                                             \
         return p;                                                                                  \
+    }
+
+/* The align_val_t forms, as libstdc++ 12 has them: an alignment that is not
+ * a power of two fails at once (bad_alloc, or NULL for nothrow; the
+ * new-handler is not called); otherwise the size, 0 taken as 1, is rounded
+ * up to the alignment for aligned_alloc, where a size within the alignment
+ * of SIZE_MAX wraps around to a small block, which it returns.  Both are
+ * findings; the wrapped block is traced with the size it has. */
+INLINE void *cxx_new_aligned(size_t size, size_t align, int nothrow, at_family family)
+{
+    if (__builtin_expect(!is_pow2(align), 0)) {
+        on_request(AT_FINDING_INVALID_ALIGNMENT, NULL, size, align, family);
+        return new_failed(nothrow);
+    }
+    size_t rounded = ((size ? size : 1) + align - 1) & ~(align - 1);
+    int wrapped = rounded < size;
+    void *p = cxx_new(wrapped ? rounded : size, align, nothrow);
+    if (__builtin_expect(wrapped, 0))
+        on_request(AT_FINDING_INVALID_SIZE, p, size, align, family);
+    on_alloc(p, wrapped ? rounded : size, align, family, AT_OP_ALLOC);
+    return p;
+}
+
+#define NEW_ALIGNED_FN(name, params, family, nothrow)                                              \
+    EXPORT void *name params                                                                       \
+    {                                                                                              \
+        return cxx_new_aligned(n, al, nothrow, family);                                            \
     }
 
 typedef struct nothrow_t nothrow_t;
@@ -458,12 +540,12 @@ NEW_FN(_Znwm, (size_t n), n, NEW_ALIGN, AT_FAMILY_NEW, 0)
 NEW_FN(_Znam, (size_t n), n, NEW_ALIGN, AT_FAMILY_NEW_ARRAY, 0)
 NEW_FN(_ZnwmRKSt9nothrow_t, (size_t n, const nothrow_t *nt), n, NEW_ALIGN, AT_FAMILY_NEW, 1)
 NEW_FN(_ZnamRKSt9nothrow_t, (size_t n, const nothrow_t *nt), n, NEW_ALIGN, AT_FAMILY_NEW_ARRAY, 1)
-NEW_FN(_ZnwmSt11align_val_t, (size_t n, size_t al), n, al, AT_FAMILY_NEW, 0)
-NEW_FN(_ZnamSt11align_val_t, (size_t n, size_t al), n, al, AT_FAMILY_NEW_ARRAY, 0)
-NEW_FN(_ZnwmSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const nothrow_t *nt), n, al,
-       AT_FAMILY_NEW, 1)
-NEW_FN(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const nothrow_t *nt), n, al,
-       AT_FAMILY_NEW_ARRAY, 1)
+NEW_ALIGNED_FN(_ZnwmSt11align_val_t, (size_t n, size_t al), AT_FAMILY_NEW, 0)
+NEW_ALIGNED_FN(_ZnamSt11align_val_t, (size_t n, size_t al), AT_FAMILY_NEW_ARRAY, 0)
+NEW_ALIGNED_FN(_ZnwmSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const nothrow_t *nt),
+               AT_FAMILY_NEW, 1)
+NEW_ALIGNED_FN(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const nothrow_t *nt),
+               AT_FAMILY_NEW_ARRAY, 1)
 
 /* An unsized delete states the alignment (the default one, or the
  * align_val_t it is given) but not the size. */

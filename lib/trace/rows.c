@@ -218,8 +218,10 @@ static void write_release_layout(writer *w, const at_rec_lifetime *r)
     bind_u64(st, 1, r->seq);
     /* a part not passed is NULL in the view whatever is stored here */
     bind_u64(st, 2, r->free_layout_given & AT_GIVEN_SIZE ? r->free_size : r->size);
-    bind_u64(st, 3, (uint64_t)1 << (r->free_layout_given & AT_GIVEN_ALIGN ? r->free_align_log2
-                                                                            : r->align_log2));
+    /* 0: the alignment passed is not a power of two (AT_ALIGN_NOT_POW2);
+     * the release's finding holds its value */
+    unsigned align_log2 = r->free_layout_given & AT_GIVEN_ALIGN ? r->free_align_log2 : r->align_log2;
+    bind_u64(st, 3, align_log2 == AT_ALIGN_NOT_POW2 ? 0 : (uint64_t)1 << align_log2);
     step(w, st);
 }
 
@@ -334,19 +336,67 @@ static void queue_lifetime(writer *w, const at_rec_lifetime *r)
     w->batch[w->nbatch++] = *r;
 }
 
+/* What the call did, for a request's finding: failed (NULL, EINVAL or
+ * std::bad_alloc, as the function does) or not. */
+static const char *returned(const at_rec_finding *f)
+{
+    return f->ptr ? "the call returned a block" : "the call failed";
+}
+
+/* The findings.detail sentence of a request's finding (at__trace_request). */
+static void request_detail(char *detail, size_t n, const at_rec_finding *f)
+{
+    unsigned long long size = f->given_size, align = f->given_align;
+    switch (f->finding) {
+    case AT_FINDING_INVALID_ALIGNMENT:
+        if (align && (align & (align - 1)) == 0)
+            snprintf(detail, n, "alignment %llu is not a multiple of sizeof(void *) (%s)", align,
+                     returned(f));
+        else
+            snprintf(detail, n, "alignment %llu is not a power of two (%s)", align, returned(f));
+        break;
+    case AT_FINDING_INVALID_SIZE:
+        if (align && size > SIZE_MAX - (align - 1))
+            snprintf(detail, n, "size %llu rounded up to the alignment %llu overflows (%s)", size,
+                     align, returned(f));
+        else
+            snprintf(detail, n, "size %llu is not a multiple of the alignment %llu (%s)", size,
+                     align, returned(f));
+        break;
+    default: /* realloc(p, 0) frees p and returns NULL */
+        snprintf(detail, n, "0 bytes requested (the call returned %s)",
+                 f->ptr ? "a block" : "NULL");
+    }
+}
+
+/* "released as (32, 63), allocated as (32, 64)", with " (63 is not a power
+ * of two)" for such an alignment. */
+static void layout_detail(char *detail, size_t n, const at_rec_finding *f)
+{
+    char size[24] = "\u2013"; /* an en dash: no size passed */
+    if (f->given_layout & AT_GIVEN_SIZE)
+        snprintf(size, sizeof size, "%llu", (unsigned long long)f->given_size);
+    int len = snprintf(detail, n, "released as (%s, %llu), allocated as (%llu, %llu)", size,
+                       (unsigned long long)f->given_align, (unsigned long long)f->alloc_size,
+                       (unsigned long long)1 << f->alloc_align_log2);
+    if (f->given_align_log2 == AT_ALIGN_NOT_POW2 && len > 0 && (size_t)len < n)
+        snprintf(detail + len, n - (size_t)len, " (%llu is not a power of two)",
+                 (unsigned long long)f->given_align);
+}
+
 static void write_finding(writer *w, const at_rec_finding *f)
 {
     sqlite3_stmt *st = w->finding;
     char detail[160];
     switch (f->finding) {
+    case AT_FINDING_INTERIOR_FREE:
+        snprintf(detail, sizeof detail, "pointer is %llu bytes inside a live block of %llu",
+                 (unsigned long long)(f->ptr - f->alloc_ptr), (unsigned long long)f->alloc_size);
+        break;
     case AT_FINDING_MISALIGNED_FREE:
-        if (f->has_alloc && f->alloc_ptr != f->ptr)
-            snprintf(detail, sizeof detail, "pointer is %llu bytes inside a live block of %llu",
-                     (unsigned long long)(f->ptr - f->alloc_ptr),
-                     (unsigned long long)f->alloc_size);
-        else
-            snprintf(detail, sizeof detail, "pointer is not a multiple of the alignment %llu",
-                     (unsigned long long)1 << f->given_align_log2);
+        snprintf(detail, sizeof detail,
+                 "the block's address is not a multiple of the alignment %llu it is released with",
+                 (unsigned long long)f->given_align);
         break;
     case AT_FINDING_DOUBLE_FREE:
         snprintf(detail, sizeof detail, "already released at sequence number %llu",
@@ -359,14 +409,13 @@ static void write_finding(writer *w, const at_rec_finding *f)
         snprintf(detail, sizeof detail, "allocated by %s, released as %s",
                  family_name(f->alloc_family), family_name(f->given_family));
         break;
-    default: {
-        char size[24] = "\u2013"; /* an en dash: no size passed */
-        if (f->given_layout & AT_GIVEN_SIZE)
-            snprintf(size, sizeof size, "%llu", (unsigned long long)f->given_size);
-        snprintf(detail, sizeof detail, "released as (%s, %llu), allocated as (%llu, %llu)", size,
-                 (unsigned long long)1 << f->given_align_log2, (unsigned long long)f->alloc_size,
-                 (unsigned long long)1 << f->alloc_align_log2);
-    }
+    case AT_FINDING_INVALID_ALIGNMENT:
+    case AT_FINDING_INVALID_SIZE:
+    case AT_FINDING_ZERO_SIZE:
+        request_detail(detail, sizeof detail, f);
+        break;
+    default:
+        layout_detail(detail, sizeof detail, f);
     }
     sqlite3_bind_text(st, 1, finding_name(f->finding), -1, SQLITE_STATIC);
     bind_u64(st, 2, f->seq);
@@ -375,7 +424,7 @@ static void write_finding(writer *w, const at_rec_finding *f)
     bind_u64(st, 5, f->ptr);
     bind_opt(st, 6, f->release_stack != 0, f->release_stack);
     bind_opt(st, 7, f->given_layout & AT_GIVEN_SIZE, f->given_size);
-    bind_opt(st, 8, f->given_layout & AT_GIVEN_ALIGN, (uint64_t)1 << f->given_align_log2);
+    bind_opt(st, 8, f->given_layout & AT_GIVEN_ALIGN, f->given_align);
     sqlite3_bind_text(st, 9, family_name(f->given_family), -1, SQLITE_STATIC);
     bind_opt(st, 10, f->has_alloc, f->alloc_seq);
     bind_opt(st, 11, f->has_alloc, f->alloc_ptr);

@@ -94,7 +94,14 @@ typedef struct at_rec_finding {
     uint64_t alloc_ptr;
     uint64_t alloc_size;
     uint64_t first_free_seq; /* double free: when it was released first */
+    /* The alignment passed, as passed (given_align_log2 cannot hold one
+     * that is not a power of two); 0 when none was. */
+    uint64_t given_align;
 } at_rec_finding;
+
+/* free_align_log2 of a release whose alignment is not a power of two: the
+ * release is a finding, whose given_align holds the value passed. */
+#define AT_ALIGN_NOT_POW2 0xff
 
 typedef struct at_rec_alloc {
     uint8_t kind;

@@ -326,20 +326,46 @@ static uint8_t given_bits(size_t given_size, size_t given_align)
     return (uint8_t)(AT_GIVEN_ALIGN | (given_size != AT_SIZE_UNKNOWN ? AT_GIVEN_SIZE : 0));
 }
 
+/* An alignment as the records hold it: log2 of a power of two, or
+ * AT_ALIGN_NOT_POW2 (0 for none). */
+static uint8_t align_code(size_t align)
+{
+    if (!align)
+        return 0;
+    return (align & (align - 1)) == 0 ? (uint8_t)at__log2(align) : AT_ALIGN_NOT_POW2;
+}
+
+/* 1 for the kinds that are notes (vocab.h's LEVEL "note": zero-size
+ * requests), which --abort-on-finding lets pass. */
+static int finding_is_note(int finding)
+{
+    switch (finding) {
+#define AT_X_NOTE(id, code, name, label, category, rule, level, color, description)               \
+    case code:                                                                                     \
+        return __builtin_strcmp(level, "note") == 0;
+        AT_KINDS(AT_X_NOTE)
+#undef AT_X_NOTE
+    default:
+        return 0;
+    }
+}
+
 /* A finding about the release of `ptr`; `b` describes the allocation when
  * `known`.  Off the hot path: only bad releases get here. */
 __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
                                                       void *ptr, size_t given_size,
-                                                      size_t given_align, at_family family,
-                                                      uint64_t seq, uint64_t now, int known,
+                                                      size_t given_align, uint8_t given,
+                                                      at_family family, uint64_t seq,
+                                                      uint64_t now, int known,
                                                       const at_block_info *b, int skip)
 {
     at_rec_finding f = {
         .kind = AT_REC_FINDING,
         .finding = (uint8_t)finding,
         .given_family = (uint8_t)family,
-        .given_layout = given_bits(given_size, given_align),
-        .given_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0,
+        .given_layout = given,
+        .given_align_log2 = align_code(given_align),
+        .given_align = given_align,
         .given_size = given_size,
         .thread = th ? th->id : 0,
         .seq = seq,
@@ -364,7 +390,7 @@ __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *t
     }
     at__append(th, &f, sizeof f);
     AT_BUMP(th->findings, 1);
-    if (t->abort_on_finding) {
+    if (t->abort_on_finding && !finding_is_note(finding)) {
         t->sink->sync(t, th); /* the finding is on disk before the abort */
         abort();
     }
@@ -388,7 +414,10 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         if (given_size == AT_SIZE_UNKNOWN)
             given_size = b.size; /* only the alignment is checked */
         int finding = 0;
-        if (given_align && (uintptr_t)ptr % given_align != 0)
+        /* An alignment that is not a power of two matches no block: a
+         * layout mismatch, told with the value passed (rows.c). */
+        int pow2 = (given_align & (given_align - 1)) == 0;
+        if (given_align && pow2 && (uintptr_t)ptr % given_align != 0)
             finding = AT_FINDING_MISALIGNED_FREE;
         else if (family != (at_family)b.family)
             finding = AT_FINDING_FAMILY_MISMATCH;
@@ -403,7 +432,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
             rec.free_thread = th->id;
             rec.free_layout_given = given_bits(size_passed, given_align);
             rec.free_size = given_size;
-            rec.free_align_log2 = given_align ? (uint8_t)at__log2(given_align) : 0;
+            rec.free_align_log2 = align_code(given_align);
             if (deferred)
                 *deferred = rec;
             else
@@ -413,19 +442,35 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         }
         *actual = b;
         if (finding)
-            release_finding(t, th, finding, ptr, size_passed, given_align, family, seq, now, 1, &b,
+            release_finding(t, th, finding, ptr, size_passed, given_align,
+                            given_bits(size_passed, given_align), family, seq, now, 1, &b,
                             skip + 1);
         errno = saved;
         return 1;
     }
 
     int finding = found == AT_LIVE_RELEASED   ? AT_FINDING_DOUBLE_FREE
-                  : found == AT_LIVE_INTERIOR ? AT_FINDING_MISALIGNED_FREE
+                  : found == AT_LIVE_INTERIOR ? AT_FINDING_INTERIOR_FREE
                                               : AT_FINDING_INVALID_FREE;
-    release_finding(t, th, finding, ptr, given_size, given_align, family, seq, now,
+    release_finding(t, th, finding, ptr, given_size, given_align,
+                    given_bits(given_size, given_align), family, seq, now,
                     found != AT_LIVE_UNKNOWN, &b, skip + 1);
     errno = saved;
     return 0;
+}
+
+__attribute__((noinline)) void at__trace_request(at_tracer *t, at_finding_kind finding,
+                                                 void *ptr, size_t size, size_t align,
+                                                 at_family family, int skip)
+{
+    int saved = errno;
+    at_thread *th = at__thread_get(t);
+    uint64_t seq = next_seq(t);
+    uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
+    /* a request states both, whatever their values */
+    release_finding(t, th, (int)finding, ptr, size, align, AT_GIVEN_ALIGN | AT_GIVEN_SIZE, family,
+                    seq, now, 0, NULL, skip + 1);
+    errno = saved;
 }
 
 void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec)

@@ -229,6 +229,15 @@ void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec);
  * block is live again, as it was. */
 void at__trace_release_undo(at_tracer *t, const at_block_info *actual);
 
+/* A request the allocation function's contract rejects, or leaves to the
+ * implementation (vocab.h: invalid_alignment, invalid_size, zero_size): a
+ * finding of its own, which describes the request (`size`, `align` as
+ * passed, or the one the function implies) and `ptr`, what the call
+ * returned (NULL included).  It is no allocation: a block the call
+ * returned is traced by at__trace_alloc as any other. */
+void at__trace_request(at_tracer *t, at_finding_kind finding, void *ptr, size_t size,
+                       size_t align, at_family family, int skip);
+
 /* `given_size` for a release that states an alignment but no size (C++'s
  * unsized aligned delete): only the alignment is checked. */
 #define AT_SIZE_UNKNOWN SIZE_MAX

@@ -36,11 +36,25 @@
       "(malloc/free, new/delete, new[]/delete[])")                                                \
     X(MISALIGNED_FREE, 2, "misaligned_free", "misaligned free", MISALIGNED, "MisalignedFree",     \
       "error", "#7570b3",                                                                         \
-      "A pointer released is not the start of a block, or not aligned as the release claims")    \
+      "A block was released with an alignment its address is not a multiple of")                 \
+    X(INTERIOR_FREE, 6, "interior_free", "interior free", MISALIGNED, "InteriorFree", "error",    \
+      "#5e3c99", "A pointer released points inside a live block, not at its start")              \
     X(DOUBLE_FREE, 3, "double_free", "double free", DOUBLE_FREE, "DoubleFree", "error",          \
       "#e7298a", "A block was released twice")                                                   \
     X(INVALID_FREE, 4, "invalid_free", "invalid free", INVALID_FREE, "InvalidFree", "error",     \
-      "#a6761d", "A pointer released was never allocated by the program")
+      "#a6761d", "A pointer released was never allocated by the program")                       \
+    X(INVALID_ALIGNMENT, 7, "invalid_alignment", "invalid alignment", INVALID_REQUEST,            \
+      "InvalidAlignment", "error", "#e6ab02",                                                     \
+      "An allocation asked for an alignment that is not a power of two (or, for posix_memalign, " \
+      "not a multiple of sizeof(void *))")                                                        \
+    X(INVALID_SIZE, 8, "invalid_size", "invalid size", INVALID_REQUEST, "InvalidSize", "error",   \
+      "#b15928",                                                                                  \
+      "An allocation asked for a size its function does not accept (aligned_alloc: not a "        \
+      "multiple of the alignment; aligned operator new: one that overflows once rounded up)")     \
+    X(ZERO_SIZE, 9, "zero_size", "zero-size request", ZERO_SIZE, "ZeroSizeRequest", "note",       \
+      "#999999",                                                                                  \
+      "An allocation or reallocation asked for 0 bytes, whose result the C standard leaves to "   \
+      "the implementation")
 
 /* What a trace from another version may hold that this one does not know:
  * shown, never judged.  Fields as in AT_KINDS. */
@@ -48,15 +62,18 @@
     X(OTHER, -1, "other", "unknown finding", OTHER, "UnknownFinding", "warning", "#666666",       \
       "A kind of bad release this version of alloctrace does not know")
 
-/* The check command's categories: X(ID, NAME, ALIAS), in the order it
- * reports them; ALIAS is a second spelling it accepts (LeakSanitizer's
- * "leak:" in suppression files). */
+/* The check command's categories: X(ID, NAME, ALIAS, GATED), in the order
+ * it reports them; ALIAS is a second spelling it accepts (LeakSanitizer's
+ * "leak:" in suppression files); GATED 1: in --fail-on's default (0: only
+ * when named, or by "all"). */
 #define AT_CATEGORIES(X)                                                                           \
-    X(LEAKS, "leaks", "leak")                                                                     \
-    X(MISMATCH, "mismatch", "mismatch")                                                           \
-    X(MISALIGNED, "misaligned", "misaligned")                                                     \
-    X(DOUBLE_FREE, "double-free", "double-free")                                                  \
-    X(INVALID_FREE, "invalid-free", "invalid-free")
+    X(LEAKS, "leaks", "leak", 1)                                                                  \
+    X(MISMATCH, "mismatch", "mismatch", 1)                                                        \
+    X(MISALIGNED, "misaligned", "misaligned", 1)                                                  \
+    X(DOUBLE_FREE, "double-free", "double-free", 1)                                               \
+    X(INVALID_FREE, "invalid-free", "invalid-free", 1)                                            \
+    X(INVALID_REQUEST, "invalid-request", "invalid-request", 1)                                   \
+    X(ZERO_SIZE, "zero-size", "zero-size", 0)
 
 /* Reachability of a block still live at exit, in valgrind's terms:
  * X(ID, CODE, NAME, KIND, LABEL, GATED, COLOR, DESCRIPTION)
