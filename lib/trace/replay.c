@@ -345,7 +345,15 @@ struct at_replay_log {
     log_extra *extra;
     size_t nextra, cap_extra;
     int broken; /* memory ran out, or a seq no process reaches */
+    uint64_t puts; /* events logged so far */
 };
+
+/* How far past the events logged so far a seq may be for the array to
+ * grow to it: sequence numbers are dense, so a seq far beyond (a corrupt
+ * or hostile spool) would only make the array, and the walk over it,
+ * huge.  The log is then given up, and completion replays the table
+ * instead, whose memory is bounded by the rows. */
+enum { LOG_SEQ_SLACK = 1 << 20 };
 
 at_replay_log *at__replay_log_new(void)
 {
@@ -400,7 +408,9 @@ static void log_aside(at_replay_log *l, int64_t seq, int64_t time_us, int64_t si
 
 static void log_put(at_replay_log *l, int64_t seq, int kind, int64_t time_us, int64_t size)
 {
-    if (l->broken || ((size_t)seq >= l->cap && log_grow(l, seq) != 0) || seq <= 0) {
+    l->puts++;
+    if (l->broken || seq <= 0 || (uint64_t)seq > 4 * l->puts + LOG_SEQ_SLACK ||
+        ((size_t)seq >= l->cap && log_grow(l, seq) != 0)) {
         l->broken = 1;
         return;
     }
