@@ -153,6 +153,8 @@ static inline void at__run_child_spool_glob(char *buf, size_t size, const char *
 typedef struct at_spool_state {
     pid_t producer_pid; /* 0 until a producer attached */
     int closed;         /* the producer wrote its END record */
+    int exec;           /* the producer's image called exec and that exec did not fail */
+    pid_t run_pid;      /* the `alloctrace run` of the run, or 0 */
 } at_spool_state;
 
 /* Reads the header of the spool at `path`; 0, or at__spool_open's
@@ -165,6 +167,8 @@ static inline int at__spool_read_state(const char *path, at_spool_state *out)
         return rc;
     out->producer_pid = (pid_t)__atomic_load_n(&s.h->producer_pid, __ATOMIC_ACQUIRE);
     out->closed = (int)__atomic_load_n(&s.h->closed, __ATOMIC_ACQUIRE);
+    out->exec = __atomic_load_n(&s.h->exec_seq, __ATOMIC_ACQUIRE) != 0;
+    out->run_pid = (pid_t)__atomic_load_n(&s.h->run_pid, __ATOMIC_ACQUIRE);
     at__spool_close(&s);
     return 0;
 }
