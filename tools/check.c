@@ -964,7 +964,7 @@ static int run_check(check_args *a)
     cli_paths all = {0};
     int rc = cli_expand_traces(a->ntraces, a->traces, &all) != 0 ? EXIT_TOOL : 0;
     struct stat st;
-    int single = a->ntraces == 1 && stat(a->traces[0], &st) == 0 && !S_ISDIR(st.st_mode);
+    int single = a->ntraces == 1 && !(stat(a->traces[0], &st) == 0 && S_ISDIR(st.st_mode));
     if (rc == 0 && single) {
         char who[160];
         rc = check_one(a, all.v[0], base, SHOW_ONE, "", who, sizeof who);

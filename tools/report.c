@@ -494,7 +494,7 @@ static int write_reports(int n, char **args, const char *output, enum format for
     if (cli_expand_traces(n, args, &all) != 0)
         return EXIT_TOOL;
     struct stat st;
-    int several = n > 1 || stat(args[0], &st) != 0 || S_ISDIR(st.st_mode);
+    int several = n > 1 || (stat(args[0], &st) == 0 && S_ISDIR(st.st_mode));
     if (several && format != FORMAT_TEXT) {
         cli_paths_free(&all);
         return usage_error("%s", "several traces: --format text only (one json, sarif or junit"
