@@ -408,6 +408,7 @@ static int write_file(hd_data *d, const char *out)
 static void usage(FILE *to)
 {
     fputs("usage: alloctrace html TRACE [-o REPORT.html] [--max-sites N]\n"
+          "       alloctrace html TRACE|DIR... -o OUTDIR [--max-sites N]  (a page per trace, index.html)\n"
           "\n"
           "Writes a self-contained HTML report of TRACE (default REPORT: TRACE with .html\n"
           "for .db): timeline, flamegraph of allocation stacks, leak sites, findings,\n"

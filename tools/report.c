@@ -397,7 +397,7 @@ enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF, FORMAT_JUNIT };
 
 static void usage(FILE *to)
 {
-    fputs("usage: alloctrace report TRACE [--top N] [--min-bytes N] [--show-reachable]\n"
+    fputs("usage: alloctrace report TRACE|DIR... [--top N] [--min-bytes N] [--show-reachable]\n"
           "                        [--format text|json|sarif|junit] [--color auto|always|never]\n"
           "                        [-o FILE]\n",
           to);
