@@ -98,8 +98,10 @@ static const char *find_program(const char *prog, char *buf, size_t size)
 }
 
 /* The output's directory must exist and be writable before the program
- * starts: a trace that cannot be written is an error, not a surprise. */
-static void check_output(const char *path, int force)
+ * starts: a trace that cannot be written is an error, not a surprise.
+ * `path_given`: the trace is `path` itself (-o), which must not exist
+ * unless `force`; else only its directory is checked. */
+static void check_output(const char *path, int path_given, int force)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
@@ -115,7 +117,7 @@ static void check_output(const char *path, int force)
         cli_die("output directory %s does not exist", dir);
     if (access(dir, W_OK | X_OK) != 0)
         cli_die("output directory %s is not writable", dir);
-    if (lstat(path, &st) == 0) {
+    if (path_given && lstat(path, &st) == 0) {
         if (!force)
             cli_die("%s already exists (use --force to replace it)", path);
         if (unlink(path) != 0)
@@ -517,7 +519,7 @@ int cmd_run(int argc, char **argv)
         cli_die("the preload library %s is missing", preload);
     if (o.output_dir)
         make_output_dir(&o, o.output_dir);
-    check_output(o.output ? o.output : "./x", o.output ? o.force : 0);
+    check_output(o.output ? o.output : "./x", o.output != NULL, o.force);
 
     char spool_path[PATH_MAX + 64];
     make_spool(&o, spool_path, sizeof spool_path);

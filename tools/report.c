@@ -166,6 +166,9 @@ static void text_program(FILE *out, const tm_trace *t, const style *c)
             s->threads == 1 ? "" : "s");
     if (s->program_end && strcmp(s->program_end, "died") == 0)
         fprintf(out, ", %sdied before closing its trace%s", c->yellow, c->reset);
+    if (s->program_end && strcmp(s->program_end, "exec") == 0)
+        fputs(", then exec'd another program (the blocks it held were released by the exec)",
+              out);
     fputc('\n', out);
 }
 
