@@ -7,7 +7,10 @@ failed exec changes nothing; a program that cannot be traced fails the run
 with 87; --output-dir collects a whole suite's traces, which `check DIR`
 judges together; a failing --check logs its leak sites under -q.
 
-    exec_test.py ALLOCTRACE EXEC_PROG EXEC_PROG_STATIC WORKDIR
+    exec_test.py ALLOCTRACE EXEC_PROG EXEC_PROG_C WORKDIR
+
+EXEC_PROG_C is built statically here with the system's cc (libc6-dev's
+libc.a): a missing compiler or libc.a fails the test.
 """
 import glob
 import os
@@ -18,11 +21,15 @@ import sys
 
 from tap import check, finish
 
-alloctrace, prog, static, workdir = (os.path.abspath(a) for a in sys.argv[1:5])
+alloctrace, prog, source, workdir = (os.path.abspath(a) for a in sys.argv[1:5])
 work = os.path.join(workdir, "exec-%d" % os.getpid())
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
 env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOCTRACE_")}
+static = os.path.join(work, "exec_prog_static")
+cc = subprocess.run(["cc", "-static", "-g", "-O1", "-o", static, source], capture_output=True,
+                    text=True)
+check(cc.returncode == 0, "cc -static builds the statically linked program", cc.stderr)
 
 
 def at(*args, cwd=work, extra=None):
