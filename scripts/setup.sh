@@ -15,6 +15,8 @@ packages=(
   libsqlite3-dev sqlite3 libunwind-dev uthash-dev libdw-dev libelf-dev
   libiberty-dev
   valgrind g++ git clang-format
+  # docs/ci.md's CMake recipe is run by tests/ci_recipes_test.py
+  cmake make
   # the HTML report's viewer is tested in a real browser
   chromium fonts-dejavu-core
 )

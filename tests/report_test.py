@@ -937,7 +937,8 @@ check({c["name"]: (c["blocks"], c["bytes"]) for c in hd["reach"]}[NAME["possible
 
 # ---- usage -----------------------------------------------------------------------------------------------
 for argv in (["report"], ["report", leak, "--format", "pdf"], ["report", leak, "--top", "x"],
-             ["report", leak, leak2], ["report", leak, "--color", "sometimes"], ["query", leak],
+             ["report", leak, leak2, "--format", "json"], ["report", leak, "--color", "sometimes"],
+             ["query", leak],
              ["query", leak, "SELECT 1", "--format", "xml"]):
     r = tool(*argv)
     check(r.returncode == 2, "%s: usage error (2)" % " ".join(argv))

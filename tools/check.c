@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <uthash.h>
 
@@ -771,7 +772,9 @@ static void warn_unused(const suppressions *ss)
 /* ---- the command ------------------------------------------------------------------------------ */
 
 typedef struct check_args {
-    const char *trace, *baseline;
+    char **traces; /* TRACE|DIR... */
+    int ntraces;
+    const char *baseline;
     int json;
     policy policy;
     suppressions supp;
@@ -782,7 +785,7 @@ static void usage(FILE *to)
     char gated[128];
     tm_leak_kinds_text(gated, sizeof gated, tm_reach_gated());
     fprintf(to,
-            "usage: alloctrace check TRACE [--fail-on KINDS] [--leak-kinds LIST]\n"
+            "usage: alloctrace check TRACE|DIR... [--fail-on KINDS] [--leak-kinds LIST]\n"
             "                        [--max-leaked-bytes [KIND=]N] [--max-leaked-blocks [KIND=]N]\n"
             "                        [--suppressions FILE]... [--baseline OLD_TRACE]\n"
             "                        [--format text|json]\n"
@@ -865,8 +868,8 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
         default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (argc - optind != 1)
-        return usage_error("%s", argc - optind ? "one trace at a time" : "no trace given");
+    if (argc - optind < 1)
+        return usage_error("%s", "no trace given");
     int limited = p->max_bytes >= 0 || p->max_blocks >= 0;
     for (int r = 0; r < TM_REACHES; r++) {
         int own = p->reach_max_bytes[r] >= 0 || p->reach_max_blocks[r] >= 0;
@@ -879,7 +882,8 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
         return usage_error("%s", "--max-leaked-* limit leaks, which --fail-on leaves out");
     if (limited && !p->leak_kinds)
         return usage_error("%s", "--max-leaked-* limit leaks, which --leak-kinds none leaves out");
-    a->trace = argv[optind];
+    a->traces = argv + optind;
+    a->ntraces = argc - optind;
     return 0;
 }
 
@@ -892,34 +896,101 @@ static void free_args(check_args *a)
     free(a->supp.v);
 }
 
-static int run_check(check_args *a)
+/* How one trace of several is shown (check_one). */
+enum show { SHOW_ONE, SHOW_FAILING, SHOW_JSON_ITEM };
+
+/* Judges the trace at `path`: its verdict on stdout (SHOW_FAILING: only if
+ * it fails; SHOW_JSON_ITEM: `sep` first); the program and pid into
+ * `who`.  0 pass, EXIT_CHECK_FAILED, or EXIT_TOOL. */
+static int check_one(check_args *a, const char *path, known *base, enum show show,
+                     const char *sep, char *who, size_t size)
 {
-    known *base = NULL;
-    if (a->baseline && load_baseline(a->baseline, &base) != 0)
-        return EXIT_TOOL;
     sqlite3 *db;
-    if (cli_open_trace(a->trace, &db) != 0) {
-        forget_all(&base);
+    if (cli_open_trace(path, &db) != 0)
         return EXIT_TOOL;
-    }
     tm_trace t;
     int rc = EXIT_TOOL;
-    if (tm_load(&t, db, a->trace, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS) == 0) {
+    if (tm_load(&t, db, path, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS) == 0) {
         verdict v;
         decide(&v, &t, &a->policy, &a->supp, base);
+        if (show == SHOW_JSON_ITEM)
+            fputs(sep, stdout);
         if (a->json)
             check_json(stdout, &t, &a->policy, &v, &a->supp, a->baseline);
-        else
+        else if (show == SHOW_ONE || v.failed)
             check_text(stdout, &t, &a->policy, &v);
-        warn_unused(&a->supp);
+        snprintf(who, size, "%s, pid %lld",
+                 tm_basename(t.sum.executable ? t.sum.executable : "?"), t.sum.pid);
         rc = v.failed ? EXIT_CHECK_FAILED : 0;
-        if (fflush(stdout) != 0)
-            rc = EXIT_TOOL;
         free(v.site_fate);
         free(v.finding_fate);
     }
     tm_free(&t);
     sqlite3_close(db);
+    return rc;
+}
+
+/* Several traces (or a directory): each failing one's verdict in full,
+ * then a line per failing trace and the count of those that passed; one
+ * verdict over all.  With --format json, an array of the verdicts. */
+static int check_all(check_args *a, const cli_paths *all, known *base)
+{
+    int failed = 0, passed = 0, broken = 0;
+    char *fails = calloc(all->n, 1);
+    char (*who)[160] = calloc(all->n, sizeof *who);
+    if (!fails || !who)
+        cli_die("out of memory");
+    if (a->json)
+        fputs("[", stdout);
+    for (size_t i = 0; i < all->n; i++) {
+        int rc = check_one(a, all->v[i], base, a->json ? SHOW_JSON_ITEM : SHOW_FAILING,
+                           i ? "," : "", who[i], sizeof who[i]);
+        fails[i] = rc == EXIT_CHECK_FAILED;
+        failed += rc == EXIT_CHECK_FAILED;
+        passed += rc == 0;
+        broken += rc == EXIT_TOOL;
+    }
+    if (a->json) {
+        fputs("]\n", stdout);
+    } else {
+        printf("%salloctrace check: %zu traces\n", failed ? "\n" : "", all->n);
+        for (size_t i = 0; i < all->n; i++) {
+            if (!fails[i])
+                continue;
+            fputs("FAIL ", stdout);
+            esc_text(stdout, all->v[i]);
+            fputs(" (", stdout);
+            esc_text(stdout, who[i]);
+            fputs(")\n", stdout);
+        }
+        printf("%d failed, %d clean (not listed)%s\n\n%s\n", failed, passed,
+               broken ? ", some could not be read" : "", failed || broken ? "FAILED" : "passed");
+    }
+    free(fails);
+    free(who);
+    return broken ? EXIT_TOOL : failed ? EXIT_CHECK_FAILED : 0;
+}
+
+static int run_check(check_args *a)
+{
+    known *base = NULL;
+    if (a->baseline && load_baseline(a->baseline, &base) != 0)
+        return EXIT_TOOL;
+    cli_paths all = {0};
+    int rc = cli_expand_traces(a->ntraces, a->traces, &all) != 0 ? EXIT_TOOL : 0;
+    struct stat st;
+    int single = a->ntraces == 1 && !(stat(a->traces[0], &st) == 0 && S_ISDIR(st.st_mode));
+    if (rc == 0 && single) {
+        char who[160];
+        rc = check_one(a, all.v[0], base, SHOW_ONE, "", who, sizeof who);
+    } else if (rc == 0) {
+        rc = check_all(a, &all, base);
+    }
+    if (rc != EXIT_TOOL || all.n)
+        warn_unused(&a->supp);
+    if (fflush(stdout) != 0)
+        rc = EXIT_TOOL;
+    cli_paths_free(&all);
     forget_all(&base);
     return rc;
 }

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <sqlite3.h>
 
@@ -14,6 +15,7 @@ enum {
     EXIT_USAGE = 2,            /* bad command line */
     EXIT_UNFINISHED = 3,       /* a read command met a trace that is not complete yet */
     EXIT_RUN_CHECK_FAILED = 86, /* run --check: the program succeeded, its trace fails */
+    EXIT_RUN_UNTRACED = 87,    /* run: the program (or an image it exec'd) could not be traced */
     EXIT_TOOL = 125,           /* alloctrace could not do its job: unreadable trace, I/O */
     EXIT_NOT_EXECUTABLE = 126,
     EXIT_NOT_FOUND = 127,
@@ -89,10 +91,33 @@ int cli_summarize(const char *path, int quiet, unsigned leak_kinds);
  * 0, or -1 after a message. */
 int cli_recover_spool(const char *spool, const char *output, int force, int quiet);
 
+/* A list of paths (traces.c). */
+typedef struct cli_paths {
+    char **v;
+    size_t n, cap;
+} cli_paths;
+void cli_paths_add(cli_paths *l, const char *path);
+void cli_paths_free(cli_paths *l);
+
 /* After a run whose trace is `trace`: every spool its other processes left
- * (forked children, followed ones) becomes a trace, unless its process
- * still runs (then a line says to recover it later). */
-void cli_recover_children(const char *trace, int quiet);
+ * (forked children, followed ones, images its program exec'd) becomes a
+ * trace, appended to `out`, unless its process still runs (then a line
+ * says to recover it later).  With `dir` (the run's output directory),
+ * the spools there whose header names the run `run_pid`; else those named
+ * after `trace` (and of this run, or of none). */
+void cli_recover_children(const char *trace, const char *dir, pid_t run_pid, cli_paths *out);
+
+/* ---- several traces (traces.c) -------------------------------------------------- */
+
+/* The read commands' TRACE arguments: a file is itself, a directory every
+ * *.db file in it, by name.  0, or -1 after a message (a directory
+ * without a trace). */
+int cli_expand_traces(int n, char **args, cli_paths *out);
+
+/* On stderr, whatever -q says: FAILED, the trace's path and program, then
+ * its largest leak sites of the classes `leak_kinds` and its findings,
+ * each at function (file:line), with bytes.  0, or -1 (unreadable). */
+int cli_log_problems(const char *path, unsigned leak_kinds);
 
 /* "alloctrace: MESSAGE" on stderr and exit(EXIT_TOOL). */
 __attribute__((format(printf, 1, 2), noreturn)) void cli_die(const char *fmt, ...);

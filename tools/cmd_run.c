@@ -7,6 +7,7 @@
  * environment and the file names PROGRAM's preload library is given are
  * the run protocol (lib/tracer/run_protocol.h).
  */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -30,6 +31,7 @@
 
 typedef struct run_opts {
     const char *output, *depth, *unwind, *html;
+    char *output_dir; /* --output-dir or $ALLOCTRACE_OUTPUT_DIR, made absolute; NULL: none */
     int force, follow, abort_on, no_leak_scan, check, quiet;
     unsigned leak_kinds; /* what --check counts (tm_reach_set) */
     char **prog_argv;
@@ -96,8 +98,10 @@ static const char *find_program(const char *prog, char *buf, size_t size)
 }
 
 /* The output's directory must exist and be writable before the program
- * starts: a trace that cannot be written is an error, not a surprise. */
-static void check_output(const char *path, int force)
+ * starts: a trace that cannot be written is an error, not a surprise.
+ * `path_given`: the trace is `path` itself (-o), which must not exist
+ * unless `force`; else only its directory is checked. */
+static void check_output(const char *path, int path_given, int force)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
@@ -113,7 +117,7 @@ static void check_output(const char *path, int force)
         cli_die("output directory %s does not exist", dir);
     if (access(dir, W_OK | X_OK) != 0)
         cli_die("output directory %s is not writable", dir);
-    if (lstat(path, &st) == 0) {
+    if (path_given && lstat(path, &st) == 0) {
         if (!force)
             cli_die("%s already exists (use --force to replace it)", path);
         if (unlink(path) != 0)
@@ -121,13 +125,50 @@ static void check_output(const char *path, int force)
     }
 }
 
-/* The trace of the run whose program has pid `pid`. */
+/* The trace of the run whose program has pid `pid`: -o's, else
+ * DIR/PROG.PID.db in the output directory (numbered PROG.PID.N.db while
+ * one of that name exists: an earlier process of the same pid), else
+ * ./alloctrace.PROG.PID.db. */
 static void trace_path(const run_opts *o, pid_t pid, char *buf, size_t size)
 {
-    if (o->output)
+    if (o->output) {
         snprintf(buf, size, "%s", o->output);
-    else
+    } else if (o->output_dir) {
+        char base[PATH_MAX];
+        at__run_dir_trace(base, sizeof base, o->output_dir, o->prog_argv[0], pid);
+        snprintf(buf, size, "%s", base);
+        for (int n = 2; n < 1000 && access(buf, F_OK) == 0; n++)
+            at__run_numbered_trace(buf, size, base, n);
+    } else {
         at__run_default_trace(buf, size, o->prog_argv[0], pid);
+    }
+}
+
+/* mkdir -p, then the directory's absolute path (children may change
+ * directory), into o->output_dir. */
+static void make_output_dir(run_opts *o, const char *dir)
+{
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            cli_die("cannot create the output directory %s: %s", buf, strerror(errno));
+        *p = c;
+        if (!c)
+            break;
+    }
+    o->output_dir = realpath(dir, NULL);
+    if (!o->output_dir)
+        cli_die("output directory %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(o->output_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        cli_die("output directory %s is not a directory", dir);
+    if (access(o->output_dir, W_OK | X_OK) != 0)
+        cli_die("output directory %s is not writable", dir);
 }
 
 /* ---- the command line --------------------------------------------------------- */
@@ -137,6 +178,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
 {
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'},
+        {"output-dir", required_argument, NULL, 'D'},
         {"force", no_argument, NULL, 'F'},
         {"depth", required_argument, NULL, 'd'},
         {"unwind", required_argument, NULL, 'u'},
@@ -156,6 +198,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
     while ((c = getopt_long(argc, argv, "+o:d:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': o->output = optarg; break;
+        case 'D': o->output_dir = optarg; break;
         case 'F': o->force = 1; break;
         case 'd': o->depth = optarg; break;
         case 'u': o->unwind = optarg; break;
@@ -195,16 +238,31 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         return EXIT_USAGE;
     }
     o->prog_argv = argv + optind;
+    struct stat st;
+    size_t olen = o->output ? strlen(o->output) : 0;
+    if (olen && (o->output[olen - 1] == '/' || (stat(o->output, &st) == 0 && S_ISDIR(st.st_mode)))) {
+        o->output_dir = (char *)o->output; /* -o DIR: --output-dir DIR */
+        o->output = NULL;
+    }
+    const char *env_dir = getenv(AT_ENV_OUTPUT_DIR);
+    if (!o->output_dir && env_dir && *env_dir)
+        o->output_dir = (char *)env_dir;
+    if (o->output_dir && !*o->output_dir) {
+        fprintf(stderr, "alloctrace: --output-dir: an empty path\n");
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
 /* ---- starting the program -------------------------------------------------------- */
 
 /* In the child: the run protocol's environment, then exec.  Never returns:
- * an exec that fails says so on stderr and through `sync_fd`. */
+ * an exec that fails says so on stderr and through `sync_fd`.  The trace's
+ * name comes from the parent through `name_fd` (it alone decides it, so
+ * that both agree however the directory changes meanwhile). */
 __attribute__((noreturn)) static void exec_program(const run_opts *o, const char *prog,
                                                    const char *preload, const char *spool,
-                                                   int sync_fd)
+                                                   int sync_fd, int name_fd)
 {
     const char *old = getenv("LD_PRELOAD");
     char *ld = NULL;
@@ -212,10 +270,24 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
         _exit(EXIT_TOOL);
     setenv("LD_PRELOAD", ld, 1);
     free(ld);
-    char path[PATH_MAX], pid[32];
-    trace_path(o, getpid(), path, sizeof path);
+    char path[PATH_MAX] = "", pid[32];
+    size_t got = 0;
+    for (ssize_t n; got < sizeof path - 1; got += (size_t)n) {
+        n = read(name_fd, path + got, sizeof path - 1 - got);
+        if (n <= 0)
+            break;
+    }
+    path[got] = '\0';
+    close(name_fd);
+    if (!*path)
+        _exit(EXIT_TOOL);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     setenv(AT_ENV_OUTPUT, path, 1);
+    if (o->output_dir)
+        setenv(AT_ENV_OUTPUT_DIR, o->output_dir, 1);
+    snprintf(pid, sizeof pid, "%ld", (long)getppid());
+    setenv(AT_ENV_RUN, pid, 1);
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
     setenv(AT_ENV_SPOOL, spool, 1);
     setenv(AT_ENV_PID, pid, 1);
     if (o->depth)
@@ -234,23 +306,31 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE);
 }
 
-/* Forks the program; *sync_fd is the read end of a pipe that carries the
- * child's errno if its exec fails (it closes on a successful exec). */
+/* Forks the program, whose trace is then named into `path`; *sync_fd is
+ * the read end of a pipe that carries the child's errno if its exec fails
+ * (it closes on a successful exec). */
 static pid_t start_program(const run_opts *o, const char *prog, const char *preload,
-                           const char *spool, int *sync_fd)
+                           const char *spool, int *sync_fd, char *path, size_t size)
 {
     fflush(NULL);
-    int sync_pipe[2];
-    if (pipe2(sync_pipe, O_CLOEXEC) != 0)
+    int sync_pipe[2], name_pipe[2];
+    if (pipe2(sync_pipe, O_CLOEXEC) != 0 || pipe2(name_pipe, O_CLOEXEC) != 0)
         cli_die("pipe: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0)
         cli_die("fork: %s", strerror(errno));
     if (pid == 0) {
         close(sync_pipe[0]);
-        exec_program(o, prog, preload, spool, sync_pipe[1]);
+        close(name_pipe[1]);
+        exec_program(o, prog, preload, spool, sync_pipe[1], name_pipe[0]);
     }
     close(sync_pipe[1]);
+    close(name_pipe[0]);
+    trace_path(o, pid, path, size);
+    if (write(name_pipe[1], path, strlen(path)) < 0) {
+        /* the child exits EXIT_TOOL */
+    }
+    close(name_pipe[1]);
     *sync_fd = sync_pipe[0];
     return pid;
 }
@@ -275,19 +355,103 @@ static int read_while_running(at_spool_reader *reader, pid_t pid)
 
 /* ---- after the program ------------------------------------------------------------- */
 
-/* The trace is complete: the summary, the HTML report, the other
- * processes' traces; the exit status of the run. */
-static int after_run(const run_opts *o, const char *path, int code)
+/* Why PROGRAM (the file at `prog`) never loaded the preload library. */
+static const char *untraced_reason(const char *prog)
 {
-    int failing = cli_summarize(path, o->quiet, o->leak_kinds);
-    if (failing < 0)
-        return code ? code : EXIT_TOOL;
+    struct stat st;
+    if (stat(prog, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+        return "it is setuid or setgid, and the dynamic loader ignores LD_PRELOAD for such programs";
+    int fd = open(prog, O_RDONLY | O_CLOEXEC);
+    Elf64_Ehdr eh;
+    int dynamic = -1; /* -1: not an ELF file this can read */
+    if (fd >= 0 && read(fd, &eh, sizeof eh) == (ssize_t)sizeof eh &&
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64) {
+        dynamic = 0;
+        for (unsigned i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * eh.e_phentsize)) !=
+                (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type == PT_INTERP)
+                dynamic = 1;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (dynamic == 0)
+        return "it is statically linked: no dynamic loader runs to preload the library";
+    return "the preload library was never loaded (LD_PRELOAD was refused or removed)";
+}
+
+/* Whether an image of `pid` exec'd by a traced one was never traced: more
+ * traces of the pid end in exec than were started by one (meta
+ * program_end, exec_from). */
+static int exec_untraced(const cli_paths *all, pid_t pid)
+{
+    long long execs = 0, execd = 0;
+    for (size_t i = 0; i < all->n; i++) {
+        sqlite3 *db;
+        if (sqlite3_open_v2(all->v[i], &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            cli_int(db, "SELECT value FROM meta WHERE key = 'pid'", -1) == pid) {
+            execs += cli_int(db, "SELECT count(*) FROM meta WHERE key = 'program_end'"
+                                 " AND value = 'exec'", 0);
+            execd += cli_int(db, "SELECT count(*) FROM meta WHERE key = 'exec_from'", 0);
+        }
+        sqlite3_close(db);
+    }
+    return execs > execd;
+}
+
+/* Every trace of the run judged: the summary of the run's own (unless -q),
+ * of each other that fails, a count of those that pass, and under --check
+ * the reasons of each failure, -q or not.  The number failing, or -1 when
+ * the run's own trace cannot be read. */
+static int judge_run(const run_opts *o, const cli_paths *all)
+{
+    int failing = 0, clean = 0;
+    for (size_t i = 0; i < all->n; i++) {
+        int f = cli_summarize(all->v[i], 1, o->leak_kinds);
+        if (f < 0 && i == 0)
+            return -1;
+        if (!o->quiet && (i == 0 || f > 0))
+            cli_summarize(all->v[i], 0, o->leak_kinds);
+        failing += f > 0;
+        clean += i > 0 && f == 0;
+    }
+    if (!o->quiet && clean)
+        fprintf(stderr, "alloctrace: %d more trace%s of this run (exec'd images, children):"
+                        " no findings, no leaks counted\n",
+                clean, clean == 1 ? "" : "s");
+    for (size_t i = 0; o->check && i < all->n; i++)
+        if (cli_summarize(all->v[i], 1, o->leak_kinds) > 0)
+            cli_log_problems(all->v[i], o->leak_kinds);
+    return failing;
+}
+
+/* The trace is complete: the other processes' traces, the HTML report,
+ * the verdict over all of them; the exit status of the run. */
+static int after_run(const run_opts *o, const char *path, pid_t pid, int code)
+{
+    cli_paths all = {0};
+    cli_paths_add(&all, path);
+    cli_recover_children(path, o->output_dir, getpid(), &all);
     if (o->html) {
         char *html_argv[] = {"html", (char *)path, "-o", (char *)o->html, NULL};
         if (cmd_html(4, html_argv) == 0 && !o->quiet)
             fprintf(stderr, "alloctrace: HTML report written to %s\n", o->html);
     }
-    cli_recover_children(path, o->quiet);
+    int failing = judge_run(o, &all);
+    int untraced = exec_untraced(&all, pid);
+    cli_paths_free(&all);
+    if (failing < 0)
+        return code ? code : EXIT_TOOL;
+    if (untraced) {
+        fprintf(stderr, "alloctrace: %s exec'd a program that could not be traced (statically"
+                        " linked, setuid, or LD_PRELOAD refused): its allocations are not in any"
+                        " trace\n",
+                o->prog_argv[0]);
+        return code ? code : EXIT_RUN_UNTRACED;
+    }
     if (code == 0 && o->check && failing)
         return EXIT_RUN_CHECK_FAILED;
     return code;
@@ -295,16 +459,12 @@ static int after_run(const run_opts *o, const char *path, int code)
 
 /* What the run says when the program has ended and its trace is complete
  * (or could not be); the exit status. */
-static int end_run(const run_opts *o, const char *path, int status, int closed, int exec_failed,
+static int end_run(const run_opts *o, const char *path, pid_t pid, int status, int closed,
                    int have_reader)
 {
     int code = WIFEXITED(status) ? WEXITSTATUS(status)
                : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
                                      : EXIT_TOOL;
-    if (exec_failed) {
-        unlink(path);
-        return code;
-    }
     if (!have_reader)
         return code ? code : EXIT_TOOL;
     const char *prog = o->prog_argv[0];
@@ -319,7 +479,25 @@ static int end_run(const run_opts *o, const char *path, int status, int closed, 
         fprintf(stderr, "alloctrace: %s was not written\n", path);
         return code ? code : EXIT_TOOL;
     }
-    return after_run(o, path, code);
+    return after_run(o, path, pid, code);
+}
+
+/* The spool `alloctrace run` reads, created empty in the trace's directory. */
+static void make_spool(const run_opts *o, char *spool_path, size_t size)
+{
+    char where[PATH_MAX];
+    if (o->output)
+        snprintf(where, sizeof where, "%s", o->output);
+    else if (o->output_dir)
+        snprintf(where, sizeof where, "%s/x", o->output_dir);
+    else
+        where[0] = '\0';
+    at__run_reader_spool(spool_path, size, where, getpid());
+    at_spool spool = {.fd = -1};
+    int rc = at__spool_create(&spool, spool_path);
+    if (rc)
+        cli_die("cannot create the spool %s: %s", spool_path, at_strerror(rc));
+    at__spool_close(&spool);
 }
 
 int cmd_run(int argc, char **argv)
@@ -339,26 +517,20 @@ int cmd_run(int argc, char **argv)
     const char *preload = preload_path();
     if (!is_file(preload))
         cli_die("the preload library %s is missing", preload);
-    check_output(o.output ? o.output : "./x", o.output ? o.force : 0);
+    if (o.output_dir)
+        make_output_dir(&o, o.output_dir);
+    check_output(o.output ? o.output : "./x", o.output != NULL, o.force);
 
-    /* The spool the program writes and we read, next to the trace. */
     char spool_path[PATH_MAX + 64];
-    at__run_reader_spool(spool_path, sizeof spool_path, o.output ? o.output : "", getpid());
-    at_spool spool = {.fd = -1};
-    rc = at__spool_create(&spool, spool_path);
-    if (rc)
-        cli_die("cannot create the spool %s: %s", spool_path, at_strerror(rc));
-    at__spool_close(&spool);
-
+    make_spool(&o, spool_path, sizeof spool_path);
     int sync_fd;
-    pid_t pid = start_program(&o, prog, preload, spool_path, &sync_fd);
+    char path[PATH_MAX];
+    pid_t pid = start_program(&o, prog, preload, spool_path, &sync_fd, path, sizeof path);
     /* Like a shell running a foreground job: the terminal's signals are
      * for the program; we stay to finish its trace. */
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
 
-    char path[PATH_MAX];
-    trace_path(&o, pid, path, sizeof path);
     at_spool_reader *reader = NULL;
     rc = at__spool_reader_open(spool_path, path, o.force, &reader);
     if (rc)
@@ -368,6 +540,8 @@ int cmd_run(int argc, char **argv)
     close(sync_fd);
 
     int status = read_while_running(reader, pid);
+    at_spool_state st = {0};
+    at__spool_read_state(spool_path, &st);
     int closed = 0;
     if (reader) {
         rc = at__spool_reader_finish(reader, &closed);
@@ -375,5 +549,16 @@ int cmd_run(int argc, char **argv)
             fprintf(stderr, "alloctrace: writing the trace %s: %s\n", path, at_strerror(rc));
     }
     unlink(spool_path);
-    return end_run(&o, path, status, closed, got == (ssize_t)sizeof exec_errno, reader != NULL);
+    if (got == (ssize_t)sizeof exec_errno) { /* PROGRAM never started */
+        unlink(path);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_TOOL;
+    }
+    if (reader && st.producer_pid == 0) { /* it ran, but never wrote its spool */
+        unlink(path);
+        fprintf(stderr, "alloctrace: %s could not be traced: %s\n", o.prog_argv[0],
+                untraced_reason(prog));
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return code ? code : EXIT_RUN_UNTRACED;
+    }
+    return end_run(&o, path, pid, status, closed || st.exec, reader != NULL);
 }

@@ -14,17 +14,18 @@ const cli_command cli_commands[] = {
     {"recover", cmd_recover, "[-o TRACE] [--force] [-q] SPOOL|TRACE...",
      "complete what a run left: a spool nobody read, a trace whose writer died"},
     {"report", cmd_report,
-     "TRACE [--top N] [--min-bytes N] [--show-reachable]\n"
+     "TRACE|DIR... [--top N] [--min-bytes N] [--show-reachable]\n"
      "[--format text|json|sarif|junit] [--color WHEN] [-o FILE]",
      "what a trace says: summary, leaks by reachability and site, bad releases"},
     {"check", cmd_check,
-     "TRACE [--fail-on KINDS] [--leak-kinds LIST]\n"
+     "TRACE|DIR... [--fail-on KINDS] [--leak-kinds LIST]\n"
      "[--max-leaked-bytes [KIND=]N] [--max-leaked-blocks [KIND=]N]\n"
      "[--suppressions FILE]... [--baseline OLD_TRACE] [--format text|json]",
      "a verdict for CI: exit 0 when the trace passes the policy, 1 when not"},
     {"query", cmd_query, "TRACE 'SQL' [--format table|csv|json]",
      "one read-only SQL statement on a trace"},
-    {"html", cmd_html, "TRACE [-o REPORT.html] [--max-sites N]",
+    {"html", cmd_html, "TRACE [-o REPORT.html] [--max-sites N]\n"
+     "TRACE|DIR... -o OUTDIR [--max-sites N]",
      "a self-contained HTML report of a trace"},
     {"version", cmd_version, "", "print alloctrace's version"},
     {"help", cmd_help, "", "print this help"},
@@ -62,14 +63,16 @@ void cli_usage(FILE *to)
     fputs("\n"
           "run options:\n"
           "  -o, --output PATH       trace file (default ./alloctrace.PROGRAM.PID.db)\n"
+          "      --output-dir DIR    every trace of the run in DIR, as PROG.PID.db (made\n"
+          "                          if missing; default $ALLOCTRACE_OUTPUT_DIR; -o DIR/)\n"
           "      --force             replace PATH if it exists\n"
           "  -d, --depth N           frames per backtrace (default 64)\n"
           "      --unwind fp|dwarf   frame pointers (fast; for code built with them) or\n"
           "                          DWARF unwind tables (default: exact for any code)\n"
           "      --follow-children   trace programs that PROGRAM executes too\n"
           "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
-          "      --check             fail (exit 86) when the trace has findings, or leaks\n"
-          "                          of the classes --leak-kinds counts\n",
+          "      --check             fail (exit 86) when a trace of the run has findings,\n"
+          "                          or leaks of the classes --leak-kinds counts\n",
           to);
     char gated[128];
     tm_leak_kinds_text(gated, sizeof gated, tm_reach_gated());
@@ -83,8 +86,9 @@ void cli_usage(FILE *to)
           "      --html FILE         also write the HTML report of the trace to FILE\n"
           "\n"
           "exit status: run: PROGRAM's own (128+N when killed by signal N); 86 with --check\n"
-          "when the trace fails; 2 usage error; 125 alloctrace error; 126 PROGRAM not\n"
-          "executable; 127 PROGRAM not found.  report, check, query, html: 0 done (check:\n"
+          "when a trace fails; 87 PROGRAM (or a program it exec'd) could not be traced;\n"
+          "2 usage error; 125 alloctrace error; 126 PROGRAM not executable; 127 PROGRAM\n"
+          "not found.  report, check, query, html: 0 done (check:\n"
           "pass), 1 check: fail, 2 usage, 3 the trace is not complete yet (the message\n"
           "names the command that completes it, e.g. `alloctrace recover TRACE`), 125\n"
           "unreadable trace.  recover: 0, 2 usage, 125 not a spool or trace, or it\n"

@@ -139,24 +139,41 @@ int cli_recover_spool(const char *spool, const char *output, int force, int quie
     return 0;
 }
 
-void cli_recover_children(const char *trace, int quiet)
+/* Whether the spool at `spool` is finished and of this run; a line when
+ * its process still runs. */
+static int recoverable(const char *spool, const char *dir, pid_t run_pid)
+{
+    at_spool_state s;
+    if (at__spool_read_state(spool, &s) != 0)
+        return 0;
+    if (dir ? s.run_pid != run_pid : s.run_pid != run_pid && s.run_pid != 0)
+        return 0; /* another run's */
+    if (!s.closed && !s.exec && s.producer_pid > 0 && kill(s.producer_pid, 0) == 0) {
+        fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s`"
+                        " once it has ended\n",
+                (long)s.producer_pid, spool);
+        return 0;
+    }
+    return 1;
+}
+
+void cli_recover_children(const char *trace, const char *dir, pid_t run_pid, cli_paths *out)
 {
     char pattern[PATH_MAX + 32];
-    at__run_child_spool_glob(pattern, sizeof pattern, trace);
+    if (dir)
+        snprintf(pattern, sizeof pattern, "%s/*" AT_TRACE_SUFFIX AT_SPOOL_SUFFIX, dir);
+    else
+        at__run_child_spool_glob(pattern, sizeof pattern, trace);
     glob_t g;
     if (glob(pattern, 0, NULL, &g) != 0)
         return;
     for (size_t i = 0; i < g.gl_pathc; i++) {
-        at_spool_state s;
-        if (at__spool_read_state(g.gl_pathv[i], &s) != 0)
+        if (!recoverable(g.gl_pathv[i], dir, run_pid))
             continue;
-        if (!s.closed && s.producer_pid > 0 && kill(s.producer_pid, 0) == 0) {
-            fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s`"
-                            " once it has ended\n",
-                    (long)s.producer_pid, g.gl_pathv[i]);
-            continue;
-        }
-        cli_recover_spool(g.gl_pathv[i], NULL, 0, quiet);
+        char path[PATH_MAX];
+        at__run_trace_of_spool(path, sizeof path, g.gl_pathv[i]);
+        if (cli_recover_spool(g.gl_pathv[i], NULL, 0, 1) == 0)
+            cli_paths_add(out, path);
     }
     globfree(&g);
 }

@@ -65,6 +65,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -72,6 +74,7 @@
 #include <alloctrace/vocab.h>
 
 #include "cli.h"
+#include "escape.h"
 #include "html_data.h"
 #include "json_writer.h"
 #include "trace_model.h"
@@ -405,6 +408,7 @@ static int write_file(hd_data *d, const char *out)
 static void usage(FILE *to)
 {
     fputs("usage: alloctrace html TRACE [-o REPORT.html] [--max-sites N]\n"
+          "       alloctrace html TRACE|DIR... -o OUTDIR [--max-sites N]  (a page per trace, index.html)\n"
           "\n"
           "Writes a self-contained HTML report of TRACE (default REPORT: TRACE with .html\n"
           "for .db): timeline, flamegraph of allocation stacks, leak sites, findings,\n"
@@ -418,6 +422,8 @@ static void usage(FILE *to)
 
 typedef struct html_args {
     const char *trace, *output;
+    char **traces; /* TRACE|DIR... */
+    int ntraces;
     int max_sites;
 } html_args;
 
@@ -453,13 +459,14 @@ static int parse_args(int argc, char **argv, html_args *a)
             return EXIT_USAGE;
         }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "alloctrace: html: %s\n",
-                optind >= argc ? "no trace given" : "one trace only");
+    if (optind >= argc) {
+        fprintf(stderr, "alloctrace: html: no trace given\n");
         usage(stderr);
         return EXIT_USAGE;
     }
     a->trace = argv[optind];
+    a->traces = argv + optind;
+    a->ntraces = argc - optind;
     return 0;
 }
 
@@ -475,31 +482,129 @@ static char *default_output(const char *trace)
     return out;
 }
 
+/* The page of one trace at `output`; its figures for an index into `row`
+ * (NULL: none wanted). 0 or -1. */
+typedef struct index_row {
+    long long pid, leaked, findings;
+    char *program;
+} index_row;
+
+static int html_one(const char *trace, const char *output, int max_sites, index_row *row)
+{
+    sqlite3 *db = NULL;
+    int rc = cli_open_trace(trace, &db);
+    if (rc == 0) {
+        tm_trace t;
+        hd_data d;
+        rc = tm_load(&t, db, trace, TM_SUMMARY | TM_HEAP | TM_LEAKS | TM_FINDINGS | TM_RELEASES);
+        if (!rc)
+            rc = hd_build(&d, &t, max_sites);
+        else
+            memset(&d, 0, sizeof d);
+        if (!rc)
+            rc = write_file(&d, output);
+        if (!rc && row) {
+            row->pid = t.sum.pid;
+            row->findings = t.sum.findings;
+            for (int r = 0; r < TM_REACHES; r++)
+                if ((tm_reach_gated() >> r) & 1u)
+                    row->leaked += t.sum.by_reach[r].blocks;
+            row->program = strdup(tm_basename(t.sum.executable ? t.sum.executable : "?"));
+        }
+        hd_free(&d);
+        tm_free(&t);
+        sqlite3_close(db);
+    }
+    return rc;
+}
+
+/* OUTDIR/index.html: a row per trace, its page linked, those with
+ * problems first. */
+static int write_index(const char *dir, const cli_paths *all, const index_row *rows)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "alloctrace: html: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>alloctrace: traces"
+          "</title>\n<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
+          ".fail{color:#c0392b}</style></head><body>\n<h1>alloctrace: traces</h1>\n<table>\n"
+          "<tr><th>trace</th><th>program</th><th>pid</th><th>leaked blocks (gated)</th>"
+          "<th>findings</th></tr>\n",
+          f);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < all->n; i++) {
+            int bad = rows[i].leaked > 0 || rows[i].findings > 0;
+            if (bad != (pass == 0) || !rows[i].program)
+                continue;
+            const char *base = tm_basename(all->v[i]);
+            size_t stem = strlen(base) > 3 ? strlen(base) - 3 : strlen(base);
+            fprintf(f, "<tr class=\"%s\"><td><a href=\"", bad ? "fail" : "ok");
+            char page[PATH_MAX];
+            snprintf(page, sizeof page, "%.*s.html", (int)stem, base);
+            esc_uri(f, page);
+            fputs("\">", f);
+            esc_xml(f, base, 0);
+            fputs("</a></td><td>", f);
+            esc_xml(f, rows[i].program, 0);
+            fprintf(f, "</td><td>%lld</td><td>%lld</td><td>%lld</td></tr>\n", rows[i].pid,
+                    rows[i].leaked, rows[i].findings);
+        }
+    }
+    fputs("</table>\n</body></html>\n", f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* Several traces (or a directory): -o OUTDIR, created if missing, gets a
+ * page per trace (TRACE-without-.db.html) and index.html. */
+static int html_all(const html_args *a)
+{
+    if (!a->output || !*a->output) {
+        fprintf(stderr, "alloctrace: html: several traces need -o OUTDIR\n");
+        return EXIT_USAGE;
+    }
+    cli_paths all = {0};
+    if (cli_expand_traces(a->ntraces, a->traces, &all) != 0)
+        return EXIT_TOOL;
+    if (mkdir(a->output, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "alloctrace: html: %s: %s\n", a->output, strerror(errno));
+        cli_paths_free(&all);
+        return EXIT_TOOL;
+    }
+    index_row *rows = calloc(all.n, sizeof *rows);
+    int rc = rows ? 0 : -1;
+    for (size_t i = 0; !rc && i < all.n; i++) {
+        char page[PATH_MAX];
+        const char *base = tm_basename(all.v[i]);
+        size_t stem = strlen(base) > 3 ? strlen(base) - 3 : strlen(base);
+        snprintf(page, sizeof page, "%s/%.*s.html", a->output, (int)stem, base);
+        rc = html_one(all.v[i], page, a->max_sites, &rows[i]);
+    }
+    if (!rc)
+        rc = write_index(a->output, &all, rows);
+    for (size_t i = 0; rows && i < all.n; i++)
+        free(rows[i].program);
+    free(rows);
+    cli_paths_free(&all);
+    return rc ? EXIT_TOOL : 0;
+}
+
 int cmd_html(int argc, char **argv)
 {
     html_args a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc == 1 ? 0 : rc;
+    struct stat st;
+    if (a.ntraces > 1 || (stat(a.trace, &st) == 0 && S_ISDIR(st.st_mode)))
+        return html_all(&a);
     char *dflt = NULL;
     if (!a.output || !*a.output)
         a.output = dflt = default_output(a.trace);
-    sqlite3 *db = NULL;
-    rc = cli_open_trace(a.trace, &db);
-    if (rc == 0) {
-        tm_trace t;
-        hd_data d;
-        rc = tm_load(&t, db, a.trace, TM_SUMMARY | TM_HEAP | TM_LEAKS | TM_FINDINGS | TM_RELEASES);
-        if (!rc)
-            rc = hd_build(&d, &t, a.max_sites);
-        else
-            memset(&d, 0, sizeof d);
-        if (!rc)
-            rc = write_file(&d, a.output);
-        hd_free(&d);
-        tm_free(&t);
-        sqlite3_close(db);
-    }
+    rc = html_one(a.trace, a.output, a.max_sites, NULL);
     free(dflt);
     return rc ? EXIT_TOOL : 0;
 }

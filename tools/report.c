@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -165,6 +166,9 @@ static void text_program(FILE *out, const tm_trace *t, const style *c)
             s->threads == 1 ? "" : "s");
     if (s->program_end && strcmp(s->program_end, "died") == 0)
         fprintf(out, ", %sdied before closing its trace%s", c->yellow, c->reset);
+    if (s->program_end && strcmp(s->program_end, "exec") == 0)
+        fputs(", then exec'd another program (the blocks it held were released by the exec)",
+              out);
     fputc('\n', out);
 }
 
@@ -409,7 +413,7 @@ enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF, FORMAT_JUNIT };
 
 static void usage(FILE *to)
 {
-    fputs("usage: alloctrace report TRACE [--top N] [--min-bytes N] [--show-reachable]\n"
+    fputs("usage: alloctrace report TRACE|DIR... [--top N] [--min-bytes N] [--show-reachable]\n"
           "                        [--format text|json|sarif|junit] [--color auto|always|never]\n"
           "                        [-o FILE]\n",
           to);
@@ -451,21 +455,34 @@ static int parse_format(const char *s, enum format *f)
     return -1;
 }
 
-static int write_report(const char *path, const char *output, enum format format, report_opts *o,
-                        const char *color)
+/* The report of the trace at `path` to `out`; with `header`, a line that
+ * names the trace and its program first (one of several). */
+static int write_report(const char *path, const char *output, FILE **outp, enum format format,
+                        report_opts *o, const char *color, int header)
 {
     sqlite3 *db;
     if (cli_open_trace(path, &db) != 0)
         return EXIT_TOOL;
     tm_trace t;
     int rc = tm_load(&t, db, path, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS);
-    FILE *out = stdout;
-    if (rc == 0 && output && !(out = fopen(output, "w"))) {
-        perror(output);
-        rc = -1;
+    if (rc == 0 && !*outp) { /* opened once the first trace could be read */
+        *outp = output ? fopen(output, "w") : stdout;
+        if (!*outp) {
+            perror(output);
+            rc = -1;
+        } else {
+            o->color = format == FORMAT_TEXT && want_color(color, *outp);
+        }
     }
+    FILE *out = *outp;
     if (rc == 0) {
-        o->color = format == FORMAT_TEXT && want_color(color, out);
+        if (header) {
+            fputs("== ", out);
+            esc_text(out, path);
+            fputs(" (", out);
+            esc_text(out, tm_basename(t.sum.executable ? t.sum.executable : "?"));
+            fprintf(out, ", pid %lld)\n", t.sum.pid);
+        }
         /* Progress while writing only when the report is not going to the
          * terminal the progress line is on. */
         if (!isatty(fileno(out)))
@@ -477,14 +494,38 @@ static int write_report(const char *path, const char *output, enum format format
         case FORMAT_JUNIT: report_junit(out, &t, o); break;
         }
         tm_progress_done();
-        if (ferror(out) | (out != stdout ? fclose(out) : fflush(out))) {
-            fprintf(stderr, "alloctrace: writing %s failed\n", output ? output : "the report");
-            rc = -1;
-        }
+        if (header)
+            fputc('\n', out);
     }
     tm_free(&t);
     sqlite3_close(db);
     return rc == 0 ? 0 : EXIT_TOOL;
+}
+
+/* Every trace of `args` (files, directories) to `output` or stdout. */
+static int write_reports(int n, char **args, const char *output, enum format format,
+                         report_opts *o, const char *color)
+{
+    cli_paths all = {0};
+    if (cli_expand_traces(n, args, &all) != 0)
+        return EXIT_TOOL;
+    struct stat st;
+    int several = n > 1 || (stat(args[0], &st) == 0 && S_ISDIR(st.st_mode));
+    if (several && format != FORMAT_TEXT) {
+        cli_paths_free(&all);
+        return usage_error("%s", "several traces: --format text only (one json, sarif or junit"
+                                 " report per trace)");
+    }
+    FILE *out = NULL;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < all.n; i++)
+        rc = write_report(all.v[i], output, &out, format, o, color, several);
+    if (out && (ferror(out) | (out != stdout ? fclose(out) : fflush(out)))) {
+        fprintf(stderr, "alloctrace: writing %s failed\n", output ? output : "the report");
+        rc = EXIT_TOOL;
+    }
+    cli_paths_free(&all);
+    return rc;
 }
 
 int cmd_report(int argc, char **argv)
@@ -530,10 +571,10 @@ int cmd_report(int argc, char **argv)
         default: usage(stderr); return EXIT_USAGE;
         }
     }
-    if (argc - optind != 1)
-        return usage_error("%s", argc - optind ? "one trace at a time" : "no trace given");
+    if (argc - optind < 1)
+        return usage_error("%s", "no trace given");
     /* A person reads the first ten; a program gets everything. */
     if (o.top == -2)
         o.top = format == FORMAT_TEXT ? 10 : -1;
-    return write_report(argv[optind], output, format, &o, color);
+    return write_reports(argc - optind, argv + optind, output, format, &o, color);
 }

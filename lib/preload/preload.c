@@ -15,6 +15,7 @@
  *    inside the hot path), whose allocations are the tracer's own;
  *  - CHILD: in a forked child until its first call, which starts the
  *    child's own trace (a child that only calls exec writes nothing);
+ *  - exec: not an end; see traced_exec.
  *  - OFF: after the trace is closed, or when no trace could be opened:
  *    calls go straight to glibc.  Every block came from glibc, so a block
  *    traced earlier can still be freed there.
@@ -636,17 +637,50 @@ static void leave_ld_preload(void)
 
 static char trace_path[4096];
 
-static void choose_path(const char *prog)
+/* The trace of this process image.  The run's own is AT_ENV_OUTPUT; any
+ * other (a forked child, a followed program, an image exec'd by the run's
+ * program) is PROG.PID.db in AT_ENV_OUTPUT_DIR when that is set, else
+ * named after the run's trace (run_protocol.h). */
+static void choose_path(const char *prog, int ours)
 {
     const char *out = getenv(AT_ENV_OUTPUT);
-    const char *owner = getenv(AT_ENV_PID);
+    const char *dir = getenv(AT_ENV_OUTPUT_DIR);
     pid_t pid = getpid();
-    if (out && *out && owner && atol(owner) == (long)pid)
+    if (out && *out && ours)
         snprintf(trace_path, sizeof trace_path, "%s", out);
+    else if (dir && *dir)
+        at__run_dir_trace(trace_path, sizeof trace_path, dir, prog, pid);
     else if (out && *out)
         at__run_child_trace(trace_path, sizeof trace_path, out, pid);
     else
         at__run_default_trace(trace_path, sizeof trace_path, prog, pid);
+}
+
+/* Whether the pid in AT_ENV_PID is this process's: the run's program. */
+static int run_owner(void)
+{
+    const char *owner = getenv(AT_ENV_PID);
+    return owner && atol(owner) == (long)getpid();
+}
+
+/* Opens (through `open_one`) the spool of trace_path, or, while that trace
+ * or its spool exists already (an earlier image of the same name and pid,
+ * replaced by exec), of trace_path numbered 2, 3...  0 or the last error. */
+static int open_numbered(int (*open_one)(const char *spool, void *arg), void *arg)
+{
+    char base[sizeof trace_path];
+    snprintf(base, sizeof base, "%s", trace_path);
+    static char spool[sizeof trace_path + sizeof AT_SPOOL_SUFFIX];
+    int rc = AT_E_EXISTS;
+    for (int n = 1; n <= 100 && rc == AT_E_EXISTS; n++) {
+        if (n > 1)
+            at__run_numbered_trace(trace_path, sizeof trace_path, base, n);
+        if (access(trace_path, F_OK) == 0)
+            continue;
+        at__run_spool_of(spool, sizeof spool, trace_path);
+        rc = open_one(spool, arg);
+    }
+    return rc;
 }
 
 static void finish(void);
@@ -675,8 +709,16 @@ static void after_fork_parent(void)
     at__spin_unlock(&boot_lock);
 }
 
+/* This image was forked from a traced process: an exec it calls starts
+ * another program, traced only with AT_ENV_FOLLOW_CHILDREN.  The pid the
+ * tracer writes for, to tell a vfork child (which shares our memory) from
+ * us. */
+static int forked;
+static pid_t traced_pid;
+
 static void after_fork_child(void)
 {
+    forked = 1;
     at_tracer *t = fork_locked;
     fork_locked = NULL;
     if (t)
@@ -692,15 +734,20 @@ static void after_fork_child(void)
  * followed child's, which `alloctrace run` (or recover) turns into
  * `<trace>.<pid>.db`.  Runs alone: the child has one thread until it
  * creates more, and creating one allocates first. */
+static int child_open(const char *spool, void *arg)
+{
+    return at__tracer_child_start(tracer, spool, *(int *)arg, cmd_argv);
+}
+
 static int child_start(void)
 {
     int was = at__untraced;
     at__untraced = 1;
     int argc = read_cmdline();
-    choose_path(argc > 0 ? cmd_argv[0] : "program");
-    static char spool[sizeof trace_path + sizeof AT_SPOOL_SUFFIX];
-    at__run_spool_of(spool, sizeof spool, trace_path);
-    int rc = at__tracer_child_start(tracer, spool, argc, cmd_argv);
+    choose_path(argc > 0 ? cmd_argv[0] : "program", 0);
+    int rc = open_numbered(child_open, &argc);
+    if (rc == 0)
+        traced_pid = getpid();
     int s = rc == 0 ? S_READY : S_OFF;
     __atomic_store_n(&state, s, __ATOMIC_RELEASE);
     at__untraced = was;
@@ -712,14 +759,53 @@ static void on_quick_exit(void)
     finish();
 }
 
+static void save_environment(void);
+
+static int own_open(const char *spool, void *arg)
+{
+    return at__tracer_open_spool(arg, spool, 1, &tracer);
+}
+
+/* The image exec'd by a traced one of this pid: AT_ENV_EXEC_FROM names the
+ * predecessor's trace, recorded as meta exec_from. */
+static void note_exec_from(void)
+{
+    const char *from = getenv(AT_ENV_EXEC_FROM);
+    char *end;
+    if (from && strtol(from, &end, 10) == (long)getpid() && *end == ':')
+        at__tracer_note(tracer, "exec_from", end + 1);
+}
+
+/* Opens the spool: the one `alloctrace run` made and reads, for the run's
+ * own program; else one of this process's own, for `alloctrace run` or
+ * `alloctrace recover` to turn into a trace later (plain LD_PRELOAD, a
+ * child it follows, or an image that replaced the run's program by exec,
+ * whose spool is written already). */
+static int open_spool(at_trace_options *o, const char *prog)
+{
+    const char *spool = getenv(AT_ENV_SPOOL);
+    int ours = spool && *spool && run_owner();
+    choose_path(prog, ours);
+    int rc = ours ? at__tracer_open_spool(o, spool, 0, &tracer) : AT_E_EXISTS;
+    if (rc == AT_E_EXISTS) {
+        if (ours) /* exec'd by the run's program: a trace of its own */
+            choose_path(prog, 0);
+        rc = open_numbered(own_open, o);
+    }
+    if (rc != 0)
+        fprintf(stderr, "alloctrace: cannot write the spool for %s: %s; running untraced\n",
+                trace_path, at_strerror(rc));
+    return rc;
+}
+
 __attribute__((constructor(101))) static void preload_start(void)
 {
     at__untraced = 1;
     int argc = read_cmdline();
+    save_environment();
     const char *follow = getenv(AT_ENV_FOLLOW_CHILDREN);
     if (!follow || strcmp(follow, AT_FLAG_ON) != 0)
         leave_ld_preload();
-    choose_path(argc > 0 ? cmd_argv[0] : "program");
 
     at_trace_options o;
     at_trace_options_init(&o);
@@ -737,35 +823,13 @@ __attribute__((constructor(101))) static void preload_start(void)
     const char *scan = getenv(AT_ENV_LEAK_SCAN);
     leak_scan = !(scan && strcmp(scan, AT_FLAG_OFF) == 0);
     o.no_leak_scan = !leak_scan;
-    /* `alloctrace run` made the spool and reads it; a process on its own
-     * (plain LD_PRELOAD, or a child it follows) makes its own, for
-     * `alloctrace recover` to turn into a trace later. */
-    const char *spool = getenv(AT_ENV_SPOOL);
-    const char *owner = getenv(AT_ENV_PID);
-    int ours = spool && *spool && owner && atol(owner) == (long)getpid();
-    static char own_spool[sizeof trace_path + sizeof AT_SPOOL_SUFFIX];
-    if (!ours) {
-        at__run_spool_of(own_spool, sizeof own_spool, trace_path);
-        spool = own_spool;
-    }
-    int rc = at__tracer_open_spool(&o, spool, !ours, &tracer);
-    if (rc == AT_E_EXISTS && ours) {
-        /* This image replaced the traced program through exec (same pid,
-         * --follow-children): a trace of its own. */
-        char run_trace[sizeof trace_path];
-        snprintf(run_trace, sizeof run_trace, "%s", trace_path);
-        at__run_child_trace(trace_path, sizeof trace_path, run_trace, getpid());
-        at__run_spool_of(own_spool, sizeof own_spool, trace_path);
-        spool = own_spool;
-        rc = at__tracer_open_spool(&o, spool, 1, &tracer);
-    }
-    if (rc != 0) {
-        fprintf(stderr, "alloctrace: cannot write the spool %s: %s; running untraced\n", spool,
-                at_strerror(rc));
+    if (open_spool(&o, argc > 0 ? cmd_argv[0] : "program") != 0) {
         __atomic_store_n(&state, S_OFF, __ATOMIC_RELEASE);
         at__untraced = 0;
         return;
     }
+    traced_pid = getpid();
+    note_exec_from();
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     at_quick_exit(on_quick_exit);
     at__reach_note_self();
@@ -837,11 +901,111 @@ __attribute__((destructor(101))) static void preload_finish(void)
         finish();
 }
 
-/* ---- exec: the image ends here, so its trace is closed first -------------- */
+/* ---- exec: the image is replaced, the process goes on ----------------------- */
+
+/* An exec does not end the process: blocks live when it succeeds are
+ * released by it (AT_REC_EXEC; the trace's program_end is `exec`, no
+ * reachability scan), and the new image writes a trace of its own, whose
+ * meta exec_from names this one.  The new image of the run's program (not
+ * of a forked child) is traced whatever AT_ENV_FOLLOW_CHILDREN says: its
+ * environment gets our LD_PRELOAD entry back, and the run's variables if
+ * the caller's environment lost them.  A failed exec changes nothing
+ * (AT_REC_EXEC_FAILED). */
+
+/* The environment the program started with, as far as tracing goes:
+ * LD_PRELOAD's entry for this library and every ALLOCTRACE_ variable
+ * (static storage: nothing here may allocate before the tracer is up). */
+static char env_pool[16384];
+static char *env_saved[24];
+static char preload_entry[4096]; /* our library's path, as LD_PRELOAD named it */
+static char exec_from[sizeof trace_path + 64];
+
+static void save_environment(void)
+{
+    size_t used = 0, n = 0;
+    for (char **e = environ; e && *e; e++) {
+        size_t len = strlen(*e) + 1;
+        if (strncmp(*e, "ALLOCTRACE_", 11) != 0 || strncmp(*e, AT_ENV_EXEC_FROM "=", 21) == 0 ||
+            used + len > sizeof env_pool || n + 1 >= sizeof env_saved / sizeof *env_saved)
+            continue;
+        env_saved[n++] = memcpy(env_pool + used, *e, len);
+        used += len;
+    }
+    const char *v = getenv("LD_PRELOAD");
+    for (const char *s = v; s && *s;) {
+        size_t len = strcspn(s, ": ");
+        if (memmem(s, len, AT_PRELOAD_NAME, sizeof AT_PRELOAD_NAME - 1) && len < sizeof preload_entry) {
+            memcpy(preload_entry, s, len);
+            preload_entry[len] = '\0';
+            break;
+        }
+        s += len;
+        s += *s != '\0';
+    }
+}
+
+static size_t name_len(const char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    return eq ? (size_t)(eq - entry) : strlen(entry);
+}
+
+static int env_has(char *const envp[], const char *entry)
+{
+    size_t n = name_len(entry);
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, entry, n) == 0 && (*e)[n] == '=')
+            return 1;
+    return 0;
+}
+
+/* LD_PRELOAD=OURS[:the caller's value], in glibc's allocator; NULL when
+ * the caller's value has our library already. */
+static char *preload_with_us(char *const envp[])
+{
+    const char *cur = "";
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, "LD_PRELOAD=", 11) == 0)
+            cur = *e + 11;
+    if (strstr(cur, AT_PRELOAD_NAME))
+        return NULL;
+    size_t n = 11 + strlen(preload_entry) + 1 + strlen(cur) + 1;
+    char *v = __libc_malloc(n);
+    if (v)
+        snprintf(v, n, "LD_PRELOAD=%s%s%s", preload_entry, *cur ? ":" : "", cur);
+    return v;
+}
+
+/* The environment for the new image: envp, less a stale AT_ENV_EXEC_FROM,
+ * plus ours (`keep_traced`: LD_PRELOAD and the run's variables too).  In
+ * glibc's allocator, freed by exec_env_free if the exec fails; NULL (out
+ * of memory) leaves envp as it is. */
+static char **exec_env(char *const envp[], int keep_traced, char **preload)
+{
+    size_t n = 0;
+    for (char *const *e = envp; e && *e; e++)
+        n++;
+    char **out = __libc_malloc((n + sizeof env_saved / sizeof *env_saved + 3) * sizeof *out);
+    *preload = keep_traced && preload_entry[0] ? preload_with_us(envp) : NULL;
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, AT_ENV_EXEC_FROM "=", 21) != 0 &&
+            !(*preload && strncmp(*e, "LD_PRELOAD=", 11) == 0))
+            out[k++] = *e;
+    if (*preload)
+        out[k++] = *preload;
+    for (size_t i = 0; keep_traced && env_saved[i]; i++)
+        if (!env_has(envp, env_saved[i]))
+            out[k++] = env_saved[i];
+    snprintf(exec_from, sizeof exec_from, AT_ENV_EXEC_FROM "=%ld:%s", (long)getpid(), trace_path);
+    out[k++] = exec_from;
+    out[k] = NULL;
+    return out;
+}
 
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
-typedef int (*execvp_fn)(const char *, char *const[]);
-typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
 typedef int (*fexecve_fn)(int, char *const[], char *const[]);
 
 static void *next_symbol(const char *name)
@@ -853,48 +1017,67 @@ static void *next_symbol(const char *name)
     return f;
 }
 
-#define REAL(type, name, var)                                                                      \
-    type var;                                                                                      \
-    do {                                                                                           \
-        void *sym_ = next_symbol(name);                                                            \
-        if (!sym_) {                                                                               \
-            errno = ENOSYS;                                                                        \
-            return -1;                                                                             \
-        }                                                                                          \
-        memcpy(&var, &sym_, sizeof var);                                                           \
-    } while (0)
+/* One exec, by `name` (execve, execvpe: a path or file and argv; fexecve:
+ * `fd`). */
+static int traced_exec(const char *name, const char *file, int fd, char *const argv[],
+                       char *const envp[])
+{
+    void *sym = next_symbol(name);
+    if (!sym) {
+        errno = ENOSYS;
+        return -1;
+    }
+    execve_fn by_path = NULL;
+    fexecve_fn by_fd = NULL;
+    if (file)
+        memcpy(&by_path, &sym, sizeof by_path);
+    else
+        memcpy(&by_fd, &sym, sizeof by_fd);
+    /* Only an image that writes a trace, in its own process (a vfork child
+     * shares our memory and our pid's trace is not its own). */
+    if (at__untraced || __atomic_load_n(&state, __ATOMIC_ACQUIRE) != S_READY ||
+        getpid() != traced_pid)
+        return by_path ? by_path(file, argv, envp) : by_fd(fd, argv, envp);
+    at__untraced = 1;
+    char *preload = NULL;
+    char **env = exec_env(envp, !forked, &preload);
+    at__tracer_exec_begin(tracer);
+    at__untraced = 0;
+    char *const *use = env ? env : envp;
+    int rc = by_path ? by_path(file, argv, use) : by_fd(fd, argv, use);
+    int e = errno;
+    at__untraced = 1;
+    at__tracer_exec_failed(tracer);
+    __libc_free(env);
+    __libc_free(preload);
+    at__untraced = 0;
+    errno = e;
+    return rc;
+}
 
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-    REAL(execve_fn, "execve", real);
-    finish();
-    return real(path, argv, envp);
+    return traced_exec("execve", path, -1, argv, envp);
 }
 
 EXPORT int execv(const char *path, char *const argv[])
 {
-    return execve(path, argv, environ);
+    return traced_exec("execve", path, -1, argv, environ);
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    REAL(execvpe_fn, "execvpe", real);
-    finish();
-    return real(file, argv, envp);
+    return traced_exec("execvpe", file, -1, argv, envp);
 }
 
 EXPORT int execvp(const char *file, char *const argv[])
 {
-    REAL(execvp_fn, "execvp", real);
-    finish();
-    return real(file, argv);
+    return traced_exec("execvpe", file, -1, argv, environ);
 }
 
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    REAL(fexecve_fn, "fexecve", real);
-    finish();
-    return real(fd, argv, envp);
+    return traced_exec("fexecve", NULL, fd, argv, envp);
 }
 
 /* The execl family: the arguments into an array (from glibc's own

@@ -170,7 +170,9 @@ static int write_end(sqlite3 *db, const at_trace_end *given)
     }
     if (e.program_end != AT_PROGRAM_END_UNRECORDED)
         rc = rc ? rc : at__meta_set_text(db, AT_META_PROGRAM_END,
-                                         e.program_end == AT_PROGRAM_END_CLOSED ? "closed" : "died");
+                                         e.program_end == AT_PROGRAM_END_CLOSED ? "closed"
+                                         : e.program_end == AT_PROGRAM_END_EXEC ? "exec"
+                                                                                : "died");
     if (e.spooled) {
         rc = rc ? rc : at__meta_set_int(db, AT_META_SPOOL_CHUNKS, e.spool_chunks);
         rc = rc ? rc : at__meta_set_int(db, AT_META_SPOOL_ERRORS, e.spool_errors);

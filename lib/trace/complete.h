@@ -58,6 +58,7 @@
     X(REACH_SKIPPED_BYTES, "reach_skipped_bytes")                                                  \
     X(REACH_US, "reach_us")                                                                        \
     X(REACH_SEQ, "reach_seq")                                                                      \
+    X(EXEC_FROM, "exec_from")                                                                      \
     X(FINISHED, "finished")
 
 typedef enum at_meta_key {
@@ -100,6 +101,7 @@ typedef enum at_program_end {
     AT_PROGRAM_END_UNRECORDED = 0, /* not written (a tracer closed in-process) */
     AT_PROGRAM_END_CLOSED = 1,     /* it closed its trace */
     AT_PROGRAM_END_DIED = 2,       /* it ended before closing it */
+    AT_PROGRAM_END_EXEC = 3,       /* its image was replaced by exec */
 } at_program_end;
 
 /* What the writer of a trace knows at its end. */

@@ -532,7 +532,9 @@ size_t at__record_size(const unsigned char *p, size_t avail)
     case AT_REC_FREE: n = sizeof(at_rec_free); break;
     case AT_REC_FINDING: n = sizeof(at_rec_finding); break;
     case AT_REC_THREAD: n = sizeof(at_rec_thread); break;
-    case AT_REC_END: n = sizeof(at_rec_end); break;
+    case AT_REC_END:
+    case AT_REC_EXEC:
+    case AT_REC_EXEC_FAILED: n = sizeof(at_rec_end); break;
     case AT_REC_REACH_END: n = sizeof(at_rec_reach_end); break;
     case AT_REC_REACH:
     case AT_REC_STACK:

@@ -52,6 +52,9 @@ struct at_spool_reader {
     chunk_ref *order; /* the chunks of a poll, oldest first */
     int ended;      /* an END record came: the producer closed properly */
     at_rec_end end;
+    int exec_pending; /* an EXEC record came and no EXEC_FAILED since */
+    at_rec_end exec;
+    uint64_t max_seq; /* the highest sequence number of an event read */
     int corrupt;
     int nomem;
 };
@@ -218,6 +221,8 @@ static at_rec_free waiting_free(const at_pair *p)
 
 static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 {
+    if (a->seq > r->max_seq)
+        r->max_seq = a->seq;
     /* A release read before its allocation is rare (their chunks read out
      * of order); while none waits, an allocation cannot have a partner in
      * the table, and the lookup is skipped. */
@@ -241,6 +246,8 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 
 static void on_free(at_spool_reader *r, const at_rec_free *f)
 {
+    if (f->free_seq > r->max_seq)
+        r->max_seq = f->free_seq;
     size_t slot = at__pairs_find(&r->live, f->seq);
     if (slot == SIZE_MAX) {
         wait_for_free(r, f);
@@ -302,6 +309,13 @@ static void on_record(at_spool_reader *r, const unsigned char *p)
     case AT_REC_END:
         memcpy(&r->end, p, sizeof r->end);
         r->ended = 1;
+        break;
+    case AT_REC_EXEC:
+    case AT_REC_EXEC_FAILED:
+        memcpy(&r->exec, p, sizeof r->exec);
+        r->exec_pending = *p == AT_REC_EXEC;
+        if (r->exec.seq > r->max_seq)
+            r->max_seq = r->exec.seq;
         break;
     case AT_REC_META: {
         at_rec_var h;
@@ -446,8 +460,11 @@ long at__spool_reader_poll(at_spool_reader *r)
  * died first, only what reached the spool. */
 static void spool_end(const at_spool_reader *r, at_trace_end *e)
 {
+    int exec = !r->ended && r->exec_pending;
     *e = (at_trace_end){
-        .program_end = r->ended ? AT_PROGRAM_END_CLOSED : AT_PROGRAM_END_DIED,
+        .program_end = r->ended ? AT_PROGRAM_END_CLOSED
+                       : exec   ? AT_PROGRAM_END_EXEC
+                                : AT_PROGRAM_END_DIED,
         .lost_events = (int64_t)r->spool.h->dropped,
         .backpressure_waits = (int64_t)r->spool.h->waits,
         .spooled = 1,
@@ -462,6 +479,14 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         e->free_calls = (int64_t)r->end.free_calls;
         e->findings = (int64_t)r->end.findings;
         e->lost_events += (int64_t)r->end.lost_events;
+    } else if (exec) {
+        e->totals_known = 1;
+        e->duration_us = (int64_t)(r->exec.duration_ns / 1000);
+        e->alloc_calls = (int64_t)r->exec.alloc_calls;
+        e->alloc_bytes = (int64_t)r->exec.alloc_bytes;
+        e->free_calls = (int64_t)r->exec.free_calls;
+        e->findings = (int64_t)r->exec.findings;
+        e->lost_events += (int64_t)r->exec.lost_events;
     }
 }
 
@@ -471,8 +496,33 @@ static int by_seq(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A block still live when the image was replaced by exec: released by
+ * the exec, with a sequence number of its own after every event read
+ * (`nth` of them, in sequence order), at the exec's time. */
+static void write_exec_release(at_spool_reader *r, const at_pair *a, uint64_t nth)
+{
+    at_rec_free f = {
+        .kind = AT_REC_FREE,
+        .free_op = AT_OP_EXEC,
+        .free_thread = r->exec.thread,
+        .seq = a->seq,
+        .free_seq = r->max_seq + 1 + nth,
+        .free_t = r->exec.t > a->u.a.t ? r->exec.t : a->u.a.t,
+    };
+    write_pair(r, a, &f);
+}
+
+static void write_live(at_spool_reader *r, const at_pair *a, uint64_t nth)
+{
+    if (r->exec_pending && !r->ended)
+        write_exec_release(r, a, nth);
+    else
+        write_pair(r, a, NULL);
+}
+
 /* The blocks still live at the end, as rows in sequence order (in table
- * order without the memory to sort them); a release whose allocation
+ * order without the memory to sort them): leaks, or, when the image was
+ * replaced by exec, blocks released by it.  A release whose allocation
  * never came leaves the spool corrupt.  Empties the table. */
 static void write_leaks(at_spool_reader *r)
 {
@@ -487,11 +537,11 @@ static void write_leaks(at_spool_reader *r)
         else if (order)
             order[k++] = p;
         else
-            write_pair(r, p, NULL);
+            write_live(r, p, k++);
     if (order) {
         qsort(order, k, sizeof *order, by_seq);
         for (size_t i = 0; i < k; i++)
-            write_pair(r, order[i], NULL);
+            write_live(r, order[i], i);
     }
     free(order);
     at__pairs_free(&r->live);

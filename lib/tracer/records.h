@@ -32,6 +32,12 @@ enum at_rec_kind {
     /* The reachability scan's verdict, written at close (reach.h): */
     AT_REC_REACH = 11,     /* at_rec_var (id: class, count: seqs) + uint64_t seq[] */
     AT_REC_REACH_END = 12, /* at_rec_reach_end: the scan ran; its figures */
+    /* Spool only: the process calls exec (an at_rec_end: the totals so
+     * far, `seq` the exec's own sequence number, `thread` the caller); if
+     * no EXEC_FAILED follows, the image was replaced and every block
+     * still live was released by the exec (AT_OP_EXEC), not leaked. */
+    AT_REC_EXEC = 13,
+    AT_REC_EXEC_FAILED = 14, /* at_rec_end: that exec failed; tracing goes on */
 };
 
 /* Allocation sequence numbers per AT_REC_REACH record. */
@@ -161,7 +167,10 @@ typedef struct at_rec_reach_end {
 
 typedef struct at_rec_end {
     uint8_t kind;
-    uint8_t pad[7];
+    uint8_t pad[3];
+    uint32_t thread; /* EXEC, EXEC_FAILED: the calling thread */
+    uint64_t seq;    /* EXEC, EXEC_FAILED: the exec's sequence number */
+    uint64_t t;      /* EXEC, EXEC_FAILED: when */
     uint64_t alloc_calls, alloc_bytes, free_calls, findings, lost_events, duration_ns;
 } at_rec_end;
 

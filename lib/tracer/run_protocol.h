@@ -34,6 +34,14 @@
 #define AT_ENV_SPOOL "ALLOCTRACE_SPOOL"   /* the spool `alloctrace run` reads */
 #define AT_ENV_OUTPUT "ALLOCTRACE_OUTPUT" /* the trace of the run */
 #define AT_ENV_PID "ALLOCTRACE_PID"       /* the pid that writes AT_ENV_SPOOL */
+#define AT_ENV_RUN "ALLOCTRACE_RUN"       /* the pid of `alloctrace run`: in every spool's header */
+/* Set by the preload library in the environment of an exec it traces:
+ * "PID:TRACE", the trace of the image being replaced (a trace's meta
+ * exec_from, when PID is the new image's own). */
+#define AT_ENV_EXEC_FROM "ALLOCTRACE_EXEC_FROM"
+/* Every trace of the run in this directory, named PROG.PID.db (`alloctrace
+ * run --output-dir`; test runners may set it themselves). */
+#define AT_ENV_OUTPUT_DIR "ALLOCTRACE_OUTPUT_DIR"
 #define AT_ENV_DEPTH "ALLOCTRACE_DEPTH"   /* frames per backtrace, 1..AT_MAX_STACK_DEPTH */
 #define AT_ENV_UNWIND "ALLOCTRACE_UNWIND" /* AT_UNWIND_VALUE_FP or _DWARF */
 /* AT_FLAG_ON: executed children are traced too; otherwise the library
@@ -85,6 +93,25 @@ static inline void at__run_child_trace(char *buf, size_t size, const char *trace
              trace, (long)pid);
 }
 
+/* A trace of its own for process `pid` in the output directory `dir`
+ * (AT_ENV_OUTPUT_DIR): DIR/PROG.PID.db, PROG the last component of `prog`. */
+static inline void at__run_dir_trace(char *buf, size_t size, const char *dir, const char *prog,
+                                     pid_t pid)
+{
+    const char *base = strrchr(prog, '/');
+    size_t d = strlen(dir);
+    snprintf(buf, size, "%s%s%s.%ld" AT_TRACE_SUFFIX, dir, d && dir[d - 1] == '/' ? "" : "/",
+             base ? base + 1 : prog, (long)pid);
+}
+
+/* The `n`th choice (n >= 2) when the trace `trace` exists already (an image
+ * exec'd by one of the same name and pid): TRACE-without-.db.N.db. */
+static inline void at__run_numbered_trace(char *buf, size_t size, const char *trace, int n)
+{
+    snprintf(buf, size, "%.*s.%d" AT_TRACE_SUFFIX, (int)at__run_stem_len(trace, AT_TRACE_SUFFIX),
+             trace, n);
+}
+
 /* The spool a process writes for the trace `trace` (not the run's own). */
 static inline void at__run_spool_of(char *buf, size_t size, const char *trace)
 {
@@ -126,6 +153,8 @@ static inline void at__run_child_spool_glob(char *buf, size_t size, const char *
 typedef struct at_spool_state {
     pid_t producer_pid; /* 0 until a producer attached */
     int closed;         /* the producer wrote its END record */
+    int exec;           /* the producer's image called exec and that exec did not fail */
+    pid_t run_pid;      /* the `alloctrace run` of the run, or 0 */
 } at_spool_state;
 
 /* Reads the header of the spool at `path`; 0, or at__spool_open's
@@ -138,6 +167,8 @@ static inline int at__spool_read_state(const char *path, at_spool_state *out)
         return rc;
     out->producer_pid = (pid_t)__atomic_load_n(&s.h->producer_pid, __ATOMIC_ACQUIRE);
     out->closed = (int)__atomic_load_n(&s.h->closed, __ATOMIC_ACQUIRE);
+    out->exec = __atomic_load_n(&s.h->exec_seq, __ATOMIC_ACQUIRE) != 0;
+    out->run_pid = (pid_t)__atomic_load_n(&s.h->run_pid, __ATOMIC_ACQUIRE);
     at__spool_close(&s);
     return 0;
 }

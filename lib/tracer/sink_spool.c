@@ -15,6 +15,8 @@
 
 #include <alloctrace/alloctrace.h>
 
+#include "clock.h"
+#include "run_protocol.h"
 #include "spool.h"
 #include "tracer_internal.h"
 
@@ -143,8 +145,12 @@ static int attach(at_spool *s, const char *path, int create)
         at__spool_close(s);
         rc = AT_E_EXISTS;
     }
-    if (rc == 0)
+    if (rc == 0) {
+        const char *run = getenv(AT_ENV_RUN);
+        if (run && *run)
+            __atomic_store_n(&s->h->run_pid, (int32_t)atol(run), __ATOMIC_RELEASE);
         __atomic_store_n(&s->h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    }
     return rc;
 }
 
@@ -224,4 +230,51 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
     at__stacks_foreach(&t->stacks, dump_stack, &d);
     at__live_foreach(&t->live, dump_inherited, &d);
     return 0;
+}
+
+/* ---- exec: the image may be replaced (records.h, AT_REC_EXEC) -------------------- */
+
+static void exec_record(at_tracer *t, uint8_t kind, uint64_t seq)
+{
+    at_tracer_stats st;
+    at_tracer_get_stats(t, &st);
+    at_thread *th = at__thread_get(t);
+    if (!th)
+        return;
+    at_rec_end e = {
+        .kind = kind,
+        .thread = th->id,
+        .seq = seq,
+        .t = at__now_ns() - t->start_ns,
+        .alloc_calls = st.alloc_calls,
+        .alloc_bytes = st.alloc_bytes,
+        .free_calls = st.free_calls,
+        .findings = st.findings,
+        .lost_events = st.lost_events,
+        .duration_ns = at__now_ns() - t->start_ns,
+    };
+    at__thread_append(th, &e, sizeof e);
+}
+
+void at__tracer_exec_begin(at_tracer *t)
+{
+    uint64_t seq = __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELAXED);
+    at_thread *th = at__thread_get(t);
+    if (th) /* what was loaded since: the stacks of the image symbolize */
+        at__record_modules(t, th);
+    exec_record(t, AT_REC_EXEC, seq);
+    __atomic_store_n(&spool_of(t)->h->exec_seq, seq, __ATOMIC_RELEASE);
+}
+
+void at__tracer_exec_failed(at_tracer *t)
+{
+    __atomic_store_n(&spool_of(t)->h->exec_seq, 0, __ATOMIC_RELEASE);
+    exec_record(t, AT_REC_EXEC_FAILED, __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELAXED));
+}
+
+void at__tracer_note(at_tracer *t, const char *key, const char *value)
+{
+    at_thread *th = at__thread_get(t);
+    if (th)
+        spool_meta(th, key, value, strlen(value));
 }

@@ -46,6 +46,13 @@ typedef struct at_spool_header {
     uint32_t closed;      /* the producer wrote its END record */
     uint64_t waits;       /* times the producer waited for a free chunk */
     uint64_t dropped;     /* records lost: no chunk could be had */
+    /* Nonzero from the producer's call to exec until that exec fails:
+     * still set when the process image was replaced, so the spool is
+     * complete although its pid lives on (an AT_REC_EXEC says the same
+     * in the records). */
+    uint64_t exec_seq;
+    int32_t run_pid; /* the `alloctrace run` whose run wrote it (AT_ENV_RUN), or 0 */
+    int32_t pad;
 } at_spool_header;
 
 /* A chunk's header; its at_buf (whose `used` the consumer reads) follows. */

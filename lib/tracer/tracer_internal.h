@@ -161,6 +161,17 @@ void at__tracer_fork_parent(at_tracer *t);
 void at__tracer_fork_child(at_tracer *t);
 int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv);
 
+/* exec, in a spool-backed tracer: _begin just before the exec system call
+ * (an AT_REC_EXEC with the totals so far; the spool's header says an exec
+ * is under way), _failed when it returned (AT_REC_EXEC_FAILED: tracing goes
+ * on as before).  No reachability scan: nothing of an image that is
+ * replaced is a leak. */
+void at__tracer_exec_begin(at_tracer *t);
+void at__tracer_exec_failed(at_tracer *t);
+
+/* A meta row of the trace (key, value), from a spool-backed tracer. */
+void at__tracer_note(at_tracer *t, const char *key, const char *value);
+
 /* Appends a variable-length record (at_rec_var header + payload). */
 void at__thread_append_var(at_thread *th, uint8_t kind, uint32_t id, const void *payload,
                            uint32_t payload_size, uint32_t count);

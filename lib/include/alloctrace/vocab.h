@@ -113,7 +113,9 @@
     X(DEALLOC, 4, "dealloc", "a release")                                                         \
     X(VANISHED, 5, "vanished", "the address was handed out again without a release the tracer "   \
                                "saw")                                                             \
-    X(INHERITED, 6, "inherited", "live in the parent when this process was forked")
+    X(INHERITED, 6, "inherited", "live in the parent when this process was forked")              \
+    X(EXEC, 7, "exec", "live when the process image was replaced by a successful exec (never a "  \
+                       "leak)")
 
 /* Error codes: X(ID, CODE, MESSAGE).  AT_E_<ID>; at_strerror's sentences. */
 #define AT_ERRORS(X)                                                                               \
