@@ -608,7 +608,7 @@ int at__sqlw_record(at_sqlw *w, const unsigned char *p)
     case AT_REC_LIFETIME: {
         at_rec_lifetime r;
         memcpy(&r, p, sizeof r);
-        if (r.align_log2 >= 64 || r.free_align_log2 >= 64)
+        if (r.align_log2 >= 64 || !at__release_align_ok(r.free_align_log2))
             return -1;
         queue_lifetime(w, &r);
         return 1;
@@ -616,7 +616,7 @@ int at__sqlw_record(at_sqlw *w, const unsigned char *p)
     case AT_REC_FINDING: {
         at_rec_finding f;
         memcpy(&f, p, sizeof f);
-        if (f.given_align_log2 >= 64 || f.alloc_align_log2 >= 64)
+        if (!at__release_align_ok(f.given_align_log2) || f.alloc_align_log2 >= 64)
             return -1;
         write_finding(w, &f);
         return 1;

@@ -300,7 +300,7 @@ static void on_record(at_spool_reader *r, const unsigned char *p)
     case AT_REC_FREE: {
         at_rec_free f;
         memcpy(&f, p, sizeof f);
-        if (f.free_align_log2 >= 64)
+        if (!at__release_align_ok(f.free_align_log2))
             r->corrupt = 1;
         else
             on_free(r, &f);

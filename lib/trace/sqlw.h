@@ -41,8 +41,16 @@ size_t at__record_size(const unsigned char *p, size_t avail);
 /* Stores a record that both writers receive alike (LIFETIME, FINDING,
  * THREAD, STACK, MARK, MODULE), checked by at__record_size first: 1, 0
  * when `p` is of another kind (ALLOC, FREE, META, END: the caller's), or
- * -1 when a field is out of range (an alignment of 2^64 or more: a
- * corrupt spool) and nothing was stored. */
+ * -1 when a field is out of range (an alignment of 2^64 or more, see
+ * at__release_align_ok: a corrupt spool) and nothing was stored. */
 int at__sqlw_record(at_sqlw *w, const unsigned char *p);
+
+/* Whether a record's release (or request) alignment, log2, is one a
+ * tracer writes: below 64, or AT_ALIGN_NOT_POW2.  A block's own alignment
+ * is always a power of two: below 64. */
+static inline int at__release_align_ok(uint8_t log2)
+{
+    return log2 < 64 || log2 == AT_ALIGN_NOT_POW2;
+}
 
 #endif
