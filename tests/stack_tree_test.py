@@ -43,14 +43,13 @@ SIZES = {base + 100 * leaf + depth: ("tree_leaf_" + "abc"[leaf], depth)
 
 def check_tree(path, name):
     db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-    nodes = {i: (p or 0, f, d) for i, p, f, d in
-             db.execute("SELECT id, parent, frame, depth FROM stack_nodes")}
+    nodes = {i: (p or 0, f) for i, p, f in db.execute("SELECT id, parent, frame FROM stack_nodes")}
     stacks = dict(db.execute("SELECT id, depth FROM stacks"))
     view = {}
     for stack, level, frame in db.execute(
             "SELECT stack, level, frame FROM stack_frames ORDER BY stack, level"):
         view.setdefault(stack, []).append((level, frame))
-    check(len(set((p, f) for p, f, _ in nodes.values())) == len(nodes),
+    check(len(set(nodes.values())) == len(nodes),
           "%s: no two nodes are the same (parent, frame)" % name)
     walked = {}
     for s in stacks:
@@ -59,9 +58,8 @@ def check_tree(path, name):
             frames.append(nodes[n][1])
             n = nodes[n][0]
         walked[s] = frames
-    check(all(nodes[n][2] == len(walked[n]) for n in stacks) and
-          all(stacks[s] == len(walked[s]) for s in stacks),
-          "%s: depth counts the frames up to the root" % name)
+    check(all(stacks[s] == len(walked[s]) for s in stacks),
+          "%s: a stack's depth counts its frames up to the root" % name)
     check(all([f for _, f in view.get(s, [])] == walked[s] and
                [lv for lv, _ in view.get(s, [])] == list(range(len(walked[s])))
                for s in stacks) and set(view) == set(stacks),

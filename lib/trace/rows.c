@@ -101,7 +101,7 @@ static int prepare(writer *w)
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         "INSERT OR IGNORE INTO stacks(id, depth) VALUES(?,?)",
         "INSERT INTO frames(id, ip) VALUES(?,?)",
-        "INSERT OR IGNORE INTO stack_nodes(id, parent, frame, depth) VALUES(?,?,?,?)",
+        "INSERT OR IGNORE INTO stack_nodes(id, parent, frame) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
         "SELECT id FROM frames WHERE ip = ?",
         "INSERT INTO release_layouts VALUES(?,?,?)",
@@ -459,7 +459,6 @@ static void write_node(writer *w, const at_rec_node *n)
     else
         sqlite3_bind_null(w->node, 2);
     sqlite3_bind_int64(w->node, 3, frame_id(w, (uintptr_t)n->ip));
-    sqlite3_bind_int64(w->node, 4, n->depth);
     step(w, w->node);
 }
 

@@ -25,8 +25,7 @@ static const char tables_sql[] =
     /* Stacks share their callers: the call tree, rooted at the outermost
      * frames, one row per node; a stack is the node of its innermost
      * frame.  The view stack_frames spells every stack out. */
-    "CREATE TABLE stack_nodes(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER NOT NULL,"
-    " depth INTEGER NOT NULL);"
+    "CREATE TABLE stack_nodes(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER NOT NULL);"
     "CREATE TABLE stacks(id INTEGER PRIMARY KEY, depth INTEGER NOT NULL);"
     "CREATE TABLE lifetimes(seq INTEGER PRIMARY KEY, ptr INTEGER NOT NULL,"
     " size INTEGER NOT NULL, info INTEGER NOT NULL, thread INTEGER NOT NULL, stack INTEGER,"
@@ -134,6 +133,17 @@ static const char stack_views_sql[] =
     " f.function AS function, f.file AS file, f.line AS line, m.path AS module"
     " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
     " LEFT JOIN modules m ON m.id = f.module;"
+    /* stack_lines for the stacks that name a leak site only, walked from
+     * them: what questions about leaks join, at a fraction of the cost. */
+    "CREATE VIEW leak_site_lines AS WITH RECURSIVE"
+    " walk(stack, level, frame, parent) AS ("
+    "  SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM leak_sites) x"
+    "  JOIN stack_nodes n ON n.id = x.stack"
+    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent)"
+    " SELECT w.stack AS stack, w.level AS level, f.ip AS ip, f.function AS function,"
+    " f.file AS file, f.line AS line, m.path AS module"
+    " FROM walk w JOIN frames f ON f.id = w.frame LEFT JOIN modules m ON m.id = f.module;"
     /* The texts of the findings' stacks only: SQLite does not narrow a
      * recursive view such as stack_frames down to the one stack asked for. */
     "CREATE VIEW findings_detail AS WITH RECURSIVE"

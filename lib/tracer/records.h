@@ -134,7 +134,8 @@ typedef struct at_rec_var {
 } at_rec_var;
 
 /* A node of the call tree: the stack made of `ip` and the frames of
- * `parent` (0: none, `ip` is an outermost frame); `depth` counts them. */
+ * `parent` (0: none, `ip` is an outermost frame); `depth` counts them (the
+ * trace does not store it: its stacks have theirs). */
 typedef struct at_rec_node {
     uint8_t kind;
     uint8_t pad[3];

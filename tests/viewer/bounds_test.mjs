@@ -33,17 +33,17 @@ function widen(db) {
     -- The call tree (stack_nodes): main, top_k under it, one mid node for
     -- each (i % 150, i % 7) pair (i % 1050), then the leaves, which are
     -- the stacks.
-    INSERT INTO stack_nodes(id, parent, frame, depth)
-      SELECT b.node + 1, NULL, (SELECT id FROM frames WHERE function = 'main' LIMIT 1), 1 FROM base b;
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 1, NULL, (SELECT id FROM frames WHERE function = 'main' LIMIT 1) FROM base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 6)
-    INSERT INTO stack_nodes(id, parent, frame, depth)
-      SELECT b.node + 2 + i, b.node + 1, b.frame + 1 + ${STACKS} + 150 + i, 2 FROM n, base b;
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 2 + i, b.node + 1, b.frame + 1 + ${STACKS} + 150 + i FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1049)
-    INSERT INTO stack_nodes(id, parent, frame, depth)
-      SELECT b.node + 9 + i, b.node + 2 + i % 7, b.frame + 1 + ${STACKS} + i % 150, 3 FROM n, base b;
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 9 + i, b.node + 2 + i % 7, b.frame + 1 + ${STACKS} + i % 150 FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
-    INSERT INTO stack_nodes(id, parent, frame, depth)
-      SELECT b.node + 1059 + i, b.node + 9 + i % 1050, b.frame + 1 + i, 4 FROM n, base b;
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 1059 + i, b.node + 9 + i % 1050, b.frame + 1 + i FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
     INSERT INTO stacks(id, depth) SELECT b.node + 1059 + i, 4 FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
