@@ -12,7 +12,8 @@ in its fork()ed child's:
 - report's JSON, which walks the tree in C, names for every leak the same
   frames (function and module offset) as stack_frames does, after the
   allocator frames it hides, and those frames are the leaf, the recursion
-  d + 1 deep, then its callers.
+  d + 1 deep, then its callers;
+- a cycle of parents (a corrupt trace) ends the walks at their bound.
 
     stack_tree_test.py ALLOCTRACE TREE_PROG WORKDIR
 """
@@ -95,4 +96,19 @@ def check_tree(path, name):
 check_tree(trace, "parent")
 if children:
     check_tree(children[0], "child")
+
+# A corrupt tree (every outermost node its own parent): the walks stop at
+# their bound, in SQL as in C, instead of looping.
+cycle = os.path.join(work, "cycle.db")
+shutil.copy(trace, cycle)
+db = sqlite3.connect(cycle)
+db.execute("UPDATE stack_nodes SET parent = id WHERE parent IS NULL")
+db.commit()
+rows = db.execute("SELECT count(*) FROM stack_frames").fetchone()[0]
+nstacks = db.execute("SELECT count(*) FROM stacks").fetchone()[0]
+db.close()
+check(nstacks < rows <= 1025 * nstacks, "a cycle of parents: stack_frames stops at level 1024")
+r = subprocess.run([alloctrace, "report", cycle, "--format", "json"], capture_output=True,
+                   text=True, timeout=120)
+check(len(json.loads(r.stdout)["leak_sites"]) > 0, "a cycle of parents: report ends")
 finish()

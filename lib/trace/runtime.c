@@ -62,7 +62,7 @@ static const char live_frames_sql[] =
     " SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM lifetimes"
     "  WHERE free_dseq IS NULL AND stack > 0) l JOIN stack_nodes n ON n.id = l.stack"
     " UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    " FROM walk w JOIN stack_nodes n ON n.id = w.parent)"
+    " FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
     " INSERT INTO at_live_frames SELECT stack, level, frame FROM walk;";
 
 static const char classify_sql[] =

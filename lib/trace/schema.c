@@ -121,7 +121,7 @@ static const char stack_views_sql[] =
     " walk(stack, level, frame, parent) AS ("
     "  SELECT s.id, 0, n.frame, n.parent FROM stacks s JOIN stack_nodes n ON n.id = s.id"
     "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent)"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
     " SELECT stack, level, frame FROM walk;"
     /* The ordered subquery holds the join: SQLite never flattens an
      * ORDER BY subquery into an aggregate, so frames concatenate in order. */
@@ -140,7 +140,7 @@ static const char stack_views_sql[] =
     "  SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM leak_sites) x"
     "  JOIN stack_nodes n ON n.id = x.stack"
     "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent)"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
     " SELECT w.stack AS stack, w.level AS level, f.ip AS ip, f.function AS function,"
     " f.file AS file, f.line AS line, m.path AS module"
     " FROM walk w JOIN frames f ON f.id = w.frame LEFT JOIN modules m ON m.id = f.module;"
@@ -151,7 +151,7 @@ static const char stack_views_sql[] =
     " walk(stack, level, frame, parent) AS ("
     "  SELECT n.id, 0, n.frame, n.parent FROM wanted x JOIN stack_nodes n ON n.id = x.stack"
     "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent),"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL "),"
     " texts(stack, text) AS (SELECT stack, group_concat(name, ' <- ') FROM ("
     "  SELECT w.stack AS stack, coalesce(f.function, printf('0x%x', f.ip)) AS name"
     "  FROM walk w JOIN frames f ON f.id = w.frame ORDER BY w.stack, w.level) GROUP BY stack)"

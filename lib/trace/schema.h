@@ -50,6 +50,11 @@
     "CREATE TABLE IF NOT EXISTS stack_sites(stack INTEGER PRIMARY KEY, site INTEGER NOT NULL,"    \
     " skip INTEGER NOT NULL);"
 
+/* Levels the SQL walks up the call tree go at most: more than the tracer
+ * ever records (AT_MAX_STACK_DEPTH), a bound against a cycle of parents
+ * in a corrupt trace. */
+#define AT_SQL_MAX_LEVEL "1024"
+
 /* Tables, created when the trace is opened. */
 int at__schema_create(sqlite3 *db);
 
