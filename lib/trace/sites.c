@@ -162,11 +162,16 @@ static void clear_frames(reader *r)
 static int load_frames(sqlite3 *db, reader *r)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) FROM frames", -1, &st, NULL);
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0), count(*) FROM frames", -1, &st,
+                                NULL);
+    int64_t count = 0;
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
         r->nframes = sqlite3_column_int64(st, 0) + 1;
+        count = sqlite3_column_int64(st, 1);
+    }
     sqlite3_finalize(st);
-    if (r->nframes <= 0 || r->nframes > INT32_MAX)
+    /* Far sparser than any writer numbers them: a hostile trace. */
+    if (r->nframes <= 0 || r->nframes > INT32_MAX || r->nframes > 16 * count + 65536)
         return AT_E_DB;
     r->frames = calloc((size_t)r->nframes, sizeof *r->frames);
     if (!r->frames)
