@@ -456,11 +456,15 @@ sql(newer, "PRAGMA user_version = 99")
 # traces are refused, never read as the current layout.
 older = copy(leak, "older.db")
 sql(older, "PRAGMA user_version = 1")
+# Version 3 kept every stack's frames in a table stack_frames, where 4 has
+# the call tree stack_nodes: refused alike.
+older3 = copy(leak, "older3.db")
+sql(older3, "PRAGMA user_version = 3")
 garbled = copy(leak, "garbled.db")
 with open(os.path.join(work, garbled), "r+b") as f:
     f.seek(os.path.getsize(os.path.join(work, garbled)) // 2)
     f.write(b"\xa5" * 8192)
-for bad in ("text.db", trunc, newer, older, garbled, "missing.db"):
+for bad in ("text.db", trunc, newer, older, older3, garbled, "missing.db"):
     for argv in (["report", bad], ["report", bad, "--format", "sarif"], ["check", bad],
                  ["query", bad, "SELECT count(*) FROM lifetimes"]):
         r = tool(*argv)

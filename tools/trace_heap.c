@@ -261,10 +261,11 @@ int tm__heap_load(tm_heap *h, sqlite3 *db, long long span_us, at_replay_peak *pe
     long long last_t = one_int(db, "SELECT t FROM lifetimes ORDER BY seq DESC LIMIT 1", 0, &failed);
     if (last_t > sc->span)
         sc->span = last_t;
-    /* Stack ids are 1..N in every trace the tracer writes: index them
-     * directly (a hash look-up per event is a tenth of the pass). */
+    /* Stack ids are nodes of the call tree, numbered 1..N in every trace
+     * the tracer writes: index them directly (a hash look-up per event is
+     * a tenth of the pass). */
     long long max_id = one_int(db, "SELECT max(id) FROM stacks", -1, &failed);
-    long long nids = one_int(db, "SELECT count(*) FROM stacks", 0, &failed);
+    long long nids = one_int(db, "SELECT count(*) FROM stack_nodes", 0, &failed);
     if (max_id >= 0 && max_id < INT_MAX / 2 && max_id <= 2 * nids + 65536) {
         h->index->ndense = max_id + 1;
         h->index->dense = xrealloc_array(NULL, (size_t)max_id + 1, sizeof *h->index->dense);

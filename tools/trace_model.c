@@ -16,9 +16,12 @@
 
 #include <uthash.h>
 
+#include <alloctrace/error.h>
+
 #include "cli.h"
 #include "replay.h"
 #include "sites.h"
+#include "stack_tree.h"
 #include "symbolize.h"
 #include "trace_heap.h"
 #include "trace_model.h"
@@ -198,7 +201,9 @@ struct tm_cache {
     int sites_loaded;
     struct frame_entry *frames;
     struct stack_entry *stacks;
-    sqlite3_stmt *stack_query;
+    at_stack_tree tree; /* the call tree, read at the first stack asked for */
+    int tree_loaded;
+    sqlite3_stmt *frame_query;
     int failed; /* a query failed (1), and it was said (2): the message is printed once */
     char error[256];
 };
@@ -320,7 +325,7 @@ static char *demangle(const char *name)
     return d ? d : tm_xstrdup(name);
 }
 
-/* Row of stack_query: level, frame id, function, file, line, module path,
+/* Row of frame_query: 0, frame id, function, file, line, module path,
  * offset, ip. */
 static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
 {
@@ -421,6 +426,46 @@ static void finish_stack(tm_trace *t, tm_stack *s)
  * (AT_MAX_STACK_DEPTH), a bound against a hostile trace. */
 enum { MAX_FRAMES = 1024 };
 
+/* Frame `id`, read on first sight. */
+static const tm_frame *frame_get(tm_trace *t, long long id)
+{
+    frame_entry *e;
+    HASH_FIND(hh, t->cache->frames, &id, sizeof id, e);
+    if (e)
+        return &e->f;
+    if (!t->cache->frame_query)
+        t->cache->frame_query = prepare(
+            t, "SELECT 0, f.id, f.function, f.file, f.line, m.path, f.module_offset, f.ip"
+               " FROM frames f LEFT JOIN modules m ON m.id = f.module WHERE f.id = ?1");
+    sqlite3_stmt *st = t->cache->frame_query;
+    const tm_frame *f = NULL;
+    if (st) {
+        sqlite3_bind_int64(st, 1, id);
+        if (step(t, st) == SQLITE_ROW)
+            f = frame_from_row(t, st);
+        sqlite3_reset(st);
+    }
+    return f;
+}
+
+/* The call tree, read once; a trace whose tree cannot be read is an error
+ * said once, its stacks frameless. */
+static const at_stack_tree *tree_get(tm_trace *t)
+{
+    if (!t->cache->tree_loaded) {
+        t->cache->tree_loaded = 1;
+        int rc = at__stack_tree_load(t->db, &t->cache->tree);
+        if (rc == AT_E_NOMEM)
+            out_of_memory();
+        if (rc && !t->cache->failed) {
+            snprintf(t->cache->error, sizeof t->cache->error, "%s",
+                     "the table stack_nodes cannot be read");
+            t->cache->failed = 1;
+        }
+    }
+    return &t->cache->tree;
+}
+
 static const tm_stack *stack_get(tm_trace *t, long long id)
 {
     stack_entry *e;
@@ -431,20 +476,15 @@ static const tm_stack *stack_get(tm_trace *t, long long id)
     memset(e, 0, sizeof *e);
     e->id = id;
     e->s.id = id;
-    if (!t->cache->stack_query)
-        t->cache->stack_query = prepare(
-            t, "SELECT sf.level, f.id, f.function, f.file, f.line, m.path, f.module_offset, f.ip"
-               " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
-               " LEFT JOIN modules m ON m.id = f.module WHERE sf.stack = ?1 ORDER BY sf.level");
-    sqlite3_stmt *st = t->cache->stack_query;
-    if (st && id != 0) {
-        size_t cap = 0;
-        sqlite3_bind_int64(st, 1, id);
-        while (e->s.depth < MAX_FRAMES && step(t, st) == SQLITE_ROW) {
-            e->s.frames = grow(e->s.frames, &cap, e->s.depth + 1, sizeof *e->s.frames);
-            e->s.frames[e->s.depth++] = frame_from_row(t, st);
+    if (id != 0) {
+        int64_t ids[MAX_FRAMES];
+        size_t n = at__stack_tree_frames(tree_get(t), id, ids, MAX_FRAMES);
+        e->s.frames = tm_xrealloc(NULL, (n ? n : 1) * sizeof *e->s.frames);
+        for (size_t i = 0; i < n; i++) {
+            const tm_frame *f = frame_get(t, ids[i]);
+            if (f)
+                e->s.frames[e->s.depth++] = f;
         }
-        sqlite3_reset(st);
     }
     finish_stack(t, &e->s);
     HASH_ADD(hh, t->cache->stacks, id, sizeof e->id, e);
@@ -984,7 +1024,8 @@ void tm_free(tm_trace *t)
         HASH_DEL(t->cache->sites, so);
         free(so);
     }
-    sqlite3_finalize(t->cache->stack_query);
+    sqlite3_finalize(t->cache->frame_query);
+    at__stack_tree_free(&t->cache->tree);
     free(t->cache);
     memset(t, 0, sizeof *t);
 }

@@ -7,8 +7,8 @@
  * batch's lifetimes are inserted in sequence order, not in the order of
  * their releases: appending to the end of the table's B-tree is SQLite's
  * cheapest insert and leaves its pages full, where inserting into the
- * middle splits pages that then stay partly empty.  Each stack and each
- * distinct frame address is written once.  The first SQLite error (disk
+ * middle splits pages that then stay partly empty.  Each node of the call
+ * tree, each stack and each distinct frame address is written once.  The first SQLite error (disk
  * full, file removed) is remembered (at__sqlw_error); writing goes on, so
  * that the traced program is never blocked by a trace that can no longer
  * be written.
@@ -55,7 +55,7 @@ enum { LIFETIME_NCOLS = 10 };
 
 typedef struct writer {
     sqlite3 *db;
-    sqlite3_stmt *lifetime, *finding, *stack, *frame, *stack_frame, *thread;
+    sqlite3_stmt *lifetime, *finding, *stack, *frame, *node, *thread;
     sqlite3_stmt *frame_lookup, *release_layout, *reach;
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
     at_rowbatch rows;             /* a sorted batch's column values */
@@ -99,9 +99,9 @@ static int prepare(writer *w)
         " release_align, release_family, alloc_seq, alloc_ptr, alloc_stack, alloc_size,"
         " alloc_align, alloc_family, first_free_seq, detail)"
         " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        "INSERT INTO stacks(id, depth) VALUES(?,?)",
+        "INSERT OR IGNORE INTO stacks(id, depth) VALUES(?,?)",
         "INSERT INTO frames(id, ip) VALUES(?,?)",
-        "INSERT INTO stack_frames(stack, level, frame) VALUES(?,?,?)",
+        "INSERT OR IGNORE INTO stack_nodes(id, parent, frame) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO threads(id, tid, name) VALUES(?,?,?)",
         "SELECT id FROM frames WHERE ip = ?",
         "INSERT INTO release_layouts VALUES(?,?,?)",
@@ -109,7 +109,7 @@ static int prepare(writer *w)
         "INSERT OR REPLACE INTO reachability(seq, class) VALUES(?,?)",
     };
     sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
-                            &w->frame,        &w->stack_frame,    &w->thread,
+                            &w->frame,        &w->node,           &w->thread,
                             &w->frame_lookup, &w->release_layout, &w->lifetime_batch,
                             &w->reach};
     if (at__rowbatch_init(&w->rows, w->db, "at_lifetime_batch", LIFETIME_COLUMNS,
@@ -125,7 +125,7 @@ static int prepare(writer *w)
 static void finalize(writer *w)
 {
     sqlite3_stmt *all[] = {w->lifetime,       w->finding,      w->stack,
-                           w->frame,          w->stack_frame,  w->thread,
+                           w->frame,          w->node,         w->thread,
                            w->frame_lookup,   w->release_layout, w->lifetime_batch,
                            w->reach};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
@@ -499,18 +499,23 @@ static int64_t frame_id(writer *w, uintptr_t ip)
     return id;
 }
 
-static void write_stack(writer *w, uint32_t id, const uintptr_t *frames, uint32_t depth)
+/* A node of the call tree (records.h), its frame inserted on first sight. */
+static void write_node(writer *w, const at_rec_node *n)
+{
+    sqlite3_bind_int64(w->node, 1, n->id);
+    if (n->parent)
+        sqlite3_bind_int64(w->node, 2, n->parent);
+    else
+        sqlite3_bind_null(w->node, 2);
+    sqlite3_bind_int64(w->node, 3, frame_id(w, (uintptr_t)n->ip));
+    step(w, w->node);
+}
+
+static void write_stack(writer *w, uint32_t id, uint32_t depth)
 {
     sqlite3_bind_int64(w->stack, 1, id);
     sqlite3_bind_int64(w->stack, 2, depth);
     step(w, w->stack);
-    for (uint32_t i = 0; i < depth; i++) {
-        int64_t f = frame_id(w, frames[i]);
-        sqlite3_bind_int64(w->stack_frame, 1, id);
-        sqlite3_bind_int64(w->stack_frame, 2, i);
-        sqlite3_bind_int64(w->stack_frame, 3, f);
-        step(w, w->stack_frame);
-    }
 }
 
 static void write_thread_row(writer *w, uint32_t id, int64_t tid, const char *name)
@@ -535,9 +540,10 @@ size_t at__record_size(const unsigned char *p, size_t avail)
     case AT_REC_END:
     case AT_REC_EXEC:
     case AT_REC_EXEC_FAILED: n = sizeof(at_rec_end); break;
+    case AT_REC_NODE: n = sizeof(at_rec_node); break;
+    case AT_REC_STACK: n = sizeof(at_rec_stack); break;
     case AT_REC_REACH_END: n = sizeof(at_rec_reach_end); break;
     case AT_REC_REACH:
-    case AT_REC_STACK:
     case AT_REC_MODULE:
     case AT_REC_MARK:
     case AT_REC_META: {
@@ -547,8 +553,6 @@ size_t at__record_size(const unsigned char *p, size_t avail)
         memcpy(&h, p, sizeof h);
         n = h.size;
         if (n < sizeof h || h.count > n - sizeof h)
-            return 0;
-        if (*p == AT_REC_STACK && (h.count > AT_MAX_STACK_DEPTH || h.count * 8 > n - sizeof h))
             return 0;
         if (*p == AT_REC_REACH && (h.count > AT_REACH_BATCH || h.count * 8 > n - sizeof h ||
                                    h.id < AT_REACH_DEFINITE || h.id > AT_REACH_REACHABLE))
@@ -628,12 +632,16 @@ int at__sqlw_record(at_sqlw *w, const unsigned char *p)
         write_thread_row(w, t.id, t.tid, t.name);
         return 1;
     }
+    case AT_REC_NODE: {
+        at_rec_node n;
+        memcpy(&n, p, sizeof n);
+        write_node(w, &n);
+        return 1;
+    }
     case AT_REC_STACK: {
-        at_rec_var h;
-        uintptr_t frames[AT_MAX_STACK_DEPTH];
-        memcpy(&h, p, sizeof h);
-        memcpy(frames, p + sizeof h, h.count * sizeof frames[0]);
-        write_stack(w, h.id, frames, h.count);
+        at_rec_stack r;
+        memcpy(&r, p, sizeof r);
+        write_stack(w, r.id, r.depth);
         return 1;
     }
     case AT_REC_MARK: {
@@ -725,11 +733,6 @@ void at__sqlw_flush(at_sqlw *w)
 void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f)
 {
     write_finding(w, f);
-}
-
-void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth)
-{
-    write_stack(w, id, frames, depth);
 }
 
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload)

@@ -51,6 +51,20 @@
     " 'getprotobyname', 'setlocale', 'newlocale', '_nl_find_locale', '_nl_load_locale_from_archive'," \
     " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open', '_dl_allocate_tls', '_dl_resize_dtv', '__new_exitfn'))"
 
+/* The frames of the stacks of blocks still live, which are few: walked up
+ * the call tree once into a temporary table, rather than through the view
+ * stack_frames, which would spell out every stack of the trace. */
+static const char live_frames_sql[] =
+    "DROP TABLE IF EXISTS temp.at_live_frames;"
+    "CREATE TEMP TABLE at_live_frames(stack INTEGER NOT NULL, level INTEGER NOT NULL,"
+    " frame INTEGER NOT NULL, PRIMARY KEY(stack, level)) WITHOUT ROWID;"
+    "WITH RECURSIVE walk(stack, level, frame, parent) AS ("
+    " SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM lifetimes"
+    "  WHERE free_dseq IS NULL AND stack > 0) l JOIN stack_nodes n ON n.id = l.stack"
+    " UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
+    " FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
+    " INSERT INTO at_live_frames SELECT stack, level, frame FROM walk;";
+
 static const char classify_sql[] =
     "DELETE FROM runtime_owned;"
     "INSERT INTO runtime_owned(seq, reason)"
@@ -61,28 +75,31 @@ static const char classify_sql[] =
     " WHERE free_dseq IS NULL AND " AT_SQL_INFO_ALLOC_OP("info") " = 6;"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT l.seq, 'stdio buffer' FROM lifetimes l"
-    " JOIN stack_frames sf ON sf.stack = l.stack AND sf.level = 0"
+    " JOIN at_live_frames sf ON sf.stack = l.stack AND sf.level = 0"
     " JOIN frames f ON f.id = sf.frame"
     " WHERE l.free_dseq IS NULL AND f.function = '_IO_file_doallocate';"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
-    " SELECT l.seq, 'C library cache (' || (SELECT f.function FROM stack_frames sf"
+    " SELECT l.seq, 'C library cache (' || (SELECT f.function FROM at_live_frames sf"
     "  JOIN frames f ON f.id = sf.frame WHERE sf.stack = l.stack AND " GLIBC_CACHE("f.function")
     "  ORDER BY sf.level DESC LIMIT 1) || ')' FROM lifetimes l"
-    " JOIN stack_frames s0 ON s0.stack = l.stack AND s0.level = 0"
+    " JOIN at_live_frames s0 ON s0.stack = l.stack AND s0.level = 0"
     " JOIN frames f0 ON f0.id = s0.frame JOIN modules m0 ON m0.id = f0.module"
     " WHERE l.free_dseq IS NULL AND " RUNTIME_MODULE("m0.path") " AND EXISTS ("
-    "  SELECT 1 FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
+    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
     "  WHERE sf.stack = l.stack AND " GLIBC_CACHE("f.function") ");"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT l.seq, 'allocated by the C/C++ runtime itself' FROM lifetimes l"
     " WHERE l.free_dseq IS NULL AND l.stack > 0 AND NOT EXISTS ("
-    "  SELECT 1 FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
+    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
     "  LEFT JOIN modules m ON m.id = f.module"
-    "  WHERE sf.stack = l.stack AND (m.path IS NULL OR NOT " RUNTIME_MODULE("m.path") "));";
+    "  WHERE sf.stack = l.stack AND (m.path IS NULL OR NOT " RUNTIME_MODULE("m.path") "));"
+    "DROP TABLE temp.at_live_frames;";
 
 int at__classify_runtime(sqlite3 *db)
 {
     int rc = at__sql_exec(db, "BEGIN");
+    if (rc == 0)
+        rc = at__sql_exec(db, live_frames_sql);
     if (rc == 0)
         rc = at__sql_exec(db, classify_sql);
     if (rc == 0)

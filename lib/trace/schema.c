@@ -22,9 +22,11 @@ static const char tables_sql[] =
     " end INTEGER, build_id TEXT);"
     "CREATE TABLE frames(id INTEGER PRIMARY KEY, ip INTEGER NOT NULL UNIQUE, module INTEGER,"
     " module_offset INTEGER, function TEXT, function_offset INTEGER, file TEXT, line INTEGER);"
+    /* Stacks share their callers: the call tree, rooted at the outermost
+     * frames, one row per node; a stack is the node of its innermost
+     * frame.  The view stack_frames spells every stack out. */
+    "CREATE TABLE stack_nodes(id INTEGER PRIMARY KEY, parent INTEGER, frame INTEGER NOT NULL);"
     "CREATE TABLE stacks(id INTEGER PRIMARY KEY, depth INTEGER NOT NULL);"
-    "CREATE TABLE stack_frames(stack INTEGER NOT NULL, level INTEGER NOT NULL,"
-    " frame INTEGER NOT NULL, PRIMARY KEY(stack, level)) WITHOUT ROWID;"
     "CREATE TABLE lifetimes(seq INTEGER PRIMARY KEY, ptr INTEGER NOT NULL,"
     " size INTEGER NOT NULL, info INTEGER NOT NULL, thread INTEGER NOT NULL, stack INTEGER,"
     " t INTEGER NOT NULL, free_dseq INTEGER, free_dt INTEGER, free_thread INTEGER);"
@@ -61,7 +63,6 @@ static const char tables_sql[] =
 #define REACH_NAME(x) "coalesce(CASE " x AT_REACH(REACH_WHEN) " END, 'unknown')"
 
 static const char finish_sql[] =
-    "CREATE INDEX stack_frames_frame ON stack_frames(frame);"
     AT_SQL_STACK_SITES_TABLE
     "CREATE VIEW allocations AS SELECT"
     " l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size, " AT_SQL_INFO_ALIGN("l.info") " AS align,"
@@ -110,6 +111,18 @@ static const char finish_sql[] =
     " count(*) AS count, min(fi.seq) AS first_seq"
     " FROM findings fi LEFT JOIN stack_sites rs ON rs.stack = fi.release_stack"
     " LEFT JOIN stack_sites al ON al.stack = fi.alloc_stack GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;"
+    ;
+
+/* The views over stacks (a string of its own: C99 bounds a literal's
+ * length). */
+static const char stack_views_sql[] =
+    /* Every stack's frames, walked up the tree from its node. */
+    "CREATE VIEW stack_frames(stack, level, frame) AS WITH RECURSIVE"
+    " walk(stack, level, frame, parent) AS ("
+    "  SELECT s.id, 0, n.frame, n.parent FROM stacks s JOIN stack_nodes n ON n.id = s.id"
+    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
+    " SELECT stack, level, frame FROM walk;"
     /* The ordered subquery holds the join: SQLite never flattens an
      * ORDER BY subquery into an aggregate, so frames concatenate in order. */
     "CREATE VIEW stack_text AS SELECT stack, group_concat(name, ' <- ') AS text"
@@ -120,9 +133,31 @@ static const char finish_sql[] =
     " f.function AS function, f.file AS file, f.line AS line, m.path AS module"
     " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
     " LEFT JOIN modules m ON m.id = f.module;"
-    "CREATE VIEW findings_detail AS SELECT fi.*,"
-    " (SELECT text FROM stack_text WHERE stack = fi.alloc_stack) AS alloc_stack_text,"
-    " (SELECT text FROM stack_text WHERE stack = fi.release_stack) AS release_stack_text"
+    /* stack_lines for the stacks that name a leak site only, walked from
+     * them: what questions about leaks join, at a fraction of the cost. */
+    "CREATE VIEW leak_site_lines AS WITH RECURSIVE"
+    " walk(stack, level, frame, parent) AS ("
+    "  SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM leak_sites) x"
+    "  JOIN stack_nodes n ON n.id = x.stack"
+    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
+    " SELECT w.stack AS stack, w.level AS level, f.ip AS ip, f.function AS function,"
+    " f.file AS file, f.line AS line, m.path AS module"
+    " FROM walk w JOIN frames f ON f.id = w.frame LEFT JOIN modules m ON m.id = f.module;"
+    /* The texts of the findings' stacks only: SQLite does not narrow a
+     * recursive view such as stack_frames down to the one stack asked for. */
+    "CREATE VIEW findings_detail AS WITH RECURSIVE"
+    " wanted(stack) AS (SELECT alloc_stack FROM findings UNION SELECT release_stack FROM findings),"
+    " walk(stack, level, frame, parent) AS ("
+    "  SELECT n.id, 0, n.frame, n.parent FROM wanted x JOIN stack_nodes n ON n.id = x.stack"
+    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL "),"
+    " texts(stack, text) AS (SELECT stack, group_concat(name, ' <- ') FROM ("
+    "  SELECT w.stack AS stack, coalesce(f.function, printf('0x%x', f.ip)) AS name"
+    "  FROM walk w JOIN frames f ON f.id = w.frame ORDER BY w.stack, w.level) GROUP BY stack)"
+    " SELECT fi.*,"
+    " (SELECT text FROM texts WHERE stack = fi.alloc_stack) AS alloc_stack_text,"
+    " (SELECT text FROM texts WHERE stack = fi.release_stack) AS release_stack_text"
     " FROM findings fi;";
 
 int at__sql_exec(sqlite3 *db, const char *sql)
@@ -137,5 +172,6 @@ int at__schema_create(sqlite3 *db)
 
 int at__schema_finish(sqlite3 *db)
 {
-    return at__sql_exec(db, finish_sql);
+    int rc = at__sql_exec(db, finish_sql);
+    return rc ? rc : at__sql_exec(db, stack_views_sql);
 }

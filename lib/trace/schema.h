@@ -7,8 +7,10 @@
 
 /* PRAGMA user_version of traces written by this library.  Tools read
  * exactly this version: 1 stored `align` and `ops` as two columns and the
- * release layout in `lifetimes` itself (see docs/schema.md). */
-#define AT_SCHEMA_VERSION 3
+ * release layout in `lifetimes` itself, 3 and older every stack's frames
+ * in a table `stack_frames` rather than the call tree `stack_nodes` (see
+ * docs/schema.md). */
+#define AT_SCHEMA_VERSION 4
 #define AT_STRINGIFY_(x) #x
 #define AT_STRINGIFY(x) AT_STRINGIFY_(x)
 
@@ -47,6 +49,11 @@
 #define AT_SQL_STACK_SITES_TABLE                                                                   \
     "CREATE TABLE IF NOT EXISTS stack_sites(stack INTEGER PRIMARY KEY, site INTEGER NOT NULL,"    \
     " skip INTEGER NOT NULL);"
+
+/* Levels the SQL walks up the call tree go at most: more than the tracer
+ * ever records (AT_MAX_STACK_DEPTH), a bound against a cycle of parents
+ * in a corrupt trace. */
+#define AT_SQL_MAX_LEVEL "1024"
 
 /* Tables, created when the trace is opened. */
 int at__schema_create(sqlite3 *db);

@@ -10,6 +10,7 @@
 
 #include "schema.h"
 #include "sites.h"
+#include "stack_tree.h"
 
 /* Frames looked at per stack: more than the tracer ever records, a bound
  * against a hostile trace. */
@@ -130,9 +131,11 @@ typedef struct site_entry {
 } site_entry;
 
 typedef struct reader {
-    frame f[MAX_FRAMES];
+    frame f[MAX_FRAMES]; /* the stack being read: copies of entries of `frames` */
     size_t n;
     int64_t stack;
+    frame *frames; /* every frame of the trace, by frames.id */
+    int64_t nframes;
     site_entry *sites;
     buf key;
     int nomem;
@@ -151,12 +154,57 @@ static char *dup_col(sqlite3_stmt *st, int i, int *nomem)
 
 static void clear_frames(reader *r)
 {
-    for (size_t i = 0; i < r->n; i++) {
-        free(r->f[i].function);
-        free(r->f[i].file);
-        free(r->f[i].module);
-    }
     r->n = 0;
+}
+
+/* Every frame, by id (dense: the writers number them 1, 2, ...); 0,
+ * AT_E_DB or AT_E_NOMEM. */
+static int load_frames(sqlite3 *db, reader *r)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0), count(*) FROM frames", -1, &st,
+                                NULL);
+    int64_t count = 0;
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        r->nframes = sqlite3_column_int64(st, 0) + 1;
+        count = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    /* Far sparser than any writer numbers them: a hostile trace. */
+    if (r->nframes <= 0 || r->nframes > INT32_MAX || r->nframes > 16 * count + 65536)
+        return AT_E_DB;
+    r->frames = calloc((size_t)r->nframes, sizeof *r->frames);
+    if (!r->frames)
+        return AT_E_NOMEM;
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT f.id, f.function, f.file, f.line, m.path, f.module_offset"
+                            " FROM frames f LEFT JOIN modules m ON m.id = f.module",
+                            -1, &st, NULL);
+    while (!r->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (id <= 0 || id >= r->nframes)
+            continue;
+        frame *f = &r->frames[id];
+        f->function = dup_col(st, 1, &r->nomem);
+        f->file = dup_col(st, 2, &r->nomem);
+        f->line = sqlite3_column_int64(st, 3);
+        f->module = dup_col(st, 4, &r->nomem);
+        f->offset = sqlite3_column_int64(st, 5);
+    }
+    sqlite3_finalize(st);
+    return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
+static void free_frames(reader *r)
+{
+    for (int64_t i = 0; r->frames && i < r->nframes; i++) {
+        free(r->frames[i].function);
+        free(r->frames[i].file);
+        free(r->frames[i].module);
+    }
+    free(r->frames);
 }
 
 /* The stack read so far is complete: its site. */
@@ -195,43 +243,37 @@ static void end_stack(reader *r, at_site_fn *fn, void *arg)
     clear_frames(r);
 }
 
+/* Every stack in ascending id, its frames walked up the call tree. */
+static int read_stacks(sqlite3 *db, reader *r, const at_stack_tree *tree, at_site_fn *fn,
+                       void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t ids[MAX_FRAMES];
+    int rc = sqlite3_prepare_v2(db, "SELECT id FROM stacks ORDER BY id", -1, &st, NULL);
+    while (!r->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        r->stack = sqlite3_column_int64(st, 0);
+        size_t n = at__stack_tree_frames(tree, r->stack, ids, MAX_FRAMES);
+        for (size_t i = 0; i < n; i++)
+            if (ids[i] > 0 && ids[i] < r->nframes)
+                r->f[r->n++] = r->frames[ids[i]];
+        end_stack(r, fn, arg);
+    }
+    sqlite3_finalize(st);
+    return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
 int at__sites_compute(sqlite3 *db, at_site_fn *fn, void *arg)
 {
     reader *r = calloc(1, sizeof *r);
     if (!r)
         return AT_E_NOMEM;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db,
-        "SELECT sf.stack, f.function, f.file, f.line, m.path, f.module_offset"
-        " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
-        " LEFT JOIN modules m ON m.id = f.module ORDER BY sf.stack, sf.level",
-        -1, &st, NULL);
-    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
-            break;
-        int64_t stack = sqlite3_column_int64(st, 0);
-        if (stack != r->stack)
-            end_stack(r, fn, arg);
-        r->stack = stack;
-        if (r->n == MAX_FRAMES)
-            continue;
-        frame *f = &r->f[r->n++];
-        f->function = dup_col(st, 1, &r->nomem);
-        f->file = dup_col(st, 2, &r->nomem);
-        f->line = sqlite3_column_int64(st, 3);
-        f->module = dup_col(st, 4, &r->nomem);
-        f->offset = sqlite3_column_int64(st, 5);
-        if (r->nomem)
-            break;
-    }
-    sqlite3_finalize(st);
-    int err = r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
-    if (!err)
-        end_stack(r, fn, arg);
-    if (r->nomem)
-        err = AT_E_NOMEM;
-    clear_frames(r);
+    at_stack_tree tree;
+    int err = at__stack_tree_load(db, &tree);
+    err = err ? err : load_frames(db, r);
+    err = err ? err : read_stacks(db, r, &tree, fn, arg);
+    at__stack_tree_free(&tree);
     site_entry *e, *tmp;
     HASH_ITER(hh, r->sites, e, tmp)
     {
@@ -239,6 +281,7 @@ int at__sites_compute(sqlite3 *db, at_site_fn *fn, void *arg)
         free(e->key);
         free(e);
     }
+    free_frames(r);
     free(r->key.s);
     free(r);
     return err;

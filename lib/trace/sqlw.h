@@ -24,7 +24,6 @@ void at__sqlw_exec(at_sqlw *w, const char *sql);
 void at__sqlw_lifetime(at_sqlw *w, const at_rec_lifetime *r);
 void at__sqlw_flush(at_sqlw *w);
 void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f);
-void at__sqlw_stack(at_sqlw *w, uint32_t id, const uintptr_t *frames, uint32_t depth);
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
 

@@ -18,7 +18,7 @@ enum at_rec_kind {
     AT_REC_FINDING = 2,  /* at_rec_finding */
     /* Spool only (spool.h): the writer is another process, so everything it
      * needs travels as records. */
-    AT_REC_STACK = 3,  /* at_rec_var + uint64_t frames[] */
+    AT_REC_STACK = 3,  /* at_rec_stack: a new stack, by its node */
     AT_REC_THREAD = 4, /* at_rec_thread */
     AT_REC_MODULE = 5, /* at_rec_var + at_rec_module + path + build id */
     AT_REC_META = 6,   /* at_rec_var + key + NUL + value */
@@ -38,6 +38,7 @@ enum at_rec_kind {
      * still live was released by the exec (AT_OP_EXEC), not leaked. */
     AT_REC_EXEC = 13,
     AT_REC_EXEC_FAILED = 14, /* at_rec_end: that exec failed; tracing goes on */
+    AT_REC_NODE = 15,      /* at_rec_node: a new node of the call tree (stacks.h) */
 };
 
 /* Allocation sequence numbers per AT_REC_REACH record. */
@@ -141,9 +142,32 @@ typedef struct at_rec_var {
     uint8_t kind;
     uint8_t pad[3];
     uint32_t size;
-    uint32_t id;    /* STACK: stack id */
-    uint32_t count; /* STACK: frames; MODULE, META: bytes of text */
+    uint32_t id;
+    uint32_t count; /* MODULE, META: bytes of text */
 } at_rec_var;
+
+/* A node of the call tree: the stack made of `ip` and the frames of
+ * `parent` (0: none, `ip` is an outermost frame); `depth` counts them (the
+ * trace does not store it: its stacks have theirs). */
+typedef struct at_rec_node {
+    uint8_t kind;
+    uint8_t pad[3];
+    uint32_t id;
+    uint32_t parent;
+    uint32_t depth;
+    uint64_t ip;
+} at_rec_node;
+
+/* A backtrace seen for the first time: its id is the node of its innermost
+ * frame, whose record the same thread wrote just before or another thread
+ * wrote earlier. */
+typedef struct at_rec_stack {
+    uint8_t kind;
+    uint8_t pad[3];
+    uint32_t id;
+    uint32_t depth;
+    uint32_t pad2;
+} at_rec_stack;
 
 typedef struct at_rec_module {
     uint64_t base, start, end;

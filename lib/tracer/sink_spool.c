@@ -186,11 +186,16 @@ struct child_dump {
     at_thread *th;
 };
 
+static void dump_node(const at_stack_node *n, void *arg)
+{
+    struct child_dump *d = arg;
+    at__record_node(d->th, n);
+}
+
 static void dump_stack(const at_stack *s, void *arg)
 {
     struct child_dump *d = arg;
-    at__thread_append_var(d->th, AT_REC_STACK, s->id, s->frames,
-                          (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+    at__record_stack(d->th, s);
 }
 
 static void dump_inherited(const at_block_info *b, void *arg)
@@ -227,6 +232,10 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
     int n = snprintf(buf, sizeof buf, "%ld", (long)getppid());
     spool_meta(th, "parent_pid", buf, (size_t)n);
     struct child_dump d = {t, th};
+    /* Everything interned goes to the new spool below, queued or not. */
+    at__stacks_take_unwritten(&t->stacks);
+    at__stacks_take_unwritten_nodes(&t->stacks);
+    at__stacks_foreach_node(&t->stacks, dump_node, &d);
     at__stacks_foreach(&t->stacks, dump_stack, &d);
     at__live_foreach(&t->live, dump_inherited, &d);
     return 0;

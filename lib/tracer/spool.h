@@ -25,7 +25,7 @@
 
 #include "buffers.h"
 
-#define AT_SPOOL_MAGIC "ATSPOOL1"
+#define AT_SPOOL_MAGIC "ATSPOOL2"
 enum {
     AT_SPOOL_HEADER = 4096,
     AT_SPOOL_CHUNK = 256 * 1024,

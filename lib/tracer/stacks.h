@@ -1,5 +1,13 @@
 /* Stack interning: each distinct backtrace is stored once and named by a
- * small integer id (1, 2, ...; 0 means "no stack").
+ * small integer id (0 means "no stack").
+ *
+ * Stacks share their callers, so they are also kept as a call tree rooted
+ * at the outermost frame: a node is (parent node, one return address), and
+ * a stack's id is the node of its innermost frame (level 0).  A new stack
+ * adds only the nodes not already known; each node and each stack is put
+ * on an "unwritten" list once, so the trace receives every node once and,
+ * for each stack, one small record naming its node.  The node lookup runs
+ * only for a stack seen for the first time, off the fast path.
  *
  * Lookups go first through a small per-thread cache (no lock), then through
  * a sharded table keyed by a 64-bit hash of the frames, compared frame by
@@ -18,10 +26,27 @@ typedef struct at_stack {
     struct at_stack *chain;          /* next stack in the same hash bucket */
     struct at_stack *next_unwritten; /* writer's queue */
     uint64_t hash;
-    uint32_t id;
+    uint32_t id; /* the node of frames[0] */
     uint32_t depth;
     uintptr_t frames[];
 } at_stack;
+
+/* One node of the call tree: the stack made of `ip` and its parent's
+ * frames (parent 0: `ip` is an outermost frame). */
+typedef struct at_stack_node {
+    struct at_stack_node *chain;          /* next node in the same hash bucket */
+    struct at_stack_node *next_unwritten; /* writer's queue */
+    uintptr_t ip;
+    uint32_t id, parent, depth;
+} at_stack_node;
+
+typedef struct at_stack_nodes {
+    at__spinlock lock; /* taken inside a shard's lock, never the other way round */
+    uint32_t nbuckets; /* power of two */
+    uint32_t count;
+    at_stack_node **buckets;
+    uint32_t next_id;
+} at_stack_nodes;
 
 enum { AT_STACK_SHARDS = 64, AT_STACK_CACHE = 512 };
 
@@ -39,8 +64,9 @@ typedef struct at_stack_shard {
 
 typedef struct at_stacks {
     at_stack_shard shards[AT_STACK_SHARDS];
-    at_stack *unwritten; /* atomic, pushed by any thread */
-    uint32_t next_id;    /* atomic */
+    at_stack_nodes nodes;
+    at_stack *unwritten;           /* atomic, pushed by any thread */
+    at_stack_node *unwritten_nodes; /* atomic, pushed by any thread */
 } at_stacks;
 
 int at__stacks_init(at_stacks *st);
@@ -55,6 +81,10 @@ uint32_t at__stacks_intern(at_stacks *st, at_stack_cache *cache, const uintptr_t
  * next_unwritten, newest first). */
 at_stack *at__stacks_take_unwritten(at_stacks *st);
 
+/* The same for the nodes; a stack's nodes are on this list before the
+ * stack is on its own. */
+at_stack_node *at__stacks_take_unwritten_nodes(at_stacks *st);
+
 /* fork(): every shard locked in the parent before, unlocked after (in the
  * parent and in the child). */
 void at__stacks_lock_all(at_stacks *st);
@@ -62,5 +92,9 @@ void at__stacks_unlock_all(at_stacks *st);
 
 /* Every interned stack; no locking (a forked child, alone). */
 void at__stacks_foreach(at_stacks *st, void (*fn)(const at_stack *s, void *arg), void *arg);
+
+/* Every node; no locking (a forked child, alone). */
+void at__stacks_foreach_node(at_stacks *st, void (*fn)(const at_stack_node *n, void *arg),
+                             void *arg);
 
 #endif

@@ -172,11 +172,28 @@ static void record_new_stacks(at_tracer *t, at_thread *th)
 {
     if (!th || !__atomic_load_n(&t->stacks.unwritten, __ATOMIC_RELAXED))
         return;
-    for (at_stack *s = at__stacks_take_unwritten(&t->stacks); s; s = s->next_unwritten) {
+    /* Stacks first: every stack taken pushed its nodes before itself, so
+     * they are taken now if no earlier call took them. */
+    at_stack *stacks = at__stacks_take_unwritten(&t->stacks);
+    for (at_stack_node *n = at__stacks_take_unwritten_nodes(&t->stacks); n; n = n->next_unwritten)
+        at__record_node(th, n);
+    for (at_stack *s = stacks; s; s = s->next_unwritten) {
         check_stack_modules(t, th, s);
-        at__thread_append_var(th, AT_REC_STACK, s->id, s->frames,
-                       (uint32_t)(s->depth * sizeof s->frames[0]), s->depth);
+        at__record_stack(th, s);
     }
+}
+
+void at__record_node(at_thread *th, const at_stack_node *n)
+{
+    at_rec_node r = {.kind = AT_REC_NODE, .id = n->id, .parent = n->parent, .depth = n->depth,
+                     .ip = n->ip};
+    at__thread_append(th, &r, sizeof r);
+}
+
+void at__record_stack(at_thread *th, const at_stack *s)
+{
+    at_rec_stack r = {.kind = AT_REC_STACK, .id = s->id, .depth = s->depth};
+    at__thread_append(th, &r, sizeof r);
 }
 
 __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t size,

@@ -21,7 +21,7 @@ function widen(db) {
   sql(a, db, `
     BEGIN;
     CREATE TEMP TABLE base AS SELECT
-      (SELECT max(id) FROM stacks) AS stack, (SELECT max(id) FROM frames) AS frame,
+      (SELECT max(id) FROM stack_nodes) AS node, (SELECT max(id) FROM frames) AS frame,
       (SELECT max(ip) FROM frames) AS ip, (SELECT max(seq) FROM lifetimes) + 1000 AS seq,
       (SELECT module FROM frames WHERE function = 'main' LIMIT 1) AS module;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} + 160)
@@ -30,27 +30,35 @@ function widen(db) {
         CASE WHEN i < ${STACKS} THEN 'leaf_' || i WHEN i < ${STACKS} + 150 THEN 'mid_' || (i - ${STACKS})
              ELSE 'top_' || (i - ${STACKS} - 150) END,
         0, 'wide.c', 1 + i FROM n, base b;
+    -- The call tree (stack_nodes): main, top_k under it, one mid node for
+    -- each (i % 150, i % 7) pair (i % 1050), then the leaves, which are
+    -- the stacks.
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 1, NULL, (SELECT id FROM frames WHERE function = 'main' LIMIT 1) FROM base b;
+    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 6)
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 2 + i, b.node + 1, b.frame + 1 + ${STACKS} + 150 + i FROM n, base b;
+    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1049)
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 9 + i, b.node + 2 + i % 7, b.frame + 1 + ${STACKS} + i % 150 FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
-    INSERT INTO stacks(id, depth) SELECT b.stack + 1 + i, 4 FROM n, base b;
+    INSERT INTO stack_nodes(id, parent, frame)
+      SELECT b.node + 1059 + i, b.node + 9 + i % 1050, b.frame + 1 + i FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
-    INSERT INTO stack_frames(stack, level, frame)
-      SELECT b.stack + 1 + i, 0, b.frame + 1 + i FROM n, base b
-      UNION ALL SELECT b.stack + 1 + i, 1, b.frame + 1 + ${STACKS} + i % 150 FROM n, base b
-      UNION ALL SELECT b.stack + 1 + i, 2, b.frame + 1 + ${STACKS} + 150 + i % 7 FROM n, base b
-      UNION ALL SELECT b.stack + 1 + i, 3, (SELECT id FROM frames WHERE function = 'main' LIMIT 1) FROM n, base b;
+    INSERT INTO stacks(id, depth) SELECT b.node + 1059 + i, 4 FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${STACKS} - 1)
     -- info (docs/schema.md): log2 of the alignment | family << 6 | alloc op << 8 | free op << 11;
     -- 324: 16-byte malloc, live; 8518: 64-byte malloc, released by free.
     INSERT INTO lifetimes(seq, ptr, size, info, thread, stack, t, free_dseq, free_dt)
-      SELECT b.seq + 4 * i, 65536 + 64 * i, 1 + i % 300, 4 | 1 << 6 | 1 << 8, 1, b.stack + 1 + i, b.seq + 4 * i, NULL, NULL FROM n, base b
+      SELECT b.seq + 4 * i, 65536 + 64 * i, 1 + i % 300, 4 | 1 << 6 | 1 << 8, 1, b.node + 1059 + i, b.seq + 4 * i, NULL, NULL FROM n, base b
       UNION ALL
-      SELECT b.seq + 4 * i + 1, 1 << 40 | 64 * i, 100 + i % 1000, 6 | 1 << 6 | 1 << 8 | 4 << 11, 1, b.stack + 1 + i, b.seq + 4 * i + 1, 2, 1
+      SELECT b.seq + 4 * i + 1, 1 << 40 | 64 * i, 100 + i % 1000, 6 | 1 << 6 | 1 << 8 | 4 << 11, 1, b.node + 1059 + i, b.seq + 4 * i + 1, 2, 1
       FROM n, base b;
     WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ${FINDINGS} - 1)
     INSERT INTO findings(kind, seq, time_us, thread, ptr, release_stack, release_family, alloc_stack, detail)
       SELECT CASE WHEN i % 500 = 7 THEN 'invalid_free' WHEN i % 5 = 1 THEN 'double_free' ELSE 'layout_mismatch' END,
-        b.seq + 4 * ${STACKS} + i, b.seq + 4 * ${STACKS} + i, 1, 4096 + i, b.stack + 1 + i % ${STACKS}, 'malloc',
-        b.stack + 1 + (i * 7) % ${STACKS}, 'synthetic finding ' || i FROM n, base b;
+        b.seq + 4 * ${STACKS} + i, b.seq + 4 * ${STACKS} + i, 1, 4096 + i, b.node + 1059 + i % ${STACKS}, 'malloc',
+        b.node + 1059 + (i * 7) % ${STACKS}, 'synthetic finding ' || i FROM n, base b;
     UPDATE meta SET value = (SELECT count(*) FROM lifetimes) WHERE key = 'alloc_calls';
     UPDATE meta SET value = (SELECT max(t) + 100 FROM lifetimes) WHERE key = 'duration_us';
     COMMIT;`);
