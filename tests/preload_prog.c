@@ -2,7 +2,8 @@
  * preload_test.py.  It never calls alloctrace: everything it does goes
  * through the C library's allocator, as in any program.
  *
- *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort|dlopen LIB
+ *   preload_prog clean|leak|findings|relstacks|threads|fork|exit MODE|kill|abort|
+ *                dlopen LIB
  */
 #include <dlfcn.h>
 #include <malloc.h>
@@ -112,6 +113,63 @@ static void findings(void)
     puts("survived");
 }
 
+/* ---- release stacks: each release on a line of its own (the markers are
+ * what preload_test.py looks for) ---------------------------------------- */
+
+void *relstack_alloc(size_t n);
+void relstack_first_free(void *p);
+void relstack_second_free(void *p);
+void *relstack_realloc_freed(void *p);
+void relstack_ordinary_free(void *p);
+
+NOINLINE void *relstack_alloc(size_t n)
+{
+    void *p = malloc(n); /* @alloc */
+    KEEP(p);
+    return p;
+}
+
+NOINLINE void relstack_first_free(void *p)
+{
+    free(p); /* @first_free */
+    KEEP(p);
+}
+
+NOINLINE void relstack_second_free(void *p)
+{
+    free(p); /* @second_free */
+    KEEP(p);
+}
+
+NOINLINE void *relstack_realloc_freed(void *p)
+{
+    void *q = realloc(p, 4000); /* @realloc_freed */
+    KEEP(q);
+    return q;
+}
+
+NOINLINE void relstack_ordinary_free(void *p)
+{
+    free(p); /* @ordinary_free */
+    KEEP(p);
+}
+
+/* A double free through free(), one through realloc(), and ordinary
+ * frees of blocks of size 4321. */
+static void release_stacks(void)
+{
+    void *a = relstack_alloc(1111);
+    relstack_first_free(a);
+    relstack_second_free(a);
+    void *b = relstack_alloc(2222);
+    relstack_first_free(b);
+    void *c = relstack_realloc_freed(b);
+    KEEP(c);
+    for (int i = 0; i < 3; i++)
+        relstack_ordinary_free(relstack_alloc(4321));
+    puts("released");
+}
+
 /* ---- threads: producers allocate, consumers on other threads free ---------- */
 
 enum { RING = 256, PER_THREAD = 20000 };
@@ -217,6 +275,8 @@ int main(int argc, char **argv)
         printf("leaked\n");
     } else if (strcmp(mode, "findings") == 0) {
         findings();
+    } else if (strcmp(mode, "relstacks") == 0) {
+        release_stacks();
     } else if (strcmp(mode, "threads") == 0) {
         threads();
         printf("threads done\n");

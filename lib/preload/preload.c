@@ -655,6 +655,8 @@ __attribute__((constructor(101))) static void preload_start(void)
     const char *scan = getenv(AT_ENV_LEAK_SCAN);
     leak_scan = !(scan && strcmp(scan, AT_FLAG_OFF) == 0);
     o.no_leak_scan = !leak_scan;
+    const char *release_stacks = getenv(AT_ENV_RELEASE_STACKS);
+    o.no_release_stacks = release_stacks && strcmp(release_stacks, AT_FLAG_OFF) == 0;
     /* `alloctrace run` made the spool and reads it; a process on its own
      * (plain LD_PRELOAD, or a child it follows) makes its own, for
      * `alloctrace recover` to turn into a trace later. */

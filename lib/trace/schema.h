@@ -7,8 +7,9 @@
 
 /* PRAGMA user_version of traces written by this library.  Tools read
  * exactly this version: 1 stored `align` and `ops` as two columns and the
- * release layout in `lifetimes` itself (see docs/schema.md). */
-#define AT_SCHEMA_VERSION 3
+ * release layout in `lifetimes` itself, 2 had no reachability, 3 no
+ * release stacks (see docs/schema.md). */
+#define AT_SCHEMA_VERSION 4
 #define AT_STRINGIFY_(x) #x
 #define AT_STRINGIFY(x) AT_STRINGIFY_(x)
 

@@ -85,6 +85,7 @@ struct at_tracer {
     unsigned depth;
     int abort_on_finding;
     int frame_pointers; /* AT_UNWIND_FRAME_POINTERS */
+    unsigned release_depth; /* frames per release's backtrace; 0: none */
 
     at_live live;
     at_stacks stacks;
