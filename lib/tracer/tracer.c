@@ -542,7 +542,9 @@ int at__tracer_new(const at_trace_options *opts, at_tracer **out)
     t->abort_on_finding = opts->abort_on_finding;
     t->no_leak_scan = opts->no_leak_scan;
     t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
-    t->release_depth = opts->no_release_stacks ? 0 : t->depth;
+    t->release_depth = opts->no_release_stacks ? 0
+                       : t->depth < AT_RELEASE_STACK_DEPTH ? t->depth
+                                                           : AT_RELEASE_STACK_DEPTH;
     t->start_ns = at__now_ns();
     at__fast_clock_init(&t->clock);
     pthread_mutex_init(&t->threads_mu, NULL);
