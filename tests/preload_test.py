@@ -157,7 +157,7 @@ for size, alloc, first, again, first_seq, seq in rows:
                   "SELECT alloc_seq FROM findings WHERE seq = ?)", seq) == first_seq,
           "relstacks: %s: ... released at first_free_seq" % what)
 check(one(db, "SELECT count(*) FROM findings_detail WHERE kind = 'double_free'"
-              " AND first_free_stack_text LIKE 'relstack_first_free <- main%'") == 2,
+              " AND first_free_stack_text LIKE 'relstack_first_free <- release_stacks <- main%'") == 2,
       "relstacks: findings_detail spells the first release's stack out")
 # Ordinary frees: who freed each block.
 ordinary = db.execute("SELECT free_stack FROM allocations WHERE size = 4321").fetchall()

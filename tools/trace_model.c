@@ -684,8 +684,6 @@ static char *finding_key(const tm_finding *f)
     sb_puts(&b, f->release->key);
     sb_puts(&b, "\x1d");
     sb_puts(&b, f->alloc ? f->alloc->key : "-");
-    sb_puts(&b, "\x1d");
-    sb_puts(&b, f->first_release ? f->first_release->key : "-");
     sb_printf(&b, "\x1d%lld/%lld/%lld/%lld\x1d", f->release_size, f->release_align, f->alloc_size,
               f->alloc_align);
     sb_puts(&b, f->release_family);
