@@ -4,8 +4,9 @@
  * Relies on live.c (which blocks are live), stacks.c (interned
  * backtraces), buffers.c (records on their way to the writer) and writer.c
  * (SQLite).  The hot path takes no global lock and never calls malloc:
- * per event it costs one backtrace for allocations (the dominant part),
- * one atomic increment of the sequence number, one clock read, one
+ * per event it costs one backtrace (the dominant part; a release's is at
+ * most AT_RELEASE_STACK_DEPTH frames, none with no_release_stacks), one
+ * atomic increment of the sequence number, one clock read, one
  * sharded hash-table operation and, for releases, one record appended to a
  * buffer owned by the calling thread.
  */
