@@ -499,9 +499,11 @@ static void junit_finding(FILE *out, size_t i, const tm_finding *f)
     fputs("\" message=\"", out);
     esc_xml(out, msg, 1);
     fputs("\">", out);
-    junit_stack(out, "released at:", f->release);
+    junit_stack(out, f->first_release ? "released again at:" : "released at:", f->release);
     if (f->alloc)
         junit_stack(out, "allocated at:", f->alloc);
+    if (f->first_release && f->first_release->depth)
+        junit_stack(out, "first released at:", f->first_release);
     fputs("</failure>\n    </testcase>\n", out);
 }
 
