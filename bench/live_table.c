@@ -66,7 +66,7 @@ int main(int argc, char **argv)
             for (size_t i = 0; i < n; i++) {
                 at_block_info out;
                 uintptr_t p = (uintptr_t)blocks[shuffled ? order[i] : i];
-                if (at__live_release(&lt, p, ++s, &out) != AT_LIVE_FOUND)
+                if (at__live_release(&lt, p, ++s, 1, &out) != AT_LIVE_FOUND)
                     return 1;
             }
             double t2 = cpu_now();

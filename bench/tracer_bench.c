@@ -130,6 +130,9 @@ int main(int argc, char **argv)
         /* BENCH_UNWIND=fp: frame-pointer backtraces. */
         if (getenv("BENCH_UNWIND") && strcmp(getenv("BENCH_UNWIND"), "fp") == 0)
             o.unwind = AT_UNWIND_FRAME_POINTERS;
+        /* BENCH_NO_RELEASE_STACKS=1: releases take no backtrace. */
+        if (getenv("BENCH_NO_RELEASE_STACKS"))
+            o.no_release_stacks = atoi(getenv("BENCH_NO_RELEASE_STACKS"));
         if (getenv("BENCH_BUFFER_MB"))
             o.buffer_limit = (size_t)atol(getenv("BENCH_BUFFER_MB")) << 20;
         int rc = at_tracer_open(&o, &tracer);

@@ -2,7 +2,7 @@
  * preload_test.py.  It never calls alloctrace: everything it does goes
  * through the C library's allocator, as in any program.
  *
- *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort|dlopen LIB
+ *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort|dlopen LIB|relstacks
  */
 #include <dlfcn.h>
 #include <malloc.h>
@@ -217,6 +217,7 @@ int main(int argc, char **argv)
         printf("leaked\n");
     } else if (strcmp(mode, "findings") == 0) {
         findings();
+
     } else if (strcmp(mode, "threads") == 0) {
         threads();
         printf("threads done\n");
@@ -265,9 +266,70 @@ int main(int argc, char **argv)
         free(d);
         bad_release(d, 0); /* with --abort-on-finding: abort here */
         puts("not aborted");
+    } else if (strcmp(mode, "relstacks") == 0) {
+        void release_stacks(void); /* below, so that the lines above stay where they were */
+        release_stacks();
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
     }
     return 0;
+}
+
+/* ---- release stacks: each release on a line of its own (the markers are
+ * what preload_test.py looks for) ---------------------------------------- */
+
+void *relstack_alloc(size_t n);
+void relstack_first_free(void *p);
+void relstack_second_free(void *p);
+void *relstack_realloc_freed(void *p);
+void relstack_ordinary_free(void *p);
+void release_stacks(void);
+
+NOINLINE void *relstack_alloc(size_t n)
+{
+    void *p = malloc(n); /* @alloc */
+    KEEP(p);
+    return p;
+}
+
+NOINLINE void relstack_first_free(void *p)
+{
+    free(p); /* @first_free */
+    KEEP(p);
+}
+
+NOINLINE void relstack_second_free(void *p)
+{
+    free(p); /* @second_free */
+    KEEP(p);
+}
+
+NOINLINE void *relstack_realloc_freed(void *p)
+{
+    void *q = realloc(p, 4000); /* @realloc_freed */
+    KEEP(q);
+    return q;
+}
+
+NOINLINE void relstack_ordinary_free(void *p)
+{
+    free(p); /* @ordinary_free */
+    KEEP(p);
+}
+
+/* A double free through free(), one through realloc(), and ordinary
+ * frees of blocks of size 4321. */
+void release_stacks(void)
+{
+    void *a = relstack_alloc(1111);
+    relstack_first_free(a);
+    relstack_second_free(a);
+    void *b = relstack_alloc(2222);
+    relstack_first_free(b);
+    void *c = relstack_realloc_freed(b);
+    KEEP(c);
+    for (int i = 0; i < 3; i++)
+        relstack_ordinary_free(relstack_alloc(4321));
+    puts("released");
 }

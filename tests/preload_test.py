@@ -7,6 +7,7 @@ the command's own exit codes and errors.
 
     preload_test.py ALLOCTRACE PRELOAD_PROG PRELOAD_CXX WORKDIR PLUGIN_SO PRELOAD_BOOT
 """
+import json
 import os
 import signal
 import sqlite3
@@ -111,6 +112,116 @@ check(one(db, "SELECT count(*) FROM findings_detail"
 check(one(db, "SELECT count(*) FROM findings WHERE alloc_stack IS NOT NULL") == 5,
       "findings: all but the never-allocated pointer have the allocation's stack")
 check(one(db, "SELECT count(*) FROM leaks") == 0, "findings: nothing leaked")
+
+# ---- release stacks: allocated, first released, released again ----------------------------
+# The lines of preload_prog.c marked /* @NAME */, where each call is.
+source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "preload_prog.c")
+marks = {}
+for number, text in enumerate(open(source), 1):
+    if "/* @" in text:
+        marks[text.split("/* @")[1].split(" */")[0]] = number
+
+
+def top(db, stack):
+    """The innermost frame of the program's own code in `stack` (the
+    allocator's entry points above it left out): (function, line)."""
+    return db.execute("SELECT function, line FROM stack_lines l WHERE stack = ?"
+                      " AND level >= coalesce((SELECT skip FROM stack_sites WHERE stack = l.stack), 0)"
+                      " ORDER BY level LIMIT 1", (stack,)).fetchone()
+
+
+def double_frees(db):
+    return db.execute("SELECT alloc_size, alloc_stack, first_free_stack, release_stack,"
+                      " first_free_seq, seq FROM findings WHERE kind = 'double_free'"
+                      " ORDER BY seq").fetchall()
+
+
+db, r = run("relstacks", prog, "relstacks")
+check(r.stdout == "released\n", "relstacks: the program survives both double frees")
+rows = double_frees(db)
+check([x[0] for x in rows] == [1111, 2222], "relstacks: two double frees (%s)" % rows)
+expect = {1111: ("second_free", "a second free()"), 2222: ("realloc_freed", "realloc() of a freed block")}
+for size, alloc, first, again, first_seq, seq in rows:
+    name, what = expect[size]
+    check(top(db, alloc) == ("relstack_alloc", marks["alloc"]),
+          "relstacks: %s: allocated at relstack_alloc:%d (%s)" % (what, marks["alloc"], top(db, alloc)))
+    check(first is not None and top(db, first) == ("relstack_first_free", marks["first_free"]),
+          "relstacks: %s: first released at relstack_first_free:%d (%s)"
+          % (what, marks["first_free"], first and top(db, first)))
+    check(top(db, again) == ("relstack_" + name, marks[name]),
+          "relstacks: %s: released again at relstack_%s:%d (%s)" % (what, name, marks[name], top(db, again)))
+    check(one(db, "SELECT free_stack FROM allocations WHERE alloc_seq = ("
+                  "SELECT alloc_seq FROM findings WHERE seq = ?)", seq) == first,
+          "relstacks: %s: the block's lifetime has the first release's stack" % what)
+    check(one(db, "SELECT free_seq FROM allocations WHERE alloc_seq = ("
+                  "SELECT alloc_seq FROM findings WHERE seq = ?)", seq) == first_seq,
+          "relstacks: %s: ... released at first_free_seq" % what)
+check(one(db, "SELECT count(*) FROM findings_detail WHERE kind = 'double_free'"
+              " AND first_free_stack_text LIKE 'relstack_first_free <- release_stacks <- main%'") == 2,
+      "relstacks: findings_detail spells the first release's stack out")
+# Ordinary frees: who freed each block.
+ordinary = db.execute("SELECT free_stack FROM allocations WHERE size = 4321").fetchall()
+check(len(ordinary) == 3 and all(s is not None and top(db, s) == ("relstack_ordinary_free", marks["ordinary_free"])
+                                 for (s,) in ordinary),
+      "relstacks: allocations.free_stack of ordinary frees names relstack_ordinary_free:%d (%s)"
+      % (marks["ordinary_free"], [top(db, s) for (s,) in ordinary if s]))
+check(one(db, "SELECT count(*) FROM allocations WHERE free_op IN ('dealloc', 'realloc')"
+              " AND free_stack IS NULL") == 0,
+      "relstacks: every release the program made has a stack")
+check(one(db, "SELECT count(*) FROM allocations WHERE free_seq IS NULL AND free_stack IS NOT NULL") == 0,
+      "relstacks: blocks still live have no release stack")
+check(one(db, "SELECT max(depth) FROM stacks WHERE id IN (SELECT free_stack FROM allocations)") <= 16,
+      "relstacks: release stacks are at most 16 frames deep")
+
+# The same three stacks in the text report, in order, and in JSON.
+trace = os.path.join(work, "relstacks.db")
+text = subprocess.run([alloctrace, "report", trace, "--color", "never"], capture_output=True,
+                      text=True, timeout=60).stdout
+first_finding = text[text.index("#1  double free"):text.index("#2  double free")]
+want = ["allocated at (sequence number", "relstack_alloc", "preload_prog.c:%d" % marks["alloc"],
+        "first released at (sequence number", "relstack_first_free",
+        "preload_prog.c:%d" % marks["first_free"], "released again at (sequence number",
+        "relstack_second_free", "preload_prog.c:%d" % marks["second_free"]]
+at = [first_finding.find(w) for w in want]
+check(all(x >= 0 for x in at) and at == sorted(at),
+      "relstacks: text report: allocated, first released, released again, each with function"
+      " and line, in that order", first_finding)
+realloc_finding = text[text.index("#2  double free"):]
+check("relstack_realloc_freed" in realloc_finding and "preload_prog.c:%d" % marks["realloc_freed"]
+      in realloc_finding.split("released again at")[1]
+      and "relstack_first_free" in realloc_finding.split("first released at")[1],
+      "relstacks: text report: the realloc of a freed block, its first release shown")
+doc = json.loads(subprocess.run([alloctrace, "report", trace, "--format", "json"],
+                                capture_output=True, text=True, timeout=60).stdout)
+
+
+def jtop(stack):
+    return (stack["frames"][0]["function"], stack["frames"][0]["line"]) if stack["frames"] else None
+
+
+jf = sorted((f for f in doc["findings"] if f["kind"] == "double_free"),
+            key=lambda f: f["allocated"]["size"])
+check(len(jf) == 2 and [jtop(f["allocated"]["stack"]) for f in jf] == [("relstack_alloc", marks["alloc"])] * 2
+      and [jtop(f["first_released"]["stack"]) for f in jf] == [("relstack_first_free", marks["first_free"])] * 2
+      and [jtop(f["released"]["stack"]) for f in jf] == [("relstack_second_free", marks["second_free"]),
+                                                         ("relstack_realloc_freed", marks["realloc_freed"])]
+      and all(f["first_released"]["seq"] == f["released"]["first_release_seq"] for f in jf),
+      "relstacks: JSON: allocated, first_released and released stacks with function and line")
+
+# --no-release-stacks: no stack for any release, the double frees still found.
+db, r = run("no-relstacks", prog, "relstacks", opts=("--no-release-stacks",))
+rows = double_frees(db)
+check([x[0] for x in rows] == [1111, 2222] and all(x[2] is None and x[4] is not None and x[3] is not None
+                                                   for x in rows),
+      "no-release-stacks: both double frees, with their first release's seq but no stack (%s)" % rows)
+check(one(db, "SELECT count(*) FROM allocations WHERE free_stack IS NOT NULL") == 0,
+      "no-release-stacks: allocations.free_stack is NULL throughout")
+check(one(db, "SELECT count(*) FROM allocations WHERE free_seq IS NOT NULL") > 10,
+      "no-release-stacks: ... while the releases are there")
+text = subprocess.run([alloctrace, "report", os.path.join(work, "no-relstacks.db"), "--color",
+                       "never"], capture_output=True, text=True, timeout=60).stdout
+check(text.count("(no stack: traced with --no-release-stacks)") == 2,
+      "no-release-stacks: the text report says why the first release has no stack")
 
 # ---- threads -------------------------------------------------------------------------------
 db, r = run("threads", prog, "threads")

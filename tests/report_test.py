@@ -457,14 +457,16 @@ sql(newer, "PRAGMA user_version = 99")
 older = copy(leak, "older.db")
 sql(older, "PRAGMA user_version = 1")
 # Version 3 kept every stack's frames in a table stack_frames, where 4 has
-# the call tree stack_nodes: refused alike.
+# the call tree stack_nodes; 4 had no release stacks: refused alike.
 older3 = copy(leak, "older3.db")
 sql(older3, "PRAGMA user_version = 3")
+older4 = copy(leak, "older4.db")
+sql(older4, "PRAGMA user_version = 4")
 garbled = copy(leak, "garbled.db")
 with open(os.path.join(work, garbled), "r+b") as f:
     f.seek(os.path.getsize(os.path.join(work, garbled)) // 2)
     f.write(b"\xa5" * 8192)
-for bad in ("text.db", trunc, newer, older, older3, garbled, "missing.db"):
+for bad in ("text.db", trunc, newer, older, older3, older4, garbled, "missing.db"):
     for argv in (["report", bad], ["report", bad, "--format", "sarif"], ["check", bad],
                  ["query", bad, "SELECT count(*) FROM lifetimes"]):
         r = tool(*argv)
@@ -535,6 +537,42 @@ def html_data(trace):
         m = re.search(r'<script type="application/json" id="data">(.*?)</script>', f.read(), re.S)
     return json.loads(m.group(1))
 
+
+# ---- a double free's three stacks in the HTML page and SARIF (preload_prog.c relstacks) ----------
+marks = {}
+for number, text in enumerate(open(os.path.join(source_root, "tests", "preload_prog.c")), 1):
+    if "/* @" in text:
+        marks[text.split("/* @")[1].split(" */")[0]] = number
+rs = make_trace("relstacks", prog, "relstacks")
+first_stacks = sql(rs, "SELECT first_free_stack FROM findings WHERE kind = 'double_free' ORDER BY seq")
+page = html_data(rs)
+
+
+def page_top(data, stack):
+    """The first frame the page shows of `stack`: (function, line)."""
+    entry = data["stacks"].get(str(stack))
+    if not entry or len(entry) < 2:
+        return None
+    shown = entry[1 + data.get("stack_skip", {}).get(str(stack), 0)]
+    frame = data["frames"][shown]
+    return (data["strings"][frame[0]], frame[2])
+
+
+rows = [f for f in page["findings"] if page["strings"][f[2]] == "double_free"]
+check(len(rows) == 2 and [f[17] for f in rows] == [x for (x,) in first_stacks]
+      and all(page_top(page, f[17]) == ("relstack_first_free", marks["first_free"]) for f in rows),
+      "relstacks: html: each double free names its first release's stack, listed with its frames",
+      "%s %s" % ([f[17:] for f in rows], [page_top(page, f[17]) for f in rows]))
+results = [x for x in json.loads(tool("report", rs, "--format", "sarif").stdout)["runs"][0]["results"]
+           if x["ruleId"] == "double_free"]
+related = [[(loc["message"]["text"], loc["physicalLocation"]["region"]["startLine"])
+            for loc in x.get("relatedLocations", [])] for x in results]
+check(len(results) == 2 and all(r == [("allocated here", marks["alloc"]),
+                                      ("first released here", marks["first_free"])] for r in related)
+      and all([st["message"]["text"] for st in x["stacks"]] == ["released again", "allocated",
+                                                               "first released"] for x in results),
+      "relstacks: sarif: related locations and stacks for allocated, first released, released again",
+      str(related))
 
 # p = malloc(1000); __libc_free(p); q = malloc(1000) (p's address: p vanishes at q's seq);
 # r = malloc(3000); free(r); free(q): 4000 B were live at once, in every view.

@@ -54,6 +54,7 @@ static void assert_same(const at_block_info *a, const at_block_info *b)
     ASSERT_UEQ(a->family, b->family);
     ASSERT_UEQ(a->op, b->op);
     ASSERT_UEQ(a->free_seq, b->free_seq);
+    ASSERT_UEQ(a->free_stack, b->free_stack);
 }
 
 static at_block_info random_info(model *m, size_t i)
@@ -87,7 +88,7 @@ static void model_insert(at_live *lt, model *m, size_t i, const at_block_info *b
     m->state[i] = M_LIVE;
 }
 
-static void model_entomb(model *m, size_t i, uint64_t free_seq)
+static void model_entomb(model *m, size_t i, uint64_t free_seq, uint32_t free_stack)
 {
     unsigned s = shard_of(m->addr[i]);
     uint64_t id = m->entombed[s]++;
@@ -102,6 +103,7 @@ static void model_entomb(model *m, size_t i, uint64_t free_seq)
     m->state[i] = M_RELEASED;
     m->tomb_id[i] = id;
     m->info[i].free_seq = free_seq;
+    m->info[i].free_stack = free_stack;
 }
 
 /* Releases pool address i plus `offset` and checks the answer; when the
@@ -110,7 +112,8 @@ static void model_release(at_live *lt, model *m, size_t i, uint64_t offset, unsi
 {
     at_block_info out;
     uint64_t free_seq = ++m->seq;
-    enum at_live_lookup r = at__live_release(lt, m->addr[i] + offset, free_seq, &out);
+    uint32_t free_stack = (uint32_t)next_random();
+    enum at_live_lookup r = at__live_release(lt, m->addr[i] + offset, free_seq, free_stack, &out);
     if (offset) {
         if (m->state[i] == M_LIVE && offset < m->info[i].size) {
             ASSERT_EQ(r, AT_LIVE_INTERIOR);
@@ -124,12 +127,13 @@ static void model_release(at_live *lt, model *m, size_t i, uint64_t offset, unsi
     case M_LIVE:
         ASSERT_EQ(r, AT_LIVE_FOUND);
         assert_same(&out, &m->info[i]);
-        model_entomb(m, i, free_seq);
+        model_entomb(m, i, free_seq, free_stack);
         if (undo && next_random() % undo == 0) {
             /* a failed realloc: live again, its ring slot now stale */
             at__live_unrelease(lt, &out);
             m->state[i] = M_LIVE;
             m->info[i].free_seq = 0;
+            m->info[i].free_stack = 0;
             return;
         }
         m->live--;
@@ -233,7 +237,7 @@ static void run_random(int which, size_t n, size_t ops, uint32_t min_depth)
         } else if (k % 64 == 1) {
             /* an address of no block: before the pool, or past its end */
             at_block_info out;
-            ASSERT_EQ(at__live_release(&lt, (uintptr_t)0 - 16, 1, &out), AT_LIVE_UNKNOWN);
+            ASSERT_EQ(at__live_release(&lt, (uintptr_t)0 - 16, 1, 0, &out), AT_LIVE_UNKNOWN);
         }
         if (k % (ops / 4) == 0)
             check_all(&lt, m, (k / (ops / 4)) % 2);
@@ -317,7 +321,8 @@ TEST(live_grows_to_millions)
     for (uint64_t k = 0; k < N; k++) {
         uint64_t i = (k * 7919) % N; /* 7919 is prime: a permutation */
         at_block_info out;
-        ASSERT_EQ(at__live_release(&lt, base + 32 * i, N + k, &out), AT_LIVE_FOUND);
+        ASSERT_EQ(at__live_release(&lt, base + 32 * i, N + k, (uint32_t)k + 1, &out),
+                  AT_LIVE_FOUND);
         ASSERT_UEQ(out.seq, i);
         ASSERT_UEQ(out.stack, (uint32_t)i);
         ASSERT_UEQ(out.size, 24);
@@ -334,11 +339,12 @@ TEST(live_grows_to_millions)
         if (!recent && k % 100000 != 0)
             continue;
         at_block_info out;
-        enum at_live_lookup r = at__live_release(&lt, base + 32 * i, 0, &out);
+        enum at_live_lookup r = at__live_release(&lt, base + 32 * i, 0, 0, &out);
         if (recent) {
             ASSERT_EQ(r, AT_LIVE_RELEASED);
             ASSERT_UEQ(out.seq, i);
             ASSERT_UEQ(out.free_seq, N + k);
+            ASSERT_UEQ(out.free_stack, (uint32_t)k + 1);
             told++;
         } else {
             ASSERT_EQ(r, AT_LIVE_UNKNOWN);
@@ -363,7 +369,7 @@ TEST(live_out_of_memory)
     at_block_info b = {.ptr = 0x1000, .size = 8}, out, d;
     at__mem_fail_after(0);
     ASSERT_EQ(at__live_insert(&lt, &b, &d), AT_E_NOMEM);
-    ASSERT_EQ(at__live_release(&lt, 0x1000, 1, &out), AT_LIVE_UNKNOWN);
+    ASSERT_EQ(at__live_release(&lt, 0x1000, 1, 0, &out), AT_LIVE_UNKNOWN);
     at__mem_fail_after(-1);
     /* one shard's table, then no memory to grow it: it fills past 3/4,
      * never completely */
@@ -386,7 +392,7 @@ TEST(live_out_of_memory)
     ASSERT_LT(failed, n);
     for (int i = 0; i < n; i++)
         if (p[i]) {
-            ASSERT_EQ(at__live_release(&lt, p[i], 7, &out), AT_LIVE_FOUND);
+            ASSERT_EQ(at__live_release(&lt, p[i], 7, 0, &out), AT_LIVE_FOUND);
             ASSERT_UEQ(out.seq, (uint64_t)i);
         }
     at__mem_fail_after(-1);
@@ -411,7 +417,7 @@ static void *race(void *arg)
     struct racer *r = arg;
     for (uintptr_t i = 0; i < RACE_N; i++) {
         at_block_info out;
-        enum at_live_lookup k = at__live_release(r->lt, 0x10000 + 48 * i, i, &out);
+        enum at_live_lookup k = at__live_release(r->lt, 0x10000 + 48 * i, i, 0, &out);
         r->found += k == AT_LIVE_FOUND;
         r->released += k == AT_LIVE_RELEASED;
     }

@@ -69,7 +69,7 @@ static void check_counts(int which)
     ASSERT_EQ(at_tracer_close(t), 0);
 
     sqlite3 *db = trace_db(path);
-    ASSERT_EQ(q_int(db, "PRAGMA user_version"), 4);
+    ASSERT_EQ(q_int(db, "PRAGMA user_version"), 5);
     ASSERT_EQ(q_int(db, "SELECT value FROM meta WHERE key='finished'"), 1);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations"), 18);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_seq IS NOT NULL"), 9);
@@ -136,6 +136,7 @@ void *leaky_function_for_test(at_allocator a);
 void *same_site_alloc(at_allocator a);
 void *alloc_site_for_finding(at_allocator a, size_t size, size_t align);
 void bad_release_site(at_allocator a, void *p, size_t size, size_t align);
+void first_release_site(at_allocator a, void *p, size_t size, size_t align);
 
 __attribute__((noinline)) void *leaky_function_for_test(at_allocator a)
 {
@@ -316,6 +317,72 @@ TEST(findings_system)
 TEST(findings_arena)
 {
     check_findings(1);
+}
+
+/* ---- release stacks ------------------------------------------------------------------ */
+
+__attribute__((noinline)) void first_release_site(at_allocator a, void *p, size_t size,
+                                                  size_t align)
+{
+    at_dealloc(a, p, L(size, align));
+    __asm__ volatile("" ::: "memory");
+}
+
+/* A double free and an ordinary release through the tracing allocator,
+ * with release stacks (the default) or without (no_release_stacks). */
+static void check_release_stacks(int off)
+{
+    const char *path = trace_path(off ? "no-release-stacks" : "release-stacks");
+    at_trace_options o;
+    at_trace_options_init(&o);
+    o.path = path;
+    o.no_release_stacks = off;
+    at_tracer *t = NULL;
+    ASSERT_EQ(at_tracer_open(&o, &t), 0);
+    at_allocator a = at_tracing_allocator(t, backend(0));
+    char *d = alloc_site_for_finding(a, 40, 8);
+    first_release_site(a, d, 40, 8);
+    bad_release_site(a, d, 40, 8);
+    char *ok = alloc_site_for_finding(a, 72, 8);
+    first_release_site(a, ok, 72, 8);
+    ASSERT_EQ(at_tracer_close(t), 0);
+
+    sqlite3 *db = trace_db(path);
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM findings_detail WHERE kind='double_free'"
+                        " AND first_free_seq < seq AND alloc_stack_text LIKE '%%alloc_site_for_finding%%'"
+                        " AND release_stack_text LIKE '%%bad_release_site%%'"),
+              1);
+    if (off) {
+        ASSERT_EQ(q_int(db, "SELECT count(*) FROM findings WHERE first_free_stack IS NULL"), 1);
+        ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_stack IS NOT NULL"), 0);
+    } else {
+        ASSERT_EQ(q_int(db, "SELECT count(*) FROM findings_detail"
+                            " WHERE first_free_stack_text LIKE '%%first_release_site%%'"),
+                  1);
+        /* Both lifetimes: who freed them. */
+        ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations a JOIN stack_text s"
+                            " ON s.stack = a.free_stack WHERE a.size IN (40, 72)"
+                            " AND s.text LIKE '%%first_release_site%%'"),
+                  2);
+        /* The lifetime's release stack is the one the finding names. */
+        ASSERT_EQ(q_int(db, "SELECT count(*) FROM findings f JOIN allocations a"
+                            " ON a.alloc_seq = f.alloc_seq AND a.free_stack = f.first_free_stack"),
+                  1);
+    }
+    ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_seq IS NOT NULL"
+                        " AND size IN (40, 72)"),
+              2);
+    sqlite3_close(db);
+}
+
+TEST(release_stacks)
+{
+    check_release_stacks(0);
+}
+
+TEST(no_release_stacks)
+{
+    check_release_stacks(1);
 }
 
 /* ---- insert order ------------------------------------------------------------------------ */

@@ -32,7 +32,7 @@
 typedef struct run_opts {
     const char *output, *depth, *unwind, *html;
     char *output_dir; /* --output-dir or $ALLOCTRACE_OUTPUT_DIR, made absolute; NULL: none */
-    int force, follow, abort_on, no_leak_scan, check, quiet;
+    int force, follow, abort_on, no_leak_scan, no_release_stacks, check, quiet;
     unsigned leak_kinds; /* what --check counts (tm_reach_set) */
     char **prog_argv;
 } run_opts;
@@ -185,6 +185,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         {"follow-children", no_argument, NULL, 'f'},
         {"abort-on-finding", no_argument, NULL, 'a'},
         {"no-leak-scan", no_argument, NULL, 'N'},
+        {"no-release-stacks", no_argument, NULL, 'R'},
         {"check", no_argument, NULL, 'c'},
         {"leak-kinds", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
@@ -205,6 +206,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         case 'f': o->follow = 1; break;
         case 'a': o->abort_on = 1; break;
         case 'N': o->no_leak_scan = 1; break;
+        case 'R': o->no_release_stacks = 1; break;
         case 'c': o->check = 1; break;
         case 'L':
             if (tm_parse_leak_kinds(optarg, &o->leak_kinds) != 0) {
@@ -297,6 +299,7 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     setenv(AT_ENV_FOLLOW_CHILDREN, o->follow ? AT_FLAG_ON : AT_FLAG_OFF, 1);
     setenv(AT_ENV_ABORT_ON_FINDING, o->abort_on ? AT_FLAG_ON : AT_FLAG_OFF, 1);
     setenv(AT_ENV_LEAK_SCAN, o->no_leak_scan ? AT_FLAG_OFF : AT_FLAG_ON, 1);
+    setenv(AT_ENV_RELEASE_STACKS, o->no_release_stacks ? AT_FLAG_OFF : AT_FLAG_ON, 1);
     execv(prog, o->prog_argv);
     int e = errno;
     fprintf(stderr, "alloctrace: %s: %s\n", o->prog_argv[0], strerror(e));

@@ -71,6 +71,8 @@ void cli_usage(FILE *to)
           "                          DWARF unwind tables (default: exact for any code)\n"
           "      --follow-children   trace programs that PROGRAM executes too\n"
           "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
+          "      --no-release-stacks no backtrace of releases (a little faster; a double\n"
+          "                          free then shows no stack for its first release)\n"
           "      --check             fail (exit 86) when a trace of the run has findings,\n"
           "                          or leaks of the classes --leak-kinds counts\n",
           to);

@@ -56,8 +56,8 @@
  *   findings  [[seq, time_us, kind, thread, ptr, release_stack,
  *               release_size, release_align, release_family, alloc_seq,
  *               alloc_ptr, alloc_stack, alloc_size, alloc_align,
- *               alloc_family, first_free_seq, detail]]; pointers as hex
- *               strings, null when unknown
+ *               alloc_family, first_free_seq, detail, first_free_stack]];
+ *               pointers as hex strings, null when unknown
  *   strings   [text], last: every index above refers into it
  */
 #include <errno.h>
@@ -321,6 +321,7 @@ static void write_release(jw *w, hd_data *d, const tm_finding *f)
     jw_int(w, NULL, hd_string(d, f->alloc_family));
     jw_int_or_null(w, NULL, f->first_free_seq, -1);
     jw_int(w, NULL, hd_string(d, f->detail));
+    jw_int_or_null(w, NULL, f->first_release ? f->first_release->id : 0, 0);
     jw_end(w);
 }
 

@@ -458,6 +458,7 @@ int hd_build(hd_data *d, tm_trace *tm, int max_sites)
     for (size_t i = 0; i < tm->nreleases; i++) {
         list_stack(d, tm->releases[i].release);
         list_stack(d, tm->releases[i].alloc);
+        list_stack(d, tm->releases[i].first_release);
     }
     d->waste_sites = top_stacks(&tm->heap, HD_WASTE, (size_t)max_sites, &d->nwaste_sites);
     for (size_t i = 0; i < d->nwaste_sites; i++)

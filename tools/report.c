@@ -374,8 +374,17 @@ static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_
     } else {
         fputs("    never allocated by the traced program\n", out);
     }
-    fprintf(out, "    released at (sequence number %lld, thread %lld", f->seq, f->thread);
-    if (f->first_free_seq >= 0)
+    if (f->first_release) {
+        fprintf(out, "    first released at (sequence number %lld):\n", f->first_free_seq);
+        if (f->first_release->depth)
+            report_stack_text(out, f->first_release, "      ", o->color);
+        else
+            fprintf(out, "      %s(no stack: traced with --no-release-stacks)%s\n", c->dim,
+                    c->reset);
+    }
+    fprintf(out, "    %s at (sequence number %lld, thread %lld",
+            f->first_release ? "released again" : "released", f->seq, f->thread);
+    if (f->first_free_seq >= 0 && !f->first_release)
         fprintf(out, "; first released at %lld", f->first_free_seq);
     fputs("):\n", out);
     report_stack_text(out, f->release, "      ", o->color);

@@ -154,6 +154,14 @@ static void json_finding(jw *w, const tm_finding *f)
     jw_int_or_null(w, "first_release_seq", f->first_free_seq, -1);
     json_stack(w, "stack", f->release);
     jw_end(w);
+    if (f->first_release) {
+        jw_obj(w, "first_released");
+        jw_int(w, "seq", f->first_free_seq);
+        json_stack(w, "stack", f->first_release);
+        jw_end(w);
+    } else {
+        jw_null(w, "first_released");
+    }
     jw_end(w);
 }
 
@@ -332,15 +340,22 @@ static void sarif_finding(jw *w, const tm_finding *f)
     jw_arr(w, "locations");
     sarif_location(w, NULL, anchor(f->release), 0, NULL);
     jw_end(w);
-    if (f->alloc && anchor(f->alloc)) {
+    const tm_frame *at_alloc = f->alloc ? anchor(f->alloc) : NULL;
+    const tm_frame *at_first = f->first_release ? anchor(f->first_release) : NULL;
+    if (at_alloc || at_first) {
         jw_arr(w, "relatedLocations");
-        sarif_location(w, NULL, anchor(f->alloc), 1, "allocated here");
+        if (at_alloc)
+            sarif_location(w, NULL, at_alloc, 1, "allocated here");
+        if (at_first)
+            sarif_location(w, NULL, at_first, 2, "first released here");
         jw_end(w);
     }
     jw_arr(w, "stacks");
-    sarif_stack(w, f->release, "released");
+    sarif_stack(w, f->release, f->first_release ? "released again" : "released");
     if (f->alloc)
         sarif_stack(w, f->alloc, "allocated");
+    if (f->first_release && f->first_release->depth)
+        sarif_stack(w, f->first_release, "first released");
     jw_end(w);
     jw_obj(w, "partialFingerprints");
     jw_str(w, "alloctraceStack/v1", fp);
@@ -493,9 +508,15 @@ static void junit_finding(FILE *out, size_t i, const tm_finding *f)
         esc_xml(out, msg, 0);
         fputc('\n', out);
     }
-    junit_stack(out, tm_kind_is_request(f->kind) ? "requested at:" : "released at:", f->release);
+    junit_stack(out,
+                tm_kind_is_request(f->kind) ? "requested at:"
+                : f->first_release          ? "released again at:"
+                                            : "released at:",
+                f->release);
     if (f->alloc)
         junit_stack(out, "allocated at:", f->alloc);
+    if (f->first_release && f->first_release->depth)
+        junit_stack(out, "first released at:", f->first_release);
     fputs(fails ? "</failure>\n    </testcase>\n" : "</system-out>\n    </testcase>\n", out);
 }
 

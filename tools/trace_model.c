@@ -756,7 +756,8 @@ static char *finding_key(const tm_finding *f)
 
 /* Row: kind, seq, time_us, thread, ptr, release_stack, release_size,
  * release_align, release_family, alloc_seq, alloc_stack, alloc_size,
- * alloc_align, alloc_family, first_free_seq, detail, alloc_ptr. */
+ * alloc_align, alloc_family, first_free_seq, detail, alloc_ptr,
+ * first_free_stack. */
 static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
 {
     tm_finding f = {
@@ -779,6 +780,9 @@ static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
         .first_free_seq = col_int(st, 14, -1),
         .detail = col_text(st, 15),
         .alloc_ptr = col_int(st, 16, -1),
+        .first_release = sqlite3_column_type(st, 14) == SQLITE_NULL
+                             ? NULL
+                             : stack_get(t, col_int(st, 17, 0)),
     };
     if (!f.kind_name)
         f.kind_name = tm_xstrdup("?");
@@ -854,7 +858,7 @@ static void load_findings(tm_trace *t, int releases)
     sqlite3_stmt *st = prepare(
         t, "SELECT kind, seq, time_us, thread, ptr, release_stack, release_size, release_align,"
            " release_family, alloc_seq, alloc_stack, alloc_size, alloc_align, alloc_family,"
-           " first_free_seq, detail, alloc_ptr FROM findings ORDER BY seq, id");
+           " first_free_seq, detail, alloc_ptr, first_free_stack FROM findings ORDER BY seq, id");
     while (step(t, st) == SQLITE_ROW) {
         tm_finding f = finding_from_row(t, st);
         if (quota[f.kind] > 0) {

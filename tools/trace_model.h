@@ -86,6 +86,9 @@ typedef struct tm_finding {
     long long alloc_seq, first_free_seq; /* -1 when none */
     const tm_stack *release;
     const tm_stack *alloc; /* NULL when the pointer was never allocated */
+    /* double_free: where the block was released the first time (an empty
+     * stack when that release recorded none); NULL for other kinds */
+    const tm_stack *first_release;
     long long alloc_ptr;   /* -1 when unknown */
     long long release_size, release_align, alloc_size, alloc_align; /* -1 when unknown */
     char *release_family, *alloc_family, *detail;

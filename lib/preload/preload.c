@@ -823,6 +823,8 @@ __attribute__((constructor(101))) static void preload_start(void)
     const char *scan = getenv(AT_ENV_LEAK_SCAN);
     leak_scan = !(scan && strcmp(scan, AT_FLAG_OFF) == 0);
     o.no_leak_scan = !leak_scan;
+    const char *release_stacks = getenv(AT_ENV_RELEASE_STACKS);
+    o.no_release_stacks = release_stacks && strcmp(release_stacks, AT_FLAG_OFF) == 0;
     if (open_spool(&o, argc > 0 ? cmd_argv[0] : "program") != 0) {
         __atomic_store_n(&state, S_OFF, __ATOMIC_RELEASE);
         at__untraced = 0;

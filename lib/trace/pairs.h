@@ -29,7 +29,7 @@ typedef struct __attribute__((packed)) at_pair {
         } a;
         struct __attribute__((packed)) {
             uint64_t free_seq, free_size, free_t;
-            uint32_t free_thread;
+            uint32_t free_thread, free_stack;
             uint8_t free_op, free_align_log2, free_layout_given;
         } f;
         uint32_t next_unused; /* AT_PAIR_UNUSED: the free list, ref + 1 */

@@ -50,8 +50,9 @@ typedef struct batch_key {
 enum { BATCH_MAX = 16384 };
 
 /* The columns of `lifetimes`, as the row batch shows them. */
-#define LIFETIME_COLUMNS "seq, ptr, size, info, thread, stack, t, free_dseq, free_dt, free_thread"
-enum { LIFETIME_NCOLS = 10 };
+#define LIFETIME_COLUMNS                                                                           \
+    "seq, ptr, size, info, thread, stack, t, free_dseq, free_dt, free_thread, free_stack"
+enum { LIFETIME_NCOLS = 11 };
 
 typedef struct writer {
     sqlite3 *db;
@@ -94,11 +95,11 @@ static void exec(writer *w, const char *sql)
 static int prepare(writer *w)
 {
     static const char *sql[] = {
-        "INSERT INTO lifetimes VALUES(?,?,?,?,?,?,?,?,?,?)",
+        "INSERT INTO lifetimes VALUES(?,?,?,?,?,?,?,?,?,?,?)",
         "INSERT INTO findings(kind, seq, time_us, thread, ptr, release_stack, release_size,"
         " release_align, release_family, alloc_seq, alloc_ptr, alloc_stack, alloc_size,"
-        " alloc_align, alloc_family, first_free_seq, detail)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " alloc_align, alloc_family, first_free_seq, first_free_stack, detail)"
+        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         "INSERT OR IGNORE INTO stacks(id, depth) VALUES(?,?)",
         "INSERT INTO frames(id, ip) VALUES(?,?)",
         "INSERT OR IGNORE INTO stack_nodes(id, parent, frame) VALUES(?,?,?)",
@@ -208,8 +209,10 @@ static uint32_t lifetime_row(const at_rec_lifetime *r, int64_t *v, int *odd_layo
     v[7] = (int64_t)(r->free_seq - r->seq);
     v[8] = (int64_t)(r->free_t / 1000 - t_us);
     v[9] = r->free_thread;
+    v[10] = r->free_stack;
     return (uint32_t)(r->stack == 0) << 5 | (uint32_t)!released << 7 | (uint32_t)!released << 8 |
-           (uint32_t)(!released || r->free_thread == r->thread) << 9;
+           (uint32_t)(!released || r->free_thread == r->thread) << 9 |
+           (uint32_t)(!released || r->free_stack == 0) << 10;
 }
 
 static void write_release_layout(writer *w, const at_rec_lifetime *r)
@@ -434,7 +437,9 @@ static void write_finding(writer *w, const at_rec_finding *f)
     if (f->has_alloc)
         sqlite3_bind_text(st, 15, family_name(f->alloc_family), -1, SQLITE_STATIC);
     bind_opt(st, 16, f->finding == AT_FINDING_DOUBLE_FREE, f->first_free_seq);
-    sqlite3_bind_text(st, 17, detail, -1, SQLITE_TRANSIENT);
+    bind_opt(st, 17, f->finding == AT_FINDING_DOUBLE_FREE && f->first_free_stack,
+             f->first_free_stack);
+    sqlite3_bind_text(st, 18, detail, -1, SQLITE_TRANSIENT);
     step(w, st);
 }
 

@@ -1,7 +1,7 @@
 /* The trace's SQL schema: tables at open, indexes and views at close.
  *
  * The storage table `lifetimes` is compact on purpose (one row per
- * allocation lifetime, ten columns: alignment, family and operations
+ * allocation lifetime, eleven columns: alignment, family and operations
  * packed into `info`, release fields stored as deltas and NULL when they
  * repeat the allocation's, a release layout that differs from the
  * allocation's, which is rare, in the side table `release_layouts`); the
@@ -29,7 +29,8 @@ static const char tables_sql[] =
     "CREATE TABLE stacks(id INTEGER PRIMARY KEY, depth INTEGER NOT NULL);"
     "CREATE TABLE lifetimes(seq INTEGER PRIMARY KEY, ptr INTEGER NOT NULL,"
     " size INTEGER NOT NULL, info INTEGER NOT NULL, thread INTEGER NOT NULL, stack INTEGER,"
-    " t INTEGER NOT NULL, free_dseq INTEGER, free_dt INTEGER, free_thread INTEGER);"
+    " t INTEGER NOT NULL, free_dseq INTEGER, free_dt INTEGER, free_thread INTEGER,"
+    " free_stack INTEGER);"
     "CREATE TABLE release_layouts(seq INTEGER PRIMARY KEY, size INTEGER NOT NULL,"
     " align INTEGER NOT NULL);"
     /* Blocks still live, by stack: created with the table, so that the
@@ -41,7 +42,7 @@ static const char tables_sql[] =
     " time_us INTEGER NOT NULL, thread INTEGER, ptr INTEGER NOT NULL, release_stack INTEGER,"
     " release_size INTEGER, release_align INTEGER, release_family TEXT, alloc_seq INTEGER,"
     " alloc_ptr INTEGER, alloc_stack INTEGER, alloc_size INTEGER, alloc_align INTEGER,"
-    " alloc_family TEXT, first_free_seq INTEGER, detail TEXT);"
+    " alloc_family TEXT, first_free_seq INTEGER, first_free_stack INTEGER, detail TEXT);"
     "CREATE TABLE marks(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, thread INTEGER,"
     " label TEXT);"
     "CREATE TABLE runtime_owned(seq INTEGER PRIMARY KEY, reason TEXT NOT NULL);"
@@ -72,7 +73,7 @@ static const char finish_sql[] =
     " l.seq + l.free_dseq AS free_seq,"
     " l.t + l.free_dt AS free_time_us,"
     " CASE WHEN l.free_dseq IS NULL THEN NULL ELSE coalesce(l.free_thread, l.thread) END"
-    " AS free_thread,"
+    " AS free_thread, l.free_stack AS free_stack,"
     " " OP_NAME(AT_SQL_INFO_FREE_OP("l.info")) " AS free_op,"
     /* release_layouts is only looked at for the rows that say they have a
      * row there. */
@@ -147,7 +148,8 @@ static const char stack_views_sql[] =
     /* The texts of the findings' stacks only: SQLite does not narrow a
      * recursive view such as stack_frames down to the one stack asked for. */
     "CREATE VIEW findings_detail AS WITH RECURSIVE"
-    " wanted(stack) AS (SELECT alloc_stack FROM findings UNION SELECT release_stack FROM findings),"
+    " wanted(stack) AS (SELECT alloc_stack FROM findings UNION SELECT release_stack FROM findings"
+    "  UNION SELECT first_free_stack FROM findings),"
     " walk(stack, level, frame, parent) AS ("
     "  SELECT n.id, 0, n.frame, n.parent FROM wanted x JOIN stack_nodes n ON n.id = x.stack"
     "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
@@ -157,7 +159,8 @@ static const char stack_views_sql[] =
     "  FROM walk w JOIN frames f ON f.id = w.frame ORDER BY w.stack, w.level) GROUP BY stack)"
     " SELECT fi.*,"
     " (SELECT text FROM texts WHERE stack = fi.alloc_stack) AS alloc_stack_text,"
-    " (SELECT text FROM texts WHERE stack = fi.release_stack) AS release_stack_text"
+    " (SELECT text FROM texts WHERE stack = fi.release_stack) AS release_stack_text,"
+    " (SELECT text FROM texts WHERE stack = fi.first_free_stack) AS first_free_stack_text"
     " FROM findings fi;";
 
 int at__sql_exec(sqlite3 *db, const char *sql)

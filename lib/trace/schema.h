@@ -7,10 +7,10 @@
 
 /* PRAGMA user_version of traces written by this library.  Tools read
  * exactly this version: 1 stored `align` and `ops` as two columns and the
- * release layout in `lifetimes` itself, 3 and older every stack's frames
- * in a table `stack_frames` rather than the call tree `stack_nodes` (see
- * docs/schema.md). */
-#define AT_SCHEMA_VERSION 4
+ * release layout in `lifetimes` itself, 2 had no reachability, 3 and
+ * older every stack's frames in a table `stack_frames` rather than the
+ * call tree `stack_nodes`, 4 no release stacks (see docs/schema.md). */
+#define AT_SCHEMA_VERSION 5
 #define AT_STRINGIFY_(x) #x
 #define AT_STRINGIFY(x) AT_STRINGIFY_(x)
 

@@ -157,6 +157,7 @@ static void write_pair(at_spool_reader *r, const at_pair *a, const at_rec_free *
         l.free_seq = f->free_seq;
         l.free_t = f->free_t;
         l.free_size = f->free_size;
+        l.free_stack = f->free_stack;
     }
     at__sqlw_lifetime(r->w, &l);
 }
@@ -198,6 +199,7 @@ static void wait_for_free(at_spool_reader *r, const at_rec_free *f)
     p->u.f.free_size = f->free_size;
     p->u.f.free_t = f->free_t;
     p->u.f.free_thread = f->free_thread;
+    p->u.f.free_stack = f->free_stack;
     p->u.f.free_op = f->free_op;
     p->u.f.free_align_log2 = f->free_align_log2;
     p->u.f.free_layout_given = f->free_layout_given;
@@ -216,6 +218,7 @@ static at_rec_free waiting_free(const at_pair *p)
         .free_seq = p->u.f.free_seq,
         .free_t = p->u.f.free_t,
         .free_size = p->u.f.free_size,
+        .free_stack = p->u.f.free_stack,
     };
 }
 

@@ -132,6 +132,7 @@ static void slot_get(const at_live_shard *sh, const at_live_slot *s, at_block_in
         .family = s->family,
         .op = s->op,
         .free_seq = s->state == SLOT_RELEASED ? sh->tombs[s->tomb & TOMB_MASK].free_seq : 0,
+        .free_stack = s->state == SLOT_RELEASED ? sh->tombs[s->tomb & TOMB_MASK].free_stack : 0,
     };
 }
 
@@ -375,7 +376,7 @@ int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displ
  * shard's tomb ring, deleting the ring slot's previous tombstone if it
  * still is one. */
 static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr, uint64_t h,
-                   uint64_t free_seq)
+                   uint64_t free_seq, uint32_t free_stack)
 {
     if (!sh->tombs) {
         sh->tombs = at__mem_calloc(AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
@@ -403,6 +404,7 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
     g->slots[i].tomb = (uint32_t)pos;
     ring->ptr = ptr;
     ring->free_seq = free_seq;
+    ring->free_stack = free_stack;
     /* The next entombing in this shard will look up the next ring slot's
      * address: start fetching its slot now, so that miss overlaps other
      * work. */
@@ -435,7 +437,7 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
 }
 
 enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_seq,
-                                     at_block_info *out)
+                                     uint32_t free_stack, at_block_info *out)
 {
     uint64_t h = at__mix_ptr(ptr);
     at_live_shard *sh = shard_of(lt, h);
@@ -452,7 +454,7 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
         if (s->state == SLOT_LIVE) {
             slot_get(sh, s, out);
             sh->live--;
-            entomb(sh, g, i, ptr, h, free_seq);
+            entomb(sh, g, i, ptr, h, free_seq, free_stack);
             at__spin_unlock(&sh->lock);
             return AT_LIVE_FOUND;
         }

@@ -30,7 +30,8 @@ typedef struct at_block_info {
     uint8_t align_log2;
     uint8_t family;
     uint8_t op;
-    uint64_t free_seq; /* tombstones only: when it was released */
+    uint64_t free_seq;   /* tombstones only: when it was released */
+    uint32_t free_stack; /* tombstones only: where (0: no stack recorded) */
 } at_block_info;
 
 /* 64 shards x 1024 tombstones: the last 65,536 releases are remembered.
@@ -41,12 +42,13 @@ enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
 
 struct at_live_seg; /* a segment of a shard's table (live.c) */
 
-/* A slot of the tomb ring: the released address and when it was released.
- * The entry stays in the table as a tombstone until its slot is reused
- * (unless the address was handed out again since). */
+/* A slot of the tomb ring: the released address, when and where it was
+ * released.  The entry stays in the table as a tombstone until its slot is
+ * reused (unless the address was handed out again since). */
 typedef struct at_live_tomb {
     uintptr_t ptr;
     uint64_t free_seq;
+    uint32_t free_stack;
 } at_live_tomb;
 
 typedef struct at_live_shard {
@@ -83,11 +85,11 @@ enum at_live_lookup {
 };
 
 /* Looks `ptr` up for a release.  A live block is turned into a tombstone
- * with free_seq set, atomically with the lookup, so two threads releasing
+ * with free_seq and free_stack set, atomically with the lookup, so two threads releasing
  * the same pointer see one AT_LIVE_FOUND and one AT_LIVE_RELEASED.  The
  * interior search walks every shard and is only done on a miss. */
 enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_seq,
-                                     at_block_info *out);
+                                     uint32_t free_stack, at_block_info *out);
 
 /* Undoes at__live_release after a failed realloc: the block is live again. */
 void at__live_unrelease(at_live *lt, const at_block_info *info);

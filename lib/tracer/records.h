@@ -70,7 +70,7 @@ typedef struct at_rec_lifetime {
     uint32_t stack;
     uint32_t thread;
     uint32_t free_thread;
-    uint32_t pad2;
+    uint32_t free_stack; /* the release's backtrace; 0: none recorded */
     uint64_t seq;
     uint64_t free_seq;
     uint64_t ptr;
@@ -92,7 +92,7 @@ typedef struct at_rec_finding {
     uint32_t thread;
     uint32_t release_stack;
     uint32_t alloc_stack;
-    uint32_t pad;
+    uint32_t first_free_stack; /* double free: where it was released first */
     uint64_t seq;
     uint64_t t;
     uint64_t ptr;
@@ -134,6 +134,8 @@ typedef struct at_rec_free {
     uint64_t free_seq;
     uint64_t free_t;
     uint64_t free_size;
+    uint32_t free_stack; /* 0: none recorded */
+    uint32_t pad;
 } at_rec_free;
 
 /* Header of the variable-length records; `size` covers the header, is a

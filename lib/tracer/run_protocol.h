@@ -52,6 +52,8 @@
 /* AT_FLAG_OFF: no reachability scan when the program ends (its leaks are
  * then of reachability unknown). */
 #define AT_ENV_LEAK_SCAN "ALLOCTRACE_LEAK_SCAN"
+/* AT_FLAG_OFF: releases record no backtrace (allocations.free_stack NULL). */
+#define AT_ENV_RELEASE_STACKS "ALLOCTRACE_RELEASE_STACKS"
 
 #define AT_FLAG_ON "1"
 #define AT_FLAG_OFF "0"

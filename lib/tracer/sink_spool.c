@@ -54,6 +54,7 @@ static void spool_release(at_thread *th, const at_rec_lifetime *l)
         .free_seq = l->free_seq,
         .free_t = l->free_t,
         .free_size = l->free_size,
+        .free_stack = l->free_stack,
     };
     at__append(th, &r, sizeof r);
 }

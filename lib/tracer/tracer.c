@@ -4,8 +4,9 @@
  * Relies on live.c (which blocks are live), stacks.c (interned
  * backtraces), buffers.c (records on their way to the writer) and writer.c
  * (SQLite).  The hot path takes no global lock and never calls malloc:
- * per event it costs one backtrace for allocations (the dominant part),
- * one atomic increment of the sequence number, one clock read, one
+ * per event it costs one backtrace (the dominant part; a release's is at
+ * most AT_RELEASE_STACK_DEPTH frames, none with no_release_stacks), one
+ * atomic increment of the sequence number, one clock read, one
  * sharded hash-table operation and, for releases, one record appended to a
  * buffer owned by the calling thread.
  */
@@ -150,18 +151,28 @@ static uint64_t next_seq(at_tracer *t)
 
 static void record_new_stacks(at_tracer *t, at_thread *th);
 
-/* Captures and interns the caller's backtrace; `skip` frames above the
- * caller of this function's caller are dropped. */
-__attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread *th, int skip)
+/* Captures and interns the caller's backtrace, `depth` frames at most;
+ * `skip` frames above the caller of this function's caller are dropped. */
+__attribute__((noinline)) static uint32_t capture_stack_depth(at_tracer *t, at_thread *th,
+                                                              unsigned depth, int skip)
 {
     uintptr_t frames[AT_MAX_STACK_DEPTH];
     /* +1: this function. */
-    int n = t->frame_pointers ? at__backtrace_fp(frames, (int)t->depth, skip + 1)
-                              : at__backtrace(frames, (int)t->depth, skip + 1);
+    int n = t->frame_pointers ? at__backtrace_fp(frames, (int)depth, skip + 1)
+                              : at__backtrace(frames, (int)depth, skip + 1);
     if (n <= 0)
         return 0;
     uint32_t id = at__stacks_intern(&t->stacks, th ? &th->cache : NULL, frames, (uint32_t)n);
     record_new_stacks(t, th);
+    return id;
+}
+
+/* The same at the trace's depth. */
+__attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread *th, int skip)
+{
+    /* +1: this function. */
+    uint32_t id = capture_stack_depth(t, th, t->depth, skip + 1);
+    __asm__ volatile("" ::: "memory"); /* no tail call: the skip counts this frame */
     return id;
 }
 
@@ -368,13 +379,16 @@ static int finding_is_note(int finding)
 }
 
 /* A finding about the release of `ptr`; `b` describes the allocation when
- * `known`.  Off the hot path: only bad releases get here. */
+ * `known`.  `stack` is the release's backtrace when it was taken at the
+ * trace's depth already (0: take it here).  Off the hot path: only bad
+ * releases get here. */
 __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
                                                       void *ptr, size_t given_size,
                                                       size_t given_align, uint8_t given,
                                                       at_family family, uint64_t seq,
                                                       uint64_t now, int known,
-                                                      const at_block_info *b, int skip)
+                                                      const at_block_info *b, uint32_t stack,
+                                                      int skip)
 {
     at_rec_finding f = {
         .kind = AT_REC_FINDING,
@@ -397,10 +411,12 @@ __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *t
         f.alloc_seq = b->seq;
         f.alloc_ptr = b->ptr;
         f.alloc_size = b->size;
-        if (finding == AT_FINDING_DOUBLE_FREE)
+        if (finding == AT_FINDING_DOUBLE_FREE) {
             f.first_free_seq = b->free_seq;
+            f.first_free_stack = b->free_stack;
+        }
     }
-    f.release_stack = capture_stack(t, th, skip + 1);
+    f.release_stack = stack ? stack : capture_stack(t, th, skip + 1);
     if (!th) {
         __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
         return;
@@ -422,8 +438,11 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
     at_thread *th = at__thread_get(t);
     uint64_t seq = next_seq(t);
     uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
+    /* The release's backtrace, before the lookup: a tombstone keeps it
+     * for a second release to show where the first one was. */
+    uint32_t stack = t->release_depth ? capture_stack_depth(t, th, t->release_depth, skip + 1) : 0;
     at_block_info b;
-    enum at_live_lookup found = at__live_release(&t->live, (uintptr_t)ptr, seq, &b);
+    enum at_live_lookup found = at__live_release(&t->live, (uintptr_t)ptr, seq, stack, &b);
 
     if (found == AT_LIVE_FOUND) {
         size_t alloc_align = (size_t)1 << b.align_log2;
@@ -447,6 +466,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
             rec.free_seq = seq;
             rec.free_t = now;
             rec.free_thread = th->id;
+            rec.free_stack = stack;
             rec.free_layout_given = given_bits(size_passed, given_align);
             rec.free_size = given_size;
             rec.free_align_log2 = align_code(given_align);
@@ -461,7 +481,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         if (finding)
             release_finding(t, th, finding, ptr, size_passed, given_align,
                             given_bits(size_passed, given_align), family, seq, now, 1, &b,
-                            skip + 1);
+                            t->release_depth == t->depth ? stack : 0, skip + 1);
         errno = saved;
         return 1;
     }
@@ -471,7 +491,8 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
                                               : AT_FINDING_INVALID_FREE;
     release_finding(t, th, finding, ptr, given_size, given_align,
                     given_bits(given_size, given_align), family, seq, now,
-                    found != AT_LIVE_UNKNOWN, &b, skip + 1);
+                    found != AT_LIVE_UNKNOWN, &b, t->release_depth == t->depth ? stack : 0,
+                    skip + 1);
     errno = saved;
     return 0;
 }
@@ -486,7 +507,7 @@ __attribute__((noinline)) void at__trace_request(at_tracer *t, at_finding_kind f
     uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
     /* a request states both, whatever their values */
     release_finding(t, th, (int)finding, ptr, size, align, AT_GIVEN_ALIGN | AT_GIVEN_SIZE, family,
-                    seq, now, 0, NULL, skip + 1);
+                    seq, now, 0, NULL, 0, skip + 1);
     errno = saved;
 }
 
@@ -584,6 +605,9 @@ int at__tracer_new(const at_trace_options *opts, at_tracer **out)
     t->abort_on_finding = opts->abort_on_finding;
     t->no_leak_scan = opts->no_leak_scan;
     t->frame_pointers = opts->unwind == AT_UNWIND_FRAME_POINTERS;
+    t->release_depth = opts->no_release_stacks ? 0
+                       : t->depth < AT_RELEASE_STACK_DEPTH ? t->depth
+                                                           : AT_RELEASE_STACK_DEPTH;
     t->start_ns = at__now_ns();
     at__fast_clock_init(&t->clock);
     pthread_mutex_init(&t->threads_mu, NULL);

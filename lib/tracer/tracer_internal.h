@@ -75,6 +75,11 @@ typedef struct at_sink_ops {
     int (*close)(at_tracer *t);
 } at_sink_ops;
 
+/* Frames at most in a release's backtrace (allocations get the trace's
+ * depth): who released a block is told by its innermost frames, and
+ * unwinding is the dearest part of a traced call (bench/release_stacks.sh). */
+enum { AT_RELEASE_STACK_DEPTH = 16 };
+
 struct at_traced_backend;
 
 struct at_tracer {
@@ -85,6 +90,7 @@ struct at_tracer {
     unsigned depth;
     int abort_on_finding;
     int frame_pointers; /* AT_UNWIND_FRAME_POINTERS */
+    unsigned release_depth; /* frames per release's backtrace; 0: none */
 
     at_live live;
     at_stacks stacks;

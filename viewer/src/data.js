@@ -72,6 +72,7 @@ export function loadData(doc) {
     allocFamily: str(f[14]),
     firstFreeSeq: f[15],
     detail: str(f[16]),
+    firstFreeStack: f[17],
   }));
   const kind = kindTable(raw.kinds);
   const hist = raw.hist.map((c) => ({ size: c[0], align: c[1], count: c[2], bytes: c[3], waste: c[4] }));

@@ -99,6 +99,7 @@ export function renderFindings(data, detail, flame) {
   const s = data.summary;
   const rows = data.findings.map((f) => ({
     ...f, k: data.kind(f.kind), stack: f.allocStack, rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
+    first: f.firstFreeStack === null ? null : data.stack(f.firstFreeStack),
   }));
   const table = sortableTable({
     id: 'findings-table',
@@ -125,9 +126,10 @@ export function renderFindings(data, detail, flame) {
         ['Time', fmt.time(r.time)],
         r.allocStack !== null ? linkNote(ok) : null,
       ], [
-        ['Released at, innermost frame first', r.rel, 'detail-frames'],
+        [r.firstFreeSeq !== null ? 'Released again at, innermost frame first' : 'Released at, innermost frame first', r.rel, 'detail-frames'],
         ['Allocated at, innermost frame first', r.allocSeq === null ? null : r.alloc, 'detail-frames-alloc'],
-      ]);
+        r.firstFreeSeq !== null ? ['First released at, innermost frame first', r.first, 'detail-frames-first'] : null,
+      ].filter(Boolean));
     },
   });
   const more = s.findings > rows.length

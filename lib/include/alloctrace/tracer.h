@@ -109,6 +109,10 @@ typedef struct at_trace_options {
      * pointer, as with -fno-omit-frame-pointer: elsewhere stacks end
      * early). */
     int unwind;
+    /* Releases record no backtrace: `allocations.free_stack` is NULL and a
+     * double free shows no stack for its first release (a little cheaper:
+     * see docs/cli.md, --no-release-stacks). */
+    int no_release_stacks;
 } at_trace_options;
 
 enum { AT_UNWIND_DWARF = 0, AT_UNWIND_FRAME_POINTERS = 1 };
