@@ -14,8 +14,10 @@
  * to DIR/input.spool (as large as the seed's file, sparse) and reads it as `recover` does.  The input of a run
  * that crashes stays there; a run that takes more than 20 s is a hang:
  * its input is kept as DIR/hang.spool and the fuzzer fails.  The reader's
- * memory must stay bounded by the input's size: the largest resident set
- * over the whole run is checked at the end.  Prints how many inputs ran,
+ * memory must stay bounded by the input's size: an input that grows the
+ * largest resident set by over 256 MiB is kept as DIR/memory.spool and
+ * fails it, and the largest resident set over the whole run is checked
+ * at the end.  Prints how many inputs ran,
  * how many the reader refused, how many became traces. */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +39,7 @@
 
 const char *test_current = "fuzz_spool";
 
-static char input_path[4096], db_path[4096], hang_path[4096];
+static char input_path[4096], db_path[4096], hang_path[4096], memory_path[4096];
 static unsigned char *input;
 static size_t input_len;
 static off_t file_size; /* the seed's: the spool's full, sparse, size */
@@ -49,17 +51,30 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void on_alarm(int sig)
+static long max_rss_kib(void)
 {
-    (void)sig;
-    int fd = open(hang_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* The input as the reader was given it (the reader changes the file). */
+static void save_input(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd >= 0) {
         ssize_t w = write(fd, input, input_len);
         (void)w;
-        int t = ftruncate(fd, file_size); /* as the reader was given it */
+        int t = ftruncate(fd, file_size);
         (void)t;
         close(fd);
     }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    save_input(hang_path); /* open, write, ftruncate: async-signal-safe */
     static const char msg[] = "fuzz_spool: the reader hung (over 20 s); input kept\n";
     ssize_t w = write(2, msg, sizeof msg - 1);
     (void)w;
@@ -252,6 +267,7 @@ int main(int argc, char **argv)
     snprintf(input_path, sizeof input_path, "%s/input.spool", argv[1]);
     snprintf(db_path, sizeof db_path, "%s/input.db", argv[1]);
     snprintf(hang_path, sizeof hang_path, "%s/hang.spool", argv[1]);
+    snprintf(memory_path, sizeof memory_path, "%s/memory.spool", argv[1]);
     unlink(seed_path);
     write_seed(seed_path);
     size_t seed_len;
@@ -283,9 +299,17 @@ int main(int argc, char **argv)
             mutate(input, &input_len, seed_len);
         if (write_input() != 0)
             TEST_FAIL("cannot write %s: %s", input_path, strerror(errno));
+        long before = max_rss_kib();
         alarm(20);
         traces += read_input();
         alarm(0);
+        /* one input that makes the reader take far more memory than it
+         * holds: kept, for the record */
+        if (max_rss_kib() - before > 256 * 1024) {
+            save_input(memory_path);
+            TEST_FAIL("input %ld grew the reader by %ld KiB; kept as %s", ran,
+                      max_rss_kib() - before, memory_path);
+        }
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -63,9 +63,15 @@ int at__spool_open(at_spool *s, const char *path)
         return AT_E_INVALID;
     }
     int rc = map(s, fd, AT_SPOOL_HEADER + (size_t)h.max_chunks * h.chunk_size);
-    if (rc)
+    if (rc) {
         close(fd);
-    return rc;
+        return rc;
+    }
+    /* The reader looks at each chunk's header, a page: no readahead, which
+     * would fill the page cache (and the reader's resident set) with the
+     * holes of a sparse gigabyte around them. */
+    madvise(s->base, s->map_size, MADV_RANDOM);
+    return 0;
 }
 
 void at__spool_close(at_spool *s)
