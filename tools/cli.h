@@ -122,4 +122,15 @@ int cli_log_problems(const char *path, unsigned leak_kinds);
 /* "alloctrace: MESSAGE" on stderr and exit(EXIT_TOOL). */
 __attribute__((format(printf, 1, 2), noreturn)) void cli_die(const char *fmt, ...);
 
+/* A file written for the user (tools/output.c): opened with
+ * cli_output_open, which prints why on failure (NULL); cli_output_close
+ * puts it in place if all went well and `failed` is 0: 0, or -1 after a
+ * message. */
+typedef struct cli_output {
+    const char *path;
+    char *tmp; /* the new file beside `path`, renamed over it at close */
+} cli_output;
+FILE *cli_output_open(const char *path, cli_output *o);
+int cli_output_close(FILE *f, cli_output *o, int failed);
+
 #endif

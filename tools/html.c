@@ -375,33 +375,18 @@ static void write_page(FILE *f, hd_data *d)
     fputs("</script>\n</body>\n</html>\n", f);
 }
 
-/* Writes the page to a temporary file next to `out`, then renames it, so
- * a reader never sees half a report. */
+/* Writes the page to a new file next to `out`, then renames it, so a
+ * reader never sees half a report (tools/output.c). */
 static int write_file(hd_data *d, const char *out)
 {
-    size_t n = strlen(out) + 32;
-    char *tmp = tm_xrealloc(NULL, n);
-    snprintf(tmp, n, "%s.tmp.%ld", out, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        fprintf(stderr, "alloctrace: cannot write %s: %s\n", out, strerror(errno));
-        free(tmp);
+    cli_output o;
+    FILE *f = cli_output_open(out, &o);
+    if (!f)
         return -1;
-    }
     static char buf[1 << 16];
     setvbuf(f, buf, _IOFBF, sizeof buf);
     write_page(f, d);
-    int bad = ferror(f);
-    if (fclose(f) != 0)
-        bad = 1;
-    if (bad || rename(tmp, out) != 0) {
-        fprintf(stderr, "alloctrace: cannot write %s: %s\n", out, strerror(errno ? errno : EIO));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+    return cli_output_close(f, &o, 0);
 }
 
 /* ---- the command ------------------------------------------------------------------ */
@@ -525,11 +510,10 @@ static int write_index(const char *dir, const cli_paths *all, const index_row *r
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/index.html", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "alloctrace: html: %s: %s\n", path, strerror(errno));
+    cli_output o;
+    FILE *f = cli_output_open(path, &o);
+    if (!f)
         return -1;
-    }
     fputs("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>alloctrace: traces"
           "</title>\n<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}"
           ".fail{color:#c0392b}</style></head><body>\n<h1>alloctrace: traces</h1>\n<table>\n"
@@ -556,7 +540,7 @@ static int write_index(const char *dir, const cli_paths *all, const index_row *r
         }
     }
     fputs("</table>\n</body></html>\n", f);
-    return fclose(f) == 0 ? 0 : -1;
+    return cli_output_close(f, &o, 0);
 }
 
 /* Several traces (or a directory): -o OUTDIR, created if missing, gets a

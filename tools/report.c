@@ -464,6 +464,9 @@ static int parse_format(const char *s, enum format *f)
     return -1;
 }
 
+/* Where -o FILE goes until the last report is written (tools/output.c). */
+static cli_output report_output;
+
 /* The report of the trace at `path` to `out`; with `header`, a line that
  * names the trace and its program first (one of several). */
 static int write_report(const char *path, const char *output, FILE **outp, enum format format,
@@ -475,9 +478,8 @@ static int write_report(const char *path, const char *output, FILE **outp, enum 
     tm_trace t;
     int rc = tm_load(&t, db, path, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS);
     if (rc == 0 && !*outp) { /* opened once the first trace could be read */
-        *outp = output ? fopen(output, "w") : stdout;
+        *outp = output ? cli_output_open(output, &report_output) : stdout;
         if (!*outp) {
-            perror(output);
             rc = -1;
         } else {
             o->color = format == FORMAT_TEXT && want_color(color, *outp);
@@ -529,8 +531,11 @@ static int write_reports(int n, char **args, const char *output, enum format for
     int rc = 0;
     for (size_t i = 0; !rc && i < all.n; i++)
         rc = write_report(all.v[i], output, &out, format, o, color, several);
-    if (out && (ferror(out) | (out != stdout ? fclose(out) : fflush(out)))) {
-        fprintf(stderr, "alloctrace: writing %s failed\n", output ? output : "the report");
+    if (out && out != stdout) {
+        if (cli_output_close(out, &report_output, rc != 0) != 0)
+            rc = EXIT_TOOL;
+    } else if (out && (ferror(out) | fflush(out))) {
+        fprintf(stderr, "alloctrace: writing the report failed\n");
         rc = EXIT_TOOL;
     }
     cli_paths_free(&all);

@@ -115,7 +115,10 @@ async function main() {
       return { load: Math.round(nav.loadEventEnd), steps: performance.getEntriesByType('measure').map((m) => `${m.name} ${Math.round(m.duration)} ms`) };
     });
     console.log(`# load event at ${timing.load} ms: ${timing.steps.join(', ')}; ready after ${events.openMs} ms`);
-    check(timing.load < 3000, `the page has loaded and drawn everything in ${timing.load} ms`);
+    // A bound against what grows with the trace (a list drawn whole, a
+    // quadratic pass), not a benchmark: about 1 s on a quiet machine, and
+    // a shared CI machine may be several times slower.
+    check(timing.load < 10000, `the page has loaded and drawn everything in ${timing.load} ms`);
     // 30,000 stacks of equal weight: most frames are narrower than a pixel
     // and left out; the root, "(other stacks)" and main are wide.
     const drawn = await page.$$eval('#flame-chart svg g.frame', (gs) => gs.map((g) => g.getAttribute('name')));
