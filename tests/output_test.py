@@ -4,7 +4,8 @@ tools/output.c): mode 0600 like the trace; a regular file is replaced
 whole, never through a symbolic link planted at the path; a FIFO or a
 character device is written into and stays what it is (a pipe,
 /dev/stdout); /dev/full gets an error and is not turned into a file; a
-report that fails leaves no file behind.
+report that fails leaves no file behind; query's table pads no row to a
+huge cell.
 
     output_test.py ALLOCTRACE PRELOAD_PROG WORKDIR
 """
@@ -90,6 +91,16 @@ for cmd in (["html", trace, "-o"], ["report", trace, "-o"]):
     r = tool(*cmd, d)
     check(r.returncode != 0 and os.path.isdir(d),
           "%s -o DIR: refused, the directory stays" % name, r.stderr)
+
+# query's table: a column is padded to 80 characters at most, so one huge
+# cell does not make every other row as wide
+r = tool("query", trace, "SELECT 1 AS a, printf('%.*c', 1000000, 'x') AS big"
+         " UNION ALL SELECT 22, 'y'")
+lines = r.stdout.split("\n")
+check(r.returncode == 0 and len(lines) >= 4 and len(lines[2]) == 1000004
+      and len(lines[3]) < 100,
+      "query table: the huge cell printed whole, the other row not padded to it",
+      [len(x) for x in lines])
 
 # a report that fails (a trace that is no trace) leaves no file
 bad = os.path.join(work, "bad.db")

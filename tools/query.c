@@ -74,9 +74,12 @@ static int prepare_one(sqlite3 *db, const char *sql, sqlite3_stmt **out)
 
 /* ---- table --------------------------------------------------------------------------- */
 
-/* Rows kept to size the columns; later rows are printed with those widths
- * (a long value pushes its row out of line, nothing more). */
-enum { TABLE_SAMPLE = 10000 };
+/* Rows kept to size the columns, up to TABLE_SAMPLE rows or
+ * TABLE_SAMPLE_BYTES of text; later rows are printed with those widths.
+ * A column is never padded wider than TABLE_MAX_WIDTH: a longer value is
+ * printed whole and pushes its row out of line, nothing more (padding
+ * every row to a 1 MB cell made gigabytes of spaces). */
+enum { TABLE_SAMPLE = 10000, TABLE_SAMPLE_BYTES = 16 << 20, TABLE_MAX_WIDTH = 80 };
 
 typedef struct cell {
     char *text; /* rendered, unescaped; NULL for SQL NULL */
@@ -160,22 +163,32 @@ static int table(FILE *out, sqlite3_stmt *st)
     size_t nrows = 0;
     for (int i = 0; i < n; i++)
         width[i] = esc_text_width(sqlite3_column_name(st, i));
-    while (nrows < TABLE_SAMPLE && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    size_t sampled = 0;
+    int more = 0;
+    while (nrows < TABLE_SAMPLE && sampled < TABLE_SAMPLE_BYTES &&
+           (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rows = tm_xrealloc(rows, (nrows + 1) * (size_t)n * sizeof *rows);
         for (int i = 0; i < n; i++) {
             cell *c = &rows[nrows * (size_t)n + (size_t)i];
             *c = render(st, i);
-            width[i] = cell_width(c) > width[i] ? cell_width(c) : width[i];
+            size_t w = cell_width(c);
+            sampled += c->text ? strlen(c->text) : 0;
+            if (w > TABLE_MAX_WIDTH)
+                w = TABLE_MAX_WIDTH;
+            width[i] = w > width[i] ? w : width[i];
         }
         nrows++;
+        more = 1;
     }
+    if (more && (nrows == TABLE_SAMPLE || sampled >= TABLE_SAMPLE_BYTES))
+        more = 2; /* rows may follow */
     print_header(out, st, width, n);
     for (size_t r = 0; r < nrows; r++) {
         print_row(out, &rows[r * (size_t)n], width, n);
         free_row(&rows[r * (size_t)n], n);
     }
     free(rows);
-    if (nrows == TABLE_SAMPLE) {
+    if (more == 2) {
         cell *row = tm_xrealloc(NULL, (size_t)n * sizeof *row);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             for (int i = 0; i < n; i++)
