@@ -435,4 +435,16 @@ code, err = status("run", "--check", "-o", os.path.join(work, "c2.db"), "--force
                    "clean")
 check(code == 0, "run --check: a clean program passes")
 
+# A long command line is kept whole in meta.arguments: a hundred arguments
+# of 100 bytes (10 KB) all there; an argument longer than a spool record
+# is cut and says so, never dropped.
+long_args = ["x%03d" % i + "y" * 96 for i in range(100)] + ["z" * 9000]
+args_db = os.path.join(work, "args.db")
+code, err = status("run", "-q", "-o", args_db, "--", "true", *long_args)
+got = json.loads(meta(sqlite3.connect(args_db), "arguments"))
+check(code == 0 and len(got) == 102 and got[1:101] == long_args[:100]
+      and got[101].startswith("z" * 1000) and "cut by alloctrace: 9000 bytes" in got[101],
+      "run: a 10 KB command line whole in meta.arguments, a 9000-byte argument cut with a note",
+      (len(got), got[101][-60:] if len(got) > 101 else None))
+
 finish()

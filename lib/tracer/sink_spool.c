@@ -111,6 +111,41 @@ static void spool_meta(at_thread *th, const char *key, const char *value, size_t
                           (uint32_t)(klen + 1 + vlen));
 }
 
+/* The command line as "argv" records, each of whole arguments (the reader
+ * appends each record's to meta.arguments): none is dropped, however long
+ * the line.  An argument longer than a record is cut, and says so. */
+static void spool_arguments(at_thread *th, int argc, char *const *argv)
+{
+    /* what at__thread_append_var takes (a payload of up to 8 *
+     * AT_MAX_STACK_DEPTH + 64 bytes), less the key */
+    enum { ROOM = 8 * AT_MAX_STACK_DEPTH };
+    char buf[ROOM];
+    size_t used = 0;
+    int any = 0;
+    for (int i = 0; argv && i < argc && argv[i]; i++) {
+        size_t l = strlen(argv[i]);
+        if (used && used + l + 1 > ROOM) {
+            spool_meta(th, "argv", buf, used);
+            used = 0;
+            any = 1;
+        }
+        if (l + 1 > ROOM) {
+            char note[64];
+            int n = snprintf(note, sizeof note, " [cut by alloctrace: %zu bytes]", l);
+            size_t keep = ROOM - 1 - (size_t)n;
+            memcpy(buf, argv[i], keep);
+            memcpy(buf + keep, note, (size_t)n + 1);
+            spool_meta(th, "argv", buf, ROOM);
+            any = 1;
+            continue;
+        }
+        memcpy(buf + used, argv[i], l + 1);
+        used += l + 1;
+    }
+    if (used || !any)
+        spool_meta(th, "argv", buf, used);
+}
+
 /* What a consumer needs before the first event: the process, its command
  * line, the stack depth, the module map. */
 static void spool_start_records(at_tracer *t, at_thread *th, int argc, char *const *argv)
@@ -121,15 +156,7 @@ static void spool_start_records(at_tracer *t, at_thread *th, int argc, char *con
     ssize_t len = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (len > 0)
         spool_meta(th, "executable", buf, (size_t)len);
-    size_t used = 0;
-    for (int i = 0; argv && i < argc && argv[i]; i++) {
-        size_t l = strlen(argv[i]) + 1;
-        if (used + l > sizeof buf)
-            break;
-        memcpy(buf + used, argv[i], l);
-        used += l;
-    }
-    spool_meta(th, "argv", buf, used);
+    spool_arguments(th, argc, argv);
     n = snprintf(buf, sizeof buf, "%u", t->depth);
     spool_meta(th, "stack_depth", buf, (size_t)n);
     at__record_modules(t, th);
