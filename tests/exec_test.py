@@ -125,6 +125,24 @@ if names:
     check(one(t, "SELECT count(*) FROM allocations WHERE free_op = 'exec'") == 0,
           "failed exec: nothing released by it")
 
+# ---- a vfork child shares the parent's memory and tracer: its _exit, its
+# exec, its failed exec end nothing of the parent's trace -------------------------------------
+for how in ("vfork-exit", "vfork-exec", "vfork-badexec"):
+    d = os.path.join(work, how)
+    r = at("run", "--check", "-q", "--output-dir", d, "--", prog, how)
+    names = [n for n in traces(d) if n.startswith("exec_prog.")]
+    check(r.returncode == 86 and "after_vfork" in r.stderr and len(names) == 1,
+          "%s: the parent's own leak after the vfork fails the check" % how,
+          "%d %s\n%s" % (r.returncode, names, r.stderr))
+    if names:
+        t = os.path.join(d, names[0])
+        check(leak_sizes(t) == [4545] and meta(t, "program_end") == "closed",
+              "%s: the parent's trace goes on to its end: only its 4545 B leaked (%s), not the"
+              " block it freed after the vfork" % (how, leak_sizes(t)))
+        check(one(t, "SELECT count(*) FROM allocations WHERE size BETWEEN 50 AND 69"
+                     " AND free_seq IS NOT NULL") == 20,
+              "%s: the parent's 20 allocations after the vfork are in its trace, released" % how)
+
 # ---- an image exec'ing itself: numbered names, the old image's block released -------------
 d = os.path.join(work, "reexec")
 r = at("run", "--check", "-q", "--output-dir", d, "--", prog, "reexec")

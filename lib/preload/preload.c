@@ -859,6 +859,11 @@ static void seal(void *won)
 static void finish(void)
 {
     int expected = S_READY;
+    /* A vfork child (another pid, sharing our memory and our tracer) that
+     * exits, after a failed exec or without one, ends its own image only:
+     * the trace is ours and goes on. */
+    if (getpid() != traced_pid)
+        return;
     if (at__untraced || !__atomic_compare_exchange_n(&state, &expected, S_READY, 0,
                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return;
