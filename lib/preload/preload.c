@@ -164,34 +164,108 @@ INLINE int current_state(void)
     return __builtin_expect(s == S_CHILD, 0) ? child_start() : s;
 }
 
+/* ---- calls from a signal handler ----------------------------------------------------------
+ * While a thread is inside a traced call (at__untraced == IN_CALL), only a
+ * signal handler that interrupted it can call malloc or free on it: the
+ * tracer's own code never does.  Such a call cannot be traced there (the
+ * interrupted call may hold the locks it needs), so it waits in the
+ * thread's queue and is traced, with no stack, as soon as the interrupted
+ * call is done; a release is held back until then too, so that the
+ * address is not handed out again before its release is recorded.  A full
+ * queue counts the call as lost. */
+enum { IN_CALL = 2, DEFERRED_MAX = 256 };
+enum { DEFER_ALLOC, DEFER_RELEASE, DEFER_RELEASED };
+
+typedef struct deferred_call {
+    void *p;
+    size_t size, align;
+    uint8_t family, op, what;
+} deferred_call;
+
+static __thread unsigned ndeferred __attribute__((tls_model("initial-exec")));
+static __thread deferred_call deferred[DEFERRED_MAX] __attribute__((tls_model("initial-exec")));
+
+/* 1 when queued; 0 when the queue is full (counted as lost). */
+static int defer(void *p, size_t size, size_t align, at_family family, enum at_op op, int what)
+{
+    unsigned n = __atomic_load_n(&ndeferred, __ATOMIC_RELAXED);
+    if (n == DEFERRED_MAX) {
+        at__trace_lost(tracer);
+        return 0;
+    }
+    deferred[n] = (deferred_call){p, size, align, (uint8_t)family, (uint8_t)op, (uint8_t)what};
+    __atomic_store_n(&ndeferred, n + 1, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* Traces what handlers queued during the call that just ended; what they
+ * queue meanwhile is taken too. */
+static __attribute__((noinline)) void drain_deferred(void)
+{
+    for (unsigned i = 0;;) {
+        unsigned n = __atomic_load_n(&ndeferred, __ATOMIC_ACQUIRE);
+        if (i == n) {
+            if (__atomic_compare_exchange_n(&ndeferred, &n, 0, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE))
+                return;
+            continue;
+        }
+        deferred_call c = deferred[i++];
+        at__untraced = IN_CALL;
+        if (c.what == DEFER_ALLOC) {
+            at__trace_alloc(tracer, c.p, c.size, c.align, (at_family)c.family, (enum at_op)c.op,
+                            AT_NO_STACK);
+            at__untraced = 0;
+        } else {
+            at_block_info actual;
+            int ok = at__trace_release(tracer, c.p, c.size, c.align, (at_family)c.family,
+                                       (enum at_op)c.op, &actual, NULL, AT_NO_STACK);
+            at__untraced = 0;
+            if (ok && c.what == DEFER_RELEASE)
+                __libc_free(c.p);
+        }
+    }
+}
+
+#define AFTER_CALL()                                                                                   do {                                                                                                   at__untraced = 0;                                                                                  if (__builtin_expect(__atomic_load_n(&ndeferred, __ATOMIC_ACQUIRE) != 0, 0))                       drain_deferred();                                                                          } while (0)
+
 /* Inlined into each entry point, so that one frame (the entry point) is
  * skipped and the trace's first frame is the program's call site. */
 INLINE void on_alloc(void *p, size_t size, size_t align, at_family family, enum at_op op)
 {
-    if (!p || at__untraced)
+    if (!p)
         return;
+    if (at__untraced) {
+        if (__builtin_expect(at__untraced == IN_CALL, 0))
+            defer(p, size, align, family, op, DEFER_ALLOC);
+        return;
+    }
     int s = current_state();
     if (s == S_READY) {
-        at__untraced = 1;
+        at__untraced = IN_CALL;
         at__trace_alloc(tracer, p, size, align, family, op, 1);
-        at__untraced = 0;
+        AFTER_CALL();
     } else if (s == S_BOOT) {
         boot_remember(p, size, align, family);
     }
 }
 
 /* 1 when `p` must be given back to glibc, 0 when the release was bad (a
- * finding is recorded) and glibc must never see it. */
+ * finding is recorded) and glibc must never see it, or is queued (a
+ * signal handler's, which drain_deferred gives back). */
 INLINE int on_release(void *p, size_t size, size_t align, at_family family)
 {
-    if (at__untraced)
+    if (at__untraced) {
+        if (__builtin_expect(at__untraced == IN_CALL, 0))
+            return !defer(p, size, align, family, AT_OP_DEALLOC, DEFER_RELEASE);
         return 1;
+    }
     int s = current_state();
     if (s == S_READY) {
         at_block_info actual;
-        at__untraced = 1;
+        at__untraced = IN_CALL;
         int ok = at__trace_release(tracer, p, size, align, family, AT_OP_DEALLOC, &actual, NULL, 1);
-        at__untraced = 0;
+        AFTER_CALL();
         return ok;
     }
     if (s == S_BOOT)
@@ -207,9 +281,9 @@ INLINE void on_request(at_finding_kind kind, void *p, size_t size, size_t align,
 {
     if (at__untraced || current_state() != S_READY)
         return;
-    at__untraced = 1;
+    at__untraced = IN_CALL;
     at__trace_request(tracer, kind, p, size, align, family, 1);
-    at__untraced = 0;
+    AFTER_CALL();
 }
 
 static int is_pow2(size_t x)
@@ -279,6 +353,14 @@ INLINE void *traced_realloc(void *p, size_t size)
             __libc_free(p);
         return NULL;
     }
+    if (__builtin_expect(at__untraced == IN_CALL, 0)) { /* a signal handler's */
+        void *q = __libc_realloc(p, size);
+        if (q) {
+            defer(p, 0, 0, AT_FAMILY_MALLOC, AT_OP_REALLOC, DEFER_RELEASED);
+            defer(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC, DEFER_ALLOC);
+        }
+        return q;
+    }
     int s = at__untraced ? S_OFF : current_state();
     if (s != S_READY) {
         void *q = __libc_realloc(p, size);
@@ -288,7 +370,7 @@ INLINE void *traced_realloc(void *p, size_t size)
         }
         return q;
     }
-    at__untraced = 1;
+    at__untraced = IN_CALL;
     at_block_info old;
     at_rec_lifetime rec;
     void *q = NULL;
@@ -314,7 +396,7 @@ INLINE void *traced_realloc(void *p, size_t size)
     at__trace_alloc(tracer, q, size, align < MALLOC_ALIGN ? MALLOC_ALIGN : align,
                     AT_FAMILY_MALLOC, AT_OP_REALLOC, 1);
 out:
-    at__untraced = 0;
+    AFTER_CALL();
     return q;
 }
 

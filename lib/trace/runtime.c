@@ -8,7 +8,7 @@
  * deliberately narrow, so that a program's own leak is never hidden:
  *
  *  - allocated before tracing started (the preload library's bootstrap;
- *    no stack): the runtimes' own start-up;
+ *    no stack, time 0): the runtimes' own start-up;
  *  - inherited: live in the parent when a forked child started, and never
  *    released by the child: the parent's, not the child's;
  *  - every frame of the allocation stack lies in the C or C++ runtime or
@@ -68,8 +68,11 @@ static const char live_frames_sql[] =
 static const char classify_sql[] =
     "DELETE FROM runtime_owned;"
     "INSERT INTO runtime_owned(seq, reason)"
+    /* adopted at start (at__trace_adopt: no stack, time 0); a block with
+     * no stack later on (a signal handler's call, an unwind that failed)
+     * is the program's */
     " SELECT seq, 'allocated before tracing started' FROM lifetimes"
-    " WHERE free_dseq IS NULL AND (stack IS NULL OR stack = 0);"
+    " WHERE free_dseq IS NULL AND (stack IS NULL OR stack = 0) AND t = 0;"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
     " SELECT seq, 'inherited from the parent process' FROM lifetimes"
     " WHERE free_dseq IS NULL AND " AT_SQL_INFO_ALLOC_OP("info") " = 6;"

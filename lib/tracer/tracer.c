@@ -157,6 +157,8 @@ __attribute__((noinline)) static uint32_t capture_stack_depth(at_tracer *t, at_t
                                                               unsigned depth, int skip)
 {
     uintptr_t frames[AT_MAX_STACK_DEPTH];
+    if (skip >= AT_NO_STACK)
+        return 0;
     /* +1: this function. */
     int n = t->frame_pointers ? at__backtrace_fp(frames, (int)depth, skip + 1)
                               : at__backtrace(frames, (int)depth, skip + 1);
@@ -274,6 +276,11 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
         AT_BUMP(th->alloc_bytes, size);
         t->sink->alloc(th, &b, b.op);
     }
+}
+
+void at__trace_lost(at_tracer *t)
+{
+    __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
 }
 
 /* ---- marks -------------------------------------------------------------------- */

@@ -229,7 +229,17 @@ static inline __attribute__((always_inline)) void at__append(at_thread *th, cons
 
 /* Hot path, shared by the decorator and the preload shim.  `skip` is the
  * number of frames between the user's call and these functions that
- * belong to alloctrace itself and are left out of the backtrace. */
+ * belong to alloctrace itself and are left out of the backtrace;
+ * AT_NO_STACK or more records the call with no stack (the preload shim's
+ * calls made by a signal handler, traced once the call they interrupted
+ * is done, where the stack would be the wrong one). */
+enum { AT_NO_STACK = 1 << 20 };
+
+/* A call the tracer could not record (the preload shim's queue of a
+ * signal handler's calls was full): counted in lost_events.
+ * Async-signal-safe. */
+void at__trace_lost(at_tracer *t);
+
 void at__trace_alloc(at_tracer *t, void *ptr, size_t size, size_t align, at_family family,
                      enum at_op op, int skip);
 
