@@ -170,8 +170,8 @@ check(one(db, "SELECT count(*) FROM allocations WHERE free_op IN ('dealloc', 're
       "relstacks: every release the program made has a stack")
 check(one(db, "SELECT count(*) FROM allocations WHERE free_seq IS NULL AND free_stack IS NOT NULL") == 0,
       "relstacks: blocks still live have no release stack")
-check(one(db, "SELECT max(depth) FROM stacks WHERE id IN (SELECT free_stack FROM allocations)") <= 16,
-      "relstacks: release stacks are at most 16 frames deep")
+check(one(db, "SELECT max(depth) FROM stacks WHERE id IN (SELECT free_stack FROM allocations)") <= 8,
+      "relstacks: release stacks are at most 8 frames deep")
 
 # The same three stacks in the text report, in order, and in JSON.
 trace = os.path.join(work, "relstacks.db")

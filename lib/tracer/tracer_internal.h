@@ -78,7 +78,7 @@ typedef struct at_sink_ops {
 /* Frames at most in a release's backtrace (allocations get the trace's
  * depth): who released a block is told by its innermost frames, and
  * unwinding is the dearest part of a traced call (bench/release_stacks.sh). */
-enum { AT_RELEASE_STACK_DEPTH = 16 };
+enum { AT_RELEASE_STACK_DEPTH = 8 };
 
 struct at_traced_backend;
 
