@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,16 +27,47 @@ static int map(at_spool *s, int fd, size_t size)
     s->h = p;
     s->map_size = size;
     s->fd = fd;
+    s->no_growth = 0;
     return 0;
+}
+
+/* Disk blocks for [off, off + len) of the file, within its size: 0, or
+ * -1 when the file system has none left (or refuses). */
+static int reserve(int fd, off_t off, off_t len)
+{
+    int saved = errno;
+    int r = fallocate(fd, 0, off, len);
+    if (r != 0 && (errno == EOPNOTSUPP || errno == ENOSYS))
+        r = posix_fallocate(fd, off, len) == 0 ? 0 : -1; /* writes zeros instead */
+    errno = saved;
+    return r;
+}
+
+/* Chunks the file may hold: AT_SPOOL_MAX_CHUNKS, or fewer under
+ * RLIMIT_FSIZE; 0 when the limit leaves room for fewer than two (one a
+ * thread fills while the reader reads the other). */
+static uint32_t chunks_allowed(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+        rl.rlim_cur >= AT_SPOOL_HEADER + (rlim_t)AT_SPOOL_MAX_CHUNKS * AT_SPOOL_CHUNK)
+        return AT_SPOOL_MAX_CHUNKS;
+    rlim_t n = rl.rlim_cur > AT_SPOOL_HEADER ? (rl.rlim_cur - AT_SPOOL_HEADER) / AT_SPOOL_CHUNK : 0;
+    return n < 2 ? 0 : (uint32_t)n;
 }
 
 int at__spool_create(at_spool *s, const char *path)
 {
+    uint32_t chunks = chunks_allowed();
+    if (!chunks)
+        return AT_E_IO;
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return errno == EEXIST ? AT_E_EXISTS : errno == ELOOP ? AT_E_SYMLINK : AT_E_ACCESS;
-    size_t size = AT_SPOOL_HEADER + (size_t)AT_SPOOL_MAX_CHUNKS * AT_SPOOL_CHUNK;
-    int rc = ftruncate(fd, (off_t)size) == 0 ? map(s, fd, size) : AT_E_IO;
+    size_t size = AT_SPOOL_HEADER + (size_t)chunks * AT_SPOOL_CHUNK;
+    int rc = ftruncate(fd, (off_t)size) == 0 && reserve(fd, 0, AT_SPOOL_HEADER) == 0
+                 ? map(s, fd, size)
+                 : AT_E_IO;
     if (rc) {
         close(fd);
         unlink(path);
@@ -43,7 +75,7 @@ int at__spool_create(at_spool *s, const char *path)
     }
     memcpy(s->h->magic, AT_SPOOL_MAGIC, 8);
     s->h->chunk_size = AT_SPOOL_CHUNK;
-    s->h->max_chunks = AT_SPOOL_MAX_CHUNKS;
+    s->h->max_chunks = chunks;
     return 0;
 }
 
@@ -117,9 +149,15 @@ at_buf *at__spool_get(at_spool *s)
         uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
         for (uint32_t i = 0; i < n && !b; i++)
             b = take(s, at__spool_chunk(s, i));
-        while (!b && n < s->h->max_chunks) {
-            /* A new chunk: claim the index, then the chunk (fresh from the
-             * sparse file: FREE and zero). */
+        while (!b && n < s->h->max_chunks && !__atomic_load_n(&s->no_growth, __ATOMIC_RELAXED)) {
+            /* A new chunk: its disk blocks first (a write into a hole of a
+             * full file system is a SIGBUS), then the index, then the
+             * chunk (fresh from the sparse file: FREE and zero). */
+            if (reserve(s->fd, (off_t)((unsigned char *)at__spool_chunk(s, n) - s->base),
+                        (off_t)s->h->chunk_size) != 0) {
+                __atomic_store_n(&s->no_growth, 1, __ATOMIC_RELAXED);
+                break;
+            }
             if (__atomic_compare_exchange_n(&s->h->nchunks, &n, n + 1, 0, __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE))
                 b = take(s, at__spool_chunk(s, n));

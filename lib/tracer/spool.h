@@ -72,10 +72,17 @@ typedef struct at_spool {
     unsigned char *base;
     size_t map_size;
     int fd;
+    int no_growth; /* a new chunk's disk blocks could not be had: no more */
 } at_spool;
 
 /* Creates `path` (O_EXCL, mode 0600, never through a symlink) and maps it.
- * 0 or a negative AT_E_* code. */
+ * The file is sparse: a chunk's disk blocks are reserved (fallocate) when
+ * it is first taken, so that a write through the mapping never faults on a
+ * full disk (SIGBUS); one that cannot be had stops the spool's growth and
+ * the records wait for a chunk given back, or are counted as dropped.
+ * Under RLIMIT_FSIZE the file is made no larger than the limit (growing
+ * past it would raise SIGXFSZ in the program).  0 or a negative AT_E_*
+ * code (AT_E_IO: no room for the header, or a limit below two chunks). */
 int at__spool_create(at_spool *s, const char *path);
 
 /* Maps an existing spool; 0, AT_E_ACCESS or AT_E_INVALID (not a spool). */
