@@ -342,8 +342,6 @@ static void junit_properties(FILE *out, const tm_trace *t)
     fputs("    <properties>\n", out);
     junit_property(out, "trace", t->path);
     junit_property(out, "executable", s->executable);
-    snprintf(buf, sizeof buf, "%lld", s->pid);
-    junit_property(out, "pid", buf);
     snprintf(buf, sizeof buf, "%lld", s->leaked_bytes);
     junit_property(out, "leaked_bytes", buf);
     snprintf(buf, sizeof buf, "%lld", s->leaked_blocks);

@@ -62,10 +62,10 @@ static void leak_rule_id(char *buf, size_t size, enum tm_reach r)
     snprintf(buf, size, "%s/%s", tm_kind_name(TM_LEAK), tm_reach_name(r));
 }
 
-/* "MemoryLeak/DefinitelyLost": the rule's name, the label in Pascal case. */
+/* "MemoryLeakDefinitelyLost": the rule's name, the label in Pascal case. */
 static void leak_rule_name(char *buf, size_t size, enum tm_reach r)
 {
-    size_t n = (size_t)snprintf(buf, size, "%s/", kind_rules[TM_LEAK].name);
+    size_t n = (size_t)snprintf(buf, size, "%s", kind_rules[TM_LEAK].name);
     int up = 1;
     for (const char *p = tm_reach_label(r); *p && n + 1 < size; p++) {
         if (*p == ' ' || *p == '-') {
@@ -79,10 +79,10 @@ static void leak_rule_name(char *buf, size_t size, enum tm_reach r)
 }
 
 static const char HELP_STACKS[] =
-    " The result is shown at the first frame of its stack with source information; its stacks "
-    "(where the block was allocated, where it was released) are attached.  To see it again, run "
-    "the program under `alloctrace run` and read the trace with `alloctrace report` or "
-    "`alloctrace html`.";
+    " The result is shown at the first frame of its stack with source information; the stacks "
+    "where the block was allocated (and, for a bad release, released) are attached. To see it "
+    "again, run the program under `alloctrace run` and read the trace with `alloctrace report` "
+    "or `alloctrace html`.";
 
 static void text_obj(jw *w, const char *key, const char *a, const char *b, const char *c)
 {
