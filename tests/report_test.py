@@ -649,8 +649,9 @@ rules = json.loads(tool("report", st, "--format", "sarif").stdout)["runs"][0]["t
 leak_rules = [r for r in rules if r["id"].startswith("leak/")]
 check([(k["name"], k["description"] + ".") for k in hd["kinds"] if k["name"] != "leak"]
       == [(r["id"], r["fullDescription"]["text"]) for r in rules[len(leak_rules):]]
-      and [r["id"] for r in leak_rules] == ["leak/" + c for c in ("definitely_lost", "indirectly_lost", "possibly_lost",
-                                                    "still_reachable", "unknown")]
+      and [r["id"] for r in leak_rules]
+      == ["leak/" + c for c in ("definitely_lost", "indirectly_lost", "possibly_lost",
+                                "still_reachable", "unknown")]
       and all(r["fullDescription"]["text"].startswith(hd["kinds"][0]["description"])
               for r in leak_rules),
       "kinds: the HTML page's kinds are SARIF's rules, in their order (%s)"

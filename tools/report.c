@@ -532,7 +532,8 @@ static int write_document(const cli_paths *all, const char *output, FILE **outp,
             rc = EXIT_TOOL;
             break;
         }
-        if (tm_load(&t[loaded], db[loaded], path, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS) != 0)
+        const unsigned what = TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS;
+        if (tm_load(&t[loaded], db[loaded], path, what) != 0)
             rc = EXIT_TOOL;
         tp[loaded] = &t[loaded];
     }

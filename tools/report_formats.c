@@ -364,7 +364,8 @@ static void junit_properties(FILE *out, const tm_trace *t)
 
 /* The program and its arguments, as a shell would read them back:
  * "preload_prog leak", "prog 'a b'".  The program by its file name only,
- * so that a checkout elsewhere names the same suite. */
+ * so that a checkout elsewhere names the same suite; a forked child's
+ * suite says so. */
 static char *suite_name(const tm_trace *t)
 {
     char *text = NULL;
@@ -391,6 +392,9 @@ static char *suite_name(const tm_trace *t)
             fputs(*p == '\'' ? "'\\''" : (char[2]){*p, 0}, m);
         fputc('\'', m);
     }
+    /* A forked child runs the program of its parent: told apart by that. */
+    if (tm_meta(t, "parent_pid"))
+        fputs(" (forked child)", m);
     if (fclose(m) != 0 || !text)
         cli_die("out of memory");
     return text;

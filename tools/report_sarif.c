@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <uthash.h>
 
@@ -216,9 +217,10 @@ void report_finding_fingerprint(char out[17], const report_opts *o, const tm_fin
 
 /* ---- locations --------------------------------------------------------------------------- */
 
-static void artifact(jw *w, const report_opts *o, const char *path)
+/* `in_root`: a relative path is one in the root (known_source). */
+static void artifact(jw *w, const report_opts *o, const char *path, int in_root)
 {
-    const char *rel = report_relpath(o, path);
+    const char *rel = path[0] == '/' ? report_relpath(o, path) : in_root ? path : NULL;
     jw_obj(w, "artifactLocation");
     jw_uri(w, "uri", rel ? rel : path);
     if (rel)
@@ -226,14 +228,31 @@ static void artifact(jw *w, const report_opts *o, const char *path)
     jw_end(w);
 }
 
+/* A file name the debug information gives relative to a directory it does
+ * not say (a build with -ffile-prefix-map, the C library's "csu/...") is a
+ * source file when the root has it, else unknown. */
+static int known_source(const report_opts *o, const tm_frame *f)
+{
+    if (!f->file || f->line <= 0)
+        return 0;
+    if (f->file[0] == '/')
+        return 1;
+    if (!o->source_root)
+        return 0;
+    char path[8192];
+    struct stat st;
+    int n = snprintf(path, sizeof path, "%s/%s", o->source_root, f->file);
+    return n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static void sarif_physical(jw *w, const report_opts *o, const tm_frame *f)
 {
-    int source = f->file && f->line > 0;
+    int source = known_source(o, f);
     if (!source && !f->module)
         return;
     jw_line(w);
     jw_obj(w, "physicalLocation");
-    artifact(w, o, source ? f->file : f->module);
+    artifact(w, o, source ? f->file : f->module, source);
     if (source) {
         jw_obj(w, "region");
         jw_int(w, "startLine", f->line);
