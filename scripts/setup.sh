@@ -49,6 +49,16 @@ if [ ! -f "$viewer/node_modules/.package-lock.json" ] ||
   (cd "$viewer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
+# Microsoft's SARIF multitool, which tests/sarif_test.py validates the
+# SARIF reports with: pinned by tests/sarif/package-lock.json, like the
+# viewer's packages (a self-contained linux-x64 program in an npm package).
+sarif="$here/tests/sarif"
+if [ ! -f "$sarif/node_modules/.package-lock.json" ] ||
+   [ "$sarif/package-lock.json" -nt "$sarif/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in tests/sarif/"
+  (cd "$sarif" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 cd "$here"
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" "$@" >/dev/null

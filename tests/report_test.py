@@ -178,7 +178,9 @@ FORMATS = {"text": "txt", "json": "json", "sarif": "sarif", "junit": "xml"}
 for trace in (clean, leak, findings, cxx_trace):
     stem = trace[:-3]
     for fmt, ext in FORMATS.items():
-        r = tool("report", trace, "--format", fmt)
+        # SARIF and JUnit name files relative to the source tree (--source-root).
+        root = ("--source-root", source_root) if fmt in ("sarif", "junit") else ()
+        r = tool("report", trace, "--format", fmt, *root)
         check(r.returncode == 0 and r.stderr == "", "report %s --format %s: exit 0, quiet (%s)"
               % (trace, fmt, r.stderr.strip()))
         golden("report-%s.%s" % (stem, ext), r.stdout, fmt in ("json", "sarif"))
@@ -315,7 +317,7 @@ check(r.returncode == 0 and r.stdout == "" and
 
 # ---- SARIF and JUnit structure ------------------------------------------------------------------
 def sarif_ok(trace, expect_results):
-    r = tool("report", trace, "--format", "sarif")
+    r = tool("report", trace, "--format", "sarif", "--source-root", source_root)
     d = json.loads(r.stdout)
     run = d["runs"][0]
     rules = [x["id"] for x in run["tool"]["driver"]["rules"]]
@@ -325,7 +327,8 @@ def sarif_ok(trace, expect_results):
     for res in results:
         loc = res["locations"][0]["physicalLocation"]
         ok = ok and res["ruleId"] in rules and rules[res["ruleIndex"]] == res["ruleId"]
-        ok = ok and loc["artifactLocation"]["uri"].startswith("file:///")
+        ok = ok and loc["artifactLocation"]["uri"].startswith("tests/")
+        ok = ok and loc["artifactLocation"]["uriBaseId"] == "SRCROOT"
         ok = ok and loc["region"]["startLine"] > 0 and res["message"]["text"]
     check(ok, "sarif %s: 2.1.0, %d results, each with a rule and a source line"
           % (trace, expect_results))
@@ -333,8 +336,8 @@ def sarif_ok(trace, expect_results):
 
 
 res = sarif_ok(leak, 1)
-check(res[0]["ruleId"] == "leak" and res[0]["locations"][0]["physicalLocation"]
-      ["artifactLocation"]["uri"].endswith("/tests/preload_prog.c"),
+check(res[0]["ruleId"] == "leak/definitely_lost" and res[0]["locations"][0]["physicalLocation"]
+      ["artifactLocation"]["uri"] == "tests/preload_prog.c",
       "sarif: the leak is located at the caller of malloc")
 res = sarif_ok(findings, 5)
 check({x["ruleId"] for x in res} == {"layout_mismatch", "double_free", "invalid_free",
@@ -625,8 +628,10 @@ counts = {
              int(text_total.group(1)) if text_total else None),
     "json": (len(js["leak_sites"]), len(js["findings"]), js["summary"]["findings"]),
     "json summary": (js["summary"]["leak_sites"], len(js["findings"]), js["summary"]["findings"]),
-    "sarif": (sum(x["ruleId"] == "leak" for x in sarif), sum(x["ruleId"] != "leak" for x in sarif),
-              sum(x.get("properties", {}).get("count", 1) for x in sarif if x["ruleId"] != "leak")),
+    "sarif": (sum(x["ruleId"].startswith("leak/") for x in sarif),
+              sum(not x["ruleId"].startswith("leak/") for x in sarif),
+              sum(x["properties"].get("count", 1) for x in sarif
+                  if not x["ruleId"].startswith("leak/"))),
     "sql": (sql(st, "SELECT count(*) FROM leak_sites")[0][0],
             sql(st, "SELECT count(*) FROM finding_sites")[0][0],
             sql(st, "SELECT count(*) FROM findings_detail")[0][0]),
@@ -639,8 +644,16 @@ check(sorted(sql(st, "SELECT blocks, stacks FROM leak_sites")) == [(2, 2), (4, 4
       "sites: leak_sites merges 4 and 2 stacks")
 # The kinds come from one list (vocab.h): the page's legend is SARIF's rules.
 rules = json.loads(tool("report", st, "--format", "sarif").stdout)["runs"][0]["tool"]["driver"]["rules"]
-check([(k["name"], k["description"]) for k in hd["kinds"]]
-      == [(r["id"], r["shortDescription"]["text"]) for r in rules],
+# SARIF has a rule per class of leak ("leak/definitely_lost"...), then one per
+# finding kind.
+leak_rules = [r for r in rules if r["id"].startswith("leak/")]
+check([(k["name"], k["description"] + ".") for k in hd["kinds"] if k["name"] != "leak"]
+      == [(r["id"], r["fullDescription"]["text"]) for r in rules[len(leak_rules):]]
+      and [r["id"] for r in leak_rules]
+      == ["leak/" + c for c in ("definitely_lost", "indirectly_lost", "possibly_lost",
+                                "still_reachable", "unknown")]
+      and all(r["fullDescription"]["text"].startswith(hd["kinds"][0]["description"])
+              for r in leak_rules),
       "kinds: the HTML page's kinds are SARIF's rules, in their order (%s)"
       % [k["name"] for k in hd["kinds"]])
 
@@ -792,7 +805,7 @@ check([(x["properties"]["reachability"], x["level"]) for x in res]
       and res[1]["message"]["text"].startswith("possibly lost: 1002 bytes"),
       "sarif: class in properties and message; possibly lost is a note; still reachable omitted")
 res = json.loads(tool("report", cls, "--format", "sarif", "--show-reachable").stdout)["runs"][0]["results"]
-fps = [x["partialFingerprints"]["alloctraceStack/v1"] for x in res]
+fps = [x["partialFingerprints"]["alloctraceStack/v2"] for x in res]
 check(len(res) == 3 and res[2]["level"] == "note" and len(set(fps)) == 3,
       "sarif --show-reachable: still reachable as a note; one site in three classes is three "
       "results (%s)" % fps)

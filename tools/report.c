@@ -424,7 +424,7 @@ static void usage(FILE *to)
 {
     fputs("usage: alloctrace report TRACE|DIR... [--top N] [--min-bytes N] [--show-reachable]\n"
           "                        [--format text|json|sarif|junit] [--color auto|always|never]\n"
-          "                        [-o FILE]\n",
+          "                        [--source-root DIR] [-o FILE]\n",
           to);
 }
 
@@ -467,6 +467,11 @@ static int parse_format(const char *s, enum format *f)
 /* Where -o FILE goes until the last report is written (tools/output.c). */
 static cli_output report_output;
 
+static FILE *open_output(const char *output)
+{
+    return output ? cli_output_open(output, &report_output) : stdout;
+}
+
 /* The report of the trace at `path` to `out`; with `header`, a line that
  * names the trace and its program first (one of several). */
 static int write_report(const char *path, const char *output, FILE **outp, enum format format,
@@ -478,12 +483,10 @@ static int write_report(const char *path, const char *output, FILE **outp, enum 
     tm_trace t;
     int rc = tm_load(&t, db, path, TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS);
     if (rc == 0 && !*outp) { /* opened once the first trace could be read */
-        *outp = output ? cli_output_open(output, &report_output) : stdout;
-        if (!*outp) {
+        if (!(*outp = open_output(output)))
             rc = -1;
-        } else {
+        else
             o->color = format == FORMAT_TEXT && want_color(color, *outp);
-        }
     }
     FILE *out = *outp;
     if (rc == 0) {
@@ -498,12 +501,10 @@ static int write_report(const char *path, const char *output, FILE **outp, enum 
          * terminal the progress line is on. */
         if (!isatty(fileno(out)))
             tm_progress_start("writing the report");
-        switch (format) {
-        case FORMAT_TEXT: report_text(out, &t, o); break;
-        case FORMAT_JSON: report_json(out, &t, o); break;
-        case FORMAT_SARIF: report_sarif(out, &t, o); break;
-        case FORMAT_JUNIT: report_junit(out, &t, o); break;
-        }
+        if (format == FORMAT_TEXT)
+            report_text(out, &t, o);
+        else
+            report_json(out, &t, o);
         tm_progress_done();
         if (header)
             fputc('\n', out);
@@ -511,6 +512,50 @@ static int write_report(const char *path, const char *output, FILE **outp, enum 
     tm_free(&t);
     sqlite3_close(db);
     return rc == 0 ? 0 : EXIT_TOOL;
+}
+
+/* SARIF and JUnit: every trace of `all` read first, then one document
+ * for all of them. */
+static int write_document(const cli_paths *all, const char *output, FILE **outp,
+                          enum format format, const report_opts *o)
+{
+    tm_trace *t = calloc(all->n, sizeof *t);
+    const tm_trace **tp = calloc(all->n, sizeof *tp);
+    sqlite3 **db = calloc(all->n, sizeof *db);
+    if (!t || !tp || !db)
+        cli_die("out of memory");
+    size_t loaded = 0;
+    int rc = 0;
+    for (; !rc && loaded < all->n; loaded++) {
+        const char *path = all->v[loaded];
+        if (cli_open_trace(path, &db[loaded]) != 0) {
+            rc = EXIT_TOOL;
+            break;
+        }
+        const unsigned what = TM_SUMMARY | TM_PEAK | TM_LEAKS | TM_FINDINGS;
+        if (tm_load(&t[loaded], db[loaded], path, what) != 0)
+            rc = EXIT_TOOL;
+        tp[loaded] = &t[loaded];
+    }
+    if (!rc && !(*outp = open_output(output)))
+        rc = EXIT_TOOL;
+    if (!rc) {
+        if (!isatty(fileno(*outp)))
+            tm_progress_start("writing the report");
+        if (format == FORMAT_SARIF)
+            report_sarif(*outp, tp, all->n, o);
+        else
+            report_junit(*outp, tp, all->n, o);
+        tm_progress_done();
+    }
+    for (size_t i = 0; i < loaded; i++) {
+        tm_free(&t[i]);
+        sqlite3_close(db[i]);
+    }
+    free(t);
+    free(tp);
+    free(db);
+    return rc;
 }
 
 /* Every trace of `args` (files, directories) to `output` or stdout. */
@@ -522,14 +567,16 @@ static int write_reports(int n, char **args, const char *output, enum format for
         return EXIT_TOOL;
     struct stat st;
     int several = n > 1 || (stat(args[0], &st) == 0 && S_ISDIR(st.st_mode));
-    if (several && format != FORMAT_TEXT) {
+    if (several && format == FORMAT_JSON) {
         cli_paths_free(&all);
-        return usage_error("%s", "several traces: --format text only (one json, sarif or junit"
+        return usage_error("%s", "several traces: --format text, sarif or junit (one json"
                                  " report per trace)");
     }
     FILE *out = NULL;
     int rc = 0;
-    for (size_t i = 0; !rc && i < all.n; i++)
+    if (format == FORMAT_SARIF || format == FORMAT_JUNIT)
+        rc = write_document(&all, output, &out, format, o);
+    for (size_t i = 0; format <= FORMAT_JSON && !rc && i < all.n; i++)
         rc = write_report(all.v[i], output, &out, format, o, color, several);
     if (out && out != stdout) {
         if (cli_output_close(out, &report_output, rc != 0) != 0)
@@ -542,6 +589,30 @@ static int write_reports(int n, char **args, const char *output, enum format for
     return rc;
 }
 
+/* --source-root's default: the top of the git work tree around the
+ * current directory, else the current directory.  Malloc'd, absolute. */
+static char *default_source_root(void)
+{
+    char line[4096] = "";
+    FILE *git = popen("git rev-parse --show-toplevel 2>/dev/null", "r");
+    if (git) {
+        if (!fgets(line, sizeof line, git))
+            line[0] = 0;
+        if (pclose(git) != 0)
+            line[0] = 0;
+    }
+    line[strcspn(line, "\n")] = 0;
+    char *root = line[0] == '/' ? realpath(line, NULL) : NULL;
+    return root ? root : realpath(".", NULL);
+}
+
+static void strip_slashes(char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        dir[--n] = 0;
+}
+
 int cmd_report(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -552,12 +623,13 @@ int cmd_report(int argc, char **argv)
         {"color", required_argument, NULL, 'c'},
         {"colour", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
+        {"source-root", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     report_opts o = {.top = -2, .min_bytes = 0};
     enum format format = FORMAT_TEXT;
-    const char *output = NULL, *color = "auto";
+    const char *output = NULL, *color = "auto", *source_root = NULL;
     int c;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
@@ -581,6 +653,7 @@ int cmd_report(int argc, char **argv)
             break;
         case 'r': o.show_reachable = 1; break;
         case 'o': output = optarg; break;
+        case 's': source_root = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -590,5 +663,18 @@ int cmd_report(int argc, char **argv)
     /* A person reads the first ten; a program gets everything. */
     if (o.top == -2)
         o.top = format == FORMAT_TEXT ? 10 : -1;
-    return write_reports(argc - optind, argv + optind, output, format, &o, color);
+    char *root = NULL;
+    if (format == FORMAT_SARIF || format == FORMAT_JUNIT) {
+        struct stat st;
+        if (source_root && (stat(source_root, &st) != 0 || !S_ISDIR(st.st_mode)))
+            return usage_error("--source-root: '%s' is no directory", source_root);
+        root = source_root ? realpath(source_root, NULL) : default_source_root();
+        if (!root)
+            return usage_error("%s", "--source-root: cannot resolve the directory");
+        strip_slashes(root);
+        o.source_root = root;
+    }
+    int rc = write_reports(argc - optind, argv + optind, output, format, &o, color);
+    free(root);
+    return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "cli.h"
 #include "json_writer.h"
 #include "trace_model.h"
 
@@ -14,6 +15,9 @@ typedef struct report_opts {
     long long min_bytes; /* leak sites smaller than this are left out */
     int show_reachable;  /* still reachable sites are listed, not only counted */
     int color;           /* text only */
+    /* SARIF and JUnit: source files under this directory (absolute, no
+     * trailing slash but for "/") are named relative to it; NULL: none */
+    const char *source_root;
 } report_opts;
 
 /* Whether the options show leak site i of the trace (sites are by class,
@@ -42,8 +46,21 @@ void report_stack_text(FILE *out, const tm_stack *s, const char *indent, int col
  * an array): function, file, line, module, module_offset. */
 void report_json_frames(jw *w, const char *key, const tm_stack *s);
 
+/* `path` relative to o->source_root when it lies under it (a pointer into
+ * `path`), else NULL. */
+const char *report_relpath(const report_opts *o, const char *path);
+
+/* What SARIF's partialFingerprints and JUnit's names tell results by: 16
+ * hex digits of a hash of the kind, a leak's class, the frames (function,
+ * file relative to the source root, line), a finding's layouts and
+ * families; never a pid, sequence number, address or time. */
+void report_site_fingerprint(char out[17], const report_opts *o, const tm_site *s);
+void report_finding_fingerprint(char out[17], const report_opts *o, const tm_finding *f);
+
 void report_json(FILE *out, const tm_trace *t, const report_opts *o);
-void report_sarif(FILE *out, const tm_trace *t, const report_opts *o);
-void report_junit(FILE *out, const tm_trace *t, const report_opts *o);
+/* One SARIF log (one run) and one JUnit file (one testsuite per trace)
+ * for the n traces t[0..n). */
+void report_sarif(FILE *out, const tm_trace *const *t, size_t n, const report_opts *o);
+void report_junit(FILE *out, const tm_trace *const *t, size_t n, const report_opts *o);
 
 #endif

@@ -1,7 +1,7 @@
-/* `alloctrace report` for programs: JSON (schema in docs/report-json.md),
- * SARIF 2.1.0 for code-scanning UIs, JUnit XML for CI test reporters.
+/* `alloctrace report` for programs: JSON (schema in docs/report-json.md)
+ * and JUnit XML for CI test reporters (SARIF: report_sarif.c).
  *
- * All three show the same leak sites and findings as the text (report.h
+ * All show the same leak sites and findings as the text (report.h
  * decides which).  Strings from the trace only ever reach the output
  * through the JSON writer or esc_xml, so they cannot break the document.
  */
@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <uthash.h>
 
 #include <alloctrace/alloctrace.h>
 
@@ -192,79 +194,15 @@ void report_json(FILE *out, const tm_trace *t, const report_opts *o)
     jw_end(&w);
 }
 
-/* ---- SARIF 2.1.0 ---------------------------------------------------------------------------- */
+/* ---- JUnit XML ------------------------------------------------------------------------------ */
 
-typedef struct rule {
-    const char *name, *text, *level;
-} rule;
+/* One testsuite per trace, named after its program and arguments; one
+ * testcase per leak site or finding, named after what it is and where
+ * ("definitely lost at leaky_site (preload_prog.c:82)").  Names hold no
+ * pid, ordinal or address, so a CI reporter follows a test case from run
+ * to run; two cases a name would confuse get their SARIF fingerprint's
+ * first 8 digits too, two suites the number of the trace with that name. */
 
-/* Indexed by tm_kind (vocab.h's order): results refer to them by ruleIndex too. */
-#define KIND_RULE(id, code, name, label, category, rule, level, color, description) \
-    {rule, description, level},
-static const rule rules[TM_KINDS] = {AT_KINDS(KIND_RULE) AT_KIND_OTHER(KIND_RULE)};
-#undef KIND_RULE
-
-/* FNV-1a: a fingerprint that stays the same across runs and rebuilds, for
- * code-scanning UIs to track a result over time. */
-static void fingerprint(char out[17], const char *a, const char *b, const char *c)
-{
-    uint64_t h = 1469598103934665603u;
-    const char *parts[3] = {a, b, c};
-    for (int i = 0; i < 3; i++) {
-        for (const char *p = parts[i] ? parts[i] : ""; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211u;
-        h = (h ^ 0x1d) * 1099511628211u;
-    }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
-}
-
-static void sarif_physical(jw *w, const tm_frame *f)
-{
-    int source = f->file && f->line > 0;
-    if (!source && !f->module)
-        return;
-    jw_line(w);
-    jw_obj(w, "physicalLocation");
-    jw_obj(w, "artifactLocation");
-    jw_uri(w, "uri", source ? f->file : f->module);
-    jw_end(w);
-    if (source) {
-        jw_obj(w, "region");
-        jw_int(w, "startLine", f->line);
-        jw_end(w);
-    }
-    jw_end(w);
-}
-
-/* A location object for frame f (NULL: an empty location). */
-static void sarif_location(jw *w, const char *key, const tm_frame *f, int id, const char *message)
-{
-    jw_obj(w, key);
-    if (id > 0)
-        jw_int(w, "id", id);
-    if (f) {
-        sarif_physical(w, f);
-        if (f->function) {
-            jw_line(w);
-            jw_arr(w, "logicalLocations");
-            jw_obj(w, NULL);
-            jw_str(w, "fullyQualifiedName", f->function);
-            jw_str(w, "kind", "function");
-            jw_end(w);
-            jw_end(w);
-        }
-    }
-    if (message) {
-        jw_line(w);
-        jw_obj(w, "message");
-        jw_str(w, "text", message);
-        jw_end(w);
-    }
-    jw_end(w);
-}
-
-/* Where a result is shown: the first frame with source information, else
- * the first frame shown at all. */
 static const tm_frame *anchor(const tm_stack *s)
 {
     const tm_frame *f = tm_source_frame(s);
@@ -273,173 +211,36 @@ static const tm_frame *anchor(const tm_stack *s)
     return f;
 }
 
-static void sarif_stack(jw *w, const tm_stack *s, const char *what)
+/* "definitely lost at leaky_site (preload_prog.c:82)", raw (escape it). */
+static char *case_name(const char *what, const tm_stack *s)
 {
-    jw_obj(w, NULL);
-    jw_line(w);
-    jw_obj(w, "message");
-    jw_str(w, "text", what);
-    jw_end(w);
-    jw_arr(w, "frames");
-    for (size_t i = s->skip; i < s->depth; i++) {
-        jw_obj(w, NULL);
-        sarif_location(w, "location", s->frames[i], 0, NULL);
-        jw_str(w, "module", tm_basename(s->frames[i]->module));
-        jw_end(w);
-    }
-    jw_end(w);
-    jw_end(w);
-}
-
-static void sarif_result_head(jw *w, enum tm_kind k, const char *level, const char *message)
-{
-    jw_str(w, "ruleId", tm_kind_name(k));
-    jw_int(w, "ruleIndex", k);
-    jw_str(w, "level", level);
-    jw_line(w);
-    jw_obj(w, "message");
-    jw_str(w, "text", message);
-    jw_end(w);
-}
-
-static void sarif_site(jw *w, const tm_site *s)
-{
-    char msg[256], fp[17];
-    report_site_message(msg, sizeof msg, s);
-    /* The class is part of the result's identity: a site that becomes
-     * definitely lost is a new result, not the still reachable one. */
-    fingerprint(fp, "leak", s->stack->names, tm_reach_name(s->reach));
-    jw_obj(w, NULL);
-    /* What check counts by default is the rule's level; the rest, notes. */
-    sarif_result_head(w, TM_LEAK, tm_reach_is_gated(s->reach) ? rules[TM_LEAK].level : "note",
-                      msg);
-    jw_arr(w, "locations");
-    sarif_location(w, NULL, anchor(s->stack), 0, NULL);
-    jw_end(w);
-    jw_arr(w, "stacks");
-    sarif_stack(w, s->stack, "allocated");
-    jw_end(w);
-    jw_obj(w, "partialFingerprints");
-    jw_str(w, "alloctraceStack/v1", fp);
-    jw_end(w);
-    jw_obj(w, "properties");
-    jw_str(w, "reachability", tm_reach_name(s->reach));
-    jw_int(w, "bytes", s->bytes);
-    jw_int(w, "blocks", s->blocks);
-    jw_end(w);
-    jw_end(w);
-}
-
-static void sarif_finding(jw *w, const tm_finding *f)
-{
-    char msg[512], fp[17];
-    report_finding_message(msg, sizeof msg, f);
-    fingerprint(fp, f->kind_name, f->release->names, f->alloc ? f->alloc->names : NULL);
-    jw_obj(w, NULL);
-    sarif_result_head(w, f->kind, rules[f->kind].level, msg);
-    jw_arr(w, "locations");
-    sarif_location(w, NULL, anchor(f->release), 0, NULL);
-    jw_end(w);
-    const tm_frame *at_alloc = f->alloc ? anchor(f->alloc) : NULL;
-    const tm_frame *at_first = f->first_release ? anchor(f->first_release) : NULL;
-    if (at_alloc || at_first) {
-        jw_arr(w, "relatedLocations");
-        if (at_alloc)
-            sarif_location(w, NULL, at_alloc, 1, "allocated here");
-        if (at_first)
-            sarif_location(w, NULL, at_first, 2, "first released here");
-        jw_end(w);
-    }
-    jw_arr(w, "stacks");
-    sarif_stack(w, f->release, f->first_release ? "released again" : "released");
-    if (f->alloc)
-        sarif_stack(w, f->alloc, "allocated");
-    if (f->first_release && f->first_release->depth)
-        sarif_stack(w, f->first_release, "first released");
-    jw_end(w);
-    jw_obj(w, "partialFingerprints");
-    jw_str(w, "alloctraceStack/v1", fp);
-    jw_end(w);
-    jw_obj(w, "properties");
-    jw_int(w, "count", f->count);
-    jw_end(w);
-    jw_end(w);
-}
-
-static void sarif_rules(jw *w)
-{
-    jw_arr(w, "rules");
-    for (int k = 0; k < TM_KINDS; k++) {
-        jw_obj(w, NULL);
-        jw_str(w, "id", tm_kind_name((enum tm_kind)k));
-        jw_str(w, "name", rules[k].name);
-        jw_obj(w, "shortDescription");
-        jw_str(w, "text", rules[k].text);
-        jw_end(w);
-        jw_obj(w, "defaultConfiguration");
-        jw_str(w, "level", rules[k].level);
-        jw_end(w);
-        jw_end(w);
-    }
-    jw_end(w);
-}
-
-void report_sarif(FILE *out, const tm_trace *t, const report_opts *o)
-{
-    size_t findings = report_findings_shown(t, o);
-    jw w;
-    jw_init(&w, out);
-    jw_obj(&w, NULL);
-    jw_str(&w, "$schema", "https://json.schemastore.org/sarif-2.1.0.json");
-    jw_str(&w, "version", "2.1.0");
-    jw_arr(&w, "runs");
-    jw_obj(&w, NULL);
-    jw_obj(&w, "tool");
-    jw_obj(&w, "driver");
-    jw_str(&w, "name", "alloctrace");
-    jw_str(&w, "semanticVersion", AT_VERSION_STRING);
-    sarif_rules(&w);
-    jw_end(&w);
-    jw_end(&w);
-    jw_arr(&w, "results");
-    for (size_t i = 0; i < t->nsites; i++) {
-        if (report_site_shown(t, o, i))
-            sarif_site(&w, &t->sites[i]);
-        tm_progress((double)i / (double)t->nsites);
-    }
-    for (size_t i = 0; i < findings; i++)
-        sarif_finding(&w, &t->findings[i]);
-    jw_end(&w);
-    jw_end(&w);
-    jw_end(&w);
-    jw_end(&w);
-}
-
-/* ---- JUnit XML ------------------------------------------------------------------------------ */
-
-/* "leaky_site (preload_prog.c:82)": how a test case is named. */
-static void junit_where(FILE *out, const tm_stack *s)
-{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        cli_die("out of memory");
     const tm_frame *f = anchor(s);
-    if (!f) {
-        fputs("(no stack)", out);
-        return;
-    }
-    esc_xml(out, f->function ? f->function : "??", 1);
-    if (f->file && f->line > 0) {
-        fputs(" (", out);
-        esc_xml(out, tm_basename(f->file), 1);
-        fprintf(out, ":%lld)", f->line);
-    }
+    fprintf(m, "%s at ", what);
+    if (!f)
+        fputs("(no stack)", m);
+    else if (f->file && f->line > 0)
+        fprintf(m, "%s (%s:%lld)", f->function ? f->function : "??", tm_basename(f->file), f->line);
+    else
+        fprintf(m, "%s (%s)", f->function ? f->function : "??",
+                f->module ? tm_basename(f->module) : "?");
+    if (fclose(m) != 0 || !text)
+        cli_die("out of memory");
+    return text;
 }
 
-static void junit_file_attrs(FILE *out, const tm_stack *s)
+static void junit_file_attrs(FILE *out, const report_opts *o, const tm_stack *s)
 {
     const tm_frame *f = tm_source_frame(s);
     if (!f)
         return;
+    const char *rel = report_relpath(o, f->file);
     fputs(" file=\"", out);
-    esc_xml(out, f->file, 1);
+    esc_xml(out, rel ? rel : f->file, 1);
     fprintf(out, "\" line=\"%lld\"", f->line);
 }
 
@@ -458,48 +259,23 @@ static void junit_stack(FILE *out, const char *title, const tm_stack *s)
     free(text);
 }
 
-/* A failing test case for a class check counts by default (vocab.h's
- * GATED), a passing one with the message and stack as its output for the
- * others: a CI test reporter fails on what the gate fails on. */
-static void junit_site(FILE *out, size_t i, const tm_site *s)
+/* A test case's opening: a failure (fails) or the output of a passing
+ * case, with `msg` as its message. */
+static void junit_case_open(FILE *out, const char *classname, const char *name,
+                            const char *suffix, const report_opts *o, const tm_stack *s,
+                            int fails, const char *type, const char *msg)
 {
-    char msg[256];
-    int fails = tm_reach_is_gated(s->reach);
-    report_site_message(msg, sizeof msg, s);
-    fprintf(out, "    <testcase classname=\"alloctrace.leak.%s\" name=\"%s #%zu at ",
-            tm_reach_name(s->reach), tm_reach_label(s->reach), i + 1);
-    junit_where(out, s->stack);
+    fputs("    <testcase classname=\"", out);
+    esc_xml(out, classname, 1);
+    fputs("\" name=\"", out);
+    esc_xml(out, name, 1);
+    if (suffix)
+        fprintf(out, " [%.8s]", suffix);
     fputc('"', out);
-    junit_file_attrs(out, s->stack);
-    if (fails) {
-        fprintf(out, ">\n      <failure type=\"leak\" message=\"");
-        esc_xml(out, msg, 1);
-        fputs("\">", out);
-    } else {
-        fputs(">\n      <system-out>", out);
-        esc_xml(out, msg, 0);
-        fputc('\n', out);
-    }
-    junit_stack(out, "allocated at:", s->stack);
-    fputs(fails ? "</failure>\n    </testcase>\n" : "</system-out>\n    </testcase>\n", out);
-}
-
-static void junit_finding(FILE *out, size_t i, const tm_finding *f)
-{
-    char msg[512];
-    report_finding_message(msg, sizeof msg, f);
-    fputs("    <testcase classname=\"alloctrace.", out);
-    esc_xml(out, f->kind_name, 1);
-    fprintf(out, "\" name=\"%s #%zu at ", report_kind_label(f->kind), i + 1);
-    junit_where(out, f->release);
-    fputc('"', out);
-    junit_file_attrs(out, f->release);
-    /* As check by default: a note (a zero-size request) passes, its
-     * message and stack as its output. */
-    int fails = tm_kind_gated(f->kind);
+    junit_file_attrs(out, o, s);
     if (fails) {
         fputs(">\n      <failure type=\"", out);
-        esc_xml(out, f->kind_name, 1);
+        esc_xml(out, type, 1);
         fputs("\" message=\"", out);
         esc_xml(out, msg, 1);
         fputs("\">", out);
@@ -508,6 +284,38 @@ static void junit_finding(FILE *out, size_t i, const tm_finding *f)
         esc_xml(out, msg, 0);
         fputc('\n', out);
     }
+}
+
+static void junit_case_close(FILE *out, int fails)
+{
+    fputs(fails ? "</failure>\n    </testcase>\n" : "</system-out>\n    </testcase>\n", out);
+}
+
+/* A failing test case for a class check counts by default (vocab.h's
+ * GATED), a passing one with the message and stack as its output for the
+ * others: a CI test reporter fails on what the gate fails on. */
+static void junit_site(FILE *out, const report_opts *o, const tm_site *s, const char *name,
+                       const char *suffix)
+{
+    char msg[256], classname[64];
+    int fails = tm_reach_is_gated(s->reach);
+    report_site_message(msg, sizeof msg, s);
+    snprintf(classname, sizeof classname, "alloctrace.leak.%s", tm_reach_name(s->reach));
+    junit_case_open(out, classname, name, suffix, o, s->stack, fails, "leak", msg);
+    junit_stack(out, "allocated at:", s->stack);
+    junit_case_close(out, fails);
+}
+
+static void junit_finding(FILE *out, const report_opts *o, const tm_finding *f, const char *name,
+                          const char *suffix)
+{
+    char msg[512], classname[128];
+    report_finding_message(msg, sizeof msg, f);
+    snprintf(classname, sizeof classname, "alloctrace.%s", f->kind_name);
+    /* As check by default: a note (a zero-size request) passes, its
+     * message and stack as its output. */
+    int fails = tm_kind_gated(f->kind);
+    junit_case_open(out, classname, name, suffix, o, f->release, fails, f->kind_name, msg);
     junit_stack(out,
                 tm_kind_is_request(f->kind) ? "requested at:"
                 : f->first_release          ? "released again at:"
@@ -517,7 +325,7 @@ static void junit_finding(FILE *out, size_t i, const tm_finding *f)
         junit_stack(out, "allocated at:", f->alloc);
     if (f->first_release && f->first_release->depth)
         junit_stack(out, "first released at:", f->first_release);
-    fputs(fails ? "</failure>\n    </testcase>\n" : "</system-out>\n    </testcase>\n", out);
+    junit_case_close(out, fails);
 }
 
 static void junit_property(FILE *out, const char *name, const char *value)
@@ -554,25 +362,141 @@ static void junit_properties(FILE *out, const tm_trace *t)
     fputs("    </properties>\n", out);
 }
 
-void report_junit(FILE *out, const tm_trace *t, const report_opts *o)
+/* The program and its arguments, as a shell would read them back:
+ * "preload_prog leak", "prog 'a b'".  The program by its file name only,
+ * so that a checkout elsewhere names the same suite; a forked child's
+ * suite says so. */
+static char *suite_name(const tm_trace *t)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (!m)
+        cli_die("out of memory");
+    const tm_summary *s = &t->sum;
+    const char *prog = s->executable ? s->executable : s->nargs ? s->args[0] : "?";
+    fputs(tm_basename(prog), m);
+    for (size_t i = 1; i < s->nargs; i++) {
+        const char *a = s->args[i];
+        int plain = *a != 0;
+        for (const char *p = a; *p && plain; p++)
+            plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                           "-_./=:,+@%",
+                           *p) != NULL;
+        if (plain) {
+            fprintf(m, " %s", a);
+            continue;
+        }
+        fputs(" '", m);
+        for (const char *p = a; *p; p++)
+            fputs(*p == '\'' ? "'\\''" : (char[2]){*p, 0}, m);
+        fputc('\'', m);
+    }
+    /* A forked child runs the program of its parent: told apart by that. */
+    if (tm_meta(t, "parent_pid"))
+        fputs(" (forked child)", m);
+    if (fclose(m) != 0 || !text)
+        cli_die("out of memory");
+    return text;
+}
+
+/* Counts of names, to tell the ones that repeat. */
+typedef struct name_count {
+    char *name;
+    size_t n, seen;
+    UT_hash_handle hh;
+} name_count;
+
+static name_count *name_add(name_count **set, char *name)
+{
+    name_count *e;
+    HASH_FIND_STR(*set, name, e);
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e)
+            cli_die("out of memory");
+        e->name = name;
+        HASH_ADD_KEYPTR(hh, *set, e->name, strlen(e->name), e);
+    } else {
+        free(name);
+    }
+    e->n++;
+    return e;
+}
+
+static void names_free(name_count **set)
+{
+    name_count *e, *tmp;
+    HASH_ITER(hh, *set, e, tmp)
+    {
+        HASH_DEL(*set, e);
+        free(e->name);
+        free(e);
+    }
+}
+
+typedef struct suite_count {
+    size_t tests, failures;
+} suite_count;
+
+static suite_count junit_count(const tm_trace *t, const report_opts *o)
 {
     size_t sites = report_sites_shown(t, o), findings = report_findings_shown(t, o);
-    size_t failures = 0;
+    suite_count c = {0, 0};
     for (size_t i = 0; i < findings; i++)
-        failures += (size_t)tm_kind_gated(t->findings[i].kind);
+        c.failures += (size_t)tm_kind_gated(t->findings[i].kind);
     for (size_t i = 0; i < t->nsites; i++)
-        failures += report_site_shown(t, o, i) && tm_reach_is_gated(t->sites[i].reach);
+        c.failures += report_site_shown(t, o, i) && tm_reach_is_gated(t->sites[i].reach);
     /* An empty category is one passing test case, so a clean run still
      * shows as tests that ran. */
-    size_t tests = sites + findings + (sites == 0) + (t->nfindings == 0);
-    double secs = (double)t->sum.duration_us / 1e6;
-    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", out);
-    fprintf(out, "<testsuites name=\"alloctrace\" tests=\"%zu\" failures=\"%zu\" errors=\"0\""
-                 " time=\"%.6f\">\n", tests, failures, secs);
-    fputs("  <testsuite name=\"alloctrace: ", out);
-    esc_xml(out, t->path, 1);
+    c.tests = sites + findings + (sites == 0) + (t->nfindings == 0);
+    return c;
+}
+
+/* The test cases of one trace: names first, to find those that repeat. */
+static void junit_cases(FILE *out, const tm_trace *t, const report_opts *o)
+{
+    size_t sites = report_sites_shown(t, o), findings = report_findings_shown(t, o);
+    name_count *set = NULL, **of = calloc(t->nsites + findings + 1, sizeof *of);
+    if (!of)
+        cli_die("out of memory");
+    for (size_t i = 0; i < t->nsites; i++)
+        if (report_site_shown(t, o, i))
+            of[i] = name_add(&set, case_name(tm_reach_label(t->sites[i].reach), t->sites[i].stack));
+    for (size_t i = 0; i < findings; i++)
+        of[t->nsites + i] = name_add(
+            &set, case_name(report_kind_label(t->findings[i].kind), t->findings[i].release));
+    char fp[17];
+    for (size_t i = 0; i < t->nsites; i++) {
+        if (!of[i])
+            continue;
+        report_site_fingerprint(fp, o, &t->sites[i]);
+        junit_site(out, o, &t->sites[i], of[i]->name, of[i]->n > 1 ? fp : NULL);
+        tm_progress((double)i / (double)t->nsites);
+    }
+    if (sites == 0) /* none, or none listed (still reachable ones without --show-reachable) */
+        fprintf(out, "    <testcase classname=\"alloctrace.leak\" name=\"%s\"/>\n",
+                t->nsites ? "no leaks listed" : "no leaks");
+    for (size_t i = 0; i < findings; i++) {
+        name_count *e = of[t->nsites + i];
+        report_finding_fingerprint(fp, o, &t->findings[i]);
+        junit_finding(out, o, &t->findings[i], e->name, e->n > 1 ? fp : NULL);
+    }
+    if (t->nfindings == 0)
+        fputs("    <testcase classname=\"alloctrace.findings\" name=\"no bad releases\"/>\n", out);
+    names_free(&set);
+    free(of);
+}
+
+static void junit_suite(FILE *out, const tm_trace *t, const report_opts *o, name_count *name)
+{
+    suite_count c = junit_count(t, o);
+    fputs("  <testsuite name=\"", out);
+    esc_xml(out, name->name, 1);
+    if (name->n > 1)
+        fprintf(out, " (%zu)", ++name->seen);
     fprintf(out, "\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" skipped=\"0\" time=\"%.6f\"",
-            tests, failures, secs);
+            c.tests, c.failures, (double)t->sum.duration_us / 1e6);
     if (t->sum.start_time) {
         fputs(" timestamp=\"", out);
         esc_xml(out, t->sum.start_time, 1);
@@ -580,17 +504,30 @@ void report_junit(FILE *out, const tm_trace *t, const report_opts *o)
     }
     fputs(">\n", out);
     junit_properties(out, t);
-    for (size_t i = 0, n = 0; i < t->nsites; i++) {
-        if (report_site_shown(t, o, i))
-            junit_site(out, n++, &t->sites[i]);
-        tm_progress((double)i / (double)t->nsites);
+    junit_cases(out, t, o);
+    fputs("  </testsuite>\n", out);
+}
+
+void report_junit(FILE *out, const tm_trace *const *t, size_t n, const report_opts *o)
+{
+    size_t tests = 0, failures = 0;
+    double secs = 0;
+    name_count *set = NULL, **names = calloc(n + 1, sizeof *names);
+    if (!names)
+        cli_die("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        suite_count c = junit_count(t[i], o);
+        tests += c.tests;
+        failures += c.failures;
+        secs += (double)t[i]->sum.duration_us / 1e6;
+        names[i] = name_add(&set, suite_name(t[i]));
     }
-    if (sites == 0) /* none, or none listed (still reachable ones without --show-reachable) */
-        fprintf(out, "    <testcase classname=\"alloctrace.leak\" name=\"%s\"/>\n",
-                t->nsites ? "no leaks listed" : "no leaks");
-    for (size_t i = 0; i < findings; i++)
-        junit_finding(out, i, &t->findings[i]);
-    if (t->nfindings == 0)
-        fputs("    <testcase classname=\"alloctrace.findings\" name=\"no bad releases\"/>\n", out);
-    fputs("  </testsuite>\n</testsuites>\n", out);
+    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", out);
+    fprintf(out, "<testsuites name=\"alloctrace\" tests=\"%zu\" failures=\"%zu\" errors=\"0\""
+                 " time=\"%.6f\">\n", tests, failures, secs);
+    for (size_t i = 0; i < n; i++)
+        junit_suite(out, t[i], o, names[i]);
+    fputs("</testsuites>\n", out);
+    names_free(&set);
+    free(names);
 }
