@@ -27,4 +27,16 @@ PY
 
 now() { date +%s.%N; }
 
+# Checks REV out into a scratch worktree, $base_tree (removed on exit with
+# the scratch directory), and builds it there as build-bench (release, no
+# tests), for the scripts that measure this tree against another commit.
+base_build() {
+  base_tree="$out/base"
+  git -C "$here" worktree add -q --detach "$base_tree" "$1"
+  trap 'git -C "$here" worktree remove --force "$base_tree"; rm -rf "$out"' EXIT
+  cp -r "$here/viewer/node_modules" "$base_tree/viewer/"
+  (cd "$base_tree" && meson setup build-bench --buildtype=release -Dtests=false >/dev/null &&
+     ninja -C build-bench >/dev/null)
+}
+
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

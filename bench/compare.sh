@@ -17,12 +17,7 @@ repeats=${3:-5}
 rows=${4:-300000}
 bench_build bench/tracer_bench
 
-base_tree="$out/base"
-git -C "$here" worktree add -q --detach "$base_tree" "$base_rev"
-trap 'git -C "$here" worktree remove --force "$base_tree"; rm -rf "$out"' EXIT
-cp -r "$here/viewer/node_modules" "$base_tree/viewer/"
-(cd "$base_tree" && meson setup build-bench --buildtype=release -Dtests=false >/dev/null &&
-   ninja -C build-bench >/dev/null)
+base_build "$base_rev"
 field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p"; }
 
 sqlite_workload "$rows"

@@ -21,12 +21,7 @@ bench_build tools/alloctrace lib/liballoctrace_preload.so
 if [ -x "$base/tools/alloctrace" ]; then
   base_at=$(cd "$base" && pwd)/tools/alloctrace
 else
-  base_tree="$out/base"
-  git -C "$here" worktree add -q --detach "$base_tree" "$base"
-  trap 'git -C "$here" worktree remove --force "$base_tree"; rm -rf "$out"' EXIT
-  cp -r "$here/viewer/node_modules" "$base_tree/viewer/"
-  (cd "$base_tree" && meson setup build-bench --buildtype=release -Dtests=false >/dev/null &&
-     ninja -C build-bench >/dev/null)
+  base_build "$base"
   base_at="$base_tree/build-bench/tools/alloctrace"
 fi
 this_at="$build/tools/alloctrace"

@@ -273,23 +273,13 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
 
 static void exec_record(at_tracer *t, uint8_t kind, uint64_t seq)
 {
-    at_tracer_stats st;
-    at_tracer_get_stats(t, &st);
     at_thread *th = at__thread_get(t);
     if (!th)
         return;
-    at_rec_end e = {
-        .kind = kind,
-        .thread = th->id,
-        .seq = seq,
-        .t = at__now_ns() - t->start_ns,
-        .alloc_calls = st.alloc_calls,
-        .alloc_bytes = st.alloc_bytes,
-        .free_calls = st.free_calls,
-        .findings = st.findings,
-        .lost_events = st.lost_events,
-        .duration_ns = at__now_ns() - t->start_ns,
-    };
+    at_rec_end e = at__end_record(t, kind);
+    e.thread = th->id;
+    e.seq = seq;
+    e.t = e.duration_ns;
     at__thread_append(th, &e, sizeof e);
 }
 

@@ -278,6 +278,21 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
     }
 }
 
+at_rec_end at__end_record(at_tracer *t, uint8_t kind)
+{
+    at_tracer_stats s;
+    at_tracer_get_stats(t, &s);
+    return (at_rec_end){
+        .kind = kind,
+        .alloc_calls = s.alloc_calls,
+        .alloc_bytes = s.alloc_bytes,
+        .free_calls = s.free_calls,
+        .findings = s.findings,
+        .lost_events = s.lost_events,
+        .duration_ns = at__now_ns() - t->start_ns,
+    };
+}
+
 void at__trace_lost(at_tracer *t)
 {
     __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
@@ -804,8 +819,7 @@ int at_tracer_close(at_tracer *t)
      * every thread's partly filled buffer can be taken.  What the consumer
      * learns last: what was loaded since the start, every thread's name as
      * it is now, and the counts (the END record). */
-    at_tracer_stats s;
-    at_tracer_get_stats(t, &s);
+    at_rec_end end = at__end_record(t, AT_REC_END);
     /* A thread that never used the tracer is not made one of its threads
      * by closing it: its records go through a buffer of its own. */
     at_thread closer = {.tracer = t};
@@ -814,15 +828,6 @@ int at_tracer_close(at_tracer *t)
         th = &closer;
     record_reachability(t, th);
     at__record_modules(t, th);
-    at_rec_end end = {
-        .kind = AT_REC_END,
-        .alloc_calls = s.alloc_calls,
-        .alloc_bytes = s.alloc_bytes,
-        .free_calls = s.free_calls,
-        .findings = s.findings,
-        .lost_events = s.lost_events,
-        .duration_ns = at__now_ns() - t->start_ns,
-    };
     pthread_mutex_lock(&t->threads_mu);
     for (at_thread *x = t->threads; x; x = x->next)
         at__record_thread(th, x);

@@ -235,6 +235,10 @@ static inline __attribute__((always_inline)) void at__append(at_thread *th, cons
  * is done, where the stack would be the wrong one). */
 enum { AT_NO_STACK = 1 << 20 };
 
+/* An END-shaped record (END, EXEC, EXEC_FAILED) with the totals so far and
+ * the time since the start (duration_ns); the caller sets the rest. */
+at_rec_end at__end_record(at_tracer *t, uint8_t kind);
+
 /* A call the tracer could not record (the preload shim's queue of a
  * signal handler's calls was full): counted in lost_events.
  * Async-signal-safe. */
