@@ -22,6 +22,7 @@
 
 #include <elfutils/libdwfl.h>
 #include <libiberty/demangle.h>
+#include <uthash.h>
 
 #include <alloctrace/error.h>
 
@@ -59,6 +60,22 @@ typedef struct sym_entry {
     int rank;         /* binding: 0 global, 1 weak, 2 local (aliases: lowest wins) */
 } sym_entry;
 
+/* A function's code range in a unit, and its concrete DIE. */
+typedef struct fn_range {
+    Dwarf_Addr lo, hi; /* as the DWARF has them (no bias) */
+    Dwarf_Die die;
+} fn_range;
+
+/* The functions of one unit, sorted by address: found once per unit, as
+ * dwarf_getscopes walks the whole unit for every address, which takes
+ * milliseconds in a C++ unit that includes the standard library. */
+typedef struct cu_funcs {
+    Dwarf_Off off; /* the unit DIE's */
+    fn_range *fns;
+    size_t n, cap;
+    UT_hash_handle hh;
+} cu_funcs;
+
 /* A module referenced by frames still to symbolize. */
 typedef struct mod {
     int64_t id;
@@ -75,6 +92,7 @@ typedef struct mod {
     int syms_built;
     sym_entry *syms;
     size_t nsyms;
+    cu_funcs *funcs; /* the units looked into for inlined functions, by offset */
 } mod;
 
 /* A frame to symbolize. */
@@ -419,8 +437,10 @@ static const char *find_sym(const mod *m, GElf_Addr pc, GElf_Addr *start)
 
 /* ---- inlined functions --------------------------------------------------------- */
 
-/* Inlined levels kept per frame: deeper chains are cut at their outer end. */
-enum { MAX_INLINE = 64 };
+/* Inlined levels kept per frame (deeper chains are cut), and levels of
+ * blocks and instances walked down a function at most (a bound against
+ * corrupt DWARF). */
+enum { MAX_INLINE = 64, MAX_SCOPE_DEPTH = 1024 };
 
 /* One function the compiler inlined at a frame's address, and where the
  * function around it called it. */
@@ -465,6 +485,102 @@ static void call_site(Dwarf_Die *die, Dwarf_Files *files, size_t nfiles, const c
     }
 }
 
+static int fn_range_cmp(const void *a, const void *b)
+{
+    const fn_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* The functions with code under `parent`, into f: definitions at the top
+ * of the unit or in namespaces (clang) and types; not into functions. */
+static void collect_funcs(Dwarf_Die *parent, cu_funcs *f, int depth)
+{
+    Dwarf_Die child;
+    if (depth > 32 || dwarf_child(parent, &child) != 0)
+        return;
+    do {
+        int tag = dwarf_tag(&child);
+        if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
+            tag == DW_TAG_union_type || tag == DW_TAG_module) {
+            collect_funcs(&child, f, depth + 1);
+            continue;
+        }
+        if (tag != DW_TAG_subprogram)
+            continue;
+        Dwarf_Addr base, lo, hi;
+        for (ptrdiff_t off = 0; (off = dwarf_ranges(&child, off, &base, &lo, &hi)) > 0;) {
+            if (f->n == f->cap) {
+                size_t c = f->cap ? 2 * f->cap : 64;
+                fn_range *v = realloc(f->fns, c * sizeof *v);
+                if (!v)
+                    return; /* what is listed still helps */
+                f->fns = v;
+                f->cap = c;
+            }
+            f->fns[f->n++] = (fn_range){lo, hi, child};
+        }
+    } while (dwarf_siblingof(&child, &child) == 0);
+}
+
+/* The concrete function DIE of unit `cu` whose code holds `pc` (DWARF
+ * address), or NULL (not found: the caller asks dwarf_getscopes). */
+static Dwarf_Die *function_die(mod *m, Dwarf_Die *cu, Dwarf_Addr pc)
+{
+    if (!m)
+        return NULL;
+    Dwarf_Off off = dwarf_dieoffset(cu);
+    cu_funcs *f;
+    HASH_FIND(hh, m->funcs, &off, sizeof off, f);
+    if (!f) {
+        if (!(f = calloc(1, sizeof *f)))
+            return NULL;
+        f->off = off;
+        collect_funcs(cu, f, 0);
+        qsort(f->fns, f->n, sizeof *f->fns, fn_range_cmp);
+        HASH_ADD(hh, m->funcs, off, sizeof f->off, f);
+    }
+    size_t lo = 0, hi = f->n; /* first range starting after pc */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->fns[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && pc < f->fns[lo - 1].hi ? &f->fns[lo - 1].die : NULL;
+}
+
+/* The inlined instances holding `pc` inside function `fn`, innermost
+ * first, down the blocks and instances that hold it; their number. */
+static int instances_in(Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die **scopes)
+{
+    Dwarf_Die path[MAX_INLINE], cur = *fn, child;
+    int n = 0, found = 1;
+    for (int depth = 0; found && n < MAX_INLINE && depth < MAX_SCOPE_DEPTH &&
+                        dwarf_child(&cur, &child) == 0;
+         depth++) {
+        found = 0;
+        do {
+            int tag = dwarf_tag(&child);
+            if ((tag == DW_TAG_lexical_block || tag == DW_TAG_inlined_subroutine ||
+                 tag == DW_TAG_try_block || tag == DW_TAG_catch_block) &&
+                dwarf_haspc(&child, pc) == 1) {
+                if (tag == DW_TAG_inlined_subroutine)
+                    path[n++] = child;
+                cur = child;
+                found = 1;
+                break;
+            }
+        } while (dwarf_siblingof(&child, &child) == 0);
+    }
+    *scopes = n ? malloc((size_t)n * sizeof **scopes) : NULL;
+    if (!*scopes)
+        return 0;
+    for (int i = 0; i < n; i++)
+        (*scopes)[i] = path[n - 1 - i];
+    return n;
+}
+
 /* The scopes around `pc` from the innermost, through every inlined
  * instance, to the real function and the unit; their number (0 if none,
  * *scopes to free then too).  dwarf_getscopes lists the scopes down to
@@ -498,8 +614,8 @@ static size_t inline_chain(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, inl *out)
         cu = find_cu(m, pc);
         bias = m->bias;
     }
-    Dwarf_Die *scopes = NULL;
-    int ns = cu ? concrete_scopes(cu, pc - bias, &scopes) : 0;
+    Dwarf_Die *scopes = NULL, *fn = cu ? function_die(m, cu, pc - bias) : NULL;
+    int ns = fn ? instances_in(fn, pc - bias, &scopes) : cu ? concrete_scopes(cu, pc - bias, &scopes) : 0;
     Dwarf_Files *files = NULL;
     size_t nfiles = 0, n = 0;
     if (ns > 0 && dwarf_getsrcfiles(cu, &files, &nfiles) != 0)
@@ -693,6 +809,13 @@ int at__symbolize_frames(sqlite3 *db)
         free(w.mods[i].path);
         free(w.mods[i].cus);
         free(w.mods[i].syms);
+        cu_funcs *f, *tmp;
+        HASH_ITER(hh, w.mods[i].funcs, f, tmp)
+        {
+            HASH_DEL(w.mods[i].funcs, f);
+            free(f->fns);
+            free(f);
+        }
     }
     free(w.mods);
     free(w.jobs);
