@@ -6,6 +6,10 @@
  * no symbol (the file is gone, or is the vdso) and the module is mapped in
  * this very process, dladdr() answers from memory instead.
  *
+ * The functions inlined at an address come from the DWARF's inlined
+ * instances (DW_TAG_inlined_subroutine), found by walking down the one
+ * function that holds the address, as `addr2line -i` reports them.
+ *
  * Every address looked up is ip - 1: frames are return addresses, and ip
  * itself may already be the first byte of the next line, or of the next
  * function after a call that does not return.
