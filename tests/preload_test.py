@@ -106,8 +106,11 @@ check(one(db, "SELECT count(*) FROM findings WHERE kind = 'layout_mismatch'"
 check(db.execute("SELECT DISTINCT release_size, release_align FROM findings"
                  " WHERE kind IN ('double_free', 'invalid_free', 'interior_free')").fetchall()
       == [(None, None)], "findings: the bad free()s passed no layout: NULL release size and align")
+# findings() is static and called once: the compiler may inline it into
+# main, and the stacks then name it as a frame of its own (inlined_frames).
 check(one(db, "SELECT count(*) FROM findings_detail"
-              " WHERE release_stack_text LIKE 'bad_release <- main%'") == 6,
+              " WHERE release_stack_text LIKE 'bad_release <- main%'"
+              " OR release_stack_text LIKE 'bad_release <- findings <- main%'") == 6,
       "findings: every release stack starts at the bad call")
 check(one(db, "SELECT count(*) FROM findings WHERE alloc_stack IS NOT NULL") == 5,
       "findings: all but the never-allocated pointer have the allocation's stack")

@@ -460,16 +460,20 @@ sql(newer, "PRAGMA user_version = 99")
 older = copy(leak, "older.db")
 sql(older, "PRAGMA user_version = 1")
 # Version 3 kept every stack's frames in a table stack_frames, where 4 has
-# the call tree stack_nodes; 4 had no release stacks: refused alike.
+# the call tree stack_nodes; 4 had no release stacks, 5 no inlined_frames
+# (a 5's frames name the real function at the inlined one's line): refused
+# alike.
 older3 = copy(leak, "older3.db")
 sql(older3, "PRAGMA user_version = 3")
 older4 = copy(leak, "older4.db")
 sql(older4, "PRAGMA user_version = 4")
+older5 = copy(leak, "older5.db")
+sql(older5, "PRAGMA user_version = 5")
 garbled = copy(leak, "garbled.db")
 with open(os.path.join(work, garbled), "r+b") as f:
     f.seek(os.path.getsize(os.path.join(work, garbled)) // 2)
     f.write(b"\xa5" * 8192)
-for bad in ("text.db", trunc, newer, older, older3, older4, garbled, "missing.db"):
+for bad in ("text.db", trunc, newer, older, older3, older4, older5, garbled, "missing.db"):
     for argv in (["report", bad], ["report", bad, "--format", "sarif"], ["check", bad],
                  ["query", bad, "SELECT count(*) FROM lifetimes"]):
         r = tool(*argv)

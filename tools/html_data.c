@@ -80,7 +80,8 @@ const char *hd_string_at(const hd_data *d, size_t i)
 /* ---- frames and stacks ----------------------------------------------------------------------- */
 
 typedef struct frame_entry {
-    long long id; /* frames.id */
+    const tm_frame *id; /* a line of the trace model's, unique: a frame's inlined
+                           functions share its frames.id */
     hd_frame f;
     int index; /* in d->frames, -1 until a listed stack has it */
     UT_hash_handle hh;
@@ -127,11 +128,11 @@ static int frame_name(hd_data *d, const tm_frame *f)
 static frame_entry *frame_of(hd_data *d, const tm_frame *f)
 {
     frame_entry *e;
-    HASH_FIND(hh, d->index->frames, &f->id, sizeof f->id, e);
+    HASH_FIND(hh, d->index->frames, &f, sizeof f, e);
     if (e)
         return e;
     e = tm_xrealloc(NULL, sizeof *e);
-    e->id = f->id;
+    e->id = f;
     e->f.name = frame_name(d, f);
     e->f.file = hd_string(d, f->file);
     e->f.module = hd_string(d, f->module);

@@ -130,7 +130,7 @@ void report_stack_text(FILE *out, const tm_stack *s, const char *indent, int col
         esc_text(out, f->module ? tm_basename(f->module) : "?");
         if (!f->file || f->line <= 0)
             fprintf(out, "+0x%llx", (unsigned long long)f->module_offset);
-        fprintf(out, "%s\n", c.reset);
+        fprintf(out, "%s%s\n", f->inlined ? " (inlined)" : "", c.reset);
     }
 }
 

@@ -203,7 +203,7 @@ struct tm_cache {
     struct stack_entry *stacks;
     at_stack_tree tree; /* the call tree, read at the first stack asked for */
     int tree_loaded;
-    sqlite3_stmt *frame_query;
+    sqlite3_stmt *frame_query, *inlined_query;
     int failed; /* a query failed (1), and it was said (2): the message is printed once */
     char error[256];
 };
@@ -305,9 +305,17 @@ static long long meta_int(tm_trace *t, const char *key)
 
 /* ---- frames and stacks ----------------------------------------------------------------- */
 
+/* Frames a stack may have at most, and lines a frame: more than the
+ * tracer ever records (AT_MAX_STACK_DEPTH), a bound against a hostile
+ * trace. */
+enum { MAX_FRAMES = 1024 };
+
+/* A row of `frames` as the lines it shows: the functions inlined at its
+ * address (inlined_frames), innermost first, then the real function. */
 typedef struct frame_entry {
     long long id;
-    tm_frame f;
+    tm_frame *lines;
+    size_t n;
     UT_hash_handle hh;
 } frame_entry;
 
@@ -325,29 +333,45 @@ static char *demangle(const char *name)
     return d ? d : tm_xstrdup(name);
 }
 
-/* Row of frame_query: 0, frame id, function, file, line, module path,
- * offset, ip. */
-static const tm_frame *frame_from_row(tm_trace *t, sqlite3_stmt *st)
+/* The inlined functions of frame e->id, then the frame itself from the row
+ * of frame_query: 0, frame id, function, file, line, module path, offset,
+ * ip.  Inlined lines share the frame's id, ip and module. */
+static void frame_lines(tm_trace *t, frame_entry *e, sqlite3_stmt *st)
 {
-    long long id = sqlite3_column_int64(st, 1);
-    frame_entry *e;
-    HASH_FIND(hh, t->cache->frames, &id, sizeof id, e);
-    if (e)
-        return &e->f;
-    e = tm_xrealloc(NULL, sizeof *e);
-    memset(e, 0, sizeof *e);
-    e->id = id;
+    tm_frame real = {0};
     char *name = col_text(st, 2);
-    e->f.function = name ? demangle(name) : NULL;
+    real.function = name ? demangle(name) : NULL;
     free(name);
-    e->f.file = col_text(st, 3);
-    e->f.line = col_int(st, 4, 0);
-    e->f.module = col_text(st, 5);
-    e->f.module_offset = col_int(st, 6, 0);
-    e->f.id = id;
-    e->f.ip = col_int(st, 7, 0);
-    HASH_ADD(hh, t->cache->frames, id, sizeof e->id, e);
-    return &e->f;
+    real.file = col_text(st, 3);
+    real.line = col_int(st, 4, 0);
+    real.module = col_text(st, 5);
+    real.module_offset = col_int(st, 6, 0);
+    real.id = e->id;
+    real.ip = col_int(st, 7, 0);
+    if (!t->cache->inlined_query)
+        t->cache->inlined_query =
+            prepare(t, "SELECT function, file, line FROM inlined_frames WHERE frame = ?1"
+                       " ORDER BY depth");
+    sqlite3_stmt *q = t->cache->inlined_query;
+    size_t cap = 0;
+    if (q)
+        sqlite3_bind_int64(q, 1, e->id);
+    while (q && e->n < MAX_FRAMES && step(t, q) == SQLITE_ROW) {
+        e->lines = grow(e->lines, &cap, e->n + 2, sizeof *e->lines);
+        tm_frame *f = &e->lines[e->n++];
+        *f = real;
+        f->inlined = 1;
+        char *inl = col_text(q, 0);
+        f->function = inl ? demangle(inl) : NULL;
+        free(inl);
+        f->file = col_text(q, 1);
+        f->line = col_int(q, 2, 0);
+        f->module = tm_xstrdup(real.module);
+    }
+    if (q)
+        sqlite3_reset(q);
+    e->lines = grow(e->lines, &cap, e->n + 1, sizeof *e->lines);
+    e->lines[e->n++] = real;
 }
 
 /* ---- sites (lib/trace/sites.h decides them) ------------------------------------------------ */
@@ -422,30 +446,31 @@ static void finish_stack(tm_trace *t, tm_stack *s)
     s->names = names.s;
 }
 
-/* Frames a stack may have at most: more than the tracer ever records
- * (AT_MAX_STACK_DEPTH), a bound against a hostile trace. */
-enum { MAX_FRAMES = 1024 };
-
-/* Frame `id`, read on first sight. */
-static const tm_frame *frame_get(tm_trace *t, long long id)
+/* The lines of frame `id` (frame_lines), read on first sight; *n of them
+ * (0 when the frame cannot be read). */
+static const tm_frame *frame_get(tm_trace *t, long long id, size_t *n)
 {
     frame_entry *e;
     HASH_FIND(hh, t->cache->frames, &id, sizeof id, e);
-    if (e)
-        return &e->f;
-    if (!t->cache->frame_query)
-        t->cache->frame_query = prepare(
-            t, "SELECT 0, f.id, f.function, f.file, f.line, m.path, f.module_offset, f.ip"
-               " FROM frames f LEFT JOIN modules m ON m.id = f.module WHERE f.id = ?1");
-    sqlite3_stmt *st = t->cache->frame_query;
-    const tm_frame *f = NULL;
-    if (st) {
-        sqlite3_bind_int64(st, 1, id);
-        if (step(t, st) == SQLITE_ROW)
-            f = frame_from_row(t, st);
-        sqlite3_reset(st);
+    if (!e) {
+        if (!t->cache->frame_query)
+            t->cache->frame_query = prepare(
+                t, "SELECT 0, f.id, f.function, f.file, f.line, m.path, f.module_offset, f.ip"
+                   " FROM frames f LEFT JOIN modules m ON m.id = f.module WHERE f.id = ?1");
+        sqlite3_stmt *st = t->cache->frame_query;
+        e = tm_xrealloc(NULL, sizeof *e);
+        memset(e, 0, sizeof *e);
+        e->id = id;
+        if (st) {
+            sqlite3_bind_int64(st, 1, id);
+            if (step(t, st) == SQLITE_ROW)
+                frame_lines(t, e, st);
+            sqlite3_reset(st);
+        }
+        HASH_ADD(hh, t->cache->frames, id, sizeof e->id, e);
     }
-    return f;
+    *n = e->n;
+    return e->lines;
 }
 
 /* The call tree, read once; a trace whose tree cannot be read is an error
@@ -479,12 +504,18 @@ static const tm_stack *stack_get(tm_trace *t, long long id)
     if (id != 0) {
         int64_t ids[MAX_FRAMES];
         size_t n = at__stack_tree_frames(tree_get(t), id, ids, MAX_FRAMES);
-        e->s.frames = tm_xrealloc(NULL, (n ? n : 1) * sizeof *e->s.frames);
-        for (size_t i = 0; i < n; i++) {
-            const tm_frame *f = frame_get(t, ids[i]);
-            if (f)
-                e->s.frames[e->s.depth++] = f;
+        size_t cap = 0;
+        /* Each frame as its lines: what sites.c reads, which `skip` counts. */
+        for (size_t i = 0; i < n && e->s.depth < MAX_FRAMES; i++) {
+            size_t nl = 0;
+            const tm_frame *f = frame_get(t, ids[i], &nl);
+            for (size_t k = 0; k < nl && e->s.depth < MAX_FRAMES; k++) {
+                e->s.frames = grow(e->s.frames, &cap, e->s.depth + 1, sizeof *e->s.frames);
+                e->s.frames[e->s.depth++] = &f[k];
+            }
         }
+        if (!e->s.frames)
+            e->s.frames = tm_xrealloc(NULL, sizeof *e->s.frames);
     }
     finish_stack(t, &e->s);
     HASH_ADD(hh, t->cache->stacks, id, sizeof e->id, e);
@@ -1017,9 +1048,12 @@ void tm_free(tm_trace *t)
     HASH_ITER(hh, t->cache->frames, fe, ftmp)
     {
         HASH_DEL(t->cache->frames, fe);
-        free(fe->f.function);
-        free(fe->f.file);
-        free(fe->f.module);
+        for (size_t i = 0; i < fe->n; i++) {
+            free(fe->lines[i].function);
+            free(fe->lines[i].file);
+            free(fe->lines[i].module);
+        }
+        free(fe->lines);
         free(fe);
     }
     site_of *so, *sotmp;
@@ -1029,6 +1063,7 @@ void tm_free(tm_trace *t)
         free(so);
     }
     sqlite3_finalize(t->cache->frame_query);
+    sqlite3_finalize(t->cache->inlined_query);
     at__stack_tree_free(&t->cache->tree);
     free(t->cache);
     memset(t, 0, sizeof *t);

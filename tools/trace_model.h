@@ -37,12 +37,15 @@ typedef struct tm_frame {
     long long line;          /* 0 when unknown */
     char *module;            /* path of the module; NULL when unknown */
     long long module_offset; /* the return address relative to the module's base */
+    int inlined;             /* 1: a function the compiler inlined into the next frame, at
+                                the same address (id, ip, module and offset are that one's) */
 } tm_frame;
 
 typedef struct tm_stack {
     long long id; /* stacks.id, 0 for a block with no stack */
     size_t depth;
-    const tm_frame **frames; /* frames[0] is the innermost (level 0) */
+    const tm_frame **frames; /* frames[0] is the innermost (level 0); each frame of the
+                                trace is its inlined functions, then itself */
     size_t skip;             /* frames[0..skip) are the allocator's: not shown */
     long long site;          /* the site it belongs to (lib/trace/sites.h) */
     char *key;               /* the site, as a string, for merging findings */

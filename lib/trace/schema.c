@@ -22,6 +22,11 @@ static const char tables_sql[] =
     " end INTEGER, build_id TEXT);"
     "CREATE TABLE frames(id INTEGER PRIMARY KEY, ip INTEGER NOT NULL UNIQUE, module INTEGER,"
     " module_offset INTEGER, function TEXT, function_offset INTEGER, file TEXT, line INTEGER);"
+    /* The functions the compiler inlined at a frame's address, depth 0 the
+     * innermost, each at the line where the one around it is; the frames
+     * row is the real function, at the line where it called the outermost. */
+    "CREATE TABLE inlined_frames(frame INTEGER NOT NULL, depth INTEGER NOT NULL, function TEXT,"
+    " file TEXT, line INTEGER, PRIMARY KEY(frame, depth)) WITHOUT ROWID;"
     /* Stacks share their callers: the call tree, rooted at the outermost
      * frames, one row per node; a stack is the node of its innermost
      * frame.  The view stack_frames spells every stack out. */
@@ -114,9 +119,39 @@ static const char finish_sql[] =
     " LEFT JOIN stack_sites al ON al.stack = fi.alloc_stack GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;"
     ;
 
-/* The views over stacks (a string of its own: C99 bounds a literal's
+/* The views over stacks' lines, where each frame is its inlined functions
+ * (inlined_frames) then itself: a walk up the call tree from the nodes
+ * ANCHOR selects (columns stack, frame, parent), each node's `base` the
+ * line level of its first line, then `lines`, one row per line. */
+#define INLINED_COUNT(frame) "(SELECT count(*) FROM inlined_frames i WHERE i.frame = " frame ")"
+#define LINES_CTE(anchor)                                                                          \
+    " walk(stack, level, frame, parent, base, ninl) AS ("                                          \
+    "  SELECT a.stack, 0, a.frame, a.parent, 0, " INLINED_COUNT("a.frame") " FROM (" anchor ") a"  \
+    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent, w.base + w.ninl + 1,"            \
+    "  " INLINED_COUNT("n.frame")                                                                 \
+    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL "),"   \
+    " lines(stack, level, frame, ip, function, file, line, module, inlined) AS ("                  \
+    "  SELECT w.stack, w.base + i.depth, w.frame, f.ip, i.function, i.file, i.line, f.module, 1"   \
+    "  FROM walk w JOIN inlined_frames i ON i.frame = w.frame JOIN frames f ON f.id = w.frame"     \
+    "  UNION ALL SELECT w.stack, w.base + w.ninl, w.frame, f.ip, f.function, f.file, f.line,"     \
+    "  f.module, 0 FROM walk w JOIN frames f ON f.id = w.frame)"
+#define LINES_COLUMNS                                                                              \
+    " SELECT l.stack AS stack, l.level AS level, l.ip AS ip, l.function AS function,"            \
+    " l.file AS file, l.line AS line, m.path AS module, l.inlined AS inlined, l.frame AS frame"  \
+    " FROM lines l LEFT JOIN modules m ON m.id = l.module"
+/* Each stack's text from `lines`; the ordered subquery holds the order:
+ * SQLite never flattens an ORDER BY subquery into an aggregate, so lines
+ * concatenate in order. */
+#define LINES_TEXT                                                                                 \
+    "SELECT stack, group_concat(name, ' <- ') AS text FROM (SELECT stack,"                       \
+    " coalesce(function, printf('0x%x', ip)) AS name FROM lines ORDER BY stack, level)"          \
+    " GROUP BY stack"
+#define ALL_STACKS "SELECT s.id AS stack, n.frame AS frame, n.parent AS parent FROM stacks s" \
+    " JOIN stack_nodes n ON n.id = s.id"
+
+/* The views over stacks, one string each (C99 bounds a literal's
  * length). */
-static const char stack_views_sql[] =
+static const char *const stack_views_sql[] = {
     /* Every stack's frames, walked up the tree from its node. */
     "CREATE VIEW stack_frames(stack, level, frame) AS WITH RECURSIVE"
     " walk(stack, level, frame, parent) AS ("
@@ -124,44 +159,32 @@ static const char stack_views_sql[] =
     "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
     "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
     " SELECT stack, level, frame FROM walk;"
-    /* The ordered subquery holds the join: SQLite never flattens an
-     * ORDER BY subquery into an aggregate, so frames concatenate in order. */
-    "CREATE VIEW stack_text AS SELECT stack, group_concat(name, ' <- ') AS text"
-    " FROM (SELECT sf.stack AS stack, coalesce(f.function, printf('0x%x', f.ip)) AS name"
-    " FROM stack_frames sf JOIN frames f ON f.id = sf.frame ORDER BY sf.stack, sf.level)"
-    " GROUP BY stack;"
-    "CREATE VIEW stack_lines AS SELECT sf.stack AS stack, sf.level AS level, f.ip AS ip,"
-    " f.function AS function, f.file AS file, f.line AS line, m.path AS module"
-    " FROM stack_frames sf JOIN frames f ON f.id = sf.frame"
-    " LEFT JOIN modules m ON m.id = f.module;"
+    ,
+    "CREATE VIEW stack_text AS WITH RECURSIVE" LINES_CTE(ALL_STACKS) " " LINES_TEXT ";"
+    ,
+    "CREATE VIEW stack_lines AS WITH RECURSIVE" LINES_CTE(ALL_STACKS) LINES_COLUMNS ";"
     /* stack_lines for the stacks that name a leak site only, walked from
      * them: what questions about leaks join, at a fraction of the cost. */
-    "CREATE VIEW leak_site_lines AS WITH RECURSIVE"
-    " walk(stack, level, frame, parent) AS ("
-    "  SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM leak_sites) x"
-    "  JOIN stack_nodes n ON n.id = x.stack"
-    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
-    " SELECT w.stack AS stack, w.level AS level, f.ip AS ip, f.function AS function,"
-    " f.file AS file, f.line AS line, m.path AS module"
-    " FROM walk w JOIN frames f ON f.id = w.frame LEFT JOIN modules m ON m.id = f.module;"
+    ,
+    "CREATE VIEW leak_site_lines AS WITH RECURSIVE" LINES_CTE(
+        "SELECT n.id AS stack, n.frame AS frame, n.parent AS parent FROM"
+        " (SELECT DISTINCT stack FROM leak_sites) x JOIN stack_nodes n ON n.id = x.stack")
+        LINES_COLUMNS ";"
     /* The texts of the findings' stacks only: SQLite does not narrow a
      * recursive view such as stack_frames down to the one stack asked for. */
+    ,
     "CREATE VIEW findings_detail AS WITH RECURSIVE"
     " wanted(stack) AS (SELECT alloc_stack FROM findings UNION SELECT release_stack FROM findings"
-    "  UNION SELECT first_free_stack FROM findings),"
-    " walk(stack, level, frame, parent) AS ("
-    "  SELECT n.id, 0, n.frame, n.parent FROM wanted x JOIN stack_nodes n ON n.id = x.stack"
-    "  UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    "  FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL "),"
-    " texts(stack, text) AS (SELECT stack, group_concat(name, ' <- ') FROM ("
-    "  SELECT w.stack AS stack, coalesce(f.function, printf('0x%x', f.ip)) AS name"
-    "  FROM walk w JOIN frames f ON f.id = w.frame ORDER BY w.stack, w.level) GROUP BY stack)"
+    "  UNION SELECT first_free_stack FROM findings)," LINES_CTE(
+        "SELECT n.id AS stack, n.frame AS frame, n.parent AS parent FROM wanted x"
+        " JOIN stack_nodes n ON n.id = x.stack") ","
+    " texts(stack, text) AS (" LINES_TEXT ")"
     " SELECT fi.*,"
     " (SELECT text FROM texts WHERE stack = fi.alloc_stack) AS alloc_stack_text,"
     " (SELECT text FROM texts WHERE stack = fi.release_stack) AS release_stack_text,"
     " (SELECT text FROM texts WHERE stack = fi.first_free_stack) AS first_free_stack_text"
-    " FROM findings fi;";
+    " FROM findings fi;",
+};
 
 int at__sql_exec(sqlite3 *db, const char *sql)
 {
@@ -176,5 +199,7 @@ int at__schema_create(sqlite3 *db)
 int at__schema_finish(sqlite3 *db)
 {
     int rc = at__sql_exec(db, finish_sql);
-    return rc ? rc : at__sql_exec(db, stack_views_sql);
+    for (size_t i = 0; !rc && i < sizeof stack_views_sql / sizeof *stack_views_sql; i++)
+        rc = at__sql_exec(db, stack_views_sql[i]);
+    return rc;
 }

@@ -9,8 +9,9 @@
  * exactly this version: 1 stored `align` and `ops` as two columns and the
  * release layout in `lifetimes` itself, 2 had no reachability, 3 and
  * older every stack's frames in a table `stack_frames` rather than the
- * call tree `stack_nodes`, 4 no release stacks (see docs/schema.md). */
-#define AT_SCHEMA_VERSION 5
+ * call tree `stack_nodes`, 4 no release stacks, 5 no
+ * inlined_frames (see docs/schema.md). */
+#define AT_SCHEMA_VERSION 6
 #define AT_STRINGIFY_(x) #x
 #define AT_STRINGIFY(x) AT_STRINGIFY_(x)
 

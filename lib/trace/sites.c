@@ -95,10 +95,14 @@ static void add_int(buf *b, const char *prefix, long long v, int hex)
     add(b, tmp, n > 0 ? (size_t)n : 0);
 }
 
-/* One frame of the stack being read. */
+/* One frame of the stack being read: a real one (a row of `frames`), or
+ * a function the compiler inlined there (inlined_frames), which shares
+ * the real one's module and offset. */
 typedef struct frame {
     char *function, *file, *module;
     long long line, offset;
+    struct frame *inl; /* a real frame's inlined functions, innermost first */
+    size_t ninl;
 } frame;
 
 /* The identity of frames[skip..n): what a site is. */
@@ -197,12 +201,49 @@ static int load_frames(sqlite3 *db, reader *r)
     return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
 }
 
+/* Each real frame's inlined functions, in depth order. */
+static int load_inlined(sqlite3 *db, reader *r)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT frame, function, file, line FROM inlined_frames"
+                                " ORDER BY frame, depth",
+                                -1, &st, NULL);
+    while (!r->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (id <= 0 || id >= r->nframes || r->frames[id].ninl >= MAX_FRAMES)
+            continue;
+        frame *f = &r->frames[id];
+        frame *v = realloc(f->inl, (f->ninl + 1) * sizeof *v);
+        if (!v) {
+            r->nomem = 1;
+            break;
+        }
+        f->inl = v;
+        frame *g = &v[f->ninl++];
+        *g = (frame){.module = f->module, .offset = f->offset}; /* the real frame's */
+        g->function = dup_col(st, 1, &r->nomem);
+        g->file = dup_col(st, 2, &r->nomem);
+        g->line = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_finalize(st);
+    return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
 static void free_frames(reader *r)
 {
     for (int64_t i = 0; r->frames && i < r->nframes; i++) {
-        free(r->frames[i].function);
-        free(r->frames[i].file);
-        free(r->frames[i].module);
+        frame *f = &r->frames[i];
+        for (size_t k = 0; k < f->ninl; k++) {
+            free(f->inl[k].function);
+            free(f->inl[k].file);
+        }
+        free(f->inl);
+        free(f->function);
+        free(f->file);
+        free(f->module);
     }
     free(r->frames);
 }
@@ -255,9 +296,17 @@ static int read_stacks(sqlite3 *db, reader *r, const at_stack_tree *tree, at_sit
             break;
         r->stack = sqlite3_column_int64(st, 0);
         size_t n = at__stack_tree_frames(tree, r->stack, ids, MAX_FRAMES);
-        for (size_t i = 0; i < n; i++)
-            if (ids[i] > 0 && ids[i] < r->nframes)
-                r->f[r->n++] = r->frames[ids[i]];
+        /* Each frame as its inlined functions, then itself: the lines the
+         * views and the reports show, which `skip` counts. */
+        for (size_t i = 0; i < n && r->n < MAX_FRAMES; i++) {
+            if (ids[i] <= 0 || ids[i] >= r->nframes)
+                continue;
+            const frame *f = &r->frames[ids[i]];
+            for (size_t k = 0; k < f->ninl && r->n < MAX_FRAMES; k++)
+                r->f[r->n++] = f->inl[k];
+            if (r->n < MAX_FRAMES)
+                r->f[r->n++] = *f;
+        }
         end_stack(r, fn, arg);
     }
     sqlite3_finalize(st);
@@ -272,6 +321,7 @@ int at__sites_compute(sqlite3 *db, at_site_fn *fn, void *arg)
     at_stack_tree tree;
     int err = at__stack_tree_load(db, &tree);
     err = err ? err : load_frames(db, r);
+    err = err ? err : load_inlined(db, r);
     err = err ? err : read_stacks(db, r, &tree, fn, arg);
     at__stack_tree_free(&tree);
     site_entry *e, *tmp;

@@ -2,16 +2,20 @@
  * rule that the text report, JSON, SARIF, check, the SQL views and the
  * HTML page all follow.  Belongs in the trace layer (lib/trace/).
  *
- * A stack's frames are trimmed at the top: the allocator's entry points
- * (malloc, free, operator new..., the trait's at_* dispatchers) and
- * alloctrace's own frames say nothing about who allocated, and are
- * `skip`ped (all of them kept if nothing else is left).  Two stacks whose
- * remaining frames read the same once symbolized (in every frame the same
- * function, file and line; the module offset where there is no line, the
- * module and offset where there is no function) are one site: a loop the
- * compiler unrolled into four calls, or a function called twice from one
- * line, is one site, not four or two.  A site is named by the smallest
- * stack id among its stacks.
+ * A stack is read as its lines, the views' and the reports' frames: each
+ * frame is the functions the compiler inlined at its address
+ * (inlined_frames, innermost first), then itself.  Those are trimmed at
+ * the top: the allocator's entry points (malloc, free, operator new...,
+ * the trait's at_* dispatchers) and alloctrace's own frames say nothing
+ * about who allocated, and are `skip`ped (all of them kept if nothing
+ * else is left; `skip` counts lines).  Two stacks whose remaining lines
+ * read the same once symbolized (in every line the same function, file
+ * and line; the module offset where there is no line, the module and
+ * offset where there is no function) are one site: a loop the compiler
+ * unrolled into four calls, or a function called twice from one line, is
+ * one site, not four or two; an inlined helper called from two lines is
+ * two sites, its caller's line telling them apart.  A site is named by
+ * the smallest stack id among its stacks.
  *
  * Finishing stores each stack's site in `stack_sites(stack, site, skip)`
  * once the frames are symbolized (at__sites_store); the views leak_sites

@@ -6,6 +6,10 @@
  * no symbol (the file is gone, or is the vdso) and the module is mapped in
  * this very process, dladdr() answers from memory instead.
  *
+ * The functions inlined at an address come from the DWARF's inlined
+ * instances (DW_TAG_inlined_subroutine), found by walking down the one
+ * function that holds the address, as `addr2line -i` reports them.
+ *
  * Every address looked up is ip - 1: frames are return addresses, and ip
  * itself may already be the first byte of the next line, or of the next
  * function after a call that does not return.
@@ -22,6 +26,7 @@
 
 #include <elfutils/libdwfl.h>
 #include <libiberty/demangle.h>
+#include <uthash.h>
 
 #include <alloctrace/error.h>
 
@@ -59,6 +64,22 @@ typedef struct sym_entry {
     int rank;         /* binding: 0 global, 1 weak, 2 local (aliases: lowest wins) */
 } sym_entry;
 
+/* A function's code range in a unit, and its concrete DIE. */
+typedef struct fn_range {
+    Dwarf_Addr lo, hi; /* as the DWARF has them (no bias) */
+    Dwarf_Die die;
+} fn_range;
+
+/* The functions of one unit, sorted by address: found once per unit, as
+ * dwarf_getscopes walks the whole unit for every address, which takes
+ * milliseconds in a C++ unit that includes the standard library. */
+typedef struct cu_funcs {
+    Dwarf_Off off; /* the unit DIE's */
+    fn_range *fns;
+    size_t n, cap;
+    UT_hash_handle hh;
+} cu_funcs;
+
 /* A module referenced by frames still to symbolize. */
 typedef struct mod {
     int64_t id;
@@ -75,6 +96,7 @@ typedef struct mod {
     int syms_built;
     sym_entry *syms;
     size_t nsyms;
+    cu_funcs *funcs; /* the units looked into for inlined functions, by offset */
 } mod;
 
 /* A frame to symbolize. */
@@ -90,6 +112,7 @@ typedef struct work {
     job *jobs;
     size_t njobs;
     Dwfl *dwfl;
+    sqlite3_stmt *up, *ins, *del; /* frames, inlined_frames */
 } work;
 
 static const Dwfl_Callbacks callbacks = {
@@ -416,66 +439,331 @@ static const char *find_sym(const mod *m, GElf_Addr pc, GElf_Addr *start)
     return best ? best->name : NULL;
 }
 
-static int symbolize_one(work *w, sqlite3_stmt *up, const job *j)
+/* ---- inlined functions --------------------------------------------------------- */
+
+/* Inlined levels kept per frame (deeper chains are cut), and levels of
+ * blocks and instances walked down a function at most (a bound against
+ * corrupt DWARF). */
+enum { MAX_INLINE = 64, MAX_SCOPE_DEPTH = 1024 };
+
+/* One function the compiler inlined at a frame's address, and where the
+ * function around it called it. */
+typedef struct inl {
+    char *function;  /* demangled when mangled; NULL when unnamed */
+    char *call_file; /* NULL when unknown */
+    int call_line;
+} inl;
+
+/* The name of the function an inlined instance is of: its linkage name
+ * (qualified, demangled as the symbol table's are), else its plain name;
+ * both through the abstract origin.  From malloc, or NULL. */
+static char *inlined_name(Dwarf_Die *die)
+{
+    Dwarf_Attribute attr;
+    const char *linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr));
+    if (!linkage)
+        linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr));
+    char *d = at__demangle(linkage);
+    if (d)
+        return d;
+    const char *name = linkage ? linkage : dwarf_diename(die);
+    return name ? strdup(name) : NULL;
+}
+
+/* Where the inlined instance `die` was called: its DW_AT_call_file (an
+ * index into the unit's file table) and DW_AT_call_line. */
+static void call_site(Dwarf_Die *die, Dwarf_Files *files, size_t nfiles, const char *comp_dir,
+                      inl *out)
+{
+    Dwarf_Attribute attr;
+    Dwarf_Word idx, line;
+    const char *f = NULL;
+    if (files && dwarf_formudata(dwarf_attr(die, DW_AT_call_file, &attr), &idx) == 0 &&
+        idx < nfiles)
+        f = dwarf_filesrc(files, idx, NULL, NULL);
+    if (f && f[0] && dwarf_formudata(dwarf_attr(die, DW_AT_call_line, &attr), &line) == 0 &&
+        line > 0 && line <= INT_MAX) {
+        char buf[PATH_MAX];
+        out->call_file = strdup(source_path(comp_dir, f, buf, sizeof buf));
+        out->call_line = out->call_file ? (int)line : 0;
+    }
+}
+
+static int fn_range_cmp(const void *a, const void *b)
+{
+    const fn_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* The functions with code under `parent`, into f: definitions at the top
+ * of the unit or in namespaces (clang) and types; not into functions. */
+static void collect_funcs(Dwarf_Die *parent, cu_funcs *f, int depth)
+{
+    Dwarf_Die child;
+    if (depth > 32 || dwarf_child(parent, &child) != 0)
+        return;
+    do {
+        int tag = dwarf_tag(&child);
+        if (tag == DW_TAG_namespace || tag == DW_TAG_class_type || tag == DW_TAG_structure_type ||
+            tag == DW_TAG_union_type || tag == DW_TAG_module) {
+            collect_funcs(&child, f, depth + 1);
+            continue;
+        }
+        if (tag != DW_TAG_subprogram)
+            continue;
+        Dwarf_Addr base, lo, hi;
+        for (ptrdiff_t off = 0; (off = dwarf_ranges(&child, off, &base, &lo, &hi)) > 0;) {
+            if (f->n == f->cap) {
+                size_t c = f->cap ? 2 * f->cap : 64;
+                fn_range *v = realloc(f->fns, c * sizeof *v);
+                if (!v)
+                    return; /* what is listed still helps */
+                f->fns = v;
+                f->cap = c;
+            }
+            f->fns[f->n++] = (fn_range){lo, hi, child};
+        }
+    } while (dwarf_siblingof(&child, &child) == 0);
+}
+
+/* The concrete function DIE of unit `cu` whose code holds `pc` (DWARF
+ * address), or NULL (not found: the caller asks dwarf_getscopes). */
+static Dwarf_Die *function_die(mod *m, Dwarf_Die *cu, Dwarf_Addr pc)
+{
+    if (!m)
+        return NULL;
+    Dwarf_Off off = dwarf_dieoffset(cu);
+    cu_funcs *f;
+    HASH_FIND(hh, m->funcs, &off, sizeof off, f);
+    if (!f) {
+        if (!(f = calloc(1, sizeof *f)))
+            return NULL;
+        f->off = off;
+        collect_funcs(cu, f, 0);
+        qsort(f->fns, f->n, sizeof *f->fns, fn_range_cmp);
+        HASH_ADD(hh, m->funcs, off, sizeof f->off, f);
+    }
+    size_t lo = 0, hi = f->n; /* first range starting after pc */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->fns[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && pc < f->fns[lo - 1].hi ? &f->fns[lo - 1].die : NULL;
+}
+
+/* The inlined instances holding `pc` inside function `fn`, innermost
+ * first, down the blocks and instances that hold it; their number. */
+static int instances_in(Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die **scopes)
+{
+    Dwarf_Die path[MAX_INLINE], cur = *fn, child;
+    int n = 0, found = 1;
+    for (int depth = 0; found && n < MAX_INLINE && depth < MAX_SCOPE_DEPTH &&
+                        dwarf_child(&cur, &child) == 0;
+         depth++) {
+        found = 0;
+        do {
+            int tag = dwarf_tag(&child);
+            if ((tag == DW_TAG_lexical_block || tag == DW_TAG_inlined_subroutine ||
+                 tag == DW_TAG_try_block || tag == DW_TAG_catch_block) &&
+                dwarf_haspc(&child, pc) == 1) {
+                if (tag == DW_TAG_inlined_subroutine)
+                    path[n++] = child;
+                cur = child;
+                found = 1;
+                break;
+            }
+        } while (dwarf_siblingof(&child, &child) == 0);
+    }
+    *scopes = n ? malloc((size_t)n * sizeof **scopes) : NULL;
+    if (!*scopes)
+        return 0;
+    for (int i = 0; i < n; i++)
+        (*scopes)[i] = path[n - 1 - i];
+    return n;
+}
+
+/* The scopes around `pc` from the innermost, through every inlined
+ * instance, to the real function and the unit; their number (0 if none,
+ * *scopes to free then too).  dwarf_getscopes lists the scopes down to
+ * the innermost instance only, then those of its abstract definition;
+ * the scopes of the DIE it found first, in the DIE tree, are the concrete
+ * ones.  A pc in no inlined instance needs only the first walk. */
+static int concrete_scopes(Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die **scopes)
+{
+    *scopes = NULL;
+    int ns = dwarf_getscopes(cu, pc, scopes);
+    int inlined = 0;
+    for (int i = 0; i < ns && !inlined; i++)
+        inlined = dwarf_tag(&(*scopes)[i]) == DW_TAG_inlined_subroutine;
+    if (!inlined)
+        return ns > 0 ? ns : 0;
+    Dwarf_Die innermost = (*scopes)[0], *concrete = NULL;
+    free(*scopes);
+    ns = dwarf_getscopes_die(&innermost, &concrete);
+    *scopes = concrete;
+    return ns > 0 ? ns : 0;
+}
+
+/* The functions inlined at `pc`, innermost first (out[0] is the one whose
+ * code pc is in), up to the real function, which the symbol table names;
+ * their number. */
+static size_t inline_chain(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, inl *out)
+{
+    Dwarf_Addr bias = 0;
+    Dwarf_Die *cu = dwfl_module_addrdie(dm, pc, &bias);
+    if (!cu && m && m->dm == dm) { /* no .debug_aranges (clang): see build_cu_ranges */
+        cu = find_cu(m, pc);
+        bias = m->bias;
+    }
+    Dwarf_Die *scopes = NULL, *fn = cu ? function_die(m, cu, pc - bias) : NULL;
+    int ns = fn ? instances_in(fn, pc - bias, &scopes) : cu ? concrete_scopes(cu, pc - bias, &scopes) : 0;
+    Dwarf_Files *files = NULL;
+    size_t nfiles = 0, n = 0;
+    if (ns > 0 && dwarf_getsrcfiles(cu, &files, &nfiles) != 0)
+        files = NULL;
+    Dwarf_Attribute attr;
+    const char *comp_dir = ns > 0 ? dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &attr)) : NULL;
+    for (int i = 0; i < ns && n < MAX_INLINE; i++) {
+        int tag = dwarf_tag(&scopes[i]);
+        if (tag == DW_TAG_subprogram)
+            break;
+        if (tag != DW_TAG_inlined_subroutine)
+            continue;
+        out[n] = (inl){inlined_name(&scopes[i]), NULL, 0};
+        call_site(&scopes[i], files, nfiles, comp_dir, &out[n]);
+        n++;
+    }
+    free(scopes);
+    return n;
+}
+
+/* ---- one frame ------------------------------------------------------------------ */
+
+/* What is known of one frame: its function and where in it. */
+typedef struct found {
+    const char *name;
+    uintptr_t offset;
+    const char *file; /* the innermost line: the line table's */
+    int line;
+    inl chain[MAX_INLINE];
+    size_t nchain;
+} found;
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static int bind_line(sqlite3_stmt *st, int i, const char *file, int line)
+{
+    bind_text_or_null(st, i, file);
+    if (file)
+        sqlite3_bind_int(st, i + 1, line);
+    else
+        sqlite3_bind_null(st, i + 1);
+    return 0;
+}
+
+static int step_reset(sqlite3_stmt *st)
+{
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    return s == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
+/* The rows of frame `id`: inlined_frames for each inlined level (depth 0
+ * the innermost, with the line table's line; each outer one at the call
+ * line of the one inside it), the frames row for the real function, at
+ * the call line of the outermost inlined level. */
+static int store_frame(work *w, int64_t id, const found *fd, const char *name)
+{
+    sqlite3_bind_int64(w->del, 1, id);
+    int rc = step_reset(w->del); /* a frame tried again (no name the first time) */
+    const char *file = fd->file;
+    int line = fd->line;
+    for (size_t d = 0; d < fd->nchain && !rc; d++) {
+        sqlite3_bind_int64(w->ins, 1, id);
+        sqlite3_bind_int64(w->ins, 2, (sqlite3_int64)d);
+        bind_text_or_null(w->ins, 3, fd->chain[d].function);
+        bind_line(w->ins, 4, file, line);
+        rc = step_reset(w->ins);
+        file = fd->chain[d].call_file;
+        line = fd->chain[d].call_line;
+    }
+    if (name) {
+        sqlite3_bind_text(w->up, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(w->up, 2, (sqlite3_int64)fd->offset);
+    } else {
+        sqlite3_bind_null(w->up, 1);
+        sqlite3_bind_null(w->up, 2);
+    }
+    bind_line(w->up, 3, file, line);
+    sqlite3_bind_int64(w->up, 5, id);
+    return rc ? rc : step_reset(w->up);
+}
+
+/* Symbol tables of debug files keep version suffixes
+ * ("__libc_start_main@@GLIBC_2.34"); the function is what matters.  The
+ * name to store: demangled (*demangled, to free) or `name` cut at '@'
+ * into buf. */
+static const char *clean_name(const char *name, char *buf, size_t size, char **demangled)
+{
+    const char *at = name ? strchr(name, '@') : NULL;
+    if (at && at > name && (size_t)(at - name) < size) {
+        memcpy(buf, name, (size_t)(at - name));
+        buf[at - name] = '\0';
+        name = buf;
+    }
+    *demangled = at__demangle(name);
+    return *demangled ? *demangled : name;
+}
+
+static int symbolize_one(work *w, const job *j)
 {
     uintptr_t pc = j->ip - 1;
     mod *m = find_mod(w, j->module);
-    const char *name = NULL, *file = NULL;
-    uintptr_t offset = 0;
-    int line = 0;
+    found f = {0}, *fd = &f;
     char pathbuf[PATH_MAX];
     Dwfl_Module *dm = w->dwfl ? dwfl_addrmodule(w->dwfl, pc) : NULL;
     if (dm && m) {
         if (!m->syms_built)
             build_syms(m, dm);
         GElf_Addr start = 0;
-        name = find_sym(m, pc, &start);
-        offset = j->ip - (uintptr_t)start; /* from the symbol to ip, not to ip - 1 */
-        file = source_line(m, dm, pc, &line, pathbuf, sizeof pathbuf);
+        fd->name = find_sym(m, pc, &start);
+        fd->offset = j->ip - (uintptr_t)start; /* from the symbol to ip, not to ip - 1 */
     } else if (dm) {
         GElf_Off off = 0;
         GElf_Sym sym;
-        name = dwfl_module_addrinfo(dm, pc, &off, &sym, NULL, NULL, NULL);
-        offset = (uintptr_t)off + 1;
-        file = source_line(m, dm, pc, &line, pathbuf, sizeof pathbuf);
+        fd->name = dwfl_module_addrinfo(dm, pc, &off, &sym, NULL, NULL, NULL);
+        fd->offset = (uintptr_t)off + 1;
     }
-    if (!name) {
+    if (dm) {
+        fd->file = source_line(m, dm, pc, &fd->line, pathbuf, sizeof pathbuf);
+        fd->nchain = fd->file ? inline_chain(m, dm, pc, fd->chain) : 0;
+    }
+    if (!fd->name) {
         uintptr_t start = 0;
-        name = dladdr_symbol(m, pc, &start);
-        offset = j->ip - start;
+        fd->name = dladdr_symbol(m, pc, &start);
+        fd->offset = j->ip - start;
     }
-    if (!name && !file)
+    if (!fd->name && !fd->file)
         return 0; /* nothing known: the row stays as it is */
-    /* Symbol tables of debug files keep version suffixes
-     * ("__libc_start_main@@GLIBC_2.34"); the function is what matters. */
-    char unversioned[512];
-    const char *at = name ? strchr(name, '@') : NULL;
-    if (at && at > name && (size_t)(at - name) < sizeof unversioned) {
-        memcpy(unversioned, name, (size_t)(at - name));
-        unversioned[at - name] = '\0';
-        name = unversioned;
-    }
-
-    char *demangled = at__demangle(name);
-    if (name) {
-        sqlite3_bind_text(up, 1, demangled ? demangled : name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(up, 2, (sqlite3_int64)offset);
-    } else {
-        sqlite3_bind_null(up, 1);
-        sqlite3_bind_null(up, 2);
-    }
-    if (file) {
-        sqlite3_bind_text(up, 3, file, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(up, 4, line);
-    } else {
-        sqlite3_bind_null(up, 3);
-        sqlite3_bind_null(up, 4);
-    }
-    sqlite3_bind_int64(up, 5, j->id);
-    int s = sqlite3_step(up);
-    sqlite3_reset(up);
+    char unversioned[512], *demangled = NULL;
+    const char *name = fd->name ? clean_name(fd->name, unversioned, sizeof unversioned, &demangled)
+                                : NULL;
+    int rc = store_frame(w, j->id, fd, name);
     free(demangled);
-    return s == SQLITE_DONE ? 0 : AT_E_DB;
+    for (size_t d = 0; d < fd->nchain; d++) {
+        free(fd->chain[d].function);
+        free(fd->chain[d].call_file);
+    }
+    return rc;
 }
 
 /* ---- all frames ----------------------------------------------------------------- */
@@ -490,16 +778,18 @@ static int symbolize_all(work *w)
     w->jobs = jobs;
     if (rc || w->njobs == 0)
         return rc;
-    sqlite3_stmt *up;
     if (sqlite3_prepare_v2(w->db,
                            "UPDATE frames SET function = ?1, function_offset = ?2, file = ?3,"
                            " line = ?4 WHERE id = ?5",
-                           -1, &up, NULL) != SQLITE_OK)
+                           -1, &w->up, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(w->db, "INSERT INTO inlined_frames VALUES(?1, ?2, ?3, ?4, ?5)", -1,
+                           &w->ins, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(w->db, "DELETE FROM inlined_frames WHERE frame = ?1", -1, &w->del,
+                           NULL) != SQLITE_OK)
         return AT_E_DB;
     w->dwfl = open_dwfl(w);
     for (size_t i = 0; i < w->njobs && !rc; i++)
-        rc = symbolize_one(w, up, &w->jobs[i]);
-    sqlite3_finalize(up);
+        rc = symbolize_one(w, &w->jobs[i]);
     return rc;
 }
 
@@ -514,12 +804,22 @@ int at__symbolize_frames(sqlite3 *db)
         rc = at__sql_exec(db, "COMMIT");
     if (rc)
         at__sql_exec(db, "ROLLBACK");
+    sqlite3_finalize(w.up);
+    sqlite3_finalize(w.ins);
+    sqlite3_finalize(w.del);
     if (w.dwfl)
         dwfl_end(w.dwfl);
     for (size_t i = 0; i < w.nmods; i++) {
         free(w.mods[i].path);
         free(w.mods[i].cus);
         free(w.mods[i].syms);
+        cu_funcs *f, *tmp;
+        HASH_ITER(hh, w.mods[i].funcs, f, tmp)
+        {
+            HASH_DEL(w.mods[i].funcs, f);
+            free(f->fns);
+            free(f);
+        }
     }
     free(w.mods);
     free(w.jobs);

@@ -11,7 +11,10 @@
 #include <sqlite3.h>
 
 /* Fills function (C++ and Rust names demangled), function_offset, file and line of
- * every frame with a module and no function yet.  Frames nothing is known
+ * every frame with a module and no function yet, and inlined_frames with
+ * the functions the compiler inlined at its address (the frame's own file
+ * and line are then where the real function called the outermost of
+ * them: docs/schema.md).  Frames nothing is known
  * about stay NULL; missing files or debug info are not errors.  One
  * transaction: call it outside any.  0, AT_E_NOMEM or AT_E_DB. */
 int at__symbolize_frames(sqlite3 *db);

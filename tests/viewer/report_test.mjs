@@ -240,10 +240,13 @@ async function findingsReport() {
   const rel = await page.$$eval('#detail-frames li', (lis) => lis.map((li) => li.textContent));
   const alloc = await page.$$eval('#detail-frames-alloc li', (lis) => lis.map((li) => li.textContent));
   check(rel.length > 0 && rel[0].startsWith('bad_release'), 'findings: the release stack starts at bad_release', JSON.stringify(rel));
-  check(alloc.length > 0 && alloc[0].startsWith('main'), 'findings: the allocation stack is listed too', JSON.stringify(alloc));
+  // findings() is static and called once: inlined into main, it is a frame of its own.
+  const inMain = (frames) => frames.length > 0 && (frames[0].startsWith('main') ||
+    (frames[0].startsWith('findings') && frames.length > 1 && frames[1].startsWith('main')));
+  check(inMain(alloc), 'findings: the allocation stack is listed too', JSON.stringify(alloc));
   // ... and a third: where the block was released first (free(d) in main, before bad_release).
   const first = await page.$$eval('#detail-frames-first li', (lis) => lis.map((li) => li.textContent));
-  check(first.length > 0 && first[0].startsWith('main'), 'findings: a double free lists its first release\'s stack', JSON.stringify(first));
+  check(inMain(first), 'findings: a double free lists its first release\'s stack', JSON.stringify(first));
   const heads = await page.$$eval('#detail h5', (hs) => hs.map((h) => h.textContent));
   equal(heads, ['Released again at, innermost frame first', 'Allocated at, innermost frame first',
     'First released at, innermost frame first'], 'findings: the double free\'s three stacks, by their headings');
