@@ -148,10 +148,11 @@ check(sorted(n or "?" for n in names) == sorted(EXPECTED),
 r = tool("report", trace, "--format", "json")
 check(r.returncode == 0, "report --format json", r.stderr.strip())
 doc = json.loads(r.stdout)
-names = [which([(f["function"], f["file"], f["line"], None)
+names = [which([(f["function"], f["file"], f["line"], int(f["inlined"]))
                 for f in site["allocated_at"]["frames"]]) for site in doc["leak_sites"]]
 check(sorted(n or "?" for n in names) == sorted(EXPECTED),
-      "report JSON: each site's helper(s) then the caller at its call line", str(names))
+      "report JSON: each site's helper(s), \"inlined\": true, then the caller at its call line",
+      str(names))
 
 # ---- the HTML page's data ---------------------------------------------------------------------
 page = os.path.join(work, "inline.html")

@@ -28,6 +28,7 @@ static void json_frame(jw *w, const tm_frame *f)
     jw_int_or_null(w, "line", f->line, 0);
     jw_str(w, "module", f->module);
     jw_int(w, "module_offset", f->module_offset);
+    jw_bool(w, "inlined", f->inlined);
     jw_end(w);
 }
 
