@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -51,6 +52,24 @@ char *at__demangle(const char *name)
     return out;
 }
 
+/* In `n` entries of `size` bytes, each starting with its address range
+ * (lo, hi) and sorted by lo: the index of the first that starts after
+ * `pc`.  The candidate that holds pc, if any, is the one before it. */
+static size_t first_after(const void *v, size_t n, size_t size, Dwarf_Addr pc)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        Dwarf_Addr start;
+        memcpy(&start, (const char *)v + mid * size, sizeof start);
+        if (start <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* The address range of one compilation unit (absolute addresses). */
 typedef struct cu_range {
     Dwarf_Addr lo, hi;
@@ -69,6 +88,10 @@ typedef struct fn_range {
     Dwarf_Addr lo, hi; /* as the DWARF has them (no bias) */
     Dwarf_Die die;
 } fn_range;
+
+_Static_assert(offsetof(cu_range, lo) == 0 && offsetof(sym_entry, lo) == 0 &&
+                   offsetof(fn_range, lo) == 0 && sizeof(GElf_Addr) == sizeof(Dwarf_Addr),
+               "first_after reads each entry's lo first");
 
 /* The functions of one unit, sorted by address: found once per unit, as
  * dwarf_getscopes walks the whole unit for every address, which takes
@@ -256,14 +279,7 @@ static Dwarf_Die *find_cu(mod *m, Dwarf_Addr pc)
 {
     if (!m->cus_built)
         build_cu_ranges(m);
-    size_t lo = 0, hi = m->ncus; /* first range starting after pc */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->cus[mid].lo <= pc)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = first_after(m->cus, m->ncus, sizeof *m->cus, pc);
     return lo > 0 && pc < m->cus[lo - 1].hi ? m->cus[lo - 1].cu : NULL;
 }
 
@@ -414,14 +430,7 @@ static void build_syms(mod *m, Dwfl_Module *dm)
 /* The function containing `pc`, or NULL; *start receives its address. */
 static const char *find_sym(const mod *m, GElf_Addr pc, GElf_Addr *start)
 {
-    size_t lo = 0, hi = m->nsyms;
-    while (lo < hi) { /* first entry above pc */
-        size_t mid = lo + (hi - lo) / 2;
-        if (m->syms[mid].lo <= pc)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = first_after(m->syms, m->nsyms, sizeof *m->syms, pc);
     /* Back over the entries at or below pc: the nearest one that covers it,
      * among aliases at the same address the best-bound (sorted first). */
     const sym_entry *best = NULL;
@@ -543,14 +552,7 @@ static Dwarf_Die *function_die(mod *m, Dwarf_Die *cu, Dwarf_Addr pc)
         qsort(f->fns, f->n, sizeof *f->fns, fn_range_cmp);
         HASH_ADD(hh, m->funcs, off, sizeof f->off, f);
     }
-    size_t lo = 0, hi = f->n; /* first range starting after pc */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (f->fns[mid].lo <= pc)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = first_after(f->fns, f->n, sizeof *f->fns, pc);
     return lo > 0 && pc < f->fns[lo - 1].hi ? &f->fns[lo - 1].die : NULL;
 }
 
