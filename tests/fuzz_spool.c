@@ -176,7 +176,7 @@ static size_t pick_offset(const at_spool_header *h, size_t len)
     return next_random() % len;
 }
 
-static void mutate(unsigned char *buf, size_t *len, size_t cap)
+static void mutate(unsigned char *buf, size_t *len)
 {
     at_spool_header h;
     memcpy(&h, buf, sizeof h);
@@ -215,7 +215,6 @@ static void mutate(unsigned char *buf, size_t *len, size_t cap)
         break;
     }
     }
-    (void)cap;
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -296,7 +295,7 @@ int main(int argc, char **argv)
         input_len = seed_len;
         int n = 1 + (int)(next_random() % 8);
         for (int k = 0; k < n; k++)
-            mutate(input, &input_len, seed_len);
+            mutate(input, &input_len);
         if (write_input() != 0)
             TEST_FAIL("cannot write %s: %s", input_path, strerror(errno));
         long before = max_rss_kib();

@@ -157,14 +157,13 @@ static void print_header(FILE *out, sqlite3_stmt *st, const size_t *width, int n
 
 static int table(FILE *out, sqlite3_stmt *st)
 {
-    int n = sqlite3_column_count(st), rc;
+    int n = sqlite3_column_count(st), rc = SQLITE_DONE;
     size_t *width = tm_xrealloc(NULL, (size_t)n * sizeof *width);
     cell *rows = NULL;
     size_t nrows = 0;
     for (int i = 0; i < n; i++)
         width[i] = esc_text_width(sqlite3_column_name(st, i));
     size_t sampled = 0;
-    int more = 0;
     while (nrows < TABLE_SAMPLE && sampled < TABLE_SAMPLE_BYTES &&
            (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rows = tm_xrealloc(rows, (nrows + 1) * (size_t)n * sizeof *rows);
@@ -178,17 +177,14 @@ static int table(FILE *out, sqlite3_stmt *st)
             width[i] = w > width[i] ? w : width[i];
         }
         nrows++;
-        more = 1;
     }
-    if (more && (nrows == TABLE_SAMPLE || sampled >= TABLE_SAMPLE_BYTES))
-        more = 2; /* rows may follow */
     print_header(out, st, width, n);
     for (size_t r = 0; r < nrows; r++) {
         print_row(out, &rows[r * (size_t)n], width, n);
         free_row(&rows[r * (size_t)n], n);
     }
     free(rows);
-    if (more == 2) {
+    if (rc == SQLITE_ROW) { /* the sample ended at a limit: rows may follow */
         cell *row = tm_xrealloc(NULL, (size_t)n * sizeof *row);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             for (int i = 0; i < n; i++)

@@ -99,7 +99,8 @@ struct at_tracer {
     pthread_mutex_t threads_mu;
     at_thread *threads;
     uint32_t next_thread_id; /* atomic */
-    uint64_t exited_lost;    /* lost events of threads that exited */
+    uint64_t exited_lost;    /* lost events counted on no thread: threads that exited,
+                              * calls of signal handlers (at__trace_lost) */
 
     struct at_traced_backend *backends;
     pthread_mutex_t backends_mu;
