@@ -166,10 +166,32 @@ names = []
 for name, s in found.items():
     ids = data["stacks"].get(str(s), [])[1:]
     lines = [(strings[data["frames"][i][0]], strings[data["frames"][i][1]],
-              data["frames"][i][2], None) for i in ids]
+              data["frames"][i][2], data["frames"][i][4]) for i in ids]
     names.append(which(lines))
 check(sorted(n or "?" for n in names) == sorted(EXPECTED),
-      "html: each site's frames are the helper(s) then the caller", str(names))
+      "html: each site's frames are the helper(s), marked inlined, then the caller",
+      str(names))
+
+# ---- SARIF: each stack frame says whether it was inlined ---------------------------------------
+r = tool("report", trace, "--format", "sarif")
+check(r.returncode == 0, "report --format sarif", r.stderr.strip())
+sarif = json.loads(r.stdout) if r.returncode == 0 else {"runs": [{"results": []}]}
+names = []
+for res in sarif["runs"][0]["results"]:
+    for stack in res.get("stacks", []):
+        lines = []
+        for fr in stack["frames"]:
+            loc = fr["location"]
+            phys = loc.get("physicalLocation", {})
+            logical = loc.get("logicalLocations", [{}])[0]
+            lines.append((logical.get("fullyQualifiedName"),
+                          phys.get("artifactLocation", {}).get("uri"),
+                          phys.get("region", {}).get("startLine"),
+                          int(fr.get("properties", {}).get("inlined", False))))
+        names.append(which(lines))
+check(sorted(n or "?" for n in names) == sorted(EXPECTED),
+      "sarif: each result's stack: the helper(s) with properties.inlined, then the caller",
+      str(names))
 
 # ---- check and suppressions ---------------------------------------------------------------------
 supp = os.path.join(work, "inline.supp")

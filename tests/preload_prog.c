@@ -104,6 +104,10 @@ static void findings(void)
         free(d);
         bad_release(d, 0);
     }
+    for (int i = 0; i < 10; i++) { /* one bug ten times, blocks of 64 to 208 bytes */
+        void *m = malloc(64 + 16 * (size_t)i);
+        bad_release(m, 1);
+    }
     char local[32];
     bad_release(local, 0); /* never allocated: glibc would abort */
     char *c = malloc(128);

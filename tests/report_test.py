@@ -234,8 +234,24 @@ check(s["runtime_blocks"] >= 1 and report_json(clean)["summary"]["leaked_blocks"
 d = report_json(findings)
 kinds = sorted((f["kind"], f["count"]) for f in d["findings"])
 check(kinds == [("double_free", 2), ("interior_free", 1), ("invalid_free", 1),
-                ("layout_mismatch", 1), ("layout_mismatch", 1)],
+                ("layout_mismatch", 1), ("layout_mismatch", 1), ("layout_mismatch", 10)],
       "json: findings, the same bug at the same line merged with a count (%s)" % kinds)
+# The loop's ten wrong-size releases of blocks of 64 to 208 bytes: one
+# group, its sizes as ranges, every occurrence by its sequence number.
+group = [f for f in d["findings"] if f["count"] == 10]
+with sqlite3.connect("file:%s?mode=ro" % os.path.join(work, findings), uri=True) as db:
+    seqs = [r[0] for r in db.execute(
+        "SELECT seq FROM findings WHERE kind = 'layout_mismatch' AND alloc_stack ="
+        " (SELECT alloc_stack FROM findings WHERE alloc_size = 208) ORDER BY seq")]
+check(len(group) == 1 and (group[0]["allocated"]["min_size"], group[0]["allocated"]["max_size"],
+                           group[0]["released"]["min_size"], group[0]["released"]["max_size"])
+      == (64, 208, 48, 48), "json: a group of ten: allocated 64 to 208 bytes, released as 48",
+      group[:1] and (group[0]["allocated"], group[0]["released"]["min_size"]))
+check(len(group) == 1 and group[0]["seqs"] == seqs and len(seqs) == 10,
+      "json: the group lists its ten occurrences (%s, trace %s)"
+      % (group[0]["seqs"] if group else None, seqs))
+check(sum(len(f["seqs"]) for f in d["findings"]) == d["summary"]["findings"],
+      "json: every occurrence is in one group's seqs")
 inv = [f for f in d["findings"] if f["kind"] == "invalid_free"][0]
 check(inv["allocated"] is None and inv["released"]["stack"]["frames"][0]["function"] ==
       "bad_release", "json: a pointer never allocated has no allocation, its release a stack")
@@ -254,6 +270,9 @@ check(len(dbl_text) == 1 and re.search(r"^ +size +24 +\u2013$", dbl_text[0], re.
       "text: free() passed no size or alignment: an en dash (%s)" % dbl_text[:1])
 sized = [b for b in blocks if re.search(r"^ +size +64 +48$", b, re.M)]
 check(len(sized) == 1, "text: free_sized(p, 48) shows the size it passed")
+ranged = [b for b in blocks if re.search(r"^ +size +64\u2013208 +48$", b, re.M)]
+check(len(ranged) == 1 and ", 10 times; the first:" in ranged[0].split("\n")[0],
+      "text: the group of ten: 10 times, the sizes as a range", ranged[:1])
 
 d = report_json(cxx_trace)
 fam = [f for f in d["findings"] if f["kind"] == "family_mismatch"]
@@ -275,7 +294,7 @@ check(re.search(r"^ +size +64 +\u2013$", r.stdout, re.M) is not None
       "text: an unsized delete's size is an en dash, a sized delete's its value")
 
 d = report_json(findings, "--top", "1")
-check(len(d["findings"]) == 1 and d["findings_omitted"] == 4, "--top limits findings shown")
+check(len(d["findings"]) == 1 and d["findings_omitted"] == 5, "--top limits findings shown")
 d = report_json(leak, "--min-bytes", "4K")
 check(d["leak_sites"] == [] and d["leak_sites_omitted"] == 1, "--min-bytes leaves small sites out")
 d = report_json(leak, "--min-bytes", "3003")
@@ -339,7 +358,7 @@ res = sarif_ok(leak, 1)
 check(res[0]["ruleId"] == "leak/definitely_lost" and res[0]["locations"][0]["physicalLocation"]
       ["artifactLocation"]["uri"] == "tests/preload_prog.c",
       "sarif: the leak is located at the caller of malloc")
-res = sarif_ok(findings, 5)
+res = sarif_ok(findings, 6)
 check({x["ruleId"] for x in res} == {"layout_mismatch", "double_free", "invalid_free",
                                      "interior_free"}, "sarif: one rule per kind")
 sarif_ok(cxx_trace, 5)
@@ -354,7 +373,7 @@ def junit(trace):
 x = junit(findings)
 cases = x.findall(".//testcase")
 fails = x.findall(".//testcase/failure")
-check(len(cases) == 6 and len(fails) == 5 and x.get("failures") == "5",
+check(len(cases) == 7 and len(fails) == 6 and x.get("failures") == "6",
       "junit: a failing test case per finding, a passing one for no leaks")
 x = junit(clean)
 check(len(x.findall(".//testcase")) == 2 and not x.findall(".//failure"),
@@ -510,7 +529,7 @@ for src in (leak, findings):
         check(f0["function"] == EVIL + "\ufffd" * 3 and f0["file"] == "/tmp/\ufffd/a&<\"\n.c",
               "hostile %s: JSON keeps the text, invalid UTF-8 as U+FFFD" % t)
     else:
-        check(len(d["findings"]) == 5, "hostile %s: JSON parses" % t)
+        check(len(d["findings"]) == 6, "hostile %s: JSON parses" % t)
     r = tool("report", t, "--format", "sarif")
     res = json.loads(r.stdout)["runs"][0]["results"]
     uris = [x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for x in res]
@@ -809,7 +828,7 @@ check([(x["properties"]["reachability"], x["level"]) for x in res]
       and res[1]["message"]["text"].startswith("possibly lost: 1002 bytes"),
       "sarif: class in properties and message; possibly lost is a note; still reachable omitted")
 res = json.loads(tool("report", cls, "--format", "sarif", "--show-reachable").stdout)["runs"][0]["results"]
-fps = [x["partialFingerprints"]["alloctraceStack/v2"] for x in res]
+fps = [x["partialFingerprints"]["alloctraceStack/v3"] for x in res]
 check(len(res) == 3 and res[2]["level"] == "note" and len(set(fps)) == 3,
       "sarif --show-reachable: still reachable as a note; one site in three classes is three "
       "results (%s)" % fps)

@@ -26,7 +26,7 @@ source_root = os.path.realpath(source_root)
 work = os.path.join(workdir, "sarif-%d" % os.getpid())
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
-FP = "alloctraceStack/v2"
+FP = "alloctraceStack/v3"
 
 
 def tool(*argv, cwd=work):

@@ -44,7 +44,8 @@
  *   timeline  {t: [us], bytes: [live bytes], blocks: [live blocks]}
  *   tree      [[parent, name, file, module, line, lines_vary, leaked, peak,
  *               total, count]], parents before children
- *   frames    [[name, file, line, module]]
+ *   frames    [[name, file, line, module, inlined (1: the compiler inlined it
+ *             into the next frame)]]
  *   stacks    {"id": [leaf node or -1, frame...]}: frames only for the
  *             stacks rows refer to, the leaf alone for the others in the tree
  *   stack_skip {"id": frames at its top that are the allocator's, not the
@@ -56,8 +57,12 @@
  *   findings  [[seq, time_us, kind, thread, ptr, release_stack,
  *               release_size, release_align, release_family, alloc_seq,
  *               alloc_ptr, alloc_stack, alloc_size, alloc_align,
- *               alloc_family, first_free_seq, detail, first_free_stack]];
- *               pointers as hex strings, null when unknown
+ *               alloc_family, first_free_seq, detail, first_free_stack,
+ *               group]]; pointers as hex strings, null when unknown;
+ *               group: an index into finding_groups
+ *   finding_groups [[count, release min size, release max size,
+ *               alloc min size, alloc max size]]: one per bug (kind,
+ *               stacks, families, alignments), over the whole trace
  *   strings   [text], last: every index above refers into it
  */
 #include <errno.h>
@@ -233,7 +238,7 @@ static void write_tree(jw *w, const hd_data *d)
     jw_arr(w, "frames");
     for (size_t i = 0; i < d->nframes; i++) {
         const hd_frame *f = &d->frames[i];
-        long long v[] = {f->name, f->file, f->line, f->module};
+        long long v[] = {f->name, f->file, f->line, f->module, f->inlined};
         jw_ints(w, NULL, v, sizeof v / sizeof *v);
     }
     jw_end(w);
@@ -322,6 +327,25 @@ static void write_release(jw *w, hd_data *d, const tm_finding *f)
     jw_int_or_null(w, NULL, f->first_free_seq, -1);
     jw_int(w, NULL, hd_string(d, f->detail));
     jw_int_or_null(w, NULL, f->first_release ? f->first_release->id : 0, 0);
+    jw_int(w, NULL, (long long)f->group);
+    jw_end(w);
+}
+
+/* Each bug once, over the whole trace (TM_FINDINGS): the listed releases
+ * name theirs. */
+static void write_groups(jw *w, const tm_trace *t)
+{
+    jw_arr(w, "finding_groups");
+    for (size_t i = 0; i < t->nfindings; i++) {
+        const tm_finding *f = &t->findings[i];
+        jw_arr(w, NULL);
+        jw_int(w, NULL, f->count);
+        jw_int_or_null(w, NULL, f->release_size_min, -1);
+        jw_int_or_null(w, NULL, f->release_size_max, -1);
+        jw_int_or_null(w, NULL, f->alloc ? f->alloc_size_min : -1, -1);
+        jw_int_or_null(w, NULL, f->alloc ? f->alloc_size_max : -1, -1);
+        jw_end(w);
+    }
     jw_end(w);
 }
 
@@ -345,6 +369,7 @@ static void write_data(FILE *f, hd_data *d)
     for (size_t i = 0; i < d->tm->nreleases; i++)
         write_release(&w, d, &d->tm->releases[i]);
     jw_end(&w);
+    write_groups(&w, d->tm);
     /* Last: every index above refers into it, and writing them interned
      * what they needed. */
     jw_arr(&w, "strings");

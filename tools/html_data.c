@@ -137,6 +137,7 @@ static frame_entry *frame_of(hd_data *d, const tm_frame *f)
     e->f.file = hd_string(d, f->file);
     e->f.module = hd_string(d, f->module);
     e->f.line = f->line;
+    e->f.inlined = f->inlined;
     e->index = -1;
     HASH_ADD(hh, d->index->frames, id, sizeof e->id, e);
     return e;

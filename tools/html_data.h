@@ -28,6 +28,7 @@ typedef struct hd_node {
 typedef struct hd_frame {
     int name, file, module; /* strings */
     long long line;
+    int inlined; /* the compiler inlined it into the next frame */
 } hd_frame;
 
 /* A stack the page writes: listed (its frames, for a row) or in the tree

@@ -313,19 +313,28 @@ static void text_sites(FILE *out, const tm_trace *t, const report_opts *o, const
     }
 }
 
+/* A value or a range of them ("24\u201348"), or an en dash for a value not
+ * known; returns its width in columns. */
+static int range_text(char *buf, size_t size, long long lo, long long hi)
+{
+    if (lo < 0)
+        return snprintf(buf, size, "\u2013"), 1;
+    if (hi <= lo)
+        return snprintf(buf, size, "%lld", lo);
+    return snprintf(buf, size, "%lld\u2013%lld", lo, hi) - 2; /* the dash: 3 bytes, 1 column */
+}
+
 /* One row of the side-by-side layouts; values that disagree stand out.  A
  * value not known (no allocation; a release that passed no size, like
- * free()) is an en dash, one column wide in three bytes. */
-static void layout_row(FILE *out, const char *what, long long a, long long r, const style *c)
+ * free()) is an en dash; a finding that merges releases of several sizes
+ * shows their range. */
+static void layout_row(FILE *out, const char *what, long long alo, long long ahi, long long rlo,
+                       long long rhi, const style *c)
 {
-    static const char dash[] = "\u2013";
-    char av[32], rv[32];
-    int aw = a >= 0 ? snprintf(av, sizeof av, "%lld", a) : (snprintf(av, sizeof av, dash), 1);
-    if (r >= 0)
-        snprintf(rv, sizeof rv, "%lld", r);
-    else
-        snprintf(rv, sizeof rv, dash);
-    int differ = a >= 0 && r >= 0 && a != r;
+    char av[48], rv[48];
+    int aw = range_text(av, sizeof av, alo, ahi);
+    range_text(rv, sizeof rv, rlo, rhi);
+    int differ = alo >= 0 && rlo >= 0 && (alo != rlo || ahi != rhi);
     fprintf(out, "      %-11s%s%*s%s%s%s\n", what, av, aw < 14 ? 14 - aw : 1, "",
             differ ? c->red : "", rv, differ ? c->reset : "");
 }
@@ -352,7 +361,10 @@ static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_
     }
     if (f->count > 1)
         fprintf(out, ", %lld times", f->count);
-    fputs(": ", out);
+    /* the detail is the first occurrence's: say so when the others differ */
+    int sizes_vary =
+        f->release_size_min != f->release_size_max || f->alloc_size_min != f->alloc_size_max;
+    fputs(sizes_vary ? "; the first: " : ": ", out);
     esc_text(out, f->detail);
     if (tm_kind_is_request(f->kind)) {
         /* unsigned: SQLite's integers are signed, a request's values need not fit */
@@ -365,8 +377,10 @@ static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_
         return;
     }
     fprintf(out, "\n      %-11s%-14s%s\n", "", "allocated", "released");
-    layout_row(out, "size", f->alloc ? f->alloc_size : -1, f->release_size, c);
-    layout_row(out, "alignment", f->alloc ? f->alloc_align : -1, f->release_align, c);
+    layout_row(out, "size", f->alloc ? f->alloc_size_min : -1, f->alloc_size_max,
+               f->release_size_min, f->release_size_max, c);
+    long long aa = f->alloc ? f->alloc_align : -1;
+    layout_row(out, "alignment", aa, aa, f->release_align, f->release_align, c);
     family_row(out, f, c);
     if (f->alloc) {
         fprintf(out, "    allocated at (sequence number %lld):\n", f->alloc_seq);

@@ -134,11 +134,17 @@ static void json_finding(jw *w, const tm_finding *f)
     jw_obj(w, NULL);
     jw_str(w, "kind", f->kind_name);
     jw_int(w, "count", f->count);
+    jw_arr(w, "seqs");
+    for (size_t i = 0; i < f->nseqs; i++)
+        jw_int(w, NULL, f->seqs[i]);
+    jw_end(w);
     jw_str(w, "detail", f->detail);
     if (f->alloc) {
         jw_obj(w, "allocated");
         jw_int(w, "seq", f->alloc_seq);
         jw_int_or_null(w, "size", f->alloc_size, -1);
+        jw_int_or_null(w, "min_size", f->alloc_size_min, -1);
+        jw_int_or_null(w, "max_size", f->alloc_size_max, -1);
         jw_int_or_null(w, "align", f->alloc_align, -1);
         jw_str(w, "family", f->alloc_family);
         json_stack(w, "stack", f->alloc);
@@ -152,6 +158,8 @@ static void json_finding(jw *w, const tm_finding *f)
     jw_int(w, "thread", f->thread);
     json_ptr(w, "ptr", f->ptr);
     jw_int_or_null(w, "size", f->release_size, -1);
+    jw_int_or_null(w, "min_size", f->release_size_min, -1);
+    jw_int_or_null(w, "max_size", f->release_size_max, -1);
     jw_int_or_null(w, "align", f->release_align, -1);
     jw_str(w, "family", f->release_family);
     jw_int_or_null(w, "first_release_seq", f->first_free_seq, -1);

@@ -206,9 +206,10 @@ void report_finding_fingerprint(char out[17], const report_opts *o, const tm_fin
     fnv_str(&f, fd->kind_name);
     fnv_stack(&f, o, fd->release);
     fnv_stack(&f, o, fd->alloc);
-    fnv_int(&f, fd->release_size);
+    fnv_stack(&f, o, fd->first_release);
+    /* what makes a finding one bug (tools/trace_model.c, finding_key): not
+     * its sizes, which may vary from run to run */
     fnv_int(&f, fd->release_align);
-    fnv_int(&f, fd->alloc_size);
     fnv_int(&f, fd->alloc_align);
     fnv_str(&f, fd->release_family);
     fnv_str(&f, fd->alloc_family);
@@ -311,6 +312,11 @@ static void sarif_stack(jw *w, const report_opts *o, const tm_stack *s, const ch
         jw_obj(w, NULL);
         sarif_location(w, o, "location", s->frames[i], 0, NULL);
         jw_str(w, "module", tm_basename(s->frames[i]->module));
+        if (s->frames[i]->inlined) { /* the compiler inlined it into the next frame */
+            jw_obj(w, "properties");
+            jw_bool(w, "inlined", 1);
+            jw_end(w);
+        }
         jw_end(w);
     }
     jw_end(w);
@@ -414,7 +420,7 @@ static void result_head(jw *w, const char *rule_id, int index, const char *level
 static void result_tail(jw *w, const result *r)
 {
     jw_obj(w, "partialFingerprints");
-    jw_str(w, "alloctraceStack/v2", r->fp);
+    jw_str(w, "alloctraceStack/v3", r->fp);
     jw_end(w);
     jw_obj(w, "properties");
     if (r->site) {

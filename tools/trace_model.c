@@ -766,6 +766,7 @@ static void load_leaks(tm_trace *t)
 typedef struct finding_entry {
     char *key;
     size_t index;
+    size_t seq_cap; /* of the group's seqs */
     UT_hash_handle hh;
 } finding_entry;
 
@@ -777,8 +778,12 @@ static char *finding_key(const tm_finding *f)
     sb_puts(&b, f->release->key);
     sb_puts(&b, "\x1d");
     sb_puts(&b, f->alloc ? f->alloc->key : "-");
-    sb_printf(&b, "\x1d%lld/%lld/%lld/%lld\x1d", f->release_size, f->release_align, f->alloc_size,
-              f->alloc_align);
+    sb_puts(&b, "\x1d");
+    sb_puts(&b, f->first_release ? f->first_release->key : "-");
+    /* sizes are not part of it: one loop releasing blocks of several
+     * sizes wrongly is one bug (its sizes become ranges) */
+    sb_printf(&b, "\x1d%lld/%lld/%d/%d\x1d", f->release_align, f->alloc_align,
+              f->release_size >= 0, f->alloc_size >= 0);
     sb_puts(&b, f->release_family);
     sb_puts(&b, "\x1d");
     sb_puts(&b, f->alloc_family);
@@ -818,11 +823,34 @@ static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
     if (!f.kind_name)
         f.kind_name = tm_xstrdup("?");
     f.kind = kind_of(f.kind_name);
+    f.release_size_min = f.release_size_max = f.release_size;
+    f.alloc_size_min = f.alloc_size_max = f.alloc_size;
     return f;
+}
+
+static void widen(long long *lo, long long *hi, long long v)
+{
+    if (v < 0)
+        return;
+    if (*lo < 0 || v < *lo)
+        *lo = v;
+    if (v > *hi)
+        *hi = v;
+}
+
+/* `f`, a release of the same bug, into `group`. */
+static void merge_finding(tm_finding *group, const tm_finding *f, size_t *seq_cap)
+{
+    group->count = tm_sat_add(group->count, 1);
+    widen(&group->release_size_min, &group->release_size_max, f->release_size);
+    widen(&group->alloc_size_min, &group->alloc_size_max, f->alloc_size);
+    group->seqs = grow(group->seqs, seq_cap, group->nseqs + 1, sizeof *group->seqs);
+    group->seqs[group->nseqs++] = f->seq;
 }
 
 static void free_finding(tm_finding *f)
 {
+    free(f->seqs);
     free(f->kind_name);
     free(f->release_family);
     free(f->alloc_family);
@@ -833,6 +861,8 @@ static tm_finding finding_copy(const tm_finding *f)
 {
     tm_finding c = *f;
     c.count = 1;
+    c.seqs = NULL;
+    c.nseqs = 0;
     c.kind_name = tm_xstrdup(f->kind_name);
     c.release_family = tm_xstrdup(f->release_family);
     c.alloc_family = tm_xstrdup(f->alloc_family);
@@ -892,25 +922,32 @@ static void load_findings(tm_trace *t, int releases)
            " first_free_seq, detail, alloc_ptr, first_free_stack FROM findings ORDER BY seq, id");
     while (step(t, st) == SQLITE_ROW) {
         tm_finding f = finding_from_row(t, st);
+        tm_finding *listed = NULL;
         if (quota[f.kind] > 0) {
             quota[f.kind]--;
             t->releases = grow(t->releases, &rcap, t->nreleases + 1, sizeof *t->releases);
-            t->releases[t->nreleases++] = finding_copy(&f);
+            listed = &t->releases[t->nreleases++];
+            *listed = finding_copy(&f);
         }
         char *key = finding_key(&f);
         HASH_FIND_STR(by_key, key, e);
         if (e) {
-            t->findings[e->index].count = tm_sat_add(t->findings[e->index].count, 1);
+            merge_finding(&t->findings[e->index], &f, &e->seq_cap);
             free_finding(&f);
             free(key);
         } else {
             t->findings = grow(t->findings, &cap, t->nfindings + 1, sizeof *t->findings);
-            t->findings[t->nfindings] = f;
             e = tm_xrealloc(NULL, sizeof *e);
             e->key = key;
+            e->seq_cap = 0;
             e->index = t->nfindings++;
+            f.count = 0;
+            merge_finding(&f, &f, &e->seq_cap);
+            t->findings[e->index] = f;
             HASH_ADD_KEYPTR(hh, by_key, e->key, strlen(e->key), e);
         }
+        if (listed)
+            listed->group = e->index;
         tm_progress(-1);
     }
     sqlite3_finalize(st);

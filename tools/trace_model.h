@@ -79,8 +79,10 @@ typedef struct tm_site {
     size_t nids;
 } tm_site;
 
-/* One kind of bad release at one pair of stacks with one pair of layouts;
- * `count` releases of the trace are merged into it, the first is shown. */
+/* One bug: one kind of bad release (or request) at one pair of stacks
+ * (three for a double free), with the same families and alignments; its
+ * `count` releases are merged into it whatever their sizes, the first is
+ * shown, the sizes as ranges and every release by its sequence number. */
 typedef struct tm_finding {
     enum tm_kind kind;
     char *kind_name; /* as the trace spells it */
@@ -94,6 +96,12 @@ typedef struct tm_finding {
     const tm_stack *first_release;
     long long alloc_ptr;   /* -1 when unknown */
     long long release_size, release_align, alloc_size, alloc_align; /* -1 when unknown */
+    /* over the merged releases: the smallest and largest size (-1 when
+     * none of them knows one) */
+    long long release_size_min, release_size_max, alloc_size_min, alloc_size_max;
+    long long *seqs; /* every merged release's sequence number, in order */
+    size_t nseqs;
+    size_t group; /* in TM_RELEASES: its finding, an index into `findings` */
     char *release_family, *alloc_family, *detail;
 } tm_finding;
 

@@ -6,7 +6,7 @@
 // graph, a row leads to its stack.  Screenshots go to the build directory.
 //
 //   node report_test.mjs ALLOCTRACE PRELOAD_PROG SQLITE3 WORKDIR
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import {
@@ -211,7 +211,16 @@ async function findingsReport() {
   equal(await cardValue(page, 'findings'), total, 'findings: the total as the findings table');
   const shown = await page.$$eval('ul.kinds li', (lis) => lis.map((li) => [li.dataset.kind, Number(li.dataset.count)]));
   equal(shown.sort(), byKind.map((k) => [k.kind, k.n]).sort(), 'findings: counts by kind');
-  equal(await page.locator('#findings-table tbody tr').count(), total, 'findings: one row per finding');
+  // One row per bug: the report's JSON groups (kind, stacks, families, alignments).
+  const groups = JSON.parse(execFileSync(a.alloctrace, ['report', db, '--format', 'json'], { encoding: 'utf8' })).findings;
+  equal(await page.locator('#findings-table tbody tr').count(), groups.length, 'findings: one row per bug');
+  const times = (await columnValues(page, 'findings-table', 3)).map((v) => Number(v.replace(/,/g, '')));
+  equal(times.sort((x, y) => x - y), groups.map((g) => g.count).sort((x, y) => x - y), 'findings: each row counts its occurrences as the report does');
+  check(times.includes(10), 'findings: the loop\'s ten wrong-size releases are one row of 10', JSON.stringify(times));
+  const allocatedAs = await columnValues(page, 'findings-table', 7);
+  check(allocatedAs.includes('(64\u2013208, 16) malloc'), 'findings: the group of ten shows its allocation sizes as a range', JSON.stringify(allocatedAs));
+  const locs = await columnValues(page, 'findings-table', 5);
+  check(locs.length > 0 && locs.every((l) => /preload_prog\.c:\d+$/.test(l)), 'findings: each row shows the release\'s file:line', JSON.stringify(locs));
 
   const kinds = () => columnValues(page, 'findings-table', 2);
   const seqs = await columnValues(page, 'findings-table', 0);
@@ -219,7 +228,7 @@ async function findingsReport() {
   const dash = (v) => (v === null ? '\u2013' : String(v));
   const passed = new Map(query(a, db, 'SELECT seq, release_size, release_align, release_family FROM findings')
     .map((f) => [String(f.seq), `(${dash(f.release_size)}, ${dash(f.release_align)}) ${f.release_family}`]));
-  const releasedAs = await columnValues(page, 'findings-table', 4);
+  const releasedAs = await columnValues(page, 'findings-table', 6);
   equal(releasedAs, seqs.map((q) => passed.get(q)), 'findings: Released as is the layout passed, an en dash where none was');
   check(releasedAs.includes('(\u2013, \u2013) malloc') && releasedAs.includes('(48, 16) malloc'),
     'findings: free() shows (\u2013, \u2013), free_sized(p, 48) its size', JSON.stringify(releasedAs));

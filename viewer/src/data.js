@@ -35,6 +35,7 @@ export function loadData(doc) {
     file: str(f[1]),
     line: f[2],
     module: str(f[3]),
+    inlined: f[4] === 1,
   }));
   const stacks = new Map();
   const skips = raw.stack_skip || {};
@@ -73,6 +74,11 @@ export function loadData(doc) {
     firstFreeSeq: f[15],
     detail: str(f[16]),
     firstFreeStack: f[17],
+    group: f[18],
+  }));
+  // One per bug over the whole trace: exact counts, sizes as ranges.
+  const findingGroups = (raw.finding_groups || []).map((g) => ({
+    count: g[0], releaseMin: g[1], releaseMax: g[2], allocMin: g[3], allocMax: g[4],
   }));
   const kind = kindTable(raw.kinds);
   const hist = raw.hist.map((c) => ({ size: c[0], align: c[1], count: c[2], bytes: c[3], waste: c[4] }));
@@ -89,6 +95,7 @@ export function loadData(doc) {
     wasteSites,
     wasteTotal: raw.waste_total,
     findings,
+    findingGroups,
     hist,
     kind,
     reach: reachList,

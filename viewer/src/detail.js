@@ -10,6 +10,7 @@ function frameList(frames, id) {
   return el('ol', { class: 'frames', id },
     frames.map((f) => el('li', { class: 'frame-item' },
       el('span', { class: 'fn mono' }, f.name || '??'),
+      f.inlined ? el('span', { class: 'inlined muted small', title: 'inlined by the compiler into the frame below' }, 'inlined') : null,
       f.file ? el('span', { class: 'loc mono' }, fmt.location(f.file, f.line, f.linesVary)) : el('span', { class: 'loc muted' }, 'no source'),
       f.module ? el('span', { class: 'module mono', title: f.module }, fmt.basename(f.module)) : null)));
 }

@@ -89,18 +89,47 @@ export function renderLeaks(data, detail, flame) {
   return section('leaks', `Leak sites (${fmt.int(s.leak_sites)})`, more, reachFilter(data, rows, table), table);
 }
 
-// A size or alignment the release did not pass (free(), an unsized delete) is an en dash.
-function layoutText(size, align, family) {
+// A size or alignment the release did not pass (free(), an unsized delete)
+// is an en dash; a bug released with several sizes shows their range.
+function layoutText(size, align, family, min = size, max = size) {
   const part = (v) => (v === null ? '–' : v);
-  return `(${part(size)}, ${part(align)})${family ? ` ${family}` : ''}`;
+  const sz = min !== null && max !== null && min !== max ? `${min}–${max}` : part(size);
+  return `(${sz}, ${part(align)})${family ? ` ${family}` : ''}`;
+}
+
+// The listed releases, one row per bug (the trace model's finding groups:
+// kind, stacks, families, alignments), in the order each first happened.
+function findingRows(data) {
+  const rows = new Map();
+  for (const f of data.findings) {
+    const key = f.group === undefined || f.group === null ? `r${f.index}` : `g${f.group}`;
+    const row = rows.get(key);
+    if (row) {
+      row.seqs.push(f.seq);
+      continue;
+    }
+    const g = data.findingGroups[f.group] || { count: 1, releaseMin: f.releaseSize, releaseMax: f.releaseSize, allocMin: f.allocSize, allocMax: f.allocSize };
+    rows.set(key, {
+      ...f, g, count: g.count, seqs: [f.seq], k: data.kind(f.kind), stack: f.allocStack,
+      rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
+      first: f.firstFreeStack === null ? null : data.stack(f.firstFreeStack),
+    });
+  }
+  return [...rows.values()];
+}
+
+function occurrences(r) {
+  const shown = r.seqs.slice(0, 20).join(', ');
+  const more = r.seqs.length > 20 ? ', …' : '';
+  const listed = r.seqs.length < r.count ? ` (${fmt.int(r.seqs.length)} listed)` : '';
+  return `${fmt.plural(r.count, 'time')}, at sequence numbers ${shown}${more}${listed}`;
 }
 
 export function renderFindings(data, detail, flame) {
   const s = data.summary;
-  const rows = data.findings.map((f) => ({
-    ...f, k: data.kind(f.kind), stack: f.allocStack, rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
-    first: f.firstFreeStack === null ? null : data.stack(f.firstFreeStack),
-  }));
+  const rows = findingRows(data);
+  const releasedAs = (r) => layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily, r.g.releaseMin, r.g.releaseMax);
+  const allocatedAs = (r) => (r.allocSeq === null ? '–' : layoutText(r.allocSize, r.allocAlign, r.allocFamily, r.g.allocMin, r.g.allocMax));
   const table = sortableTable({
     id: 'findings-table',
     rows,
@@ -109,19 +138,22 @@ export function renderFindings(data, detail, flame) {
       { label: 'Seq', num: true, value: (r) => r.seq, text: (r) => String(r.seq) },
       { label: 'Time', num: true, value: (r) => r.time, text: (r) => fmt.time(r.time) },
       { label: 'Kind', value: (r) => r.k.label, text: (r) => kindBadge(r.k) },
+      { label: 'Times', num: true, value: (r) => r.count, text: (r) => fmt.int(r.count) },
       { label: 'Released at', value: (r) => siteName(r.rel), text: (r) => siteName(r.rel), cls: 'mono fn' },
-      { label: 'Released as', value: (r) => r.releaseSize, text: (r) => layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily), cls: 'mono' },
-      { label: 'Allocated as', value: (r) => r.allocSize, text: (r) => (r.allocSeq === null ? '–' : layoutText(r.allocSize, r.allocAlign, r.allocFamily)), cls: 'mono' },
+      { label: 'Location', value: (r) => siteLoc(r.rel), text: (r) => siteLoc(r.rel), cls: 'mono' },
+      { label: 'Released as', value: (r) => r.releaseSize, text: releasedAs, cls: 'mono' },
+      { label: 'Allocated as', value: (r) => r.allocSize, text: allocatedAs, cls: 'mono' },
       { label: 'Detail', value: (r) => r.detail, text: (r) => r.detail },
     ],
     onRow: (r) => {
       const ok = r.allocStack === null ? true : flame.focusStack(r.allocStack, M_COUNT);
       detail.showStacks('finding', `${r.k.label} at sequence number ${r.seq}`, [
         ['Kind', r.k.known ? r.k.description : `${r.kind}: a kind this alloctrace does not know`],
-        ['Detail', r.detail],
+        ['Detail', r.count > 1 ? `${r.detail} (the first occurrence)` : r.detail],
+        ['Occurred', occurrences(r)],
         ['Pointer', r.ptr],
-        ['Released as', layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily)],
-        r.allocSeq !== null ? ['Allocated as', `${layoutText(r.allocSize, r.allocAlign, r.allocFamily)} at sequence number ${r.allocSeq}, ${r.allocPtr}`] : null,
+        ['Released as', releasedAs(r)],
+        r.allocSeq !== null ? ['Allocated as', `${allocatedAs(r)} at sequence number ${r.allocSeq}, ${r.allocPtr}`] : null,
         r.firstFreeSeq !== null ? ['First released', `at sequence number ${r.firstFreeSeq}`] : null,
         ['Time', fmt.time(r.time)],
         r.allocStack !== null ? linkNote(ok) : null,
@@ -132,7 +164,8 @@ export function renderFindings(data, detail, flame) {
       ].filter(Boolean));
     },
   });
-  const more = s.findings > rows.length
-    ? el('p', { class: 'muted small' }, `${fmt.int(rows.length)} of ${fmt.int(s.findings)} findings, shared between their kinds.`) : null;
+  const listed = data.findings.length;
+  const more = s.findings > listed
+    ? el('p', { class: 'muted small' }, `${fmt.int(listed)} of ${fmt.int(s.findings)} findings listed, shared between their kinds; each row is one bug with its count over the whole trace.`) : null;
   return section('findings', `Findings (${fmt.int(s.findings)})`, more, table);
 }
