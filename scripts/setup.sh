@@ -17,6 +17,8 @@ packages=(
   valgrind g++ git clang-format
   # docs/ci.md's CMake recipe is run by tests/ci_recipes_test.py
   cmake make
+  # the manual pages are rendered by man in tests/cli_test.py
+  man-db
   # the HTML report's viewer is tested in a real browser
   chromium fonts-dejavu-core
 )

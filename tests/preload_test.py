@@ -415,7 +415,8 @@ def status(*args, cwd=work):
 
 
 code, err = status("run", "--no-such-option", "--", "true")
-check(code == 2 and "usage" in err, "run: an unknown option is a usage error (2)")
+check(code == 2 and "unknown or ambiguous option '--no-such-option'" in err,
+      "run: an unknown option is a usage error (2)", err)
 code, err = status("run", "--", "no-such-program-here")
 check(code == 127 and "command not found" in err, "run: a missing program exits 127")
 marker = os.path.join(work, "marker")

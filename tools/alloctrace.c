@@ -28,8 +28,7 @@ int main(int argc, char **argv)
         name = "help";
     const cli_command *c = cli_find_command(name);
     if (!c) {
-        fprintf(stderr, "alloctrace: unknown command '%s'\n", argv[1]);
-        cli_usage(stderr);
+        cli_unknown_command(argv[1]);
         return EXIT_USAGE;
     }
     return c->fn(argc - 1, argv + 1);

@@ -780,24 +780,6 @@ typedef struct check_args {
     suppressions supp;
 } check_args;
 
-static void usage(FILE *to)
-{
-    char gated[128];
-    tm_leak_kinds_text(gated, sizeof gated, tm_reach_gated());
-    fprintf(to,
-            "usage: alloctrace check TRACE|DIR... [--fail-on KINDS] [--leak-kinds LIST]\n"
-            "                        [--max-leaked-bytes [KIND=]N] [--max-leaked-blocks [KIND=]N]\n"
-            "                        [--suppressions FILE]... [--baseline OLD_TRACE]\n"
-            "                        [--format text|json]\n"
-            "KINDS: comma-separated %s\n"
-            "       (default: all but zero-size).\n"
-            "LIST:  the leaks counted, by reachability at exit: all, none, or some of\n"
-            "       %s\n"
-            "       (comma-separated; default: %s).\n"
-            "Exit 0 pass, 1 fail, 2 usage error, 125 unreadable trace.\n",
-            CAT_LIST, tm_leak_kinds_words(), gated);
-}
-
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -806,7 +788,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    usage(stderr);
+    cli_usage_hint("check");
     return EXIT_USAGE;
 }
 
@@ -832,7 +814,7 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
     p->max_bytes = p->max_blocks = -1;
     for (int r = 0; r < TM_REACHES; r++)
         p->reach_max_bytes[r] = p->reach_max_blocks[r] = -1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 'F':
             if (parse_fail_on(optarg, &a->policy) != 0)
@@ -864,8 +846,8 @@ static int parse_args(int argc, char **argv, check_args *a, int *done)
                 return usage_error("--format is text or json, not '%s'", optarg);
             a->json = strcmp(optarg, "json") == 0;
             break;
-        case 'h': usage(stdout); *done = 1; return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'h': cli_command_help(stdout, "check"); *done = 1; return 0;
+        default: return EXIT_USAGE;
         }
     }
     if (argc - optind < 1)

@@ -38,9 +38,26 @@ extern const cli_command cli_commands[];
 /* The command called `name`, or NULL. */
 const cli_command *cli_find_command(const char *name);
 
-/* The whole usage text: synopses, one line per command, run's options,
- * exit statuses. */
+/* The overview (usage.c): synopses, one line per command, exit statuses. */
 void cli_usage(FILE *to);
+
+/* Everything about one command (`alloctrace help NAME`, `NAME --help`):
+ * synopsis, description, options with their defaults, exit statuses. */
+void cli_command_help(FILE *to, const char *name);
+
+/* The synopsis of `name` and where its help is, on stderr, after a usage
+ * error. */
+void cli_usage_hint(const char *name);
+
+/* "alloctrace: unknown command 'X'; did you mean 'Y'?" on stderr. */
+void cli_unknown_command(const char *name);
+
+/* getopt_long for the command argv[0]: on the first call (optind 0) it
+ * checks that `longopts` are exactly the options usage.c documents for
+ * that command (abort() if not: help cannot lie); an option it refuses
+ * gets one line on stderr that names the nearest valid one, and '?'. */
+struct option;
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 int cmd_run(int argc, char **argv);     /* cmd_run.c */
 int cmd_recover(int argc, char **argv); /* cmd_recover.c */

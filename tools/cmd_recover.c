@@ -60,21 +60,25 @@ int cmd_recover(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"force", no_argument, NULL, 'F'},
         {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *output = NULL;
     int force = 0, quiet = 0, c;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
-    while ((c = getopt_long(argc, argv, "o:q", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:qh", opts)) != -1) {
         switch (c) {
         case 'o': output = optarg; break;
         case 'F': force = 1; break;
         case 'q': quiet = 1; break;
-        default: cli_usage(stderr); return EXIT_USAGE;
+        case 'h': cli_command_help(stdout, "recover"); return 0;
+        default: return EXIT_USAGE;
         }
     }
     if (optind >= argc || (output && argc - optind > 1)) {
-        cli_usage(stderr);
+        fprintf(stderr, "alloctrace: recover: %s\n",
+                optind >= argc ? "no spool or trace given" : "-o with one SPOOL only");
+        cli_usage_hint("recover");
         return EXIT_USAGE;
     }
     int failed = 0;

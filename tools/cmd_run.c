@@ -196,7 +196,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
     int c;
     o->leak_kinds = tm_reach_gated();
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
-    while ((c = getopt_long(argc, argv, "+o:d:qh", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "+o:d:qh", opts)) != -1) {
         switch (c) {
         case 'o': o->output = optarg; break;
         case 'D': o->output_dir = optarg; break;
@@ -217,8 +217,8 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
             break;
         case 'q': o->quiet = 1; break;
         case 'H': o->html = optarg; break;
-        case 'h': cli_usage(stdout); *done = 1; return 0;
-        default: cli_usage(stderr); return EXIT_USAGE;
+        case 'h': cli_command_help(stdout, "run"); *done = 1; return 0;
+        default: return EXIT_USAGE;
         }
     }
     if (o->depth) {
@@ -236,7 +236,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
     }
     if (optind >= argc) {
         fprintf(stderr, "alloctrace: run: no program given\n");
-        cli_usage(stderr);
+        cli_usage_hint("run");
         return EXIT_USAGE;
     }
     o->prog_argv = argv + optind;

@@ -416,21 +416,6 @@ static int write_file(hd_data *d, const char *out)
 
 /* ---- the command ------------------------------------------------------------------ */
 
-static void usage(FILE *to)
-{
-    fputs("usage: alloctrace html TRACE [-o REPORT.html] [--max-sites N]\n"
-          "       alloctrace html TRACE|DIR... -o OUTDIR [--max-sites N]  (a page per trace, index.html)\n"
-          "\n"
-          "Writes a self-contained HTML report of TRACE (default REPORT: TRACE with .html\n"
-          "for .db): timeline, flamegraph of allocation stacks, leak sites, findings,\n"
-          "allocations by size and alignment.  It opens offline in any current browser.\n"
-          "\n"
-          "  -o, --output PATH   the report (replaced if it exists)\n"
-          "      --max-sites N   leak sites listed, and stacks per metric in the\n"
-          "                      flamegraph (default 500)\n",
-          to);
-}
-
 typedef struct html_args {
     const char *trace, *output;
     char **traces; /* TRACE|DIR... */
@@ -450,7 +435,7 @@ static int parse_args(int argc, char **argv, html_args *a)
     int c;
     a->max_sites = DEFAULT_MAX_SITES;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
-    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:h", longopts)) != -1) {
         if (c == 'o') {
             a->output = optarg;
         } else if (c == 'm') {
@@ -463,16 +448,15 @@ static int parse_args(int argc, char **argv, html_args *a)
             }
             a->max_sites = (int)v;
         } else if (c == 'h') {
-            usage(stdout);
+            cli_command_help(stdout, "html");
             return 1;
         } else {
-            usage(stderr);
             return EXIT_USAGE;
         }
     }
     if (optind >= argc) {
         fprintf(stderr, "alloctrace: html: no trace given\n");
-        usage(stderr);
+        cli_usage_hint("html");
         return EXIT_USAGE;
     }
     a->trace = argv[optind];

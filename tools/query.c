@@ -256,13 +256,6 @@ static int json(FILE *out, sqlite3_stmt *st)
 
 /* ---- the command ---------------------------------------------------------------------- */
 
-static void usage(FILE *to)
-{
-    fputs("usage: alloctrace query TRACE 'SQL' [--format table|csv|json]\n"
-          "one read-only statement; the schema is in docs/schema.md\n",
-          to);
-}
-
 static int run_query(const char *path, const char *sql, enum format format)
 {
     sqlite3 *db;
@@ -295,7 +288,7 @@ int cmd_query(int argc, char **argv)
     enum format format = FORMAT_TABLE;
     int c;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 'f':
             if (strcmp(optarg, "table") == 0)
@@ -309,13 +302,13 @@ int cmd_query(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'h': cli_command_help(stdout, "query"); return 0;
+        default: return EXIT_USAGE;
         }
     }
     if (argc - optind != 2) {
         fprintf(stderr, "alloctrace: query: a trace and one SQL statement\n");
-        usage(stderr);
+        cli_usage_hint("query");
         return EXIT_USAGE;
     }
     return run_query(argv[optind], argv[optind + 1], format);

@@ -434,14 +434,6 @@ static void report_text(FILE *out, const tm_trace *t, const report_opts *o)
 
 enum format { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF, FORMAT_JUNIT };
 
-static void usage(FILE *to)
-{
-    fputs("usage: alloctrace report TRACE|DIR... [--top N] [--min-bytes N] [--show-reachable]\n"
-          "                        [--format text|json|sarif|junit] [--color auto|always|never]\n"
-          "                        [--source-root DIR] [-o FILE]\n",
-          to);
-}
-
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
     va_list ap;
@@ -450,7 +442,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    usage(stderr);
+    cli_usage_hint("report");
     return EXIT_USAGE;
 }
 
@@ -646,7 +638,7 @@ int cmd_report(int argc, char **argv)
     const char *output = NULL, *color = "auto", *source_root = NULL;
     int c;
     optind = 0; /* 0, not 1: glibc then starts over, ordering mode included */
-    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:h", opts)) != -1) {
         switch (c) {
         case 't':
             if (tm_parse_count(optarg, 0, &o.top) != 0)
@@ -668,8 +660,8 @@ int cmd_report(int argc, char **argv)
         case 'r': o.show_reachable = 1; break;
         case 'o': output = optarg; break;
         case 's': source_root = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'h': cli_command_help(stdout, "report"); return 0;
+        default: return EXIT_USAGE;
         }
     }
     if (argc - optind < 1)
