@@ -73,6 +73,8 @@ void cli_usage(FILE *to)
           "      --abort-on-finding  abort at the first bad release, once it is on disk\n"
           "      --no-release-stacks no backtrace of releases (a little faster; a double\n"
           "                          free then shows no stack for its first release)\n"
+          "      --aggregate         fold short-lived allocations into per-site totals:\n"
+          "                          a trace bounded by stacks and live blocks\n"
           "      --check             fail (exit 86) when a trace of the run has findings,\n"
           "                          or leaks of the classes --leak-kinds counts\n",
           to);
