@@ -175,7 +175,13 @@ static const char tables_sql[] =
     " PRIMARY KEY(aggregate, class)) WITHOUT ROWID;"
     "CREATE TABLE aggregate_lifetimes(aggregate INTEGER NOT NULL, class INTEGER NOT NULL,"
     " count INTEGER NOT NULL, bytes INTEGER NOT NULL,"
-    " PRIMARY KEY(aggregate, class)) WITHOUT ROWID;";
+    " PRIMARY KEY(aggregate, class)) WITHOUT ROWID;"
+    /* Each allocation stack's totals, rows and aggregates together: what
+     * `SELECT alloc_stack, count(*), sum(size) FROM allocations GROUP BY 1`
+     * gives on a full trace. */
+    "CREATE VIEW allocation_totals(stack, count, bytes) AS SELECT stack, sum(n), sum(b) FROM"
+    " (SELECT stack, 1 AS n, size AS b FROM lifetimes"
+    "  UNION ALL SELECT stack, count, bytes FROM aggregates) GROUP BY stack;";
 
 static int step_done(sqlite3_stmt *st)
 {
