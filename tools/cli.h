@@ -107,6 +107,9 @@ int cli_summarize(const char *path, int quiet, unsigned leak_kinds);
  * the run protocol gives it), removes the spool and prints the summary.
  * 0, or -1 after a message. */
 int cli_recover_spool(const char *spool, const char *output, int force, int quiet);
+/* From now on cli_recover_spool writes aggregated traces (`run --aggregate`)
+ * when `on`, full ones otherwise (the default). */
+void cli_recover_aggregate(int on);
 
 /* A list of paths (traces.c). */
 typedef struct cli_paths {

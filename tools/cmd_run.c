@@ -32,7 +32,7 @@
 typedef struct run_opts {
     const char *output, *depth, *unwind, *html;
     char *output_dir; /* --output-dir or $ALLOCTRACE_OUTPUT_DIR, made absolute; NULL: none */
-    int force, follow, abort_on, no_leak_scan, no_release_stacks, check, quiet;
+    int force, follow, abort_on, no_leak_scan, no_release_stacks, check, quiet, aggregate;
     unsigned leak_kinds; /* what --check counts (tm_reach_set) */
     char **prog_argv;
 } run_opts;
@@ -186,6 +186,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         {"abort-on-finding", no_argument, NULL, 'a'},
         {"no-leak-scan", no_argument, NULL, 'N'},
         {"no-release-stacks", no_argument, NULL, 'R'},
+        {"aggregate", no_argument, NULL, 'A'},
         {"check", no_argument, NULL, 'c'},
         {"leak-kinds", required_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, 'q'},
@@ -207,6 +208,7 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
         case 'a': o->abort_on = 1; break;
         case 'N': o->no_leak_scan = 1; break;
         case 'R': o->no_release_stacks = 1; break;
+        case 'A': o->aggregate = 1; break;
         case 'c': o->check = 1; break;
         case 'L':
             if (tm_parse_leak_kinds(optarg, &o->leak_kinds) != 0) {
@@ -536,6 +538,11 @@ int cmd_run(int argc, char **argv)
 
     at_spool_reader *reader = NULL;
     rc = at__spool_reader_open(spool_path, path, o.force, &reader);
+    cli_recover_aggregate(o.aggregate); /* the children's traces too */
+    if (!rc && o.aggregate && (rc = at__spool_reader_aggregate(reader)) != 0) {
+        at__spool_reader_abandon(reader);
+        reader = NULL;
+    }
     if (rc)
         fprintf(stderr, "alloctrace: cannot create the trace %s: %s\n", path, at_strerror(rc));
     int exec_errno = 0;

@@ -114,6 +114,13 @@ int cli_summarize(const char *path, int quiet, unsigned leak_kinds)
     return failing;
 }
 
+static int recover_aggregated;
+
+void cli_recover_aggregate(int on)
+{
+    recover_aggregated = on;
+}
+
 int cli_recover_spool(const char *spool, const char *output, int force, int quiet)
 {
     char path[PATH_MAX];
@@ -123,6 +130,8 @@ int cli_recover_spool(const char *spool, const char *output, int force, int quie
         at__run_trace_of_spool(path, sizeof path, spool);
     at_spool_reader *r;
     int rc = at__spool_reader_open(spool, path, force, &r);
+    if (!rc && recover_aggregated && (rc = at__spool_reader_aggregate(r)) != 0)
+        at__spool_reader_abandon(r);
     if (rc) {
         fprintf(stderr, "alloctrace: %s: %s\n", rc == AT_E_INVALID ? spool : path,
                 rc == AT_E_INVALID ? "not an alloctrace spool" : at_strerror(rc));

@@ -102,6 +102,11 @@ typedef struct scan {
     unsigned char used[TM_TIME_BUCKETS];
     tm_point end;
     int any;
+    /* An aggregated trace (lib/trace/aggregate.h): the rows are only part
+     * of the lifetimes, so the peak is meta's (peak_seq: its rows are all
+     * there) and the timeline the stored one. */
+    int aggregated;
+    int64_t peak_seq;
 } scan;
 
 static int size_class(int64_t size)
@@ -178,7 +183,7 @@ static void on_event(void *arg, const at_replay_event *e)
     sc->events++;
     if (!e->is_alloc) {
         stack_change(sc, k, -e->size, -1);
-        if (e->point)
+        if (e->point && !sc->aggregated)
             observe(sc, &e->after);
         return;
     }
@@ -193,9 +198,10 @@ static void on_event(void *arg, const at_replay_event *e)
     c->bytes = tm_sat_add(c->bytes, e->size);
     c->waste = tm_sat_add(c->waste, pad);
     h->waste = tm_sat_add(h->waste, pad);
-    if (e->new_peak)
+    if (sc->aggregated ? e->after.seq == sc->peak_seq : e->new_peak)
         sc->peak_event = sc->events;
-    observe(sc, &e->after);
+    if (!sc->aggregated)
+        observe(sc, &e->after);
 }
 
 /* The timeline: the start, per bucket its low and high in time order,
@@ -242,6 +248,58 @@ static long long one_int(sqlite3 *db, const char *sql, long long dflt, int *fail
     return v;
 }
 
+/* An aggregated trace's stored timeline, point by point. */
+static int stored_timeline(scan *sc, sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT time_us, live_bytes, live_blocks FROM timeline"
+                                    " ORDER BY seq", -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        at_replay_state p = {.time_us = sqlite3_column_int64(st, 0),
+                             .live_bytes = sqlite3_column_int64(st, 1),
+                             .live_blocks = sqlite3_column_int64(st, 2)};
+        observe(sc, &p);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* An aggregated trace's folded lifetimes (the tables `aggregates` and
+ * `aggregate_sizes`): each site's count, bytes and waste, and the layout
+ * grid, as their rows would have given them. */
+static int add_aggregates(scan *sc, sqlite3 *db)
+{
+    tm_heap *h = sc->h;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT a.stack, a.info & 63, s.class, s.count, s.bytes, s.waste"
+            " FROM aggregates a JOIN aggregate_sizes s ON s.aggregate = a.id", -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long stack = sqlite3_column_int64(st, 0); /* NULL: 0, as the replay says it */
+        int align_log2 = sqlite3_column_int(st, 1), cls = sqlite3_column_int(st, 2);
+        long long n = sqlite3_column_int64(st, 3), bytes = sqlite3_column_int64(st, 4);
+        long long waste = sqlite3_column_int64(st, 5);
+        tm_stack_heap *s = tm__heap_entry(h, stack);
+        s->count = tm_sat_add(s->count, n);
+        s->bytes = tm_sat_add(s->bytes, bytes);
+        s->waste = tm_sat_add(s->waste, waste);
+        if (cls >= 0 && cls < TM_SIZE_CLASSES) {
+            tm_layout_cell *c = &h->layout[cls * TM_ALIGN_CLASSES + align_log2];
+            c->count = tm_sat_add(c->count, n);
+            c->bytes = tm_sat_add(c->bytes, bytes);
+            c->waste = tm_sat_add(c->waste, waste);
+        }
+        h->waste = tm_sat_add(h->waste, waste);
+        h->lifetimes = tm_sat_add(h->lifetimes, n);
+        h->alloc_bytes = tm_sat_add(h->alloc_bytes, bytes);
+        h->free_calls = tm_sat_add(h->free_calls, n);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int tm__heap_load(tm_heap *h, sqlite3 *db, long long span_us, at_replay_peak *peak)
 {
     memset(h, 0, sizeof *h);
@@ -271,11 +329,19 @@ int tm__heap_load(tm_heap *h, sqlite3 *db, long long span_us, at_replay_peak *pe
         h->index->dense = xrealloc_array(NULL, (size_t)max_id + 1, sizeof *h->index->dense);
         memset(h->index->dense, 0, ((size_t)max_id + 1) * sizeof *h->index->dense);
     }
+    at_replay_peak stored;
+    sc->aggregated = one_int(db, "SELECT value FROM meta WHERE key = 'aggregated'", 0, &failed) == 1;
+    if (sc->aggregated && !at__replay_stored_peak(db, &stored))
+        failed = 1;
+    sc->peak_seq = sc->aggregated ? stored.seq : -1;
     at_replay_state end = {0};
-    if (failed || at__replay(db, on_event, sc, peak, &end) != 0) {
+    if (failed || at__replay(db, on_event, sc, peak, &end) != 0 ||
+        (sc->aggregated && stored_timeline(sc, db) != 0)) {
         free(sc);
         return -1;
     }
+    if (sc->aggregated && peak)
+        *peak = stored;
     for (size_t k = 0; k < h->nstacks; k++) {
         const live_state *st = &h->index->state[k];
         if (st->stamp <= sc->peak_event) {
@@ -288,6 +354,10 @@ int tm__heap_load(tm_heap *h, sqlite3 *db, long long span_us, at_replay_peak *pe
     h->free_calls = end.free_calls;
     h->live_bytes_end = end.live_bytes;
     h->live_blocks_end = end.live_blocks;
+    if (sc->aggregated && add_aggregates(sc, db) != 0) {
+        free(sc);
+        return -1;
+    }
     timeline_points(h, sc);
     free(sc);
     return 0;

@@ -54,6 +54,10 @@ static const opt_doc run_opts[] = {
     {"no-release-stacks", 0, NULL,
      "no backtrace of releases (a little faster; a double free then\n"
      "shows no stack for its first release)"},
+    {"aggregate", 0, NULL,
+     "fold short-lived allocations into per-site totals: a trace bounded by\n"
+     "the distinct stacks and the live blocks, not by the calls (leaks,\n"
+     "findings, the peak and every site's totals stay exact; docs/schema.md)"},
     {"check", 0, NULL,
      "exit 86 when a trace of the run has findings, or leaks of the\n"
      "classes --leak-kinds counts"},

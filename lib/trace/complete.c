@@ -144,6 +144,13 @@ static void count_totals(sqlite3 *db, at_trace_end *e)
     e->free_calls = count(db, "SELECT count(free_dseq) FROM lifetimes");
     e->findings = count(db, "SELECT count(*) FROM findings");
     e->duration_us = count(db, "SELECT coalesce(max(t), 0) FROM lifetimes");
+    /* An aggregated trace's folded lifetimes (aggregate.h): all released. */
+    if (count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'aggregates'")) {
+        int64_t n = count(db, "SELECT coalesce(sum(count), 0) FROM aggregates");
+        e->alloc_calls += n;
+        e->free_calls += n;
+        e->alloc_bytes += count(db, "SELECT coalesce(sum(bytes), 0) FROM aggregates");
+    }
 }
 
 /* Step 4: the end's meta keys, finished = 1 last. */

@@ -59,6 +59,7 @@
     X(REACH_US, "reach_us")                                                                        \
     X(REACH_SEQ, "reach_seq")                                                                      \
     X(EXEC_FROM, "exec_from")                                                                      \
+    X(AGGREGATED, "aggregated")                                                                    \
     X(FINISHED, "finished")
 
 typedef enum at_meta_key {

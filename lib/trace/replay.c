@@ -469,6 +469,19 @@ static void log_run(const at_replay_log *l, replay *r)
     }
 }
 
+int at__replay_log_peak(const at_replay_log *l, at_replay_peak *peak)
+{
+    if (!l || l->broken)
+        return -1;
+    replay *r = calloc(1, sizeof *r);
+    if (!r)
+        return -1;
+    log_run(l, r);
+    *peak = r->peak;
+    free(r);
+    return 0;
+}
+
 int at__replay_store(sqlite3 *db)
 {
     return store(db, NULL);

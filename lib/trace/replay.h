@@ -89,6 +89,9 @@ void at__replay_log_free(at_replay_log *l);
  * microseconds, as the table stores them.  `l` may be NULL. */
 void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size,
                              int64_t free_seq, int64_t free_time_us);
+/* The peak the log's replay reaches (the one at__replay_log_store
+ * stores): 0, or -1 when the log is NULL or was given up. */
+int at__replay_log_peak(const at_replay_log *l, at_replay_peak *peak);
 /* at__replay_store from the log (`l` NULL: from the table). */
 int at__replay_log_store(const at_replay_log *l, sqlite3 *db);
 

@@ -20,6 +20,7 @@
 
 #include <alloctrace/alloctrace.h>
 
+#include "aggregate.h"
 #include "at_uthash.h"
 #include "complete.h"
 #include "module_rows.h"
@@ -67,6 +68,7 @@ typedef struct writer {
     int frames_incomplete;
     int64_t next_frame_id;
     at_replay_log *log; /* at__sqlw_keep_replay_log: every lifetime written */
+    at_agg *agg;        /* at__sqlw_aggregate: released lifetimes held for folding */
     int error; /* the first error */
 } writer;
 
@@ -306,6 +308,21 @@ static void flush_lifetimes(writer *w)
 
 /* Holds a lifetime back until flush_lifetimes; written at once if there
  * is no memory to hold it. */
+static void queue_row(writer *w, const at_rec_lifetime *r);
+
+/* Whether an aggregated trace may fold the lifetime: released (not by an
+ * exec, which ends blocks live at the end), with the allocation's layout
+ * or none (a release with its own is a finding's block). */
+static int foldable(const at_rec_lifetime *r)
+{
+    if (r->free_op == AT_OP_NONE || r->free_op == AT_OP_EXEC)
+        return 0;
+    int64_t v[LIFETIME_NCOLS];
+    int odd_layout;
+    lifetime_row(r, v, &odd_layout);
+    return !odd_layout;
+}
+
 static void queue_lifetime(writer *w, const at_rec_lifetime *r)
 {
     if (w->log) {
@@ -314,6 +331,14 @@ static void queue_lifetime(writer *w, const at_rec_lifetime *r)
                                 r->free_op != AT_OP_NONE ? (int64_t)r->free_seq : -1,
                                 (int64_t)(r->free_t / 1000));
     }
+    if (w->agg && foldable(r) && at__agg_add(w->agg, r) == 0)
+        return;
+    queue_row(w, r);
+}
+
+/* The lifetime's row, held back for its batch. */
+static void queue_row(writer *w, const at_rec_lifetime *r)
+{
     if (w->nbatch == w->cap_batch) {
         if (w->cap_batch == BATCH_MAX)
             flush_lifetimes(w);
@@ -697,6 +722,7 @@ void at__sqlw_free(at_sqlw *w)
 {
     if (w) {
         finalize(w);
+        at__agg_free(w->agg);
         at__replay_log_free(w->log);
         free(w);
     }
@@ -706,6 +732,32 @@ void at__sqlw_keep_replay_log(at_sqlw *w)
 {
     if (!w->log)
         w->log = at__replay_log_new(); /* none: completion replays the table */
+}
+
+int at__sqlw_aggregate(at_sqlw *w)
+{
+    if (!w->log)
+        return AT_E_INVALID;
+    if (!w->agg && !(w->agg = at__agg_new()))
+        return AT_E_NOMEM;
+    return 0;
+}
+
+static void held_row(void *arg, const at_rec_lifetime *r)
+{
+    queue_row(arg, r);
+}
+
+void at__sqlw_aggregate_finish(at_sqlw *w)
+{
+    if (!w->agg)
+        return;
+    at_replay_peak peak;
+    int64_t peak_seq = at__replay_log_peak(w->log, &peak) == 0 ? peak.seq : -1;
+    fail(w, at__agg_finish(w->agg, w->db, peak_seq, held_row, w));
+    flush_lifetimes(w);
+    at__agg_free(w->agg);
+    w->agg = NULL;
 }
 
 at_replay_log *at__sqlw_take_replay_log(at_sqlw *w)

@@ -115,6 +115,11 @@ int at__spool_reader_open(const char *spool_path, const char *db_path, int overw
     return 0;
 }
 
+int at__spool_reader_aggregate(at_spool_reader *r)
+{
+    return at__sqlw_aggregate(r->w);
+}
+
 void at__spool_reader_abandon(at_spool_reader *r)
 {
     if (!r)
@@ -561,6 +566,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
     at__sqlw_flush(r->w);
+    at__sqlw_aggregate_finish(r->w); /* an aggregated trace's (aggregate.h) */
     at__sqlw_exec(r->w, "COMMIT");
     int err = rc < 0 ? (int)rc : at__sqlw_error(r->w);
     at_replay_log *log = at__sqlw_take_replay_log(r->w);

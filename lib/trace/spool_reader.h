@@ -20,6 +20,10 @@ long at__spool_reader_poll(at_spool_reader *r);
  * the process died first).  0 or a negative AT_E_* code. */
 int at__spool_reader_finish(at_spool_reader *r, int *closed_properly);
 
+/* Makes the trace an aggregated one (aggregate.h, `alloctrace run
+ * --aggregate`); call before the first poll.  0 or AT_E_NOMEM. */
+int at__spool_reader_aggregate(at_spool_reader *r);
+
 /* Frees `r` without finishing the trace. */
 void at__spool_reader_abandon(at_spool_reader *r);
 

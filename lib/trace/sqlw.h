@@ -33,6 +33,16 @@ void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
 void at__sqlw_keep_replay_log(at_sqlw *w);
 struct at_replay_log *at__sqlw_take_replay_log(at_sqlw *w);
 
+/* An aggregated trace (aggregate.h), for a writer that keeps the replay
+ * log: from now on released lifetimes are held for folding rather than
+ * written.  0, AT_E_INVALID without a replay log, AT_E_NOMEM.
+ * at__sqlw_aggregate_finish, once every lifetime has been written (leaks
+ * included) and inside a transaction: the lifetimes live at the peak
+ * become rows, the others the aggregate tables; meta `aggregated` is set
+ * (0 when the log was given up and every lifetime became a row). */
+int at__sqlw_aggregate(at_sqlw *w);
+void at__sqlw_aggregate_finish(at_sqlw *w);
+
 /* The size of the record at `p` (`avail` bytes there), checked against
  * its kind and `avail`; 0 when it is not a record. */
 size_t at__record_size(const unsigned char *p, size_t avail);
