@@ -102,6 +102,7 @@ static void model_entomb(model *m, size_t i, uint64_t free_seq, uint32_t free_st
     m->ring_id[s][slot] = id;
     m->state[i] = M_RELEASED;
     m->tomb_id[i] = id;
+    m->info[i].thread = 0; /* a tombstone does not keep the allocating thread */
     m->info[i].free_seq = free_seq;
     m->info[i].free_stack = free_stack;
 }
@@ -132,6 +133,7 @@ static void model_release(at_live *lt, model *m, size_t i, uint64_t offset, unsi
             /* a failed realloc: live again, its ring slot now stale */
             at__live_unrelease(lt, &out);
             m->state[i] = M_LIVE;
+            m->info[i].thread = out.thread;
             m->info[i].free_seq = 0;
             m->info[i].free_stack = 0;
             return;
@@ -441,6 +443,46 @@ TEST(live_concurrent_releases)
     ASSERT_UEQ(a.found + b.found, RACE_N);
     /* fewer releases per shard than its ring holds: none forgotten */
     ASSERT_UEQ(a.released + b.released, RACE_N);
+    at__live_destroy(&lt);
+}
+
+/* Every field at the largest value an entry holds comes back as it went
+ * in, live and as a tombstone; a block whose fields an entry cannot hold
+ * (a size of 2^58 or more, a sequence number of 2^57 or more) is not
+ * tracked: AT_E_NOMEM, and its address stays unknown. */
+TEST(live_widest_fields)
+{
+    at_live lt;
+    at__live_init(&lt);
+    at_block_info b = {
+        .ptr = UINTPTR_MAX - 7,
+        .size = ((uint64_t)1 << 58) - 1,
+        .seq = ((uint64_t)1 << 57) - 1,
+        .t = UINT64_MAX,
+        .stack = UINT32_MAX,
+        .thread = UINT32_MAX,
+        .align_log2 = 63,
+        .family = 3,
+        .op = 7,
+    }, d, out;
+    ASSERT_EQ(at__live_insert(&lt, &b, &d), 0);
+    ASSERT_EQ(at__live_release(&lt, b.ptr, 12345, UINT32_MAX, &out), AT_LIVE_FOUND);
+    assert_same(&out, &b);
+    at_block_info tomb = b;
+    tomb.thread = 0;
+    tomb.free_seq = 12345;
+    tomb.free_stack = UINT32_MAX;
+    ASSERT_EQ(at__live_release(&lt, b.ptr, 12346, 0, &out), AT_LIVE_RELEASED);
+    assert_same(&out, &tomb);
+    at_block_info big = b;
+    big.ptr = 0x1000;
+    big.size = (uint64_t)1 << 58;
+    ASSERT_EQ(at__live_insert(&lt, &big, &d), AT_E_NOMEM);
+    big.size = 16;
+    big.seq = (uint64_t)1 << 57;
+    ASSERT_EQ(at__live_insert(&lt, &big, &d), AT_E_NOMEM);
+    ASSERT_EQ(at__live_release(&lt, 0x1000, 1, 0, &out), AT_LIVE_UNKNOWN);
+    ASSERT_UEQ(at__live_count(&lt), 0);
     at__live_destroy(&lt);
 }
 

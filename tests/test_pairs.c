@@ -1,10 +1,11 @@
-/* Unit tests of the spool reader's table of pending pairs (pairs.h),
+/* Unit tests of the spool reader's tables of pending pairs (pairs.h),
  * against a plain array: random adds, finds and removes over keys that
  * come in order, scattered, or all equal modulo 2^32; every entry's
  * payload survives the moves of backward-shift deletion and of growth;
  * iteration gives exactly the entries in use; freed entries are reused. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pairs.h"
 #include "test.h"
@@ -174,6 +175,161 @@ TEST(pairs_fill_and_drain)
     ASSERT_TRUE(at__pairs_find(&t, 2 * N) != SIZE_MAX);
     at__pairs_free(&t);
     ASSERT_UEQ(at__pairs_find(&t, 2 * N), SIZE_MAX);
+}
+
+static void collect_seq(const at_pair *a, uint64_t nth, void *arg)
+{
+    struct {
+        uint64_t *o;
+        size_t n;
+    } *st = arg;
+    ASSERT_UEQ(nth, st->n);
+    st->o[st->n++] = a->seq;
+}
+
+/* ---- at_pending: pages by sequence number, the hash behind them ---- */
+
+/* The allocation the tests put for `seq`: every field derived from it,
+ * some too wide for a page (sizes of 2^48 and more, families and ops of
+ * 32 and more) every so often. */
+static at_pair pending_alloc(uint64_t seq)
+{
+    at_pair a;
+    memset(&a, 0, sizeof a);
+    a.seq = seq;
+    a.state = AT_PAIR_ALLOC;
+    a.u.a.ptr = payload(seq);
+    a.u.a.size = seq % 97 == 0 ? (uint64_t)1 << 50 | seq : seq * 24 % 100000;
+    a.u.a.t = seq * 1000 + 3;
+    a.u.a.stack = (uint32_t)(seq * 7);
+    a.u.a.thread = (uint32_t)(seq % 5);
+    a.u.a.family = (uint8_t)(seq % 89 == 0 ? 200 : seq % 4);
+    a.u.a.op = (uint8_t)(seq % 83 == 0 ? 40 : 1 + seq % 7);
+    a.u.a.align_log2 = (uint8_t)(seq % 63);
+    return a;
+}
+
+static void assert_pending_alloc(const at_pair *a)
+{
+    at_pair e = pending_alloc(a->seq);
+    ASSERT_EQ(a->state, AT_PAIR_ALLOC);
+    ASSERT_UEQ(a->u.a.ptr, e.u.a.ptr);
+    ASSERT_UEQ(a->u.a.size, e.u.a.size);
+    ASSERT_UEQ(a->u.a.t, e.u.a.t);
+    ASSERT_UEQ(a->u.a.stack, e.u.a.stack);
+    ASSERT_UEQ(a->u.a.thread, e.u.a.thread);
+    ASSERT_UEQ(a->u.a.family, e.u.a.family);
+    ASSERT_UEQ(a->u.a.op, e.u.a.op);
+    ASSERT_UEQ(a->u.a.align_log2, e.u.a.align_log2);
+}
+
+typedef struct each_state {
+    const unsigned char *in;
+    uint64_t n, last, seen;
+} each_state;
+
+static void each_one(const at_pair *a, uint64_t nth, void *arg)
+{
+    each_state *st = arg;
+    ASSERT_UEQ(nth, st->seen);
+    ASSERT_TRUE(a->seq < st->n && st->in[a->seq]);
+    ASSERT_TRUE(st->seen == 0 || a->seq > st->last); /* in sequence order, each once */
+    assert_pending_alloc(a);
+    st->last = a->seq;
+    st->seen++;
+}
+
+static void check_pending(const at_pending *p, const unsigned char *in, uint64_t n, uint64_t count)
+{
+    ASSERT_UEQ(at__pending_count(p), count);
+    each_state st = {.in = in, .n = n};
+    ASSERT_EQ(at__pending_each(p, each_one, &st), 0);
+    ASSERT_UEQ(st.seen, count);
+}
+
+/* Allocations put in order (an event in three is one), released at random
+ * with a few kept for ever, scattered: every take gives back what was put,
+ * a second take nothing; the iteration gives what is pending in sequence
+ * order; pages whose allocations were mostly released hand the survivors
+ * to the hash and are reused, so that the pages in use stay few. */
+TEST(pending_against_a_model)
+{
+    enum { N = 600000 };
+    unsigned char *in = calloc(N, 1);
+    ASSERT_NOT_NULL(in);
+    at_pending p = {0};
+    uint64_t count = 0;
+    for (uint64_t seq = 1; seq < N; seq++) {
+        if (seq % 3 == 0) {
+            at_pair a = pending_alloc(seq);
+            ASSERT_EQ(at__pending_put(&p, &a), 0);
+            in[seq] = 1;
+            count++;
+        }
+        /* release an earlier allocation now and then; seq % 1000 == 0 live for ever */
+        uint64_t back = seq - (next_random() % 30000);
+        if (back < seq && back > 0 && in[back] && back % 1000 != 0 && next_random() % 2) {
+            at_pair out;
+            ASSERT_EQ(at__pending_take(&p, back, &out), 1);
+            ASSERT_UEQ(out.seq, back);
+            assert_pending_alloc(&out);
+            ASSERT_EQ(at__pending_take(&p, back, &out), 0);
+            in[back] = 0;
+            count--;
+        }
+        if (seq % 150000 == 0)
+            check_pending(&p, in, N, count);
+    }
+    check_pending(&p, in, N, count);
+    /* The old pages are gone: what is left of them is in the hash. */
+    size_t pages = 0;
+    for (size_t k = 0; k < p.npages; k++)
+        pages += p.pages[k] != NULL;
+    ASSERT_TRUE(pages <= 12);
+    ASSERT_TRUE(p.hash.count >= N / 1000 - 1);
+    /* everything out */
+    for (uint64_t seq = 1; seq < N; seq++) {
+        at_pair out;
+        ASSERT_EQ(at__pending_take(&p, seq, &out), in[seq]);
+        in[seq] = 0;
+    }
+    ASSERT_UEQ(at__pending_count(&p), 0);
+    at__pending_free(&p);
+    free(in);
+}
+
+/* A page's allocation put twice is refused; numbers far beyond anything
+ * read go to the hash (no page array that large), and are still found and
+ * iterated in order with the paged ones. */
+TEST(pending_duplicates_and_far_numbers)
+{
+    at_pending p = {0};
+    at_pair a = pending_alloc(5);
+    ASSERT_EQ(at__pending_put(&p, &a), 0);
+    ASSERT_EQ(at__pending_put(&p, &a), 1);
+    at_pair far = pending_alloc((uint64_t)1 << 60);
+    ASSERT_EQ(at__pending_put(&p, &far), 0);
+    ASSERT_UEQ(p.hash.count, 1);
+    ASSERT_TRUE(p.npages < 1024);
+    at_pair b = pending_alloc(6);
+    ASSERT_EQ(at__pending_put(&p, &b), 0);
+    ASSERT_UEQ(at__pending_count(&p), 3);
+    uint64_t order[3];
+    struct {
+        uint64_t *o;
+        size_t n;
+    } st = {order, 0};
+    ASSERT_EQ(at__pending_each(&p, collect_seq, &st), 0);
+    ASSERT_UEQ(st.n, 3);
+    ASSERT_UEQ(order[0], 5);
+    ASSERT_UEQ(order[1], 6);
+    ASSERT_UEQ(order[2], (uint64_t)1 << 60);
+    at_pair out;
+    ASSERT_EQ(at__pending_take(&p, (uint64_t)1 << 60, &out), 1);
+    assert_pending_alloc(&out);
+    ASSERT_EQ(at__pending_take(&p, 7, &out), 0);
+    at__pending_free(&p);
+    ASSERT_UEQ(at__pending_count(&p), 0);
 }
 
 TEST_MAIN()

@@ -172,3 +172,263 @@ void at__pairs_free(at_pairs *p)
     free(p->slots);
     memset(p, 0, sizeof *p);
 }
+
+/* ---- pending allocations (at_pending) --------------------------------------- */
+
+/* An allocation in a page, its seq the slot's: 32 bytes.  `bits` holds the
+ * size (48 bits), align_log2 (6), family (5) and op (5); an allocation
+ * whose fields do not fit goes to the hash. */
+typedef struct dense {
+    uint64_t ptr, t, bits;
+    uint32_t stack, thread;
+} dense;
+
+_Static_assert(sizeof(dense) == 32, "a pending allocation in a page is 32 bytes");
+
+struct at_pending_page {
+    uint64_t used[AT_PENDING_PAGE / 64]; /* which slots hold an allocation */
+    uint32_t count;
+    struct at_pending_page *next_spare;
+    dense e[AT_PENDING_PAGE];
+};
+
+/* A page holding fewer than SPARSE allocations once OLD_PAGES newer pages
+ * exist gives them to the hash: a page costs at most 128 bytes per
+ * allocation it holds (an entry of the hash about 60).  Sequence numbers
+ * beyond 16 per allocation read (plus 2^24) are not given pages: only a
+ * corrupt spool has them, and the page array stays bounded by the input. */
+enum { SPARSE = AT_PENDING_PAGE / 4, OLD_PAGES = 4, MAX_SPARE = 8 };
+
+static int fits(const at_pair *a)
+{
+    return a->u.a.size >> 48 == 0 && a->u.a.align_log2 < 64 && a->u.a.family < 32 &&
+           a->u.a.op < 32;
+}
+
+static void dense_set(dense *d, const at_pair *a)
+{
+    d->ptr = a->u.a.ptr;
+    d->t = a->u.a.t;
+    d->bits = a->u.a.size | (uint64_t)a->u.a.align_log2 << 48 | (uint64_t)a->u.a.family << 54 |
+              (uint64_t)a->u.a.op << 59;
+    d->stack = a->u.a.stack;
+    d->thread = a->u.a.thread;
+}
+
+static void dense_get(const dense *d, uint64_t seq, at_pair *a)
+{
+    memset(a, 0, sizeof *a);
+    a->seq = seq;
+    a->state = AT_PAIR_ALLOC;
+    a->u.a.ptr = d->ptr;
+    a->u.a.t = d->t;
+    a->u.a.size = d->bits & (((uint64_t)1 << 48) - 1);
+    a->u.a.align_log2 = (uint8_t)(d->bits >> 48 & 63);
+    a->u.a.family = (uint8_t)(d->bits >> 54 & 31);
+    a->u.a.op = (uint8_t)(d->bits >> 59 & 31);
+    a->u.a.stack = d->stack;
+    a->u.a.thread = d->thread;
+}
+
+static int hash_put(at_pairs *h, const at_pair *a)
+{
+    at_pair *e = at__pairs_add(h, a->seq);
+    if (!e)
+        return -1;
+    *e = *a;
+    return 0;
+}
+
+static void page_release(at_pending *p, size_t k)
+{
+    at_pending_page *g = p->pages[k];
+    p->pages[k] = NULL;
+    if (p->nspare < MAX_SPARE) {
+        g->next_spare = p->spare;
+        p->spare = g;
+        p->nspare++;
+    } else {
+        free(g);
+    }
+}
+
+/* Page k's allocations go to the hash and the page is released; without
+ * the memory, the page stays as it was. */
+static void migrate(at_pending *p, size_t k)
+{
+    at_pending_page *g = p->pages[k];
+    int failed = 0;
+    for (size_t w = 0; w < AT_PENDING_PAGE / 64; w++)
+        for (uint64_t m = g->used[w]; m && !failed; m &= m - 1) {
+            size_t i = w * 64 + (size_t)__builtin_ctzll(m);
+            at_pair a;
+            dense_get(&g->e[i], (uint64_t)k << AT_PENDING_SHIFT | i, &a);
+            failed = hash_put(&p->hash, &a) != 0;
+        }
+    if (failed) {
+        for (size_t w = 0; w < AT_PENDING_PAGE / 64; w++)
+            for (uint64_t m = g->used[w]; m; m &= m - 1) {
+                uint64_t seq = (uint64_t)k << AT_PENDING_SHIFT | (w * 64 + (size_t)__builtin_ctzll(m));
+                size_t slot = at__pairs_find(&p->hash, seq);
+                if (slot != SIZE_MAX)
+                    at__pairs_remove(&p->hash, slot);
+            }
+        return;
+    }
+    p->in_pages -= g->count;
+    page_release(p, k);
+}
+
+static int is_sparse_and_old(const at_pending *p, size_t k)
+{
+    return p->pages[k] && p->pages[k]->count < SPARSE && k + OLD_PAGES < p->top;
+}
+
+/* Page k, made if need be; NULL without memory or when k is too far. */
+static at_pending_page *page_for(at_pending *p, size_t k)
+{
+    if (k < p->npages && p->pages[k])
+        return p->pages[k];
+    if (k >= ((p->puts + ((uint64_t)1 << 24)) * 16) >> AT_PENDING_SHIFT)
+        return NULL;
+    if (k >= p->npages) {
+        size_t n = p->npages ? p->npages : 64;
+        while (n <= k)
+            n *= 2;
+        at_pending_page **pages = realloc(p->pages, n * sizeof *pages);
+        if (!pages)
+            return NULL;
+        memset(pages + p->npages, 0, (n - p->npages) * sizeof *pages);
+        p->pages = pages;
+        p->npages = n;
+    }
+    at_pending_page *g = p->spare;
+    if (g) {
+        p->spare = g->next_spare;
+        p->nspare--;
+    } else if (!(g = malloc(sizeof *g))) {
+        return NULL;
+    }
+    memset(g->used, 0, sizeof g->used);
+    g->count = 0;
+    p->pages[k] = g;
+    if (k + 1 > p->top) {
+        p->top = k + 1;
+        /* the page OLD_PAGES before is now old: if sparse, it goes */
+        if (k > OLD_PAGES && is_sparse_and_old(p, k - OLD_PAGES - 1))
+            migrate(p, k - OLD_PAGES - 1);
+    }
+    return g;
+}
+
+int at__pending_put(at_pending *p, const at_pair *a)
+{
+    p->puts++;
+    at_pending_page *g = fits(a) ? page_for(p, (size_t)(a->seq >> AT_PENDING_SHIFT)) : NULL;
+    if (!g)
+        return hash_put(&p->hash, a);
+    size_t i = (size_t)(a->seq & (AT_PENDING_PAGE - 1));
+    uint64_t bit = (uint64_t)1 << (i & 63);
+    if (g->used[i / 64] & bit)
+        return 1;
+    g->used[i / 64] |= bit;
+    g->count++;
+    p->in_pages++;
+    dense_set(&g->e[i], a);
+    return 0;
+}
+
+int at__pending_take(at_pending *p, uint64_t seq, at_pair *out)
+{
+    size_t k = (size_t)(seq >> AT_PENDING_SHIFT);
+    at_pending_page *g = k < p->npages ? p->pages[k] : NULL;
+    size_t i = (size_t)(seq & (AT_PENDING_PAGE - 1));
+    uint64_t bit = (uint64_t)1 << (i & 63);
+    if (g && (g->used[i / 64] & bit)) {
+        dense_get(&g->e[i], seq, out);
+        g->used[i / 64] &= ~bit;
+        g->count--;
+        p->in_pages--;
+        if (g->count == 0)
+            page_release(p, k);
+        else if (is_sparse_and_old(p, k))
+            migrate(p, k);
+        return 1;
+    }
+    size_t slot = at__pairs_find(&p->hash, seq);
+    if (slot == SIZE_MAX || at__pairs_at(&p->hash, slot)->state != AT_PAIR_ALLOC)
+        return 0;
+    *out = *at__pairs_at(&p->hash, slot);
+    at__pairs_remove(&p->hash, slot);
+    return 1;
+}
+
+static size_t hash_allocs(const at_pairs *h)
+{
+    size_t n = 0;
+    uint32_t cursor = 0;
+    for (at_pair *e; (e = at__pairs_next(h, &cursor));)
+        n += e->state == AT_PAIR_ALLOC;
+    return n;
+}
+
+size_t at__pending_count(const at_pending *p)
+{
+    return p->in_pages + hash_allocs(&p->hash);
+}
+
+static int by_seq(const void *a, const void *b)
+{
+    uint64_t x = (*(at_pair *const *)a)->seq, y = (*(at_pair *const *)b)->seq;
+    return (x > y) - (x < y);
+}
+
+int at__pending_each(const at_pending *p, void (*fn)(const at_pair *, uint64_t nth, void *),
+                     void *arg)
+{
+    size_t n = hash_allocs(&p->hash), j = 0;
+    at_pair **sorted = n ? malloc(n * sizeof *sorted) : NULL;
+    if (n && !sorted)
+        return -1;
+    uint32_t cursor = 0;
+    for (at_pair *e; (e = at__pairs_next(&p->hash, &cursor));)
+        if (e->state == AT_PAIR_ALLOC)
+            sorted[j++] = e;
+    if (n)
+        qsort(sorted, n, sizeof *sorted, by_seq);
+    uint64_t nth = 0;
+    j = 0;
+    for (size_t k = 0; k < p->top; k++) {
+        const at_pending_page *g = p->pages[k];
+        if (!g)
+            continue;
+        for (size_t w = 0; w < AT_PENDING_PAGE / 64; w++)
+            for (uint64_t m = g->used[w]; m; m &= m - 1) {
+                uint64_t seq = (uint64_t)k << AT_PENDING_SHIFT | (w * 64 +
+                               (size_t)__builtin_ctzll(m));
+                while (j < n && sorted[j]->seq < seq)
+                    fn(sorted[j++], nth++, arg);
+                at_pair a;
+                dense_get(&g->e[seq & (AT_PENDING_PAGE - 1)], seq, &a);
+                fn(&a, nth++, arg);
+            }
+    }
+    while (j < n)
+        fn(sorted[j++], nth++, arg);
+    free(sorted);
+    return 0;
+}
+
+void at__pending_free(at_pending *p)
+{
+    for (size_t k = 0; k < p->npages; k++)
+        free(p->pages[k]);
+    free(p->pages);
+    while (p->spare) {
+        at_pending_page *g = p->spare;
+        p->spare = g->next_spare;
+        free(g);
+    }
+    at__pairs_free(&p->hash);
+    memset(p, 0, sizeof *p);
+}

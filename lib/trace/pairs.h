@@ -62,4 +62,50 @@ at_pair *at__pairs_next(const at_pairs *p, uint32_t *cursor);
 /* Frees everything; the table is empty and usable again. */
 void at__pairs_free(at_pairs *p);
 
+/* The allocations waiting for their release, by sequence number.
+ *
+ * Most live in pages indexed by the sequence number itself: a page covers
+ * AT_PENDING_PAGE consecutive numbers, and an allocation's entry is the
+ * one its number names, 32 bytes with no key, no index and no probing
+ * (sequence numbers are dense: every event takes one, and nearly every
+ * event is a record).  A page whose allocations were mostly released
+ * while its numbers are no longer the newest gives its few survivors to
+ * `hash` (at_pairs) and goes back to a spare list, so that a block kept
+ * for ever costs an entry of the hash, not a page.  `hash` also takes the
+ * allocations a page cannot hold (fields too wide, a number far beyond
+ * the records read: a corrupt spool) and the releases read before their
+ * allocation (AT_PAIR_FREE entries, which the caller manages there). */
+enum { AT_PENDING_SHIFT = 12, AT_PENDING_PAGE = 1 << AT_PENDING_SHIFT };
+
+typedef struct at_pending_page at_pending_page;
+
+typedef struct at_pending {
+    at_pairs hash;
+    struct at_pending_page **pages; /* by seq >> AT_PENDING_SHIFT; NULL: none */
+    size_t npages;                  /* length of `pages` */
+    size_t top;                     /* 1 + the highest page index made so far */
+    struct at_pending_page *spare;  /* emptied pages, kept for reuse */
+    size_t nspare;
+    size_t in_pages; /* allocations held in pages */
+    uint64_t puts;   /* allocations put so far (bounds how far pages go) */
+} at_pending;
+
+/* Puts allocation `a` (an AT_PAIR_ALLOC entry, its seq not pending).
+ * 0; 1 when an allocation with that seq is already held in a page (the
+ * spool is corrupt; nothing changed); -1 without memory. */
+int at__pending_put(at_pending *p, const at_pair *a);
+/* Takes the allocation `seq` out: 1 and *out filled, or 0 when no
+ * allocation with that seq is pending (an AT_PAIR_FREE entry of `hash`
+ * is left alone). */
+int at__pending_take(at_pending *p, uint64_t seq, at_pair *out);
+/* Allocations pending. */
+size_t at__pending_count(const at_pending *p);
+/* Calls fn for every pending allocation in sequence order, `nth` counting
+ * them from 0; returns -1 (having called nothing) without the memory to
+ * sort the hash's entries. */
+int at__pending_each(const at_pending *p, void (*fn)(const at_pair *, uint64_t nth, void *),
+                     void *arg);
+/* Frees everything; the table is empty and usable again. */
+void at__pending_free(at_pending *p);
+
 #endif

@@ -45,8 +45,8 @@ struct at_spool_reader {
     at_spool spool;
     sqlite3 *db;
     at_sqlw *w;
-    at_pairs live;        /* half lifetimes waiting for the other half */
-    size_t waiting_frees; /* entries of `live` that are releases */
+    at_pending live;      /* allocations waiting for their release */
+    size_t waiting_frees; /* releases waiting for their allocation, in live.hash */
     uint64_t *gen;
     uint64_t *off;
     chunk_ref *order; /* the chunks of a poll, oldest first */
@@ -126,7 +126,7 @@ void at__spool_reader_abandon(at_spool_reader *r)
         return;
     if (r->spool.h)
         __atomic_store_n(&r->spool.h->consumer_pid, 0, __ATOMIC_RELEASE);
-    at__pairs_free(&r->live);
+    at__pending_free(&r->live);
     at__sqlw_free(r->w);
     sqlite3_close(r->db);
     at__spool_close(&r->spool);
@@ -182,18 +182,9 @@ static void set_alloc(at_pair *p, const at_rec_alloc *a)
     p->u.a.align_log2 = a->align_log2;
 }
 
-static void wait_for_alloc(at_spool_reader *r, const at_rec_alloc *a)
-{
-    at_pair *p = at__pairs_add(&r->live, a->seq);
-    if (p)
-        set_alloc(p, a);
-    else
-        r->nomem = 1;
-}
-
 static void wait_for_free(at_spool_reader *r, const at_rec_free *f)
 {
-    at_pair *p = at__pairs_add(&r->live, f->seq);
+    at_pair *p = at__pairs_add(&r->live.hash, f->seq);
     if (!p) {
         r->nomem = 1;
         return;
@@ -232,20 +223,23 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
     if (a->seq > r->max_seq)
         r->max_seq = a->seq;
     /* A release read before its allocation is rare (their chunks read out
-     * of order); while none waits, an allocation cannot have a partner in
-     * the table, and the lookup is skipped. */
-    size_t slot = r->waiting_frees ? at__pairs_find(&r->live, a->seq) : SIZE_MAX;
+     * of order); while none waits, the lookup is skipped. */
+    size_t slot = r->waiting_frees ? at__pairs_find(&r->live.hash, a->seq) : SIZE_MAX;
+    at_pair e;
+    set_alloc(&e, a);
     if (slot == SIZE_MAX) {
-        wait_for_alloc(r, a);
+        int rc = at__pending_put(&r->live, &e);
+        if (rc < 0)
+            r->nomem = 1;
+        else if (rc > 0)
+            r->corrupt = 1; /* the same allocation twice */
         return;
     }
-    at_pair *p = at__pairs_at(&r->live, slot);
+    at_pair *p = at__pairs_at(&r->live.hash, slot);
     if (p->state == AT_PAIR_FREE) {
         at_rec_free f = waiting_free(p);
-        at__pairs_remove(&r->live, slot);
+        at__pairs_remove(&r->live.hash, slot);
         r->waiting_frees--;
-        at_pair e;
-        set_alloc(&e, a);
         write_pair(r, &e, &f);
     } else {
         r->corrupt = 1; /* the same allocation twice */
@@ -256,18 +250,13 @@ static void on_free(at_spool_reader *r, const at_rec_free *f)
 {
     if (f->free_seq > r->max_seq)
         r->max_seq = f->free_seq;
-    size_t slot = at__pairs_find(&r->live, f->seq);
-    if (slot == SIZE_MAX) {
-        wait_for_free(r, f);
-        return;
-    }
-    at_pair *p = at__pairs_at(&r->live, slot);
-    if (p->state == AT_PAIR_ALLOC) {
-        write_pair(r, p, f);
-        at__pairs_remove(&r->live, slot);
-    } else {
+    at_pair a;
+    if (at__pending_take(&r->live, f->seq, &a))
+        write_pair(r, &a, f);
+    else if (r->waiting_frees && at__pairs_find(&r->live.hash, f->seq) != SIZE_MAX)
         r->corrupt = 1; /* the same release twice */
-    }
+    else
+        wait_for_free(r, f);
 }
 
 static void on_meta(at_spool_reader *r, const char *text, uint32_t n)
@@ -498,12 +487,6 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
     }
 }
 
-static int by_seq(const void *a, const void *b)
-{
-    uint64_t x = (*(at_pair *const *)a)->seq, y = (*(at_pair *const *)b)->seq;
-    return (x > y) - (x < y);
-}
-
 /* A block still live when the image was replaced by exec: released by
  * the exec, with a sequence number of its own after every event read
  * (`nth` of them, in sequence order), at the exec's time. */
@@ -520,39 +503,25 @@ static void write_exec_release(at_spool_reader *r, const at_pair *a, uint64_t nt
     write_pair(r, a, &f);
 }
 
-static void write_live(at_spool_reader *r, const at_pair *a, uint64_t nth)
+static void write_live(const at_pair *a, uint64_t nth, void *arg)
 {
+    at_spool_reader *r = arg;
     if (r->exec_pending && !r->ended)
         write_exec_release(r, a, nth);
     else
         write_pair(r, a, NULL);
 }
 
-/* The blocks still live at the end, as rows in sequence order (in table
- * order without the memory to sort them): leaks, or, when the image was
- * replaced by exec, blocks released by it.  A release whose allocation
- * never came leaves the spool corrupt.  Empties the table. */
+/* The blocks still live at the end, as rows in sequence order: leaks, or,
+ * when the image was replaced by exec, blocks released by it.  A release
+ * whose allocation never came leaves the spool corrupt.  Empties the
+ * table. */
 static void write_leaks(at_spool_reader *r)
 {
     r->corrupt |= r->waiting_frees != 0;
-    size_t n = r->live.count - r->waiting_frees, k = 0;
-    at_pair **order = n ? malloc(n * sizeof *order) : NULL;
-    at_pair *p;
-    uint32_t cursor = 0;
-    while ((p = at__pairs_next(&r->live, &cursor)))
-        if (p->state != AT_PAIR_ALLOC)
-            continue;
-        else if (order)
-            order[k++] = p;
-        else
-            write_live(r, p, k++);
-    if (order) {
-        qsort(order, k, sizeof *order, by_seq);
-        for (size_t i = 0; i < k; i++)
-            write_live(r, order[i], i);
-    }
-    free(order);
-    at__pairs_free(&r->live);
+    if (at__pending_each(&r->live, write_live, r) != 0)
+        r->nomem = 1;
+    at__pending_free(&r->live);
     r->waiting_frees = 0;
 }
 

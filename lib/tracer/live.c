@@ -24,7 +24,7 @@
  *
  * A tombstone's free_seq is kept in its ring slot, not in the entry: a
  * tombstone always has one (its entry is deleted when the slot is reused),
- * and the entry stays 48 bytes.  The entry keeps the low 32 bits of the
+ * and the entry stays small.  The entry keeps the low 32 bits of the
  * ring position it was entombed at instead, so that reusing a ring slot
  * deletes its tombstone only if the address was not handed out (and
  * perhaps released again) since: every tombstone was entombed within the
@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include <alloctrace/error.h>
+#include <alloctrace/vocab.h>
 
 #include "at_uthash.h" /* at__mix_ptr */
 #include "live.h"
@@ -42,21 +43,58 @@
 enum { SLOT_EMPTY = 0, SLOT_LIVE = 1, SLOT_RELEASED = 2 };
 enum { INITIAL_SLOTS = 64, SEG_SLOTS = 4096 };
 
+/* An entry: 40 bytes where it was 48 (memory touched is time: a page's
+ * first touch costs more than the inserts that fill it).  `seqw` packs the sequence number (57 bits: 2^57 events
+ * is years of a billion per second), the family (2 bits), the op (3) and
+ * the state (2, the top bits: all-zero memory is empty slots); `sizew`
+ * the size (58 bits: no address space holds a larger block) and
+ * align_log2 (6).  A tombstone's `thread` holds the low 32 bits of the
+ * shard's tomb_pos when it was entombed (no reader of a released block
+ * needs the allocating thread). */
 typedef struct at_live_slot {
     uintptr_t ptr;
-    uint64_t size;
-    uint64_t seq;
+    uint64_t seqw;
     uint64_t t;
+    uint64_t sizew;
     uint32_t stack;
-    uint32_t thread;
-    uint8_t align_log2;
-    uint8_t family;
-    uint8_t op;
-    uint8_t state;
-    uint32_t tomb; /* tombstones: the shard's tomb_pos when entombed, low bits */
+    uint32_t thread; /* tombstones: the tomb position */
 } at_live_slot;
 
-_Static_assert(sizeof(at_live_slot) == 48, "a live-table entry is 48 bytes");
+_Static_assert(sizeof(at_live_slot) == 40, "a live-table entry is 40 bytes");
+
+#define SEQ_BITS 57
+#define SIZE_BITS 58
+#define LOW(n) ((((uint64_t)1) << (n)) - 1)
+/* What the packed fields can hold: vocab.h's families and ops fit. */
+#define AT_X_FIT(id, code, ...) _Static_assert(code < 4, "a family fits in 2 bits");
+AT_FAMILIES(AT_X_FIT)
+#undef AT_X_FIT
+#define AT_X_FIT(id, code, ...) _Static_assert(code < 8, "an op fits in 3 bits");
+AT_OPS(AT_X_FIT)
+#undef AT_X_FIT
+
+static unsigned slot_state(const at_live_slot *s)
+{
+    return (unsigned)(s->seqw >> 62);
+}
+
+static void set_state(at_live_slot *s, unsigned state)
+{
+    s->seqw = (s->seqw & LOW(62)) | (uint64_t)state << 62;
+}
+
+static uint64_t slot_size(const at_live_slot *s)
+{
+    return s->sizew & LOW(SIZE_BITS);
+}
+
+/* 1 when the table can hold the block's fields (always, for a block a
+ * program could have: see at_live_slot). */
+static int packable(const at_block_info *b)
+{
+    return b->seq >> SEQ_BITS == 0 && b->size >> SIZE_BITS == 0 && b->align_log2 < 64 &&
+           b->family < 4 && b->op < 8;
+}
 
 typedef struct at_live_seg {
     at_live_slot *slots;
@@ -99,7 +137,7 @@ static uint64_t probe(const at_live_seg *g, uintptr_t ptr, uint64_t h)
     uint64_t mask = g->mask;
     for (uint64_t i = h & mask;; i = (i + 1) & mask) {
         const at_live_slot *s = &g->slots[i];
-        if (s->state == SLOT_EMPTY || s->ptr == ptr)
+        if (slot_state(s) == SLOT_EMPTY || s->ptr == ptr)
             return i;
     }
 }
@@ -107,32 +145,29 @@ static uint64_t probe(const at_live_seg *g, uintptr_t ptr, uint64_t h)
 static void slot_set(at_live_slot *s, const at_block_info *b)
 {
     s->ptr = b->ptr;
-    s->size = b->size;
-    s->seq = b->seq;
+    s->seqw = b->seq | (uint64_t)b->family << SEQ_BITS | (uint64_t)b->op << (SEQ_BITS + 2) |
+              (uint64_t)SLOT_LIVE << 62;
     s->t = b->t;
+    s->sizew = b->size | (uint64_t)b->align_log2 << SIZE_BITS;
     s->stack = b->stack;
     s->thread = b->thread;
-    s->align_log2 = b->align_log2;
-    s->family = b->family;
-    s->op = b->op;
-    s->state = SLOT_LIVE;
-    s->tomb = 0;
 }
 
 static void slot_get(const at_live_shard *sh, const at_live_slot *s, at_block_info *b)
 {
+    int released = slot_state(s) == SLOT_RELEASED;
     *b = (at_block_info){
         .ptr = s->ptr,
-        .size = s->size,
-        .seq = s->seq,
+        .size = slot_size(s),
+        .seq = s->seqw & LOW(SEQ_BITS),
         .t = s->t,
         .stack = s->stack,
-        .thread = s->thread,
-        .align_log2 = s->align_log2,
-        .family = s->family,
-        .op = s->op,
-        .free_seq = s->state == SLOT_RELEASED ? sh->tombs[s->tomb & TOMB_MASK].free_seq : 0,
-        .free_stack = s->state == SLOT_RELEASED ? sh->tombs[s->tomb & TOMB_MASK].free_stack : 0,
+        .thread = released ? 0 : s->thread,
+        .align_log2 = (uint8_t)(s->sizew >> SIZE_BITS),
+        .family = (uint8_t)(s->seqw >> SEQ_BITS & 3),
+        .op = (uint8_t)(s->seqw >> (SEQ_BITS + 2) & 7),
+        .free_seq = released ? sh->tombs[s->thread & TOMB_MASK].free_seq : 0,
+        .free_stack = released ? sh->tombs[s->thread & TOMB_MASK].free_stack : 0,
     };
 }
 
@@ -193,7 +228,7 @@ void at__live_destroy(at_live *lt)
 static void seg_put(at_live_seg *g, const at_live_slot *s)
 {
     uint64_t i = at__mix_ptr(s->ptr) & g->mask;
-    while (g->slots[i].state != SLOT_EMPTY)
+    while (slot_state(&g->slots[i]) != SLOT_EMPTY)
         i = (i + 1) & g->mask;
     g->slots[i] = *s;
     g->used++;
@@ -211,7 +246,7 @@ static int seg_resize(at_live_seg *g, uint64_t cap)
     g->mask = cap - 1;
     g->used = 0;
     for (uint64_t j = 0; j <= old.mask; j++)
-        if (old.slots[j].state != SLOT_EMPTY)
+        if (slot_state(&old.slots[j]) != SLOT_EMPTY)
             seg_put(g, &old.slots[j]);
     at__mem_free(old.slots, (old.mask + 1) * sizeof *old.slots);
     return 0;
@@ -223,7 +258,7 @@ static void delete_at(at_live_seg *g, uint64_t i)
     uint64_t mask = g->mask;
     for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
         at_live_slot *s = &g->slots[j];
-        if (s->state == SLOT_EMPTY)
+        if (slot_state(s) == SLOT_EMPTY)
             break;
         /* s may fill the hole unless its home lies in (i, j] */
         uint64_t home = at__mix_ptr(s->ptr) & mask;
@@ -232,7 +267,7 @@ static void delete_at(at_live_seg *g, uint64_t i)
             i = j;
         }
     }
-    g->slots[i].state = SLOT_EMPTY;
+    g->slots[i].seqw = 0;
     g->used--;
 }
 
@@ -278,7 +313,7 @@ static int split(at_live_shard *sh, at_live_seg *a, uint64_t h)
         return -1;
     int bit = 57 - (int)a->depth;
     for (uint64_t i = 0; i <= a->mask; i++) {
-        while (a->slots[i].state != SLOT_EMPTY && (at__mix_ptr(a->slots[i].ptr) >> bit & 1)) {
+        while (slot_state(&a->slots[i]) != SLOT_EMPTY && (at__mix_ptr(a->slots[i].ptr) >> bit & 1)) {
             seg_put(b, &a->slots[i]);
             delete_at(a, i);
         }
@@ -310,7 +345,7 @@ static void shrink(at_live_shard *sh, at_live_seg *a, uint64_t h)
     if (b->depth != a->depth || 4 * (a->used + b->used) >= cap)
         return;
     for (uint64_t j = 0; j <= b->mask; j++)
-        if (b->slots[j].state != SLOT_EMPTY)
+        if (slot_state(&b->slots[j]) != SLOT_EMPTY)
             seg_put(a, &b->slots[j]);
     a->depth--;
     uint64_t first = idx >> (span + 1) << (span + 1);
@@ -336,6 +371,8 @@ static int make_room(at_live_shard *sh, at_live_seg *g, uint64_t h)
 
 int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced)
 {
+    if (!packable(info))
+        return AT_E_NOMEM;
     uint64_t h = at__mix_ptr(info->ptr);
     at_live_shard *sh = shard_of(lt, h);
     at__spin_lock(&sh->lock);
@@ -345,11 +382,11 @@ int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displ
     }
     at_live_seg *g = seg_of(sh, h);
     at_live_slot *s = &g->slots[probe(g, info->ptr, h)];
-    if (s->state != SLOT_EMPTY) {
+    if (slot_state(s) != SLOT_EMPTY) {
         /* The address is handed out again: a tombstone is reused in place,
          * a live entry means its release never came through us. */
         int ret = 0;
-        if (s->state == SLOT_LIVE) {
+        if (slot_state(s) == SLOT_LIVE) {
             slot_get(sh, s, displaced);
             ret = 1;
         } else {
@@ -393,15 +430,16 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
         at_live_seg *og = seg_of(sh, oh);
         uint64_t j = probe(og, ring->ptr, oh);
         const at_live_slot *old = &og->slots[j];
-        if (old->state == SLOT_RELEASED && old->tomb == (uint32_t)(pos - AT_LIVE_TOMBSTONES)) {
+        if (slot_state(old) == SLOT_RELEASED &&
+            old->thread == (uint32_t)(pos - AT_LIVE_TOMBSTONES)) {
             delete_at(og, j);
             shrink(sh, og, oh);
             g = seg_of(sh, h); /* the deletion may have moved it */
             i = probe(g, ptr, h);
         }
     }
-    g->slots[i].state = SLOT_RELEASED;
-    g->slots[i].tomb = (uint32_t)pos;
+    set_state(&g->slots[i], SLOT_RELEASED);
+    g->slots[i].thread = (uint32_t)pos;
     ring->ptr = ptr;
     ring->free_seq = free_seq;
     ring->free_stack = free_stack;
@@ -424,7 +462,7 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
         for (at_live_seg *g; (g = next_seg(sh, &k));) {
             for (uint64_t j = 0; j <= g->mask; j++) {
                 const at_live_slot *s = &g->slots[j];
-                if (s->state == SLOT_LIVE && ptr > s->ptr && ptr - s->ptr < s->size) {
+                if (slot_state(s) == SLOT_LIVE && ptr > s->ptr && ptr - s->ptr < slot_size(s)) {
                     slot_get(sh, s, out);
                     at__spin_unlock(&sh->lock);
                     return 1;
@@ -451,14 +489,14 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
         at_live_seg *g = seg_of(sh, h);
         uint64_t i = probe(g, ptr, h);
         at_live_slot *s = &g->slots[i];
-        if (s->state == SLOT_LIVE) {
+        if (slot_state(s) == SLOT_LIVE) {
             slot_get(sh, s, out);
             sh->live--;
             entomb(sh, g, i, ptr, h, free_seq, free_stack);
             at__spin_unlock(&sh->lock);
             return AT_LIVE_FOUND;
         }
-        if (s->state == SLOT_RELEASED) {
+        if (slot_state(s) == SLOT_RELEASED) {
             slot_get(sh, s, out);
             at__spin_unlock(&sh->lock);
             return AT_LIVE_RELEASED;
@@ -479,7 +517,7 @@ static void foreach_in(at_live_shard *sh, void (*fn)(const at_block_info *, void
     uint64_t k = 0;
     for (at_live_seg *g; (g = next_seg(sh, &k));) {
         for (uint64_t j = 0; j <= g->mask; j++) {
-            if (g->slots[j].state == SLOT_LIVE) {
+            if (slot_state(&g->slots[j]) == SLOT_LIVE) {
                 at_block_info b;
                 slot_get(sh, &g->slots[j], &b);
                 fn(&b, arg);

@@ -2,7 +2,7 @@
  *
  * An open-addressing table per shard (shard chosen by the pointer's hash),
  * each behind its own spin lock: linear probing over entries stored inline
- * (the key and the block's fields packed in 48 bytes), backward-shift
+ * (the key and the block's fields packed in 40 bytes), backward-shift
  * deletion; a large shard is a directory of segments of bounded size
  * (extendible hashing), so that growing never moves more than one
  * segment's entries.  Tables come from mem.c.  Released
