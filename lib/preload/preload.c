@@ -190,7 +190,10 @@ static int defer(void *p, size_t size, size_t align, at_family family, enum at_o
 {
     unsigned n = __atomic_load_n(&ndeferred, __ATOMIC_RELAXED);
     if (n == DEFERRED_MAX) {
-        at__trace_lost(tracer);
+        if (what == DEFER_ALLOC)
+            at__trace_untracked(tracer, 1); /* its release is not a finding */
+        else
+            at__trace_lost(tracer);
         return 0;
     }
     deferred[n] = (deferred_call){p, size, align, (uint8_t)family, (uint8_t)op, (uint8_t)what};
@@ -920,6 +923,8 @@ __attribute__((constructor(101))) static void preload_start(void)
 
     at__spin_lock(&boot_lock);
     boot_adopt_all();
+    if (boot_dropped) /* their releases are not findings */
+        at__trace_untracked(tracer, boot_dropped);
     __atomic_store_n(&state, S_READY, __ATOMIC_RELEASE);
     at__spin_unlock(&boot_lock);
     if (boot_dropped)
