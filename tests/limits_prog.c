@@ -14,12 +14,17 @@
  *                                   100 leaks of 4321 bytes
  *   limits_prog chdir DIR N         forks N children that chdir to DIR,
  *                                   leak a block of 5555 bytes and exit
+ *   limits_prog nofile              forks a child that uses up its file
+ *                                   descriptors (RLIMIT_NOFILE 32) before
+ *                                   its first malloc
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -176,6 +181,31 @@ static int chdir_children(const char *dir, long n)
     return 0;
 }
 
+static int nofile(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return 2;
+    if (pid == 0) {
+        struct rlimit rl = {32, 32};
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            _exit(3);
+        int n = 0;
+        while (open("/dev/null", O_RDONLY) >= 0)
+            n++;
+        sink = malloc(5555);
+        for (int fd = 3; fd < 32; fd++)
+            if (fd != STDOUT_FILENO && fd != STDERR_FILENO)
+                close(fd);
+        _exit(n > 0 && sink ? 0 : 4);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return 5;
+    printf("child without file descriptors done\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 4 && strcmp(argv[1], "threads") == 0)
@@ -186,6 +216,8 @@ int main(int argc, char **argv)
         return oom(atol(argv[2]));
     if (argc >= 4 && strcmp(argv[1], "chdir") == 0)
         return chdir_children(argv[2], atol(argv[3]));
-    fprintf(stderr, "usage: limits_prog threads N ITERS | live N | oom N | chdir DIR N\n");
+    if (argc >= 2 && strcmp(argv[1], "nofile") == 0)
+        return nofile();
+    fprintf(stderr, "usage: limits_prog threads N ITERS | live N | oom N | chdir DIR N | nofile\n");
     return 64;
 }

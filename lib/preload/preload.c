@@ -721,6 +721,28 @@ static void leave_ld_preload(void)
 }
 
 static char trace_path[4096];
+/* The working directory at start: relative trace names are resolved in it
+ * (a forked child that changed directory before its first call writes
+ * where the run looks for it). */
+static char start_cwd[4096];
+
+static void make_absolute(void)
+{
+    if (trace_path[0] == '/' || !start_cwd[0])
+        return;
+    char rel[sizeof trace_path];
+    memcpy(rel, trace_path, sizeof rel);
+    const char *r = strncmp(rel, "./", 2) == 0 ? rel + 2 : rel;
+    if ((size_t)snprintf(trace_path, sizeof trace_path, "%s/%s", start_cwd, r) >= sizeof trace_path)
+        memcpy(trace_path, rel, sizeof rel); /* too long: as it was */
+}
+
+/* Said once by a process that cannot write its spool: it runs untraced. */
+static void say_untraced(int rc, int err)
+{
+    fprintf(stderr, "alloctrace: process %ld cannot write the spool for %s: %s (%s); running untraced\n",
+            (long)getpid(), trace_path, at_strerror(rc), strerror(err));
+}
 
 /* The trace of this process image.  The run's own is AT_ENV_OUTPUT; any
  * other (a forked child, a followed program, an image exec'd by the run's
@@ -739,6 +761,7 @@ static void choose_path(const char *prog, int ours)
         at__run_child_trace(trace_path, sizeof trace_path, out, pid);
     else
         at__run_default_trace(trace_path, sizeof trace_path, prog, pid);
+    make_absolute();
 }
 
 /* Whether the pid in AT_ENV_PID is this process's: the run's program. */
@@ -833,6 +856,8 @@ static int child_start(void)
     int rc = open_numbered(child_open, &argc);
     if (rc == 0)
         traced_pid = getpid();
+    else
+        say_untraced(rc, errno);
     int s = rc == 0 ? S_READY : S_OFF;
     __atomic_store_n(&state, s, __ATOMIC_RELEASE);
     at__untraced = was;
@@ -878,14 +903,15 @@ static int open_spool(at_trace_options *o, const char *prog)
         rc = open_numbered(own_open, o);
     }
     if (rc != 0)
-        fprintf(stderr, "alloctrace: cannot write the spool for %s: %s; running untraced\n",
-                trace_path, at_strerror(rc));
+        say_untraced(rc, errno);
     return rc;
 }
 
 __attribute__((constructor(101))) static void preload_start(void)
 {
     at__untraced = 1;
+    if (!getcwd(start_cwd, sizeof start_cwd))
+        start_cwd[0] = '\0';
     int argc = read_cmdline();
     save_environment();
     const char *follow = getenv(AT_ENV_FOLLOW_CHILDREN);

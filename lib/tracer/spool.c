@@ -52,6 +52,7 @@ static int map(at_spool *s, int fd, size_t size)
     s->no_growth = 0;
     s->chunks = chunks;
     s->grow_limit = chunks ? chunks_mappable(AT_SPOOL_CHUNK) : 0;
+    s->filling = 0;
     return 0;
 }
 
@@ -219,6 +220,7 @@ static at_buf *take(at_spool *s, at_spool_chunk *c)
     __atomic_add_fetch(&c->gen, 1, __ATOMIC_RELEASE);
     b->next = NULL;
     b->cap = s->h->chunk_size - sizeof(at_spool_chunk) - offsetof(at_buf, data);
+    __atomic_add_fetch(&s->filling, 1, __ATOMIC_RELAXED);
     return b;
 }
 
@@ -233,6 +235,12 @@ at_buf *at__spool_get(at_spool *s)
     int saved = errno;
     at_buf *b = NULL;
     for (unsigned spins = 0;; spins++) {
+        if (__atomic_load_n(&s->filling, __ATOMIC_RELAXED) >= s->h->max_chunks) {
+            /* every chunk is held by one of our threads: nothing to wait
+             * for, nor to scan */
+            __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
+            break;
+        }
         int unmapped = 0; /* a chunk this process could not map: no waiting */
         __atomic_add_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
         uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
@@ -267,7 +275,9 @@ at_buf *at__spool_get(at_spool *s)
         __atomic_sub_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
         if (b)
             break;
-        if (unmapped || !consumer_alive(s)) {
+        int held = __atomic_load_n(&s->filling, __ATOMIC_RELAXED) >= n &&
+                   (n >= s->h->max_chunks || __atomic_load_n(&s->no_growth, __ATOMIC_RELAXED));
+        if (unmapped || held || !consumer_alive(s)) {
             __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
             break;
         }
@@ -284,6 +294,7 @@ void at__spool_submit(at_spool *s, at_buf *b)
 {
     at_spool_chunk *c = (at_spool_chunk *)b - 1;
     __atomic_store_n(&c->state, AT_CHUNK_FULL, __ATOMIC_RELEASE);
+    __atomic_sub_fetch(&s->filling, 1, __ATOMIC_RELAXED);
     if (s->windowed && __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE) == 0)
         retire(s, c);
 }

@@ -86,6 +86,11 @@ typedef struct at_spool {
      * 0: max_chunks. */
     uint32_t grow_limit;
     uint32_t scanners; /* threads looking through `chunks` (at__spool_get) */
+    /* Chunks this process's threads hold (FILLING): when they are all of
+     * them, no consumer can give one back, and a thread with none counts
+     * its records as lost at once rather than wait (more threads alive
+     * than the spool has chunks). */
+    uint32_t filling;
 } at_spool;
 
 /* Creates `path` (O_EXCL, mode 0600, never through a symlink) and maps it.
@@ -111,7 +116,8 @@ static inline at_spool_chunk *at__spool_chunk(const at_spool *s, uint32_t i)
 
 /* Producer: a chunk for the calling thread, waiting while the consumer is
  * alive and behind; NULL when none can be had (the caller counts the
- * record as lost). */
+ * record as lost): no consumer, no address space to map one, or every
+ * chunk held by a thread of this process. */
 at_buf *at__spool_get(at_spool *s);
 
 /* Producer: the chunk is full (or its thread is done with it).  A
