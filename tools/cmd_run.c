@@ -260,6 +260,18 @@ static int parse_args(int argc, char **argv, run_opts *o, int *done)
 
 /* ---- starting the program -------------------------------------------------------- */
 
+/* Sets `name` to `value` resolved against the working directory: the
+ * program and its children may change directory before they name their
+ * own traces (run_protocol.h). */
+static void setenv_absolute(const char *name, const char *value)
+{
+    char cwd[PATH_MAX], *abs = NULL;
+    if (value[0] != '/' && getcwd(cwd, sizeof cwd) && asprintf(&abs, "%s/%s", cwd, value) < 0)
+        abs = NULL;
+    setenv(name, abs ? abs : value, 1);
+    free(abs);
+}
+
 /* In the child: the run protocol's environment, then exec.  Never returns:
  * an exec that fails says so on stderr and through `sync_fd`.  The trace's
  * name comes from the parent through `name_fd` (it alone decides it, so
@@ -286,9 +298,9 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     if (!*path)
         _exit(EXIT_TOOL);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    setenv(AT_ENV_OUTPUT, path, 1);
+    setenv_absolute(AT_ENV_OUTPUT, path);
     if (o->output_dir)
-        setenv(AT_ENV_OUTPUT_DIR, o->output_dir, 1);
+        setenv_absolute(AT_ENV_OUTPUT_DIR, o->output_dir);
     snprintf(pid, sizeof pid, "%ld", (long)getppid());
     setenv(AT_ENV_RUN, pid, 1);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());

@@ -190,7 +190,10 @@ static int defer(void *p, size_t size, size_t align, at_family family, enum at_o
 {
     unsigned n = __atomic_load_n(&ndeferred, __ATOMIC_RELAXED);
     if (n == DEFERRED_MAX) {
-        at__trace_lost(tracer);
+        if (what == DEFER_ALLOC)
+            at__trace_untracked(tracer, 1); /* its release is not a finding */
+        else
+            at__trace_lost(tracer);
         return 0;
     }
     deferred[n] = (deferred_call){p, size, align, (uint8_t)family, (uint8_t)op, (uint8_t)what};
@@ -718,6 +721,28 @@ static void leave_ld_preload(void)
 }
 
 static char trace_path[4096];
+/* The working directory at start: relative trace names are resolved in it
+ * (a forked child that changed directory before its first call writes
+ * where the run looks for it). */
+static char start_cwd[4096];
+
+static void make_absolute(void)
+{
+    if (trace_path[0] == '/' || !start_cwd[0])
+        return;
+    char rel[sizeof trace_path];
+    memcpy(rel, trace_path, sizeof rel);
+    const char *r = strncmp(rel, "./", 2) == 0 ? rel + 2 : rel;
+    if ((size_t)snprintf(trace_path, sizeof trace_path, "%s/%s", start_cwd, r) >= sizeof trace_path)
+        memcpy(trace_path, rel, sizeof rel); /* too long: as it was */
+}
+
+/* Said once by a process that cannot write its spool: it runs untraced. */
+static void say_untraced(int rc, int err)
+{
+    fprintf(stderr, "alloctrace: process %ld cannot write the spool for %s: %s (%s); running untraced\n",
+            (long)getpid(), trace_path, at_strerror(rc), strerror(err));
+}
 
 /* The trace of this process image.  The run's own is AT_ENV_OUTPUT; any
  * other (a forked child, a followed program, an image exec'd by the run's
@@ -736,6 +761,7 @@ static void choose_path(const char *prog, int ours)
         at__run_child_trace(trace_path, sizeof trace_path, out, pid);
     else
         at__run_default_trace(trace_path, sizeof trace_path, prog, pid);
+    make_absolute();
 }
 
 /* Whether the pid in AT_ENV_PID is this process's: the run's program. */
@@ -830,6 +856,8 @@ static int child_start(void)
     int rc = open_numbered(child_open, &argc);
     if (rc == 0)
         traced_pid = getpid();
+    else
+        say_untraced(rc, errno);
     int s = rc == 0 ? S_READY : S_OFF;
     __atomic_store_n(&state, s, __ATOMIC_RELEASE);
     at__untraced = was;
@@ -875,14 +903,15 @@ static int open_spool(at_trace_options *o, const char *prog)
         rc = open_numbered(own_open, o);
     }
     if (rc != 0)
-        fprintf(stderr, "alloctrace: cannot write the spool for %s: %s; running untraced\n",
-                trace_path, at_strerror(rc));
+        say_untraced(rc, errno);
     return rc;
 }
 
 __attribute__((constructor(101))) static void preload_start(void)
 {
     at__untraced = 1;
+    if (!getcwd(start_cwd, sizeof start_cwd))
+        start_cwd[0] = '\0';
     int argc = read_cmdline();
     save_environment();
     const char *follow = getenv(AT_ENV_FOLLOW_CHILDREN);
@@ -920,6 +949,8 @@ __attribute__((constructor(101))) static void preload_start(void)
 
     at__spin_lock(&boot_lock);
     boot_adopt_all();
+    if (boot_dropped) /* their releases are not findings */
+        at__trace_untracked(tracer, boot_dropped);
     __atomic_store_n(&state, S_READY, __ATOMIC_RELEASE);
     at__spin_unlock(&boot_lock);
     if (boot_dropped)

@@ -163,7 +163,7 @@ typedef struct at_spool_state {
  * negative code (AT_E_INVALID: not a spool). */
 static inline int at__spool_read_state(const char *path, at_spool_state *out)
 {
-    at_spool s = {.fd = -1};
+    at_spool s = {.fd = -1, .windowed = 1}; /* the header is all it reads */
     int rc = at__spool_open(&s, path);
     if (rc)
         return rc;

@@ -166,6 +166,7 @@ static void spool_start_records(at_tracer *t, at_thread *th, int argc, char *con
  * and claims it for this process. */
 static int attach(at_spool *s, const char *path, int create)
 {
+    s->windowed = 1; /* the program's address space holds only the chunks it uses */
     int rc = create ? at__spool_create(s, path) : at__spool_open(s, path);
     if (rc == 0 && !create && __atomic_load_n(&s->h->producer_pid, __ATOMIC_ACQUIRE) != 0) {
         /* Already written by the process image this one replaced (exec

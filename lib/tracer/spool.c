@@ -17,18 +17,96 @@
 #include "mem.h"
 #include "spool.h"
 
+/* The chunks a windowed spool may grow to in this process (spool.h). */
+static uint32_t chunks_mappable(uint32_t chunk_size)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    rlim_t n = rl.rlim_cur / 16 / chunk_size;
+    return n < 4 ? 4 : n > AT_SPOOL_MAX_CHUNKS ? AT_SPOOL_MAX_CHUNKS : (uint32_t)n;
+}
+
 static int map(at_spool *s, int fd, size_t size)
 {
+    unsigned char **chunks = NULL;
+    if (s->windowed) { /* the header now, each chunk when it is first needed */
+        size = AT_SPOOL_HEADER;
+        void *t = mmap(NULL, AT_SPOOL_MAX_CHUNKS * sizeof *chunks, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (t == MAP_FAILED)
+            return AT_E_NOMEM;
+        chunks = t;
+    }
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
+    if (p == MAP_FAILED) {
+        if (chunks)
+            munmap(chunks, AT_SPOOL_MAX_CHUNKS * sizeof *chunks);
         return AT_E_NOMEM;
+    }
     at__mem_note_region(p, size); /* records of pointers: never a root */
     s->base = p;
     s->h = p;
     s->map_size = size;
     s->fd = fd;
     s->no_growth = 0;
+    s->chunks = chunks;
+    s->grow_limit = chunks ? chunks_mappable(AT_SPOOL_CHUNK) : 0;
+    s->filling = 0;
     return 0;
+}
+
+/* In `chunks`: a chunk filled while no consumer was there, unmapped. */
+#define RETIRED ((unsigned char *)1)
+
+/* Chunk `i`, mapped now if the spool is windowed and this process has not
+ * mapped it yet; NULL when it is retired, or cannot be mapped (no address
+ * space left: *unmapped is set). */
+static at_spool_chunk *chunk_at(at_spool *s, uint32_t i, int *unmapped)
+{
+    if (!s->windowed)
+        return at__spool_chunk(s, i);
+    unsigned char *c = __atomic_load_n(&s->chunks[i], __ATOMIC_SEQ_CST);
+    if (c)
+        return c == RETIRED ? NULL : (at_spool_chunk *)c;
+    size_t size = s->h->chunk_size;
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd,
+                   (off_t)(AT_SPOOL_HEADER + (size_t)i * size));
+    if (m == MAP_FAILED) {
+        *unmapped = 1;
+        return NULL;
+    }
+    at__mem_note_region(m, size);
+    if (!__atomic_compare_exchange_n(&s->chunks[i], &c, (unsigned char *)m, 0, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST)) {
+        at__mem_forget_region(m); /* another thread mapped it first */
+        munmap(m, size);
+        return c == RETIRED ? NULL : (at_spool_chunk *)c;
+    }
+    return m;
+}
+
+/* A FULL chunk of a windowed spool that no consumer reads: nothing will
+ * ever give it back, so its address space goes back to the program.  Not
+ * while a thread may be looking at it (at__spool_get counts itself in
+ * `scanners` before it loads a chunk's address: one of the two sees the
+ * other, the order of sequentially consistent operations). */
+static void retire(at_spool *s, at_spool_chunk *c)
+{
+    uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < n && i < AT_SPOOL_MAX_CHUNKS; i++) {
+        unsigned char *expected = (unsigned char *)c;
+        if (!__atomic_compare_exchange_n(&s->chunks[i], &expected, RETIRED, 0, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST))
+            continue;
+        if (__atomic_load_n(&s->scanners, __ATOMIC_SEQ_CST) != 0) {
+            __atomic_store_n(&s->chunks[i], (unsigned char *)c, __ATOMIC_SEQ_CST); /* later */
+            return;
+        }
+        at__mem_forget_region(c);
+        munmap(c, s->h->chunk_size);
+        return;
+    }
 }
 
 /* Disk blocks for [off, off + len) of the file, within its size: 0, or
@@ -102,12 +180,22 @@ int at__spool_open(at_spool *s, const char *path)
     /* The reader looks at each chunk's header, a page: no readahead, which
      * would fill the page cache (and the reader's resident set) with the
      * holes of a sparse gigabyte around them. */
-    madvise(s->base, s->map_size, MADV_RANDOM);
+    if (!s->windowed)
+        madvise(s->base, s->map_size, MADV_RANDOM);
     return 0;
 }
 
 void at__spool_close(at_spool *s)
 {
+    for (uint32_t i = 0; s->chunks && i < AT_SPOOL_MAX_CHUNKS; i++) {
+        if (s->chunks[i] && s->chunks[i] != RETIRED) {
+            at__mem_forget_region(s->chunks[i]);
+            munmap(s->chunks[i], s->h->chunk_size);
+        }
+    }
+    if (s->chunks)
+        munmap(s->chunks, AT_SPOOL_MAX_CHUNKS * sizeof *s->chunks);
+    s->chunks = NULL;
     if (s->base) {
         at__mem_forget_region(s->base);
         munmap(s->base, s->map_size);
@@ -132,6 +220,7 @@ static at_buf *take(at_spool *s, at_spool_chunk *c)
     __atomic_add_fetch(&c->gen, 1, __ATOMIC_RELEASE);
     b->next = NULL;
     b->cap = s->h->chunk_size - sizeof(at_spool_chunk) - offsetof(at_buf, data);
+    __atomic_add_fetch(&s->filling, 1, __ATOMIC_RELAXED);
     return b;
 }
 
@@ -146,25 +235,49 @@ at_buf *at__spool_get(at_spool *s)
     int saved = errno;
     at_buf *b = NULL;
     for (unsigned spins = 0;; spins++) {
+        if (__atomic_load_n(&s->filling, __ATOMIC_RELAXED) >= s->h->max_chunks) {
+            /* every chunk is held by one of our threads: nothing to wait
+             * for, nor to scan */
+            __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        int unmapped = 0; /* a chunk this process could not map: no waiting */
+        __atomic_add_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
         uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
-        for (uint32_t i = 0; i < n && !b; i++)
-            b = take(s, at__spool_chunk(s, i));
-        while (!b && n < s->h->max_chunks && !__atomic_load_n(&s->no_growth, __ATOMIC_RELAXED)) {
+        for (uint32_t i = 0; i < n && !b; i++) {
+            at_spool_chunk *c = chunk_at(s, i, &unmapped);
+            if (c)
+                b = take(s, c);
+        }
+        /* With a consumer that gives chunks back, a limit on growth makes
+         * the program wait for it (spool.h, grow_limit); without one, the
+         * chunks it filled are retired (unmapped). */
+        uint32_t limit = s->grow_limit && __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE)
+                             ? s->grow_limit
+                             : s->h->max_chunks;
+        while (!b && !unmapped && n < s->h->max_chunks && n < limit &&
+               !__atomic_load_n(&s->no_growth, __ATOMIC_RELAXED)) {
             /* A new chunk: its disk blocks first (a write into a hole of a
              * full file system is a SIGBUS), then the index, then the
              * chunk (fresh from the sparse file: FREE and zero). */
-            if (reserve(s->fd, (off_t)((unsigned char *)at__spool_chunk(s, n) - s->base),
+            if (reserve(s->fd, (off_t)(AT_SPOOL_HEADER + (size_t)n * s->h->chunk_size),
                         (off_t)s->h->chunk_size) != 0) {
                 __atomic_store_n(&s->no_growth, 1, __ATOMIC_RELAXED);
                 break;
             }
             if (__atomic_compare_exchange_n(&s->h->nchunks, &n, n + 1, 0, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE))
-                b = take(s, at__spool_chunk(s, n));
+                                            __ATOMIC_ACQUIRE)) {
+                at_spool_chunk *c = chunk_at(s, n, &unmapped);
+                if (c)
+                    b = take(s, c);
+            }
         }
+        __atomic_sub_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
         if (b)
             break;
-        if (!consumer_alive(s)) {
+        int held = __atomic_load_n(&s->filling, __ATOMIC_RELAXED) >= n &&
+                   (n >= s->h->max_chunks || __atomic_load_n(&s->no_growth, __ATOMIC_RELAXED));
+        if (unmapped || held || !consumer_alive(s)) {
             __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
             break;
         }
@@ -179,7 +292,9 @@ at_buf *at__spool_get(at_spool *s)
 
 void at__spool_submit(at_spool *s, at_buf *b)
 {
-    (void)s;
     at_spool_chunk *c = (at_spool_chunk *)b - 1;
     __atomic_store_n(&c->state, AT_CHUNK_FULL, __ATOMIC_RELEASE);
+    __atomic_sub_fetch(&s->filling, 1, __ATOMIC_RELAXED);
+    if (s->windowed && __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE) == 0)
+        retire(s, c);
 }

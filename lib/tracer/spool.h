@@ -73,6 +73,24 @@ typedef struct at_spool {
     size_t map_size;
     int fd;
     int no_growth; /* a new chunk's disk blocks could not be had: no more */
+    /* Set before create or open by a producer: only the header is mapped
+     * at first, each chunk the first time the process takes or looks at
+     * it (`chunks`, an anonymous mapping of max_chunks pointers), so the
+     * program's address space (RLIMIT_AS) holds the chunks it used, not
+     * the whole spool.  Consumers map it whole. */
+    int windowed;
+    unsigned char **chunks;
+    /* Windowed, under RLIMIT_AS: the chunks the spool may grow to, a
+     * sixteenth of the limit (at least 4), so that a reader that falls
+     * behind makes the program wait rather than fill its address space;
+     * 0: max_chunks. */
+    uint32_t grow_limit;
+    uint32_t scanners; /* threads looking through `chunks` (at__spool_get) */
+    /* Chunks this process's threads hold (FILLING): when they are all of
+     * them, no consumer can give one back, and a thread with none counts
+     * its records as lost at once rather than wait (more threads alive
+     * than the spool has chunks). */
+    uint32_t filling;
 } at_spool;
 
 /* Creates `path` (O_EXCL, mode 0600, never through a symlink) and maps it.
@@ -90,6 +108,7 @@ int at__spool_open(at_spool *s, const char *path);
 
 void at__spool_close(at_spool *s);
 
+/* Chunk `i` of a spool mapped whole (a consumer's). */
 static inline at_spool_chunk *at__spool_chunk(const at_spool *s, uint32_t i)
 {
     return (at_spool_chunk *)(s->base + AT_SPOOL_HEADER + (size_t)i * s->h->chunk_size);
@@ -97,10 +116,13 @@ static inline at_spool_chunk *at__spool_chunk(const at_spool *s, uint32_t i)
 
 /* Producer: a chunk for the calling thread, waiting while the consumer is
  * alive and behind; NULL when none can be had (the caller counts the
- * record as lost). */
+ * record as lost): no consumer, no address space to map one, or every
+ * chunk held by a thread of this process. */
 at_buf *at__spool_get(at_spool *s);
 
-/* Producer: the chunk is full (or its thread is done with it). */
+/* Producer: the chunk is full (or its thread is done with it).  A
+ * windowed spool with no consumer unmaps it: only a consumer could give
+ * it back. */
 void at__spool_submit(at_spool *s, at_buf *b);
 
 #endif

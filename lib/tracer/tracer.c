@@ -228,6 +228,14 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
     b.t = at__fast_now_ns(&t->clock) - t->start_ns;
     at_block_info old;
     int r = at__live_insert(&t->live, &b, &old);
+    if (r < 0) {
+        /* Not in the live table, so not in the trace either: a spooled
+         * allocation whose release the tracer cannot recognize would read
+         * as a leak.  Its release is counted too (at_tracer.untracked). */
+        at__trace_untracked(t, 1);
+        errno = saved;
+        return;
+    }
     if (th) {
         if (r == 1) {
             /* The address came back without a release we saw: close the
@@ -241,12 +249,12 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
             t->sink->release(th, &rec);
             AT_BUMP(th->free_calls, 1);
             AT_BUMP(th->free_bytes, old.size);
-        } else if (r < 0) {
-            AT_BUMP(th->lost, 1);
         }
         AT_BUMP(th->alloc_calls, 1);
         AT_BUMP(th->alloc_bytes, size);
         t->sink->alloc(th, &b, b.op);
+    } else {
+        __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED); /* no memory for a thread */
     }
     errno = saved;
 }
@@ -269,8 +277,10 @@ void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_fami
         .t = 0,
     };
     at_block_info old;
-    if (at__live_insert(&t->live, &b, &old) < 0 && th)
-        AT_BUMP(th->lost, 1);
+    if (at__live_insert(&t->live, &b, &old) < 0) {
+        at__trace_untracked(t, 1);
+        return;
+    }
     if (th) {
         AT_BUMP(th->alloc_calls, 1);
         AT_BUMP(th->alloc_bytes, size);
@@ -296,6 +306,12 @@ at_rec_end at__end_record(at_tracer *t, uint8_t kind)
 void at__trace_lost(at_tracer *t)
 {
     __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
+}
+
+void at__trace_untracked(at_tracer *t, uint64_t n)
+{
+    __atomic_add_fetch(&t->untracked, n, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->exited_lost, n, __ATOMIC_RELAXED);
 }
 
 /* ---- marks -------------------------------------------------------------------- */
@@ -508,6 +524,17 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         return 1;
     }
 
+    if (found == AT_LIVE_UNKNOWN && __atomic_load_n(&t->untracked, __ATOMIC_RELAXED)) {
+        /* Maybe a block whose allocation the tracer could not record: the
+         * program gave it, so the allocator gets it back, and the trace
+         * counts a release it cannot show. */
+        __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
+        *actual = (at_block_info){.ptr = (uintptr_t)ptr, .align_log2 = 4, .family = (uint8_t)family};
+        if (deferred)
+            deferred->kind = 0;
+        errno = saved;
+        return 1;
+    }
     int finding = found == AT_LIVE_RELEASED   ? AT_FINDING_DOUBLE_FREE
                   : found == AT_LIVE_INTERIOR ? AT_FINDING_INTERIOR_FREE
                                               : AT_FINDING_INVALID_FREE;
@@ -545,6 +572,8 @@ void at__trace_release_commit(at_tracer *t, const at_rec_lifetime *rec)
 
 void at__trace_release_undo(at_tracer *t, const at_block_info *actual)
 {
+    if (actual->seq == 0) /* a block the tracer never knew (at__trace_release) */
+        return;
     at__live_unrelease(&t->live, actual);
 }
 

@@ -101,6 +101,12 @@ struct at_tracer {
     uint32_t next_thread_id; /* atomic */
     uint64_t exited_lost;    /* lost events counted on no thread: threads that exited,
                               * calls of signal handlers (at__trace_lost) */
+    /* Allocations that reached the program but not the live table (the
+     * tracer's memory ran out, a signal handler's queue was full, a block
+     * from before the start not remembered): atomic.  Once there is one, a
+     * release of a pointer the table does not know may be of such a block:
+     * it is counted in lost_events and forwarded, never a finding. */
+    uint64_t untracked;
 
     struct at_traced_backend *backends;
     pthread_mutex_t backends_mu;
@@ -245,13 +251,20 @@ at_rec_end at__end_record(at_tracer *t, uint8_t kind);
  * Async-signal-safe. */
 void at__trace_lost(at_tracer *t);
 
+/* `n` allocations the program got that the tracer could not record (a
+ * signal handler's queue was full, a block from before the start not
+ * remembered): counted in lost_events, and their releases are not
+ * findings (at_tracer.untracked).  Async-signal-safe. */
+void at__trace_untracked(at_tracer *t, uint64_t n);
+
 void at__trace_alloc(at_tracer *t, void *ptr, size_t size, size_t align, at_family family,
                      enum at_op op, int skip);
 
 /* Checks a release against the live table and records it.  Returns 1 when
  * the block must be passed to the backend, *actual then holding what it was
- * allocated as; 0 when the release is bad and must not be forwarded (the
- * finding is recorded).  `given_size`/`given_align` describe the layout
+ * allocated as (seq 0 and alignment 16 for a block the tracer never knew,
+ * after an allocation it could not record); 0 when the release is bad and
+ * must not be forwarded (the finding is recorded).  `given_size`/`given_align` describe the layout
  * passed by the caller, or are both 0 when the caller passed none (free()).
  * With `deferred` non-NULL the lifetime record is not appended but stored
  * there, for a realloc to commit once the backend has succeeded. */
