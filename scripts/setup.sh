@@ -34,9 +34,12 @@ done
 # (with its own npm) keeps it, so node and npm are looked for as commands.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
-# The Rust test (tests/rust_test.py) builds its program with rustc; a
-# rustc from rustup (on PATH) will do as well as Debian's.
+# The Rust tests build programs with rustc (tests/rust_test.py) and with
+# cargo over the crate bindings/rust (tests/rust_crate_test.py, offline:
+# no crate from a registry); a toolchain from rustup (on PATH) will do as
+# well as Debian's (rustc 1.63, the oldest the crate supports).
 command -v rustc >/dev/null || missing+=(rustc)
+command -v cargo >/dev/null || missing+=(cargo)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   "$here/scripts/apt_install.sh" "${missing[@]}"

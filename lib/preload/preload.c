@@ -672,6 +672,166 @@ DELETE_FN(_ZdlPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const nothro
 DELETE_FN(_ZdaPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const nothrow_t *nt),
           AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW_ARRAY)
 
+/* ---- allocators that trace through this library: the Rust crate --------- */
+
+/* The Rust crate alloctrace (bindings/rust, docs/rust.md) decorates a
+ * program's global allocator with the exact layout of every call.  Under
+ * `alloctrace run` it finds at_preload_hook with dlsym(RTLD_DEFAULT) and
+ * traces through this library's tracer instead of opening a trace of its
+ * own: one trace, one record per allocation, with Rust's layouts.  Its
+ * inner allocator (Rust's System calls malloc, posix_memalign, realloc and
+ * free) runs untraced here, as the tracer's own calls do; the decorator's
+ * calls are traced in the allocator family, as at_tracing_allocator's.
+ * Calls while this library is not tracing (after the trace is closed, or
+ * when none could be opened) go to the inner allocator as they are. */
+typedef struct at_preload_hooks {
+    at_allocator allocator; /* decorates the allocator given */
+    uint64_t (*mark)(const char *label);
+    void (*live_since)(uint64_t mark, int this_thread, at_live_summary *out);
+} at_preload_hooks;
+
+int at_preload_hook(const at_allocator *inner, at_preload_hooks *out);
+
+struct hooked {
+    at_allocator inner;
+};
+
+/* 1 when the call is to be traced: not on a thread running the tracer or
+ * a signal handler that interrupted it, and while tracing. */
+INLINE int hook_traced(void)
+{
+    return !at__untraced && current_state() == S_READY;
+}
+
+INLINE void *hook_alloc_op(void *ctx, at_layout l, int zeroed)
+{
+    at_allocator inner = ((struct hooked *)ctx)->inner;
+    int traced = hook_traced();
+    int was = at__untraced;
+    at__untraced = 1;
+    void *p = zeroed ? at_alloc_zeroed(inner, l) : at_alloc(inner, l);
+    at__untraced = was;
+    if (p && traced) {
+        at__untraced = IN_CALL;
+        at__trace_alloc(tracer, p, l.size, l.align, AT_FAMILY_ALLOCATOR,
+                        zeroed ? AT_OP_ALLOC_ZEROED : AT_OP_ALLOC, 1);
+        AFTER_CALL();
+    }
+    return p;
+}
+
+static void *hook_alloc(void *ctx, at_layout l)
+{
+    return hook_alloc_op(ctx, l, 0);
+}
+
+static void *hook_alloc_zeroed(void *ctx, at_layout l)
+{
+    return hook_alloc_op(ctx, l, 1);
+}
+
+static void hook_inner_dealloc(at_allocator inner, void *p, at_layout l)
+{
+    int was = at__untraced;
+    at__untraced = 1;
+    at_dealloc(inner, p, l);
+    at__untraced = was;
+}
+
+/* As tracing_allocator.c: the release is checked and recorded first, and
+ * the inner allocator gets the block's own layout. */
+static void hook_dealloc(void *ctx, void *p, at_layout l)
+{
+    at_allocator inner = ((struct hooked *)ctx)->inner;
+    if (!hook_traced()) {
+        hook_inner_dealloc(inner, p, l);
+        return;
+    }
+    at_block_info actual;
+    at__untraced = IN_CALL;
+    if (at__trace_release(tracer, p, l.size, l.align, AT_FAMILY_ALLOCATOR, AT_OP_DEALLOC, &actual,
+                          NULL, 1))
+        hook_inner_dealloc(inner, p, (at_layout){(size_t)actual.size, (size_t)1 << actual.align_log2});
+    AFTER_CALL();
+}
+
+static void *hook_realloc(void *ctx, void *p, at_layout l, size_t new_size)
+{
+    at_allocator inner = ((struct hooked *)ctx)->inner;
+    if (!hook_traced()) {
+        int was = at__untraced;
+        at__untraced = 1;
+        void *q = at_realloc(inner, p, l, new_size);
+        at__untraced = was;
+        return q;
+    }
+    at_block_info old;
+    at_rec_lifetime rec;
+    void *q = NULL;
+    at__untraced = IN_CALL;
+    if (at__trace_release(tracer, p, l.size, l.align, AT_FAMILY_ALLOCATOR, AT_OP_REALLOC, &old,
+                          &rec, 1)) {
+        at_layout real = {(size_t)old.size, (size_t)1 << old.align_log2};
+        at__untraced = 1;
+        q = at_realloc(inner, p, real, new_size);
+        at__untraced = IN_CALL;
+        if (!q) {
+            at__trace_release_undo(tracer, &old);
+        } else {
+            at__trace_release_commit(tracer, &rec);
+            at__trace_alloc(tracer, q, new_size, real.align, AT_FAMILY_ALLOCATOR, AT_OP_REALLOC, 1);
+        }
+    }
+    AFTER_CALL();
+    return q;
+}
+
+static const at_allocator_ops hook_ops = {
+    .alloc = hook_alloc,
+    .dealloc = hook_dealloc,
+    .alloc_zeroed = hook_alloc_zeroed,
+    .realloc = hook_realloc,
+    .name = "tracing (preload)",
+};
+
+static uint64_t hook_mark(const char *label)
+{
+    if (!hook_traced())
+        return 0;
+    at__untraced = 1;
+    uint64_t m = at_tracer_mark(tracer, label);
+    at__untraced = 0;
+    return m;
+}
+
+static void hook_live_since(uint64_t mark, int this_thread, at_live_summary *out)
+{
+    if (!hook_traced()) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    at__untraced = 1;
+    if (this_thread)
+        at_tracer_live_since_thread(tracer, mark, out);
+    else
+        at_tracer_live_since(tracer, mark, out);
+    at__untraced = 0;
+}
+
+/* 0 and *out set while this library traces; AT_E_INVALID otherwise
+ * (the caller then traces on its own), AT_E_NOMEM. */
+EXPORT int at_preload_hook(const at_allocator *inner, at_preload_hooks *out)
+{
+    if (!inner || !out || !hook_traced())
+        return AT_E_INVALID;
+    struct hooked *h = __libc_malloc(sizeof *h); /* kept for the whole run */
+    if (!h)
+        return AT_E_NOMEM;
+    h->inner = *inner;
+    *out = (at_preload_hooks){{&hook_ops, h}, hook_mark, hook_live_since};
+    return 0;
+}
+
 /* ---- start and finish ------------------------------------------------------ */
 
 /* The command line, from /proc (no allocation: static storage). */

@@ -16,7 +16,14 @@
  *  - the allocating function is stdio's buffer allocator: the buffer of a
  *    stream the program used, which exit() flushes but never frees;
  *  - the block was allocated inside the C library (first frame) on behalf
- *    of one of its process-lifetime caches (GLIBC_CACHE below).
+ *    of one of its process-lifetime caches (GLIBC_CACHE below);
+ *  - Rust's runtime: every function of the stack, inlined ones included,
+ *    is of Rust's standard library (RUST_STD below: std, core, alloc, the
+ *    allocator shims, the alloctrace crate's allocator), the C runtime, or
+ *    the program's `main`/`_start` entry symbols, and one of them is std's:
+ *    the main thread's stack-guard record, the blocks std's own statics
+ *    keep; any function of the program (its own `crate::main` included)
+ *    makes the block the program's.
  */
 #include <alloctrace/error.h>
 
@@ -50,6 +57,16 @@
     " 'getspnam', 'gethostbyname', 'gethostbyname2', 'gethostbyaddr', 'getservbyname',"          \
     " 'getprotobyname', 'setlocale', 'newlocale', '_nl_find_locale', '_nl_load_locale_from_archive'," \
     " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open', '_dl_allocate_tls', '_dl_resize_dtv', '__new_exitfn'))"
+
+/* Functions of Rust's standard library as the demangler names them
+ * (legacy and v0 alike), the allocator shims rustc generates, and the
+ * alloctrace crate's decorator (bindings/rust). */
+#define RUST_STD(f)                                                                                \
+    "(" f " GLOB 'std::*' OR " f " GLOB 'core::*' OR " f " GLOB 'alloc::*'"                        \
+    " OR " f " GLOB '<std::*' OR " f " GLOB '<core::*' OR " f " GLOB '<alloc::*'"                  \
+    " OR " f " GLOB '<&dyn core::*' OR " f " GLOB '<T as core::*' OR " f " GLOB '<T as alloc::*'"  \
+    " OR " f " GLOB '__rust_*' OR " f " GLOB '__rustc::*' OR " f " GLOB '__rdl_*'"                 \
+    " OR " f " GLOB '__rg_*' OR " f " GLOB 'alloctrace::*' OR " f " GLOB '<alloctrace::*')"
 
 /* The frames of the stacks of blocks still live, which are few: walked up
  * the call tree once into a temporary table, rather than through the view
@@ -95,7 +112,22 @@ static const char classify_sql[] =
     " WHERE l.free_dseq IS NULL AND l.stack > 0 AND NOT EXISTS ("
     "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
     "  LEFT JOIN modules m ON m.id = f.module"
-    "  WHERE sf.stack = l.stack AND (m.path IS NULL OR NOT " RUNTIME_MODULE("m.path") "));"
+    "  WHERE sf.stack = l.stack AND (m.path IS NULL OR NOT " RUNTIME_MODULE("m.path") "));";
+
+static const char rust_sql[] =
+    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
+    " SELECT l.seq, 'Rust runtime (' || (SELECT f.function FROM at_live_frames sf"
+    "  JOIN frames f ON f.id = sf.frame WHERE sf.stack = l.stack AND f.function GLOB 'std::*'"
+    "  ORDER BY sf.level LIMIT 1) || ')' FROM lifetimes l"
+    " WHERE l.free_dseq IS NULL AND l.stack > 0 AND EXISTS ("
+    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
+    "  WHERE sf.stack = l.stack AND f.function GLOB 'std::*') AND NOT EXISTS ("
+    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
+    "  LEFT JOIN modules m ON m.id = f.module WHERE sf.stack = l.stack"
+    "  AND NOT (" RUST_STD("coalesce(f.function, '')") " OR f.function IN ('main', '_start')"
+    "   OR (m.path IS NOT NULL AND " RUNTIME_MODULE("m.path") "))) AND NOT EXISTS ("
+    "  SELECT 1 FROM at_live_frames sf JOIN inlined_frames i ON i.frame = sf.frame"
+    "  WHERE sf.stack = l.stack AND NOT " RUST_STD("coalesce(i.function, '')") ");"
     "DROP TABLE temp.at_live_frames;";
 
 int at__classify_runtime(sqlite3 *db)
@@ -105,6 +137,8 @@ int at__classify_runtime(sqlite3 *db)
         rc = at__sql_exec(db, live_frames_sql);
     if (rc == 0)
         rc = at__sql_exec(db, classify_sql);
+    if (rc == 0)
+        rc = at__sql_exec(db, rust_sql);
     if (rc == 0)
         return at__sql_exec(db, "COMMIT");
     at__sql_exec(db, "ROLLBACK");

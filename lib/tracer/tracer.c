@@ -337,6 +337,7 @@ uint64_t at_tracer_mark(at_tracer *t, const char *label)
 
 struct live_since {
     uint64_t mark;
+    uint32_t thread; /* 0: every thread's blocks */
     at_live_summary *out;
     uint32_t *stacks;
     size_t n, cap;
@@ -345,7 +346,7 @@ struct live_since {
 static void count_since(const at_block_info *b, void *arg)
 {
     struct live_since *ls = arg;
-    if (b->seq <= ls->mark)
+    if (b->seq <= ls->mark || (ls->thread && b->thread != ls->thread))
         return;
     ls->out->blocks++;
     ls->out->bytes += b->size;
@@ -370,10 +371,10 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void at_tracer_live_since(at_tracer *t, uint64_t mark, at_live_summary *out)
+static void live_since(at_tracer *t, uint64_t mark, uint32_t thread, at_live_summary *out)
 {
     memset(out, 0, sizeof *out);
-    struct live_since ls = {.mark = mark, .out = out};
+    struct live_since ls = {.mark = mark, .thread = thread, .out = out};
     at__live_foreach_locked(&t->live, count_since, &ls);
     if (ls.n) {
         qsort(ls.stacks, ls.n, sizeof *ls.stacks, cmp_u32);
@@ -381,6 +382,23 @@ void at_tracer_live_since(at_tracer *t, uint64_t mark, at_live_summary *out)
             out->sites += i == 0 || ls.stacks[i] != ls.stacks[i - 1];
         at__mem_free(ls.stacks, ls.cap * sizeof *ls.stacks);
     }
+}
+
+void at_tracer_live_since(at_tracer *t, uint64_t mark, at_live_summary *out)
+{
+    live_since(t, mark, 0, out);
+}
+
+void at_tracer_live_since_thread(at_tracer *t, uint64_t mark, at_live_summary *out)
+{
+    int saved = errno;
+    at_thread *th = at__thread_get(t);
+    errno = saved;
+    if (!th) { /* no memory to register the thread: it cannot have traced blocks */
+        memset(out, 0, sizeof *out);
+        return;
+    }
+    live_since(t, mark, th->id, out);
 }
 
 /* The AT_GIVEN_* bits of a release that passed `given_size` (AT_SIZE_UNKNOWN:

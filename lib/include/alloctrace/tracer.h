@@ -174,7 +174,9 @@ AT_API void at_tracer_get_stats(at_tracer *tracer, at_tracer_stats *out);
  * stacks (undercounted if the tracer runs out of its own memory; blocks
  * and bytes stay exact).  Both may be called from any thread; live_since
  * walks the whole live-block table, so it costs time in proportion to the
- * live blocks. */
+ * live blocks.  at_tracer_live_since_thread counts only the blocks the
+ * calling thread allocated (whichever thread releases them), so that tests
+ * running on several threads at once each see their own. */
 typedef struct at_live_summary {
     uint64_t blocks;
     uint64_t bytes;
@@ -183,6 +185,7 @@ typedef struct at_live_summary {
 
 AT_API uint64_t at_tracer_mark(at_tracer *tracer, const char *label);
 AT_API void at_tracer_live_since(at_tracer *tracer, uint64_t mark, at_live_summary *out);
+AT_API void at_tracer_live_since_thread(at_tracer *tracer, uint64_t mark, at_live_summary *out);
 
 /* Leak check now: classifies every block live through `tracer` by scanning
  * the process's memory for pointers to it, as valgrind and LeakSanitizer do
