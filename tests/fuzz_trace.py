@@ -2,8 +2,12 @@
 """A mutation fuzzer of the read commands over trace files (the companion of
 fuzz_spool.c, which fuzzes the spool reader).
 
-A corpus of real traces is made first (the traced limits_prog: leaks,
-threads, stacks; preload_prog: findings of every kind it plants).  Each
+A corpus of real traces is made first, in-process (the sanitizer build's
+preload library cannot be preloaded into a program: the ASan runtime must
+come first): examples/word_index, traced through the tracing allocator,
+over a small input and a large one (leaks, a layout mismatch per bucket
+array, many stacks), and tests/complete_prog's trace, whose writer is
+killed before it completes (recovered: leaks, findings, threads).  Each
 input is one of them, mutated either in SQL (a row's value set to NULL, a
 negative or huge number, an id that names nothing, a long string; a cycle
 in stack_nodes' parent links; a parent naming a node deeper than itself;
@@ -17,7 +21,7 @@ read it, in the sanitizer build, and each must:
 - print no sanitizer report;
 - leave the file it read as it was (bytes and mtime).
 
-    fuzz_trace.py ALLOCTRACE LIMITS_PROG PRELOAD_PROG WORKDIR SECONDS
+    fuzz_trace.py ALLOCTRACE WORD_INDEX WORKDIR SECONDS
 """
 import hashlib
 import os
@@ -26,12 +30,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 from tap import check, finish
 
-alloctrace, limits_prog, preload_prog, workdir = (os.path.abspath(a) for a in sys.argv[1:5])
-seconds = float(sys.argv[5])
+alloctrace, word_index, workdir = (os.path.abspath(a) for a in sys.argv[1:4])
+seconds = float(sys.argv[4])
 work = os.path.join(workdir, "fuzz-trace-%d" % os.getpid())
 shutil.rmtree(work, ignore_errors=True)
 os.makedirs(work)
@@ -39,11 +44,17 @@ rng = random.Random(int(os.environ.get("FUZZ_SEED", "12")))
 
 # ---- the corpus: real traces -----------------------------------------------------------
 corpus = []
-for name, argv in (("threads", [limits_prog, "threads", "3", "2000"]),
-                   ("findings", [preload_prog])):
+small = os.path.join(work, "small.txt")
+with open(small, "w") as f:
+    f.write("the quick brown fox jumps over the lazy dog the end\n")
+large = os.path.join(work, "large.txt")
+with open(large, "w") as f:
+    words = ["w%d%s" % (rng.randrange(5000), "x" * rng.randrange(12)) for _ in range(40000)]
+    f.write(" ".join(words))
+for name, text in (("small", small), ("large", large)):
     path = os.path.join(work, name + ".db")
-    r = subprocess.run([alloctrace, "run", "-q", "-o", path, "--"] + argv, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run([word_index, path, text], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "ASAN_OPTIONS": "detect_leaks=0"})
     check(os.path.exists(path), "corpus: a real trace of %s" % name, r.stderr[-400:])
     if os.path.exists(path):
         corpus.append(path)
@@ -134,21 +145,27 @@ def limits():
 
 
 def run_one(argv):
-    """(rc or -signal, stderr, max RSS in KiB, timed out)."""
+    """(rc or -signal, stderr, max RSS in KiB, timed out): the child's own
+    figures, from its wait4."""
     p = subprocess.Popen([alloctrace] + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          preexec_fn=limits)
-    try:
-        _, err = p.communicate(timeout=20)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        p.kill()
-        _, err = p.communicate()
-        timed_out = True
-    # the child's own resource use: wait4 was done by communicate, so ask /proc
-    # no more; RUSAGE_CHILDREN's maxrss is the largest child so far
-    import resource
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return p.returncode, err.decode("utf-8", "replace"), rss, timed_out
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.append(p.stderr.read()))
+    reader.start()
+    deadline = time.monotonic() + 20
+    timed_out = False
+    while True:
+        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline and not timed_out:
+            p.kill()
+            timed_out = True
+        time.sleep(0.01)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    err = b"".join(chunks)
+    return p.returncode, err.decode("utf-8", "replace"), usage.ru_maxrss, timed_out
 
 
 def fingerprint(path):
