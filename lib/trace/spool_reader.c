@@ -250,13 +250,14 @@ int at__spool_reader_open(const char *spool_path, const char *db_path, int overw
     if (!r)
         return AT_E_NOMEM;
     int rc = attach_spool(r, spool_path);
-    if (!rc)
+    if (!rc) {
+        claim(r, db_path); /* first: a reader killed from now on is resumed */
         rc = open_db(r, db_path, overwrite);
+    }
     if (rc) {
         at__spool_reader_abandon(r);
         return rc;
     }
-    claim(r, db_path);
     *out = r;
     return 0;
 }
@@ -324,10 +325,19 @@ static int resume_db(at_spool_reader *r, const char *db_path)
         SQLITE_OK)
         return AT_E_ACCESS;
     int rc = db_settings(r->db); /* a hot journal is rolled back here */
+    sqlite3_stmt *st;
+    int schema = 0;
+    if (!rc && sqlite3_prepare_v2(r->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+                                  -1, &st, NULL) == SQLITE_OK) {
+        schema = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+        sqlite3_finalize(st);
+    }
+    if (!rc && !schema)
+        return AT_E_INVALID; /* killed before its first commit: the spool holds it all */
+    if (!rc && at__meta_get_int(r->db, AT_META_FINISHED, 0) != 0)
+        return AT_E_EXISTS; /* complete already */
     if (!rc)
         rc = at__sql_exec(r->db, PENDING_TABLE);
-    if (!rc && at__meta_get_int(r->db, AT_META_FINISHED, 0) != 0)
-        rc = AT_E_INVALID; /* complete: not the trace the spool's reader was writing */
     if (!rc)
         rc = at__meta_set_int(r->db, AT_META_WRITER_PID, getpid());
     if (!rc && (sqlite3_prepare_v2(r->db, "SELECT 1 FROM lifetimes WHERE seq = ?", -1,
@@ -338,14 +348,12 @@ static int resume_db(at_spool_reader *r, const char *db_path)
     if (!rc)
         rc = load_pending(r);
     if (!rc) {
-        sqlite3_stmt *st;
         if (sqlite3_prepare_v2(r->db, "SELECT value != '[]' FROM meta WHERE key = 'arguments'",
                                -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
             r->resumed_arguments = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
     }
     if (!rc) {
-        sqlite3_stmt *st;
         if (sqlite3_prepare_v2(r->db, "SELECT max(seq + coalesce(free_dseq, 0)) FROM lifetimes",
                                -1, &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) > r->max_seq)

@@ -23,7 +23,9 @@ void at__spool_reader_set_final(at_spool_reader *r, const char *final_path);
  * the unfinished trace it was writing (the header's `writing`, in the
  * directory `db_dir`): records the trace already holds are skipped, the
  * halves it kept waiting are taken back.  0, AT_SPOOL_READER_BUSY, or a
- * negative AT_E_* code (AT_E_INVALID: no such trace, or finished). */
+ * negative AT_E_* code: AT_E_ACCESS no such file, AT_E_INVALID a file the
+ * dead reader had not committed a trace into yet (the spool holds all),
+ * AT_E_EXISTS the trace is complete already. */
 int at__spool_reader_resume(const char *spool_path, const char *db_dir, at_spool_reader **out);
 
 /* Turns every record available now into rows and gives full chunks back;
