@@ -74,7 +74,12 @@ def kill_trial(n, seed):
     run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
                             str(ITERS), "1500"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-    delay = random.Random(seed).uniform(0.05, 0.6)
+    # a random moment of the recording: from the spool's creation (the
+    # program starts right after) into the program's run
+    t0 = time.time()
+    while not [f for f in os.listdir(d) if f.endswith(".spool")] and time.time() < t0 + 30:
+        time.sleep(0.005)
+    delay = random.Random(seed).uniform(0.0, 0.6)
     time.sleep(delay)
     run.kill()
     run.wait()

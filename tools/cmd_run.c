@@ -313,6 +313,42 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE);
 }
 
+/* The file the run writes its trace into: `path`, or, when --force
+ * replaces an old trace there, .alloctrace.RUNPID.db beside it, renamed
+ * over it once complete (the old one stays until then; `alloctrace
+ * recover PATH` finds the new one through the run's spool). */
+static void replace_name(const char *path, int force, char *buf, size_t size)
+{
+    struct stat st;
+    if (!force || lstat(path, &st) != 0) {
+        snprintf(buf, size, "%s", path);
+        return;
+    }
+    char spool[PATH_MAX + 64];
+    at__run_reader_spool(spool, sizeof spool, path, getpid());
+    int stem = (int)at__run_stem_len(spool, AT_SPOOL_SUFFIX);
+    if (snprintf(buf, size, "%.*s" AT_TRACE_SUFFIX, stem, spool) >= (int)size)
+        cli_die("%s: the path is too long", path);
+}
+
+/* The names of the trace in the spool's header (spool.h: writing,
+ * trace_name), before the program may start: `alloctrace recover TRACE`
+ * finds a killed run's spool by them, however early it was killed. */
+static void name_trace_in_spool(const char *spool, const char *writing, const char *path)
+{
+    at_spool s = {.fd = -1};
+    if (at__spool_open(&s, spool) != 0)
+        return;
+    const char *w = strrchr(writing, '/'), *p = strrchr(path, '/');
+    w = w ? w + 1 : writing;
+    p = p ? p + 1 : path;
+    if (strlen(w) < sizeof s.h->writing && strlen(p) < sizeof s.h->trace_name) {
+        snprintf(s.h->writing, sizeof s.h->writing, "%s", w);
+        snprintf(s.h->trace_name, sizeof s.h->trace_name, "%s", p);
+    }
+    at__spool_close(&s);
+}
+
 /* ---- signals: the program's to handle, the run's to outlast ---------------------- */
 
 static volatile sig_atomic_t program_pid;
@@ -345,7 +381,8 @@ static void forward_signals(pid_t pid)
  * the read end of a pipe that carries the child's errno if its exec fails
  * (it closes on a successful exec). */
 static pid_t start_program(const run_opts *o, const char *prog, const char *preload,
-                           const char *spool, int *sync_fd, char *path, size_t size)
+                           const char *spool, int *sync_fd, char *path, size_t size,
+                           char *writing, size_t wsize)
 {
     fflush(NULL);
     /* Blocked until the handlers that forward them are in place (below
@@ -372,6 +409,8 @@ static pid_t start_program(const run_opts *o, const char *prog, const char *prel
     forward_signals(pid);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     trace_path(o, pid, path, size);
+    replace_name(path, o->force, writing, wsize);
+    name_trace_in_spool(spool, writing, path);
     if (write(name_pipe[1], path, strlen(path)) < 0) {
         /* the child exits EXIT_TOOL */
     }
@@ -527,24 +566,6 @@ static int end_run(const run_opts *o, const char *path, pid_t pid, int status, i
     return after_run(o, path, pid, code);
 }
 
-/* The file the run writes its trace into: `path`, or, when --force
- * replaces an old trace there, .alloctrace.RUNPID.db beside it, renamed
- * over it once complete (the old one stays until then; `alloctrace
- * recover PATH` finds the new one through the run's spool). */
-static void replace_name(const char *path, int force, char *buf, size_t size)
-{
-    struct stat st;
-    if (!force || lstat(path, &st) != 0) {
-        snprintf(buf, size, "%s", path);
-        return;
-    }
-    char spool[PATH_MAX + 64];
-    at__run_reader_spool(spool, sizeof spool, path, getpid());
-    int stem = (int)at__run_stem_len(spool, AT_SPOOL_SUFFIX);
-    if (snprintf(buf, size, "%.*s" AT_TRACE_SUFFIX, stem, spool) >= (int)size)
-        cli_die("%s: the path is too long", path);
-}
-
 /* The spool `alloctrace run` reads, created empty in the trace's directory. */
 static void make_spool(const run_opts *o, char *spool_path, size_t size)
 {
@@ -588,9 +609,9 @@ int cmd_run(int argc, char **argv)
     make_spool(&o, spool_path, sizeof spool_path);
     int sync_fd;
     char path[PATH_MAX];
-    pid_t pid = start_program(&o, prog, preload, spool_path, &sync_fd, path, sizeof path);
     char writing[PATH_MAX + 64];
-    replace_name(path, o.force, writing, sizeof writing);
+    pid_t pid = start_program(&o, prog, preload, spool_path, &sync_fd, path, sizeof path, writing,
+                              sizeof writing);
     at_spool_reader *reader = NULL;
     rc = at__spool_reader_open(spool_path, writing, 0, &reader);
     if (rc)

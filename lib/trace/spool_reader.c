@@ -885,8 +885,9 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
     at__sqlw_flush(r->w);
-    at__sqlw_exec(r->w, "DROP TABLE IF EXISTS spool_pending");
-    at__sqlw_exec(r->w, "COMMIT");
+    if (!at__sqlw_error(r->w)) /* the leaks are rows now: what waited is no longer needed */
+        at__sqlw_exec(r->w, "DROP TABLE IF EXISTS spool_pending");
+    at__sqlw_exec(r->w, at__sqlw_error(r->w) ? "ROLLBACK" : "COMMIT");
     int err = rc < 0 ? (int)rc : at__sqlw_error(r->w);
     at_replay_log *log = at__sqlw_take_replay_log(r->w);
     at__sqlw_free(r->w);
