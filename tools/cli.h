@@ -111,6 +111,18 @@ int cli_recover_spool(const char *spool, const char *output, int force, int quie
  * when `on`, full ones otherwise (the default). */
 void cli_recover_aggregate(int on);
 
+/* The spool of an `alloctrace run` that died (`.alloctrace.RUNPID.spool`,
+ * its lock free): its reader is resumed over the unfinished trace it was
+ * writing (lib/trace/spool_reader.h), which is completed and, when the run
+ * was replacing an old trace (--force), renamed over it.  0, 1 when
+ * `spool` is not such a spool (nothing done), or -1 after a message. */
+int cli_resume_run_spool(const char *spool, int quiet);
+
+/* The spools of dead runs in the directory of `trace` whose trace it is,
+ * each resumed as cli_resume_run_spool does: the number resumed, or -1
+ * after a message. */
+int cli_resume_runs_of(const char *trace, int quiet);
+
 /* A list of paths (traces.c). */
 typedef struct cli_paths {
     char **v;

@@ -3,7 +3,11 @@
  * Completes what a run left unfinished: a spool that no `alloctrace run`
  * read (plain LD_PRELOAD, a followed child, a run that was killed) becomes
  * a trace; a trace whose writer died before completing it is completed in
- * place.  Either way lib/trace/complete.h does the completing, as for `run`. */
+ * place.  A run whose `alloctrace run` died (SIGKILL) left both: its
+ * reader's spool (.alloctrace.RUNPID.spool beside the trace) resumes the
+ * trace where the dead reader's last commit left it, whether named by the
+ * trace given to `run` or by the spool.  Either way lib/trace/complete.h
+ * does the completing, as for `run`. */
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -30,8 +34,14 @@ static int is_sqlite(const char *path)
  * is there.  0 or -1 after a message. */
 static int recover_one(const char *arg, const char *output, int force, int quiet)
 {
-    if (cli_is_spool(arg))
-        return cli_recover_spool(arg, output, force, quiet);
+    if (cli_is_spool(arg)) {
+        int rc = output ? 1 : cli_resume_run_spool(arg, quiet);
+        return rc <= 0 ? rc : cli_recover_spool(arg, output, force, quiet);
+    }
+    /* TRACE as given to a run that died: its reader's spool resumes it. */
+    int resumed = output ? 0 : cli_resume_runs_of(arg, quiet);
+    if (resumed)
+        return resumed < 0 ? -1 : 0;
     struct stat st;
     if (stat(arg, &st) != 0) {
         char spool[PATH_MAX + 16];

@@ -120,8 +120,9 @@ static void check_output(const char *path, int path_given, int force)
     if (path_given && lstat(path, &st) == 0) {
         if (!force)
             cli_die("%s already exists (use --force to replace it)", path);
-        if (unlink(path) != 0)
-            cli_die("cannot replace %s: %s", path, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            cli_die("%s is not a regular file: --force replaces only an old trace", path);
+        /* replaced only once the new trace is complete (replace_name) */
     }
 }
 
@@ -280,6 +281,9 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
                                                    const char *preload, const char *spool,
                                                    int sync_fd, int name_fd)
 {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* blocked by the parent around fork */
     const char *old = getenv("LD_PRELOAD");
     char *ld = NULL;
     if (asprintf(&ld, "%s%s%s", preload, old && *old ? ":" : "", old ? old : "") < 0)
@@ -323,13 +327,86 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_NOT_EXECUTABLE);
 }
 
+/* The file the run writes its trace into: `path`, or, when --force
+ * replaces an old trace there, .alloctrace.RUNPID.db beside it, renamed
+ * over it once complete (the old one stays until then; `alloctrace
+ * recover PATH` finds the new one through the run's spool). */
+static void replace_name(const char *path, int force, char *buf, size_t size)
+{
+    struct stat st;
+    if (!force || lstat(path, &st) != 0) {
+        snprintf(buf, size, "%s", path);
+        return;
+    }
+    char spool[PATH_MAX + 64];
+    at__run_reader_spool(spool, sizeof spool, path, getpid());
+    int stem = (int)at__run_stem_len(spool, AT_SPOOL_SUFFIX);
+    if (snprintf(buf, size, "%.*s" AT_TRACE_SUFFIX, stem, spool) >= (int)size)
+        cli_die("%s: the path is too long", path);
+}
+
+/* The names of the trace in the spool's header (spool.h: writing,
+ * trace_name), before the program may start: `alloctrace recover TRACE`
+ * finds a killed run's spool by them, however early it was killed. */
+static void name_trace_in_spool(const char *spool, const char *writing, const char *path)
+{
+    at_spool s = {.fd = -1};
+    if (at__spool_open(&s, spool) != 0)
+        return;
+    const char *w = strrchr(writing, '/'), *p = strrchr(path, '/');
+    w = w ? w + 1 : writing;
+    p = p ? p + 1 : path;
+    if (strlen(w) < sizeof s.h->writing && strlen(p) < sizeof s.h->trace_name) {
+        snprintf(s.h->writing, sizeof s.h->writing, "%s", w);
+        snprintf(s.h->trace_name, sizeof s.h->trace_name, "%s", p);
+    }
+    at__spool_close(&s);
+}
+
+/* ---- signals: the program's to handle, the run's to outlast ---------------------- */
+
+static volatile sig_atomic_t program_pid;
+
+/* SIGTERM, SIGINT, SIGHUP sent to the run by a process (kill, timeout, a
+ * CI runner) go to the program, and the run stays to finish its trace; a
+ * terminal's signal (si_code SI_KERNEL) reached the program's process
+ * group already and is not sent twice. */
+static void forward(int sig, siginfo_t *info, void *ctx)
+{
+    (void)ctx;
+    int saved = errno;
+    if (program_pid > 0 && (!info || (info->si_code != SI_KERNEL && info->si_pid != program_pid)))
+        kill((pid_t)program_pid, sig);
+    errno = saved;
+}
+
+static void forward_signals(pid_t pid)
+{
+    program_pid = pid;
+    struct sigaction sa = {.sa_sigaction = forward, .sa_flags = SA_SIGINFO | SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    signal(SIGQUIT, SIG_IGN); /* the terminal's, like a shell's foreground job */
+}
+
 /* Forks the program, whose trace is then named into `path`; *sync_fd is
  * the read end of a pipe that carries the child's errno if its exec fails
  * (it closes on a successful exec). */
 static pid_t start_program(const run_opts *o, const char *prog, const char *preload,
-                           const char *spool, int *sync_fd, char *path, size_t size)
+                           const char *spool, int *sync_fd, char *path, size_t size,
+                           char *writing, size_t wsize)
 {
     fflush(NULL);
+    /* Blocked until the handlers that forward them are in place (below
+     * fork: a signal in between would kill the run, not the program). */
+    sigset_t forwarded, old_mask;
+    sigemptyset(&forwarded);
+    sigaddset(&forwarded, SIGTERM);
+    sigaddset(&forwarded, SIGINT);
+    sigaddset(&forwarded, SIGHUP);
+    sigprocmask(SIG_BLOCK, &forwarded, &old_mask);
     int sync_pipe[2], name_pipe[2];
     if (pipe2(sync_pipe, O_CLOEXEC) != 0 || pipe2(name_pipe, O_CLOEXEC) != 0)
         cli_die("pipe: %s", strerror(errno));
@@ -343,7 +420,11 @@ static pid_t start_program(const run_opts *o, const char *prog, const char *prel
     }
     close(sync_pipe[1]);
     close(name_pipe[0]);
+    forward_signals(pid);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
     trace_path(o, pid, path, size);
+    replace_name(path, o->force, writing, wsize);
+    name_trace_in_spool(spool, writing, path);
     if (write(name_pipe[1], path, strlen(path)) < 0) {
         /* the child exits EXIT_TOOL */
     }
@@ -542,21 +623,20 @@ int cmd_run(int argc, char **argv)
     make_spool(&o, spool_path, sizeof spool_path);
     int sync_fd;
     char path[PATH_MAX];
-    pid_t pid = start_program(&o, prog, preload, spool_path, &sync_fd, path, sizeof path);
-    /* Like a shell running a foreground job: the terminal's signals are
-     * for the program; we stay to finish its trace. */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGQUIT, SIG_IGN);
-
+    char writing[PATH_MAX + 64];
+    pid_t pid = start_program(&o, prog, preload, spool_path, &sync_fd, path, sizeof path, writing,
+                              sizeof writing);
     at_spool_reader *reader = NULL;
-    rc = at__spool_reader_open(spool_path, path, o.force, &reader);
+    rc = at__spool_reader_open(spool_path, writing, 0, &reader);
     cli_recover_aggregate(o.aggregate); /* the children's traces too */
     if (!rc && o.aggregate && (rc = at__spool_reader_aggregate(reader)) != 0) {
         at__spool_reader_abandon(reader);
         reader = NULL;
     }
     if (rc)
-        fprintf(stderr, "alloctrace: cannot create the trace %s: %s\n", path, at_strerror(rc));
+        fprintf(stderr, "alloctrace: cannot create the trace %s: %s\n", writing, at_strerror(rc));
+    else
+        at__spool_reader_set_final(reader, path);
     int exec_errno = 0;
     ssize_t got = read(sync_fd, &exec_errno, sizeof exec_errno);
     close(sync_fd);
@@ -568,19 +648,24 @@ int cmd_run(int argc, char **argv)
     if (reader) {
         rc = at__spool_reader_finish(reader, &closed);
         if (rc)
-            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", path, at_strerror(rc));
+            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", writing, at_strerror(rc));
     }
     unlink(spool_path);
     if (got == (ssize_t)sizeof exec_errno) { /* PROGRAM never started */
-        unlink(path);
+        unlink(writing);
         return WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_TOOL;
     }
     if (reader && st.producer_pid == 0) { /* it ran, but never wrote its spool */
-        unlink(path);
+        unlink(writing);
         fprintf(stderr, "alloctrace: %s could not be traced: %s\n", o.prog_argv[0],
                 untraced_reason(prog));
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         return code ? code : EXIT_RUN_UNTRACED;
+    }
+    if (strcmp(writing, path) != 0 && (rc || rename(writing, path) != 0)) {
+        if (!rc)
+            fprintf(stderr, "alloctrace: cannot replace %s: %s\n", path, strerror(errno));
+        unlink(writing); /* the old trace stays */
     }
     return end_run(&o, path, pid, status, closed || st.exec, reader != NULL);
 }

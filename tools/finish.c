@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "run_protocol.h"
+#include "spool.h"
 #include "spool_reader.h"
 #include "trace_model.h"
 
@@ -119,6 +120,105 @@ static int recover_aggregated;
 void cli_recover_aggregate(int on)
 {
     recover_aggregated = on;
+}
+
+/* The directory part of `path` ("." when none), into `dir`. */
+static void dir_of(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else if (slash == path)
+        snprintf(dir, size, "/");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - path), path);
+}
+
+/* What the header of a run's spool names: the trace being written and the
+ * one it becomes; 0 when it is not the spool of a run's reader. */
+static int run_spool_names(const char *spool, char *writing, char *final, size_t size)
+{
+    at_spool s = {.fd = -1};
+    if (at__spool_open(&s, spool) != 0)
+        return 0;
+    int ok = s.h->consumer_locked && s.h->writing[0] &&
+             memchr(s.h->writing, '\0', sizeof s.h->writing) &&
+             memchr(s.h->trace_name, '\0', sizeof s.h->trace_name);
+    if (ok) {
+        snprintf(writing, size, "%s", s.h->writing);
+        snprintf(final, size, "%s", s.h->trace_name[0] ? s.h->trace_name : s.h->writing);
+    }
+    at__spool_close(&s);
+    return ok && !strchr(writing, '/') && !strchr(final, '/');
+}
+
+/* Whether the producer of `spool` may still write it; a line if so. */
+static int producer_running(const char *spool)
+{
+    at_spool_state st;
+    if (at__spool_read_state(spool, &st) != 0 || st.closed || st.exec || st.producer_pid <= 0 ||
+        kill(st.producer_pid, 0) != 0)
+        return 0;
+    fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s` once it"
+                    " has ended\n",
+            (long)st.producer_pid, spool);
+    return 1;
+}
+
+int cli_resume_run_spool(const char *spool, int quiet)
+{
+    char writing[256], final[256], dir[PATH_MAX], from[PATH_MAX + 260], to[PATH_MAX + 260];
+    if (!run_spool_names(spool, writing, final, sizeof writing))
+        return 1;
+    dir_of(spool, dir, sizeof dir);
+    snprintf(from, sizeof from, "%s/%s", dir, writing);
+    snprintf(to, sizeof to, "%s/%s", dir, final);
+    if (producer_running(spool))
+        return -1;
+    at_spool_reader *r;
+    int rc = at__spool_reader_resume(spool, dir, &r);
+    if (rc == AT_SPOOL_READER_BUSY) {
+        fprintf(stderr, "alloctrace: %s: still being read by its `alloctrace run`\n", spool);
+        return -1;
+    }
+    if (rc == AT_E_ACCESS || rc == AT_E_INVALID) /* no trace committed yet: from the spool */
+        rc = at__spool_reader_open(spool, from, 1, &r);
+    if (rc == 0)
+        rc = at__spool_reader_finish(r, NULL);
+    else if (rc == AT_E_EXISTS) /* completed before the reader died */
+        rc = 0;
+    if (rc) {
+        fprintf(stderr, "alloctrace: completing %s: %s\n", from, at_strerror(rc));
+        return -1;
+    }
+    if (strcmp(from, to) != 0 && rename(from, to) != 0) {
+        fprintf(stderr, "alloctrace: %s: cannot rename it to %s: %s\n", from, to, strerror(errno));
+        return -1;
+    }
+    unlink(spool);
+    return cli_summarize(to, quiet, tm_reach_gated()) < 0 ? -1 : 0;
+}
+
+int cli_resume_runs_of(const char *trace, int quiet)
+{
+    char dir[PATH_MAX], pattern[PATH_MAX + 32];
+    dir_of(trace, dir, sizeof dir);
+    snprintf(pattern, sizeof pattern, "%s/" AT_RUN_SPOOL_PREFIX "*" AT_SPOOL_SUFFIX, dir);
+    const char *slash = strrchr(trace, '/');
+    const char *base = slash ? slash + 1 : trace;
+    glob_t g;
+    if (glob(pattern, 0, NULL, &g) != 0)
+        return 0;
+    int n = 0;
+    for (size_t i = 0; i < g.gl_pathc && n >= 0; i++) {
+        char writing[256], final[256];
+        if (!run_spool_names(g.gl_pathv[i], writing, final, sizeof writing) ||
+            strcmp(final, base) != 0)
+            continue;
+        n = cli_resume_run_spool(g.gl_pathv[i], quiet) == 0 ? n + 1 : -1;
+    }
+    globfree(&g);
+    return n;
 }
 
 int cli_recover_spool(const char *spool, const char *output, int force, int quiet)

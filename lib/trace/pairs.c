@@ -363,6 +363,22 @@ int at__pending_take(at_pending *p, uint64_t seq, at_pair *out)
     return 1;
 }
 
+int at__pending_peek(const at_pending *p, uint64_t seq, at_pair *out)
+{
+    size_t k = (size_t)(seq >> AT_PENDING_SHIFT);
+    const at_pending_page *g = k < p->npages ? p->pages[k] : NULL;
+    size_t i = (size_t)(seq & (AT_PENDING_PAGE - 1));
+    if (g && (g->used[i / 64] & ((uint64_t)1 << (i & 63)))) {
+        dense_get(&g->e[i], seq, out);
+        return 1;
+    }
+    size_t slot = at__pairs_find(&p->hash, seq);
+    if (slot == SIZE_MAX)
+        return 0;
+    *out = *at__pairs_at(&p->hash, slot);
+    return 1;
+}
+
 static size_t hash_allocs(const at_pairs *h)
 {
     size_t n = 0;

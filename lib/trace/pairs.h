@@ -98,6 +98,9 @@ int at__pending_put(at_pending *p, const at_pair *a);
  * allocation with that seq is pending (an AT_PAIR_FREE entry of `hash`
  * is left alone). */
 int at__pending_take(at_pending *p, uint64_t seq, at_pair *out);
+/* Looks `seq` up without taking it: 1 and *out filled for a pending
+ * allocation or an entry of `hash` (either state), else 0. */
+int at__pending_peek(const at_pending *p, uint64_t seq, at_pair *out);
 /* Allocations pending. */
 size_t at__pending_count(const at_pending *p);
 /* Calls fn for every pending allocation in sequence order, `nth` counting

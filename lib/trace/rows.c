@@ -715,6 +715,15 @@ at_sqlw *at__sqlw_new(sqlite3 *db)
         free(w);
         return NULL;
     }
+    /* Frames already stored (a spool reader resumed over the trace of one
+     * that died): ids go on from the last, and the table is asked. */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT max(id) FROM frames", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0) {
+        w->next_frame_id = sqlite3_column_int64(st, 0);
+        w->frames_incomplete = 1;
+    }
+    sqlite3_finalize(st);
     return w;
 }
 

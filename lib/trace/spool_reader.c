@@ -12,6 +12,7 @@
  * the pairs completed.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,12 @@
 #include "tracer_internal.h"
 #include "writer.h"
 
+/* The sequence numbers of the halves one chunk left waiting in `live`. */
+typedef struct pend_list {
+    uint64_t *seq;
+    uint32_t n, cap;
+} pend_list;
+
 /* A chunk to read in this poll, and where it stands in the run. */
 typedef struct chunk_ref {
     uint64_t age;
@@ -57,7 +64,108 @@ struct at_spool_reader {
     uint64_t max_seq; /* the highest sequence number of an event read */
     int corrupt;
     int nomem;
+    /* Durability (see "Kept until the trace holds it" below). */
+    uint32_t *held;    /* FULL chunks read to their end, given back after COMMIT */
+    uint32_t nheld;
+    pend_list *pend;   /* per chunk: halves it put in `live` in its current gen */
+    uint32_t cur;      /* the chunk being read */
+    sqlite3_stmt *put_pending;
+    /* Resumed over the trace of a reader that died: records already in
+     * the trace are recognized and skipped. */
+    int resumed;
+    int resumed_arguments; /* the trace has the arguments already */
+    sqlite3_stmt *has_lifetime, *has_finding;
 };
+
+/* ---- Kept until the trace holds it ------------------------------------------------
+ *
+ * The reader may die (SIGKILL) at any moment; `alloctrace recover` then
+ * resumes from the trace and the spool (at__spool_reader_resume).  So the
+ * spool keeps every record the trace does not hold yet: a FULL chunk is
+ * given back only after the transaction holding its rows has committed
+ * (with a rollback journal, so a kill in the middle of a commit leaves the
+ * last committed state); a half of a lifetime waiting for its other half
+ * lives only in the reader's memory, so the halves a chunk leaves waiting
+ * are stored in `spool_pending` in that same transaction; END and EXEC go
+ * there too.  The resumed reader reads every chunk still in the spool from
+ * its start and skips what the trace holds (a lifetime, a finding, a
+ * pending half).  spool_pending is dropped when the trace is complete. */
+
+#define PENDING_TABLE                                                                              \
+    "CREATE TABLE IF NOT EXISTS spool_pending(seq INTEGER PRIMARY KEY, entry BLOB NOT NULL);"
+/* spool_pending's keys for the records of the end, below every event's */
+enum { PENDING_END = -1, PENDING_EXEC = -2 };
+
+/* Journal and sync as the reader writes: a rollback journal (TRUNCATE:
+ * no file created and deleted at each commit), no fsync (the trace must
+ * survive its writer's death, not the machine's). */
+static int db_settings(sqlite3 *db)
+{
+    return at__sql_exec(db, "PRAGMA journal_mode=TRUNCATE; PRAGMA synchronous=OFF;"
+                            " PRAGMA cache_size=-65536;");
+}
+
+static int prepare_pending(at_spool_reader *r)
+{
+    return sqlite3_prepare_v2(r->db, "INSERT OR REPLACE INTO spool_pending VALUES(?, ?)", -1,
+                              &r->put_pending, NULL) == SQLITE_OK
+               ? 0
+               : AT_E_DB;
+}
+
+static void put_pending(at_spool_reader *r, int64_t key, const void *entry, size_t size)
+{
+    sqlite3_bind_int64(r->put_pending, 1, key);
+    sqlite3_bind_blob(r->put_pending, 2, entry, (int)size, SQLITE_STATIC);
+    if (sqlite3_step(r->put_pending) != SQLITE_DONE)
+        r->nomem = 1; /* counted as a spool error; the trace itself is whole */
+    sqlite3_reset(r->put_pending);
+}
+
+/* Chunk r->cur left the half `seq` waiting. */
+static void note_pending(at_spool_reader *r, uint64_t seq)
+{
+    pend_list *l = &r->pend[r->cur];
+    if (l->n == l->cap) {
+        uint32_t cap = l->cap ? l->cap * 2 : 64;
+        uint64_t *v = realloc(l->seq, cap * sizeof *v);
+        if (!v) {
+            r->nomem = 1;
+            return;
+        }
+        l->seq = v;
+        l->cap = cap;
+    }
+    l->seq[l->n++] = seq;
+}
+
+/* Before the commit that gives chunk `i` back: the halves it left that
+ * still wait, into spool_pending. */
+static void store_pending(at_spool_reader *r, uint32_t i)
+{
+    pend_list *l = &r->pend[i];
+    for (uint32_t k = 0; k < l->n; k++) {
+        at_pair e;
+        if (at__pending_peek(&r->live, l->seq[k], &e))
+            put_pending(r, (int64_t)l->seq[k], &e, sizeof e);
+    }
+    l->n = 0;
+}
+
+/* After the commit: the chunks read to their end go back to the producer.
+ * `used` is cleared first so that a stale value is never read as data
+ * when the chunk is refilled. */
+static void give_back(at_spool_reader *r)
+{
+    for (uint32_t k = 0; k < r->nheld; k++) {
+        uint32_t i = r->held[k];
+        at_spool_chunk *c = at__spool_chunk(&r->spool, i);
+        __atomic_store_n(&at__chunk_buf(c)->used, 0, __ATOMIC_RELAXED);
+        r->off[i] = 0;
+        __atomic_store_n(&c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
+    }
+    r->nheld = 0;
+}
 
 static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
 {
@@ -67,14 +175,16 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
     if (sqlite3_open_v2(db_path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
         SQLITE_OK)
         return AT_E_DB;
-    /* No journal: nothing here is ever rolled back, and a reader killed
-     * half-way loses the trace with or without one (the chunks it read are
-     * already reused), so the journal would only cost time. */
-    rc = at__sql_exec(r->db, "PRAGMA page_size=16384; PRAGMA journal_mode=OFF;"
-                             "PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
-                             "PRAGMA user_version=" AT_STRINGIFY(AT_SCHEMA_VERSION) "; BEGIN;");
+    rc = at__sql_exec(r->db, "PRAGMA page_size=16384; PRAGMA user_version=" AT_STRINGIFY(
+                                 AT_SCHEMA_VERSION) ";");
+    if (!rc)
+        rc = db_settings(r->db);
+    if (!rc)
+        rc = at__sql_exec(r->db, "BEGIN;");
     if (!rc)
         rc = at__schema_create(r->db);
+    if (!rc)
+        rc = at__sql_exec(r->db, PENDING_TABLE);
     if (rc)
         return rc;
     rc = at__trace_begin(r->db);
@@ -87,7 +197,50 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
     r->w = at__sqlw_new(r->db);
     if (r->w)
         at__sqlw_keep_replay_log(r->w); /* the replay at completion, without reading back */
-    return r->w ? 0 : AT_E_DB;
+    return r->w ? prepare_pending(r) : AT_E_DB;
+}
+
+/* Opens and locks the spool (spool.h: the lock is what tells its producer
+ * that a consumer is alive), and the reader's per-chunk arrays. */
+static int attach_spool(at_spool_reader *r, const char *spool_path)
+{
+    r->spool.fd = -1;
+    int rc = at__spool_open(&r->spool, spool_path);
+    if (!rc && at__spool_lock(&r->spool) != 0)
+        rc = AT_SPOOL_READER_BUSY;
+    if (!rc) {
+        uint32_t n = r->spool.h->max_chunks;
+        r->gen = calloc(n, sizeof *r->gen);
+        r->off = calloc(n, sizeof *r->off);
+        r->order = calloc(n, sizeof *r->order);
+        r->held = calloc(n, sizeof *r->held);
+        r->pend = calloc(n, sizeof *r->pend);
+        rc = r->gen && r->off && r->order && r->held && r->pend ? 0 : AT_E_NOMEM;
+    }
+    return rc;
+}
+
+/* The file name of `path`, into the header field `field` (empty when it
+ * does not fit). */
+static void name_into(char *field, size_t size, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t n = strlen(base);
+    memset(field, 0, size);
+    if (n < size)
+        memcpy(field, base, n);
+}
+
+/* The reader is the spool's consumer from now on. */
+static void claim(at_spool_reader *r, const char *db_path)
+{
+    if (!r->resumed) {
+        name_into(r->spool.h->writing, sizeof r->spool.h->writing, db_path);
+        if (!r->spool.h->trace_name[0])
+            name_into(r->spool.h->trace_name, sizeof r->spool.h->trace_name, db_path);
+    }
+    __atomic_store_n(&r->spool.h->consumer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
 }
 
 int at__spool_reader_open(const char *spool_path, const char *db_path, int overwrite,
@@ -96,21 +249,155 @@ int at__spool_reader_open(const char *spool_path, const char *db_path, int overw
     at_spool_reader *r = calloc(1, sizeof *r);
     if (!r)
         return AT_E_NOMEM;
-    r->spool.fd = -1;
-    int rc = at__spool_open(&r->spool, spool_path);
+    int rc = attach_spool(r, spool_path);
     if (!rc) {
-        r->gen = calloc(r->spool.h->max_chunks, sizeof *r->gen);
-        r->off = calloc(r->spool.h->max_chunks, sizeof *r->off);
-        r->order = calloc(r->spool.h->max_chunks, sizeof *r->order);
-        rc = r->gen && r->off && r->order ? 0 : AT_E_NOMEM;
-    }
-    if (!rc)
+        claim(r, db_path); /* first: a reader killed from now on is resumed */
         rc = open_db(r, db_path, overwrite);
+    }
     if (rc) {
         at__spool_reader_abandon(r);
         return rc;
     }
-    __atomic_store_n(&r->spool.h->consumer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+    *out = r;
+    return 0;
+}
+
+void at__spool_reader_set_final(at_spool_reader *r, const char *final_path)
+{
+    name_into(r->spool.h->trace_name, sizeof r->spool.h->trace_name, final_path);
+}
+
+/* ---- resuming: the trace of a reader that died ---------------------------------- */
+
+/* 1 if the statement `st`, bound to `seq`, finds a row. */
+static int found(sqlite3_stmt *st, uint64_t seq)
+{
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+    int row = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return row;
+}
+
+/* The halves and the end the dead reader stored, back into `r`: pending
+ * halves whose lifetime is not in the trace. */
+static int load_pending(at_spool_reader *r)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT seq, entry FROM spool_pending p WHERE seq < 0 OR NOT EXISTS"
+                           " (SELECT 1 FROM lifetimes l WHERE l.seq = p.seq)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return AT_E_DB;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t key = sqlite3_column_int64(st, 0);
+        const void *blob = sqlite3_column_blob(st, 1);
+        int n = sqlite3_column_bytes(st, 1);
+        if (key < 0 && n == (int)sizeof(at_rec_end)) {
+            at_rec_end *e = key == PENDING_END ? &r->end : &r->exec;
+            memcpy(e, blob, sizeof *e);
+            if (key == PENDING_END)
+                r->ended = 1;
+            else
+                r->exec_pending = e->kind == AT_REC_EXEC;
+            continue;
+        }
+        at_pair e;
+        if (key < 0 || n != (int)sizeof e)
+            continue;
+        memcpy(&e, blob, sizeof e);
+        int ok;
+        if (e.state == AT_PAIR_ALLOC) {
+            int put = at__pending_put(&r->live, &e);
+            r->nomem |= put < 0;
+            ok = put == 0;
+        } else {
+            at_pair *p = at__pairs_add(&r->live.hash, e.seq);
+            if (p)
+                *p = e;
+            else
+                r->nomem = 1;
+            ok = p != NULL;
+            r->waiting_frees += ok;
+        }
+        if (ok)
+            note_pending(r, e.seq);
+        if (ok && e.seq > r->max_seq)
+            r->max_seq = e.seq;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
+static int resume_db(at_spool_reader *r, const char *db_path)
+{
+    if (sqlite3_open_v2(db_path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+        SQLITE_OK)
+        return AT_E_ACCESS;
+    int rc = db_settings(r->db); /* a hot journal is rolled back here */
+    sqlite3_stmt *st;
+    int schema = 0;
+    if (!rc && sqlite3_prepare_v2(r->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+                                  -1, &st, NULL) == SQLITE_OK) {
+        schema = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
+        sqlite3_finalize(st);
+    }
+    if (!rc && !schema)
+        return AT_E_INVALID; /* killed before its first commit: the spool holds it all */
+    if (!rc && at__meta_get_int(r->db, AT_META_FINISHED, 0) != 0)
+        return AT_E_EXISTS; /* complete already */
+    if (!rc)
+        rc = at__sql_exec(r->db, PENDING_TABLE);
+    if (!rc)
+        rc = at__meta_set_int(r->db, AT_META_WRITER_PID, getpid());
+    if (!rc && (sqlite3_prepare_v2(r->db, "SELECT 1 FROM lifetimes WHERE seq = ?", -1,
+                                   &r->has_lifetime, NULL) != SQLITE_OK ||
+                sqlite3_prepare_v2(r->db, "SELECT 1 FROM findings WHERE seq = ?", -1,
+                                   &r->has_finding, NULL) != SQLITE_OK))
+        rc = AT_E_DB;
+    if (!rc)
+        rc = load_pending(r);
+    if (!rc) {
+        if (sqlite3_prepare_v2(r->db, "SELECT value != '[]' FROM meta WHERE key = 'arguments'",
+                               -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+            r->resumed_arguments = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (!rc) {
+        if (sqlite3_prepare_v2(r->db, "SELECT max(seq + coalesce(free_dseq, 0)) FROM lifetimes",
+                               -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) > r->max_seq)
+            r->max_seq = (uint64_t)sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        r->w = at__sqlw_new(r->db); /* no replay log: completion replays the table */
+        rc = r->w ? prepare_pending(r) : AT_E_DB;
+    }
+    return rc;
+}
+
+int at__spool_reader_resume(const char *spool_path, const char *db_dir, at_spool_reader **out)
+{
+    at_spool_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return AT_E_NOMEM;
+    r->resumed = 1;
+    int rc = attach_spool(r, spool_path);
+    char path[PATH_MAX];
+    if (!rc) {
+        const char *name = r->spool.h->writing;
+        if (!name[0] || memchr(name, '\0', sizeof r->spool.h->writing) == NULL ||
+            strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            rc = AT_E_INVALID;
+        else
+            snprintf(path, sizeof path, "%s/%s", db_dir, name);
+    }
+    if (!rc)
+        rc = resume_db(r, path);
+    if (rc) {
+        at__spool_reader_abandon(r);
+        return rc;
+    }
+    claim(r, path);
     *out = r;
     return 0;
 }
@@ -128,7 +415,14 @@ void at__spool_reader_abandon(at_spool_reader *r)
         __atomic_store_n(&r->spool.h->consumer_pid, 0, __ATOMIC_RELEASE);
     at__pending_free(&r->live);
     at__sqlw_free(r->w);
+    sqlite3_finalize(r->put_pending);
+    sqlite3_finalize(r->has_lifetime);
+    sqlite3_finalize(r->has_finding);
     sqlite3_close(r->db);
+    for (uint32_t i = 0; r->pend && i < r->spool.h->max_chunks; i++)
+        free(r->pend[i].seq);
+    free(r->pend);
+    free(r->held);
     at__spool_close(&r->spool);
     free(r->gen);
     free(r->off);
@@ -190,6 +484,7 @@ static void wait_for_free(at_spool_reader *r, const at_rec_free *f)
         return;
     }
     r->waiting_frees++;
+    note_pending(r, f->seq);
     p->state = AT_PAIR_FREE;
     p->u.f.free_seq = f->free_seq;
     p->u.f.free_size = f->free_size;
@@ -218,10 +513,24 @@ static at_rec_free waiting_free(const at_pair *p)
     };
 }
 
+/* Resumed: whether the half of lifetime `seq` in state `state` is one the
+ * trace holds already (its lifetime, or the same half waiting). */
+static int seen(at_spool_reader *r, uint64_t seq, uint8_t state)
+{
+    if (!r->resumed)
+        return 0;
+    at_pair e;
+    if (at__pending_peek(&r->live, seq, &e) && e.state == state)
+        return 1;
+    return found(r->has_lifetime, seq);
+}
+
 static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 {
     if (a->seq > r->max_seq)
         r->max_seq = a->seq;
+    if (seen(r, a->seq, AT_PAIR_ALLOC))
+        return;
     /* A release read before its allocation is rare (their chunks read out
      * of order); while none waits, the lookup is skipped. */
     size_t slot = r->waiting_frees ? at__pairs_find(&r->live.hash, a->seq) : SIZE_MAX;
@@ -233,6 +542,8 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
             r->nomem = 1;
         else if (rc > 0)
             r->corrupt = 1; /* the same allocation twice */
+        else
+            note_pending(r, a->seq);
         return;
     }
     at_pair *p = at__pairs_at(&r->live.hash, slot);
@@ -250,6 +561,8 @@ static void on_free(at_spool_reader *r, const at_rec_free *f)
 {
     if (f->free_seq > r->max_seq)
         r->max_seq = f->free_seq;
+    if (seen(r, f->seq, AT_PAIR_FREE))
+        return;
     at_pair a;
     if (at__pending_take(&r->live, f->seq, &a))
         write_pair(r, &a, f);
@@ -268,7 +581,8 @@ static void on_meta(at_spool_reader *r, const char *text, uint32_t n)
     const char *value = key + klen + 1;
     size_t vlen = n - klen - 1;
     if (strcmp(key, "argv") == 0) { /* the producer's name for the arguments */
-        at__meta_append_arguments(r->db, NULL, 0, value, vlen);
+        if (!r->resumed || !r->resumed_arguments)
+            at__meta_append_arguments(r->db, NULL, 0, value, vlen);
         return;
     }
     int k = at__meta_key_named(key, klen);
@@ -306,6 +620,7 @@ static void on_record(at_spool_reader *r, const unsigned char *p)
     case AT_REC_END:
         memcpy(&r->end, p, sizeof r->end);
         r->ended = 1;
+        put_pending(r, PENDING_END, &r->end, sizeof r->end);
         break;
     case AT_REC_EXEC:
     case AT_REC_EXEC_FAILED:
@@ -313,7 +628,17 @@ static void on_record(at_spool_reader *r, const unsigned char *p)
         r->exec_pending = *p == AT_REC_EXEC;
         if (r->exec.seq > r->max_seq)
             r->max_seq = r->exec.seq;
+        put_pending(r, PENDING_EXEC, &r->exec, sizeof r->exec);
         break;
+    case AT_REC_FINDING: {
+        at_rec_finding f;
+        memcpy(&f, p, sizeof f);
+        if (r->resumed && found(r->has_finding, f.seq))
+            break; /* in the trace already */
+        if (at__sqlw_record(r->w, p) < 0)
+            r->corrupt = 1;
+        break;
+    }
     case AT_REC_META: {
         at_rec_var h;
         memcpy(&h, p, sizeof h);
@@ -361,7 +686,10 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
     chunk_view v = view_chunk(r, i);
     if (v.state == AT_CHUNK_FREE)
         return 0;
+    if (v.gen != r->gen[i])
+        r->pend[i].n = 0; /* never: a chunk is given back only once its halves are stored */
     r->gen[i] = v.gen;
+    r->cur = i;
     size_t start = v.off, off = start;
     while (off < v.used) {
         size_t n = at__record_size(v.b->data + off, v.used - off);
@@ -378,14 +706,8 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
         off += n;
     }
     r->off[i] = off;
-    if (v.state == AT_CHUNK_FULL) {
-        /* Every byte of a FULL chunk was published before it became FULL:
-         * give it back.  `used` is cleared first so that a stale value is
-         * never read as data when the chunk is refilled. */
-        __atomic_store_n(&v.b->used, 0, __ATOMIC_RELAXED);
-        r->off[i] = 0;
-        __atomic_store_n(&v.c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
-    }
+    if (v.state == AT_CHUNK_FULL) /* every byte published: given back after the commit */
+        r->held[r->nheld++] = i;
     return off - start;
 }
 
@@ -443,11 +765,20 @@ long at__spool_reader_poll(at_spool_reader *r)
     qsort(r->order, m, sizeof *r->order, by_age);
     for (uint32_t k = 0; k < m; k++)
         total += read_chunk(r, r->order[k].i, &began);
+    if (r->nheld && !began) {
+        at__sqlw_exec(r->w, "BEGIN");
+        began = 1;
+    }
+    for (uint32_t k = 0; k < r->nheld; k++)
+        store_pending(r, r->held[k]);
     if (began) {
         at__sqlw_flush(r->w);
         at__sqlw_exec(r->w, "COMMIT");
     }
     int err = at__sqlw_error(r->w);
+    /* Given back even after an error: the trace is lost then, and the
+     * program must not wait for chunks that would never come back. */
+    give_back(r);
     return err ? err : (long)total;
 }
 
@@ -475,7 +806,9 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         e->alloc_bytes = (int64_t)r->end.alloc_bytes;
         e->free_calls = (int64_t)r->end.free_calls;
         e->findings = (int64_t)r->end.findings;
-        e->lost_events += (int64_t)r->end.lost_events;
+        /* the END's count holds the spool's drops (each is a thread's lost record) */
+        if ((int64_t)r->end.lost_events > e->lost_events)
+            e->lost_events = (int64_t)r->end.lost_events;
     } else if (exec) {
         e->totals_known = 1;
         e->duration_us = (int64_t)(r->exec.duration_ns / 1000);
@@ -483,7 +816,8 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         e->alloc_bytes = (int64_t)r->exec.alloc_bytes;
         e->free_calls = (int64_t)r->exec.free_calls;
         e->findings = (int64_t)r->exec.findings;
-        e->lost_events += (int64_t)r->exec.lost_events;
+        if ((int64_t)r->exec.lost_events > e->lost_events)
+            e->lost_events = (int64_t)r->exec.lost_events;
     }
 }
 
@@ -536,7 +870,9 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     write_leaks(r);
     at__sqlw_flush(r->w);
     at__sqlw_aggregate_finish(r->w); /* an aggregated trace's (aggregate.h) */
-    at__sqlw_exec(r->w, "COMMIT");
+    if (!at__sqlw_error(r->w)) /* the leaks are rows now: what waited is no longer needed */
+        at__sqlw_exec(r->w, "DROP TABLE IF EXISTS spool_pending");
+    at__sqlw_exec(r->w, at__sqlw_error(r->w) ? "ROLLBACK" : "COMMIT");
     int err = rc < 0 ? (int)rc : at__sqlw_error(r->w);
     at_replay_log *log = at__sqlw_take_replay_log(r->w);
     at__sqlw_free(r->w);
@@ -552,6 +888,12 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     at__replay_log_free(log);
     if (closed_properly)
         *closed_properly = r->ended;
+    sqlite3_finalize(r->put_pending);
+    sqlite3_finalize(r->has_lifetime);
+    sqlite3_finalize(r->has_finding);
+    r->put_pending = r->has_lifetime = r->has_finding = NULL;
+    if (!err) /* one file again: no journal beside the trace */
+        err = at__sql_exec(r->db, "PRAGMA journal_mode=DELETE");
     if (sqlite3_close(r->db) != SQLITE_OK && !err)
         err = AT_E_DB;
     r->db = NULL;

@@ -10,6 +10,24 @@ typedef struct at_spool_reader at_spool_reader;
 int at__spool_reader_open(const char *spool_path, const char *db_path, int overwrite,
                           at_spool_reader **out);
 
+/* What at__spool_reader_open and _resume return when another consumer
+ * (a live `alloctrace run`, another recover) holds the spool's lock. */
+enum { AT_SPOOL_READER_BUSY = -100 };
+
+/* The trace the one being written becomes at the end (another name while
+ * `run --force` replaces an old trace): its file name goes into the
+ * spool's header, for `alloctrace recover`.  The caller renames. */
+void at__spool_reader_set_final(at_spool_reader *r, const char *final_path);
+
+/* Attaches to a spool whose reader died (its lock is free) and reopens
+ * the unfinished trace it was writing (the header's `writing`, in the
+ * directory `db_dir`): records the trace already holds are skipped, the
+ * halves it kept waiting are taken back.  0, AT_SPOOL_READER_BUSY, or a
+ * negative AT_E_* code: AT_E_ACCESS no such file, AT_E_INVALID a file the
+ * dead reader had not committed a trace into yet (the spool holds all),
+ * AT_E_EXISTS the trace is complete already. */
+int at__spool_reader_resume(const char *spool_path, const char *db_dir, at_spool_reader **out);
+
 /* Turns every record available now into rows and gives full chunks back;
  * the number of bytes read, or a negative AT_E_* code. */
 long at__spool_reader_poll(at_spool_reader *r);

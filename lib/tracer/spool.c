@@ -3,7 +3,6 @@
  * leave the other blocked by dying. */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -53,6 +52,8 @@ static int map(at_spool *s, int fd, size_t size)
     s->chunks = chunks;
     s->grow_limit = chunks ? chunks_mappable(AT_SPOOL_CHUNK) : 0;
     s->filling = 0;
+    s->starved = 0;
+    s->hint = 0;
     return 0;
 }
 
@@ -224,14 +225,115 @@ static at_buf *take(at_spool *s, at_spool_chunk *c)
     return b;
 }
 
-static int consumer_alive(const at_spool *s)
+/* The lock's byte: the header's first, which no producer locks. */
+static struct flock lock_byte(short type)
 {
-    pid_t pid = __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE);
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+    return (struct flock){.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+}
+
+int at__spool_lock(at_spool *s)
+{
+    struct flock l = lock_byte(F_WRLCK);
+    if (fcntl(s->fd, F_OFD_SETLK, &l) != 0)
+        return errno == EAGAIN || errno == EACCES ? AT_E_EXISTS : AT_E_IO;
+    __atomic_store_n(&s->h->consumer_locked, 1, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int at__spool_locked(const at_spool *s)
+{
+    int saved = errno;
+    struct flock l = lock_byte(F_WRLCK);
+    /* A test that fails says nothing: taken as held, so a producer waits
+     * (as it did for a consumer it could not see) rather than give up. */
+    int held = fcntl(s->fd, F_OFD_GETLK, &l) != 0 || l.l_type != F_UNLCK;
+    errno = saved;
+    return held;
+}
+
+/* Whether a consumer gives chunks back: 1 alive, 0 none ever attached,
+ * -1 it attached and is gone (its lock is free: it died or ended). */
+static int consumer_state(const at_spool *s)
+{
+    if (!__atomic_load_n(&s->h->consumer_locked, __ATOMIC_ACQUIRE))
+        return 0;
+    return at__spool_locked(s) ? 1 : -1;
+}
+
+/* A chunk never taken, grown into the file within `limit` chunks; NULL
+ * when there is none (or no disk for it). */
+static at_buf *grow(at_spool *s, uint32_t n, uint32_t limit, int *unmapped)
+{
+    at_buf *b = NULL;
+    while (!b && !*unmapped && n < limit && !__atomic_load_n(&s->no_growth, __ATOMIC_RELAXED)) {
+        /* A new chunk: its disk blocks first (a write into a hole of a
+         * full file system is a SIGBUS), then the index, then the chunk
+         * (fresh from the sparse file: FREE and zero). */
+        if (reserve(s->fd, (off_t)(AT_SPOOL_HEADER + (size_t)n * s->h->chunk_size),
+                    (off_t)s->h->chunk_size) != 0) {
+            __atomic_store_n(&s->no_growth, 1, __ATOMIC_RELAXED);
+            break;
+        }
+        if (__atomic_compare_exchange_n(&s->h->nchunks, &n, n + 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            at_spool_chunk *c = chunk_at(s, n, unmapped);
+            if (c)
+                b = take(s, c);
+        }
+    }
+    return b;
+}
+
+/* How many chunks the spool may hold now: all of them while a consumer
+ * gives chunks back or none ever did; past a dead consumer, what it held
+ * then and AT_SPOOL_ORPHAN_CHUNKS more (the first thread to see the death
+ * decides it). */
+static uint32_t chunk_limit(at_spool *s, int state)
+{
+    uint32_t max = s->h->max_chunks;
+    if (state >= 0)
+        return max;
+    uint32_t limit = __atomic_load_n(&s->h->orphan_limit, __ATOMIC_ACQUIRE);
+    if (!limit) {
+        uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
+        uint32_t want = n > max - AT_SPOOL_ORPHAN_CHUNKS ? max : n + AT_SPOOL_ORPHAN_CHUNKS;
+        uint32_t zero = 0;
+        if (!__atomic_compare_exchange_n(&s->h->orphan_limit, &zero, want, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            want = zero;
+        limit = want;
+    }
+    return limit < max ? limit : max;
+}
+
+/* A chunk with nobody giving any back: from the first not known taken,
+ * then a new one; NULL marks the spool starved. */
+static at_buf *get_unattended(at_spool *s, int state, int *unmapped)
+{
+    uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
+    at_buf *b = NULL;
+    uint32_t i = __atomic_load_n(&s->hint, __ATOMIC_RELAXED);
+    for (; i < n && !b; i++) {
+        at_spool_chunk *c = chunk_at(s, i, unmapped);
+        if (c)
+            b = take(s, c);
+    }
+    __atomic_store_n(&s->hint, b ? i - 1 : i, __ATOMIC_RELAXED);
+    if (!b)
+        b = grow(s, n, chunk_limit(s, state), unmapped);
+    /* starved: nothing will come back; a chunk this process could not map
+     * is not that (another thread's may free address space) */
+    if (!b && !*unmapped)
+        __atomic_store_n(&s->starved, 1, __ATOMIC_RELEASE);
+    return b;
 }
 
 at_buf *at__spool_get(at_spool *s)
 {
+    if (__atomic_load_n(&s->starved, __ATOMIC_ACQUIRE)) {
+        __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
     int saved = errno;
     at_buf *b = NULL;
     for (unsigned spins = 0;; spins++) {
@@ -242,42 +344,33 @@ at_buf *at__spool_get(at_spool *s)
             break;
         }
         int unmapped = 0; /* a chunk this process could not map: no waiting */
+        int state = consumer_state(s);
         __atomic_add_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
+        if (state <= 0) {
+            b = get_unattended(s, state, &unmapped);
+            __atomic_sub_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
+            if (!b)
+                __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
+            break;
+        }
         uint32_t n = __atomic_load_n(&s->h->nchunks, __ATOMIC_ACQUIRE);
         for (uint32_t i = 0; i < n && !b; i++) {
             at_spool_chunk *c = chunk_at(s, i, &unmapped);
             if (c)
                 b = take(s, c);
         }
-        /* With a consumer that gives chunks back, a limit on growth makes
-         * the program wait for it (spool.h, grow_limit); without one, the
-         * chunks it filled are retired (unmapped). */
-        uint32_t limit = s->grow_limit && __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE)
-                             ? s->grow_limit
-                             : s->h->max_chunks;
-        while (!b && !unmapped && n < s->h->max_chunks && n < limit &&
-               !__atomic_load_n(&s->no_growth, __ATOMIC_RELAXED)) {
-            /* A new chunk: its disk blocks first (a write into a hole of a
-             * full file system is a SIGBUS), then the index, then the
-             * chunk (fresh from the sparse file: FREE and zero). */
-            if (reserve(s->fd, (off_t)(AT_SPOOL_HEADER + (size_t)n * s->h->chunk_size),
-                        (off_t)s->h->chunk_size) != 0) {
-                __atomic_store_n(&s->no_growth, 1, __ATOMIC_RELAXED);
-                break;
-            }
-            if (__atomic_compare_exchange_n(&s->h->nchunks, &n, n + 1, 0, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE)) {
-                at_spool_chunk *c = chunk_at(s, n, &unmapped);
-                if (c)
-                    b = take(s, c);
-            }
-        }
+        /* A consumer gives chunks back: under RLIMIT_AS a limit on growth
+         * makes the program wait for it (spool.h, grow_limit). */
+        uint32_t limit = s->grow_limit && s->grow_limit < s->h->max_chunks ? s->grow_limit
+                                                                           : s->h->max_chunks;
+        if (!b && !unmapped)
+            b = grow(s, n, limit, &unmapped);
         __atomic_sub_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
         if (b)
             break;
         int held = __atomic_load_n(&s->filling, __ATOMIC_RELAXED) >= n &&
                    (n >= s->h->max_chunks || __atomic_load_n(&s->no_growth, __ATOMIC_RELAXED));
-        if (unmapped || held || !consumer_alive(s)) {
+        if (unmapped || held) {
             __atomic_add_fetch(&s->h->dropped, 1, __ATOMIC_RELAXED);
             break;
         }
@@ -295,6 +388,8 @@ void at__spool_submit(at_spool *s, at_buf *b)
     at_spool_chunk *c = (at_spool_chunk *)b - 1;
     __atomic_store_n(&c->state, AT_CHUNK_FULL, __ATOMIC_RELEASE);
     __atomic_sub_fetch(&s->filling, 1, __ATOMIC_RELAXED);
-    if (s->windowed && __atomic_load_n(&s->h->consumer_pid, __ATOMIC_ACQUIRE) == 0)
+    /* no live consumer: nobody gives it back (the file keeps its records
+     * for a later recover) */
+    if (s->windowed && consumer_state(s) <= 0)
         retire(s, c);
 }

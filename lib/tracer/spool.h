@@ -34,6 +34,10 @@ enum {
      * whole pages up to this size, at most AT_SPOOL_MAX_CHUNKS of them,
      * no more taken than there are; anything else is not a spool. */
     AT_SPOOL_CHUNK_LIMIT = 64 * 1024 * 1024,
+    /* Chunks a producer whose consumer died may still add to the spool:
+     * what it records then is kept for `alloctrace recover`, within 16 MiB
+     * more of disk; what does not fit is counted as lost. */
+    AT_SPOOL_ORPHAN_CHUNKS = 64,
 };
 enum { AT_CHUNK_FREE = 0, AT_CHUNK_FILLING = 1, AT_CHUNK_FULL = 2 };
 
@@ -52,7 +56,19 @@ typedef struct at_spool_header {
      * in the records). */
     uint64_t exec_seq;
     int32_t run_pid; /* the `alloctrace run` whose run wrote it (AT_ENV_RUN), or 0 */
-    int32_t pad;
+    /* Nonzero once a consumer holds the spool's lock (at__spool_lock):
+     * from then on the lock, not a pid, says whether it is alive. */
+    uint32_t consumer_locked;
+    /* Set by the first producer thread to find the consumer dead: at most
+     * this many chunks from then on (the spool grows no more than
+     * AT_SPOOL_ORPHAN_CHUNKS past what it held). */
+    uint32_t orphan_limit;
+    uint32_t pad;
+    /* The trace the consumer writes, and the one it becomes at the end
+     * (a different name while --force replaces an old trace): file names
+     * in the spool's directory, NUL-terminated, empty when unknown. */
+    char writing[256];
+    char trace_name[256];
 } at_spool_header;
 
 /* A chunk's header; its at_buf (whose `used` the consumer reads) follows. */
@@ -91,6 +107,13 @@ typedef struct at_spool {
      * its records as lost at once rather than wait (more threads alive
      * than the spool has chunks). */
     uint32_t filling;
+    /* Producer: nobody gives chunks back any more (no consumer, or a dead
+     * one), and none was free at the last look: every later record is
+     * counted as lost at once, no chunk scanned. */
+    int starved;
+    /* Producer: while nobody gives chunks back, chunks below this index are
+     * known taken (none is given back), so a search starts here. */
+    uint32_t hint;
 } at_spool;
 
 /* Creates `path` (O_EXCL, mode 0600, never through a symlink) and maps it.
@@ -114,10 +137,26 @@ static inline at_spool_chunk *at__spool_chunk(const at_spool *s, uint32_t i)
     return (at_spool_chunk *)(s->base + AT_SPOOL_HEADER + (size_t)i * s->h->chunk_size);
 }
 
+/* Consumer: takes the spool's lock (an open file description lock on its
+ * first byte, held until `s` is closed or the process dies, whatever its
+ * pid becomes later) and marks the spool as locked.  0, or AT_E_EXISTS
+ * when another consumer holds it, AT_E_IO when locks are refused. */
+int at__spool_lock(at_spool *s);
+
+/* Whether a consumer holds the lock of the spool open as `s` (tested, not
+ * taken); a process that holds it itself through `s` is not seen. */
+int at__spool_locked(const at_spool *s);
+
 /* Producer: a chunk for the calling thread, waiting while the consumer is
  * alive and behind; NULL when none can be had (the caller counts the
- * record as lost): no consumer, no address space to map one, or every
- * chunk held by a thread of this process. */
+ * record as lost).  The consumer is alive while it holds the spool's lock
+ * (at__spool_lock); a spool no consumer ever locked is read after the
+ * producer ends (nobody waits for it).  Once nobody gives chunks back the
+ * producer never waits: it fills what the spool has, grows it by at most
+ * AT_SPOOL_ORPHAN_CHUNKS past what it held when the consumer died, and
+ * then counts every record as lost at the cost of one load.  It gets none
+ * either when it has no address space to map one, or when every chunk is
+ * held by a thread of this process. */
 at_buf *at__spool_get(at_spool *s);
 
 /* Producer: the chunk is full (or its thread is done with it).  A

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""The recorder's death and its signals (issue 12, cases 2, 3 and 12):
+
+- SIGKILL of `alloctrace run` at a random moment while a multi-threaded
+  program leaks: `alloctrace recover TRACE` (the path given to run) gives a
+  trace holding every block the program says it leaked, each with its
+  allocation stack through leak_site(), the right call count, nothing lost;
+  no spool, no journal left.  TRIALS trials (bench/recorder_kill.sh: 100).
+- a dead recorder whose pid is reused (the spool's consumer_pid made the
+  pid of a live process): a program that spools far more than the spool
+  may still take never waits and never crawls; the spool stops growing;
+  what could not be spooled is counted in lost_events.
+- SIGTERM from `timeout`: forwarded to the program, the trace finished, the
+  run's status the program's, no spool left.
+- --force: the old trace stays whole until the new one is complete, also
+  when the recorder is killed (recover then puts the new one in its place).
+
+    recorder_test.py ALLOCTRACE RECORDER_PROG WORKDIR TRIALS
+"""
+import hashlib
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from tap import check, finish
+
+alloctrace, prog, workdir = (os.path.abspath(a) for a in sys.argv[1:4])
+trials = int(sys.argv[4])
+work = os.path.join(workdir, "recorder-%d" % os.getpid())
+shutil.rmtree(work, ignore_errors=True)
+os.makedirs(work)
+THREADS, ITERS = 4, 20000
+
+
+def wait_file(path, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def meta(db, key):
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def recover(trace):
+    """`alloctrace recover TRACE`, again while the program is still exiting."""
+    end = time.time() + 60
+    while True:
+        r = subprocess.run([alloctrace, "recover", "-q", trace], capture_output=True, text=True,
+                           timeout=300)
+        if "still running" not in r.stderr or time.time() > end:
+            return r
+        time.sleep(0.1)
+
+
+def leftovers(d):
+    return sorted(f for f in os.listdir(d) if f.endswith(".spool") or f.endswith("-journal")
+                  or f.startswith(".alloctrace."))
+
+
+def kill_trial(n, seed):
+    d = os.path.join(work, "kill%d" % n)
+    os.makedirs(d)
+    out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+    run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                            str(ITERS), "1500"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    # a random moment of the recording: from the spool's creation (the
+    # program starts right after) into the program's run
+    t0 = time.time()
+    while not [f for f in os.listdir(d) if f.endswith(".spool")] and time.time() < t0 + 30:
+        time.sleep(0.005)
+    delay = random.Random(seed).uniform(0.0, 0.6)
+    time.sleep(delay)
+    run.kill()
+    run.wait()
+    if not wait_file(out, 120):
+        return "the program never finished"
+    r = recover(trace)
+    if r.returncode != 0:
+        return "recover failed: %s" % r.stderr
+    made = set()
+    with open(out) as f:
+        for line in f:
+            ptr, size = line.split()
+            made.add((int(ptr), int(size)))
+    db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+    found = set(db.execute(
+        "SELECT l.ptr, l.size FROM leaks l JOIN stack_text s ON s.stack = l.stack"
+        " WHERE l.size BETWEEN 5000 AND 5999 AND s.text LIKE '%leak_site%'").fetchall())
+    calls = int(meta(db, "alloc_calls") or 0)
+    lost = int(meta(db, "lost_events") or 0)
+    lifetimes = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+    db.close()
+    missing = made - found
+    left = leftovers(d)
+    if missing or not made:
+        return "killed after %.2f s: %d of %d leaks missing (with their stack)" % (
+            delay, len(missing), len(made))
+    if calls < THREADS * ITERS or calls != lifetimes or lost:
+        return "killed after %.2f s: alloc_calls %d, lifetimes %d, lost %d" % (
+            delay, calls, lifetimes, lost)
+    if left:
+        return "left behind: %s" % left
+    return None
+
+
+failures = []
+for n in range(trials):
+    why = kill_trial(n, 1000 + n)
+    if why:
+        failures.append("trial %d: %s" % (n, why))
+print("# %d trials of SIGKILL of the recorder, %d failed" % (trials, len(failures)))
+check(not failures, "every trial's recovered trace holds every leak with its stack (%d trials)"
+      % trials, "\n".join(failures[:10]))
+
+# ---- a dead recorder, its pid reused: never waits, never crawls ---------------------------
+d = os.path.join(work, "reuse")
+os.makedirs(d)
+BIG = 400000
+t0 = time.time()
+live = subprocess.run([alloctrace, "run", "-q", "-o", os.path.join(d, "live.db"), "--", prog,
+                       os.path.join(d, "live-leaked"), str(THREADS), str(BIG)],
+                      capture_output=True, text=True, timeout=300)
+live_s = time.time() - t0
+check(live.returncode == 0, "a big run with a live recorder", live.stderr[-500:])
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+other = subprocess.Popen(["sleep", "300"])
+t0 = time.time()
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(BIG)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+spool = os.path.join(d, ".alloctrace.%d.spool" % run.pid)
+wait_file(trace, 30)
+time.sleep(0.1)
+run.kill()
+run.wait()
+with open(spool, "r+b") as f:  # at_spool_header.consumer_pid: a live process, not the recorder
+    f.seek(24)
+    f.write(other.pid.to_bytes(4, "little"))
+finished = wait_file(out, 120)
+dead_s = time.time() - t0
+usage = os.stat(spool).st_blocks * 512 if os.path.exists(spool) else -1
+other.kill()
+check(finished and dead_s < 2 * live_s + 10,
+      "the program whose recorder died (pid reused) runs to its end without waiting:"
+      " %.1f s, %.1f s with a live recorder" % (dead_s, live_s))
+check(0 < usage <= 96 << 20, "the spool stopped growing: %.1f MiB on disk" % (usage / 2**20))
+r = recover(trace)
+check(r.returncode == 0, "recover completes it", r.stderr)
+db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+lost = int(meta(db, "lost_events") or 0)
+calls = int(meta(db, "alloc_calls") or 0)
+lifetimes = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+db.close()
+check(lost > 0 and calls >= THREADS * BIG and lifetimes < calls,
+      "what could not be spooled is counted: lost_events %d, alloc_calls %d, %d lifetimes"
+      % (lost, calls, lifetimes))
+rep = subprocess.run([alloctrace, "report", trace], capture_output=True, text=True, timeout=120)
+check("could not be recorded" in rep.stdout + rep.stderr or "lost" in rep.stdout + rep.stderr,
+      "the report says events were lost", (rep.stdout + rep.stderr)[:600])
+
+# ---- SIGTERM from timeout ------------------------------------------------------------------
+d = os.path.join(work, "term")
+os.makedirs(d)
+trace = os.path.join(d, "t.db")
+# The program says when its trap is set (on a loaded machine a fixed delay
+# can end the run before bash has even started); then `run` is sent
+# SIGTERM as timeout sends it.
+ready = os.path.join(d, "ready")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", "bash", "-c",
+                        "trap 'exit 7' TERM; : > %s; while :; do :; done" % ready],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+wait_file(ready, 120)
+run.send_signal(signal.SIGTERM)
+_, err = run.communicate(timeout=120)
+check(run.returncode == 7, "SIGTERM reaches the program, the run exits with its status 7"
+      " (%d)" % run.returncode, err[-400:])
+r = run
+r.stderr = err
+ok = os.path.exists(trace)
+db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True) if ok else None
+check(ok and meta(db, "finished") == "1" and meta(db, "program_end") == "closed",
+      "the trace is finished, the program closed it", r.stderr[-400:])
+check(not leftovers(d), "no spool left (%s)" % leftovers(d))
+out = os.path.join(d, "leaked")
+r = subprocess.run(["timeout", "-s", "TERM", "5", alloctrace, "run", "-q", "-o",
+                    os.path.join(d, "k.db"), "--", prog, out, "2", "100000000", "1000"],
+                   capture_output=True, text=True, timeout=120)
+check(r.returncode == 124, "timeout says the command timed out (124, got %d)" % r.returncode,
+      r.stderr[-400:])
+db = sqlite3.connect("file:%s?mode=ro" % os.path.join(d, "k.db"), uri=True)
+leaks = db.execute("SELECT count(*) FROM leaks l JOIN stack_text s ON s.stack = l.stack"
+                   " WHERE s.text LIKE '%leak_site%'").fetchone()[0]
+check(meta(db, "finished") == "1" and meta(db, "program_end") == "died" and leaks > 0,
+      "a program killed by the forwarded SIGTERM: its trace finished, its leaks in it (%d)" % leaks)
+check(not leftovers(d), "no spool left (%s)" % leftovers(d))
+r = subprocess.run(["timeout", "--preserve-status", "-s", "TERM", "5", alloctrace, "run", "-q",
+                    "-o", os.path.join(d, "p.db"), "--", prog, out, "2", "100000000", "1000"],
+                   capture_output=True, text=True, timeout=120)
+check(r.returncode == 128 + signal.SIGTERM, "with --preserve-status: 143, as for the program"
+      " untraced (%d)" % r.returncode)
+
+# ---- --force: the old trace replaced only by a complete new one ----------------------------
+d = os.path.join(work, "force")
+os.makedirs(d)
+trace = os.path.join(d, "t.db")
+subprocess.run([alloctrace, "run", "-q", "-o", trace, "--", "true"], check=True, timeout=60)
+digest = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
+old = digest(trace)
+go = os.path.join(d, "go")
+run = subprocess.Popen([alloctrace, "run", "-q", "--force", "-o", trace, "--", "bash", "-c",
+                        "while [ ! -e %s ]; do sleep 0.02; done" % go])
+temp = os.path.join(d, ".alloctrace.%d.db" % run.pid)
+wait_file(temp, 30)
+check(os.path.exists(temp) and digest(trace) == old,
+      "while the new trace is written (%s), the old one is untouched" % os.path.basename(temp))
+open(go, "w").close()
+check(run.wait(timeout=60) == 0, "the run ends")
+db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+check(digest(trace) != old and meta(db, "finished") == "1" and "bash" in meta(db, "arguments")
+      and not leftovers(d), "then the new trace replaces it, nothing left beside it")
+db.close()
+os.unlink(go)
+old = digest(trace)
+run = subprocess.Popen([alloctrace, "run", "-q", "--force", "-o", trace, "--", "bash", "-c",
+                        "while [ ! -e %s ]; do sleep 0.02; done" % go])
+temp = os.path.join(d, ".alloctrace.%d.db" % run.pid)
+wait_file(temp, 30)
+time.sleep(0.2)
+run.kill()
+run.wait()
+open(go, "w").close()
+time.sleep(0.5)
+check(digest(trace) == old, "the recorder killed: the old trace is still whole")
+r = recover(trace)
+db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+check(r.returncode == 0 and digest(trace) != old and meta(db, "finished") == "1"
+      and meta(db, "program_end") == "closed"
+      and not [f for f in leftovers(d) if f.startswith(".alloctrace.")],
+      "recover TRACE finds the new one, completes it and puts it in place (%s)" % leftovers(d),
+      r.stderr)
+fifo = os.path.join(d, "fifo.db")
+os.mkfifo(fifo)
+r = subprocess.run([alloctrace, "run", "-q", "--force", "-o", fifo, "--", "true"],
+                   capture_output=True, text=True, timeout=60)
+check(r.returncode != 0 and os.path.exists(fifo) and not os.path.isfile(fifo),
+      "--force never replaces a FIFO", r.stderr)
+finish()
