@@ -27,6 +27,10 @@ const cli_command cli_commands[] = {
     {"html", cmd_html, "TRACE [-o REPORT.html] [--max-sites N]\n"
      "TRACE|DIR... -o OUTDIR [--max-sites N]",
      "a self-contained HTML report of a trace"},
+    {"export", cmd_export,
+     "[--format pprof|folded] [--what leaks|allocations|peak]\n"
+     "[--value bytes|blocks] TRACE [-o FILE]",
+     "a pprof profile or folded stacks of a trace, for pprof and flamegraphs"},
     {"version", cmd_version, "", "print alloctrace's version"},
     {"help", cmd_help, "", "print this help"},
     {NULL, NULL, NULL, NULL},
@@ -90,11 +94,11 @@ void cli_usage(FILE *to)
           "exit status: run: PROGRAM's own (128+N when killed by signal N); 86 with --check\n"
           "when a trace fails; 87 PROGRAM (or a program it exec'd) could not be traced;\n"
           "2 usage error; 125 alloctrace error; 126 PROGRAM not executable; 127 PROGRAM\n"
-          "not found.  report, check, query, html: 0 done (check:\n"
+          "not found.  report, check, query, html, export: 0 done (check:\n"
           "pass), 1 check: fail, 2 usage, 3 the trace is not complete yet (the message\n"
           "names the command that completes it, e.g. `alloctrace recover TRACE`), 125\n"
-          "unreadable trace.  recover: 0, 2 usage, 125 not a spool or trace, or it\n"
-          "cannot be written.\n",
+          "unreadable trace or unwritable output.  recover: 0, 2 usage, 125 not a spool\n"
+          "or trace, or it cannot be written.\n",
           to);
 }
 
