@@ -13,8 +13,8 @@
  * is checked against the allocation as the tracer checks every release: a
  * size or an alignment other than the allocation's is a layout_mismatch
  * (misaligned_free when p is not a multiple of the alignment passed), a
- * pointer released already a double_free, one never handed out (nullptr
- * included) an invalid_free, a pointer inside a block an interior_free;
+ * pointer released already a double_free, one never handed out an
+ * invalid_free, a pointer inside a block an interior_free;
  * each a finding with the allocation's and the release's backtraces.  The
  * upstream only ever sees the allocation's own (bytes, alignment): a block
  * released with a wrong layout goes back with the right one, and a double,
@@ -145,8 +145,9 @@ class traced_resource : public std::pmr::memory_resource {
     }
 
     /* Straight to the op rather than through at_dealloc, which ignores a
-     * NULL pointer: no allocate returns one, so deallocate(nullptr, ...) is
-     * an invalid_free like any pointer the resource never handed out. */
+     * NULL pointer: deallocate(nullptr, ...) is undefined (libstdc++
+     * declares the pointer nonnull), but should one arrive it is an
+     * invalid_free, not forwarded, like any pointer never handed out. */
     void do_deallocate(void *p, std::size_t bytes, std::size_t alignment) override
     {
         traced_.ops->dealloc(traced_.ctx, p, at_layout{bytes, alignment});
