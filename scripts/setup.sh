@@ -14,6 +14,8 @@ packages=(
   build-essential pkg-config meson ninja-build python3
   libsqlite3-dev sqlite3 libunwind-dev uthash-dev libdw-dev libelf-dev
   libiberty-dev
+  # `alloctrace export --format pprof` gzips with zlib
+  zlib1g-dev
   valgrind g++ git clang-format
   # docs/ci.md's CMake recipe is run by tests/ci_recipes_test.py
   cmake make
@@ -62,6 +64,15 @@ if [ ! -f "$sarif/node_modules/.package-lock.json" ] ||
    [ "$sarif/package-lock.json" -nt "$sarif/node_modules/.package-lock.json" ]; then
   echo "setup: npm ci in tests/sarif/"
   (cd "$sarif" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# pprof-format, the independent pprof decoder tests/export_test.py reads
+# `alloctrace export --format pprof` with: pinned by tests/pprof/package-lock.json.
+pprof="$here/tests/pprof"
+if [ ! -f "$pprof/node_modules/.package-lock.json" ] ||
+   [ "$pprof/package-lock.json" -nt "$pprof/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in tests/pprof/"
+  (cd "$pprof" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 cd "$here"

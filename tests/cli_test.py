@@ -27,7 +27,8 @@ def tool(*args, **kw):
 
 
 commands = tool("help", "--commands").stdout.split()
-check(commands == ["run", "recover", "report", "check", "query", "html", "version", "help"],
+check(commands == ["run", "recover", "report", "check", "query", "html", "export", "version",
+                   "help"],
       "help --commands lists the commands", commands)
 
 OPTION = re.compile(r"^  (?:-(\w), )?\s*--([\w-]+)(?: (\S+))?", re.M)

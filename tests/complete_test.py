@@ -76,7 +76,9 @@ def snapshot(d):
 def read_commands(path, d):
     html = os.path.join(d, "report-of-unfinished.html")
     return [["report", path], ["report", path, "--format", "json"], ["check", path],
-            ["query", path, "SELECT count(*) FROM lifetimes"], ["html", path, "-o", html]]
+            ["query", path, "SELECT count(*) FROM lifetimes"], ["html", path, "-o", html],
+            ["export", path, "-o", os.path.join(d, "export-of-unfinished.pb.gz")],
+            ["export", "--format", "folded", "--what", "allocations", path]]
 
 
 def refused(name, path, fix, d=work):
@@ -99,9 +101,10 @@ def readable(name, path, d=work):
     for argv in read_commands(path, d):
         r = tool(*argv, cwd=d)
         check((r.returncode == 0 or (argv[0] == "check" and r.returncode == 1))
-              and (argv[0] == "html" or r.stdout), "%s: %s now works (exit %d)"
-              % (name, argv[0], r.returncode), r.stderr[:300])
+              and ("-o" in argv or r.stdout), "%s: %s now works (exit %d)"
+              % (name, " ".join(argv[:1] + argv[2:3]), r.returncode), r.stderr[:300])
     os.unlink(os.path.join(d, "report-of-unfinished.html"))
+    os.unlink(os.path.join(d, "export-of-unfinished.pb.gz"))
 
 
 def meta(path, key):
@@ -306,7 +309,7 @@ check(r.returncode == 0 and r.stdout == "alloctrace %s\n" % version.group(1),
 help_text = tool("help").stdout
 names = re.findall(r'^\s*\{"(\w+)", cmd_\w+,', open(os.path.join(root, "tools", "commands.c")).read(),
                    re.M)
-check(len(names) == 8 and all(re.search(r"^  %s  " % n, help_text, re.M) for n in names)
+check(len(names) == 9 and all(re.search(r"^  %s  " % n, help_text, re.M) for n in names)
       and all(("alloctrace %s" % n) in help_text for n in names),
       "help lists every command of the table, with its synopsis (%s)" % names)
 check("3 the trace is not complete yet" in " ".join(help_text.split()),

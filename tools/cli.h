@@ -65,6 +65,7 @@ int cmd_report(int argc, char **argv);  /* report.c */
 int cmd_check(int argc, char **argv);   /* check.c */
 int cmd_query(int argc, char **argv);   /* query.c */
 int cmd_html(int argc, char **argv);    /* html.c */
+int cmd_export(int argc, char **argv);  /* cmd_export.c */
 int cmd_version(int argc, char **argv); /* commands.c */
 int cmd_help(int argc, char **argv);    /* commands.c */
 

@@ -27,6 +27,10 @@ const cli_command cli_commands[] = {
     {"html", cmd_html, "TRACE [-o REPORT.html] [--max-sites N]\n"
      "TRACE|DIR... -o OUTDIR [--max-sites N]",
      "a self-contained HTML report of a trace"},
+    {"export", cmd_export,
+     "[--format pprof|folded] [--what leaks|allocations|peak]\n"
+     "[--value bytes|blocks] TRACE [-o FILE]",
+     "a pprof profile or folded stacks of a trace, for pprof and flamegraphs"},
     {"version", cmd_version, "", "print alloctrace's version"},
     {"help", cmd_help, "", "print this help"},
     {NULL, NULL, NULL, NULL},

@@ -132,6 +132,19 @@ static const opt_doc html_opts[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const opt_doc export_opts[] = {
+    {"format", 0, "pprof|folded",
+     "pprof (default): a gzipped pprof profile with Go heap profiles' sample types, for "
+     "pprof, speedscope, Pyroscope (to stdout only when it is not a terminal); folded: "
+     "`frame;frame;frame VALUE` lines, root first, for flamegraph.pl and inferno"},
+    {"what", 0, "leaks|allocations|peak",
+     "leaks (default): the blocks live at the end but the runtimes' own; allocations: every "
+     "allocation (in use: the leaks); peak: the blocks live at the peak"},
+    {"value", 0, "bytes|blocks", "folded's VALUE: bytes (default) or blocks"},
+    {"output", 'o', "FILE", "write FILE (replaced once complete) instead of stdout"},
+    {NULL, 0, NULL, NULL},
+};
+
 static const opt_doc no_opts[] = {{NULL, 0, NULL, NULL}};
 
 static const cmd_doc docs[] = {
@@ -188,6 +201,14 @@ static const cmd_doc docs[] = {
      "alignment.  It opens offline in any current browser.  Several traces, or\n"
      "a directory, give a page each and an index.html in -o's directory.",
      html_opts, EXIT_READ},
+    {"export",
+     "Writes a trace's blocks by allocation stack for the tools people already\n"
+     "use: a pprof profile, or folded stacks for flamegraphs.",
+     export_opts,
+     "0 done\n"
+     "2 usage error: an unknown option or value, not one trace, -o naming the trace\n"
+     "3 the trace is not complete yet\n"
+     "125 the trace cannot be read, or FILE cannot be written"},
     {"version", "Prints alloctrace's version.", no_opts, "0 done"},
     {"help",
      "Prints the commands, or everything about one of them.  --man CMD writes\n"
@@ -430,7 +451,7 @@ void cli_usage(FILE *to)
           "exit status: run: PROGRAM's own (128+N when killed by signal N); 86 with --check\n"
           "when a trace fails; 87 PROGRAM (or a program it exec'd) could not be traced;\n"
           "2 usage error; 125 alloctrace error; 126 PROGRAM not executable; 127 PROGRAM\n"
-          "not found.  report, check, query, html: 0 done (check:\n"
+          "not found.  report, check, query, html, export: 0 done (check:\n"
           "pass), 1 check: fail, 2 usage, 3 the trace is not complete yet (the message\n"
           "names the command that completes it, e.g. `alloctrace recover TRACE`), 125\n"
           "unreadable trace.  recover: 0, 2 usage, 125 not a spool or trace, or it\n"
