@@ -85,6 +85,44 @@ r = tool("report", trace, "-o", work)
 check(r.returncode != 0 and "is a directory" in r.stderr, "report -o DIR says it is a directory",
       r.stderr)
 
+# ---- progress on a terminal ---------------------------------------------------------------------
+import pty
+
+
+def on_terminal(*args):
+    """stderr of `alloctrace ARGS` when it is a terminal (a pty), and when not."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "ALLOCTRACE_PROGRESS_AFTER": "0"}
+    p = subprocess.Popen([alloctrace, *args], stdout=subprocess.DEVNULL, stderr=slave,
+                         cwd=work, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait(timeout=120)
+    os.close(master)
+    return p.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+prog_trace = os.path.join(work, "progress.db")
+rc, tty = on_terminal("run", "-o", prog_trace, "--", "python3", "-c", "print(sum(range(10)))")
+steps = re.findall(r"\ralloctrace: (finishing the trace: [a-z ]+)\.\.\.", tty)
+check(rc == 0 and "finishing the trace: the rest of the spool" in steps
+      and "finishing the trace: symbols and sites" in steps and "\r\x1b[K" in tty,
+      "run on a terminal: each step of finishing the trace is shown, then cleared", repr(tty[-600:]))
+r = tool("run", "-o", os.path.join(work, "progress2.db"), "--", "python3", "-c", "print(1)",
+         env={**os.environ, "ALLOCTRACE_PROGRESS_AFTER": "0"})
+check(r.returncode == 0 and "\r" not in r.stderr and "finishing the trace" not in r.stderr,
+      "run with stderr not a terminal: no progress", r.stderr[-300:])
+rc, tty = on_terminal("report", prog_trace)
+check(rc == 0 and "\ralloctrace: " in tty, "report on a terminal shows its steps too", repr(tty[-300:]))
+
 # ---- manual pages -------------------------------------------------------------------------------
 man = shutil.which("man")
 check(man is not None, "man is installed (scripts/setup.sh installs man-db)")

@@ -17,6 +17,7 @@ int main(int argc, char **argv)
      * makes millions of such calls. */
     sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    cli_show_progress();
     if (argc < 2) {
         cli_usage(stderr);
         return EXIT_USAGE;

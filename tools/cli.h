@@ -124,6 +124,11 @@ int cli_resume_run_spool(const char *spool, int quiet);
  * after a message. */
 int cli_resume_runs_of(const char *trace, int quiet);
 
+/* Long work of run and recover (reading the rest of a spool, completing
+ * a trace) shows its step on stderr when that is a terminal, as the read
+ * commands' long work does (trace_model.h, tm_progress). */
+void cli_show_progress(void);
+
 /* A list of paths (traces.c). */
 typedef struct cli_paths {
     char **v;

@@ -14,6 +14,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "cli.h"
+#include "complete.h"
 #include "run_protocol.h"
 #include "spool.h"
 #include "spool_reader.h"
@@ -285,4 +286,24 @@ void cli_recover_children(const char *trace, const char *dir, pid_t run_pid, cli
             cli_paths_add(out, path);
     }
     globfree(&g);
+}
+
+/* Completion's steps as progress on a terminal (trace_model.c draws it). */
+static void trace_progress(const char *step)
+{
+    static const char *current;
+    if (!step) {
+        tm_progress_done();
+        current = NULL;
+        return;
+    }
+    if (step != current)
+        tm_progress_start(step);
+    current = step;
+    tm_progress(-1);
+}
+
+void cli_show_progress(void)
+{
+    at__trace_progress = trace_progress;
 }

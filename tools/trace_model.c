@@ -155,6 +155,7 @@ void tm_progress_start(const char *what)
         progress.start = now_s();
     progress.what = what;
     progress.fraction = -1;
+    progress.last = 0; /* a new step is shown at once */
 }
 
 void tm_progress(double fraction)
@@ -165,9 +166,16 @@ void tm_progress(double fraction)
         progress.fraction = fraction;
     fraction = progress.fraction; /* SQLite's handler knows no fraction: keep the last */
     double now = now_s();
-    /* Quiet for the first second (most reports never show it), then
-     * redrawn ten times a second at most. */
-    if (now - progress.start < 1.0 || now - progress.last < 0.1 || !isatty(STDERR_FILENO))
+    /* Quiet for the first second (most reports never show it;
+     * ALLOCTRACE_PROGRESS_AFTER sets another delay), then redrawn ten
+     * times a second at most. */
+    static double after = -1;
+    if (after < 0) {
+        const char *env = getenv("ALLOCTRACE_PROGRESS_AFTER");
+        after = env && *env ? atof(env) : 1.0;
+        after = after >= 0 ? after : 1.0;
+    }
+    if (now - progress.start < after || now - progress.last < 0.1 || !isatty(STDERR_FILENO))
         return;
     progress.last = now;
     progress.shown = 1;

@@ -239,23 +239,49 @@ static int symbolize(sqlite3 *db)
     return rc ? rc : in_transaction(db, store_sites, NULL);
 }
 
+void (*at__trace_progress)(const char *step);
+
+static const char *progress_step;
+
+static void step(const char *name)
+{
+    progress_step = name;
+    if (at__trace_progress)
+        at__trace_progress(name);
+}
+
+static int progress_tick(void *unused)
+{
+    (void)unused;
+    if (at__trace_progress && progress_step)
+        at__trace_progress(progress_step);
+    return 0;
+}
+
 int at__trace_complete(sqlite3 *db, const at_trace_end *end)
 {
     int timing = getenv(AT_ENV_TIMING) != NULL;
     uint64_t t0 = at__now_ns();
+    if (at__trace_progress)
+        sqlite3_progress_handler(db, 200000, progress_tick, NULL);
     int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
+    step("finishing the trace: the timeline");
     int rc = finished ? 0 : at__modules_attribute(db);
     if (!rc && !finished)
         rc = in_transaction(db, replay, end ? end->replay_log : NULL);
     uint64_t t1 = at__now_ns();
+    step("finishing the trace: indexes and views");
     if (!rc && !has_views(db))
         rc = in_transaction(db, views, NULL);
     uint64_t t2 = at__now_ns();
+    step("finishing the trace: symbols and sites");
     if (!rc && at__meta_get_int(db, AT_META_SYMBOLIZED, 0) != 1)
         rc = symbolize(db);
     uint64_t t3 = at__now_ns();
     if (!rc && !finished)
         rc = write_end(db, end);
+    step(NULL);
+    sqlite3_progress_handler(db, 0, NULL, NULL);
     if (timing)
         fprintf(stderr,
                 "timing: timeline %.3f indexes and views %.3f symbols, runtime and sites %.3f"

@@ -141,6 +141,13 @@ typedef struct at_trace_end {
  * took.  0, AT_E_NOMEM or AT_E_DB. */
 int at__trace_complete(sqlite3 *db, const at_trace_end *end);
 
+/* Progress for a user waiting (NULL: none; the CLI sets it to show
+ * progress on a terminal): called with each step's name as completion,
+ * or the spool reader's last drain, enters it, with NULL when it is done,
+ * and with the same name again every few hundred thousand steps of a
+ * long SQLite statement. */
+extern void (*at__trace_progress)(const char *step);
+
 /* 1 when `db` is complete (meta.finished = 1 and meta.symbolized = 1),
  * else 0: at__trace_complete has something left to do. */
 int at__trace_is_complete(sqlite3 *db);

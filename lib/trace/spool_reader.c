@@ -865,6 +865,8 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
 {
     int timing = getenv(AT_ENV_TIMING) != NULL;
     uint64_t t0 = at__now_ns();
+    if (at__trace_progress)
+        at__trace_progress("finishing the trace: the rest of the spool");
     long rc = at__spool_reader_poll(r);
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
