@@ -79,7 +79,7 @@ check(r.returncode == 0, "alloctrace run inline_prog", r.stderr.strip())
 
 # ---- SQL --------------------------------------------------------------------------------
 db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
-check(db.execute("PRAGMA user_version").fetchone()[0] == 6, "schema version 6")
+check(db.execute("PRAGMA user_version").fetchone()[0] == 7, "schema version 7")
 sites = [s for (s,) in db.execute("SELECT stack FROM leak_sites ORDER BY bytes")]
 check(len(sites) == 3, "three leak sites: the helper's two callers' lines are two", str(sites))
 

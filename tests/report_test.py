@@ -488,11 +488,14 @@ older4 = copy(leak, "older4.db")
 sql(older4, "PRAGMA user_version = 4")
 older5 = copy(leak, "older5.db")
 sql(older5, "PRAGMA user_version = 5")
+older6 = copy(leak, "older6.db")
+sql(older6, "PRAGMA user_version = 6")
 garbled = copy(leak, "garbled.db")
 with open(os.path.join(work, garbled), "r+b") as f:
     f.seek(os.path.getsize(os.path.join(work, garbled)) // 2)
     f.write(b"\xa5" * 8192)
-for bad in ("text.db", trunc, newer, older, older3, older4, older5, garbled, "missing.db"):
+for bad in ("text.db", trunc, newer, older, older3, older4, older5, older6, garbled,
+            "missing.db"):
     for argv in (["report", bad], ["report", bad, "--format", "sarif"], ["check", bad],
                  ["query", bad, "SELECT count(*) FROM lifetimes"]):
         r = tool(*argv)

@@ -69,7 +69,7 @@ static void check_counts(int which)
     ASSERT_EQ(at_tracer_close(t), 0);
 
     sqlite3 *db = trace_db(path);
-    ASSERT_EQ(q_int(db, "PRAGMA user_version"), 6);
+    ASSERT_EQ(q_int(db, "PRAGMA user_version"), 7);
     ASSERT_EQ(q_int(db, "SELECT value FROM meta WHERE key='finished'"), 1);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations"), 18);
     ASSERT_EQ(q_int(db, "SELECT count(*) FROM allocations WHERE free_seq IS NOT NULL"), 9);

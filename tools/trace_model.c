@@ -18,6 +18,8 @@
 
 #include <alloctrace/error.h>
 
+#include "run_protocol.h"
+
 #include "cli.h"
 #include "replay.h"
 #include "sites.h"
@@ -171,7 +173,7 @@ void tm_progress(double fraction)
      * times a second at most. */
     static double after = -1;
     if (after < 0) {
-        const char *env = getenv("ALLOCTRACE_PROGRESS_AFTER");
+        const char *env = getenv(AT_ENV_PROGRESS_AFTER);
         after = env && *env ? atof(env) : 1.0;
         after = after >= 0 ? after : 1.0;
     }

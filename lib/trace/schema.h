@@ -10,8 +10,9 @@
  * release layout in `lifetimes` itself, 2 had no reachability, 3 and
  * older every stack's frames in a table `stack_frames` rather than the
  * call tree `stack_nodes`, 4 no release stacks, 5 no
- * inlined_frames (see docs/schema.md). */
-#define AT_SCHEMA_VERSION 6
+ * inlined_frames, 6 no aggregated traces (a reader of 6 would take an
+ * aggregated trace's lifetimes for all of them; see docs/schema.md). */
+#define AT_SCHEMA_VERSION 7
 #define AT_STRINGIFY_(x) #x
 #define AT_STRINGIFY(x) AT_STRINGIFY_(x)
 

@@ -65,6 +65,8 @@
 #define AT_ENV_PRELOAD "ALLOCTRACE_PRELOAD" /* where `alloctrace run` finds the library */
 #define AT_ENV_TIMING "ALLOCTRACE_TIMING"   /* print how long each step of finishing takes */
 #define AT_ENV_DEBUG "ALLOCTRACE_DEBUG"     /* print SQLite's message for a failed write */
+/* seconds of work before progress shows on a terminal (default 1) */
+#define AT_ENV_PROGRESS_AFTER "ALLOCTRACE_PROGRESS_AFTER"
 
 /* ---- file names -------------------------------------------------------------- */
 
