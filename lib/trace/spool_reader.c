@@ -747,6 +747,31 @@ static int by_age(const void *a, const void *b)
     return x->age != y->age ? (x->age < y->age ? -1 : 1) : (x->i < y->i ? -1 : x->i > y->i);
 }
 
+/* Full chunks held at most, read but not yet given back, within a poll. */
+enum { GIVE_BACK_EVERY = 8 };
+
+/* Commits what was read (with the waiting halves of the chunks held) and
+ * gives those chunks back.  Given back even after an error: the trace is
+ * lost then, and the program must not wait for chunks that would never
+ * come back.  The writer's error, or 0. */
+static int commit_and_give_back(at_spool_reader *r, int *began)
+{
+    if (r->nheld && !*began) {
+        at__sqlw_exec(r->w, "BEGIN");
+        *began = 1;
+    }
+    for (uint32_t k = 0; k < r->nheld; k++)
+        store_pending(r, r->held[k]);
+    if (*began) {
+        at__sqlw_flush(r->w);
+        at__sqlw_exec(r->w, "COMMIT");
+        *began = 0;
+    }
+    int err = at__sqlw_error(r->w);
+    give_back(r);
+    return err;
+}
+
 /* Reads every chunk with something new, oldest first: chunks are reused
  * lowest index first, so their indexes say nothing of their age, and the
  * lifetimes go to SQLite in sequence order only if the records come
@@ -763,22 +788,16 @@ long at__spool_reader_poll(at_spool_reader *r)
         if (chunk_age(r, i, &r->order[m].age))
             r->order[m++].i = i;
     qsort(r->order, m, sizeof *r->order, by_age);
-    for (uint32_t k = 0; k < m; k++)
+    int err = 0;
+    for (uint32_t k = 0; k < m; k++) {
         total += read_chunk(r, r->order[k].i, &began);
-    if (r->nheld && !began) {
-        at__sqlw_exec(r->w, "BEGIN");
-        began = 1;
+        /* a reader far behind gives chunks back as it goes, not after
+         * the whole poll: the program then needs fewer of them */
+        if (r->nheld >= GIVE_BACK_EVERY)
+            err |= commit_and_give_back(r, &began);
     }
-    for (uint32_t k = 0; k < r->nheld; k++)
-        store_pending(r, r->held[k]);
-    if (began) {
-        at__sqlw_flush(r->w);
-        at__sqlw_exec(r->w, "COMMIT");
-    }
-    int err = at__sqlw_error(r->w);
-    /* Given back even after an error: the trace is lost then, and the
-     * program must not wait for chunks that would never come back. */
-    give_back(r);
+    err |= commit_and_give_back(r, &began);
+    err = at__sqlw_error(r->w);
     return err ? err : (long)total;
 }
 
