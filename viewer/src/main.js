@@ -35,15 +35,16 @@ function start() {
   const timeline = renderTimeline(data);
   const flame = renderFlame(data, detail);
   flame.panel.appendChild(detail.panel);
+  const layout = renderLayout(data, detail, flame);
   app.append(
     renderSummary(data),
-    el('nav', { class: 'jump' }, ['timeline', 'flamegraph', 'leaks', 'findings', 'layout'].map((id) =>
-      el('a', { href: `#${id}` }, id))),
+    el('nav', { class: 'jump' }, ['timeline', 'flamegraph', 'leaks', 'findings', 'layout']
+      .filter((id) => id !== 'layout' || !layout.hidden).map((id) => el('a', { href: `#${id}` }, id))),
     timeline.panel,
     flame.panel,
     renderLeaks(data, detail, flame),
     renderFindings(data, detail, flame),
-    renderLayout(data, detail, flame),
+    layout,
     el('footer', { class: 'muted small' }, `alloctrace ${data.meta.library_version || ''} · charts by uPlot and d3-flame-graph`));
   t = step('views', t);
   // Charts measure their containers: draw them once the page is laid out.

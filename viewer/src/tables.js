@@ -63,7 +63,10 @@ export function renderLeaks(data, detail, flame) {
   const table = sortableTable({
     id: 'leak-table',
     rows,
-    initial: { col: 4, dir: -1 },
+    // The data's order: by class (definitely lost first), heaviest first
+    // within a class, so that a small real leak is not lost under a large
+    // block still reachable at exit.  Equal keys keep that order.
+    initial: { col: 2, dir: 1 },
     empty: 'No leaks: every block the program allocated was released (or kept by the C/C++ runtime).',
     columns: [
       { label: 'Site', value: (r) => siteName(r.st), text: (r) => siteName(r.st), cls: 'mono fn' },
