@@ -483,7 +483,10 @@ typedef struct site_entry {
 
 static void add_site_slice(hd_data *d, site_entry *sites, long long stack, int reach, int k, long long size)
 {
-    site_key key = {stack, reach};
+    site_key key;
+    memset(&key, 0, sizeof key); /* the padding is part of the hashed key */
+    key.stack = stack;
+    key.reach = reach;
     site_entry *e;
     HASH_FIND(hh, sites, &key, sizeof key, e);
     if (!e)
@@ -517,12 +520,15 @@ static int leak_slices(hd_data *d)
     for (size_t i = 0; i < nall; i++)
         HASH_ADD(hh, sites, key, sizeof all[i].key, &all[i]);
     sqlite3_stmt *st;
-    int rc = sqlite3_prepare_v2(t->db, "SELECT stack, alloc_time_us, size, reachability FROM leaks", -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(t->db, "SELECT stack, alloc_time_us, size, reachability, coalesce((SELECT"
+                                " s.site FROM stack_sites s WHERE s.stack = l.stack), l.stack)"
+                                " FROM leaks l", -1, &st, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         long long stack = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 2);
         int k = slice_of(&d->slices, sqlite3_column_int64(st, 1));
         const char *name = (const char *)sqlite3_column_text(st, 3);
-        add_site_slice(d, sites, stack, (int)tm_reach_named(name ? name : ""), k, size);
+        /* leak_sites (and so tm_site's ids) name a site by stack_sites' site */
+        add_site_slice(d, sites, sqlite3_column_int64(st, 4), (int)tm_reach_named(name ? name : ""), k, size);
         int node = node_of_stack(d, stack);
         if (node >= 0) {
             long long *row = slice_row(d->slices.node, (size_t)node) + k * HD_S_FIELDS;

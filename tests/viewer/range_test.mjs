@@ -61,6 +61,58 @@ try {
   check(shown.length > 1 && shown[0].bytes < Math.max(...shown.map((r) => r.bytes)),
     'leaks: a small definite leak is the first row, above the large still reachable blocks');
 
+  // ---- the time filter: drag from the gap between the bursts to the end ----
+  const [gap] = query(a, db, 'SELECT t, p FROM (SELECT alloc_time_us AS t, lag(alloc_time_us) OVER (ORDER BY alloc_seq) AS p' +
+    ' FROM allocations) ORDER BY t - p DESC LIMIT 1');
+  check(gap.t - gap.p > 200000, `filter: the bursts are ${gap.t - gap.p} us apart`);
+  const box = await page.locator('#timeline-chart .u-over').boundingBox();
+  const [t0full, t1full] = await page.evaluate(() => {
+    const t = JSON.parse(document.getElementById('data').textContent).timeline.t;
+    return [t[0], t[t.length - 1]];
+  });
+  const xOf = (t) => box.x + ((t - t0full) / (t1full - t0full)) * box.width;
+  await page.mouse.move(xOf((gap.t + gap.p) / 2), box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width - 1, box.y + box.height / 2, { steps: 5 });
+  await page.mouse.up();
+  await page.waitForTimeout(300);
+  const bar = await page.evaluate(() => {
+    const e = document.getElementById('range-filter');
+    return { hidden: e.hidden, t0: Number(e.dataset.t0), t1: Number(e.dataset.t1), text: e.textContent };
+  });
+  check(!bar.hidden && /Filtered to/.test(bar.text) && /Reset/.test(bar.text), `filter: the page says it is filtered: "${bar.text}"`);
+  check(bar.t0 > gap.p && bar.t0 <= gap.t, `filter: the range starts in the gap (${bar.t0} in (${gap.p}, ${gap.t}])`);
+  const inRange = `alloc_time_us >= ${bar.t0} AND alloc_time_us < ${bar.t1}`;
+  const [want] = query(a, db, `SELECT count(*) AS n, sum(size) AS bytes FROM allocations WHERE ${inRange}`);
+  const [all] = query(a, db, 'SELECT count(*) AS n, sum(size) AS bytes FROM allocations');
+  const [lost] = query(a, db, `SELECT coalesce(sum(size), 0) AS bytes FROM leaks WHERE ${inRange}`);
+  check(want.n > 0 && want.n < all.n, `filter: the range holds ${want.n} of ${all.n} allocations`);
+  const flameTotal = async (metric) => {
+    await page.selectOption('#flame-metric', metric);
+    await page.waitForTimeout(300);
+    return Number(await page.getAttribute('#flame-chart', 'data-total'));
+  };
+  equal(await flameTotal('count'), want.n, 'filter: the flamegraph counts the allocations made in the range');
+  equal(await flameTotal('total'), want.bytes, 'filter: and their bytes');
+  equal(await flameTotal('leaked'), lost.bytes, 'filter: and the bytes leaked by them');
+  check(await page.evaluate(() => document.querySelector('#flame-metric option[value="peak"]').disabled),
+    'filter: live bytes at peak (not a matter of allocation time) is disabled');
+  const siteRows = async () => page.evaluate(() => {
+    return [...document.querySelectorAll('#leak-table tbody tr')].filter((tr) => tr.dataset.index !== undefined).map((tr) => {
+      const cells = tr.querySelectorAll('td');
+      return { reach: tr.querySelector('.reach').dataset.reach, blocks: Number(cells[3].textContent.replace(/,/g, '')) };
+    }).sort((x, y) => x.reach.localeCompare(y.reach) || x.blocks - y.blocks);
+  });
+  const wantSites = query(a, db, `SELECT reachability AS reach, count(*) AS blocks FROM leaks WHERE ${inRange}` +
+    ' GROUP BY (SELECT site FROM stack_sites s WHERE s.stack = leaks.stack), reachability ORDER BY reach, blocks');
+  equal(await siteRows(), wantSites, 'filter: the leak sites are those of the range, with its blocks');
+  await page.screenshot({ path: join(a.workdir, 'viewer-range.png'), fullPage: true });
+  await page.click('#range-reset');
+  await page.waitForTimeout(300);
+  check(await page.evaluate(() => document.getElementById('range-filter').hidden), 'filter: reset hides the indicator');
+  equal(await flameTotal('count'), all.n, 'filter: reset, the flamegraph counts every allocation');
+  equal((await siteRows()).length, expected.length, 'filter: reset, every leak site is back');
+
   // ---- layout: explained, shown when an allocation is over-aligned ----
   const lay = await page.evaluate(() => ({
     hidden: document.getElementById('layout').hidden,

@@ -26,7 +26,7 @@ export function axisSize(u, values, axisIdx) {
   return Math.ceil(widest / devicePixelRatio + ticks + axis.gap + 4);
 }
 
-export function renderTimeline(data) {
+export function renderTimeline(data, filter) {
   const tl = data.timeline;
   const s = data.summary;
   const chartBox = el('div', { id: 'timeline-chart', class: 'chart' });
@@ -124,11 +124,13 @@ export function renderTimeline(data) {
         { scale: 'blocks', side: 1, grid: { show: false }, incrs: INTEGER_STEPS, values: (u, vals) => vals.map((v) => fmt.int(v)), size: axisSize },
       ],
       cursor: { drag: { x: true, y: false, setScale: true } },
-      hooks: { draw: [draw, exposeAxes], setScale: [(u, key) => { if (key === 'x') showRange(u); }] },
+      hooks: { draw: [draw, exposeAxes], setScale: [(u, key) => { if (key === 'x') { showRange(u); if (filter) filter.fromZoom(u.scales.x.min, u.scales.x.max, full); } }] },
     };
     plot = new uPlot(opts, [tl.t, tl.bytes, tl.blocks], chartBox);
     showRange(plot);
-    reset.addEventListener('click', () => plot.setScale('x', { min: full[0], max: full[1] }));
+    const resetZoom = () => plot.setScale('x', { min: full[0], max: full[1] });
+    reset.addEventListener('click', resetZoom);
+    if (filter) filter.setReset(resetZoom);
     let pending = false;
     window.addEventListener('resize', () => {
       if (pending) return;
