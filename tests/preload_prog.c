@@ -2,7 +2,7 @@
  * preload_test.py.  It never calls alloctrace: everything it does goes
  * through the C library's allocator, as in any program.
  *
- *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort|dlopen LIB|relstacks|phases
+ *   preload_prog clean|leak|findings|threads|fork|exit MODE|kill|abort|dlopen LIB|relstacks
  */
 #include <dlfcn.h>
 #include <malloc.h>
@@ -270,9 +270,6 @@ int main(int argc, char **argv)
         free(d);
         bad_release(d, 0); /* with --abort-on-finding: abort here */
         puts("not aborted");
-    } else if (strcmp(mode, "phases") == 0) {
-        void phases(void); /* below, as release_stacks */
-        phases();
     } else if (strcmp(mode, "relstacks") == 0) {
         void release_stacks(void); /* below, so that the lines above stay where they were */
         release_stacks();
@@ -339,60 +336,4 @@ void release_stacks(void)
     for (int i = 0; i < 3; i++)
         relstack_ordinary_free(relstack_alloc(4321));
     puts("released");
-}
-
-/* ---- phases: two bursts 300 ms apart, for the viewer's time filter and
- * axes (tests/viewer/range_test.mjs): the first keeps 100 blocks of 1 MiB
- * (still reachable) and loses 3 of 100 B, the second keeps 50 of 1 MiB and
- * loses 2 of 200 B; the heap peaks above 150 MiB. ------------------------ */
-
-void *phase_one_big(size_t n);
-void *phase_two_big(size_t n);
-void phase_one_lost(size_t n);
-void phase_two_lost(size_t n);
-void phases(void);
-
-static void *phase_kept[150];
-
-NOINLINE void *phase_one_big(size_t n)
-{
-    void *p = malloc(n);
-    memset(p, 1, n);
-    return p;
-}
-
-NOINLINE void *phase_two_big(size_t n)
-{
-    void *p = malloc(n);
-    memset(p, 2, n);
-    return p;
-}
-
-NOINLINE void phase_one_lost(size_t n)
-{
-    void *volatile p = malloc(n);
-    memset(p, 0, n);
-    p = NULL;
-}
-
-NOINLINE void phase_two_lost(size_t n)
-{
-    void *volatile p = malloc(n);
-    memset(p, 0, n);
-    p = NULL;
-}
-
-void phases(void)
-{
-    for (int i = 0; i < 100; i++)
-        phase_kept[i] = phase_one_big(1 << 20);
-    for (int i = 0; i < 3; i++)
-        phase_one_lost(100);
-    usleep(300000);
-    for (int i = 0; i < 50; i++)
-        phase_kept[100 + i] = phase_two_big(1 << 20);
-    for (int i = 0; i < 2; i++)
-        phase_two_lost(200);
-    KEEP(phase_kept);
-    puts("phases");
 }

@@ -1,5 +1,5 @@
 // The timeline's axes, the leak table's default order and the layout view,
-// in headless Chromium, on `preload_prog phases` (a heap above 150 MiB,
+// in headless Chromium, on tests/phases_prog.c (a heap above 150 MiB,
 // small definite leaks next to 150 MiB still reachable) and on a copy of a
 // trace rewritten so that every allocation has the default alignment.
 import { copyFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import {
 } from './lib.mjs';
 
 const a = args('range_test.mjs');
-const db = traceOf(a, 'phases', join(a.work, 'phases.db'));
+const db = traceOf(a, 'phases', join(a.work, 'phases.db')); // PROG is phases_prog (its argument is ignored)
 const html = htmlOf(a, db, join(a.work, 'phases.html'));
 const b = await browser();
 
