@@ -63,6 +63,15 @@
  *   finding_groups [[count, release min size, release max size,
  *               alloc min size, alloc max size]]: one per bug (kind,
  *               stacks, families, alignments), over the whole trace
+ *   slices    {n, span_us, unavailable, alloc: {"node": [[slice, count, bytes]]},
+ *             leaked: {"node": [[slice, blocks, bytes]]}, sites: {"leak site
+ *             index": [[slice, blocks, bytes]]}, nodes_truncated,
+ *             sites_truncated}: the span cut in n slices, what each tree
+ *             node's own stacks allocated and leaked (by allocation time),
+ *             and what each listed leak site leaked, per non-empty slice;
+ *             for the time filter (at most HD_SLICE_ENTRY_CAP entries a
+ *             part, else that part is empty and *_truncated set);
+ *             unavailable for an aggregated trace
  *   strings   [text], last: every index above refers into it
  */
 #include <errno.h>
@@ -298,6 +307,54 @@ static void write_sites(jw *w, const hd_data *d)
     jw_end(w);
 }
 
+/* Sparse rows of [slice, f1, f2] for the fields given; NULL rows and empty
+ * slices left out; every row written when they fit in HD_SLICE_ENTRY_CAP
+ * entries, none otherwise (and `truncated` says so). */
+static void write_slice_rows(jw *w, const char *key, long long **rows, size_t n, int f1, int f2,
+                             int *truncated)
+{
+    size_t entries = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; rows[i] && k < HD_SLICES; k++)
+            entries += rows[i][k * HD_S_FIELDS + f1] || rows[i][k * HD_S_FIELDS + f2];
+    *truncated = entries > HD_SLICE_ENTRY_CAP;
+    jw_obj(w, key);
+    char name[32];
+    for (size_t i = 0; i < n && !*truncated; i++) {
+        if (!rows[i])
+            continue;
+        snprintf(name, sizeof name, "%zu", i);
+        jw_arr(w, name);
+        for (int k = 0; k < HD_SLICES; k++) {
+            const long long *r = rows[i] + k * HD_S_FIELDS;
+            long long v[] = {k, r[f1], r[f2]};
+            if (v[1] || v[2])
+                jw_ints(w, NULL, v, 3);
+        }
+        jw_end(w);
+    }
+    jw_end(w);
+}
+
+/* The time filter's data (html_data.h, hd_slices). */
+static void write_slices(jw *w, hd_data *d)
+{
+    hd_slices *sl = &d->slices;
+    jw_obj(w, "slices");
+    jw_int(w, "n", HD_SLICES);
+    jw_int(w, "span_us", sl->span_us);
+    jw_bool(w, "unavailable", sl->unavailable);
+    int t1 = 0, t2 = 0, t3 = 0;
+    if (!sl->unavailable) {
+        write_slice_rows(w, "alloc", sl->node, sl->nnode, HD_S_COUNT, HD_S_BYTES, &t1);
+        write_slice_rows(w, "leaked", sl->node, sl->nnode, HD_S_LEAK_BLOCKS, HD_S_LEAKED, &t2);
+        write_slice_rows(w, "sites", sl->site, sl->nsite, HD_S_LEAK_BLOCKS, HD_S_LEAKED, &t3);
+    }
+    jw_bool(w, "nodes_truncated", t1 || t2);
+    jw_bool(w, "sites_truncated", t3);
+    jw_end(w);
+}
+
 static void ptr_or_null(jw *w, long long p, int known)
 {
     char buf[32];
@@ -365,6 +422,7 @@ static void write_data(FILE *f, hd_data *d)
     write_tree(&w, d);
     write_stacks(&w, d);
     write_sites(&w, d);
+    write_slices(&w, d);
     jw_arr(&w, "findings");
     for (size_t i = 0; i < d->tm->nreleases; i++)
         write_release(&w, d, &d->tm->releases[i]);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
 #include <uthash.h>
 
 #include "cli.h"
@@ -399,6 +400,7 @@ static void build_tree(hd_data *d)
     }
     if (has_value(&rest)) {
         int k = new_node(d, 0, hd_string(d, "(other stacks)"), NULL);
+        d->other_node = k;
         add_metrics(&d->nodes[k], &rest);
         add_metrics(&d->nodes[0], &rest);
     }
@@ -441,6 +443,155 @@ static void collect_stacks(hd_data *d)
         qsort(d->stacks, d->nstacks, sizeof *d->stacks, cmp_stack);
 }
 
+/* ---- time slices ----------------------------------------------------------------------------- */
+
+static int slice_of(const hd_slices *sl, long long t)
+{
+    if (sl->span_us <= 0 || t <= 0)
+        return 0;
+    long long k = (long long)((double)t / (double)sl->span_us * HD_SLICES);
+    return k >= HD_SLICES ? HD_SLICES - 1 : (int)k;
+}
+
+static long long *slice_row(long long **rows, size_t i)
+{
+    if (!rows[i]) {
+        rows[i] = tm_xrealloc(NULL, HD_SLICES * HD_S_FIELDS * sizeof **rows);
+        memset(rows[i], 0, HD_SLICES * HD_S_FIELDS * sizeof **rows);
+    }
+    return rows[i];
+}
+
+/* The tree node heap stack `id` adds to: its leaf, or "(other stacks)". */
+static int node_of_stack(const hd_data *d, long long id)
+{
+    const tm_stack_heap *h = tm_heap_stack(d->tm, id);
+    int leaf = h ? d->index->leaf[h - d->tm->heap.stacks] : -1;
+    return leaf >= 0 ? leaf : d->other_node;
+}
+
+typedef struct site_key {
+    long long stack;
+    int reach;
+} site_key;
+
+typedef struct site_entry {
+    site_key key;
+    size_t site;
+    UT_hash_handle hh;
+} site_entry;
+
+static void add_site_slice(hd_data *d, site_entry *sites, long long stack, int reach, int k, long long size)
+{
+    site_key key;
+    memset(&key, 0, sizeof key); /* the padding is part of the hashed key */
+    key.stack = stack;
+    key.reach = reach;
+    site_entry *e;
+    HASH_FIND(hh, sites, &key, sizeof key, e);
+    if (!e)
+        return;
+    long long *row = slice_row(d->slices.site, e->site) + k * HD_S_FIELDS;
+    row[HD_S_LEAK_BLOCKS]++;
+    row[HD_S_LEAKED] = tm_sat_add(row[HD_S_LEAKED], size);
+}
+
+/* Leaked blocks (the leaks view, as the leak sites count them) by the
+ * slice they were allocated in: per listed site, and per tree node. */
+static int leak_slices(hd_data *d)
+{
+    const tm_trace *t = d->tm;
+    size_t nsites = t->nsites < (size_t)d->max_sites ? t->nsites : (size_t)d->max_sites;
+    site_entry *sites = NULL, *all = NULL;
+    size_t nall = 0;
+    d->slices.site = tm_xrealloc(NULL, (nsites ? nsites : 1) * sizeof *d->slices.site);
+    memset(d->slices.site, 0, (nsites ? nsites : 1) * sizeof *d->slices.site);
+    d->slices.nsite = nsites;
+    for (size_t i = 0; i < nsites; i++)
+        for (size_t j = 0; j < t->sites[i].nids; j++) {
+            all = tm_xrealloc(all, (nall + 1) * sizeof *all);
+            site_entry *e = &all[nall];
+            memset(e, 0, sizeof *e);
+            e->key.stack = t->sites[i].ids[j];
+            e->key.reach = (int)t->sites[i].reach;
+            e->site = i;
+            nall++;
+        }
+    for (size_t i = 0; i < nall; i++)
+        HASH_ADD(hh, sites, key, sizeof all[i].key, &all[i]);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(t->db, "SELECT stack, alloc_time_us, size, reachability, coalesce((SELECT"
+                                " s.site FROM stack_sites s WHERE s.stack = l.stack), l.stack)"
+                                " FROM leaks l", -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long stack = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 2);
+        int k = slice_of(&d->slices, sqlite3_column_int64(st, 1));
+        const char *name = (const char *)sqlite3_column_text(st, 3);
+        /* leak_sites (and so tm_site's ids) name a site by stack_sites' site */
+        add_site_slice(d, sites, sqlite3_column_int64(st, 4), (int)tm_reach_named(name ? name : ""), k, size);
+        int node = node_of_stack(d, stack);
+        if (node >= 0) {
+            long long *row = slice_row(d->slices.node, (size_t)node) + k * HD_S_FIELDS;
+            row[HD_S_LEAKED] = tm_sat_add(row[HD_S_LEAKED], size);
+            row[HD_S_LEAK_BLOCKS]++;
+        }
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    HASH_CLEAR(hh, sites);
+    free(all);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One scan of the lifetimes (stack, time, size: a second pass, about a
+ * third of the replay's time) for the allocations of every tree node by
+ * slice, then the leaks. */
+static int build_slices(hd_data *d)
+{
+    hd_slices *sl = &d->slices;
+    const tm_trace *t = d->tm;
+    sl->span_us = t->heap.ntimeline ? t->heap.timeline[t->heap.ntimeline - 1].time_us : 0;
+    if (t->sum.duration_us > sl->span_us)
+        sl->span_us = t->sum.duration_us;
+    sl->node = tm_xrealloc(NULL, (d->nnodes ? d->nnodes : 1) * sizeof *sl->node);
+    memset(sl->node, 0, (d->nnodes ? d->nnodes : 1) * sizeof *sl->node);
+    sl->nnode = d->nnodes;
+    const char *aggregated = tm_meta(t, "aggregated");
+    if (aggregated && strcmp(aggregated, "1") == 0) {
+        sl->unavailable = 1;
+        return 0;
+    }
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(t->db, "SELECT stack, t, size FROM lifetimes", -1, &st, NULL);
+    long long last = -1;
+    int node = -1;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        long long stack = sqlite3_column_int64(st, 0);
+        if (stack != last) {
+            node = node_of_stack(d, stack);
+            last = stack;
+        }
+        if (node < 0) {
+            rc = SQLITE_OK;
+            continue;
+        }
+        long long *row = slice_row(sl->node, (size_t)node) + slice_of(sl, sqlite3_column_int64(st, 1)) * HD_S_FIELDS;
+        row[HD_S_COUNT]++;
+        row[HD_S_BYTES] = tm_sat_add(row[HD_S_BYTES], sqlite3_column_int64(st, 2));
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        fprintf(stderr, "alloctrace: html: %s: reading the lifetimes: %s\n", t->path, sqlite3_errmsg(t->db));
+        return -1;
+    }
+    if (leak_slices(d) != 0) {
+        fprintf(stderr, "alloctrace: html: %s: reading the leaks: %s\n", t->path, sqlite3_errmsg(t->db));
+        return -1;
+    }
+    return 0;
+}
+
 int hd_build(hd_data *d, tm_trace *tm, int max_sites)
 {
     memset(d, 0, sizeof *d);
@@ -465,8 +616,11 @@ int hd_build(hd_data *d, tm_trace *tm, int max_sites)
     d->waste_sites = top_stacks(&tm->heap, HD_WASTE, (size_t)max_sites, &d->nwaste_sites);
     for (size_t i = 0; i < d->nwaste_sites; i++)
         list_stack(d, tm_stack_of(tm, tm->heap.stacks[d->waste_sites[i]].id));
+    d->other_node = -1;
     build_tree(d);
     collect_stacks(d);
+    if (build_slices(d) != 0)
+        return -1;
     return tm_check(tm);
 }
 
@@ -501,6 +655,12 @@ void hd_free(hd_data *d)
         free(d->index->child_slots);
         free(d->index);
     }
+    for (size_t i = 0; d->slices.node && i < d->slices.nnode; i++)
+        free(d->slices.node[i]);
+    for (size_t i = 0; d->slices.site && i < d->slices.nsite; i++)
+        free(d->slices.site[i]);
+    free(d->slices.node);
+    free(d->slices.site);
     for (size_t i = 0; i < d->nstacks; i++)
         free(d->stacks[i].frames);
     free(d->stacks);

@@ -11,7 +11,22 @@
 
 enum {
     HD_TREE_NODE_CAP = 20000, /* nodes of the stack tree */
+    HD_SLICES = 50,           /* the time slices that the page's range filter counts in */
+    HD_SLICE_ENTRY_CAP = 100000, /* non-empty (node or site, slice) entries, each part */
 };
+
+/* Per time slice (the trace's span in HD_SLICES), what a tree node's own
+ * stacks allocated and leaked, and what a listed leak site leaked: the
+ * page's time filter sums the slices a range covers. */
+enum { HD_S_COUNT, HD_S_BYTES, HD_S_LEAKED, HD_S_LEAK_BLOCKS, HD_S_FIELDS };
+typedef struct hd_slices {
+    long long span_us;
+    long long **node; /* [node][slice * HD_S_FIELDS + field], NULL: nothing */
+    long long **site; /* [listed leak site][slice * HD_S_FIELDS + field] */
+    size_t nnode, nsite;
+    int nodes_truncated, sites_truncated; /* over HD_SLICE_ENTRY_CAP: left out */
+    int unavailable; /* an aggregated trace: not every allocation is a row */
+} hd_slices;
 
 /* The four metrics of the stack tree, in the order of the JSON arrays;
  * HD_WASTE ranks the sites that lose most to rounding. */
@@ -56,6 +71,8 @@ typedef struct hd_data {
     size_t nstacks;
     size_t *waste_sites; /* indexes into tm->heap.stacks, heaviest first */
     size_t nwaste_sites;
+    hd_slices slices;
+    int other_node; /* "(other stacks)", -1 none */
     hd_index *index; /* private */
 } hd_data;
 

@@ -99,6 +99,7 @@ export function loadData(doc) {
     hist,
     kind,
     reach: reachList,
+    slices: raw.slices || null,
   };
 }
 

@@ -13,15 +13,38 @@ import { METRICS } from './data.js';
 const SPECIAL = new Set(['all', '(other stacks)', '(no stack)']);
 
 // The d3 tree of one metric: nodes whose value is 0 are left out.
-function treeFor(node, mi) {
-  const value = node.m[mi];
+function treeFor(node, mi, m) {
+  const value = m(node)[mi];
   if (!(value > 0)) return null;
   const children = [];
   for (const c of node.children) {
-    const t = treeFor(c, mi);
+    const t = treeFor(c, mi, m);
     if (t) children.push(t);
   }
   return { name: node.name, value, id: node.id, node, children };
+}
+
+const M_PEAK = 1;
+
+// Each node's metrics counting only the allocations made in the range:
+// its own stacks' slices, plus its children's (parents come before
+// children in the data).  Live bytes at the peak is not a matter of
+// allocation time: it is not filtered (its option is disabled).
+function filteredMetrics(data, range) {
+  const sl = data.slices;
+  const out = data.nodes.map(() => [0, 0, 0, 0]);
+  data.nodes.forEach((n, i) => {
+    const [count, bytes] = range.sum(sl.alloc[i]);
+    const [, leaked] = range.sum(sl.leaked[i]);
+    out[i][0] = leaked;
+    out[i][2] = bytes;
+    out[i][3] = count;
+  });
+  for (let i = data.nodes.length - 1; i > 0; i--) {
+    const p = data.nodes[i].parent;
+    if (p >= 0) for (let k = 0; k < 4; k++) out[p][k] += out[i][k];
+  }
+  return out;
 }
 
 function countNodes(t) {
@@ -30,7 +53,7 @@ function countNodes(t) {
   return n;
 }
 
-export function renderFlame(data, detail) {
+export function renderFlame(data, detail, range) {
   const metricSelect = el('select', { id: 'flame-metric', 'aria-label': 'Metric' },
     METRICS.map((m, i) => el('option', { value: m.key, dataset: { index: i } }, m.label)));
   const search = el('input', { type: 'search', id: 'flame-search', placeholder: 'Search function…', 'aria-label': 'Search function' });
@@ -51,6 +74,21 @@ export function renderFlame(data, detail) {
   metricSelect.value = METRICS[metric].key;
   let chart = null;
   let current = null;
+  let filtered = null; // per node, under the time filter
+  const metricsOf = (n) => (filtered ? filtered[n.id] : n.m);
+  const peakOption = metricSelect.options[M_PEAK];
+  if (range && range.available && !data.slices.nodes_truncated) {
+    range.onChange((r) => {
+      filtered = r ? filteredMetrics(data, range) : null;
+      peakOption.disabled = !!r;
+      chartBox.dataset.filtered = r ? '1' : '0';
+      if (r && metric === M_PEAK) {
+        metric = 2;
+        metricSelect.value = METRICS[metric].key;
+      }
+      render();
+    });
+  }
 
   const valueText = (v, mi = metric) => (METRICS[mi].unit === 'bytes' ? fmt.bytes(v) : `${fmt.int(v)} calls`);
 
@@ -83,7 +121,8 @@ export function renderFlame(data, detail) {
   }
 
   function render() {
-    current = treeFor(data.root, metric);
+    current = treeFor(data.root, metric, metricsOf);
+    chartBox.dataset.total = String(current ? current.value : 0);
     chartBox.dataset.metric = METRICS[metric].key;
     chartBox.dataset.nodes = String(current ? countNodes(current) : 0);
     if (!current) {
@@ -142,9 +181,10 @@ export function renderFlame(data, detail) {
     const st = data.stack(stackId);
     if (!st || st.leaf < 0) return false;
     const leaf = data.nodes[st.leaf];
-    if (force && leaf.m[preferred] > 0) setMetric(preferred);
-    if (!(leaf.m[metric] > 0)) {
-      const mi = leaf.m[preferred] > 0 ? preferred : METRICS.findIndex((m, i) => leaf.m[i] > 0);
+    const lm = metricsOf(leaf);
+    if (force && lm[preferred] > 0) setMetric(preferred);
+    if (!(lm[metric] > 0)) {
+      const mi = lm[preferred] > 0 ? preferred : METRICS.findIndex((m, i) => lm[i] > 0);
       if (mi < 0) return false;
       setMetric(mi);
     }

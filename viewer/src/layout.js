@@ -9,6 +9,8 @@ import { siteFrame } from './data.js';
 import { sortableTable } from './table.js';
 
 const M_TOTAL = 2;
+// log2 of malloc's and new's alignment (max_align_t, lib/preload/preload.c).
+const DEFAULT_ALIGN_CLASS = 4;
 
 // Size class k holds sizes (2^(k-1), 2^k]; class 0 holds 0 and 1.
 function sizeLabel(k) {
@@ -99,7 +101,10 @@ export function renderLayout(data, detail, flame) {
       ], [['Allocated at, innermost frame first', r.st, 'detail-frames']]);
     },
   });
-  return section('layout', 'Layout: sizes and alignments',
+  const panel = section('layout', 'Layout: sizes and alignments',
+    el('p', { id: 'layout-what' }, 'What this measures: how the sizes the program asks for fit the alignments it asks for. ',
+      'An allocator hands out a block whose size is a multiple of its alignment, so a size that is not one loses the difference ',
+      '(aligned_alloc(64, 65) takes 128 bytes); over-aligned allocations of odd sizes are where that adds up.'),
     el('p', null, `Every allocation counted by its size class (rows) and alignment (columns). Rounding each size up to its alignment loses `,
       el('strong', { id: 'waste-total', dataset: { value: data.wasteTotal } }, fmt.bytes(data.wasteTotal)),
       ` over the run, ${fmt.percent(data.wasteTotal, s.alloc_bytes)} of the ${fmt.bytes(s.alloc_bytes)} requested.`),
@@ -107,4 +112,9 @@ export function renderLayout(data, detail, flame) {
     box,
     el('h3', null, 'Sites that lose most to rounding'),
     table);
+  // Nothing to tell when every allocation has the allocator's default
+  // alignment (malloc's and new's, 16 bytes) or less: the view hides.
+  panel.hidden = !data.hist.some((c) => c.align > DEFAULT_ALIGN_CLASS);
+  panel.dataset.hidden = panel.hidden ? '1' : '0';
+  return panel;
 }

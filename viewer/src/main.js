@@ -11,6 +11,7 @@ import { renderFlame } from './flame.js';
 import { createDetail } from './detail.js';
 import { renderLeaks, renderFindings } from './tables.js';
 import { renderLayout } from './layout.js';
+import { createRange } from './range.js';
 
 // Timings of each step, visible to the tests and in the browser's
 // performance panel as alloctrace:* measures.
@@ -32,18 +33,32 @@ function start() {
   }
   t = step('data', t);
   const detail = createDetail(data);
-  const timeline = renderTimeline(data);
-  const flame = renderFlame(data, detail);
+  const range = createRange(data);
+  const timeline = renderTimeline(data, range);
+  const flame = renderFlame(data, detail, range);
   flame.panel.appendChild(detail.panel);
+  const layout = renderLayout(data, detail, flame);
+  let leaks = renderLeaks(data, detail, flame, range);
+  let findings = renderFindings(data, detail, flame, range);
+  // The tables are made again for each range: their rows, counts and order.
+  range.onChange(() => {
+    const l = renderLeaks(data, detail, flame, range);
+    const f = renderFindings(data, detail, flame, range);
+    leaks.replaceWith(l);
+    findings.replaceWith(f);
+    leaks = l;
+    findings = f;
+  });
   app.append(
     renderSummary(data),
-    el('nav', { class: 'jump' }, ['timeline', 'flamegraph', 'leaks', 'findings', 'layout'].map((id) =>
-      el('a', { href: `#${id}` }, id))),
+    el('nav', { class: 'jump' }, ['timeline', 'flamegraph', 'leaks', 'findings', 'layout']
+      .filter((id) => id !== 'layout' || !layout.hidden).map((id) => el('a', { href: `#${id}` }, id))),
+    range.bar,
     timeline.panel,
     flame.panel,
-    renderLeaks(data, detail, flame),
-    renderFindings(data, detail, flame),
-    renderLayout(data, detail, flame),
+    leaks,
+    findings,
+    layout,
     el('footer', { class: 'muted small' }, `alloctrace ${data.meta.library_version || ''} · charts by uPlot and d3-flame-graph`));
   t = step('views', t);
   // Charts measure their containers: draw them once the page is laid out.

@@ -57,13 +57,28 @@ function reachFilter(data, rows, table) {
     el('span', { class: 'muted small' }, 'Reachability at exit:'), ...buttons, status);
 }
 
-export function renderLeaks(data, detail, flame) {
+// Under the time filter: each site's blocks and bytes allocated in the
+// range (its smallest and largest are the whole trace's), sites with none
+// left out.
+function leakRows(data, range) {
+  const all = data.leakSites.map((r, i) => ({ ...r, site: i, st: data.stack(r.stack) }));
+  if (!range || !range.current || !range.available || data.slices.sites_truncated) return all;
+  return all.map((r) => {
+    const [blocks, bytes] = range.sum(data.slices.sites[r.site]);
+    return { ...r, blocks, bytes };
+  }).filter((r) => r.blocks > 0);
+}
+
+export function renderLeaks(data, detail, flame, range) {
   const s = data.summary;
-  const rows = data.leakSites.map((r) => ({ ...r, st: data.stack(r.stack) }));
+  const rows = leakRows(data, range);
   const table = sortableTable({
     id: 'leak-table',
     rows,
-    initial: { col: 4, dir: -1 },
+    // The data's order: by class (definitely lost first), heaviest first
+    // within a class, so that a small real leak is not lost under a large
+    // block still reachable at exit.  Equal keys keep that order.
+    initial: { col: 2, dir: 1 },
     empty: 'No leaks: every block the program allocated was released (or kept by the C/C++ runtime).',
     columns: [
       { label: 'Site', value: (r) => siteName(r.st), text: (r) => siteName(r.st), cls: 'mono fn' },
@@ -99,9 +114,10 @@ function layoutText(size, align, family, min = size, max = size) {
 
 // The listed releases, one row per bug (the trace model's finding groups:
 // kind, stacks, families, alignments), in the order each first happened.
-function findingRows(data) {
+function findingRows(data, range) {
   const rows = new Map();
   for (const f of data.findings) {
+    if (range && !range.inRange(f.time)) continue;
     const key = f.group === undefined || f.group === null ? `r${f.index}` : `g${f.group}`;
     const row = rows.get(key);
     if (row) {
@@ -125,9 +141,9 @@ function occurrences(r) {
   return `${fmt.plural(r.count, 'time')}, at sequence numbers ${shown}${more}${listed}`;
 }
 
-export function renderFindings(data, detail, flame) {
+export function renderFindings(data, detail, flame, range) {
   const s = data.summary;
-  const rows = findingRows(data);
+  const rows = findingRows(data, range);
   const releasedAs = (r) => layoutText(r.releaseSize, r.releaseAlign, r.releaseFamily, r.g.releaseMin, r.g.releaseMax);
   const allocatedAs = (r) => (r.allocSeq === null ? '–' : layoutText(r.allocSize, r.allocAlign, r.allocFamily, r.g.allocMin, r.g.allocMax));
   const table = sortableTable({

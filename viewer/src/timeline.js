@@ -9,7 +9,24 @@ import * as fmt from './format.js';
 const INTEGER_STEPS = [];
 for (let p = 1; p < 1e16; p *= 10) INTEGER_STEPS.push(p, 2 * p, 5 * p);
 
-export function renderTimeline(data) {
+// An axis as wide as its widest tick label (in the axis's own font), its
+// ticks and the gap between them, so that no label is ever clipped:
+// uPlot calls it again whenever the labels change (zoom, resize).
+export function axisSize(u, values, axisIdx) {
+  const axis = u.axes[axisIdx];
+  const ticks = axis.ticks && axis.ticks.show !== false ? axis.ticks.size : 0;
+  let widest = 0;
+  if (values && values.length) {
+    u.ctx.save();
+    u.ctx.font = axis.font[0];
+    for (const v of values) widest = Math.max(widest, u.ctx.measureText(String(v)).width);
+    u.ctx.restore();
+  }
+  // Measured in canvas pixels, the size is in CSS pixels; 4 px to spare.
+  return Math.ceil(widest / devicePixelRatio + ticks + axis.gap + 4);
+}
+
+export function renderTimeline(data, filter) {
   const tl = data.timeline;
   const s = data.summary;
   const chartBox = el('div', { id: 'timeline-chart', class: 'chart' });
@@ -72,6 +89,14 @@ export function renderTimeline(data) {
     ctx.restore();
   }
 
+  // Each axis's labels and width as drawn, for the tests (axes are canvas).
+  function exposeAxes(u) {
+    chartBox.dataset.axes = JSON.stringify(u.axes.map((a) => ({
+      side: a.side, size: a._size, values: a._values, gap: a.gap,
+      ticks: a.ticks && a.ticks.show !== false ? a.ticks.size : 0, font: a.font[0], ratio: devicePixelRatio,
+    })));
+  }
+
   const full = [tl.t[0], tl.t[tl.t.length - 1]];
   function showRange(u) {
     const { min, max } = u.scales.x;
@@ -95,15 +120,17 @@ export function renderTimeline(data) {
       ],
       axes: [
         { values: (u, vals) => vals.map((v) => fmt.timeShort(v)) },
-        { scale: 'bytes', values: (u, vals) => vals.map((v) => fmt.bytes(v)), size: 70 },
-        { scale: 'blocks', side: 1, grid: { show: false }, incrs: INTEGER_STEPS, values: (u, vals) => vals.map((v) => fmt.int(v)), size: 60 },
+        { scale: 'bytes', values: (u, vals) => vals.map((v) => fmt.bytes(v)), size: axisSize },
+        { scale: 'blocks', side: 1, grid: { show: false }, incrs: INTEGER_STEPS, values: (u, vals) => vals.map((v) => fmt.int(v)), size: axisSize },
       ],
       cursor: { drag: { x: true, y: false, setScale: true } },
-      hooks: { draw: [draw], setScale: [(u, key) => { if (key === 'x') showRange(u); }] },
+      hooks: { draw: [draw, exposeAxes], setScale: [(u, key) => { if (key === 'x') { showRange(u); if (filter) filter.fromZoom(u.scales.x.min, u.scales.x.max, full); } }] },
     };
     plot = new uPlot(opts, [tl.t, tl.bytes, tl.blocks], chartBox);
     showRange(plot);
-    reset.addEventListener('click', () => plot.setScale('x', { min: full[0], max: full[1] }));
+    const resetZoom = () => plot.setScale('x', { min: full[0], max: full[1] });
+    reset.addEventListener('click', resetZoom);
+    if (filter) filter.setReset(resetZoom);
     let pending = false;
     window.addEventListener('resize', () => {
       if (pending) return;
