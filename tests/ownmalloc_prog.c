@@ -214,7 +214,7 @@ NOINLINE void mismatch_site(void)
     void *p = malloc(96);
     kept = p; /* reachable until the free */
     kept = NULL;
-    sized_free(p, 80); /* @mismatch */
+    if (free_sized) free_sized(p, 80); else free(p); /* @mismatch */
 }
 
 int main(void)
