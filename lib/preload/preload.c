@@ -35,6 +35,7 @@
 #include <malloc.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,10 +83,11 @@ static at_tracer *tracer;
  * what a call through the PLT did.
  *
  * dlsym may allocate (an error's message and result, for a name the next
- * allocator lacks: glibc 2.36 has no free_sized), and so may a racing
- * thread: calls made while the table is being filled are served from a
- * static arena, never traced and never given to the next allocator (every
- * release checks arena_owns first).  A name the next object lacks falls back:
+ * allocator lacks: glibc 2.36 has no free_sized): the calls it makes while
+ * the table is being filled are served from a static arena, untraced (the
+ * thread filling the table is), and released before the table is done
+ * (lookup); a release checks arena_owns before the allocator may see the
+ * block.  Another thread calling meanwhile waits for the table.  A name the next object lacks falls back:
  * the sized frees to free, malloc_usable_size to 0.  A function that only
  * glibc defines (jemalloc has no pvalloc) is glibc's, as without us. */
 typedef struct next_allocator {
@@ -195,19 +197,26 @@ static size_t missing_usable_size(void *p)
 
 enum { NEXT_UNRESOLVED, NEXT_RESOLVING, NEXT_RESOLVED };
 static int next_state;
+static __thread int filling_next __attribute__((tls_model("initial-exec")));
 
 /* 1 once the table holds the next allocator's functions (filling it now
- * if nobody has); 0 while it is being filled, by this thread (a call from
- * dlsym) or another. */
+ * if nobody has, or waiting for the thread that is); 0 on the thread
+ * filling it (a call from dlsym). */
 static int next_ready(void)
 {
     int s = __atomic_load_n(&next_state, __ATOMIC_ACQUIRE);
     if (s == NEXT_RESOLVED)
         return 1;
+    if (filling_next)
+        return 0;
     if (s == NEXT_RESOLVING ||
         !__atomic_compare_exchange_n(&next_state, &s, NEXT_RESOLVING, 0, __ATOMIC_ACQ_REL,
-                                     __ATOMIC_ACQUIRE))
-        return __atomic_load_n(&next_state, __ATOMIC_ACQUIRE) == NEXT_RESOLVED;
+                                     __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&next_state, __ATOMIC_ACQUIRE) != NEXT_RESOLVED)
+            sched_yield();
+        return 1;
+    }
+    filling_next = 1;
     int was = at__untraced;
     at__untraced = 1;
     int err = errno;
@@ -225,6 +234,7 @@ static int next_ready(void)
     NEXT_SET(free_aligned_sized, "free_aligned_sized", missing_free_aligned_sized);
     errno = err;
     at__untraced = was;
+    filling_next = 0;
     __atomic_store_n(&next_state, NEXT_RESOLVED, __ATOMIC_RELEASE);
     return 1;
 }
@@ -502,12 +512,10 @@ INLINE void on_alloc(void *p, size_t size, size_t align, at_family family, enum 
  * is the arena's. */
 INLINE int on_release(void *p, size_t size, size_t align, at_family family)
 {
-    if (arena_owns(p))
-        return 0;
     if (at__untraced) {
         if (__builtin_expect(at__untraced == IN_CALL, 0))
             return !defer(p, size, align, family, AT_OP_DEALLOC, DEFER_RELEASE);
-        return 1;
+        return !arena_owns(p);
     }
     int s = current_state();
     if (s == S_READY) {
@@ -517,6 +525,11 @@ INLINE int on_release(void *p, size_t size, size_t align, at_family family)
         AFTER_CALL();
         return ok;
     }
+    /* The arena's blocks are untraced, so never in the tracer's table: one
+     * that outlived the lookups (none does over glibc 2.36) is an invalid
+     * free when traced, and never given to the allocator. */
+    if (arena_owns(p))
+        return 0;
     if (s == S_BOOT)
         boot_forget(p);
     return 1;
