@@ -87,8 +87,9 @@ static at_tracer *tracer;
  * the table is being filled are served from a static arena, untraced (the
  * thread filling the table is), and released before the table is done
  * (lookup); a release checks arena_owns before the allocator may see the
- * block.  Another thread calling meanwhile waits for the table.  A name the next object lacks falls back:
- * the sized frees to free, malloc_usable_size to 0.  A function that only
+ * block.  Another thread calling meanwhile waits for the table.  A name
+ * the next object lacks falls back: the sized frees to free,
+ * malloc_usable_size to 0.  A function that only
  * glibc defines (jemalloc has no pvalloc) is glibc's, as without us. */
 typedef struct next_allocator {
     void *(*malloc)(size_t);
@@ -127,7 +128,7 @@ static void *arena_alloc(size_t size, size_t align)
     for (;;) {
         size_t used = __atomic_load_n(&arena_used, __ATOMIC_RELAXED);
         size_t start = (used + ARENA_HEADER + align - 1) & ~(align - 1);
-        if (align > sizeof arena || size > sizeof arena - start || start > sizeof arena) {
+        if (align > sizeof arena || start > sizeof arena || size > sizeof arena - start) {
             errno = ENOMEM;
             return NULL;
         }
