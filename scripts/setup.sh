@@ -21,6 +21,8 @@ packages=(
   cmake make
   # the manual pages are rendered by man in tests/cli_test.py
   man-db
+  # tests/ownmalloc_test.py links programs with their own allocators
+  libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   # the HTML report's viewer is tested in a real browser
   chromium fonts-dejavu-core
 )

@@ -1,8 +1,10 @@
 /* liballoctrace_preload.so: traces an unmodified program's global allocator.
  *
  * Each interposed entry point maps its call to a layout and a family
- * (malloc, new, new[]), gets the memory from glibc's own allocator through
- * its exported __libc_* names (no dlsym, hence no bootstrap recursion), and
+ * (malloc, new, new[]), gets the memory from the allocator the program
+ * would have used without us (the next definition of each function in the
+ * symbol search order: glibc's, or jemalloc's, mimalloc's, tcmalloc's when
+ * the program is linked with one; see "the next allocator" below), and
  * makes one call into the tracer's hot path (tracer.c), exactly as the
  * tracing allocator does.  Nothing else lives here.
  *
@@ -17,8 +19,8 @@
  *    child's own trace (a child that only calls exec writes nothing);
  *  - exec: not an end; see traced_exec.
  *  - OFF: after the trace is closed, or when no trace could be opened:
- *    calls go straight to glibc.  Every block came from glibc, so a block
- *    traced earlier can still be freed there.
+ *    calls go straight to the next allocator.  Every block came from it,
+ *    so a block traced earlier can still be freed there.
  *
  * Records go to a spool file (spool.h) that another process turns into
  * the SQLite trace, so that nothing here depends on the program's own
@@ -33,6 +35,7 @@
 #include <malloc.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,14 +51,11 @@
 #include "spinlock.h"
 #include "tracer_internal.h"
 
-/* glibc's allocator under its own names: always the real one. */
+/* glibc's malloc under its own name, for this library's own blocks that
+ * never leave it (the exec environment, the Rust hook's context): always
+ * freed with __libc_free, whichever allocator defines the pair. */
 extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *ptr, size_t size);
 extern void __libc_free(void *ptr);
-extern void *__libc_memalign(size_t align, size_t size);
-extern void *__libc_valloc(size_t size);
-extern void *__libc_pvalloc(size_t size);
 
 /* The layouts the C and C++ entry points imply: malloc's blocks are
  * aligned for max_align_t, operator new's for
@@ -71,6 +71,260 @@ _Static_assert(_Alignof(max_align_t) == 16, "NEW_ALIGN assumes a 16-byte max_ali
 enum { S_BOOT = 0, S_READY = 1, S_OFF = 2, S_CHILD = 3 };
 static int state = S_BOOT;
 static at_tracer *tracer;
+
+/* ---- the next allocator ---------------------------------------------------
+ * Memory comes from the next definition of each function after this
+ * library in the symbol search order, as the program would have called it
+ * without us: glibc's, or that of an allocator the program is linked with
+ * (jemalloc, mimalloc, tcmalloc).  Each is found with dlsym(RTLD_NEXT) on
+ * the first call of any of them (before this library's constructor, often
+ * in the loader), through the stubs the table starts with; once found, the
+ * table holds the allocator's own functions, so over glibc every call costs
+ * what a call through the PLT did.
+ *
+ * dlsym may allocate (an error's message and result, for a name the next
+ * allocator lacks: glibc 2.36 has no free_sized): the calls it makes while
+ * the table is being filled are served from a static arena, untraced (the
+ * thread filling the table is), and released before the table is done
+ * (lookup); a release checks arena_owns before the allocator may see the
+ * block.  Another thread calling meanwhile waits for the table.  A name
+ * the next object lacks falls back: the sized frees to free,
+ * malloc_usable_size to 0.  A function that only
+ * glibc defines (jemalloc has no pvalloc) is glibc's, as without us. */
+typedef struct next_allocator {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+    void *(*memalign)(size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    size_t (*usable_size)(void *);
+    void (*free_sized)(void *, size_t);
+    void (*free_aligned_sized)(void *, size_t, size_t);
+} next_allocator;
+
+static next_allocator next; /* its stubs are set below, after their definitions */
+
+#define NEXT(fn) (__atomic_load_n(&next.fn, __ATOMIC_RELAXED))
+
+enum { ARENA_SIZE = 1 << 16, ARENA_HEADER = 16 };
+static _Alignas(4096) unsigned char arena[ARENA_SIZE];
+static size_t arena_used;
+
+INLINE int arena_owns(const void *p)
+{
+    return __builtin_expect((uintptr_t)p - (uintptr_t)arena < sizeof arena, 0);
+}
+
+/* A block of the arena, zeroed (the arena is never reused), its size in
+ * the header before it; NULL with ENOMEM once the arena is spent. */
+static void *arena_alloc(size_t size, size_t align)
+{
+    if (align < ARENA_HEADER)
+        align = ARENA_HEADER;
+    for (;;) {
+        size_t used = __atomic_load_n(&arena_used, __ATOMIC_RELAXED);
+        size_t start = (used + ARENA_HEADER + align - 1) & ~(align - 1);
+        if (align > sizeof arena || start > sizeof arena || size > sizeof arena - start) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        if (__atomic_compare_exchange_n(&arena_used, &used, start + size, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+            memcpy(arena + start - ARENA_HEADER, &size, sizeof size);
+            return arena + start;
+        }
+    }
+}
+
+static size_t arena_size_of(const void *p)
+{
+    size_t size;
+    memcpy(&size, (const unsigned char *)p - ARENA_HEADER, sizeof size);
+    return size;
+}
+
+static void *next_symbol(const char *name);
+
+/* dlsym(RTLD_NEXT, name), or NULL; a failed lookup's error (which glibc
+ * allocates) is read and discarded at once, the second dlerror freeing
+ * what the first formatted. */
+static void *lookup(const char *name)
+{
+    void *sym = next_symbol(name);
+    if (!sym) {
+        dlerror();
+        dlerror();
+    }
+    return sym;
+}
+
+static void missing_free_sized(void *p, size_t size)
+{
+    (void)size;
+    NEXT(free)(p);
+}
+
+static void missing_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    (void)align;
+    (void)size;
+    NEXT(free)(p);
+}
+
+static size_t missing_usable_size(void *p)
+{
+    (void)p;
+    return 0;
+}
+
+#define NEXT_SET(field, name, fallback)                                                            \
+    do {                                                                                           \
+        void *sym_ = lookup(name);                                                                 \
+        __typeof__(next.field) fn_ = fallback;                                                     \
+        if (sym_)                                                                                  \
+            memcpy(&fn_, &sym_, sizeof fn_); /* ISO C has no object-to-function cast */            \
+        if (!fn_) {                                                                                \
+            static const char msg_[] = "alloctrace: no " name " after the preload library\n";    \
+            ssize_t w_ = write(2, msg_, sizeof msg_ - 1);                                          \
+            (void)w_;                                                                              \
+            abort();                                                                               \
+        }                                                                                          \
+        __atomic_store_n(&next.field, fn_, __ATOMIC_RELAXED);                                      \
+    } while (0)
+
+enum { NEXT_UNRESOLVED, NEXT_RESOLVING, NEXT_RESOLVED };
+static int next_state;
+static __thread int filling_next __attribute__((tls_model("initial-exec")));
+
+/* 1 once the table holds the next allocator's functions (filling it now
+ * if nobody has, or waiting for the thread that is); 0 on the thread
+ * filling it (a call from dlsym). */
+static int next_ready(void)
+{
+    int s = __atomic_load_n(&next_state, __ATOMIC_ACQUIRE);
+    if (s == NEXT_RESOLVED)
+        return 1;
+    if (filling_next)
+        return 0;
+    if (s == NEXT_RESOLVING ||
+        !__atomic_compare_exchange_n(&next_state, &s, NEXT_RESOLVING, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        while (__atomic_load_n(&next_state, __ATOMIC_ACQUIRE) != NEXT_RESOLVED)
+            sched_yield();
+        return 1;
+    }
+    filling_next = 1;
+    int was = at__untraced;
+    at__untraced = 1;
+    int err = errno;
+    NEXT_SET(malloc, "malloc", NULL);
+    NEXT_SET(calloc, "calloc", NULL);
+    NEXT_SET(realloc, "realloc", NULL);
+    NEXT_SET(free, "free", NULL);
+    NEXT_SET(memalign, "memalign", NULL);
+    NEXT_SET(aligned_alloc, "aligned_alloc", NULL);
+    NEXT_SET(posix_memalign, "posix_memalign", NULL);
+    NEXT_SET(valloc, "valloc", NULL);
+    NEXT_SET(pvalloc, "pvalloc", NULL);
+    NEXT_SET(usable_size, "malloc_usable_size", missing_usable_size);
+    NEXT_SET(free_sized, "free_sized", missing_free_sized);
+    NEXT_SET(free_aligned_sized, "free_aligned_sized", missing_free_aligned_sized);
+    errno = err;
+    at__untraced = was;
+    filling_next = 0;
+    __atomic_store_n(&next_state, NEXT_RESOLVED, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* The table's first entries: each fills the table and calls what it got,
+ * or serves the arena while the table is being filled. */
+static void *stub_malloc(size_t size)
+{
+    return next_ready() ? NEXT(malloc)(size) : arena_alloc(size, MALLOC_ALIGN);
+}
+
+static void *stub_calloc(size_t n, size_t size)
+{
+    size_t total;
+    if (next_ready())
+        return NEXT(calloc)(n, size);
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return arena_alloc(total, MALLOC_ALIGN);
+}
+
+/* Never given an arena block: the entry point handles those. */
+static void *stub_realloc(void *p, size_t size)
+{
+    return next_ready() ? NEXT(realloc)(p, size) : p ? NULL : arena_alloc(size, MALLOC_ALIGN);
+}
+
+static void stub_free(void *p)
+{
+    if (next_ready())
+        NEXT(free)(p);
+}
+
+static void *stub_memalign(size_t align, size_t size)
+{
+    return next_ready() ? NEXT(memalign)(align, size) : arena_alloc(size, align);
+}
+
+static void *stub_aligned_alloc(size_t align, size_t size)
+{
+    return next_ready() ? NEXT(aligned_alloc)(align, size) : arena_alloc(size, align);
+}
+
+static int stub_posix_memalign(void **out, size_t align, size_t size)
+{
+    if (next_ready())
+        return NEXT(posix_memalign)(out, align, size);
+    void *p = arena_alloc(size, align);
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+static void *stub_valloc(size_t size)
+{
+    return next_ready() ? NEXT(valloc)(size) : arena_alloc(size, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+static void *stub_pvalloc(size_t size)
+{
+    return next_ready() ? NEXT(pvalloc)(size) : arena_alloc(size, (size_t)sysconf(_SC_PAGESIZE));
+}
+
+static size_t stub_usable_size(void *p)
+{
+    return next_ready() ? NEXT(usable_size)(p) : 0;
+}
+
+static void stub_free_sized(void *p, size_t size)
+{
+    if (next_ready())
+        NEXT(free_sized)(p, size);
+}
+
+static void stub_free_aligned_sized(void *p, size_t align, size_t size)
+{
+    if (next_ready())
+        NEXT(free_aligned_sized)(p, align, size);
+}
+
+static next_allocator next = {
+    stub_malloc,   stub_calloc,         stub_realloc, stub_free,
+    stub_memalign, stub_aligned_alloc,  stub_posix_memalign,
+    stub_valloc,   stub_pvalloc,        stub_usable_size,
+    stub_free_sized, stub_free_aligned_sized,
+};
 
 /* ---- bootstrap table ------------------------------------------------------ */
 
@@ -225,7 +479,7 @@ static __attribute__((noinline)) void drain_deferred(void)
                                        (enum at_op)c.op, &actual, NULL, AT_NO_STACK);
             at__untraced = 0;
             if (ok && c.what == DEFER_RELEASE)
-                __libc_free(c.p);
+                NEXT(free)(c.p);
         }
     }
 }
@@ -253,15 +507,16 @@ INLINE void on_alloc(void *p, size_t size, size_t align, at_family family, enum 
     }
 }
 
-/* 1 when `p` must be given back to glibc, 0 when the release was bad (a
- * finding is recorded) and glibc must never see it, or is queued (a
- * signal handler's, which drain_deferred gives back). */
+/* 1 when `p` must be given back to the next allocator, 0 when the release
+ * was bad (a finding is recorded) and the allocator must never see it, or
+ * is queued (a signal handler's, which drain_deferred gives back), or `p`
+ * is the arena's. */
 INLINE int on_release(void *p, size_t size, size_t align, at_family family)
 {
     if (at__untraced) {
         if (__builtin_expect(at__untraced == IN_CALL, 0))
             return !defer(p, size, align, family, AT_OP_DEALLOC, DEFER_RELEASE);
-        return 1;
+        return !arena_owns(p);
     }
     int s = current_state();
     if (s == S_READY) {
@@ -271,6 +526,11 @@ INLINE int on_release(void *p, size_t size, size_t align, at_family family)
         AFTER_CALL();
         return ok;
     }
+    /* The arena's blocks are untraced, so never in the tracer's table: one
+     * that outlived the lookups (none does over glibc 2.36) is an invalid
+     * free when traced, and never given to the allocator. */
+    if (arena_owns(p))
+        return 0;
     if (s == S_BOOT)
         boot_forget(p);
     return 1;
@@ -302,21 +562,32 @@ static size_t pow2_at_least(size_t x)
     return p;
 }
 
+/* A block for operator new and realloc: malloc's, or for a larger (power
+ * of two) alignment posix_memalign's, which every allocator has and which
+ * puts no condition on the size. */
 static void *aligned_block(size_t align, size_t size)
 {
-    return align <= MALLOC_ALIGN ? __libc_malloc(size) : __libc_memalign(align, size);
+    if (align <= MALLOC_ALIGN)
+        return NEXT(malloc)(size);
+    void *p;
+    int rc = NEXT(posix_memalign)(&p, align, size);
+    if (rc == 0)
+        return p;
+    errno = rc;
+    return NULL;
 }
 
 /* ---- the malloc family ---------------------------------------------------- */
 
-/* Every entry point gives the program what glibc (or libstdc++) gives it
- * for the same arguments, bad ones included: the same result, errno and
- * exception (tests/requests_test.py compares them with a run without
- * alloctrace).  Bad arguments are findings besides (on_request). */
+/* Every entry point gives the program what the next allocator (or
+ * libstdc++) gives it for the same arguments, bad ones included: the same
+ * result, errno and exception (tests/requests_test.py compares them with a
+ * run without alloctrace).  Bad arguments are findings besides
+ * (on_request). */
 
 EXPORT void *malloc(size_t size)
 {
-    void *p = __libc_malloc(size);
+    void *p = NEXT(malloc)(size);
     if (__builtin_expect(size == 0, 0))
         on_request(AT_FINDING_ZERO_SIZE, p, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
     on_alloc(p, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_ALLOC);
@@ -325,7 +596,7 @@ EXPORT void *malloc(size_t size)
 
 EXPORT void *calloc(size_t n, size_t size)
 {
-    void *p = __libc_calloc(n, size); /* checks n * size for overflow */
+    void *p = NEXT(calloc)(n, size); /* checks n * size for overflow */
     if (__builtin_expect(n == 0 || size == 0, 0))
         on_request(AT_FINDING_ZERO_SIZE, p, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
     on_alloc(p, n * size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_ALLOC_ZEROED);
@@ -335,29 +606,35 @@ EXPORT void *calloc(size_t n, size_t size)
 EXPORT void free(void *p)
 {
     if (p && on_release(p, 0, 0, AT_FAMILY_MALLOC))
-        __libc_free(p);
+        NEXT(free)(p);
 }
 
 /* realloc is a release and an allocation; the release is checked first
- * and recorded only once glibc has succeeded, since a failed realloc
- * leaves the old block live. */
+ * and recorded only once the next realloc has succeeded, since a failed
+ * realloc leaves the old block live.  A block of the arena moves to the
+ * next allocator and is traced as a new one (its allocation was not). */
 INLINE void *traced_realloc(void *p, size_t size)
 {
-    if (!p) {
-        void *q = __libc_malloc(size);
+    if (!p || arena_owns(p)) {
+        void *q = NEXT(malloc)(size);
+        if (q && p)
+            memcpy(q, p, arena_size_of(p) < size ? arena_size_of(p) : size);
         if (__builtin_expect(size == 0, 0))
             on_request(AT_FINDING_ZERO_SIZE, q, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
         on_alloc(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC);
         return q;
     }
-    if (size == 0) { /* glibc frees the block and returns NULL */
+    if (size == 0) { /* glibc frees the block and returns NULL; jemalloc
+                        * returns a new block, traced as one */
         on_request(AT_FINDING_ZERO_SIZE, NULL, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC);
-        if (on_release(p, 0, 0, AT_FAMILY_MALLOC))
-            __libc_free(p);
-        return NULL;
+        if (!on_release(p, 0, 0, AT_FAMILY_MALLOC))
+            return NULL;
+        void *q = NEXT(realloc)(p, 0);
+        on_alloc(q, 0, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC);
+        return q;
     }
     if (__builtin_expect(at__untraced == IN_CALL, 0)) { /* a signal handler's */
-        void *q = __libc_realloc(p, size);
+        void *q = NEXT(realloc)(p, size);
         if (q) {
             defer(p, 0, 0, AT_FAMILY_MALLOC, AT_OP_REALLOC, DEFER_RELEASED);
             defer(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC, AT_OP_REALLOC, DEFER_ALLOC);
@@ -366,7 +643,7 @@ INLINE void *traced_realloc(void *p, size_t size)
     }
     int s = at__untraced ? S_OFF : current_state();
     if (s != S_READY) {
-        void *q = __libc_realloc(p, size);
+        void *q = NEXT(realloc)(p, size);
         if (q && s == S_BOOT && !at__untraced) {
             boot_forget(p);
             boot_remember(q, size, MALLOC_ALIGN, AT_FAMILY_MALLOC);
@@ -378,17 +655,19 @@ INLINE void *traced_realloc(void *p, size_t size)
     at_rec_lifetime rec;
     void *q = NULL;
     if (!at__trace_release(tracer, p, 0, 0, AT_FAMILY_MALLOC, AT_OP_REALLOC, &old, &rec, 1)) {
-        errno = ENOMEM; /* a bad pointer: reported, and never handed to glibc */
+        errno = ENOMEM; /* a bad pointer: reported, and never handed to the allocator */
         goto out;
     }
     size_t align = (size_t)1 << old.align_log2;
     if (align <= MALLOC_ALIGN) {
-        q = __libc_realloc(p, size);
+        q = NEXT(realloc)(p, size);
     } else { /* keep the block's alignment, which realloc would not */
-        q = __libc_memalign(align, size);
+        q = aligned_block(align, size);
         if (q) {
             memcpy(q, p, old.size < size ? old.size : size);
-            __libc_free(p);
+            NEXT(free)(p);
+        } else {
+            errno = ENOMEM;
         }
     }
     if (!q) {
@@ -423,15 +702,23 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
  * errno ENOMEM as memalign leaves it, when there is no memory. */
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
 {
+    void *p = NULL;
     if (!is_pow2(align) || align % sizeof(void *) != 0) {
         on_request(AT_FINDING_INVALID_ALIGNMENT, NULL, size, align, AT_FAMILY_MALLOC);
-        return EINVAL;
+        int rc = NEXT(posix_memalign)(&p, align, size);
+        if (rc == 0) { /* an allocator that takes it: the block is traced */
+            on_alloc(p, size, pow2_at_least(align ? align : 1), AT_FAMILY_MALLOC, AT_OP_ALLOC);
+            *out = p;
+        }
+        return rc;
     }
-    void *p = aligned_block(align, size);
+    int rc = NEXT(posix_memalign)(&p, align, size);
+    if (rc != 0)
+        p = NULL;
     if (__builtin_expect(size == 0, 0))
         on_request(AT_FINDING_ZERO_SIZE, p, 0, align, AT_FAMILY_MALLOC);
     if (!p)
-        return ENOMEM;
+        return rc;
     on_alloc(p, size, align, AT_FAMILY_MALLOC, AT_OP_ALLOC);
     *out = p;
     return 0;
@@ -439,13 +726,13 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 /* glibc 2.36's memalign and aligned_alloc are one function: any alignment
  * is rounded up to a power of two, one above SIZE_MAX / 2 + 1 is EINVAL.
- * glibc is given the alignment as passed; the block's layout records the
+ * The next allocator is given the alignment as passed; the block's layout records the
  * rounded one, which is what the block has.  The request's faults are
  * findings: an alignment that is not a power of two, and for
  * aligned_alloc (C11) a size that is not a multiple of it. */
 INLINE void *traced_memalign(size_t align, size_t size, int c11)
 {
-    void *p = __libc_memalign(align, size);
+    void *p = c11 ? NEXT(aligned_alloc)(align, size) : NEXT(memalign)(align, size);
     if (__builtin_expect(!is_pow2(align), 0))
         on_request(AT_FINDING_INVALID_ALIGNMENT, p, size, align, AT_FAMILY_MALLOC);
     else if (c11 && __builtin_expect(size % align != 0, 0))
@@ -468,7 +755,7 @@ EXPORT void *memalign(size_t align, size_t size)
 
 EXPORT void *valloc(size_t size)
 {
-    void *p = __libc_valloc(size);
+    void *p = NEXT(valloc)(size);
     if (__builtin_expect(size == 0, 0))
         on_request(AT_FINDING_ZERO_SIZE, p, 0, (size_t)sysconf(_SC_PAGESIZE), AT_FAMILY_MALLOC);
     on_alloc(p, size, (size_t)sysconf(_SC_PAGESIZE), AT_FAMILY_MALLOC, AT_OP_ALLOC);
@@ -478,7 +765,7 @@ EXPORT void *valloc(size_t size)
 EXPORT void *pvalloc(size_t size)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = __libc_pvalloc(size);
+    void *p = NEXT(pvalloc)(size);
     if (__builtin_expect(size == 0, 0))
         on_request(AT_FINDING_ZERO_SIZE, p, 0, page, AT_FAMILY_MALLOC);
     size_t rounded = size ? (size + page - 1) & ~(page - 1) : page;
@@ -494,36 +781,25 @@ void free_aligned_sized(void *p, size_t align, size_t size);
 EXPORT void free_sized(void *p, size_t size)
 {
     if (p && on_release(p, size, MALLOC_ALIGN, AT_FAMILY_MALLOC))
-        __libc_free(p);
+        NEXT(free_sized)(p, size);
 }
 
 EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 {
     if (!p)
         return;
-    if (align == 0) /* no layout: check the pointer only */
-        size = 0;
-    if (on_release(p, size, align, AT_FAMILY_MALLOC))
-        __libc_free(p);
+    /* no alignment, no layout: check the pointer only */
+    if (on_release(p, align ? size : 0, align, AT_FAMILY_MALLOC))
+        NEXT(free_aligned_sized)(p, align, size);
 }
-
-static size_t (*real_usable_size)(void *);
 
 EXPORT size_t malloc_usable_size(void *p)
 {
     if (!p)
         return 0;
-    size_t (*fn)(void *) = __atomic_load_n(&real_usable_size, __ATOMIC_ACQUIRE);
-    if (!fn) {
-        int was = at__untraced;
-        at__untraced = 1; /* dlsym may allocate */
-        void *sym = dlsym(RTLD_NEXT, "malloc_usable_size");
-        if (sym)
-            memcpy(&fn, &sym, sizeof fn);
-        at__untraced = was;
-        __atomic_store_n(&real_usable_size, fn, __ATOMIC_RELEASE);
-    }
-    return fn ? fn(p) : 0;
+    if (arena_owns(p))
+        return arena_size_of(p);
+    return NEXT(usable_size)(p);
 }
 
 /* ---- C++ operator new and delete ----------------------------------------- */
@@ -639,7 +915,7 @@ NEW_ALIGNED_FN(_ZnamSt11align_val_tRKSt9nothrow_t, (size_t n, size_t al, const n
     EXPORT void name params                                                                        \
     {                                                                                              \
         if (p && on_release(p, size, align, family))                                               \
-            __libc_free(p);                                                                        \
+            NEXT(free)(p);                                                                         \
     }
 
 void _ZdlPv(void *);
