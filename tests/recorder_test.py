@@ -97,8 +97,9 @@ def kill_trial(n, seed):
         pass
     if status is None and time.time() >= end:
         return "the program never finished"
-    if status is None or (os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_TOOL
-                          and not os.path.exists(out)):
+    # (no child: the program had ended before the kill, or was never forked)
+    if not os.path.exists(out) and (status is None or (
+            os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_TOOL)):
         not_started.append(n)
         return None
     if not os.path.exists(out):
@@ -203,6 +204,83 @@ for name, step in STEPS.items():
             break
     check(caught and not why, "the recorder killed while completing (%s, try %d): recover gives"
           " every leak with its stack" % (name, attempt + 1), why or "")
+
+# ---- another process reading the trace meanwhile --------------------------------------------
+# A query holding a read transaction on the trace for a moment: the
+# recorder's commit waits for it (it used to fail, and lose the trace:
+# "SQLite refused an operation"), and so does `recover`'s.
+def hold_read_lock(trace, seconds):
+    db = sqlite3.connect(trace, isolation_level=None)
+    db.execute("BEGIN")
+    db.execute("SELECT count(*) FROM lifetimes").fetchone()
+    time.sleep(seconds)
+    db.execute("COMMIT")
+    db.close()
+
+
+d = os.path.join(work, "reading")
+os.makedirs(d)
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+wait_file(trace, 30)
+time.sleep(0.2)
+hold_read_lock(trace, 0.5)
+_, err = run.communicate(timeout=300)
+why = recovered_whole(d, out, trace)  # recover of a finished trace: nothing to do
+check(run.returncode == 0 and not why, "a read transaction on the trace during the run: the"
+      " recorder waits for it, the trace is whole", err[-400:] + (why or ""))
+d = os.path.join(work, "reading-recover")
+os.makedirs(d)
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wait_file(trace, 30)
+time.sleep(0.1)
+run.kill()
+run.wait()
+wait_file(out, 120)
+time.sleep(0.3)  # the program's exit
+db = sqlite3.connect(trace, isolation_level=None)
+db.execute("BEGIN")
+db.execute("SELECT count(*) FROM lifetimes").fetchone()
+rec = subprocess.Popen([alloctrace, "recover", "-q", trace], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+time.sleep(0.5)
+db.execute("COMMIT")
+db.close()
+_, err = rec.communicate(timeout=300)
+why = recovered_whole(d, out, trace)
+check(rec.returncode == 0 and not why, "a read transaction on the trace during recover: it waits"
+      " for it, the trace is whole", err[-400:] + (why or ""))
+
+# A recover that fails half way (here a trigger refuses every new lifetime)
+# keeps in the spool what it could not commit: the next recover, once
+# the trigger is gone, gives the whole trace (the chunks used to go back
+# to a program that had ended: their leaks were lost).
+d = os.path.join(work, "recover-twice")
+os.makedirs(d)
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wait_file(trace, 30)
+time.sleep(0.1)
+run.kill()
+run.wait()
+wait_file(out, 120)
+time.sleep(0.3)
+db = sqlite3.connect(trace, isolation_level=None)
+db.execute("CREATE TRIGGER refuse BEFORE INSERT ON lifetimes BEGIN SELECT RAISE(FAIL, 'no'); END")
+db.close()
+r = recover(trace)
+check(r.returncode != 0 and [f for f in leftovers(d) if f.endswith(".spool")],
+      "recover refused by the trace fails, the spool stays (%s)" % leftovers(d), r.stderr)
+db = sqlite3.connect(trace, isolation_level=None)
+db.execute("DROP TRIGGER refuse")
+db.close()
+why = recovered_whole(d, out, trace)
+check(not why, "then recover again: every leak with its stack", why or "")
 
 # ---- a dead recorder, its pid reused: never waits, never crawls ---------------------------
 d = os.path.join(work, "reuse")

@@ -69,6 +69,7 @@ struct at_spool_reader {
     uint32_t nheld;
     pend_list *pend;   /* per chunk: halves it put in `live` in its current gen */
     uint32_t cur;      /* the chunk being read */
+    int keep_on_error; /* the producer has ended: chunks not committed stay in the spool */
     sqlite3_stmt *put_pending;
     /* Resumed over the trace of a reader that died: records already in
      * the trace are recognized and skipped. */
@@ -99,8 +100,14 @@ enum { PENDING_END = -1, PENDING_EXEC = -2 };
 /* Journal and sync as the reader writes: a rollback journal (TRUNCATE:
  * no file created and deleted at each commit), no fsync (the trace must
  * survive its writer's death, not the machine's). */
+/* Another process reading the trace (a user's query) holds a lock for a
+ * while: the reader waits for it (AT_READER_BUSY_MS at most) rather than
+ * failing its commit, which lost the whole trace. */
+enum { AT_READER_BUSY_MS = 20000 };
+
 static int db_settings(sqlite3 *db)
 {
+    sqlite3_busy_timeout(db, AT_READER_BUSY_MS);
     return at__sql_exec(db, "PRAGMA journal_mode=TRUNCATE; PRAGMA synchronous=OFF;"
                             " PRAGMA cache_size=-65536;");
 }
@@ -776,8 +783,11 @@ long at__spool_reader_poll(at_spool_reader *r)
         at__sqlw_exec(r->w, "COMMIT");
     }
     int err = at__sqlw_error(r->w);
-    /* Given back even after an error: the trace is lost then, and the
-     * program must not wait for chunks that would never come back. */
+    /* Given back even after an error while the program runs: it must not
+     * wait for chunks that would never come back.  Once it has ended
+     * (finish), they stay: `alloctrace recover` can try again. */
+    if (err && r->keep_on_error)
+        r->nheld = 0;
     give_back(r);
     return err ? err : (long)total;
 }
@@ -865,6 +875,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
 {
     int timing = getenv(AT_ENV_TIMING) != NULL;
     uint64_t t0 = at__now_ns();
+    r->keep_on_error = 1;
     long rc = at__spool_reader_poll(r);
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
