@@ -18,12 +18,14 @@
     recorder_test.py ALLOCTRACE RECORDER_PROG WORKDIR TRIALS
 """
 import ctypes
+import fcntl
 import hashlib
 import os
 import random
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -204,6 +206,47 @@ for name, step in STEPS.items():
             break
     check(caught and not why, "the recorder killed while completing (%s, try %d): recover gives"
           " every leak with its stack" % (name, attempt + 1), why or "")
+
+# ---- killed after it named the trace in the spool, before its reader took the spool ----------
+# The program then runs with no reader at all; `recover TRACE` finds the
+# spool by the names in its header (it used to look only at spools whose
+# reader had taken the lock: "no such file").  The moment is made to last:
+# this test holds the spool's lock (the reader's, spool.c) from the spool's
+# creation, so the run's reader cannot take it, and kills the run once the
+# header names the trace.
+F_OFD_SETLK, F_WRLCK = 37, 1
+caught, why = 0, None
+for attempt in range(5):
+    d = os.path.join(work, "unlocked-%d" % attempt)
+    os.makedirs(d)
+    out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+    run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                            str(ITERS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spool = os.path.join(d, ".alloctrace.%d.spool" % run.pid)
+    fd = -1
+    while fd < 0 and run.poll() is None:
+        try:
+            fd = os.open(spool, os.O_RDWR)
+        except FileNotFoundError:
+            time.sleep(0.0005)
+    locked = fd >= 0
+    try:
+        fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", F_WRLCK, 0, 0, 1, 0))
+    except OSError:
+        locked = False  # the reader was first
+    while locked and run.poll() is None and not os.pread(fd, 1, 72)[0]:
+        time.sleep(0.0005)  # at_spool_header.writing
+    run.kill()
+    run.wait()
+    if fd >= 0:
+        os.close(fd)
+    wait_file(out, 120)
+    if locked:
+        caught = 1
+        why = recovered_whole(d, out, trace)
+        break
+check(caught and not why, "the recorder killed before its reader took the spool (try %d):"
+      " recover TRACE gives every leak with its stack" % (attempt + 1), why or "")
 
 # ---- another process reading the trace meanwhile --------------------------------------------
 # A query holding a read transaction on the trace for a moment: the

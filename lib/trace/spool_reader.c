@@ -97,14 +97,14 @@ struct at_spool_reader {
 /* spool_pending's keys for the records of the end, below every event's */
 enum { PENDING_END = -1, PENDING_EXEC = -2 };
 
-/* Journal and sync as the reader writes: a rollback journal (TRUNCATE:
- * no file created and deleted at each commit), no fsync (the trace must
- * survive its writer's death, not the machine's). */
 /* Another process reading the trace (a user's query) holds a lock for a
  * while: the reader waits for it (AT_READER_BUSY_MS at most) rather than
  * failing its commit, which lost the whole trace. */
 enum { AT_READER_BUSY_MS = 20000 };
 
+/* Journal and sync as the reader writes: a rollback journal (TRUNCATE:
+ * no file created and deleted at each commit), no fsync (the trace must
+ * survive its writer's death, not the machine's); the lock wait above. */
 static int db_settings(sqlite3 *db)
 {
     sqlite3_busy_timeout(db, AT_READER_BUSY_MS);
