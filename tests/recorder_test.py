@@ -225,23 +225,23 @@ for attempt in range(5):
     spool = os.path.join(d, ".alloctrace.%d.spool" % run.pid)
     fd = -1
     while fd < 0 and run.poll() is None:
-        try:
-            fd = os.open(spool, os.O_RDWR)
+        try:  # once the spool has its size (at__spool_create)
+            fd = os.open(spool, os.O_RDWR) if os.path.getsize(spool) > 0 else -1
         except FileNotFoundError:
-            time.sleep(0.0005)
+            pass
+        time.sleep(0 if fd >= 0 else 0.0005)
     locked = fd >= 0
     try:
         fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", F_WRLCK, 0, 0, 1, 0))
     except OSError:
         locked = False  # the reader was first
-    while locked and run.poll() is None and not os.pread(fd, 1, 72)[0]:
-        time.sleep(0.0005)  # at_spool_header.writing
+    while locked and run.poll() is None and not (os.pread(fd, 1, 72) or b"\0")[0]:
+        time.sleep(0.0005)  # at_spool_header.writing (the file may be empty yet)
     run.kill()
     run.wait()
     if fd >= 0:
         os.close(fd)
-    wait_file(out, 120)
-    if locked:
+    if locked and wait_file(out, 120):
         caught = 1
         why = recovered_whole(d, out, trace)
         break
