@@ -17,12 +17,15 @@
 
     recorder_test.py ALLOCTRACE RECORDER_PROG WORKDIR TRIALS
 """
+import ctypes
+import fcntl
 import hashlib
 import os
 import random
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -83,8 +86,33 @@ def kill_trial(n, seed):
     time.sleep(delay)
     run.kill()
     run.wait()
-    if not wait_file(out, 120):
+    # The program, orphaned, is this process's child now (a subreaper, below):
+    # its exit.  Killed before it handed the program the trace's name (or
+    # before it forked), the run never started the program: nothing to trace.
+    status, end = None, time.time() + 120
+    try:
+        while time.time() < end and status is None:
+            pid, st = os.waitpid(-1, os.WNOHANG)
+            status = st if pid else None
+            time.sleep(0 if pid else 0.02)
+    except ChildProcessError:
+        pass
+    if status is None and time.time() >= end:
         return "the program never finished"
+    # (no child: the program had ended before the kill, or was never forked)
+    if not os.path.exists(out) and (status is None or (
+            os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_TOOL)):
+        not_started.append(n)
+        return None
+    if not os.path.exists(out):
+        return "the program never finished (status %#x)" % status
+    why = recovered_whole(d, out, trace)
+    return "killed after %.2f s: %s" % (delay, why) if why else None
+
+
+def recovered_whole(d, out, trace):
+    """`alloctrace recover TRACE`, then what is wrong with the trace (None:
+    every leak the program wrote to OUT, with its stack, every call)."""
     r = recover(trace)
     if r.returncode != 0:
         return "recover failed: %s" % r.stderr
@@ -104,24 +132,198 @@ def kill_trial(n, seed):
     missing = made - found
     left = leftovers(d)
     if missing or not made:
-        return "killed after %.2f s: %d of %d leaks missing (with their stack)" % (
-            delay, len(missing), len(made))
+        return "%d of %d leaks missing (with their stack)" % (len(missing), len(made))
     if calls < THREADS * ITERS or calls != lifetimes or lost:
-        return "killed after %.2f s: alloc_calls %d, lifetimes %d, lost %d" % (
-            delay, calls, lifetimes, lost)
+        return "alloc_calls %d, lifetimes %d, lost %d" % (calls, lifetimes, lost)
     if left:
         return "left behind: %s" % left
     return None
 
 
-failures = []
+failures, not_started = [], []
+EXIT_TOOL = 125
+# The recorder's orphaned program comes to this process, which reaps it and
+# so knows when (and whether) it ran; only during the kill trials.
+PR_SET_CHILD_SUBREAPER = 36
+libc = ctypes.CDLL(None, use_errno=True)
+check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, "this test reaps orphans")
 for n in range(trials):
     why = kill_trial(n, 1000 + n)
     if why:
         failures.append("trial %d: %s" % (n, why))
-print("# %d trials of SIGKILL of the recorder, %d failed" % (trials, len(failures)))
+libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+print("# %d trials of SIGKILL of the recorder, %d failed, %d killed before the program started"
+      " (trials %s)" % (trials, len(failures), len(not_started), not_started))
+check(len(not_started) < max(2, trials // 4), "most trials kill the recorder once the program"
+      " runs (%d of %d did not)" % (len(not_started), trials))
 check(not failures, "every trial's recovered trace holds every leak with its stack (%d trials)"
       % trials, "\n".join(failures[:10]))
+
+# ---- killed while it completes the trace ---------------------------------------------------
+# The program has ended; the recorder is killed at each step of completing
+# (lib/trace/complete.c), seen from outside by what the trace holds:
+# the leaks are rows (spool_pending dropped) but no views yet (the replay);
+# the views made, symbols not yet (symbolizing, most of the time).  Each is
+# caught at least once in a few tries.  (From symbols done to finished is
+# too short a moment to be caught from outside.)
+def trace_state(trace):
+    """What the trace holds, read without a lock (the writer may be half
+    way through a write: None then)."""
+    try:
+        db = sqlite3.connect("file:%s?mode=ro&immutable=1" % trace, uri=True)
+        names = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+        m = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        db.close()
+    except sqlite3.Error:
+        return None
+    return ("spool_pending" in names, "leaks" in names, m.get("symbolized"), m.get("finished"))
+
+
+STEPS = {
+    "leaks written, no views": lambda s: s[:2] == (False, False),
+    "views made, not symbolized": lambda s: s[1] and s[2] is None,
+}
+for name, step in STEPS.items():
+    caught, why = 0, None
+    for attempt in range(8):
+        d = os.path.join(work, "complete-%s-%d" % (name.split()[0], attempt))
+        os.makedirs(d)
+        out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+        run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out,
+                                str(THREADS), str(ITERS)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        while run.poll() is None and not os.path.exists(out):
+            time.sleep(0.002)
+        while run.poll() is None:
+            s = trace_state(trace) if os.path.exists(trace) else None
+            if s and step(s):
+                run.kill()
+                caught = 1
+                break
+        run.wait()
+        if caught:
+            why = recovered_whole(d, out, trace)
+            break
+    check(caught and not why, "the recorder killed while completing (%s, try %d): recover gives"
+          " every leak with its stack" % (name, attempt + 1), why or "")
+
+# ---- killed after it named the trace in the spool, before its reader took the spool ----------
+# The program then runs with no reader at all; `recover TRACE` finds the
+# spool by the names in its header (it used to look only at spools whose
+# reader had taken the lock: "no such file").  The moment is made to last:
+# this test holds the spool's lock (the reader's, spool.c) from the spool's
+# creation, so the run's reader cannot take it, and kills the run once the
+# header names the trace.
+F_OFD_SETLK, F_WRLCK = 37, 1
+caught, why = 0, None
+for attempt in range(5):
+    d = os.path.join(work, "unlocked-%d" % attempt)
+    os.makedirs(d)
+    out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+    run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                            str(ITERS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spool = os.path.join(d, ".alloctrace.%d.spool" % run.pid)
+    fd = -1
+    while fd < 0 and run.poll() is None:
+        try:  # once the spool has its size (at__spool_create)
+            fd = os.open(spool, os.O_RDWR) if os.path.getsize(spool) > 0 else -1
+        except FileNotFoundError:
+            pass
+        time.sleep(0 if fd >= 0 else 0.0005)
+    locked = fd >= 0
+    try:
+        fcntl.fcntl(fd, F_OFD_SETLK, struct.pack("hhqqi4x", F_WRLCK, 0, 0, 1, 0))
+    except OSError:
+        locked = False  # the reader was first
+    while locked and run.poll() is None and not (os.pread(fd, 1, 72) or b"\0")[0]:
+        time.sleep(0.0005)  # at_spool_header.writing (the file may be empty yet)
+    run.kill()
+    run.wait()
+    if fd >= 0:
+        os.close(fd)
+    if locked and wait_file(out, 120):
+        caught = 1
+        why = recovered_whole(d, out, trace)
+        break
+check(caught and not why, "the recorder killed before its reader took the spool (try %d):"
+      " recover TRACE gives every leak with its stack" % (attempt + 1), why or "")
+
+# ---- another process reading the trace meanwhile --------------------------------------------
+# A query holding a read transaction on the trace for a moment: the
+# recorder's commit waits for it (it used to fail, and lose the trace:
+# "SQLite refused an operation"), and so does `recover`'s.
+def hold_read_lock(trace, seconds):
+    db = sqlite3.connect(trace, isolation_level=None)
+    db.execute("BEGIN")
+    db.execute("SELECT count(*) FROM lifetimes").fetchone()
+    time.sleep(seconds)
+    db.execute("COMMIT")
+    db.close()
+
+
+d = os.path.join(work, "reading")
+os.makedirs(d)
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+wait_file(trace, 30)
+time.sleep(0.2)
+hold_read_lock(trace, 0.5)
+_, err = run.communicate(timeout=300)
+why = recovered_whole(d, out, trace)  # recover of a finished trace: nothing to do
+check(run.returncode == 0 and not why, "a read transaction on the trace during the run: the"
+      " recorder waits for it, the trace is whole", err[-400:] + (why or ""))
+d = os.path.join(work, "reading-recover")
+os.makedirs(d)
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wait_file(trace, 30)
+time.sleep(0.1)
+run.kill()
+run.wait()
+wait_file(out, 120)
+time.sleep(0.3)  # the program's exit
+db = sqlite3.connect(trace, isolation_level=None)
+db.execute("BEGIN")
+db.execute("SELECT count(*) FROM lifetimes").fetchone()
+rec = subprocess.Popen([alloctrace, "recover", "-q", trace], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+time.sleep(0.5)
+db.execute("COMMIT")
+db.close()
+_, err = rec.communicate(timeout=300)
+why = recovered_whole(d, out, trace)
+check(rec.returncode == 0 and not why, "a read transaction on the trace during recover: it waits"
+      " for it, the trace is whole", err[-400:] + (why or ""))
+
+# A recover that fails half way (here a trigger refuses every new lifetime)
+# keeps in the spool what it could not commit: the next recover, once
+# the trigger is gone, gives the whole trace (the chunks used to go back
+# to a program that had ended: their leaks were lost).
+d = os.path.join(work, "recover-twice")
+os.makedirs(d)
+out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
+                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wait_file(trace, 30)
+time.sleep(0.1)
+run.kill()
+run.wait()
+wait_file(out, 120)
+time.sleep(0.3)
+db = sqlite3.connect(trace, isolation_level=None)
+db.execute("CREATE TRIGGER refuse BEFORE INSERT ON lifetimes BEGIN SELECT RAISE(FAIL, 'no'); END")
+db.close()
+r = recover(trace)
+check(r.returncode != 0 and [f for f in leftovers(d) if f.endswith(".spool")],
+      "recover refused by the trace fails, the spool stays (%s)" % leftovers(d), r.stderr)
+db = sqlite3.connect(trace, isolation_level=None)
+db.execute("DROP TRIGGER refuse")
+db.close()
+why = recovered_whole(d, out, trace)
+check(not why, "then recover again: every leak with its stack", why or "")
 
 # ---- a dead recorder, its pid reused: never waits, never crawls ---------------------------
 d = os.path.join(work, "reuse")

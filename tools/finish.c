@@ -136,13 +136,15 @@ static void dir_of(const char *path, char *dir, size_t size)
 }
 
 /* What the header of a run's spool names: the trace being written and the
- * one it becomes; 0 when it is not the spool of a run's reader. */
+ * one it becomes; 0 when it is not the spool of a run's reader.  `run`
+ * names them before the program starts, so a run killed before its reader
+ * took the spool's lock is found too (its program ran with no reader). */
 static int run_spool_names(const char *spool, char *writing, char *final, size_t size)
 {
     at_spool s = {.fd = -1};
     if (at__spool_open(&s, spool) != 0)
         return 0;
-    int ok = s.h->consumer_locked && s.h->writing[0] &&
+    int ok = s.h->writing[0] &&
              memchr(s.h->writing, '\0', sizeof s.h->writing) &&
              memchr(s.h->trace_name, '\0', sizeof s.h->trace_name);
     if (ok) {

@@ -69,6 +69,7 @@ struct at_spool_reader {
     uint32_t nheld;
     pend_list *pend;   /* per chunk: halves it put in `live` in its current gen */
     uint32_t cur;      /* the chunk being read */
+    int keep_on_error; /* the producer has ended: chunks not committed stay in the spool */
     sqlite3_stmt *put_pending;
     /* Resumed over the trace of a reader that died: records already in
      * the trace are recognized and skipped. */
@@ -96,11 +97,17 @@ struct at_spool_reader {
 /* spool_pending's keys for the records of the end, below every event's */
 enum { PENDING_END = -1, PENDING_EXEC = -2 };
 
+/* Another process reading the trace (a user's query) holds a lock for a
+ * while: the reader waits for it (AT_READER_BUSY_MS at most) rather than
+ * failing its commit, which lost the whole trace. */
+enum { AT_READER_BUSY_MS = 20000 };
+
 /* Journal and sync as the reader writes: a rollback journal (TRUNCATE:
  * no file created and deleted at each commit), no fsync (the trace must
- * survive its writer's death, not the machine's). */
+ * survive its writer's death, not the machine's); the lock wait above. */
 static int db_settings(sqlite3 *db)
 {
+    sqlite3_busy_timeout(db, AT_READER_BUSY_MS);
     return at__sql_exec(db, "PRAGMA journal_mode=TRUNCATE; PRAGMA synchronous=OFF;"
                             " PRAGMA cache_size=-65536;");
 }
@@ -768,6 +775,11 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
         *began = 0;
     }
     int err = at__sqlw_error(r->w);
+    /* Given back even after an error while the program runs: it must not
+     * wait for chunks that would never come back.  Once it has ended
+     * (finish), they stay: `alloctrace recover` can try again. */
+    if (err && r->keep_on_error)
+        r->nheld = 0;
     give_back(r);
     return err;
 }
@@ -886,6 +898,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     uint64_t t0 = at__now_ns();
     if (at__trace_progress)
         at__trace_progress("finishing the trace: the rest of the spool");
+    r->keep_on_error = 1;
     long rc = at__spool_reader_poll(r);
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
