@@ -189,16 +189,24 @@ static const char *finding_name(unsigned k)
 
 /* ---- records ----------------------------------------------------------------- */
 
+/* Whether the release passed a layout of its own (one that differs from
+ * the allocation's), which goes to release_layouts. */
+static int odd_release_layout(const at_rec_lifetime *r)
+{
+    unsigned given = r->free_layout_given;
+    return r->free_op != AT_OP_NONE &&
+           (((given & AT_GIVEN_SIZE) && r->free_size != r->size) ||
+            ((given & AT_GIVEN_ALIGN) && r->free_align_log2 != r->align_log2));
+}
+
 /* A lifetime's row of `lifetimes`: v[0..LIFETIME_NCOLS), a bit set in the
- * result for each NULL column.  *odd_layout: the release passed a layout
- * of its own, which goes to release_layouts. */
+ * result for each NULL column.  *odd_layout: odd_release_layout(). */
 static uint32_t lifetime_row(const at_rec_lifetime *r, int64_t *v, int *odd_layout)
 {
     int released = r->free_op != AT_OP_NONE;
     uint64_t t_us = r->t / 1000;
     unsigned given = released ? r->free_layout_given : AT_GIVEN_ALIGN | AT_GIVEN_SIZE;
-    *odd_layout = released && (((given & AT_GIVEN_SIZE) && r->free_size != r->size) ||
-                               ((given & AT_GIVEN_ALIGN) && r->free_align_log2 != r->align_log2));
+    *odd_layout = odd_release_layout(r);
     v[0] = (int64_t)r->seq;
     v[1] = (int64_t)r->ptr;
     v[2] = (int64_t)r->size;
@@ -315,12 +323,7 @@ static void queue_row(writer *w, const at_rec_lifetime *r);
  * or none (a release with its own is a finding's block). */
 static int foldable(const at_rec_lifetime *r)
 {
-    if (r->free_op == AT_OP_NONE || r->free_op == AT_OP_EXEC)
-        return 0;
-    int64_t v[LIFETIME_NCOLS];
-    int odd_layout;
-    lifetime_row(r, v, &odd_layout);
-    return !odd_layout;
+    return r->free_op != AT_OP_NONE && r->free_op != AT_OP_EXEC && !odd_release_layout(r);
 }
 
 static void queue_lifetime(writer *w, const at_rec_lifetime *r)
