@@ -70,13 +70,31 @@ def leftovers(d):
                   or f.startswith(".alloctrace."))
 
 
-def kill_trial(n, seed):
-    d = os.path.join(work, "kill%d" % n)
+def leaking_run(name, *args, stderr=subprocess.DEVNULL):
+    """A directory of its own under `work`, and `alloctrace run` in it of the
+    leaking program with ARGS after its thread count; the program lists
+    what it leaked in DIR/leaked.  (dir, that file, the trace, the run)."""
+    d = os.path.join(work, name)
     os.makedirs(d)
     out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
     run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
-                            str(ITERS), "1500"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+                            *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    return d, out, trace, run
+
+
+def kill_while_writing(run, trace, out):
+    """SIGKILL of the recorder once its trace exists, then the orphaned
+    program's end (it writes `out` last)."""
+    wait_file(trace, 30)
+    time.sleep(0.1)
+    run.kill()
+    run.wait()
+    wait_file(out, 120)
+    time.sleep(0.3)  # the program's exit
+
+
+def kill_trial(n, seed):
+    d, out, trace, run = leaking_run("kill%d" % n, str(ITERS), "1500")
     # a random moment of the recording: from the spool's creation (the
     # program starts right after) into the program's run
     t0 = time.time()
@@ -186,12 +204,8 @@ STEPS = {
 for name, step in STEPS.items():
     caught, why = 0, None
     for attempt in range(8):
-        d = os.path.join(work, "complete-%s-%d" % (name.split()[0], attempt))
-        os.makedirs(d)
-        out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
-        run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out,
-                                str(THREADS), str(ITERS)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+        d, out, trace, run = leaking_run("complete-%s-%d" % (name.split()[0], attempt),
+                                         str(ITERS))
         while run.poll() is None and not os.path.exists(out):
             time.sleep(0.002)
         while run.poll() is None:
@@ -217,11 +231,7 @@ for name, step in STEPS.items():
 F_OFD_SETLK, F_WRLCK = 37, 1
 caught, why = 0, None
 for attempt in range(5):
-    d = os.path.join(work, "unlocked-%d" % attempt)
-    os.makedirs(d)
-    out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
-    run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
-                            str(ITERS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d, out, trace, run = leaking_run("unlocked-%d" % attempt, str(ITERS))
     spool = os.path.join(d, ".alloctrace.%d.spool" % run.pid)
     fd = -1
     while fd < 0 and run.poll() is None:
@@ -261,12 +271,7 @@ def hold_read_lock(trace, seconds):
     db.close()
 
 
-d = os.path.join(work, "reading")
-os.makedirs(d)
-out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
-run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
-                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                       text=True)
+d, out, trace, run = leaking_run("reading", str(ITERS), "1500", stderr=subprocess.PIPE)
 wait_file(trace, 30)
 time.sleep(0.2)
 hold_read_lock(trace, 0.5)
@@ -274,17 +279,8 @@ _, err = run.communicate(timeout=300)
 why = recovered_whole(d, out, trace)  # recover of a finished trace: nothing to do
 check(run.returncode == 0 and not why, "a read transaction on the trace during the run: the"
       " recorder waits for it, the trace is whole", err[-400:] + (why or ""))
-d = os.path.join(work, "reading-recover")
-os.makedirs(d)
-out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
-run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
-                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-wait_file(trace, 30)
-time.sleep(0.1)
-run.kill()
-run.wait()
-wait_file(out, 120)
-time.sleep(0.3)  # the program's exit
+d, out, trace, run = leaking_run("reading-recover", str(ITERS), "1500")
+kill_while_writing(run, trace, out)
 db = sqlite3.connect(trace, isolation_level=None)
 db.execute("BEGIN")
 db.execute("SELECT count(*) FROM lifetimes").fetchone()
@@ -302,17 +298,8 @@ check(rec.returncode == 0 and not why, "a read transaction on the trace during r
 # keeps in the spool what it could not commit: the next recover, once
 # the trigger is gone, gives the whole trace (the chunks used to go back
 # to a program that had ended: their leaks were lost).
-d = os.path.join(work, "recover-twice")
-os.makedirs(d)
-out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
-run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
-                        str(ITERS), "1500"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-wait_file(trace, 30)
-time.sleep(0.1)
-run.kill()
-run.wait()
-wait_file(out, 120)
-time.sleep(0.3)
+d, out, trace, run = leaking_run("recover-twice", str(ITERS), "1500")
+kill_while_writing(run, trace, out)
 db = sqlite3.connect(trace, isolation_level=None)
 db.execute("CREATE TRIGGER refuse BEFORE INSERT ON lifetimes BEGIN SELECT RAISE(FAIL, 'no'); END")
 db.close()
