@@ -77,7 +77,7 @@ export function loadData(doc) {
     group: f[18],
   }));
   // One per bug over the whole trace: exact counts, sizes as ranges.
-  const findingGroups = (raw.finding_groups || []).map((g) => ({
+  const findingGroups = raw.finding_groups.map((g) => ({
     count: g[0], releaseMin: g[1], releaseMax: g[2], allocMin: g[3], allocMax: g[4],
   }));
   const kind = kindTable(raw.kinds);

@@ -118,14 +118,13 @@ function findingRows(data, range) {
   const rows = new Map();
   for (const f of data.findings) {
     if (range && !range.inRange(f.time)) continue;
-    const key = f.group === undefined || f.group === null ? `r${f.index}` : `g${f.group}`;
-    const row = rows.get(key);
+    const row = rows.get(f.group);
     if (row) {
       row.seqs.push(f.seq);
       continue;
     }
-    const g = data.findingGroups[f.group] || { count: 1, releaseMin: f.releaseSize, releaseMax: f.releaseSize, allocMin: f.allocSize, allocMax: f.allocSize };
-    rows.set(key, {
+    const g = data.findingGroups[f.group];
+    rows.set(f.group, {
       ...f, g, count: g.count, seqs: [f.seq], k: data.kind(f.kind), stack: f.allocStack,
       rel: data.stack(f.releaseStack), alloc: data.stack(f.allocStack),
       first: f.firstFreeStack === null ? null : data.stack(f.firstFreeStack),
