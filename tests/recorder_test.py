@@ -70,7 +70,7 @@ def leftovers(d):
                   or f.startswith(".alloctrace."))
 
 
-def leaking_run(name, *args, stderr=subprocess.DEVNULL):
+def leaking_run(name, *args, stderr=subprocess.DEVNULL, env=None):
     """A directory of its own under `work`, and `alloctrace run` in it of the
     leaking program with ARGS after its thread count; the program lists
     what it leaked in DIR/leaked.  (dir, that file, the trace, the run)."""
@@ -78,7 +78,8 @@ def leaking_run(name, *args, stderr=subprocess.DEVNULL):
     os.makedirs(d)
     out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
     run = subprocess.Popen([alloctrace, "run", "-q", "-o", trace, "--", prog, out, str(THREADS),
-                            *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+                            *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+                           env=env)
     return d, out, trace, run
 
 
@@ -93,6 +94,21 @@ def kill_while_writing(run, trace, out):
     time.sleep(0.3)  # the program's exit
 
 
+def orphan_status():
+    """The orphaned program's end, as this process's child now (a subreaper,
+    below): its wait status, None when there was no child (the program had
+    ended before the kill, or was never forked), "hung" after 120 s."""
+    status, end = None, time.time() + 120
+    try:
+        while time.time() < end and status is None:
+            pid, st = os.waitpid(-1, os.WNOHANG)
+            status = st if pid else None
+            time.sleep(0 if pid else 0.02)
+    except ChildProcessError:
+        pass
+    return "hung" if status is None and time.time() >= end else status
+
+
 def kill_trial(n, seed):
     d, out, trace, run = leaking_run("kill%d" % n, str(ITERS), "1500")
     # a random moment of the recording: from the spool's creation (the
@@ -104,20 +120,9 @@ def kill_trial(n, seed):
     time.sleep(delay)
     run.kill()
     run.wait()
-    # The program, orphaned, is this process's child now (a subreaper, below):
-    # its exit.  Killed before it handed the program the trace's name (or
-    # before it forked), the run never started the program: nothing to trace.
-    status, end = None, time.time() + 120
-    try:
-        while time.time() < end and status is None:
-            pid, st = os.waitpid(-1, os.WNOHANG)
-            status = st if pid else None
-            time.sleep(0 if pid else 0.02)
-    except ChildProcessError:
-        pass
-    if status is None and time.time() >= end:
+    status = orphan_status()
+    if status == "hung":
         return "the program never finished"
-    # (no child: the program had ended before the kill, or was never forked)
     if not os.path.exists(out) and (status is None or (
             os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_TOOL)):
         not_started.append(n)
@@ -169,6 +174,28 @@ for n in range(trials):
     why = kill_trial(n, 1000 + n)
     if why:
         failures.append("trial %d: %s" % (n, why))
+
+
+def die_after_commit(n):
+    """The recorder killed right after its Nth commit, before that commit's
+    chunks go back to the program: the spool still holds records the trace
+    (and spool_pending) hold too."""
+    env = dict(os.environ, ALLOCTRACE_FAULT_DIE_AFTER_COMMIT=str(n))
+    d, out, trace, run = leaking_run("commit%d" % n, str(ITERS), "1500", env=env)
+    run.wait()
+    if run.returncode != -signal.SIGKILL:
+        return "the recorder ran to its end (status %d): fewer than %d commits" % (
+            run.returncode, n)
+    if orphan_status() == "hung" or not os.path.exists(out):
+        return "the program never finished"
+    return recovered_whole(d, out, trace)
+
+
+commit_failures = []
+for n in (1, 2, 3, 4, 6, 9):
+    why = die_after_commit(n)
+    if why:
+        commit_failures.append("after commit %d: %s" % (n, why))
 libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 print("# %d trials of SIGKILL of the recorder, %d failed, %d killed before the program started"
       " (trials %s)" % (trials, len(failures), len(not_started), not_started))
@@ -176,6 +203,9 @@ check(len(not_started) < max(2, trials // 4), "most trials kill the recorder onc
       " runs (%d of %d did not)" % (len(not_started), trials))
 check(not failures, "every trial's recovered trace holds every leak with its stack (%d trials)"
       % trials, "\n".join(failures[:10]))
+check(not commit_failures, "the recorder killed right after a commit, before giving its chunks"
+      " back: recover reads no record twice, every leak with its stack (6 commits)",
+      "\n".join(commit_failures))
 
 # ---- killed while it completes the trace ---------------------------------------------------
 # The program has ended; the recorder is killed at each step of completing

@@ -157,6 +157,10 @@ int cli_expand_traces(int n, char **args, cli_paths *out);
  * each at function (file:line), with bytes.  0, or -1 (unreadable). */
 int cli_log_problems(const char *path, unsigned leak_kinds);
 
+/* at_strerror(rc), and for AT_E_DB SQLite's own message for its last
+ * error in this process (alloctrace.c keeps it from SQLite's error log). */
+const char *cli_strerror(int rc);
+
 /* "alloctrace: MESSAGE" on stderr and exit(EXIT_TOOL). */
 __attribute__((format(printf, 1, 2), noreturn)) void cli_die(const char *fmt, ...);
 

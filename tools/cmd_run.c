@@ -594,7 +594,7 @@ static void make_spool(const run_opts *o, char *spool_path, size_t size)
     at_spool spool = {.fd = -1};
     int rc = at__spool_create(&spool, spool_path);
     if (rc)
-        cli_die("cannot create the spool %s: %s", spool_path, at_strerror(rc));
+        cli_die("cannot create the spool %s: %s", spool_path, cli_strerror(rc));
     at__spool_close(&spool);
 }
 
@@ -634,7 +634,7 @@ int cmd_run(int argc, char **argv)
         reader = NULL;
     }
     if (rc)
-        fprintf(stderr, "alloctrace: cannot create the trace %s: %s\n", writing, at_strerror(rc));
+        fprintf(stderr, "alloctrace: cannot create the trace %s: %s\n", writing, cli_strerror(rc));
     else
         at__spool_reader_set_final(reader, path);
     int exec_errno = 0;
@@ -648,7 +648,7 @@ int cmd_run(int argc, char **argv)
     if (reader) {
         rc = at__spool_reader_finish(reader, &closed);
         if (rc)
-            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", writing, at_strerror(rc));
+            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", writing, cli_strerror(rc));
     }
     unlink(spool_path);
     if (got == (ssize_t)sizeof exec_errno) { /* PROGRAM never started */

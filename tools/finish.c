@@ -191,7 +191,7 @@ int cli_resume_run_spool(const char *spool, int quiet)
     else if (rc == AT_E_EXISTS) /* completed before the reader died */
         rc = 0;
     if (rc) {
-        fprintf(stderr, "alloctrace: completing %s: %s\n", from, at_strerror(rc));
+        fprintf(stderr, "alloctrace: completing %s: %s\n", from, cli_strerror(rc));
         return -1;
     }
     if (strcmp(from, to) != 0 && rename(from, to) != 0) {
@@ -237,12 +237,12 @@ int cli_recover_spool(const char *spool, const char *output, int force, int quie
         at__spool_reader_abandon(r);
     if (rc) {
         fprintf(stderr, "alloctrace: %s: %s\n", rc == AT_E_INVALID ? spool : path,
-                rc == AT_E_INVALID ? "not an alloctrace spool" : at_strerror(rc));
+                rc == AT_E_INVALID ? "not an alloctrace spool" : cli_strerror(rc));
         return -1;
     }
     rc = at__spool_reader_finish(r, NULL);
     if (rc) {
-        fprintf(stderr, "alloctrace: writing %s: %s\n", path, at_strerror(rc));
+        fprintf(stderr, "alloctrace: writing %s: %s\n", path, cli_strerror(rc));
         return -1;
     }
     if (cli_summarize(path, quiet, tm_reach_gated()) < 0)

@@ -224,7 +224,7 @@ int cli_complete_trace(const char *path)
     int rc = at__trace_complete(db, NULL);
     if (rc) {
         char why[160];
-        snprintf(why, sizeof why, "cannot complete the trace: %s", at_strerror(rc));
+        snprintf(why, sizeof why, "cannot complete the trace: %s", cli_strerror(rc));
         return fail(path, why, db);
     }
     if (sqlite3_close(db) != SQLITE_OK)

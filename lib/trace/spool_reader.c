@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,12 @@ typedef struct chunk_ref {
     uint32_t i;
 } chunk_ref;
 
+/* A half of a lifetime a resumed reader found in spool_pending. */
+typedef struct loaded_half {
+    uint64_t seq;
+    uint8_t state; /* AT_PAIR_ALLOC or AT_PAIR_FREE */
+} loaded_half;
+
 struct at_spool_reader {
     at_spool spool;
     sqlite3 *db;
@@ -76,7 +83,22 @@ struct at_spool_reader {
     int resumed;
     int resumed_arguments; /* the trace has the arguments already */
     sqlite3_stmt *has_lifetime, *has_finding;
+    /* The halves loaded from spool_pending, sorted: the spool may hold
+     * their records still (the dead reader committed them, then died
+     * before giving their chunk back), read again after the loaded half
+     * was paired, when its lifetime is in a batch not yet in the table. */
+    loaded_half *loaded;
+    size_t nloaded, loaded_cap;
+    long die_after_commit; /* AT_ENV_FAULT_DIE_AFTER_COMMIT, counted down */
 };
+
+static int by_half(const void *a, const void *b)
+{
+    const loaded_half *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return (x->state > y->state) - (x->state < y->state);
+}
 
 /* ---- Kept until the trace holds it ------------------------------------------------
  *
@@ -212,6 +234,8 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
 static int attach_spool(at_spool_reader *r, const char *spool_path)
 {
     r->spool.fd = -1;
+    const char *die = getenv(AT_ENV_FAULT_DIE_AFTER_COMMIT);
+    r->die_after_commit = die ? strtol(die, NULL, 10) : 0;
     int rc = at__spool_open(&r->spool, spool_path);
     if (!rc && at__spool_lock(&r->spool) != 0)
         rc = AT_SPOOL_READER_BUSY;
@@ -285,6 +309,21 @@ static int found(sqlite3_stmt *st, uint64_t seq)
     return row;
 }
 
+static void remember_loaded(at_spool_reader *r, const at_pair *e)
+{
+    if (r->nloaded == r->loaded_cap) {
+        size_t cap = r->loaded_cap ? r->loaded_cap * 2 : 64;
+        loaded_half *v = realloc(r->loaded, cap * sizeof *v);
+        if (!v) {
+            r->nomem = 1;
+            return;
+        }
+        r->loaded = v;
+        r->loaded_cap = cap;
+    }
+    r->loaded[r->nloaded++] = (loaded_half){e->seq, e->state};
+}
+
 /* The halves and the end the dead reader stored, back into `r`: pending
  * halves whose lifetime is not in the trace. */
 static int load_pending(at_spool_reader *r)
@@ -329,10 +368,14 @@ static int load_pending(at_spool_reader *r)
         }
         if (ok)
             note_pending(r, e.seq);
+        if (ok)
+            remember_loaded(r, &e);
         if (ok && e.seq > r->max_seq)
             r->max_seq = e.seq;
     }
     sqlite3_finalize(st);
+    if (r->nloaded)
+        qsort(r->loaded, r->nloaded, sizeof *r->loaded, by_half);
     return rc == SQLITE_DONE ? 0 : AT_E_DB;
 }
 
@@ -430,6 +473,7 @@ void at__spool_reader_abandon(at_spool_reader *r)
         free(r->pend[i].seq);
     free(r->pend);
     free(r->held);
+    free(r->loaded);
     at__spool_close(&r->spool);
     free(r->gen);
     free(r->off);
@@ -528,6 +572,9 @@ static int seen(at_spool_reader *r, uint64_t seq, uint8_t state)
         return 0;
     at_pair e;
     if (at__pending_peek(&r->live, seq, &e) && e.state == state)
+        return 1;
+    loaded_half key = {seq, state};
+    if (r->nloaded && bsearch(&key, r->loaded, r->nloaded, sizeof key, by_half))
         return 1;
     return found(r->has_lifetime, seq);
 }
@@ -773,6 +820,8 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
         at__sqlw_flush(r->w);
         at__sqlw_exec(r->w, "COMMIT");
         *began = 0;
+        if (r->die_after_commit > 0 && --r->die_after_commit == 0)
+            raise(SIGKILL);
     }
     int err = at__sqlw_error(r->w);
     /* Given back even after an error while the program runs: it must not

@@ -67,6 +67,10 @@
 #define AT_ENV_DEBUG "ALLOCTRACE_DEBUG"     /* print SQLite's message for a failed write */
 /* seconds of work before progress shows on a terminal (default 1) */
 #define AT_ENV_PROGRESS_AFTER "ALLOCTRACE_PROGRESS_AFTER"
+/* For the tests: the spool reader kills its own process (SIGKILL) right
+ * after its Nth commit, before it gives that commit's chunks back: the
+ * moment a recover must not read a record twice. */
+#define AT_ENV_FAULT_DIE_AFTER_COMMIT "ALLOCTRACE_FAULT_DIE_AFTER_COMMIT"
 
 /* ---- file names -------------------------------------------------------------- */
 
