@@ -284,9 +284,11 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end)
     sqlite3_progress_handler(db, 0, NULL, NULL);
     if (timing)
         fprintf(stderr,
-                "timing: timeline %.3f indexes and views %.3f symbols, runtime and sites %.3f"
-                " meta %.3f\n",
-                (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, (double)(t3 - t2) / 1e9,
+                "timing: timeline %.3f (from the %s) indexes and views %.3f symbols, runtime and"
+                " sites %.3f meta %.3f\n",
+                (double)(t1 - t0) / 1e9,
+                at__replay_log_usable(end ? end->replay_log : NULL) ? "log" : "table",
+                (double)(t2 - t1) / 1e9, (double)(t3 - t2) / 1e9,
                 (double)(at__now_ns() - t3) / 1e9);
     return rc;
 }

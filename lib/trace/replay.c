@@ -346,12 +346,15 @@ struct at_replay_log {
     size_t nextra, cap_extra;
     int broken; /* memory ran out, or a seq no process reaches */
     uint64_t puts; /* events logged so far */
+    uint64_t events_read; /* at__replay_log_events_read */
 };
 
-/* How far past the events logged so far a seq may be for the array to
- * grow to it: sequence numbers are dense, so a seq far beyond (a corrupt
- * or hostile spool) would only make the array, and the walk over it,
- * huge.  The log is then given up, and completion replays the table
+/* How far past the events logged and read so far a seq may be for the
+ * array to grow to it: sequence numbers are dense, so a seq far beyond (a
+ * corrupt or hostile spool) would only make the array, and the walk over
+ * it, huge.  The events read count too: a program that frees its first
+ * block after two million allocations logs a release two million seqs
+ * ahead with its first lifetime.  The log is then given up, and completion replays the table
  * instead, whose memory is bounded by the rows. */
 enum { LOG_SEQ_SLACK = 1 << 20 };
 
@@ -409,7 +412,7 @@ static void log_aside(at_replay_log *l, int64_t seq, int64_t time_us, int64_t si
 static void log_put(at_replay_log *l, int64_t seq, int kind, int64_t time_us, int64_t size)
 {
     l->puts++;
-    if (l->broken || seq <= 0 || (uint64_t)seq > 4 * l->puts + LOG_SEQ_SLACK ||
+    if (l->broken || seq <= 0 || (uint64_t)seq > 4 * (l->puts + l->events_read) + LOG_SEQ_SLACK ||
         ((size_t)seq >= l->cap && log_grow(l, seq) != 0)) {
         l->broken = 1;
         return;
@@ -440,6 +443,12 @@ void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int
     log_put(l, seq, LOG_ALLOC, time_us, size);
     if (free_seq >= 0)
         log_put(l, free_seq > seq ? free_seq : seq, LOG_FREE, free_time_us, size);
+}
+
+void at__replay_log_events_read(at_replay_log *l, uint64_t n)
+{
+    if (l && n > l->events_read)
+        l->events_read = n;
 }
 
 static int by_seq(const void *a, const void *b)
@@ -487,7 +496,12 @@ int at__replay_store(sqlite3 *db)
     return store(db, NULL);
 }
 
+int at__replay_log_usable(const at_replay_log *l)
+{
+    return l && !l->broken;
+}
+
 int at__replay_log_store(const at_replay_log *l, sqlite3 *db)
 {
-    return store(db, l && !l->broken ? l : NULL);
+    return store(db, at__replay_log_usable(l) ? l : NULL);
 }

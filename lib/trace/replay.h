@@ -89,10 +89,15 @@ void at__replay_log_free(at_replay_log *l);
  * microseconds, as the table stores them.  `l` may be NULL. */
 void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size,
                              int64_t free_seq, int64_t free_time_us);
+/* The reader of the records has read `n` events (allocations and
+ * releases) so far: the log's bound on how far ahead a seq may be. */
+void at__replay_log_events_read(at_replay_log *l, uint64_t n);
 /* The peak the log's replay reaches (the one at__replay_log_store
  * stores): 0, or -1 when the log is NULL or was given up. */
 int at__replay_log_peak(const at_replay_log *l, at_replay_peak *peak);
-/* at__replay_store from the log (`l` NULL: from the table). */
+/* 1 if `l` is a log at__replay_log_store replays (not NULL, not given up). */
+int at__replay_log_usable(const at_replay_log *l);
+/* at__replay_store from the log (`l` NULL or given up: from the table). */
 int at__replay_log_store(const at_replay_log *l, sqlite3 *db);
 
 #endif

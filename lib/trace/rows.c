@@ -746,6 +746,11 @@ void at__sqlw_keep_replay_log(at_sqlw *w)
         w->log = at__replay_log_new(); /* none: completion replays the table */
 }
 
+void at__sqlw_events_read(at_sqlw *w, uint64_t n)
+{
+    at__replay_log_events_read(w->log, n);
+}
+
 int at__sqlw_aggregate(at_sqlw *w)
 {
     if (!w->log)

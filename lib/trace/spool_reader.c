@@ -69,6 +69,7 @@ struct at_spool_reader {
     int exec_pending; /* an EXEC record came and no EXEC_FAILED since */
     at_rec_end exec;
     uint64_t max_seq; /* the highest sequence number of an event read */
+    uint64_t events;  /* allocations and releases read */
     int corrupt;
     int nomem;
     /* Durability (see "Kept until the trace holds it" below). */
@@ -509,6 +510,7 @@ static void write_pair(at_spool_reader *r, const at_pair *a, const at_rec_free *
         l.free_size = f->free_size;
         l.free_stack = f->free_stack;
     }
+    at__sqlw_events_read(r->w, r->events);
     at__sqlw_lifetime(r->w, &l);
 }
 
@@ -581,6 +583,7 @@ static int seen(at_spool_reader *r, uint64_t seq, uint8_t state)
 
 static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 {
+    r->events++;
     if (a->seq > r->max_seq)
         r->max_seq = a->seq;
     if (seen(r, a->seq, AT_PAIR_ALLOC))
@@ -613,6 +616,7 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
 
 static void on_free(at_spool_reader *r, const at_rec_free *f)
 {
+    r->events++;
     if (f->free_seq > r->max_seq)
         r->max_seq = f->free_seq;
     if (seen(r, f->seq, AT_PAIR_FREE))

@@ -32,6 +32,8 @@ void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
  * frees it), NULL when none was kept. */
 void at__sqlw_keep_replay_log(at_sqlw *w);
 struct at_replay_log *at__sqlw_take_replay_log(at_sqlw *w);
+/* The events (allocations and releases) read so far, for the log. */
+void at__sqlw_events_read(at_sqlw *w, uint64_t n);
 
 /* An aggregated trace (aggregate.h), for a writer that keeps the replay
  * log: from now on released lifetimes are held for folding rather than
