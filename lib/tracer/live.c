@@ -369,6 +369,18 @@ static int make_room(at_live_shard *sh, at_live_seg *g, uint64_t h)
     return g->used + 1 > cap - cap / 16 ? -1 : 0;
 }
 
+void at__live_prefetch(at_live *lt, uintptr_t ptr)
+{
+    uint64_t h = at__mix_ptr(ptr);
+    at_live_shard *sh = shard_of(lt, h);
+    at__spin_lock(&sh->lock);
+    if (sh->dir) {
+        const at_live_seg *g = seg_of(sh, h);
+        __builtin_prefetch(&g->slots[h & g->mask], 1);
+    }
+    at__spin_unlock(&sh->lock);
+}
+
 int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced)
 {
     if (!packable(info))

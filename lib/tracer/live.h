@@ -72,6 +72,11 @@ int at__live_init(at_live *lt);
 uint64_t at__live_count(at_live *lt);
 void at__live_destroy(at_live *lt);
 
+/* Starts fetching the slot where `ptr` is or would go, so that its cache
+ * miss overlaps the caller's work (the backtrace) before the insert or
+ * release that follows. */
+void at__live_prefetch(at_live *lt, uintptr_t ptr);
+
 /* Records a new live block.  Returns 0, AT_E_NOMEM (the block is then not
  * tracked), or 1 when a live block was already recorded at that address
  * (its releases went unseen); *displaced then receives it. */

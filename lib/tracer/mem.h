@@ -40,7 +40,12 @@ size_t at__mem_each_region(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 /* Ranges the table had no room for (the scan counts them as roots). */
 uint64_t at__mem_unregistered(void);
 
-/* Bytes currently mapped for the tracer's own use. */
+/* Freed blocks of the live table's sizes keep their pages, for reuse, up
+ * to this many bytes (and twice those in use); past that they go back. */
+#define AT_MEM_KEEP ((size_t)64 << 20)
+
+/* Bytes currently mapped for the tracer's own use (pages given back not
+ * counted). */
 size_t at__mem_mapped(void);
 
 #endif

@@ -214,6 +214,7 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
                                                int skip)
 {
     int saved = errno;
+    at__live_prefetch(&t->live, (uintptr_t)ptr); /* its miss overlaps the backtrace */
     at_thread *th = at__thread_get(t);
     at_block_info b = {
         .ptr = (uintptr_t)ptr,
@@ -491,6 +492,8 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
                                                 at_rec_lifetime *deferred, int skip)
 {
     int saved = errno;
+    if (t->release_depth) /* its miss overlaps the backtrace */
+        at__live_prefetch(&t->live, (uintptr_t)ptr);
     at_thread *th = at__thread_get(t);
     uint64_t seq = next_seq(t);
     uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
