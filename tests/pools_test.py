@@ -13,8 +13,9 @@ destroy released released by it and not leaked, every pool block tied to
 the malloc'd chunk it lies in (the first one at the chunk's very address),
 and the malloc blocks untouched by the pool's frees (the chunks freed
 without a finding); report, check and JSON name the pool; the header
-compiles as C99 and C++11 with gcc and clang, and a PIE built by either
-binds the annotations under alloctrace only.
+compiles as C99 and C++11 with gcc and clang, and a PIE built by either,
+or a shared library the program dlopens, binds the annotations under
+alloctrace only.
 
     pools_test.py ALLOCTRACE WORKDIR POOL_PROG POOL_PLAIN SOURCE_ROOT
 """
@@ -58,9 +59,9 @@ def frames_work_line(db, stack):
                    " ORDER BY level LIMIT 1", stack)
 
 
-def traced(program, name):
+def traced(program, name, *args):
     trace = os.path.join(work, name + ".db")
-    r = run([alloctrace, "run", "-o", trace, "--force", "--", program])
+    r = run([alloctrace, "run", "-o", trace, "--force", "--", program] + list(args))
     return r, trace
 
 
@@ -225,5 +226,38 @@ for cc, std, src in compilers:
     check(u.stdout == t.stdout == "tiny\n" and u.returncode == t.returncode == 0
           and rows == [("tiny", 16, 0), ("tiny", 8, 1)],
           "%s %s: the same untraced and traced, and the trace has its pool (%s)" % (cc, std, rows))
+
+# ---- a shared library the program dlopens ----------------------------------------------------
+plug_c = os.path.join(work, "plug.c")
+with open(plug_c, "w") as f:
+    f.write('#include <alloctrace/annotate.h>\n#include <stdlib.h>\n'
+            'void plug_run(void) {\n  static int pool;\n  char *chunk = malloc(32);\n'
+            '  AT_POOL_CREATE(&pool, "plugin");\n  AT_POOL_ALLOC(&pool, chunk, 32, 8);\n'
+            '  AT_POOL_FREE(&pool, chunk, 32, 8);\n  AT_POOL_FREE(&pool, chunk, 32, 8);\n'
+            '  AT_POOL_DESTROY(&pool);\n  free(chunk);\n}\n')
+host_c = os.path.join(work, "host.c")
+with open(host_c, "w") as f:
+    f.write('#include <dlfcn.h>\n#include <stdio.h>\n'
+            'int main(int argc, char **argv) {\n  (void)argc;\n'
+            '  void *h = dlopen(argv[1], RTLD_NOW);\n  if (!h) { puts(dlerror()); return 1; }\n'
+            '  void (*run)(void) = (void (*)(void))dlsym(h, "plug_run");\n'
+            '  run();\n  puts("plugged");\n  return 0;\n}\n')
+plug_so, host = os.path.join(work, "libplug.so"), os.path.join(work, "host")
+b1 = run(["gcc", "-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-I", include, plug_c, "-o",
+          plug_so])
+b2 = run(["gcc", "-O2", "-Wall", "-Werror", host_c, "-o", host, "-ldl"])
+if check(b1.returncode == 0 and b2.returncode == 0, "a dlopen'ed library using the header builds"
+         " without an alloctrace library", b1.stderr + b2.stderr):
+    u = run([host, plug_so])
+    t, tr = traced(host, "host", plug_so)
+    kinds = []
+    if os.path.exists(tr):
+        tdb = sqlite3.connect("file:%s?mode=ro" % tr, uri=True)
+        kinds = tdb.execute("SELECT f.kind, p.name FROM findings f JOIN pool_findings pf"
+                            " ON pf.seq = f.seq JOIN pools p ON p.id = pf.pool").fetchall()
+        tdb.close()
+    check(u.stdout == t.stdout == "plugged\n" and u.returncode == t.returncode == 0
+          and kinds == [("double_free", "plugin")],
+          "the dlopen'ed library's annotations are bound under alloctrace only (%s)" % kinds)
 
 finish()
