@@ -15,7 +15,7 @@ and the malloc blocks untouched by the pool's frees (the chunks freed
 without a finding); report, check and JSON name the pool; the header
 compiles as C99 and C++11 with gcc and clang, and a PIE built by either,
 or a shared library the program dlopens, binds the annotations under
-alloctrace only.
+alloctrace only; a forked child's trace inherits the pool's live blocks.
 
     pools_test.py ALLOCTRACE WORKDIR POOL_PROG POOL_PLAIN SOURCE_ROOT
 """
@@ -259,5 +259,40 @@ if check(b1.returncode == 0 and b2.returncode == 0, "a dlopen'ed library using t
     check(u.stdout == t.stdout == "plugged\n" and u.returncode == t.returncode == 0
           and kinds == [("double_free", "plugin")],
           "the dlopen'ed library's annotations are bound under alloctrace only (%s)" % kinds)
+
+# ---- fork: the child inherits the pool and its live blocks ---------------------------------
+fork_c = os.path.join(work, "forked.c")
+with open(fork_c, "w") as f:
+    f.write('#include <alloctrace/annotate.h>\n#include <stdio.h>\n#include <stdlib.h>\n'
+            '#include <sys/wait.h>\n#include <unistd.h>\n'
+            'int main(void) {\n  static int pool;\n  char *c = malloc(64);\n'
+            '  AT_POOL_CREATE(&pool, "forked");\n  AT_POOL_ALLOC(&pool, c, 16, 8);\n'
+            '  pid_t pid = fork();\n'
+            '  if (pid == 0) { AT_POOL_FREE(&pool, c, 16, 8); AT_POOL_FREE(&pool, c, 16, 8);'
+            ' _exit(0); }\n'
+            '  waitpid(pid, NULL, 0);\n  AT_POOL_FREE(&pool, c, 16, 8);\n'
+            '  AT_POOL_DESTROY(&pool);\n  free(c);\n  puts("forked");\n  return 0;\n}\n')
+fork_exe = os.path.join(work, "forked")
+b = run(["gcc", "-O1", "-fPIE", "-pie", "-Wall", "-Werror", "-I", include, fork_c, "-o",
+         fork_exe])
+if check(b.returncode == 0, "the forking program builds", b.stderr):
+    for old_trace in os.listdir(work):
+        if old_trace.startswith("forked.") and old_trace.endswith(".db"):
+            os.unlink(os.path.join(work, old_trace))
+    t, tr = traced(fork_exe, "forked")
+    child = [n for n in os.listdir(work) if n.startswith("forked.") and n.endswith(".db")
+             and n != "forked.db"]
+    rows = {}
+    for name in ["forked.db"] + child:
+        tdb = sqlite3.connect("file:%s?mode=ro" % os.path.join(work, name), uri=True)
+        rows[name == "forked.db"] = (
+            tdb.execute("SELECT pool_name, alloc_op, free_op FROM pool_allocations").fetchall(),
+            tdb.execute("SELECT kind FROM findings").fetchall())
+        tdb.close()
+    check(t.stdout == "forked\n" and len(child) == 1
+          and rows.get(True) == ([("forked", "alloc", "dealloc")], [])
+          and rows.get(False) == ([("forked", "inherited", "dealloc")], [("double_free",)]),
+          "a forked child's trace has the pool's inherited block and its own double free,"
+          " the parent's its block freed once (%s)" % rows)
 
 finish()
