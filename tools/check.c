@@ -639,6 +639,8 @@ static void json_failures(jw *w, const tm_trace *t, const verdict *v)
         jw_str(w, "reachability", tm_reach_name(s->reach));
         jw_int(w, "bytes", s->bytes);
         jw_int(w, "blocks", s->blocks);
+        if (s->pool)
+            jw_str(w, "pool", s->pool);
         report_json_frames(w, "allocated_at", s->stack);
         jw_end(w);
     }
@@ -651,6 +653,8 @@ static void json_failures(jw *w, const tm_trace *t, const verdict *v)
         jw_str(w, "category", cat_names[category_of(f->kind)]);
         jw_int(w, "count", f->count);
         jw_str(w, "detail", f->detail);
+        if (f->pool)
+            jw_str(w, "pool", f->pool);
         report_json_frames(w, "released_at", f->release);
         if (f->alloc)
             report_json_frames(w, "allocated_at", f->alloc);

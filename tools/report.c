@@ -63,24 +63,36 @@ const char *report_kind_label(enum tm_kind k)
     return k < TM_KINDS ? labels[k] : labels[TM_OTHER];
 }
 
+/* ", of pool NAME" for a pool's site or finding, "" otherwise. */
+static void pool_phrase(char *buf, size_t size, const char *pool)
+{
+    if (pool)
+        snprintf(buf, size, ", of pool %s", pool);
+    else
+        buf[0] = '\0';
+}
+
 void report_site_message(char *buf, size_t size, const tm_site *s)
 {
     const char *label = tm_reach_label(s->reach);
+    char pool[160];
+    pool_phrase(pool, sizeof pool, s->pool);
     if (s->min_size == s->max_size)
-        snprintf(buf, size, "%s: %lld bytes in %lld block%s of %lld bytes", label, s->bytes,
-                 s->blocks, s->blocks == 1 ? "" : "s", s->min_size);
+        snprintf(buf, size, "%s: %lld bytes in %lld block%s of %lld bytes%s", label, s->bytes,
+                 s->blocks, s->blocks == 1 ? "" : "s", s->min_size, pool);
     else
-        snprintf(buf, size, "%s: %lld bytes in %lld blocks of %lld to %lld bytes", label,
-                 s->bytes, s->blocks, s->min_size, s->max_size);
+        snprintf(buf, size, "%s: %lld bytes in %lld blocks of %lld to %lld bytes%s", label,
+                 s->bytes, s->blocks, s->min_size, s->max_size, pool);
 }
 
 void report_finding_message(char *buf, size_t size, const tm_finding *f)
 {
-    char times[48] = "";
+    char times[48] = "", pool[160];
     if (f->count > 1)
         snprintf(times, sizeof times, " (%lld times)", f->count);
-    snprintf(buf, size, "%s: %s%s", report_kind_label(f->kind), f->detail ? f->detail : "",
-             times);
+    pool_phrase(pool, sizeof pool, f->pool);
+    snprintf(buf, size, "%s: %s%s%s", report_kind_label(f->kind), f->detail ? f->detail : "",
+             pool, times);
 }
 
 /* ---- text ------------------------------------------------------------------------------ */
@@ -273,9 +285,14 @@ static void text_site(FILE *out, size_t n, const tm_site *s, const report_opts *
     fprintf(out, "\n  %s#%zu  %s%s in %lld block%s", c->bold, n, b, c->reset, s->blocks,
             s->blocks == 1 ? "" : "s");
     if (s->min_size == s->max_size)
-        fprintf(out, " of %lld B\n", s->min_size);
+        fprintf(out, " of %lld B", s->min_size);
     else
-        fprintf(out, " of %lld to %lld B\n", s->min_size, s->max_size);
+        fprintf(out, " of %lld to %lld B", s->min_size, s->max_size);
+    if (s->pool) {
+        fputs(", of pool ", out);
+        esc_text(out, s->pool);
+    }
+    fputc('\n', out);
     report_stack_text(out, s->stack, "      ", o->color);
 }
 
@@ -382,6 +399,11 @@ static void text_finding(FILE *out, size_t i, const tm_finding *f, const report_
     long long aa = f->alloc ? f->alloc_align : -1;
     layout_row(out, "alignment", aa, aa, f->release_align, f->release_align, c);
     family_row(out, f, c);
+    if (f->pool) {
+        fprintf(out, "      %-11s", "pool");
+        esc_text(out, f->pool);
+        fputc('\n', out);
+    }
     if (f->alloc) {
         fprintf(out, "    allocated at (sequence number %lld):\n", f->alloc_seq);
         report_stack_text(out, f->alloc, "      ", o->color);

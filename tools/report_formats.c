@@ -113,6 +113,8 @@ static void json_site(jw *w, const tm_site *s)
     jw_int(w, "blocks", s->blocks);
     jw_int(w, "min_size", s->min_size);
     jw_int(w, "max_size", s->max_size);
+    if (s->pool)
+        jw_str(w, "pool", s->pool);
     jw_line(w);
     jw_arr(w, "stack_ids");
     for (size_t i = 0; i < s->nids; i++)
@@ -139,6 +141,8 @@ static void json_finding(jw *w, const tm_finding *f)
         jw_int(w, NULL, f->seqs[i]);
     jw_end(w);
     jw_str(w, "detail", f->detail);
+    if (f->pool)
+        jw_str(w, "pool", f->pool);
     if (f->alloc) {
         jw_obj(w, "allocated");
         jw_int(w, "seq", f->alloc_seq);

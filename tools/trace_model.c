@@ -216,6 +216,8 @@ struct tm_cache {
     sqlite3_stmt *frame_query, *inlined_query;
     int failed; /* a query failed (1), and it was said (2): the message is printed once */
     char error[256];
+    char **pool_keys; /* the keys of the pools' sites (load_leaks) */
+    size_t npool_keys;
 };
 
 static void remember_error(tm_trace *t)
@@ -738,16 +740,74 @@ static int site_order(const void *a, const void *b)
     return (x->stack->site > y->stack->site) - (x->stack->site < y->stack->site);
 }
 
+/* Whether the trace has pools (docs/pools.md): a trace written before
+ * them has not even the tables, and one without has none of their rows,
+ * and its leaks and findings are read as they always were. */
+static int has_pools(tm_trace *t)
+{
+    return one_int(t, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'pools'",
+                   0) > 0 &&
+           one_int(t, "SELECT EXISTS(SELECT 1 FROM pools)", 0) > 0;
+}
+
+/* A pool's name as tools show it, from the SQL expression `id` of a pool id. */
+#define POOL_NAME(id)                                                                              \
+    "(SELECT coalesce(p.name, '#' || p.id) FROM pools p WHERE p.id = " id ")"
+
+/* leak_sites, split by pool: each site's blocks of one pool apart. */
+static const char leak_sites_by_pool[] =
+    "SELECT coalesce(ss.site, k.stack), k.reachability, count(*), sum(k.size), min(k.size),"
+    " max(k.size), " POOL_NAME("b.pool") " AS pool"
+    " FROM leaks k LEFT JOIN stack_sites ss ON ss.stack = k.stack"
+    " LEFT JOIN pool_blocks b ON b.seq = k.alloc_seq GROUP BY 1, 2, 7 ORDER BY 1";
+
+/* A site's pool joins its key: the same code leaking from two pools is two sites. */
+static void merge_pool_site(tm_trace *t, site_entry **by_key, size_t *cap, const tm_stack *s,
+                            sqlite3_stmt *st)
+{
+    char *pool = col_text(st, 6);
+    if (!pool) {
+        merge_site(t, by_key, cap, s, st);
+        return;
+    }
+    tm_stack *keyed = tm_xrealloc(NULL, sizeof *keyed);
+    *keyed = *s;
+    sbuf b = {0};
+    sb_puts(&b, s->key);
+    sb_puts(&b, "\x1dpool\x1d");
+    sb_puts(&b, pool);
+    keyed->key = b.s;
+    size_t before = t->nsites;
+    merge_site(t, by_key, cap, keyed, st);
+    if (t->nsites > before) { /* a new site: it keeps its key, and the stack is the real one */
+        t->sites[before].pool = pool;
+        t->sites[before].stack = s;
+        t->cache->pool_keys = tm_xrealloc(t->cache->pool_keys,
+                                          (t->cache->npool_keys + 1) * sizeof(char *));
+        t->cache->pool_keys[t->cache->npool_keys++] = keyed->key;
+    } else {
+        free(pool);
+        free(keyed->key);
+    }
+    free(keyed);
+}
+
 static void load_leaks(tm_trace *t)
 {
     site_entry *by_key[TM_REACHES] = {NULL}, *e, *tmp;
     size_t cap = 0;
+    int pools = has_pools(t);
     tm_progress_start("reading leaks");
-    sqlite3_stmt *st = prepare(t, "SELECT stack, reachability, blocks, bytes, min_size, max_size"
-                                  " FROM leak_sites ORDER BY stack");
+    sqlite3_stmt *st =
+        prepare(t, pools ? leak_sites_by_pool
+                         : "SELECT stack, reachability, blocks, bytes, min_size, max_size"
+                           " FROM leak_sites ORDER BY stack");
     while (step(t, st) == SQLITE_ROW) {
         const tm_stack *s = stack_get(t, col_int(st, 0, 0));
-        merge_site(t, by_key, &cap, s, st);
+        if (pools)
+            merge_pool_site(t, by_key, &cap, s, st);
+        else
+            merge_site(t, by_key, &cap, s, st);
         tm_progress(-1);
     }
     sqlite3_finalize(st);
@@ -797,13 +857,17 @@ static char *finding_key(const tm_finding *f)
     sb_puts(&b, f->release_family);
     sb_puts(&b, "\x1d");
     sb_puts(&b, f->alloc_family);
+    if (f->pool) { /* a pool's bug is one per pool */
+        sb_puts(&b, "\x1dpool\x1d");
+        sb_puts(&b, f->pool);
+    }
     return b.s;
 }
 
 /* Row: kind, seq, time_us, thread, ptr, release_stack, release_size,
  * release_align, release_family, alloc_seq, alloc_stack, alloc_size,
  * alloc_align, alloc_family, first_free_seq, detail, alloc_ptr,
- * first_free_stack. */
+ * first_free_stack, pool. */
 static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
 {
     tm_finding f = {
@@ -829,6 +893,7 @@ static tm_finding finding_from_row(tm_trace *t, sqlite3_stmt *st)
         .first_release = sqlite3_column_type(st, 14) == SQLITE_NULL
                              ? NULL
                              : stack_get(t, col_int(st, 17, 0)),
+        .pool = col_text(st, 18),
     };
     if (!f.kind_name)
         f.kind_name = tm_xstrdup("?");
@@ -865,6 +930,7 @@ static void free_finding(tm_finding *f)
     free(f->release_family);
     free(f->alloc_family);
     free(f->detail);
+    free(f->pool);
 }
 
 static tm_finding finding_copy(const tm_finding *f)
@@ -877,6 +943,7 @@ static tm_finding finding_copy(const tm_finding *f)
     c.release_family = tm_xstrdup(f->release_family);
     c.alloc_family = tm_xstrdup(f->alloc_family);
     c.detail = tm_xstrdup(f->detail);
+    c.pool = f->pool ? tm_xstrdup(f->pool) : NULL;
     return c;
 }
 
@@ -927,9 +994,16 @@ static void load_findings(tm_trace *t, int releases)
         release_quota(t, quota);
     tm_progress_start("reading findings");
     sqlite3_stmt *st = prepare(
-        t, "SELECT kind, seq, time_us, thread, ptr, release_stack, release_size, release_align,"
-           " release_family, alloc_seq, alloc_stack, alloc_size, alloc_align, alloc_family,"
-           " first_free_seq, detail, alloc_ptr, first_free_stack FROM findings ORDER BY seq, id");
+        t, has_pools(t)
+               ? "SELECT kind, seq, time_us, thread, ptr, release_stack, release_size,"
+                 " release_align, release_family, alloc_seq, alloc_stack, alloc_size, alloc_align,"
+                 " alloc_family, first_free_seq, detail, alloc_ptr, first_free_stack,"
+                 " " POOL_NAME("(SELECT pf.pool FROM pool_findings pf WHERE pf.seq = findings.seq)")
+                 " FROM findings ORDER BY seq, id"
+               : "SELECT kind, seq, time_us, thread, ptr, release_stack, release_size,"
+                 " release_align, release_family, alloc_seq, alloc_stack, alloc_size, alloc_align,"
+                 " alloc_family, first_free_seq, detail, alloc_ptr, first_free_stack, NULL"
+                 " FROM findings ORDER BY seq, id");
     while (step(t, st) == SQLITE_ROW) {
         tm_finding f = finding_from_row(t, st);
         tm_finding *listed = NULL;
@@ -1058,9 +1132,14 @@ void tm_free(tm_trace *t)
 {
     if (!t->cache)
         return;
-    for (size_t i = 0; i < t->nsites; i++)
+    for (size_t i = 0; i < t->nsites; i++) {
         free(t->sites[i].ids);
+        free(t->sites[i].pool);
+    }
     free(t->sites);
+    for (size_t i = 0; i < t->cache->npool_keys; i++)
+        free(t->cache->pool_keys[i]);
+    free(t->cache->pool_keys);
     for (size_t i = 0; i < t->nfindings; i++)
         free_finding(&t->findings[i]);
     free(t->findings);

@@ -77,6 +77,8 @@ typedef struct tm_site {
     long long bytes, blocks, min_size, max_size;
     long long *ids; /* the trace's stacks merged into this site, ascending */
     size_t nids;
+    char *pool; /* the blocks' pool (docs/pools.md): its name, "#ID" when unnamed; NULL
+                   for malloc's and new's blocks.  A site is one per pool. */
 } tm_site;
 
 /* One bug: one kind of bad release (or request) at one pair of stacks
@@ -103,6 +105,7 @@ typedef struct tm_finding {
     size_t nseqs;
     size_t group; /* in TM_RELEASES: its finding, an index into `findings` */
     char *release_family, *alloc_family, *detail;
+    char *pool; /* a pool's release (docs/pools.md): as tm_site's; NULL otherwise */
 } tm_finding;
 
 typedef struct tm_summary {

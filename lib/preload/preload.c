@@ -47,6 +47,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "backtrace.h"
+#include "pools.h"
 #include "run_protocol.h"
 #include "spinlock.h"
 #include "tracer_internal.h"
@@ -947,6 +948,66 @@ DELETE_FN(_ZdlPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const nothro
           AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW)
 DELETE_FN(_ZdaPvSt11align_val_tRKSt9nothrow_t, (void *p, size_t al, const nothrow_t *nt),
           AT_SIZE_UNKNOWN, al, AT_FAMILY_NEW_ARRAY)
+
+/* ---- the program's own pools (alloctrace/annotate.h) ------------------------
+ * The macros of annotate.h call these when the dynamic linker bound them,
+ * that is under this library only (docs/pools.md).  Each is one call into
+ * the tracer (pools.c) with the thread marked as inside a traced call, so
+ * that the tracer's own work is not traced; the pool's memory is never
+ * touched.  A call from a signal handler that interrupted a traced call,
+ * or while the library is not tracing, records nothing (counted lost
+ * while tracing). */
+void at_pool_create(const void *pool, const char *name);
+void at_pool_alloc(const void *pool, const void *ptr, size_t size, size_t align);
+void at_pool_free(const void *pool, const void *ptr, size_t size, size_t align);
+void at_pool_destroy(const void *pool);
+
+/* 1 when a pool's call may be traced now (then at__untraced is IN_CALL
+ * until AFTER_CALL). */
+INLINE int pool_call_begins(void)
+{
+    if (at__untraced) {
+        if (at__untraced == IN_CALL && current_state() == S_READY)
+            at__trace_lost(tracer);
+        return 0;
+    }
+    if (current_state() != S_READY)
+        return 0;
+    at__untraced = IN_CALL;
+    return 1;
+}
+
+EXPORT void at_pool_create(const void *pool, const char *name)
+{
+    if (!pool_call_begins())
+        return;
+    at__pool_create(tracer, pool, name, 1);
+    AFTER_CALL();
+}
+
+EXPORT void at_pool_alloc(const void *pool, const void *ptr, size_t size, size_t align)
+{
+    if (!pool_call_begins())
+        return;
+    at__pool_alloc(tracer, pool, (void *)ptr, size, align, 1);
+    AFTER_CALL();
+}
+
+EXPORT void at_pool_free(const void *pool, const void *ptr, size_t size, size_t align)
+{
+    if (!pool_call_begins())
+        return;
+    at__pool_free(tracer, pool, (void *)ptr, size, align, 1);
+    AFTER_CALL();
+}
+
+EXPORT void at_pool_destroy(const void *pool)
+{
+    if (!pool_call_begins())
+        return;
+    at__pool_destroy(tracer, pool, 1);
+    AFTER_CALL();
+}
 
 /* ---- allocators that trace through this library: the Rust crate --------- */
 

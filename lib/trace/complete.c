@@ -136,12 +136,16 @@ static int64_t count(sqlite3 *db, const char *sql)
     return v;
 }
 
-/* The totals of a trace whose producer never said them: what reached it. */
+/* The totals of a trace whose producer never said them: what reached it
+ * (the program's allocator's calls: a pool's are not among them, as the
+ * tracer does not count them). */
 static void count_totals(sqlite3 *db, at_trace_end *e)
 {
-    e->alloc_calls = count(db, "SELECT count(*) FROM lifetimes");
-    e->alloc_bytes = count(db, "SELECT coalesce(sum(size), 0) FROM lifetimes");
-    e->free_calls = count(db, "SELECT count(free_dseq) FROM lifetimes");
+#define NOT_POOL " WHERE NOT " AT_SQL_INFO_POOL("info")
+    e->alloc_calls = count(db, "SELECT count(*) FROM lifetimes" NOT_POOL);
+    e->alloc_bytes = count(db, "SELECT coalesce(sum(size), 0) FROM lifetimes" NOT_POOL);
+    e->free_calls = count(db, "SELECT count(free_dseq) FROM lifetimes" NOT_POOL);
+#undef NOT_POOL
     e->findings = count(db, "SELECT count(*) FROM findings");
     e->duration_us = count(db, "SELECT coalesce(max(t), 0) FROM lifetimes");
     /* An aggregated trace's folded lifetimes (aggregate.h): all released. */

@@ -174,7 +174,9 @@ int at__replay(sqlite3 *db, at_replay_fn *fn, void *arg, at_replay_peak *peak,
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT seq, t, size, " AT_SQL_INFO_ALIGN("info") ","
                                 " coalesce(stack, 0), coalesce(free_dseq, -9223372036854775808),"
-                                " coalesce(free_dt, 0) FROM lifetimes ORDER BY seq",
+                                " coalesce(free_dt, 0) FROM lifetimes"
+                                /* the program's heap: a pool's blocks lie in it */
+                                " WHERE NOT " AT_SQL_INFO_POOL("info") " ORDER BY seq",
                                 -1, &st, NULL);
     while (rc == SQLITE_OK || rc == SQLITE_ROW) {
         if ((rc = sqlite3_step(st)) != SQLITE_ROW)

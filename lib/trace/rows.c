@@ -59,6 +59,7 @@ typedef struct writer {
     sqlite3 *db;
     sqlite3_stmt *lifetime, *finding, *stack, *frame, *node, *thread;
     sqlite3_stmt *frame_lookup, *release_layout, *reach;
+    sqlite3_stmt *pool_create, *pool_destroy, *pool_block, *pool_finding;
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
     at_rowbatch rows;             /* a sorted batch's column values */
     at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
@@ -110,11 +111,23 @@ static int prepare(writer *w)
         "INSERT INTO release_layouts VALUES(?,?,?)",
         "INSERT INTO lifetimes SELECT * FROM at_lifetime_batch",
         "INSERT OR REPLACE INTO reachability(seq, class) VALUES(?,?)",
+        /* A pool's two records may be read in either order (two threads'
+         * chunks), and again by a resumed reader: each sets its columns. */
+        "INSERT INTO pools(id, name, ptr, created_seq, created_time_us, create_stack)"
+        " VALUES(?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
+        " ptr = excluded.ptr, created_seq = excluded.created_seq,"
+        " created_time_us = excluded.created_time_us, create_stack = excluded.create_stack",
+        "INSERT INTO pools(id, ptr, destroyed_seq, destroyed_time_us, destroy_stack)"
+        " VALUES(?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET destroyed_seq = excluded.destroyed_seq,"
+        " destroyed_time_us = excluded.destroyed_time_us, destroy_stack = excluded.destroy_stack",
+        "INSERT OR REPLACE INTO pool_blocks(seq, pool, chunk) VALUES(?,?,?)",
+        "INSERT OR REPLACE INTO pool_findings(seq, pool) VALUES(?,?)",
     };
     sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
                             &w->frame,        &w->node,           &w->thread,
                             &w->frame_lookup, &w->release_layout, &w->lifetime_batch,
-                            &w->reach};
+                            &w->reach,        &w->pool_create,    &w->pool_destroy,
+                            &w->pool_block,   &w->pool_finding};
     if (at__rowbatch_init(&w->rows, w->db, "at_lifetime_batch", LIFETIME_COLUMNS,
                           LIFETIME_NCOLS, BATCH_MAX) != 0)
         return AT_E_DB;
@@ -130,7 +143,8 @@ static void finalize(writer *w)
     sqlite3_stmt *all[] = {w->lifetime,       w->finding,      w->stack,
                            w->frame,          w->node,         w->thread,
                            w->frame_lookup,   w->release_layout, w->lifetime_batch,
-                           w->reach};
+                           w->reach,          w->pool_create,  w->pool_destroy,
+                           w->pool_block,     w->pool_finding};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     /* The module stays registered on the connection (SQLite frees it when
@@ -320,15 +334,19 @@ static void queue_row(writer *w, const at_rec_lifetime *r);
 
 /* Whether an aggregated trace may fold the lifetime: released (not by an
  * exec, which ends blocks live at the end), with the allocation's layout
- * or none (a release with its own is a finding's block). */
+ * or none (a release with its own is a finding's block), and no pool's
+ * (pool_blocks names its row). */
 static int foldable(const at_rec_lifetime *r)
 {
-    return r->free_op != AT_OP_NONE && r->free_op != AT_OP_EXEC && !odd_release_layout(r);
+    return r->free_op != AT_OP_NONE && r->free_op != AT_OP_EXEC && !odd_release_layout(r) &&
+           r->family != AT_FAMILY_POOL;
 }
 
 static void queue_lifetime(writer *w, const at_rec_lifetime *r)
 {
-    if (w->log) {
+    /* A pool's block lies in a malloc'd chunk the heap counts already:
+     * the replay (peak, timeline) is the program's heap, without pools. */
+    if (w->log && r->family != AT_FAMILY_POOL) {
         int64_t t_us = (int64_t)(r->t / 1000); /* as lifetime_row stores them */
         at__replay_log_lifetime(w->log, (int64_t)r->seq, t_us, (int64_t)r->size,
                                 r->free_op != AT_OP_NONE ? (int64_t)r->free_seq : -1,
@@ -404,11 +422,13 @@ static void request_detail(char *detail, size_t n, const at_rec_finding *f)
  * of two)" for such an alignment. */
 static void layout_detail(char *detail, size_t n, const at_rec_finding *f)
 {
-    char size[24] = "\u2013"; /* an en dash: no size passed */
+    char size[24] = "\u2013", align[24] = "\u2013"; /* an en dash: not passed */
     if (f->given_layout & AT_GIVEN_SIZE)
         snprintf(size, sizeof size, "%llu", (unsigned long long)f->given_size);
-    int len = snprintf(detail, n, "released as (%s, %llu), allocated as (%llu, %llu)", size,
-                       (unsigned long long)f->given_align, (unsigned long long)f->alloc_size,
+    if (f->given_layout & AT_GIVEN_ALIGN)
+        snprintf(align, sizeof align, "%llu", (unsigned long long)f->given_align);
+    int len = snprintf(detail, n, "released as (%s, %s), allocated as (%llu, %llu)", size, align,
+                       (unsigned long long)f->alloc_size,
                        (unsigned long long)1 << f->alloc_align_log2);
     if (f->given_align_log2 == AT_ALIGN_NOT_POW2 && len > 0 && (size_t)len < n)
         snprintf(detail + len, n - (size_t)len, " (%llu is not a power of two)",
@@ -576,6 +596,8 @@ size_t at__record_size(const unsigned char *p, size_t avail)
     case AT_REC_NODE: n = sizeof(at_rec_node); break;
     case AT_REC_STACK: n = sizeof(at_rec_stack); break;
     case AT_REC_REACH_END: n = sizeof(at_rec_reach_end); break;
+    case AT_REC_POOL_REF: n = sizeof(at_rec_pool_ref); break;
+    case AT_REC_POOL:
     case AT_REC_REACH:
     case AT_REC_MODULE:
     case AT_REC_MARK:
@@ -590,6 +612,9 @@ size_t at__record_size(const unsigned char *p, size_t avail)
         if (*p == AT_REC_REACH && (h.count > AT_REACH_BATCH || h.count * 8 > n - sizeof h ||
                                    h.id < AT_REACH_DEFINITE || h.id > AT_REACH_REACHABLE))
             return 0;
+        if (*p == AT_REC_POOL && (h.count == 0 || h.count > n - sizeof h - sizeof(at_rec_pool)))
+            return 0; /* the name's bytes, its NUL included, follow the pool's fields */
+        break;
         break;
     }
     default:
@@ -637,6 +662,48 @@ static void write_reach_end(writer *w, const at_rec_reach_end *e)
     fail(w, at__meta_set_int(w->db, AT_META_REACH_SKIPPED_BYTES, (int64_t)e->skipped_bytes));
     fail(w, at__meta_set_int(w->db, AT_META_REACH_US, (int64_t)(e->duration_ns / 1000)));
     fail(w, at__meta_set_int(w->db, AT_META_REACH_SEQ, (int64_t)e->scan_seq));
+}
+
+/* A pool created or destroyed (records.h): 1, or -1 for an event no
+ * tracer writes. */
+static int write_pool(writer *w, const at_rec_var *h, const unsigned char *payload)
+{
+    at_rec_pool e;
+    memcpy(&e, payload, sizeof e);
+    const char *name = (const char *)payload + sizeof e;
+    size_t len = strnlen(name, h->count);
+    sqlite3_stmt *st = e.event == AT_POOL_CREATED ? w->pool_create : w->pool_destroy;
+    if (e.event != AT_POOL_CREATED && e.event != AT_POOL_DESTROYED)
+        return -1;
+    int i = 1;
+    bind_u64(st, i++, h->id);
+    if (e.event == AT_POOL_CREATED) {
+        if (len)
+            sqlite3_bind_text(st, i++, name, (int)len, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(st, i++);
+    }
+    bind_u64(st, i++, e.ptr);
+    bind_u64(st, i++, e.seq);
+    bind_u64(st, i++, e.t / 1000);
+    bind_opt(st, i, e.stack != 0, e.stack);
+    step(w, st);
+    return 1;
+}
+
+/* A pool's block or finding (records.h): 1, or -1 for a kind no tracer
+ * writes. */
+static int write_pool_ref(writer *w, const at_rec_pool_ref *r)
+{
+    sqlite3_stmt *st = r->what == AT_POOL_REF_BLOCK ? w->pool_block : w->pool_finding;
+    if (r->what != AT_POOL_REF_BLOCK && r->what != AT_POOL_REF_FINDING)
+        return -1;
+    bind_u64(st, 1, r->seq);
+    bind_u64(st, 2, r->pool);
+    if (r->what == AT_POOL_REF_BLOCK)
+        bind_opt(st, 3, r->chunk != 0, r->chunk);
+    step(w, st);
+    return 1;
 }
 
 int at__sqlw_record(at_sqlw *w, const unsigned char *p)
@@ -700,6 +767,16 @@ int at__sqlw_record(at_sqlw *w, const unsigned char *p)
         memcpy(&e, p, sizeof e);
         write_reach_end(w, &e);
         return 1;
+    }
+    case AT_REC_POOL: {
+        at_rec_var h;
+        memcpy(&h, p, sizeof h);
+        return write_pool(w, &h, p + sizeof h);
+    }
+    case AT_REC_POOL_REF: {
+        at_rec_pool_ref r;
+        memcpy(&r, p, sizeof r);
+        return write_pool_ref(w, &r);
     }
     }
     return 0;

@@ -56,7 +56,7 @@ static const char tables_sql[] =
     "CREATE TABLE reachability(seq INTEGER PRIMARY KEY, class INTEGER NOT NULL);"
     "CREATE TABLE timeline(seq INTEGER PRIMARY KEY, time_us INTEGER NOT NULL,"
     " live_bytes INTEGER NOT NULL, live_blocks INTEGER NOT NULL, alloc_calls INTEGER NOT NULL,"
-    " alloc_bytes INTEGER NOT NULL, free_calls INTEGER NOT NULL);";
+    " alloc_bytes INTEGER NOT NULL, free_calls INTEGER NOT NULL);" AT_SQL_POOL_TABLES;
 
 /* Family and operation names (vocab.h), as SQL expressions over their
  * codes. */
@@ -69,7 +69,7 @@ static const char tables_sql[] =
 #define REACH_NAME(x) "coalesce(CASE " x AT_REACH(REACH_WHEN) " END, 'unknown')"
 
 static const char finish_sql[] =
-    AT_SQL_STACK_SITES_TABLE
+    AT_SQL_STACK_SITES_TABLE AT_SQL_POOL_TABLES
     "CREATE VIEW allocations AS SELECT"
     " l.seq AS alloc_seq, l.ptr AS ptr, l.size AS size, " AT_SQL_INFO_ALIGN("l.info") " AS align,"
     " " FAMILY_NAME(AT_SQL_INFO_FAMILY("l.info")) " AS family,"
@@ -117,6 +117,13 @@ static const char finish_sql[] =
     " count(*) AS count, min(fi.seq) AS first_seq"
     " FROM findings fi LEFT JOIN stack_sites rs ON rs.stack = fi.release_stack"
     " LEFT JOIN stack_sites al ON al.stack = fi.alloc_stack GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9;"
+    /* Every pool's block with its pool, the malloc block it lay in, and
+     * whether the pool's destroy released it. */
+    "CREATE VIEW pool_allocations AS SELECT b.pool AS pool, p.name AS pool_name, a.*,"
+    " b.chunk AS chunk_seq,"
+    " coalesce(a.free_seq IS NOT NULL AND a.free_seq = p.destroyed_seq, 0) AS released_by_destroy"
+    " FROM pool_blocks b JOIN allocations a ON a.alloc_seq = b.seq"
+    " LEFT JOIN pools p ON p.id = b.pool;"
     ;
 
 /* The views over stacks' lines, where each frame is its inlined functions

@@ -22,7 +22,9 @@
  * set when the release passed a layout of its own, different from the
  * allocation's (in release_layouts), 15 set when the release passed no size
  * (free(), an unsized operator delete), 16 when it passed no alignment
- * either (free(), realloc).  The allocating op is never 0, so a live block's
+ * either (free(), realloc), 17 the family's third bit (AT_FAMILY_POOL, a
+ * pool's block: docs/pools.md; 0 in every other row, so rows of traces
+ * without pools read as before).  The allocating op is never 0, so a live block's
  * value, or one released with its own layout, lies in 256..32767, which
  * SQLite stores in two bytes; an unsized release takes three. */
 #define AT_INFO_FAMILY_SHIFT 6
@@ -31,15 +33,21 @@
 #define AT_INFO_RELEASE_LAYOUT 16384
 #define AT_INFO_RELEASE_NO_SIZE 32768
 #define AT_INFO_RELEASE_NO_ALIGN 65536
+#define AT_INFO_FAMILY_HIGH_SHIFT 15 /* family bit 2 (value 4) at bit 17 */
 #define AT_INFO(align_log2, family, alloc_op, free_op, release_layout)                             \
     ((uint64_t)((align_log2) & 63) | (uint64_t)((family) & 3) << AT_INFO_FAMILY_SHIFT |          \
+     (uint64_t)((family) & 4) << AT_INFO_FAMILY_HIGH_SHIFT |                                     \
      (uint64_t)((alloc_op) & 7) << AT_INFO_ALLOC_OP_SHIFT |                                     \
      (uint64_t)((free_op) & 7) << AT_INFO_FREE_OP_SHIFT |                                       \
      ((release_layout) ? (uint64_t)AT_INFO_RELEASE_LAYOUT : 0))
 
 /* The same fields in SQL, from the SQL expression `x` (an info column). */
 #define AT_SQL_INFO_ALIGN(x) "(1 << (" x " & 63))"
-#define AT_SQL_INFO_FAMILY(x) "((" x " >> " AT_STRINGIFY(AT_INFO_FAMILY_SHIFT) ") & 3)"
+#define AT_SQL_INFO_FAMILY(x)                                                                      \
+    "(((" x " >> " AT_STRINGIFY(AT_INFO_FAMILY_SHIFT) ") & 3) | ((" x                               \
+    " >> " AT_STRINGIFY(AT_INFO_FAMILY_HIGH_SHIFT) ") & 4))"
+/* A pool's block (its lifetime has a row in pool_blocks too). */
+#define AT_SQL_INFO_POOL(x) "(" x " & 131072)"
 #define AT_SQL_INFO_ALLOC_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_ALLOC_OP_SHIFT) ") & 7)"
 #define AT_SQL_INFO_FREE_OP(x) "((" x " >> " AT_STRINGIFY(AT_INFO_FREE_OP_SHIFT) ") & 7)"
 #define AT_SQL_INFO_RELEASE_LAYOUT(x) "(" x " & " AT_STRINGIFY(AT_INFO_RELEASE_LAYOUT) ")"
@@ -51,6 +59,17 @@
 #define AT_SQL_STACK_SITES_TABLE                                                                   \
     "CREATE TABLE IF NOT EXISTS stack_sites(stack INTEGER PRIMARY KEY, site INTEGER NOT NULL,"    \
     " skip INTEGER NOT NULL);"
+
+/* The program's own pools (docs/pools.md): created with the other tables,
+ * and at close if missing (a trace begun by an alloctrace that had none,
+ * completed by this one). */
+#define AT_SQL_POOL_TABLES                                                                         \
+    "CREATE TABLE IF NOT EXISTS pools(id INTEGER PRIMARY KEY, name TEXT, ptr INTEGER NOT NULL,"   \
+    " created_seq INTEGER, created_time_us INTEGER, create_stack INTEGER, destroyed_seq INTEGER," \
+    " destroyed_time_us INTEGER, destroy_stack INTEGER);"                                         \
+    "CREATE TABLE IF NOT EXISTS pool_blocks(seq INTEGER PRIMARY KEY, pool INTEGER NOT NULL,"      \
+    " chunk INTEGER);"                                                                            \
+    "CREATE TABLE IF NOT EXISTS pool_findings(seq INTEGER PRIMARY KEY, pool INTEGER NOT NULL);"
 
 /* Levels the SQL walks up the call tree go at most: more than the tracer
  * ever records (AT_MAX_STACK_DEPTH), a bound against a cycle of parents

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include <alloctrace/error.h>
+#include <alloctrace/tracer.h> /* at_family */
 #include <alloctrace/vocab.h>
 
 #include "at_uthash.h" /* at__mix_ptr */
@@ -66,7 +67,10 @@ _Static_assert(sizeof(at_live_slot) == 40, "a live-table entry is 40 bytes");
 #define SIZE_BITS 58
 #define LOW(n) ((((uint64_t)1) << (n)) - 1)
 /* What the packed fields can hold: vocab.h's families and ops fit. */
-#define AT_X_FIT(id, code, ...) _Static_assert(code < 4, "a family fits in 2 bits");
+/* A pool's block is in a live table of its pool's (pools.c), stored there
+ * as family 0: only the families of the program's allocator must fit. */
+#define AT_X_FIT(id, code, ...)                                                                    \
+    _Static_assert(code < 4 || code == AT_FAMILY_POOL, "a family fits in 2 bits");
 AT_FAMILIES(AT_X_FIT)
 #undef AT_X_FIT
 #define AT_X_FIT(id, code, ...) _Static_assert(code < 8, "an op fits in 3 bits");
@@ -516,6 +520,29 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
     }
     at__spin_unlock(&sh->lock);
     return find_interior(lt, ptr, out) ? AT_LIVE_INTERIOR : AT_LIVE_UNKNOWN;
+}
+
+int at__live_find(at_live *lt, uintptr_t ptr, at_block_info *out)
+{
+    uint64_t h = at__mix_ptr(ptr);
+    at_live_shard *sh = shard_of(lt, h);
+    int hit = 0;
+    at__spin_lock(&sh->lock);
+    if (sh->dir) {
+        at_live_seg *g = seg_of(sh, h);
+        const at_live_slot *s = &g->slots[probe(g, ptr, h)];
+        if (slot_state(s) == SLOT_LIVE) {
+            slot_get(sh, s, out);
+            hit = 1;
+        }
+    }
+    at__spin_unlock(&sh->lock);
+    return hit;
+}
+
+int at__live_containing(at_live *lt, uintptr_t ptr, at_block_info *out)
+{
+    return at__live_find(lt, ptr, out) || find_interior(lt, ptr, out);
 }
 
 void at__live_unrelease(at_live *lt, const at_block_info *info)

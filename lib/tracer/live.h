@@ -96,6 +96,14 @@ enum at_live_lookup {
 enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_seq,
                                      uint32_t free_stack, at_block_info *out);
 
+/* The live block that starts at `ptr` (1, *out set) or none (0). */
+int at__live_find(at_live *lt, uintptr_t ptr, at_block_info *out);
+
+/* The live block that holds address `ptr`, at its start or inside it (1,
+ * *out set), or none (0).  A miss walks every shard, as the interior
+ * search of at__live_release does. */
+int at__live_containing(at_live *lt, uintptr_t ptr, at_block_info *out);
+
 /* Undoes at__live_release after a failed realloc: the block is live again. */
 void at__live_unrelease(at_live *lt, const at_block_info *info);
 

@@ -39,7 +39,37 @@ enum at_rec_kind {
     AT_REC_EXEC = 13,
     AT_REC_EXEC_FAILED = 14, /* at_rec_end: that exec failed; tracing goes on */
     AT_REC_NODE = 15,      /* at_rec_node: a new node of the call tree (stacks.h) */
+    /* The program's own pools (pools.h, docs/pools.md): */
+    AT_REC_POOL = 16,     /* at_rec_var (id: the pool's id, count: bytes of name, its NUL
+                           * included) + at_rec_pool + name */
+    AT_REC_POOL_REF = 17, /* at_rec_pool_ref: a lifetime or finding is a pool's */
 };
+
+/* A pool created or destroyed (AT_REC_POOL's payload before the name). */
+enum { AT_POOL_CREATED = 1, AT_POOL_DESTROYED = 2 };
+
+typedef struct at_rec_pool {
+    uint64_t ptr; /* the pointer that names the pool in the program */
+    uint64_t seq;
+    uint64_t t;
+    uint32_t event; /* AT_POOL_CREATED, AT_POOL_DESTROYED */
+    uint32_t stack;
+    uint32_t thread;
+    uint32_t pad;
+} at_rec_pool;
+
+/* What an AT_REC_POOL_REF ties to its pool: the lifetime allocated at
+ * `seq`, or the finding made at `seq`. */
+enum { AT_POOL_REF_BLOCK = 1, AT_POOL_REF_FINDING = 2 };
+
+typedef struct at_rec_pool_ref {
+    uint8_t kind;
+    uint8_t what;    /* AT_POOL_REF_* */
+    uint8_t pad[2];
+    uint32_t pool;   /* the pool's id */
+    uint64_t seq;
+    uint64_t chunk;  /* blocks: the seq of the live malloc block holding it, 0: none */
+} at_rec_pool_ref;
 
 /* Allocation sequence numbers per AT_REC_REACH record. */
 enum { AT_REACH_BATCH = 256 };

@@ -16,6 +16,7 @@
 #include <alloctrace/alloctrace.h>
 
 #include "clock.h"
+#include "pools.h"
 #include "run_protocol.h"
 #include "spool.h"
 #include "tracer_internal.h"
@@ -267,6 +268,7 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
     at__stacks_foreach_node(&t->stacks, dump_node, &d);
     at__stacks_foreach(&t->stacks, dump_stack, &d);
     at__live_foreach(&t->live, dump_inherited, &d);
+    at__pools_dump_inherited(t, th);
     return 0;
 }
 

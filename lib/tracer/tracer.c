@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "mem.h"
 #include "modules.h"
+#include "pools.h"
 #include "tracer_internal.h"
 
 static uint64_t next_serial = 1;
@@ -170,7 +171,7 @@ __attribute__((noinline)) static uint32_t capture_stack_depth(at_tracer *t, at_t
 }
 
 /* The same at the trace's depth. */
-__attribute__((noinline)) static uint32_t capture_stack(at_tracer *t, at_thread *th, int skip)
+__attribute__((noinline)) uint32_t at__capture_stack(at_tracer *t, at_thread *th, int skip)
 {
     /* +1: this function. */
     uint32_t id = capture_stack_depth(t, th, t->depth, skip + 1);
@@ -219,7 +220,7 @@ __attribute__((noinline)) void at__trace_alloc(at_tracer *t, void *ptr, size_t s
     at_block_info b = {
         .ptr = (uintptr_t)ptr,
         .size = size,
-        .stack = capture_stack(t, th, skip + 1),
+        .stack = at__capture_stack(t, th, skip + 1),
         .thread = th ? th->id : 0,
         .align_log2 = (uint8_t)at__log2(align),
         .family = (uint8_t)family,
@@ -439,7 +440,7 @@ static int finding_is_note(int finding)
  * `known`.  `stack` is the release's backtrace when it was taken at the
  * trace's depth already (0: take it here).  Off the hot path: only bad
  * releases get here. */
-__attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *th, int finding,
+__attribute__((noinline)) void at__release_finding(at_tracer *t, at_thread *th, int finding,
                                                       void *ptr, size_t given_size,
                                                       size_t given_align, uint8_t given,
                                                       at_family family, uint64_t seq,
@@ -473,7 +474,7 @@ __attribute__((noinline)) static void release_finding(at_tracer *t, at_thread *t
             f.first_free_stack = b->free_stack;
         }
     }
-    f.release_stack = stack ? stack : capture_stack(t, th, skip + 1);
+    f.release_stack = stack ? stack : at__capture_stack(t, th, skip + 1);
     if (!th) {
         __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
         return;
@@ -538,7 +539,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         }
         *actual = b;
         if (finding)
-            release_finding(t, th, finding, ptr, size_passed, given_align,
+            at__release_finding(t, th, finding, ptr, size_passed, given_align,
                             given_bits(size_passed, given_align), family, seq, now, 1, &b,
                             t->release_depth == t->depth ? stack : 0, skip + 1);
         errno = saved;
@@ -559,7 +560,7 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
     int finding = found == AT_LIVE_RELEASED   ? AT_FINDING_DOUBLE_FREE
                   : found == AT_LIVE_INTERIOR ? AT_FINDING_INTERIOR_FREE
                                               : AT_FINDING_INVALID_FREE;
-    release_finding(t, th, finding, ptr, given_size, given_align,
+    at__release_finding(t, th, finding, ptr, given_size, given_align,
                     given_bits(given_size, given_align), family, seq, now,
                     found != AT_LIVE_UNKNOWN, &b, t->release_depth == t->depth ? stack : 0,
                     skip + 1);
@@ -576,7 +577,7 @@ __attribute__((noinline)) void at__trace_request(at_tracer *t, at_finding_kind f
     uint64_t seq = next_seq(t);
     uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
     /* a request states both, whatever their values */
-    release_finding(t, th, (int)finding, ptr, size, align, AT_GIVEN_ALIGN | AT_GIVEN_SIZE, family,
+    at__release_finding(t, th, (int)finding, ptr, size, align, AT_GIVEN_ALIGN | AT_GIVEN_SIZE, family,
                     seq, now, 0, NULL, 0, skip + 1);
     errno = saved;
 }
@@ -684,6 +685,7 @@ int at__tracer_new(const at_trace_options *opts, at_tracer **out)
     at__fast_clock_init(&t->clock);
     pthread_mutex_init(&t->threads_mu, NULL);
     pthread_mutex_init(&t->backends_mu, NULL);
+    pthread_mutex_init(&t->pools_mu, NULL);
     at__live_init(&t->live);
     at__stacks_init(&t->stacks);
     at__backtrace_init();
@@ -703,10 +705,12 @@ void at__tracer_free(at_tracer *t)
         at__mem_free(th, sizeof *th);
     }
     at__tracing_backends_free(t);
+    at__pools_free(t);
     at__live_destroy(&t->live);
     at__stacks_destroy(&t->stacks);
     pthread_mutex_destroy(&t->threads_mu);
     pthread_mutex_destroy(&t->backends_mu);
+    pthread_mutex_destroy(&t->pools_mu);
     free(t);
 }
 
@@ -725,6 +729,8 @@ static at__spinlock calibration_lock; /* the fast clock's, at__fast_clock_tick *
  *   1. the unwinder gate (backtrace.c): waits until no thread is inside
  *      libunwind, whose own locks cannot be taken from outside; no lock
  *      of the tracer is held around a backtrace
+ *   1b. pools_mu         held around a pool's change (pools.c), which
+ *      may look up the live table (5.) and submit a buffer (2.)
  *   2. threads_mu        held around buffer submission (the sink's, 7.)
  *   3. backends_mu       leaf (the tracing allocators' list)
  *   4. stack shards, in index order       take the pool (9.) inside
@@ -743,6 +749,7 @@ static at__spinlock calibration_lock; /* the fast clock's, at__fast_clock_tick *
 void at__tracer_fork_prepare(at_tracer *t)
 {
     at__backtrace_fork_prepare();
+    pthread_mutex_lock(&t->pools_mu);
     pthread_mutex_lock(&t->threads_mu);
     pthread_mutex_lock(&t->backends_mu);
     at__stacks_lock_all(&t->stacks);
@@ -763,6 +770,7 @@ static void fork_unlock(at_tracer *t)
     at__stacks_unlock_all(&t->stacks);
     pthread_mutex_unlock(&t->backends_mu);
     pthread_mutex_unlock(&t->threads_mu);
+    pthread_mutex_unlock(&t->pools_mu);
 }
 
 void at__tracer_fork_parent(at_tracer *t)

@@ -129,6 +129,10 @@ struct at_tracer {
     int no_leak_scan;
     int reach_done;
     at_reach reach;
+    /* The program's own pools (pools.h), made at the first annotation;
+     * pools_mu is held around every change of them. */
+    pthread_mutex_t pools_mu;
+    struct at_pools *pools;
     /* A thread of the tracer's own (the SQLite sink's writer): never
      * stopped by the scan, and its stack is no root. */
     int32_t helper_tid;
@@ -296,6 +300,29 @@ void at__trace_request(at_tracer *t, at_finding_kind finding, void *ptr, size_t 
  * time 0. */
 void at__trace_adopt(at_tracer *t, void *ptr, size_t size, size_t align, at_family family,
                      const uintptr_t *frames, uint32_t depth);
+
+/* The calling thread's backtrace at the trace's depth, interned; `skip`
+ * as for at__trace_alloc (this function's caller is skipped too, so call
+ * it from a noinline function of the tracer's own). */
+uint32_t at__capture_stack(at_tracer *t, at_thread *th, int skip);
+
+/* A finding about the release of `ptr` (or a request): appended to `th`'s
+ * buffer, counted, and abort() with abort_on_finding.  `given` holds the
+ * AT_GIVEN_* bits of what the release passed; `b` describes the
+ * allocation when `known` (a double free: its first release too); `stack`
+ * is the release's backtrace when taken at the trace's depth already (0:
+ * take it here, which a caller holding a lock of the tracer must not
+ * ask). */
+void at__release_finding(at_tracer *t, at_thread *th, int finding, void *ptr, size_t given_size,
+                         size_t given_align, uint8_t given, at_family family, uint64_t seq,
+                         uint64_t now, int known, const at_block_info *b, uint32_t stack,
+                         int skip);
+
+/* The next sequence number. */
+static inline uint64_t at__next_seq(at_tracer *t)
+{
+    return __atomic_add_fetch(&t->seq, 1, __ATOMIC_RELAXED);
+}
 
 /* Set on threads whose allocations must never be traced: the writer (and,
  * in the preload library, any thread while it runs tracer code). */

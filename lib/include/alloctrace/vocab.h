@@ -102,7 +102,9 @@
     X(ALLOCATOR, 0, "allocator", "the allocator trait (at_alloc and friends)")                   \
     X(MALLOC, 1, "malloc", "malloc, calloc, realloc, posix_memalign ...")                         \
     X(NEW, 2, "new", "C++ operator new")                                                          \
-    X(NEW_ARRAY, 3, "new[]", "C++ operator new[]")
+    X(NEW_ARRAY, 3, "new[]", "C++ operator new[]")                                                \
+    X(POOL, 4, "pool", "a block of the program's own pool allocator, described by the macros "   \
+                       "of alloctrace/annotate.h (docs/pools.md)")
 
 /* Operations that start or end a lifetime: X(ID, CODE, NAME, DESCRIPTION)
  * (code 0, none, is a lifetime that has not ended). */
