@@ -255,6 +255,12 @@ check(sum(len(f["seqs"]) for f in d["findings"]) == d["summary"]["findings"],
 inv = [f for f in d["findings"] if f["kind"] == "invalid_free"][0]
 check(inv["allocated"] is None and inv["released"]["stack"]["frames"][0]["function"] ==
       "bad_release", "json: a pointer never allocated has no allocation, its release a stack")
+with sqlite3.connect("file:%s?mode=ro" % os.path.join(work, findings), uri=True) as db:
+    stray = db.execute("SELECT alloc_seq, alloc_size, alloc_family FROM findings"
+                       " WHERE kind = 'invalid_free'").fetchall()
+check(stray and all(r == (None, None, None) for r in stray),
+      "a pointer never allocated: no allocation column filled (not the previous finding's family)",
+      stray)
 lm = [f for f in d["findings"] if f["kind"] == "layout_mismatch"]
 check(any(f["allocated"]["size"] == 64 and f["released"]["size"] == 48 for f in lm)
       and any(f["allocated"]["align"] == 32 and f["released"]["align"] == 16 for f in lm),

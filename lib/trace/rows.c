@@ -484,6 +484,8 @@ static void write_finding(writer *w, const at_rec_finding *f)
     bind_opt(st, 14, f->has_alloc, (uint64_t)1 << f->alloc_align_log2);
     if (f->has_alloc)
         sqlite3_bind_text(st, 15, family_name(f->alloc_family), -1, SQLITE_STATIC);
+    else /* not the previous finding's (a reset keeps the bindings) */
+        sqlite3_bind_null(st, 15);
     bind_opt(st, 16, f->finding == AT_FINDING_DOUBLE_FREE, f->first_free_seq);
     bind_opt(st, 17, f->finding == AT_FINDING_DOUBLE_FREE && f->first_free_stack,
              f->first_free_stack);
