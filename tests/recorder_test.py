@@ -83,10 +83,25 @@ def leaking_run(name, *args, stderr=subprocess.DEVNULL, env=None):
     return d, out, trace, run
 
 
+def has_schema(trace):
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True, timeout=1)
+        try:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'lifetimes'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+
+
 def kill_while_writing(run, trace, out):
-    """SIGKILL of the recorder once its trace exists, then the orphaned
-    program's end (it writes `out` last)."""
+    """SIGKILL of the recorder once its trace holds its tables (a loaded
+    machine may take a while from creating the file to committing them),
+    then the orphaned program's end (it writes `out` last)."""
     wait_file(trace, 30)
+    end = time.time() + 30
+    while not has_schema(trace) and time.time() < end:
+        time.sleep(0.02)
     time.sleep(0.1)
     run.kill()
     run.wait()
