@@ -580,6 +580,22 @@ static int end_run(const run_opts *o, const char *path, pid_t pid, int status, i
     return after_run(o, path, pid, code);
 }
 
+/* The trace could not be finished (a full disk): the spool keeps what
+ * the trace does not hold, for `alloctrace recover TRACE`; one line, and
+ * the exit status: the program's own when it failed, else
+ * EXIT_RUN_UNFINISHED. */
+static int left_for_recover(const char *writing, const char *path, const char *spool,
+                            int status, int rc)
+{
+    fprintf(stderr, "alloctrace: writing the trace %s: %s; %s keeps the rest:"
+                    " `alloctrace recover %s` completes it once the cause is gone\n",
+            writing, cli_strerror(rc), spool, path);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status)
+               : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                     : EXIT_TOOL;
+    return code ? code : EXIT_RUN_UNFINISHED;
+}
+
 /* The spool `alloctrace run` reads, created empty in the trace's directory. */
 static void make_spool(const run_opts *o, char *spool_path, size_t size)
 {
@@ -645,11 +661,8 @@ int cmd_run(int argc, char **argv)
     at_spool_state st = {0};
     at__spool_read_state(spool_path, &st);
     int closed = 0;
-    if (reader) {
-        rc = at__spool_reader_finish(reader, &closed);
-        if (rc)
-            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", writing, cli_strerror(rc));
-    }
+    if (reader && (rc = at__spool_reader_finish(reader, &closed)) != 0 && st.producer_pid != 0)
+        return left_for_recover(writing, path, spool_path, status, rc);
     unlink(spool_path);
     if (got == (ssize_t)sizeof exec_errno) { /* PROGRAM never started */
         unlink(writing);
