@@ -273,6 +273,11 @@ static void setenv_absolute(const char *name, const char *value)
     free(abs);
 }
 
+/* This process, `alloctrace run`: AT_ENV_RUN for the program, taken
+ * before fork (the child's getppid() would name init, or a subreaper, had
+ * the run died meanwhile). */
+static pid_t recorder_pid;
+
 /* In the child: the run protocol's environment, then exec.  Never returns:
  * an exec that fails says so on stderr and through `sync_fd`.  The trace's
  * name comes from the parent through `name_fd` (it alone decides it, so
@@ -305,7 +310,7 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     setenv_absolute(AT_ENV_OUTPUT, path);
     if (o->output_dir)
         setenv_absolute(AT_ENV_OUTPUT_DIR, o->output_dir);
-    snprintf(pid, sizeof pid, "%ld", (long)getppid());
+    snprintf(pid, sizeof pid, "%ld", (long)recorder_pid);
     setenv(AT_ENV_RUN, pid, 1);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     setenv(AT_ENV_SPOOL, spool, 1);
@@ -410,6 +415,7 @@ static pid_t start_program(const run_opts *o, const char *prog, const char *prel
     int sync_pipe[2], name_pipe[2];
     if (pipe2(sync_pipe, O_CLOEXEC) != 0 || pipe2(name_pipe, O_CLOEXEC) != 0)
         cli_die("pipe: %s", strerror(errno));
+    recorder_pid = getpid();
     pid_t pid = fork();
     if (pid < 0)
         cli_die("fork: %s", strerror(errno));
