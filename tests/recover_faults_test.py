@@ -46,6 +46,8 @@ def wait_for(pred, timeout):
 
 
 def listed(path):
+    if not os.path.exists(path):
+        return set()
     with open(path) as f:
         return {tuple(int(x) for x in line.split()) for line in f}
 
@@ -92,21 +94,23 @@ def orphaned_run(name, *args):
 
 
 # ---- a dead program, its pid reused -----------------------------------------------------
-d, out, trace, spool = orphaned_run("reused", "2", "20000")
+d, out, trace, spool = orphaned_run("reused", "2", "20000", "50000")  # about 1 s
 pid = header_pid(spool) if spool else 0
 check(pid > 0 and wait_for(lambda: os.path.exists(out), 120)
       and wait_for(lambda: not os.path.exists("/proc/%d" % pid), 30),
       "the orphaned program ran to its end (pid %d)" % pid)
-sleeper = subprocess.Popen(["sleep", "300"])
-# The program as if killed (no closed flag) and its pid given to `sleep`.
-with open(spool, "r+b") as f:
-    f.seek(PRODUCER_PID)
-    f.write(struct.pack("<i", sleeper.pid))
-    f.seek(CLOSED)
-    f.write(struct.pack("<I", 0))
-r = run([alloctrace, "recover", "-q", trace])
-sleeper.kill()
-sleeper.wait()
+sleeper = subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL)
+try:
+    # The program as if killed (no closed flag) and its pid given to `sleep`.
+    with open(spool or os.devnull, "r+b") as f:
+        f.seek(PRODUCER_PID)
+        f.write(struct.pack("<i", sleeper.pid))
+        f.seek(CLOSED)
+        f.write(struct.pack("<I", 0))
+    r = run([alloctrace, "recover", "-q", trace])
+finally:
+    sleeper.kill()
+    sleeper.wait()
 check(r.returncode == 0 and "still running" not in r.stderr,
       "pid reused by a live `sleep`: recover proceeds (status %d)" % r.returncode, r.stderr)
 made = listed(out)
