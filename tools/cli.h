@@ -16,6 +16,7 @@ enum {
     EXIT_UNFINISHED = 3,       /* a read command met a trace that is not complete yet */
     EXIT_RUN_CHECK_FAILED = 86, /* run --check: the program succeeded, its trace fails */
     EXIT_RUN_UNTRACED = 87,    /* run: the program (or an image it exec'd) could not be traced */
+    EXIT_RUN_UNFINISHED = 88,  /* run: the program succeeded, its trace is left for recover */
     EXIT_TOOL = 125,           /* alloctrace could not do its job: unreadable trace, I/O */
     EXIT_NOT_EXECUTABLE = 126,
     EXIT_NOT_FOUND = 127,

@@ -273,6 +273,11 @@ static void setenv_absolute(const char *name, const char *value)
     free(abs);
 }
 
+/* This process, `alloctrace run`: AT_ENV_RUN for the program, taken
+ * before fork (the child's getppid() would name init, or a subreaper, had
+ * the run died meanwhile). */
+static pid_t recorder_pid;
+
 /* In the child: the run protocol's environment, then exec.  Never returns:
  * an exec that fails says so on stderr and through `sync_fd`.  The trace's
  * name comes from the parent through `name_fd` (it alone decides it, so
@@ -305,7 +310,7 @@ __attribute__((noreturn)) static void exec_program(const run_opts *o, const char
     setenv_absolute(AT_ENV_OUTPUT, path);
     if (o->output_dir)
         setenv_absolute(AT_ENV_OUTPUT_DIR, o->output_dir);
-    snprintf(pid, sizeof pid, "%ld", (long)getppid());
+    snprintf(pid, sizeof pid, "%ld", (long)recorder_pid);
     setenv(AT_ENV_RUN, pid, 1);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     setenv(AT_ENV_SPOOL, spool, 1);
@@ -410,6 +415,7 @@ static pid_t start_program(const run_opts *o, const char *prog, const char *prel
     int sync_pipe[2], name_pipe[2];
     if (pipe2(sync_pipe, O_CLOEXEC) != 0 || pipe2(name_pipe, O_CLOEXEC) != 0)
         cli_die("pipe: %s", strerror(errno));
+    recorder_pid = getpid();
     pid_t pid = fork();
     if (pid < 0)
         cli_die("fork: %s", strerror(errno));
@@ -580,6 +586,22 @@ static int end_run(const run_opts *o, const char *path, pid_t pid, int status, i
     return after_run(o, path, pid, code);
 }
 
+/* The trace could not be finished (a full disk): the spool keeps what
+ * the trace does not hold, for `alloctrace recover TRACE`; one line, and
+ * the exit status: the program's own when it failed, else
+ * EXIT_RUN_UNFINISHED. */
+static int left_for_recover(const char *writing, const char *path, const char *spool,
+                            int status, int rc)
+{
+    fprintf(stderr, "alloctrace: writing the trace %s: %s; %s keeps the rest:"
+                    " `alloctrace recover %s` completes it once the cause is gone\n",
+            writing, cli_strerror(rc), spool, path);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status)
+               : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                     : EXIT_TOOL;
+    return code ? code : EXIT_RUN_UNFINISHED;
+}
+
 /* The spool `alloctrace run` reads, created empty in the trace's directory. */
 static void make_spool(const run_opts *o, char *spool_path, size_t size)
 {
@@ -645,11 +667,8 @@ int cmd_run(int argc, char **argv)
     at_spool_state st = {0};
     at__spool_read_state(spool_path, &st);
     int closed = 0;
-    if (reader) {
-        rc = at__spool_reader_finish(reader, &closed);
-        if (rc)
-            fprintf(stderr, "alloctrace: writing the trace %s: %s\n", writing, cli_strerror(rc));
-    }
+    if (reader && (rc = at__spool_reader_finish(reader, &closed)) != 0 && st.producer_pid != 0)
+        return left_for_recover(writing, path, spool_path, status, rc);
     unlink(spool_path);
     if (got == (ssize_t)sizeof exec_errno) { /* PROGRAM never started */
         unlink(writing);

@@ -155,16 +155,16 @@ static int run_spool_names(const char *spool, char *writing, char *final, size_t
     return ok && !strchr(writing, '/') && !strchr(final, '/');
 }
 
-/* Whether the producer of `spool` may still write it; a line if so. */
+/* Whether a process may still write `spool` (it holds the writer's lock,
+ * run_protocol.h: a reused pid does not); a line if so. */
 static int producer_running(const char *spool)
 {
     at_spool_state st;
-    if (at__spool_read_state(spool, &st) != 0 || st.closed || st.exec || st.producer_pid <= 0 ||
-        kill(st.producer_pid, 0) != 0)
+    if (at__spool_read_state(spool, &st) != 0 || st.closed || st.exec || st.writer <= 0)
         return 0;
     fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s` once it"
                     " has ended\n",
-            (long)st.producer_pid, spool);
+            (long)st.writer, spool);
     return 1;
 }
 
@@ -260,13 +260,7 @@ static int recoverable(const char *spool, const char *dir, pid_t run_pid)
         return 0;
     if (dir ? s.run_pid != run_pid : s.run_pid != run_pid && s.run_pid != 0)
         return 0; /* another run's */
-    if (!s.closed && !s.exec && s.producer_pid > 0 && kill(s.producer_pid, 0) == 0) {
-        fprintf(stderr, "alloctrace: process %ld is still running; `alloctrace recover %s`"
-                        " once it has ended\n",
-                (long)s.producer_pid, spool);
-        return 0;
-    }
-    return 1;
+    return !producer_running(spool);
 }
 
 void cli_recover_children(const char *trace, const char *dir, pid_t run_pid, cli_paths *out)

@@ -12,6 +12,7 @@
  * the pairs completed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -808,10 +809,17 @@ static int by_age(const void *a, const void *b)
 /* Full chunks held at most, read but not yet given back, within a poll. */
 enum { GIVE_BACK_EVERY = 8 };
 
+/* The reader gives up its lock on the spool's first byte (spool.c,
+ * at__spool_lock): to the program it is then a dead recorder. */
+static void let_program_go(at_spool_reader *r)
+{
+    struct flock l = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    fcntl(r->spool.fd, F_OFD_SETLK, &l);
+}
+
 /* Commits what was read (with the waiting halves of the chunks held) and
- * gives those chunks back.  Given back even after an error: the trace is
- * lost then, and the program must not wait for chunks that would never
- * come back.  The writer's error, or 0. */
+ * gives those chunks back; after an error, keeps them.  The writer's
+ * error, or 0. */
 static int commit_and_give_back(at_spool_reader *r, int *began)
 {
     if (r->nheld && !*began) {
@@ -828,11 +836,16 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
             raise(SIGKILL);
     }
     int err = at__sqlw_error(r->w);
-    /* Given back even after an error while the program runs: it must not
-     * wait for chunks that would never come back.  Once it has ended
-     * (finish), they stay: `alloctrace recover` can try again. */
-    if (err && r->keep_on_error)
+    /* After an error (a full disk) the chunks not committed stay in the
+     * spool, for `alloctrace recover` once the cause is gone; while the
+     * program runs this reader then lets its lock go, so the program never
+     * waits for chunks that would not come back: it goes on as with a dead
+     * recorder (spool.c), counting what it cannot spool. */
+    if (err) {
         r->nheld = 0;
+        if (!r->keep_on_error)
+            let_program_go(r);
+    }
     give_back(r);
     return err;
 }
@@ -843,6 +856,8 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
  * roughly in the order they were written. */
 long at__spool_reader_poll(at_spool_reader *r)
 {
+    if (at__sqlw_error(r->w)) /* given up (commit_and_give_back) */
+        return at__sqlw_error(r->w);
     uint32_t n = __atomic_load_n(&r->spool.h->nchunks, __ATOMIC_ACQUIRE);
     if (n > r->spool.h->max_chunks)
         n = r->spool.h->max_chunks;

@@ -23,6 +23,8 @@
 #ifndef AT_RUN_PROTOCOL_H
 #define AT_RUN_PROTOCOL_H
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
@@ -155,6 +157,43 @@ static inline void at__run_child_spool_glob(char *buf, size_t size, const char *
              (int)at__run_stem_len(trace, AT_TRACE_SUFFIX), trace);
 }
 
+/* ---- who still writes a spool ------------------------------------------------------ */
+
+/* The byte of a spool that each process writing it holds a lock on: the
+ * header's second (the recorder's is the first, spool.c).  A POSIX record
+ * lock (F_SETLK), not an open file description's: it belongs to the
+ * process, so a forked child (which writes a spool of its own) or a vfork
+ * child does not hold its parent's, and it goes when the process exits
+ * or execs (the spool's descriptor is close-on-exec), however it ends.
+ * `alloctrace recover` tests it: a pid, which may be reused, is never
+ * asked. */
+static inline struct flock at__run_writer_byte(short type)
+{
+    return (struct flock){.l_type = type, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+}
+
+/* Called by the process that writes the spool open at `fd`; 0 or -1
+ * (errno is kept). */
+static inline int at__run_hold_spool(int fd)
+{
+    int saved = errno;
+    struct flock l = at__run_writer_byte(F_RDLCK);
+    int rc = fcntl(fd, F_SETLK, &l);
+    errno = saved;
+    return rc;
+}
+
+/* The pid of a process that holds the writer's lock of the spool open at
+ * `fd` (any, when several do), 0 when none does; -1 when the test fails
+ * (then nothing is known). */
+static inline pid_t at__run_spool_writer(int fd)
+{
+    struct flock l = at__run_writer_byte(F_WRLCK);
+    if (fcntl(fd, F_OFD_GETLK, &l) != 0)
+        return -1;
+    return l.l_type == F_UNLCK ? 0 : l.l_pid > 0 ? l.l_pid : -1;
+}
+
 /* ---- the spool's header, as the tool reads it ----------------------------------- */
 
 /* What the header of a spool says about its producer (spool.h). */
@@ -163,6 +202,7 @@ typedef struct at_spool_state {
     int closed;         /* the producer wrote its END record */
     int exec;           /* the producer's image called exec and that exec did not fail */
     pid_t run_pid;      /* the `alloctrace run` of the run, or 0 */
+    pid_t writer;       /* a process that still writes it (at__run_spool_writer), or 0 */
 } at_spool_state;
 
 /* Reads the header of the spool at `path`; 0, or at__spool_open's
@@ -177,6 +217,9 @@ static inline int at__spool_read_state(const char *path, at_spool_state *out)
     out->closed = (int)__atomic_load_n(&s.h->closed, __ATOMIC_ACQUIRE);
     out->exec = __atomic_load_n(&s.h->exec_seq, __ATOMIC_ACQUIRE) != 0;
     out->run_pid = (pid_t)__atomic_load_n(&s.h->run_pid, __ATOMIC_ACQUIRE);
+    out->writer = at__run_spool_writer(s.fd);
+    if (out->writer < 0) /* not known: taken as the producer still writing */
+        out->writer = out->producer_pid > 0 ? out->producer_pid : 1;
     at__spool_close(&s);
     return 0;
 }

@@ -180,6 +180,11 @@ static int attach(at_spool *s, const char *path, int create)
         if (run && *run)
             __atomic_store_n(&s->h->run_pid, (int32_t)atol(run), __ATOMIC_RELEASE);
         __atomic_store_n(&s->h->producer_pid, (int32_t)getpid(), __ATOMIC_RELEASE);
+        /* run_protocol.h: what tells `alloctrace recover` this process
+         * still writes the spool.  Without it (no locks on this file
+         * system) the spool is taken as written by nobody once the
+         * process is gone, as before. */
+        at__run_hold_spool(s->fd);
     }
     return rc;
 }
