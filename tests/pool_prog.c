@@ -8,8 +8,13 @@
  * Planted, at the lines marked for the test: a double free, a free with
  * the wrong size, a free of a pointer the pool never gave out and a leak
  * (a pool never destroyed); a second pool is destroyed with blocks still
- * in it, which is no leak.  The output is the same traced or not: no
- * addresses are printed.
+ * in it, which is no leak.  A third pool, "nodes", never destroyed, holds
+ * blocks for the exit scan to classify one by one: one a global points to
+ * (still reachable), one whose pointer is dropped (definitely lost), one
+ * only that lost block points to (indirectly lost), and a malloc block
+ * under each of the first and the last; its chunk, which the pool points
+ * to, holds them all.  The output is the same traced or not: no addresses
+ * are printed.
  *
  * Built twice: pool_prog with the annotations, pool_plain with
  * -DNO_ANNOTATIONS (the same program that never includes the header).
@@ -104,6 +109,38 @@ static __attribute__((noinline)) void frames_work(void)
     printf("frames: %ld blocks in %d chunks\n", frames->blocks, frames->nchunks);
 }
 
+static pool *nodes; /* never destroyed: the scan classifies its blocks */
+static char **kept;
+
+static __attribute__((noinline)) void nodes_work(void)
+{
+    nodes = pool_new("nodes");
+    char *head = pool_alloc(nodes, 16, 8); /* at the chunk's start, given back */
+    pool_free(nodes, head, 16, 8);
+    kept = pool_alloc(nodes, 24, 8); /* @kept */
+    /* a malloc block reachable through a pool block only */
+    kept[0] = malloc(8); /* @kept_tail */
+    char **lost = pool_alloc(nodes, 32, 8); /* @lost */
+    char **child = pool_alloc(nodes, 32, 8); /* @child */
+    lost[0] = (char *)child;
+    /* and one the lost pool blocks only lead to */
+    child[0] = malloc(8); /* @child_tail */
+    if (!kept[0] || !child[0])
+        exit(2);
+    memset(lost + 1, 0, 24);
+    memset(child + 1, 0, 24);
+    printf("nodes: %ld blocks in %d chunks\n", nodes->blocks, nodes->nchunks);
+}
+
+/* The words nodes_work left on the stack below main's frame are no
+ * pointer the program keeps: overwritten here. */
+static __attribute__((noinline)) void scrub_stack(void)
+{
+    volatile char scrub[8192];
+    for (size_t i = 0; i < sizeof scrub; i++)
+        scrub[i] = 0;
+}
+
 static __attribute__((noinline)) void scratch_work(void)
 {
     pool *scratch = pool_new("scratch");
@@ -123,6 +160,8 @@ static __attribute__((noinline)) void scratch_work(void)
 int main(void)
 {
     frames_work();
+    nodes_work();
+    scrub_stack();
     scratch_work();
     void *m = malloc(100);
     free(m);

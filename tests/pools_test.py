@@ -12,7 +12,10 @@ the source marks (`/* @name */`), the leak with its stack, the blocks the
 destroy released released by it and not leaked, every pool block tied to
 the malloc'd chunk it lies in (the first one at the chunk's very address),
 and the malloc blocks untouched by the pool's frees (the chunks freed
-without a finding); report, check and JSON name the pool; the header
+without a finding); the exit scan classifies each pool block on its own
+(pool "nodes": still reachable through a global, definitely lost, indirectly
+lost through a lost pool block, and malloc blocks under them), the chunk
+holding them still reachable; report, check and JSON name the pool; the header
 compiles as C99 and C++11 with gcc and clang, and a PIE built by either,
 or a shared library the program dlopens, binds the annotations under
 alloctrace only; a forked child's trace inherits the pool's live blocks.
@@ -89,7 +92,8 @@ check((r.returncode, r.stdout) == (bare.returncode, bare.stdout),
 db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
 pools = dict((name, (pid, created, destroyed)) for pid, name, created, destroyed in db.execute(
     "SELECT id, name, created_seq, destroyed_seq FROM pools"))
-check(sorted(pools) == ["frames", "scratch"], "the trace has both pools by name (%s)" % pools)
+check(sorted(pools) == ["frames", "nodes", "scratch"], "the trace has the three pools by name"
+      " (%s)" % pools)
 check("frames" in pools and pools["frames"][2] is None and pools["frames"][1] is not None,
       "frames was created, never destroyed", pools.get("frames"))
 check("scratch" in pools and pools["scratch"][2] is not None,
@@ -129,14 +133,15 @@ check(all(f[6] == "pool" for f in found), "the findings' release family is pool"
 # leaks: the block left in frames, with its stack; none of scratch's
 pool_leaks = db.execute(
     "SELECT k.size, k.stack, k.reachability, pa.pool_name FROM leaks k"
-    " JOIN pool_allocations pa ON pa.alloc_seq = k.alloc_seq").fetchall()
+    " JOIN pool_allocations pa ON pa.alloc_seq = k.alloc_seq WHERE pa.pool_name != 'nodes'"
+).fetchall()
 check([(s, n) for s, _, _, n in pool_leaks] == [(32, "frames")],
       "one pool leak: frames' 32-byte block", pool_leaks)
 if pool_leaks:
     check(frames_work_line(db, pool_leaks[0][1]) == marks["leak"],
           "the leak's stack is at its marked line (%s)" % frames_work_line(db, pool_leaks[0][1]))
-    check(pool_leaks[0][2] == "unknown", "a pool's leak is of reachability unknown (the scan"
-          " does not classify pool blocks)", pool_leaks[0][2])
+    check(pool_leaks[0][2] == "definitely_lost", "its pointer dropped, the leak is definitely"
+          " lost, though the pool (a global) points to its chunk", pool_leaks[0][2])
 scratch = db.execute(
     "SELECT count(*), sum(released_by_destroy), count(free_seq) FROM pool_allocations"
     " WHERE pool_name = 'scratch'").fetchone()
@@ -153,16 +158,44 @@ check(unchunked == 0, "every pool block is tied to the malloc'd chunk holding it
 same = one(db, "SELECT count(*) FROM pool_allocations pa JOIN allocations c"
                " ON c.alloc_seq = pa.chunk_seq WHERE c.family = 'malloc' AND c.size = 4096"
                " AND pa.ptr >= c.ptr AND pa.ptr < c.ptr + c.size")
-check(same == 205, "each chunk is a 4096-byte malloc block that holds the block (%s)" % same)
+check(same == 209, "each chunk is a 4096-byte malloc block that holds the block (%s)" % same)
 check(one(db, "SELECT count(*) FROM pool_allocations pa JOIN allocations c"
-              " ON c.alloc_seq = pa.chunk_seq WHERE pa.ptr = c.ptr") == 3,
-      "three pool blocks lie at their chunk's very address (first of frames, of each of"
-      " scratch's two chunks)")
+              " ON c.alloc_seq = pa.chunk_seq WHERE pa.ptr = c.ptr") == 4,
+      "four pool blocks lie at their chunk's very address (the first of frames, of nodes,"
+      " of each of scratch's two chunks)")
 chunks = db.execute("SELECT free_op, count(*) FROM allocations WHERE family = 'malloc'"
                     " AND size = 4096 GROUP BY 1 ORDER BY 1").fetchall()
-check(chunks == [(None, 2), ("dealloc", 2)],
-      "malloc's chunks: scratch's two freed by free(), frames' and stdout's buffer live (%s)"
-      % chunks)
+check(chunks == [(None, 3), ("dealloc", 2)],
+      "malloc's chunks: scratch's two freed by free(), frames', nodes' and stdout's buffer"
+      " live (%s)" % chunks)
+
+# reachability: each of nodes' blocks classified on its own
+def caller_line(stack, function):
+    return one(db, "SELECT line FROM stack_lines WHERE stack = ? AND function = ?"
+                   " ORDER BY level LIMIT 1", stack, function)
+
+
+classes = dict((caller_line(stack, "nodes_work"), (family, reach)) for stack, family, reach in
+               db.execute("SELECT k.stack, k.family, k.reachability FROM leaks k"
+                          " WHERE k.alloc_seq IN (SELECT alloc_seq FROM pool_allocations"
+                          " WHERE pool_name = 'nodes') OR k.size = 8"))
+expected = {marks["kept"]: ("pool", "still_reachable"),
+            marks["kept_tail"]: ("malloc", "still_reachable"),
+            marks["lost"]: ("pool", "definitely_lost"),
+            marks["child"]: ("pool", "indirectly_lost"),
+            marks["child_tail"]: ("malloc", "indirectly_lost")}
+for line, want in sorted(expected.items()):
+    check(classes.get(line) == want, "the block allocated at line %d is %s %s (%s)"
+          % (line, want[0], want[1], classes.get(line)))
+check(len(classes) == 5, "nodes: four leaks, the malloc blocks under them (%s)" % classes)
+chunk_reach = db.execute(
+    "SELECT p.name, k.reachability FROM leaks k JOIN pool_blocks b ON b.chunk = k.alloc_seq"
+    " JOIN pools p ON p.id = b.pool GROUP BY 1, 2 ORDER BY 1").fetchall()
+check(chunk_reach == [("frames", "still_reachable"), ("nodes", "still_reachable")],
+      "the chunks the live pools hold are still reachable, no leak the check counts (%s)"
+      % chunk_reach)
+check(one(db, "SELECT count(*) FROM leaks WHERE reachability = 'unknown'") == 0,
+      "no leak of reachability unknown")
 check(one(db, "SELECT value FROM meta WHERE key = 'alloc_calls'")
       == one(db, "SELECT count(*) FROM allocations WHERE family != 'pool'"),
       "meta.alloc_calls counts the program's allocator only")
@@ -178,7 +211,8 @@ check(rep.returncode == 0 and "32 B in 1 block of 32 B, of pool frames" in rep.s
       "report: the leak and each finding name their pool", rep.stdout[-3000:])
 js = run([alloctrace, "report", "--format", "json", trace])
 doc = json.loads(js.stdout) if js.returncode == 0 else {}
-check([s.get("pool") for s in doc.get("leak_sites", []) if s.get("pool")] == ["frames"]
+check(sorted(s.get("pool") for s in doc.get("leak_sites", []) if s.get("pool"))
+      == ["frames", "nodes", "nodes"]
       and sorted(f.get("pool") for f in doc.get("findings", [])) == ["frames"] * 3,
       "JSON: a 'pool' field on the pool's leak site and findings")
 chk = run([alloctrace, "check", trace])

@@ -50,16 +50,19 @@
  *             stacks rows refer to, the leaf alone for the others in the tree
  *   stack_skip {"id": frames at its top that are the allocator's, not the
  *             site (lib/trace/sites.h)}, for listed stacks that have such frames
- *   leak_sites [[stack, blocks, bytes, smallest block, largest block, class]]:
- *             per site and class (class: an index into `reach`)
+ *   leak_sites [[stack, blocks, bytes, smallest block, largest block, class,
+ *             pool]]: per site and class (class: an index into `reach`;
+ *             pool: the name of the pool whose blocks they are, as report
+ *             shows it, docs/pools.md; 0 for malloc's blocks)
  *   waste_sites [[stack, count, bytes, bytes lost]], waste_total
  *   hist      [[size class, alignment class, count, bytes, bytes lost]]
  *   findings  [[seq, time_us, kind, thread, ptr, release_stack,
  *               release_size, release_align, release_family, alloc_seq,
  *               alloc_ptr, alloc_stack, alloc_size, alloc_align,
  *               alloc_family, first_free_seq, detail, first_free_stack,
- *               group]]; pointers as hex strings, null when unknown;
- *               group: an index into finding_groups
+ *               group, pool]]; pointers as hex strings, null when unknown;
+ *               group: an index into finding_groups; pool: a pool's
+ *               release, its pool's name (0: none)
  *   finding_groups [[count, release min size, release max size,
  *               alloc min size, alloc max size]]: one per bug (kind,
  *               stacks, families, alignments), over the whole trace
@@ -278,13 +281,14 @@ static void write_stacks(jw *w, const hd_data *d)
     jw_end(w);
 }
 
-static void write_sites(jw *w, const hd_data *d)
+static void write_sites(jw *w, hd_data *d)
 {
     const tm_trace *t = d->tm;
     jw_arr(w, "leak_sites");
     for (size_t i = 0; i < t->nsites && i < (size_t)d->max_sites; i++) {
         const tm_site *s = &t->sites[i];
-        long long v[] = {s->stack->id, s->blocks, s->bytes, s->min_size, s->max_size, s->reach};
+        long long v[] = {s->stack->id, s->blocks,   s->bytes, s->min_size,
+                         s->max_size,  s->reach, hd_string(d, s->pool)};
         jw_ints(w, NULL, v, sizeof v / sizeof *v);
     }
     jw_end(w);
@@ -385,6 +389,7 @@ static void write_release(jw *w, hd_data *d, const tm_finding *f)
     jw_int(w, NULL, hd_string(d, f->detail));
     jw_int_or_null(w, NULL, f->first_release ? f->first_release->id : 0, 0);
     jw_int(w, NULL, (long long)f->group);
+    jw_int(w, NULL, hd_string(d, f->pool));
     jw_end(w);
 }
 

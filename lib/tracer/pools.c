@@ -413,6 +413,35 @@ void at__pools_dump_inherited(at_tracer *t, at_thread *th)
     }
 }
 
+uint64_t at__pools_live_count(at_tracer *t)
+{
+    uint64_t n = 0;
+    for (int i = 0; t->pools && i < POOL_BUCKETS; i++)
+        for (at_pool *p = t->pools->buckets[i]; p; p = p->next)
+            n += at__live_count(&p->blocks);
+    return n;
+}
+
+struct each_block {
+    void (*fn)(const at_block_info *, void *);
+    void *arg;
+};
+
+static void each_block_traced(const at_block_info *b, void *arg)
+{
+    const struct each_block *e = arg;
+    at_block_info x = as_traced(b);
+    e->fn(&x, e->arg);
+}
+
+void at__pools_foreach_block(at_tracer *t, void (*fn)(const at_block_info *, void *), void *arg)
+{
+    struct each_block e = {fn, arg};
+    for (int i = 0; t->pools && i < POOL_BUCKETS; i++)
+        for (at_pool *p = t->pools->buckets[i]; p; p = p->next)
+            at__live_foreach(&p->blocks, each_block_traced, &e);
+}
+
 void at__pools_free(at_tracer *t)
 {
     if (!t->pools)

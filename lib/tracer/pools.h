@@ -24,6 +24,7 @@
 #define AT_POOLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tracer_internal.h"
 
@@ -47,6 +48,13 @@ void at__pool_destroy(at_tracer *t, const void *pool, int skip);
 /* A forked child's first traced call: every live pool and its blocks go
  * to `th`'s (new) spool, the blocks as AT_OP_INHERITED allocations. */
 void at__pools_dump_inherited(at_tracer *t, at_thread *th);
+
+/* The reachability scan (reach.c): the live blocks of every pool, counted
+ * and walked (fn(block, arg) for each, its family AT_FAMILY_POOL).  The
+ * caller holds pools_mu (the scan holds every lock of the tracer); fn must
+ * not call into the tracer.  No pool: 0 and no call. */
+uint64_t at__pools_live_count(at_tracer *t);
+void at__pools_foreach_block(at_tracer *t, void (*fn)(const at_block_info *, void *), void *arg);
 
 /* Frees every pool's state (at__tracer_free). */
 void at__pools_free(at_tracer *t);

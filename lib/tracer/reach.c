@@ -8,6 +8,12 @@
  * address order, leads a clique: what it reaches and nothing reached
  * before is indirectly lost, and a former leader that a later one reaches
  * joins that one's clique.  The leaders are definitely lost.
+ *
+ * The pools' blocks (pools.h) are a second set, looked up before the
+ * malloc blocks: they lie inside malloc'd chunks, and a word pointing into
+ * one is the pool block's.  Both sets share the mark stack (a pool block's
+ * id there is its index plus the number of malloc blocks) and the clique
+ * pass walks them together in address order.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +26,7 @@
 
 #include "clock.h"
 #include "mem.h"
+#include "pools.h"
 #include "reach.h"
 #include "tracer_internal.h"
 
@@ -33,7 +40,7 @@ enum { PAGE_SHIFT = 12, NO_CLIQUE = -1 };
  * than BIG_PAGES pages are kept aside and searched when the probe fails. */
 enum { BIG_PAGES = 256 };
 
-typedef struct scan {
+typedef struct blockset {
     at_reach_block *b;
     uint8_t *st;
     size_t n;
@@ -43,6 +50,12 @@ typedef struct scan {
     size_t pmask, pages_bytes;
     uint32_t *big;
     size_t nbig, big_bytes;
+} blockset;
+
+typedef struct scan {
+    blockset heap; /* malloc's blocks (the pools' chunks among them) */
+    blockset pool; /* the pools' blocks */
+    uintptr_t lo, hi; /* the lowest start and highest end of both */
     uint32_t *stack; /* the mark stack: each block at most twice */
     size_t top, stack_bytes;
     const at_vmas *vmas;
@@ -66,7 +79,7 @@ static size_t span_pages(const at_reach_block *b)
     return (size_t)(((b->start + size - 1) >> PAGE_SHIFT) - (b->start >> PAGE_SHIFT) + 1);
 }
 
-static void page_put(scan *s, uint64_t page, uint32_t idx)
+static void page_put(blockset *s, uint64_t page, uint32_t idx)
 {
     uint64_t key = page << 1 | 1;
     for (size_t h = mix(page) & s->pmask;; h = (h + 1) & s->pmask) {
@@ -80,7 +93,7 @@ static void page_put(scan *s, uint64_t page, uint32_t idx)
     }
 }
 
-static int page_get(const scan *s, uint64_t page, uint32_t *idx)
+static int page_get(const blockset *s, uint64_t page, uint32_t *idx)
 {
     uint64_t key = page << 1 | 1;
     for (size_t h = mix(page) & s->pmask;; h = (h + 1) & s->pmask) {
@@ -93,7 +106,7 @@ static int page_get(const scan *s, uint64_t page, uint32_t *idx)
     }
 }
 
-static int index_blocks(scan *s)
+static int index_blocks(blockset *s)
 {
     size_t npages = 0;
     for (size_t i = 0; i < s->n; i++) {
@@ -142,7 +155,7 @@ static int contains(const at_reach_block *b, uintptr_t w)
 }
 
 /* The block `w` points into, or -1. */
-static long find_block(const scan *s, uintptr_t w)
+static long find_block(const blockset *s, uintptr_t w)
 {
     if (w < s->lo || w >= s->hi)
         return -1;
@@ -229,41 +242,82 @@ static int chunk_header_of_next(const at_reach_block *b, uintptr_t w)
 
 /* ---- marking ----------------------------------------------------------------- */
 
-static void push(scan *s, size_t i)
+/* A block's place on the mark stack: its index among the malloc blocks,
+ * or the number of those plus its index among the pool blocks. */
+static blockset *set_of(scan *s, size_t id, size_t *i)
 {
-    s->stack[s->top++] = (uint32_t)i;
+    if (id < s->heap.n) {
+        *i = id;
+        return &s->heap;
+    }
+    *i = id - s->heap.n;
+    return &s->pool;
 }
 
-static void mark(scan *s, uintptr_t w, int prior_definite, int from_root)
+static void push(scan *s, size_t id)
 {
-    long i = find_block(s, w);
-    if (i < 0)
-        return;
-    const at_reach_block *b = &s->b[i];
-    uint8_t *st = &s->st[i];
+    s->stack[s->top++] = (uint32_t)id;
+}
+
+/* Block i of `set` (id on the stack), which word w points into.  glibc's
+ * chunk headers are malloc's blocks' only. */
+static void mark_in(scan *s, blockset *set, long i, size_t id, uintptr_t w, int prior_definite,
+                    int from_root)
+{
+    const at_reach_block *b = &set->b[i];
+    uint8_t *st = &set->st[i];
     if (*st == S_REACHABLE)
         return;
     int start = w == b->start;
-    if (!start && from_root && chunk_header_of_next(b, w))
+    if (!start && from_root && set == &s->heap && chunk_header_of_next(b, w))
         return;
     if (!start)
         start = heuristic_start(s, b, w);
     if (start && prior_definite) {
         *st = S_REACHABLE;
-        push(s, (size_t)i);
+        push(s, id);
     } else if (*st == S_UNREACHED) {
         *st = S_POSSIBLE;
-        push(s, (size_t)i);
+        push(s, id);
     }
+}
+
+/* The blocks word w stands for, as *pool and *heap (-1: none): a pool block
+ * it points into, with the malloc block starting there too if any (the
+ * pool's first block at its chunk's start: the word may be either), else
+ * the malloc block it points into. */
+static void blocks_at(const scan *s, uintptr_t w, long *pool, long *heap)
+{
+    *pool = s->pool.n ? find_block(&s->pool, w) : -1;
+    *heap = find_block(&s->heap, w);
+    if (*pool >= 0 && *heap >= 0 && s->heap.b[*heap].start != w)
+        *heap = -1;
+}
+
+static void mark(scan *s, uintptr_t w, int prior_definite, int from_root)
+{
+    long p, h;
+    blocks_at(s, w, &p, &h);
+    if (p >= 0)
+        mark_in(s, &s->pool, p, s->heap.n + (size_t)p, w, prior_definite, from_root);
+    if (h >= 0)
+        mark_in(s, &s->heap, h, (size_t)h, w, prior_definite, from_root);
+}
+
+static void gather_in(scan *s, blockset *set, long i, size_t id, long leader)
+{
+    if (i < 0 || (long)id == leader || set->st[i] != S_UNREACHED)
+        return;
+    set->st[i] = S_INDIRECT;
+    push(s, id);
 }
 
 static void gather(scan *s, uintptr_t w, long leader)
 {
-    long i = find_block(s, w);
-    if (i < 0 || i == leader || s->st[i] != S_UNREACHED)
-        return;
-    s->st[i] = S_INDIRECT;
-    push(s, (size_t)i);
+    long p, h;
+    blocks_at(s, w, &p, &h);
+    gather_in(s, &s->pool, p, s->heap.n + (size_t)p, leader);
+    gather_in(s, &s->heap, h, (size_t)h, leader);
 }
 
 static void scan_words(scan *s, const uintptr_t *words, size_t n, int prior_definite,
@@ -336,13 +390,13 @@ static void scan_root(scan *s, uintptr_t lo, uintptr_t hi)
         copy_and_scan(s, run, hi);
 }
 
-static void scan_block(scan *s, size_t i, long leader)
+/* The words of [lo, hi) of a block, in place when that is safe. */
+static void scan_range(scan *s, uintptr_t lo, uintptr_t hi, int definite, long leader)
 {
-    const at_reach_block *b = &s->b[i];
-    uintptr_t lo = (b->start + 7) & ~(uintptr_t)7, hi = (b->start + b->size) & ~(uintptr_t)7;
+    lo = (lo + 7) & ~(uintptr_t)7;
+    hi &= ~(uintptr_t)7;
     if (hi <= lo)
         return;
-    int definite = s->st[i] != S_POSSIBLE;
     s->scanned += hi - lo;
     if (s->direct && at__vmas_readable_anon(s->vmas, lo, hi)) {
         scan_words(s, (const uintptr_t *)lo, (hi - lo) / 8, definite, leader, 0);
@@ -356,19 +410,71 @@ static void scan_block(scan *s, size_t i, long leader)
     }
 }
 
+/* The first pool block ending after `lo` (pool blocks sorted by start;
+ * one that overlaps another is found through it, a misannotation's cost). */
+static size_t first_pool_after(const scan *s, uintptr_t lo)
+{
+    size_t a = 0, b = s->pool.n;
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        if (s->pool.b[mid].start < lo)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    if (a > 0 && s->pool.b[a - 1].start + s->pool.b[a - 1].size > lo)
+        a--;
+    return a;
+}
+
+/* A malloc block without the bytes of the live pool blocks inside it:
+ * those are their blocks', scanned when they are reached. */
+static void scan_chunk(scan *s, const at_reach_block *b, int definite, long leader)
+{
+    uintptr_t lo = b->start, hi = b->start + b->size;
+    for (size_t k = first_pool_after(s, lo); k < s->pool.n && s->pool.b[k].start < hi; k++) {
+        const at_reach_block *p = &s->pool.b[k];
+        if (p->start > lo)
+            scan_range(s, lo, p->start, definite, leader);
+        if (p->start + p->size > lo)
+            lo = p->start + p->size;
+    }
+    if (lo < hi)
+        scan_range(s, lo, hi, definite, leader);
+}
+
+static void scan_block(scan *s, size_t id, long leader)
+{
+    size_t i;
+    blockset *set = set_of(s, id, &i);
+    const at_reach_block *b = &set->b[i];
+    int definite = set->st[i] != S_POSSIBLE;
+    if (set == &s->heap && s->pool.n)
+        scan_chunk(s, b, definite, leader);
+    else
+        scan_range(s, b->start, b->start + b->size, definite, leader);
+}
+
 static void drain(scan *s, long leader)
 {
     while (s->top > 0)
         scan_block(s, s->stack[--s->top], leader);
 }
 
+/* Every block still unreached leads a clique, in address order across
+ * both sets. */
 static void cliques(scan *s)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->st[i] != S_UNREACHED)
+    size_t i = 0, k = 0;
+    while (i < s->heap.n || k < s->pool.n) {
+        int heap = k == s->pool.n || (i < s->heap.n && s->heap.b[i].start <= s->pool.b[k].start);
+        size_t id = heap ? i++ : s->heap.n + k++;
+        size_t j;
+        blockset *set = set_of(s, id, &j);
+        if (set->st[j] != S_UNREACHED)
             continue;
-        push(s, i);
-        drain(s, (long)i);
+        push(s, id);
+        drain(s, (long)id);
     }
 }
 
@@ -413,7 +519,7 @@ static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *sel
     at__mem_each_region(add_region, ex);
     at__reach_self_ranges(ex);
     at__reach_own_ranges(ex);
-    int rc = at__reach_heap_ranges(s->vmas, s->b, s->n, ex);
+    int rc = at__reach_heap_ranges(s->vmas, s->heap.b, s->heap.n, ex);
     rc = rc ? rc : at__reach_dead_stacks(s->vmas, ex, s->buf, s->buf_bytes);
     for (size_t i = 0; rc == 0 && i <= w->n; i++) {
         uintptr_t sp = i < w->n ? w->threads[i].sp : self->sp;
@@ -425,10 +531,12 @@ static int exclusions(scan *s, const at_reach_world *w, const at_reach_self *sel
             rc = at__ranges_add(ex, m->lo, below);
     }
     /* A block is never a root, whoever's heap it is in (an allocator other
-     * than glibc's: AddressSanitizer's, a backend's arena): it is read when
-     * something points to it. */
-    for (size_t i = 0; rc == 0 && i < s->n; i++)
-        rc = at__ranges_add(ex, s->b[i].start, s->b[i].start + s->b[i].size);
+     * than glibc's: AddressSanitizer's, a backend's arena; a pool's, in a
+     * static array): it is read when something points to it. */
+    for (size_t i = 0; rc == 0 && i < s->heap.n; i++)
+        rc = at__ranges_add(ex, s->heap.b[i].start, s->heap.b[i].start + s->heap.b[i].size);
+    for (size_t i = 0; rc == 0 && i < s->pool.n; i++)
+        rc = at__ranges_add(ex, s->pool.b[i].start, s->pool.b[i].start + s->pool.b[i].size);
     at__ranges_normalize(ex);
     return rc;
 }
@@ -513,13 +621,21 @@ static int sort_blocks(at_reach_block *b, size_t n)
     return 0;
 }
 
+static int map_blocks(size_t cap, at_reach_block **blocks, uint8_t **cls, size_t *bytes)
+{
+    *bytes = cap * (sizeof **blocks + 1);
+    *blocks = at__reach_map(*bytes);
+    if (!*blocks)
+        return AT_E_NOMEM;
+    *cls = (uint8_t *)(*blocks + cap);
+    return 0;
+}
+
 static int collect_into(at_tracer *t, at_reach *out, size_t cap, size_t *seen)
 {
-    out->map_bytes = cap * (sizeof *out->blocks + 1);
-    out->blocks = at__reach_map(out->map_bytes);
-    if (!out->blocks)
-        return AT_E_NOMEM;
-    out->cls = (uint8_t *)(out->blocks + cap);
+    int rc = map_blocks(cap, &out->blocks, &out->cls, &out->map_bytes);
+    if (rc)
+        return rc;
     collect c = {out->blocks, 0, cap, 0};
     at__live_foreach(&t->live, collect_one, &c);
     out->n = c.n;
@@ -527,9 +643,22 @@ static int collect_into(at_tracer *t, at_reach *out, size_t cap, size_t *seen)
     return 0;
 }
 
-/* The caller holds every shard's lock, so the table's count is exact; if
- * it were not, the walk that saw more blocks is made again, larger,
- * rather than a block dropped. */
+/* The pools' blocks: pools_mu is held, so the count is exact. */
+static int collect_pool_blocks(at_tracer *t, at_reach *out)
+{
+    size_t cap = (size_t)at__pools_live_count(t) + 1;
+    int rc = map_blocks(cap, &out->pool_blocks, &out->pool_cls, &out->pool_map_bytes);
+    if (rc)
+        return rc;
+    collect c = {out->pool_blocks, 0, cap, 0};
+    at__pools_foreach_block(t, collect_one, &c);
+    out->pool_n = c.n;
+    return c.seen > c.n ? AT_E_NOMEM : sort_blocks(out->pool_blocks, out->pool_n);
+}
+
+/* The caller holds every shard's lock (and pools_mu), so the table's count
+ * is exact; if it were not, the walk that saw more blocks is made again,
+ * larger, rather than a block dropped. */
 static int collect_blocks(at_tracer *t, at_reach *out)
 {
     size_t seen = 0;
@@ -538,12 +667,13 @@ static int collect_blocks(at_tracer *t, at_reach *out)
         at__reach_free(out);
         rc = collect_into(t, out, seen + 1, &seen);
     }
-    return rc ? rc : sort_blocks(out->blocks, out->n);
+    rc = rc ? rc : sort_blocks(out->blocks, out->n);
+    return rc ? rc : collect_pool_blocks(t, out);
 }
 
 /* ---- the whole --------------------------------------------------------------- */
 
-static void classify(scan *s, at_reach *out)
+static void classify_set(blockset *set, at_reach *out)
 {
     static const uint8_t cls_of[] = {
         [S_UNREACHED] = AT_REACH_DEFINITE,
@@ -551,39 +681,64 @@ static void classify(scan *s, at_reach *out)
         [S_REACHABLE] = AT_REACH_REACHABLE,
         [S_INDIRECT] = AT_REACH_INDIRECT,
     };
-    for (size_t i = 0; i < s->n; i++) {
-        uint8_t c = cls_of[s->st[i]];
-        s->st[i] = c; /* st is out->cls */
+    for (size_t i = 0; i < set->n; i++) {
+        uint8_t c = cls_of[set->st[i]];
+        set->st[i] = c; /* st is out->cls (or out->pool_cls) */
         out->stats.blocks[c]++;
-        out->stats.bytes[c] += s->b[i].size;
+        out->stats.bytes[c] += set->b[i].size;
     }
+}
+
+static void set_free(blockset *set)
+{
+    at__reach_unmap(set->pages, set->pages_bytes);
+    at__reach_unmap(set->big, set->big_bytes);
+}
+
+/* Both sets indexed, the range a word must fall in to be looked up. */
+static int index_sets(scan *s)
+{
+    int rc = index_blocks(&s->heap);
+    rc = rc ? rc : index_blocks(&s->pool);
+    s->lo = s->heap.n ? s->heap.lo : s->pool.lo;
+    s->hi = s->heap.hi;
+    if (s->pool.n && s->pool.lo < s->lo)
+        s->lo = s->pool.lo;
+    if (s->pool.hi > s->hi)
+        s->hi = s->pool.hi;
+    return rc;
 }
 
 static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
                     uintptr_t helper_sp, at_reach *out)
 {
-    s->b = out->blocks;
-    s->st = out->cls;
-    s->n = out->n;
-    memset(s->st, 0, s->n);
-    s->stack_bytes = (2 * s->n + 1) * sizeof *s->stack;
+    s->heap.b = out->blocks;
+    s->heap.st = out->cls;
+    s->heap.n = out->n;
+    s->pool.b = out->pool_blocks;
+    s->pool.st = out->pool_cls;
+    s->pool.n = out->pool_n;
+    memset(s->heap.st, 0, s->heap.n);
+    memset(s->pool.st, 0, s->pool.n);
+    s->stack_bytes = (2 * (s->heap.n + s->pool.n) + 1) * sizeof *s->stack;
     s->stack = at__reach_map(s->stack_bytes);
     s->buf_bytes = 1 << 20;
     s->buf = at__reach_map(s->buf_bytes);
     s->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    int rc = s->stack && s->buf ? index_blocks(s) : AT_E_NOMEM;
+    int rc = s->stack && s->buf ? index_sets(s) : AT_E_NOMEM;
     rc = rc ? rc : scan_roots(s, w, self, helper_sp);
     if (rc == 0) {
         drain(s, NO_CLIQUE);
         cliques(s);
-        classify(s, out);
+        classify_set(&s->heap, out);
+        classify_set(&s->pool, out);
     }
     if (s->pagemap >= 0)
         close(s->pagemap);
     at__reach_unmap(s->stack, s->stack_bytes);
     at__reach_unmap(s->buf, s->buf_bytes);
-    at__reach_unmap(s->pages, s->pages_bytes);
-    at__reach_unmap(s->big, s->big_bytes);
+    set_free(&s->heap);
+    set_free(&s->pool);
     return rc;
 }
 
@@ -642,34 +797,48 @@ int at__reach_run(at_tracer *t, const at_reach_self *self, void (*while_stopped)
     return rc;
 }
 
-/* The blocks live now against the scan's, both sorted by address: one
- * merge, where a lookup per block cost more than the scan itself (6% of a
- * run holding a million blocks).  A block the scan never saw was being
- * allocated by a thread it stopped halfway, which holds it. */
+/* The blocks live now (`now`, n of them) against the scan's (`then`), both
+ * sorted by address: one merge, where a lookup per block cost more than
+ * the scan itself (6% of a run holding a million blocks).  Blocks may
+ * share a start (two pools' blocks): the seq tells them apart.  A block
+ * the scan never saw was being allocated by a thread it stopped halfway,
+ * which holds it. */
+static void verdict_of(const at_reach_block *now, size_t n, const at_reach_block *then,
+                       const uint8_t *cls, size_t m, void (*emit)(uint64_t, int, void *),
+                       void *arg)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        const at_reach_block *b = &now[i];
+        while (j < m && then[j].start < b->start)
+            j++;
+        int c = AT_REACH_REACHABLE;
+        for (size_t k = j; k < m && then[k].start == b->start; k++)
+            if (then[k].seq == b->seq) {
+                c = cls[k];
+                break;
+            }
+        emit(b->seq, c, arg);
+    }
+}
+
 int at__reach_verdict(at_tracer *t, const at_reach *r, void (*emit)(uint64_t, int, void *),
                       void *arg)
 {
     at_reach now;
     memset(&now, 0, sizeof now);
+    pthread_mutex_lock(&t->pools_mu);
     at__live_lock_all(&t->live);
     int rc = collect_blocks(t, &now);
     at__live_unlock_all(&t->live);
-    if (rc) {
-        at__reach_free(&now);
-        return rc;
-    }
-    size_t j = 0;
-    for (size_t i = 0; i < now.n; i++) {
-        const at_reach_block *b = &now.blocks[i];
-        while (j < r->n && r->blocks[j].start < b->start)
-            j++;
-        int c = AT_REACH_REACHABLE;
-        if (j < r->n && r->blocks[j].start == b->start && r->blocks[j].seq == b->seq)
-            c = r->cls[j];
-        emit(b->seq, c, arg);
+    pthread_mutex_unlock(&t->pools_mu);
+    if (rc == 0) {
+        verdict_of(now.blocks, now.n, r->blocks, r->cls, r->n, emit, arg);
+        verdict_of(now.pool_blocks, now.pool_n, r->pool_blocks, r->pool_cls, r->pool_n, emit,
+                   arg);
     }
     at__reach_free(&now);
-    return 0;
+    return rc;
 }
 
 void at__reach_free(at_reach *r)
@@ -679,4 +848,9 @@ void at__reach_free(at_reach *r)
     r->cls = NULL;
     r->n = 0;
     r->map_bytes = 0;
+    at__reach_unmap(r->pool_blocks, r->pool_map_bytes);
+    r->pool_blocks = NULL;
+    r->pool_cls = NULL;
+    r->pool_n = 0;
+    r->pool_map_bytes = 0;
 }

@@ -16,6 +16,14 @@
  *   definitely lost  nothing does (the first block of a lost cycle or
  *                    tree, in address order, as valgrind picks it).
  *
+ * A live block of a pool (pools.h) is a block of its own, though it lies
+ * inside a malloc'd chunk: a word pointing into it marks the pool block,
+ * not the chunk (a word at the start of both, the pool's first block at
+ * its chunk's start, marks both); a chunk is scanned without the bytes of
+ * its live pool blocks, which are scanned when their block is reached.
+ * So the pool's pointer to its chunk reaches the pool's bookkeeping, never
+ * every block in it.
+ *
  * The scan never faults: roots are copied with process_vm_readv (a page
  * that cannot be read is skipped and counted) and a block is read in place
  * only when the mapping snapshot says it is readable anonymous memory.
@@ -86,13 +94,18 @@ typedef struct at_reach_block {
     uint64_t seq;
 } at_reach_block;
 
-/* A scan's verdict: the blocks (sorted by start), each one's class, and
- * the figures the trace's meta keeps. */
+/* A scan's verdict: the malloc blocks (sorted by start), each one's class,
+ * the same for the pools' blocks (pools.h), and the figures the trace's
+ * meta keeps (stats count both kinds). */
 typedef struct at_reach {
     at_reach_block *blocks;
     uint8_t *cls;
     size_t n;
     size_t map_bytes; /* what blocks and cls were mapped with */
+    at_reach_block *pool_blocks;
+    uint8_t *pool_cls;
+    size_t pool_n;
+    size_t pool_map_bytes;
     uint64_t scan_seq; /* the last sequence number handed out when it ran */
     at_leak_check stats;
 } at_reach;
@@ -103,10 +116,10 @@ typedef struct at_reach {
 int at__reach_run(struct at_tracer *t, const at_reach_self *self, void (*while_stopped)(void *),
                   void *arg, at_reach *out);
 
-/* emit(seq, class, arg) for every block live now, with the class the
- * scan `r` gave it (still reachable for one it never saw: a thread it
- * stopped halfway through allocating it holds it).  Takes the live
- * table's locks; emit must not.  0 or AT_E_NOMEM. */
+/* emit(seq, class, arg) for every block live now, malloc's and the
+ * pools', with the class the scan `r` gave it (still reachable for one it never saw: a thread it
+ * stopped halfway through allocating it holds it).  Takes pools_mu and
+ * the live table's locks; emit must not.  0 or AT_E_NOMEM. */
 int at__reach_verdict(struct at_tracer *t, const at_reach *r,
                       void (*emit)(uint64_t seq, int cls, void *arg), void *arg);
 

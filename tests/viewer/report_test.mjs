@@ -13,7 +13,8 @@ import {
   args, browser, check, checkClean, done, embeddedData, equal, expectedNodes, htmlOf, openReport,
   peakOf, query, rgb, sql, traceOf, vocabKinds, vocabReach,
 } from './lib.mjs';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const a = args('report_test.mjs');
 let b;
@@ -376,8 +377,75 @@ async function reachReport() {
   await page.close();
 }
 
+// A program's own pool (docs/pools.md, alloctrace/annotate.h), built here:
+// its leak site and its finding name the pool, in the data and on the page.
+const POOL_PROGRAM = `#include <alloctrace/annotate.h>
+#include <stdio.h>
+#include <stdlib.h>
+static int arena;
+static char *chunk; /* the pool's chunk, kept: reachable */
+static __attribute__((noinline)) void pool_work(void) {
+  chunk = malloc(256);
+  AT_POOL_CREATE(&arena, "arena-one");
+  AT_POOL_ALLOC(&arena, chunk + 16, 32, 8); /* leaked: nothing points to it */
+  AT_POOL_ALLOC(&arena, chunk + 64, 16, 8);
+  AT_POOL_FREE(&arena, chunk + 64, 16, 8);
+  AT_POOL_FREE(&arena, chunk + 64, 16, 8); /* a double free */
+}
+int main(void) { pool_work(); puts("pooled"); return 0; }
+`;
+
+function poolTrace() {
+  const include = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'lib', 'include');
+  const src = join(a.work, 'viewer_pool.c');
+  const exe = join(a.work, 'viewer_pool');
+  writeFileSync(src, POOL_PROGRAM);
+  const cc = spawnSync('gcc', ['-O1', '-g', '-fPIE', '-pie', '-I', include, src, '-o', exe], { encoding: 'utf8' });
+  check(cc.status === 0, 'pool: the annotated program builds', cc.stderr);
+  const db = join(a.work, 'pool.db');
+  const r = spawnSync(a.alloctrace, ['run', '-q', '-o', db, '--force', '--', exe], { cwd: a.work, encoding: 'utf8', timeout: 120000 });
+  check(r.status === 0 && r.stdout === 'pooled\n', 'pool: traced, it runs to its end', r.stderr);
+  return db;
+}
+
+async function poolReport() {
+  const db = poolTrace();
+  const html = htmlOf(a, db, join(a.work, 'pool.html'));
+  const data = embeddedData(readFileSync(html, 'utf8'));
+  const name = (i) => data.strings[i];
+  equal(data.leak_sites.map((s) => name(s[6])).sort(), ['', 'arena-one'],
+    'pool: the data names the pool of its leak site, none for the chunk\'s');
+  equal(data.findings.map((f) => [name(f[2]), name(f[19])]), [['double_free', 'arena-one']],
+    'pool: the data names the pool of its finding');
+  const [leak] = query(a, db, "SELECT reachability FROM leaks WHERE family = 'pool'");
+  equal(leak && leak.reachability, 'definitely_lost', 'pool: the pool block is definitely lost, its chunk kept');
+
+  const { page, events } = await openReport(b, html);
+  const marks = await page.$$eval('#leak-table tbody tr', (trs) => trs.map((tr) => {
+    const m = tr.querySelector('.pool');
+    return [tr.querySelector('.reach').dataset.reach, m ? m.textContent : null, m ? m.dataset.pool : null];
+  }));
+  equal(marks.sort(), [['definitely_lost', ' pool arena-one', 'arena-one'], ['still_reachable', null, null]],
+    'pool: the leak table marks the pool\'s site "pool arena-one", not the chunk\'s');
+  const fmarks = await page.$$eval('#findings-table tbody tr', (trs) => trs.map((tr) => tr.children[4].textContent));
+  check(fmarks.length === 1 && fmarks[0].endsWith(' pool arena-one'), 'pool: the finding\'s "Released at" names the pool',
+    JSON.stringify(fmarks));
+  await page.locator('#leak-table tbody tr', { has: page.locator('.pool') }).click();
+  await settle(page);
+  const detail = await page.$$eval('#detail dl.fields dt', (dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent]));
+  check(detail.some(([k, v]) => k === 'Pool' && v === 'arena-one'), 'pool: the leak\'s detail has its pool', JSON.stringify(detail));
+  await page.click('#findings-table tbody tr:first-child');
+  await settle(page);
+  const fdetail = await page.$$eval('#detail dl.fields dt', (dts) => dts.map((dt) => [dt.textContent, dt.nextElementSibling.textContent]));
+  check(fdetail.some(([k, v]) => k === 'Pool' && v === 'arena-one'), 'pool: the finding\'s detail has its pool', JSON.stringify(fdetail));
+  await page.screenshot({ path: join(a.workdir, 'viewer-pool.png'), fullPage: true });
+  checkClean(events, 'pool');
+  await page.close();
+}
+
 b = await browser();
 try {
+  await poolReport();
   await reachReport();
   await peakReport();
   await leakReport();

@@ -50,6 +50,7 @@ export function loadData(doc) {
   const reachOf = reachTable(reachList);
   const leakSites = raw.leak_sites.map((s) => ({
     stack: s[0], blocks: s[1], bytes: s[2], min: s[3], max: s[4], reach: reachOf(s[5]), reachIndex: s[5],
+    pool: str(s[6]),
   }));
   const wasteSites = raw.waste_sites.map((s) => ({
     stack: s[0], count: s[1], bytes: s[2], waste: s[3],
@@ -75,6 +76,7 @@ export function loadData(doc) {
     detail: str(f[16]),
     firstFreeStack: f[17],
     group: f[18],
+    pool: str(f[19]),
   }));
   // One per bug over the whole trace: exact counts, sizes as ranges.
   const findingGroups = raw.finding_groups.map((g) => ({

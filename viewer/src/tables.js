@@ -19,6 +19,12 @@ function siteLoc(st) {
   return f ? fmt.location(f.file, f.line) : '';
 }
 
+// A pool's blocks and releases (docs/pools.md) name their pool after the
+// site: "pool NAME".
+function poolMark(pool) {
+  return pool ? el('span', { class: 'pool muted small', dataset: { pool } }, ` pool ${pool}`) : null;
+}
+
 function linkNote(ok) {
   return ok ? null : ['Flamegraph', 'this stack is not in the graph (it holds the heaviest stacks only)'];
 }
@@ -81,7 +87,7 @@ export function renderLeaks(data, detail, flame, range) {
     initial: { col: 2, dir: 1 },
     empty: 'No leaks: every block the program allocated was released (or kept by the C/C++ runtime).',
     columns: [
-      { label: 'Site', value: (r) => siteName(r.st), text: (r) => siteName(r.st), cls: 'mono fn' },
+      { label: 'Site', value: (r) => siteName(r.st), text: (r) => [siteName(r.st), poolMark(r.pool)], cls: 'mono fn' },
       { label: 'Location', value: (r) => siteLoc(r.st), text: (r) => siteLoc(r.st), cls: 'mono' },
       { label: 'Reachability', value: (r) => r.reachIndex, text: (r) => reachBadge(r.reach) },
       { label: 'Blocks', num: true, value: (r) => r.blocks, text: (r) => fmt.int(r.blocks) },
@@ -93,6 +99,7 @@ export function renderLeaks(data, detail, flame, range) {
       const ok = flame.focusStack(r.stack, M_LEAKED, true);
       detail.showStacks('leak', `Leak site: ${siteName(r.st)}`, [
         ['Reachability', `${r.reach.label}: ${r.reach.description}`],
+        r.pool ? ['Pool', r.pool] : null,
         ['Leaked', `${fmt.plural(r.blocks, 'block')}, ${fmt.bytes(r.bytes)} (${r.bytes} B)`],
         ['Block sizes', `${fmt.bytes(r.min)} to ${fmt.bytes(r.max)}`],
         linkNote(ok),
@@ -154,7 +161,7 @@ export function renderFindings(data, detail, flame, range) {
       { label: 'Time', num: true, value: (r) => r.time, text: (r) => fmt.time(r.time) },
       { label: 'Kind', value: (r) => r.k.label, text: (r) => kindBadge(r.k) },
       { label: 'Times', num: true, value: (r) => r.count, text: (r) => fmt.int(r.count) },
-      { label: 'Released at', value: (r) => siteName(r.rel), text: (r) => siteName(r.rel), cls: 'mono fn' },
+      { label: 'Released at', value: (r) => siteName(r.rel), text: (r) => [siteName(r.rel), poolMark(r.pool)], cls: 'mono fn' },
       { label: 'Location', value: (r) => siteLoc(r.rel), text: (r) => siteLoc(r.rel), cls: 'mono' },
       { label: 'Released as', value: (r) => r.releaseSize, text: releasedAs, cls: 'mono' },
       { label: 'Allocated as', value: (r) => r.allocSize, text: allocatedAs, cls: 'mono' },
@@ -165,6 +172,7 @@ export function renderFindings(data, detail, flame, range) {
       detail.showStacks('finding', `${r.k.label} at sequence number ${r.seq}`, [
         ['Kind', r.k.known ? r.k.description : `${r.kind}: a kind this alloctrace does not know`],
         ['Detail', r.count > 1 ? `${r.detail} (the first occurrence)` : r.detail],
+        r.pool ? ['Pool', r.pool] : null,
         ['Occurred', occurrences(r)],
         ['Pointer', r.ptr],
         ['Released as', releasedAs(r)],
