@@ -106,12 +106,21 @@ try {
   const wantSites = query(a, db, `SELECT reachability AS reach, count(*) AS blocks FROM leaks WHERE ${inRange}` +
     ' GROUP BY (SELECT site FROM stack_sites s WHERE s.stack = leaks.stack), reachability ORDER BY reach, blocks');
   equal(await siteRows(), wantSites, 'filter: the leak sites are those of the range, with its blocks');
+  const findingRows = async () => page.evaluate(() => [...document.querySelectorAll('#findings-table tbody tr')]
+    .filter((tr) => tr.dataset.index !== undefined).map((tr) => tr.querySelectorAll('td')[4].textContent));
+  const wantFindings = query(a, db, `SELECT count(*) AS n FROM findings WHERE time_us >= ${bar.t0} AND time_us < ${bar.t1}`);
+  const [allFindings] = query(a, db, 'SELECT count(*) AS n FROM findings');
+  const inRangeFindings = await findingRows();
+  check(allFindings.n === 2 && wantFindings[0].n === 1 && inRangeFindings.length === 1 &&
+    /phase_two_double/.test(inRangeFindings[0]),
+  `filter: the findings are those of the range: ${JSON.stringify(inRangeFindings)} of ${allFindings.n}`);
   await page.screenshot({ path: join(a.workdir, 'viewer-range.png'), fullPage: true });
   await page.click('#range-reset');
   await page.waitForTimeout(300);
   check(await page.evaluate(() => document.getElementById('range-filter').hidden), 'filter: reset hides the indicator');
   equal(await flameTotal('count'), all.n, 'filter: reset, the flamegraph counts every allocation');
   equal((await siteRows()).length, expected.length, 'filter: reset, every leak site is back');
+  equal((await findingRows()).length, 2, 'filter: reset, both findings are back');
 
   // ---- layout: explained, shown when an allocation is over-aligned ----
   const lay = await page.evaluate(() => ({
