@@ -62,6 +62,17 @@ def frames_work_line(db, stack):
                    " ORDER BY level LIMIT 1", stack)
 
 
+def rows_of(trace, sql):
+    """The rows of SQL in TRACE, read-only; none when there is no trace."""
+    if not os.path.exists(trace):
+        return []
+    tdb = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+    try:
+        return tdb.execute(sql).fetchall()
+    finally:
+        tdb.close()
+
+
 def traced(program, name, *args):
     trace = os.path.join(work, name + ".db")
     r = run([alloctrace, "run", "-o", trace, "--force", "--", program] + list(args))
@@ -251,12 +262,8 @@ for cc, std, src in compilers:
         continue
     u = run([exe])
     t, tr = traced(exe, "use_" + cc.replace("+", "x"))
-    rows = []
-    if os.path.exists(tr):
-        tdb = sqlite3.connect("file:%s?mode=ro" % tr, uri=True)
-        rows = tdb.execute("SELECT pool_name, size, released_by_destroy FROM pool_allocations"
-                           " ORDER BY alloc_seq").fetchall()
-        tdb.close()
+    rows = rows_of(tr, "SELECT pool_name, size, released_by_destroy FROM pool_allocations"
+                       " ORDER BY alloc_seq")
     check(u.stdout == t.stdout == "tiny\n" and u.returncode == t.returncode == 0
           and rows == [("tiny", 16, 0), ("tiny", 8, 1)],
           "%s %s: the same untraced and traced, and the trace has its pool (%s)" % (cc, std, rows))
@@ -284,12 +291,8 @@ if check(b1.returncode == 0 and b2.returncode == 0, "a dlopen'ed library using t
          " without an alloctrace library", b1.stderr + b2.stderr):
     u = run([host, plug_so])
     t, tr = traced(host, "host", plug_so)
-    kinds = []
-    if os.path.exists(tr):
-        tdb = sqlite3.connect("file:%s?mode=ro" % tr, uri=True)
-        kinds = tdb.execute("SELECT f.kind, p.name FROM findings f JOIN pool_findings pf"
-                            " ON pf.seq = f.seq JOIN pools p ON p.id = pf.pool").fetchall()
-        tdb.close()
+    kinds = rows_of(tr, "SELECT f.kind, p.name FROM findings f JOIN pool_findings pf"
+                        " ON pf.seq = f.seq JOIN pools p ON p.id = pf.pool")
     check(u.stdout == t.stdout == "plugged\n" and u.returncode == t.returncode == 0
           and kinds == [("double_free", "plugin")],
           "the dlopen'ed library's annotations are bound under alloctrace only (%s)" % kinds)
@@ -318,11 +321,10 @@ if check(b.returncode == 0, "the forking program builds", b.stderr):
              and n != "forked.db"]
     rows = {}
     for name in ["forked.db"] + child:
-        tdb = sqlite3.connect("file:%s?mode=ro" % os.path.join(work, name), uri=True)
+        path = os.path.join(work, name)
         rows[name == "forked.db"] = (
-            tdb.execute("SELECT pool_name, alloc_op, free_op FROM pool_allocations").fetchall(),
-            tdb.execute("SELECT kind FROM findings").fetchall())
-        tdb.close()
+            rows_of(path, "SELECT pool_name, alloc_op, free_op FROM pool_allocations"),
+            rows_of(path, "SELECT kind FROM findings"))
     check(t.stdout == "forked\n" and len(child) == 1
           and rows.get(True) == ([("forked", "alloc", "dealloc")], [])
           and rows.get(False) == ([("forked", "inherited", "dealloc")], [("double_free",)]),
