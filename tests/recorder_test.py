@@ -97,7 +97,9 @@ def has_schema(trace):
 def kill_while_writing(run, trace, out):
     """SIGKILL of the recorder once its trace holds its tables (a loaded
     machine may take a while from creating the file to committing them),
-    then the orphaned program's end (it writes `out` last)."""
+    then the orphaned program's end (it writes `out` last).  Whether the
+    kill came before the run's end (the caller runs a program that pauses
+    long enough: see SLOW)."""
     wait_file(trace, 30)
     end = time.time() + 30
     while not has_schema(trace) and time.time() < end:
@@ -107,6 +109,12 @@ def kill_while_writing(run, trace, out):
     run.wait()
     wait_file(out, 120)
     time.sleep(0.3)  # the program's exit
+    return run.returncode == -signal.SIGKILL
+
+
+# A pause every 1000 iterations that makes the program outlast the wait for
+# its trace's tables on a loaded machine (20 pauses: at least 0.6 s).
+SLOW = "30000"
 
 
 def orphan_status():
@@ -326,8 +334,8 @@ _, err = run.communicate(timeout=300)
 why = recovered_whole(d, out, trace)  # recover of a finished trace: nothing to do
 check(run.returncode == 0 and not why, "a read transaction on the trace during the run: the"
       " recorder waits for it, the trace is whole", err[-400:] + (why or ""))
-d, out, trace, run = leaking_run("reading-recover", str(ITERS), "1500")
-kill_while_writing(run, trace, out)
+d, out, trace, run = leaking_run("reading-recover", str(ITERS), SLOW)
+check(kill_while_writing(run, trace, out), "reading-recover: the recorder killed while it writes")
 db = sqlite3.connect(trace, isolation_level=None)
 db.execute("BEGIN")
 db.execute("SELECT count(*) FROM lifetimes").fetchone()
@@ -345,8 +353,8 @@ check(rec.returncode == 0 and not why, "a read transaction on the trace during r
 # keeps in the spool what it could not commit: the next recover, once
 # the trigger is gone, gives the whole trace (the chunks used to go back
 # to a program that had ended: their leaks were lost).
-d, out, trace, run = leaking_run("recover-twice", str(ITERS), "1500")
-kill_while_writing(run, trace, out)
+d, out, trace, run = leaking_run("recover-twice", str(ITERS), SLOW)
+check(kill_while_writing(run, trace, out), "recover-twice: the recorder killed while it writes")
 db = sqlite3.connect(trace, isolation_level=None)
 db.execute("CREATE TRIGGER refuse BEFORE INSERT ON lifetimes BEGIN SELECT RAISE(FAIL, 'no'); END")
 db.close()
