@@ -354,10 +354,11 @@ struct at_replay_log {
 /* How far past the events logged and read so far a seq may be for the
  * array to grow to it: sequence numbers are dense, so a seq far beyond (a
  * corrupt or hostile spool) would only make the array, and the walk over
- * it, huge.  The events read count too: a program that frees its first
- * block after two million allocations logs a release two million seqs
- * ahead with its first lifetime.  The log is then given up, and completion replays the table
- * instead, whose memory is bounded by the rows. */
+ * it, huge.  The log is then given up, and completion replays the table
+ * instead, whose memory is bounded by the rows.  The events read count
+ * too: a program that frees its first block after two million
+ * allocations logs a release two million seqs ahead with its first
+ * lifetime. */
 enum { LOG_SEQ_SLACK = 1 << 20 };
 
 at_replay_log *at__replay_log_new(void)

@@ -617,7 +617,6 @@ size_t at__record_size(const unsigned char *p, size_t avail)
         if (*p == AT_REC_POOL && (h.count == 0 || h.count > n - sizeof h - sizeof(at_rec_pool)))
             return 0; /* the name's bytes, its NUL included, follow the pool's fields */
         break;
-        break;
     }
     default:
         return 0;

@@ -12,7 +12,6 @@
  * the pairs completed.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -809,14 +808,6 @@ static int by_age(const void *a, const void *b)
 /* Full chunks held at most, read but not yet given back, within a poll. */
 enum { GIVE_BACK_EVERY = 8 };
 
-/* The reader gives up its lock on the spool's first byte (spool.c,
- * at__spool_lock): to the program it is then a dead recorder. */
-static void let_program_go(at_spool_reader *r)
-{
-    struct flock l = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    fcntl(r->spool.fd, F_OFD_SETLK, &l);
-}
-
 /* Commits what was read (with the waiting halves of the chunks held) and
  * gives those chunks back; after an error, keeps them.  The writer's
  * error, or 0. */
@@ -844,7 +835,7 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
     if (err) {
         r->nheld = 0;
         if (!r->keep_on_error)
-            let_program_go(r);
+            at__spool_unlock(&r->spool);
     }
     give_back(r);
     return err;

@@ -240,6 +240,14 @@ int at__spool_lock(at_spool *s)
     return 0;
 }
 
+void at__spool_unlock(at_spool *s)
+{
+    int saved = errno;
+    struct flock l = lock_byte(F_UNLCK);
+    fcntl(s->fd, F_OFD_SETLK, &l);
+    errno = saved;
+}
+
 int at__spool_locked(const at_spool *s)
 {
     int saved = errno;

@@ -143,6 +143,10 @@ static inline at_spool_chunk *at__spool_chunk(const at_spool *s, uint32_t i)
  * when another consumer holds it, AT_E_IO when locks are refused. */
 int at__spool_lock(at_spool *s);
 
+/* Consumer: lets the lock go while the spool stays open; to its producer
+ * the consumer is then gone. */
+void at__spool_unlock(at_spool *s);
+
 /* Whether a consumer holds the lock of the spool open as `s` (tested, not
  * taken); a process that holds it itself through `s` is not seen. */
 int at__spool_locked(const at_spool *s);
