@@ -9,7 +9,7 @@
  * for transparent huge pages: a table of millions of blocks is touched at
  * random, and with 4 KiB pages a first touch cost a fault per page and
  * most lookups missed the TLB (bench/live_table 2000000: insert 440 ns
- * then, 180-230 now).  Freed, a big block waits on a free list of its size
+ * then, 180-340 now).  Freed, a big block waits on a free list of its size
  * for reuse with its pages, as long as such blocks hold less than
  * AT_MEM_KEEP and twice the big blocks in use; past that its pages go back to
  * the system (MADV_DONTNEED), so a program that freed its blocks gets the
@@ -42,10 +42,6 @@ enum {
     BIG_SIZES = 16,   /* distinct sizes with a free list; others are mapped */
     BIG_REGIONS = 64, /* regions at once (2 GiB); past that, mapped */
 };
-/* Freed big blocks keep their pages up to AT_MEM_KEEP (mem.h) and twice
- * those in use. */
-#define BIG_KEEP AT_MEM_KEEP
-
 /* Freed big blocks of one size: `dirty` ones still hold their pages,
  * `clean` ones gave them back (zero but for the link, when touched). */
 struct big_list {
@@ -211,19 +207,17 @@ static struct big_list *big_list_of(size_t size)
     return NULL;
 }
 
-static struct big_region *big_region_of(const void *p)
-{
-    for (int i = 0; i < BIG_REGIONS; i++) {
-        char *b = pool.regions[i].base;
-        if (b && (const char *)p >= b && (const char *)p < b + BIG_REGION)
-            return &pool.regions[i];
-    }
-    return NULL;
-}
-
 static int in_region(const struct big_region *r, const void *p)
 {
     return (const char *)p >= r->base && (const char *)p < r->base + BIG_REGION;
+}
+
+static struct big_region *big_region_of(const void *p)
+{
+    for (int i = 0; i < BIG_REGIONS; i++)
+        if (pool.regions[i].base && in_region(&pool.regions[i], p))
+            return &pool.regions[i];
+    return NULL;
 }
 
 /* Drops the blocks of region `r` from `*link`'s list; their bytes. */
@@ -291,24 +285,33 @@ static void *big_carve(size_t rounded, char **unused)
     return p;
 }
 
-/* A big block of `rounded` bytes from list `l`: reused (dirty first),
- * else carved; *zero says whether it is zero. */
+/* A big block of `rounded` bytes from list `l`, counted in use in its
+ * region: reused (dirty first), else carved; *zero says whether it is
+ * zero. */
 static struct free_block *big_take(struct big_list *l, size_t rounded, int *zero, char **unused)
 {
     struct free_block *b = l->dirty;
+    struct big_region *r = NULL;
     if (b) {
         l->dirty = b->next;
         pool.big_dirty -= rounded;
+        r = big_region_of(b);
         *zero = 0;
     } else if ((b = l->clean) != NULL) {
         l->clean = b->next;
         b->next = NULL; /* the only word written since its pages went back */
-        big_region_of(b)->clean -= rounded;
+        r = big_region_of(b);
+        r->clean -= rounded;
         atomic_fetch_add(&mapped, rounded);
         *zero = 1;
     } else {
         b = big_carve(rounded, unused);
+        r = b ? pool.carving : NULL;
         *zero = 1;
+    }
+    if (r) {
+        r->in_use++;
+        pool.big_in_use += rounded;
     }
     return b;
 }
@@ -322,10 +325,6 @@ static void *big_alloc(size_t rounded, int *zero)
     at__spin_lock(&pool.lock);
     struct big_list *l = big_list_of(rounded);
     struct free_block *b = l ? big_take(l, rounded, zero, &unused) : NULL;
-    if (b) {
-        big_region_of(b)->in_use++;
-        pool.big_in_use += rounded;
-    }
     at__spin_unlock(&pool.lock);
     big_unmap(unused);
     errno = saved;
@@ -344,7 +343,7 @@ static char *big_done(struct big_region *r)
 
 static int too_dirty(void)
 {
-    return pool.big_dirty > BIG_KEEP && pool.big_dirty > 2 * pool.big_in_use;
+    return pool.big_dirty > AT_MEM_KEEP && pool.big_dirty > 2 * pool.big_in_use;
 }
 
 /* While freed blocks keep too many pages, one of them gives its pages

@@ -441,12 +441,12 @@ static int finding_is_note(int finding)
  * trace's depth already (0: take it here).  Off the hot path: only bad
  * releases get here. */
 __attribute__((noinline)) void at__release_finding(at_tracer *t, at_thread *th, int finding,
-                                                      void *ptr, size_t given_size,
-                                                      size_t given_align, uint8_t given,
-                                                      at_family family, uint64_t seq,
-                                                      uint64_t now, int known,
-                                                      const at_block_info *b, uint32_t stack,
-                                                      int skip)
+                                                   void *ptr, size_t given_size,
+                                                   size_t given_align, uint8_t given,
+                                                   at_family family, uint64_t seq,
+                                                   uint64_t now, int known,
+                                                   const at_block_info *b, uint32_t stack,
+                                                   int skip)
 {
     at_rec_finding f = {
         .kind = AT_REC_FINDING,
@@ -540,8 +540,8 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
         *actual = b;
         if (finding)
             at__release_finding(t, th, finding, ptr, size_passed, given_align,
-                            given_bits(size_passed, given_align), family, seq, now, 1, &b,
-                            t->release_depth == t->depth ? stack : 0, skip + 1);
+                                given_bits(size_passed, given_align), family, seq, now, 1, &b,
+                                t->release_depth == t->depth ? stack : 0, skip + 1);
         errno = saved;
         return 1;
     }
@@ -561,9 +561,9 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
                   : found == AT_LIVE_INTERIOR ? AT_FINDING_INTERIOR_FREE
                                               : AT_FINDING_INVALID_FREE;
     at__release_finding(t, th, finding, ptr, given_size, given_align,
-                    given_bits(given_size, given_align), family, seq, now,
-                    found != AT_LIVE_UNKNOWN, &b, t->release_depth == t->depth ? stack : 0,
-                    skip + 1);
+                        given_bits(given_size, given_align), family, seq, now,
+                        found != AT_LIVE_UNKNOWN, &b, t->release_depth == t->depth ? stack : 0,
+                        skip + 1);
     errno = saved;
     return 0;
 }
@@ -577,8 +577,8 @@ __attribute__((noinline)) void at__trace_request(at_tracer *t, at_finding_kind f
     uint64_t seq = next_seq(t);
     uint64_t now = at__fast_now_ns(&t->clock) - t->start_ns;
     /* a request states both, whatever their values */
-    at__release_finding(t, th, (int)finding, ptr, size, align, AT_GIVEN_ALIGN | AT_GIVEN_SIZE, family,
-                    seq, now, 0, NULL, 0, skip + 1);
+    at__release_finding(t, th, (int)finding, ptr, size, align, AT_GIVEN_ALIGN | AT_GIVEN_SIZE,
+                        family, seq, now, 0, NULL, 0, skip + 1);
     errno = saved;
 }
 
