@@ -65,7 +65,14 @@ typedef struct scan {
     size_t buf_bytes;
     int pagemap; /* /proc/self/pagemap, or -1 */
     uint64_t untouched; /* root bytes never written, not read */
+    uintptr_t *vtables; /* VT_SLOTS answers of looks_like_vtable, or NULL */
 } scan;
+
+/* looks_like_vtable's answers, direct-mapped by address: a program's
+ * objects point to a few thousand vtables, and each answer costs a
+ * system call (the word is read through process_vm_readv).  A slot holds
+ * the address with its answer in bit 0 (addresses are word-aligned). */
+enum { VT_SLOTS = 1 << 14 };
 
 static size_t mix(uint64_t page)
 {
@@ -194,10 +201,8 @@ static int peek(const scan *s, uintptr_t addr, uintptr_t *out)
     return at__reach_copy(addr, out, sizeof *out) == 0;
 }
 
-static int looks_like_vtable(const scan *s, uintptr_t p)
+static int vtable_uncached(const scan *s, uintptr_t p)
 {
-    if (p < 4096 || (p & (sizeof p - 1)))
-        return 0;
     const at_vma *m = at__vmas_find(s->vmas, p);
     if (!m || !m->read || m->write || m->anon)
         return 0;
@@ -206,6 +211,18 @@ static int looks_like_vtable(const scan *s, uintptr_t p)
         return 0;
     const at_vma *code = at__vmas_find(s->vmas, fn);
     return fn == 0 || (code && code->exec && !code->write);
+}
+
+static int looks_like_vtable(const scan *s, uintptr_t p)
+{
+    if (p < 4096 || (p & (sizeof p - 1)))
+        return 0;
+    if (!s->vtables)
+        return vtable_uncached(s, p);
+    uintptr_t *slot = &s->vtables[(p * 0x9e3779b97f4a7c15ull) >> 50];
+    if ((*slot & ~(uintptr_t)1) != p)
+        *slot = p | (uintptr_t)vtable_uncached(s, p);
+    return (int)(*slot & 1);
 }
 
 /* valgrind's heuristics (its default, --leak-check-heuristics=all): an
@@ -724,6 +741,7 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
     s->stack = at__reach_map(s->stack_bytes);
     s->buf_bytes = 1 << 20;
     s->buf = at__reach_map(s->buf_bytes);
+    s->vtables = at__reach_map(VT_SLOTS * sizeof *s->vtables);
     s->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     int rc = s->stack && s->buf ? index_sets(s) : AT_E_NOMEM;
     rc = rc ? rc : scan_roots(s, w, self, helper_sp);
@@ -737,6 +755,8 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
         close(s->pagemap);
     at__reach_unmap(s->stack, s->stack_bytes);
     at__reach_unmap(s->buf, s->buf_bytes);
+    if (s->vtables)
+        at__reach_unmap(s->vtables, VT_SLOTS * sizeof *s->vtables);
     set_free(&s->heap);
     set_free(&s->pool);
     return rc;
