@@ -98,71 +98,112 @@ static void add_int(buf *b, const char *prefix, long long v, int hex)
 /* One frame of the stack being read: a real one (a row of `frames`), or
  * a function the compiler inlined there (inlined_frames), which shares
  * the real one's module and offset. */
+/* A line of a stack: a frame, or a function inlined at its address. */
 typedef struct frame {
-    char *function, *file, *module;
+    const char *function, *file, *module;
     long long line, offset;
-    struct frame *inl; /* a real frame's inlined functions, innermost first */
-    size_t ninl;
 } frame;
 
-/* The identity of frames[skip..n): what a site is. */
-static void stack_key(buf *key, const frame *f, size_t n, size_t skip)
+/* The line's part of a site's key: function (or module+offset), then
+ * file:line (or +offset), as docs/schema.md describes sites. */
+static void line_key(buf *key, const frame *f)
 {
     key->len = 0;
     add(key, "", 0);
-    for (size_t i = skip; i < n; i++) {
-        if (f[i].function) {
-            add_str(key, f[i].function);
-        } else {
-            add_str(key, f[i].module ? base_name(f[i].module) : "?");
-            add_int(key, "+", f[i].offset, 1);
-        }
-        if (f[i].file && f[i].line > 0) {
-            add(key, "\x1f", 1);
-            add_str(key, f[i].file);
-            add_int(key, ":", f[i].line, 0);
-        } else if (f[i].function) {
-            add_int(key, "\x1f+", f[i].offset, 1);
-        }
-        add(key, "\x1e", 1);
+    if (f->function) {
+        add_str(key, f->function);
+    } else {
+        add_str(key, f->module ? base_name(f->module) : "?");
+        add_int(key, "+", f->offset, 1);
+    }
+    if (f->file && f->line > 0) {
+        add(key, "\x1f", 1);
+        add_str(key, f->file);
+        add_int(key, ":", f->line, 0);
+    } else if (f->function) {
+        add_int(key, "\x1f+", f->offset, 1);
     }
 }
 
-typedef struct site_entry {
-    char *key;
-    int64_t site;
+/* Lines are interned: two lines that read the same have one id, so a
+ * site's key is the array of its lines' ids.  An allocator line's id has
+ * ALLOCATOR_LINE set. */
+#define ALLOCATOR_LINE 0x80000000u
+
+typedef struct line_entry {
     UT_hash_handle hh;
+    uint32_t id;
+    char key[];
+} line_entry;
+
+typedef struct site_entry {
+    UT_hash_handle hh;
+    int64_t site;
+    uint32_t key[]; /* the lines after the skipped ones */
 } site_entry;
 
+/* A real frame as its lines: its inlined functions, innermost first, then
+ * itself. */
+typedef struct frame_lines {
+    uint32_t *ids;
+    uint32_t n;
+} frame_lines;
+
 typedef struct reader {
-    frame f[MAX_FRAMES]; /* the stack being read: copies of entries of `frames` */
+    uint32_t lines[MAX_FRAMES]; /* the stack being read */
     size_t n;
     int64_t stack;
-    frame *frames; /* every frame of the trace, by frames.id */
+    frame_lines *frames; /* every frame of the trace, by frames.id */
     int64_t nframes;
+    line_entry *line_set;
+    uint32_t nlines;
     site_entry *sites;
     buf key;
     int nomem;
 } reader;
 
-static char *dup_col(sqlite3_stmt *st, int i, int *nomem)
+static uint32_t intern_line(reader *r, const frame *f)
 {
-    const char *s = (const char *)sqlite3_column_text(st, i);
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *nomem = 1;
-    return d;
+    line_key(&r->key, f);
+    if (r->key.failed || r->nlines >= ALLOCATOR_LINE - 1) {
+        r->nomem = 1;
+        return 0;
+    }
+    line_entry *e;
+    HASH_FIND(hh, r->line_set, r->key.s, r->key.len, e);
+    if (!e) {
+        e = malloc(sizeof *e + r->key.len + 1);
+        if (!e) {
+            r->nomem = 1;
+            return 0;
+        }
+        memcpy(e->key, r->key.s, r->key.len + 1);
+        e->id = ++r->nlines;
+        HASH_ADD(hh, r->line_set, key, r->key.len, e);
+    }
+    return e->id | (is_allocator_frame(f->function, f->module) ? ALLOCATOR_LINE : 0);
 }
 
-static void clear_frames(reader *r)
+/* Appends a line to frame `id`'s, keeping the frame's own line last. */
+static void add_line(reader *r, frame_lines *fl, uint32_t line, int own)
 {
-    r->n = 0;
+    if (fl->n >= MAX_FRAMES)
+        return;
+    uint32_t *v = realloc(fl->ids, (fl->n + 1) * sizeof *v);
+    if (!v) {
+        r->nomem = 1;
+        return;
+    }
+    fl->ids = v;
+    if (own || fl->n == 0) {
+        v[fl->n] = line;
+    } else { /* before the frame's own line */
+        v[fl->n] = v[fl->n - 1];
+        v[fl->n - 1] = line;
+    }
+    fl->n++;
 }
 
-/* Every frame, by id (dense: the writers number them 1, 2, ...); 0,
- * AT_E_DB or AT_E_NOMEM. */
 static int load_frames(sqlite3 *db, reader *r)
 {
     sqlite3_stmt *st = NULL;
@@ -188,100 +229,102 @@ static int load_frames(sqlite3 *db, reader *r)
         if ((rc = sqlite3_step(st)) != SQLITE_ROW)
             break;
         int64_t id = sqlite3_column_int64(st, 0);
-        if (id <= 0 || id >= r->nframes)
+        if (id <= 0 || id >= r->nframes || r->frames[id].n)
             continue;
-        frame *f = &r->frames[id];
-        f->function = dup_col(st, 1, &r->nomem);
-        f->file = dup_col(st, 2, &r->nomem);
-        f->line = sqlite3_column_int64(st, 3);
-        f->module = dup_col(st, 4, &r->nomem);
-        f->offset = sqlite3_column_int64(st, 5);
+        frame f = {
+            .function = (const char *)sqlite3_column_text(st, 1),
+            .file = (const char *)sqlite3_column_text(st, 2),
+            .line = sqlite3_column_int64(st, 3),
+            .module = (const char *)sqlite3_column_text(st, 4),
+            .offset = sqlite3_column_int64(st, 5),
+        };
+        add_line(r, &r->frames[id], intern_line(r, &f), 1);
     }
     sqlite3_finalize(st);
+    /* A stack's frame that the table lacks reads as an unknown one. */
+    frame unknown = {0};
+    uint32_t none = intern_line(r, &unknown);
+    for (int64_t id = 1; id < r->nframes && !r->nomem; id++)
+        if (r->frames[id].n == 0)
+            add_line(r, &r->frames[id], none, 1);
     return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
 }
 
-/* Each real frame's inlined functions, in depth order. */
 static int load_inlined(sqlite3 *db, reader *r)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db,
-                                "SELECT frame, function, file, line FROM inlined_frames"
-                                " ORDER BY frame, depth",
+                                "SELECT i.frame, i.function, i.file, i.line, m.path,"
+                                " f.module_offset FROM inlined_frames i"
+                                " JOIN frames f ON f.id = i.frame"
+                                " LEFT JOIN modules m ON m.id = f.module"
+                                " ORDER BY i.frame, i.depth",
                                 -1, &st, NULL);
     while (!r->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
         if ((rc = sqlite3_step(st)) != SQLITE_ROW)
             break;
         int64_t id = sqlite3_column_int64(st, 0);
-        if (id <= 0 || id >= r->nframes || r->frames[id].ninl >= MAX_FRAMES)
+        if (id <= 0 || id >= r->nframes)
             continue;
-        frame *f = &r->frames[id];
-        frame *v = realloc(f->inl, (f->ninl + 1) * sizeof *v);
-        if (!v) {
-            r->nomem = 1;
-            break;
-        }
-        f->inl = v;
-        frame *g = &v[f->ninl++];
-        *g = (frame){.module = f->module, .offset = f->offset}; /* the real frame's */
-        g->function = dup_col(st, 1, &r->nomem);
-        g->file = dup_col(st, 2, &r->nomem);
-        g->line = sqlite3_column_int64(st, 3);
+        /* the module and offset are the real frame's */
+        frame f = {
+            .function = (const char *)sqlite3_column_text(st, 1),
+            .file = (const char *)sqlite3_column_text(st, 2),
+            .line = sqlite3_column_int64(st, 3),
+            .module = (const char *)sqlite3_column_text(st, 4),
+            .offset = sqlite3_column_int64(st, 5),
+        };
+        add_line(r, &r->frames[id], intern_line(r, &f), 0);
     }
     sqlite3_finalize(st);
     return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
 }
 
-static void free_frames(reader *r)
+static void free_reader(reader *r)
 {
-    for (int64_t i = 0; r->frames && i < r->nframes; i++) {
-        frame *f = &r->frames[i];
-        for (size_t k = 0; k < f->ninl; k++) {
-            free(f->inl[k].function);
-            free(f->inl[k].file);
-        }
-        free(f->inl);
-        free(f->function);
-        free(f->file);
-        free(f->module);
-    }
+    for (int64_t i = 0; r->frames && i < r->nframes; i++)
+        free(r->frames[i].ids);
     free(r->frames);
+    line_entry *l, *ltmp;
+    HASH_ITER(hh, r->line_set, l, ltmp)
+    {
+        HASH_DEL(r->line_set, l);
+        free(l);
+    }
+    site_entry *e, *tmp;
+    HASH_ITER(hh, r->sites, e, tmp)
+    {
+        HASH_DEL(r->sites, e);
+        free(e);
+    }
+    free(r->key.s);
+    free(r);
 }
 
-/* The stack read so far is complete: its site. */
 static void end_stack(reader *r, at_site_fn *fn, void *arg)
 {
     if (r->n == 0)
         return;
     size_t skip = 0;
-    while (skip < r->n && is_allocator_frame(r->f[skip].function, r->f[skip].module))
+    while (skip < r->n && (r->lines[skip] & ALLOCATOR_LINE))
         skip++;
     if (skip == r->n) /* nothing but allocator frames: keep them all */
         skip = 0;
-    stack_key(&r->key, r->f, r->n, skip);
-    if (r->key.failed) {
-        r->nomem = 1;
-        clear_frames(r);
-        return;
-    }
+    const uint32_t *key = r->lines + skip;
+    size_t len = (r->n - skip) * sizeof *key;
     site_entry *e;
-    HASH_FIND_STR(r->sites, r->key.s, e);
+    HASH_FIND(hh, r->sites, key, len, e);
     if (!e) {
-        e = calloc(1, sizeof *e);
-        char *k = strdup(r->key.s);
-        if (!e || !k) {
-            free(e);
-            free(k);
+        e = malloc(sizeof *e + len);
+        if (!e) {
             r->nomem = 1;
-            clear_frames(r);
             return;
         }
-        e->key = k;
+        memcpy(e->key, key, len);
         e->site = r->stack; /* stacks come in ascending id: the smallest */
-        HASH_ADD_KEYPTR(hh, r->sites, e->key, strlen(e->key), e);
+        HASH_ADD(hh, r->sites, key, len, e);
     }
     fn(arg, r->stack, e->site, (int)skip);
-    clear_frames(r);
 }
 
 /* Every stack in ascending id, its frames walked up the call tree. */
@@ -298,14 +341,14 @@ static int read_stacks(sqlite3 *db, reader *r, const at_stack_tree *tree, at_sit
         size_t n = at__stack_tree_frames(tree, r->stack, ids, MAX_FRAMES);
         /* Each frame as its inlined functions, then itself: the lines the
          * views and the reports show, which `skip` counts. */
-        for (size_t i = 0; i < n && r->n < MAX_FRAMES; i++) {
+        r->n = 0;
+        for (size_t i = 0; i < n; i++) {
             if (ids[i] <= 0 || ids[i] >= r->nframes)
                 continue;
-            const frame *f = &r->frames[ids[i]];
-            for (size_t k = 0; k < f->ninl && r->n < MAX_FRAMES; k++)
-                r->f[r->n++] = f->inl[k];
-            if (r->n < MAX_FRAMES)
-                r->f[r->n++] = *f;
+            const frame_lines *fl = &r->frames[ids[i]];
+            size_t k = fl->n < MAX_FRAMES - r->n ? fl->n : MAX_FRAMES - r->n;
+            memcpy(r->lines + r->n, fl->ids, k * sizeof *fl->ids);
+            r->n += k;
         }
         end_stack(r, fn, arg);
     }
@@ -324,16 +367,7 @@ int at__sites_compute(sqlite3 *db, at_site_fn *fn, void *arg)
     err = err ? err : load_inlined(db, r);
     err = err ? err : read_stacks(db, r, &tree, fn, arg);
     at__stack_tree_free(&tree);
-    site_entry *e, *tmp;
-    HASH_ITER(hh, r->sites, e, tmp)
-    {
-        HASH_DEL(r->sites, e);
-        free(e->key);
-        free(e);
-    }
-    free_frames(r);
-    free(r->key.s);
-    free(r);
+    free_reader(r);
     return err;
 }
 
