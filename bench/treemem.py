@@ -1,0 +1,63 @@
+"""Runs a command and prints "WALL_SECONDS PEAK_TREE_RSS_KIB": the wall
+time and the largest sum, over the samples taken every 10 ms, of the
+resident sets of the command and all its descendants (what a user's
+machine holds for the whole run: a tracer's helper processes included).
+Used by bench/peers_bench.sh; never part of the tests.
+
+    python3 bench/treemem.py OUT COMMAND [ARGS...]
+
+The figures are appended to the file OUT; the command's own input and
+output are left as they are."""
+import os
+import subprocess
+import sys
+import time
+
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def children_of():
+    """Maps each pid to its children, read from /proc."""
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def tree_rss_kib(root):
+    kids = children_of()
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, ()))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * PAGE_KIB
+        except OSError:
+            pass
+    return total
+
+
+def main():
+    t0 = time.monotonic()
+    proc = subprocess.Popen(sys.argv[2:])
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_kib(proc.pid))
+        time.sleep(0.01)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        sys.exit(f"treemem: {sys.argv[2]} exited with {proc.returncode}")
+    with open(sys.argv[1], "a") as out:
+        print(f"{wall:.3f} {peak}", file=out)
+
+
+main()
