@@ -4,7 +4,9 @@
  * leaks, and bad releases (a double free, an interior free, an invalid
  * free) and a zero-size request, so that leaks, findings, the peak and
  * every site's totals can be compared between a full trace and an
- * aggregated one of the same run. */
+ * aggregated one of the same run.  `aggregate_prog [N]`: the last churn
+ * runs 1000 * N rounds (N = 1 by default), for runs longer than the
+ * recorder's replay window. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,15 +84,16 @@ static __attribute__((noinline)) void bad_releases(void)
     sink = malloc(0);   /* zero size, and a leak */
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int scale = argc > 1 ? atoi(argv[1]) : 1;
     churn(2000);
     hill(300, 700);
     reallocs();
     leak(5);
     hill(900, 600); /* the higher peak */
     bad_releases();
-    churn(1000);
+    churn(1000 * (scale > 0 ? scale : 1));
     leak(3);
     return 0;
 }

@@ -41,9 +41,18 @@ typedef struct agg_entry {
     UT_hash_handle hh;
 } agg_entry;
 
+/* A ring of released lifetimes in the order they came, each waiting for
+ * the replay to pass its release. */
+typedef struct agg_queue {
+    at_rec_lifetime *v;
+    size_t head, n, cap; /* cap a power of two */
+} agg_queue;
+
 struct at_agg {
-    at_rec_lifetime *held;
-    size_t nheld, cap;
+    agg_queue waiting;
+    at_rec_lifetime *candidates; /* live at the peak so far */
+    size_t ncand, cap_cand;
+    int64_t cand_peak;           /* the peak seq they were live at */
     agg_entry *entries;
     int nomem;
 };
@@ -70,6 +79,9 @@ at_agg *at__agg_new(void)
     return calloc(1, sizeof(at_agg));
 }
 
+static void fold_or_row(at_agg *a, const at_rec_lifetime *r,
+                        void (*row)(void *arg, const at_rec_lifetime *r), void *arg);
+
 void at__agg_free(at_agg *a)
 {
     if (!a)
@@ -82,22 +94,69 @@ void at__agg_free(at_agg *a)
         free(e->lifetimes.b);
         free(e);
     }
-    free(a->held);
+    free(a->waiting.v);
+    free(a->candidates);
     free(a);
 }
 
 int at__agg_add(at_agg *a, const at_rec_lifetime *r)
 {
-    if (a->nheld == a->cap) {
-        size_t cap = a->cap ? 2 * a->cap : 4096;
-        at_rec_lifetime *h = realloc(a->held, cap * sizeof *h);
-        if (!h)
+    agg_queue *q = &a->waiting;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? 2 * q->cap : 4096;
+        at_rec_lifetime *v = malloc(cap * sizeof *v);
+        if (!v)
             return -1;
-        a->held = h;
-        a->cap = cap;
+        for (size_t i = 0; i < q->n; i++)
+            v[i] = q->v[(q->head + i) & (q->cap - 1)];
+        free(q->v);
+        q->v = v;
+        q->head = 0;
+        q->cap = cap;
     }
-    a->held[a->nheld++] = *r;
+    q->v[(q->head + q->n++) & (q->cap - 1)] = *r;
     return 0;
+}
+
+static void hold(at_agg *a, const at_rec_lifetime *r,
+                 void (*row)(void *arg, const at_rec_lifetime *r), void *arg)
+{
+    if (a->ncand == a->cap_cand) {
+        size_t cap = a->cap_cand ? 2 * a->cap_cand : 256;
+        at_rec_lifetime *v = realloc(a->candidates, cap * sizeof *v);
+        if (!v) {
+            row(arg, r); /* without memory to hold it, a row: nothing is lost */
+            return;
+        }
+        a->candidates = v;
+        a->cap_cand = cap;
+    }
+    a->candidates[a->ncand++] = *r;
+}
+
+void at__agg_advance(at_agg *a, int64_t replayed, int64_t peak_seq,
+                     void (*row)(void *arg, const at_rec_lifetime *r), void *arg)
+{
+    /* A new peak lies past every release the replay had passed: what was
+     * live at the old one was not at the new one. */
+    if (peak_seq != a->cand_peak) {
+        for (size_t i = 0; i < a->ncand; i++)
+            fold_or_row(a, &a->candidates[i], row, arg);
+        a->ncand = 0;
+        a->cand_peak = peak_seq;
+    }
+    agg_queue *q = &a->waiting;
+    while (q->n) {
+        const at_rec_lifetime *r = &q->v[q->head];
+        if (replayed >= 0 && (int64_t)r->free_seq >= replayed)
+            break; /* the replay has not passed its release yet */
+        if (peak_seq >= 0 && (int64_t)r->seq <= peak_seq && (int64_t)r->free_seq > peak_seq)
+            hold(a, r, row, arg);
+        else
+            fold_or_row(a, r, row, arg);
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->n--;
+    }
 }
 
 static int hist_add(agg_hist *h, int cls, uint64_t bytes, uint64_t waste)
@@ -254,18 +313,21 @@ static int write_tables(at_agg *a, sqlite3 *db)
     return rc;
 }
 
-int at__agg_finish(at_agg *a, sqlite3 *db, int64_t peak_seq,
+static void fold_or_row(at_agg *a, const at_rec_lifetime *r,
+                        void (*row)(void *arg, const at_rec_lifetime *r), void *arg)
+{
+    if (fold(a, r) != 0)
+        row(arg, r); /* without memory to fold it, a row: nothing is lost */
+}
+
+int at__agg_finish(at_agg *a, sqlite3 *db, int64_t peak_seq, uint64_t late,
                    void (*row)(void *arg, const at_rec_lifetime *r), void *arg)
 {
-    int rc = 0;
-    for (size_t i = 0; i < a->nheld; i++) {
-        const at_rec_lifetime *r = &a->held[i];
-        int at_peak = peak_seq < 0 || (r->seq <= (uint64_t)peak_seq && r->free_seq > (uint64_t)peak_seq);
-        if (at_peak || fold(a, r) != 0)
-            row(arg, r); /* without memory to fold it, a row: nothing is lost */
-    }
-    a->nheld = 0;
-    if (peak_seq >= 0)
-        rc = write_tables(a, db);
-    return rc ? rc : at__meta_set_int(db, AT_META_AGGREGATED, peak_seq >= 0);
+    at__agg_advance(a, -1, peak_seq, row, arg);
+    for (size_t i = 0; i < a->ncand; i++)
+        row(arg, &a->candidates[i]);
+    a->ncand = 0;
+    int rc = write_tables(a, db);
+    rc = rc ? rc : at__meta_set_int(db, AT_META_AGGREGATED, 1);
+    return rc || !late ? rc : at__meta_set_int(db, AT_META_REPLAY_LATE_EVENTS, (int64_t)late);
 }

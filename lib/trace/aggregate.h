@@ -3,17 +3,20 @@
  * instead of one row each, except those that must stay exact.
  *
  * The writer (rows.c) hands every released lifetime it would write to
- * at__agg_add instead; the replay log (replay.h) still sees every one, so
- * the peak and the timeline stay exact.  At the end, once the peak is
- * known (at__replay_log_peak), at__agg_finish gives back as rows the
- * lifetimes live at the peak, and writes the aggregates of all the others
- * to the tables `aggregates`, `aggregate_sizes` and `aggregate_lifetimes`.
- * Blocks still live at the end, and releases that passed a layout of their
- * own (findings' blocks), never come here: they are rows.
+ * at__agg_add instead, and tells at__agg_advance how far the replay
+ * (replay.h, which sees every event as it is read) has got and where the
+ * peak so far is.  A lifetime whose release the replay has passed is
+ * folded at once unless it was live at the peak so far; those are held,
+ * and folded when a later peak comes (they were not live at it).  At the
+ * end, at__agg_finish gives back as rows the lifetimes held, live at the
+ * peak, and writes the aggregates to the tables `aggregates`,
+ * `aggregate_sizes` and `aggregate_lifetimes`.  Blocks still live at the
+ * end, and releases that passed a layout of their own (findings' blocks),
+ * never come here: they are rows.
  *
- * Until the end every released lifetime is held (80 bytes each): the peak
- * is only known once every event has been read, and any of them may be
- * live at it.  The file is bounded; the writer's memory is not yet. */
+ * Memory: the lifetimes waiting for the replay to pass their release (a
+ * window of events) and those live at the peak, 80 bytes each; not one
+ * per call. */
 #ifndef AT_AGGREGATE_H
 #define AT_AGGREGATE_H
 
@@ -27,16 +30,23 @@ typedef struct at_agg at_agg;
 at_agg *at__agg_new(void); /* NULL without memory */
 void at__agg_free(at_agg *a);
 
-/* A released lifetime, held until at__agg_finish; 0, or -1 without memory
- * (the caller then writes it as a row). */
+/* A released lifetime, waiting for at__agg_advance; 0, or -1 without
+ * memory (the caller then writes it as a row). */
 int at__agg_add(at_agg *a, const at_rec_lifetime *r);
 
-/* Calls `row` for every lifetime held that was live at the peak (allocated
- * at or before `peak_seq`, released after it), or for every one when
- * `peak_seq` < 0 (the peak is unknown: the trace is then a full one), and
- * creates and fills the aggregate tables with the others, in the caller's
- * transaction; meta `aggregated` says which.  0 or AT_E_DB / AT_E_NOMEM. */
-int at__agg_finish(at_agg *a, sqlite3 *db, int64_t peak_seq,
+/* The replay has passed every seq below `replayed` (-1: all of them),
+ * and the peak so far is at `peak_seq` (-1: unknown, the replay log was
+ * given up): folds the lifetimes it can, and calls `row` for any it can
+ * neither fold nor hold for want of memory. */
+void at__agg_advance(at_agg *a, int64_t replayed, int64_t peak_seq,
+                     void (*row)(void *arg, const at_rec_lifetime *r), void *arg);
+
+/* Once every event is replayed: folds what is left, calls `row` for every
+ * lifetime live at the peak (`peak_seq`; -1 when unknown, and then none
+ * is), and creates and fills the aggregate tables, in the caller's
+ * transaction; meta `aggregated` is set, and `replay_late_events` when
+ * `late` events made the peak approximate.  0 or AT_E_DB / AT_E_NOMEM. */
+int at__agg_finish(at_agg *a, sqlite3 *db, int64_t peak_seq, uint64_t late,
                    void (*row)(void *arg, const at_rec_lifetime *r), void *arg);
 
 /* Size class of `size` (the bit length of size - 1, 0 for 0 and 1), as the

@@ -242,27 +242,34 @@ int at__replay_stored_peak(sqlite3 *db, at_replay_peak *peak)
 /* ---- the stored timeline ------------------------------------------------------------ */
 
 typedef struct sampler {
-    sqlite3_stmt *ins;
-    at_replay_state last; /* the last point, written or not */
+    at_replay_state *points; /* the timeline's points, written by write_points */
+    size_t n, cap;
+    at_replay_state last; /* the last point, kept or not */
     int unwritten;
-    int64_t last_written_t; /* -1: nothing written yet */
+    int64_t last_written_t; /* -1: nothing kept yet */
     at_replay_state peak;   /* the state at the peak so far */
-    int err;
+    int nomem;
 } sampler;
 
-static void write_point(sampler *s, const at_replay_state *p)
+static void keep_point(sampler *s, const at_replay_state *p)
 {
-    int64_t v[7] = {p->seq, p->time_us, p->live_bytes, p->live_blocks,
-                    p->alloc_calls, p->alloc_bytes, p->free_calls};
-    for (int i = 0; i < 7; i++)
-        sqlite3_bind_int64(s->ins, i + 1, v[i]);
-    if (sqlite3_step(s->ins) != SQLITE_DONE)
-        s->err = AT_E_DB;
-    sqlite3_reset(s->ins);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 256;
+        at_replay_state *v = realloc(s->points, cap * sizeof *v);
+        if (!v) {
+            s->nomem = 1;
+            return;
+        }
+        s->points = v;
+        s->cap = cap;
+    }
+    s->points[s->n++] = *p;
 }
 
 /* The first point, then one each time AT_TIMELINE_PERIOD_US has passed
- * since the last one written. */
+ * since the last one kept: one a period of the run's time at most, so
+ * that the points take memory by how long the program ran, not by how
+ * many calls it made. */
 static void sample(void *arg, const at_replay_event *e)
 {
     sampler *s = arg;
@@ -273,63 +280,79 @@ static void sample(void *arg, const at_replay_event *e)
     s->last = e->after;
     s->unwritten = 1;
     if (s->last_written_t < 0 || e->after.time_us - s->last_written_t >= AT_TIMELINE_PERIOD_US) {
-        write_point(s, &e->after);
+        keep_point(s, &e->after);
         s->last_written_t = e->after.time_us;
         s->unwritten = 0;
     }
 }
 
-static void log_run(const at_replay_log *l, replay *r);
-
-/* The replay from the log when there is one, else from the table. */
-static int replay_from(sqlite3 *db, const at_replay_log *log, at_replay_fn *fn, void *arg,
-                       at_replay_peak *peak)
+static int write_point(sqlite3_stmt *ins, const at_replay_state *p)
 {
-    if (!log)
-        return at__replay(db, fn, arg, peak, NULL);
-    replay *r = calloc(1, sizeof *r);
-    if (!r)
-        return AT_E_NOMEM;
-    r->fn = fn;
-    r->arg = arg;
-    log_run(log, r);
-    *peak = r->peak;
-    free(r);
-    return 0;
+    int64_t v[7] = {p->seq, p->time_us, p->live_bytes, p->live_blocks,
+                    p->alloc_calls, p->alloc_bytes, p->free_calls};
+    for (int i = 0; i < 7; i++)
+        sqlite3_bind_int64(ins, i + 1, v[i]);
+    int rc = sqlite3_step(ins);
+    sqlite3_reset(ins);
+    return rc == SQLITE_DONE ? 0 : AT_E_DB;
 }
 
-static int store(sqlite3 *db, const at_replay_log *log)
+/* Replaces the timeline table with the points kept, then the last, then
+ * the peak (which replaces the sample of its seq, if there is one), and
+ * writes meta's peak_* keys. */
+static int write_points(sqlite3 *db, const sampler *s, const at_replay_peak *peak)
 {
-    sampler s = {.last_written_t = -1};
+    if (s->nomem)
+        return AT_E_NOMEM;
+    sqlite3_stmt *ins = NULL;
     if (at__sql_exec(db, "DELETE FROM timeline") != 0 ||
         sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO timeline VALUES(?,?,?,?,?,?,?)", -1,
-                           &s.ins, NULL) != SQLITE_OK) {
-        sqlite3_finalize(s.ins);
+                           &ins, NULL) != SQLITE_OK) {
+        sqlite3_finalize(ins);
         return AT_E_DB;
     }
-    at_replay_peak peak;
-    int err = replay_from(db, log, sample, &s, &peak);
-    if (!err && s.unwritten)
-        write_point(&s, &s.last); /* the last */
-    if (!err && peak.seq > 0)
-        write_point(&s, &s.peak); /* replaces the sample of its seq, if there is one */
-    sqlite3_finalize(s.ins);
-    if (!err)
-        err = s.err;
-    err = err ? err : at__meta_set_int(db, AT_META_PEAK_BYTES, peak.bytes);
-    err = err ? err : at__meta_set_int(db, AT_META_PEAK_BLOCKS, peak.blocks);
-    err = err ? err : at__meta_set_int(db, AT_META_PEAK_SEQ, peak.seq);
-    return err ? err : at__meta_set_int(db, AT_META_PEAK_TIME_US, peak.time_us);
+    int err = 0;
+    for (size_t i = 0; i < s->n && !err; i++)
+        err = write_point(ins, &s->points[i]);
+    if (!err && s->unwritten)
+        err = write_point(ins, &s->last);
+    if (!err && peak->seq > 0)
+        err = write_point(ins, &s->peak);
+    sqlite3_finalize(ins);
+    err = err ? err : at__meta_set_int(db, AT_META_PEAK_BYTES, peak->bytes);
+    err = err ? err : at__meta_set_int(db, AT_META_PEAK_BLOCKS, peak->blocks);
+    err = err ? err : at__meta_set_int(db, AT_META_PEAK_SEQ, peak->seq);
+    return err ? err : at__meta_set_int(db, AT_META_PEAK_TIME_US, peak->time_us);
 }
 
-/* ---- the log: the lifetimes a writer wrote, replayed without reading them back --
- * Each event sits at its own sequence number, so walking the array in
- * order replays them: sequence numbers are dense, and placing an event at
- * its index sorts the events for free.  The one seq two events can share
- * (a release at the seq of an allocation: the tie above) keeps the
- * release aside, in `extra`; the walk takes a seq's releases first. */
+/* The replay from the table. */
+static int store(sqlite3 *db)
+{
+    sampler s = {.last_written_t = -1};
+    at_replay_peak peak;
+    int err = at__replay(db, sample, &s, &peak, NULL);
+    err = err ? err : write_points(db, &s, &peak);
+    free(s.points);
+    return err;
+}
 
-enum { LOG_NONE = 0, LOG_ALLOC = 1, LOG_FREE = 2 };
+/* ---- the log: the replay while the lifetimes are written ------------------------
+ * A writer that sees every event as it reads it (the spool reader) feeds
+ * each one here: an allocation when its record is read, a release when
+ * it is paired.  Events are placed in a ring indexed by sequence number
+ * and replayed as soon as every seq before them is in, so the replay
+ * runs along with the writer and keeps only a window of events, however
+ * long the run: the memory is the ring, the releases that share a seq
+ * with another event (a heap), and the timeline's points (one a period of
+ * the run's time).  Records come roughly in seq order (the reader reads
+ * chunks oldest first); seqs no event of the heap has (a pool's blocks, a
+ * bad release, a record lost) stay empty, and the replay passes them only
+ * when the window is full.  An event whose seq was passed already is
+ * late: it is replayed where the replay stands, and counted; a full
+ * trace is then replayed from its table at completion instead, exactly,
+ * and the ring grows so that it happens less. */
+
+enum { LOG_NONE = 0, LOG_ALLOC = 1, LOG_FREE = 2, LOG_SKIP = 3 };
 
 typedef struct log_event {
     uint64_t t_kind; /* time in microseconds << 2 | LOG_* */
@@ -340,64 +363,77 @@ typedef struct log_extra {
     int64_t seq, time_us, size;
 } log_extra;
 
+/* The ring's slots: at first, and at most (grown by late events). */
+enum { LOG_MIN_SLOTS = 1 << 18, LOG_MAX_SLOTS = 1 << 22 };
+
+/* How far past the events logged and read so far a seq may be: sequence
+ * numbers are dense, so a seq far beyond (a corrupt or hostile spool)
+ * would only make the replay walk a huge empty range.  The log is then
+ * given up, and completion replays the table instead, whose memory is
+ * bounded by the rows. */
+enum { LOG_SEQ_SLACK = 1 << 20 };
+
 struct at_replay_log {
-    log_event *ev; /* indexed by seq; an anonymous mapping of `cap` */
+    log_event *ring; /* an anonymous mapping of `cap` slots, seq & (cap - 1) */
     size_t cap;
-    int64_t max; /* the highest seq in ev */
-    log_extra *extra;
+    int64_t cursor; /* every seq below has been replayed */
+    int64_t hi;     /* the highest seq placed */
+    size_t filled;  /* slots holding an event */
+    log_extra *extra; /* a min-heap by seq */
     size_t nextra, cap_extra;
+    replay r;
+    sampler s;
+    uint64_t late;
     int broken; /* memory ran out, or a seq no process reaches */
     uint64_t puts; /* events logged so far */
     uint64_t events_read; /* at__replay_log_events_read */
 };
 
-/* How far past the events logged and read so far a seq may be for the
- * array to grow to it: sequence numbers are dense, so a seq far beyond (a
- * corrupt or hostile spool) would only make the array, and the walk over
- * it, huge.  The log is then given up, and completion replays the table
- * instead, whose memory is bounded by the rows.  The events read count
- * too: a program that frees its first block after two million
- * allocations logs a release two million seqs ahead with its first
- * lifetime. */
-enum { LOG_SEQ_SLACK = 1 << 20 };
+static log_event *ring_map(size_t cap)
+{
+    void *v = mmap(NULL, cap * sizeof(log_event), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (v == MAP_FAILED)
+        return NULL;
+    madvise(v, cap * sizeof(log_event), MADV_HUGEPAGE); /* a hint */
+    return v;
+}
 
 at_replay_log *at__replay_log_new(void)
 {
-    return calloc(1, sizeof(at_replay_log));
+    at_replay_log *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->cap = LOG_MIN_SLOTS;
+    l->ring = ring_map(l->cap);
+    if (!l->ring) {
+        free(l);
+        return NULL;
+    }
+    l->cursor = 1;
+    l->r.fn = sample;
+    l->r.arg = &l->s;
+    l->s.last_written_t = -1;
+    return l;
 }
 
 void at__replay_log_free(at_replay_log *l)
 {
     if (!l)
         return;
-    if (l->ev)
-        munmap(l->ev, l->cap * sizeof *l->ev);
+    munmap(l->ring, l->cap * sizeof *l->ring);
     free(l->extra);
+    free(l->s.points);
+    rheap_free(&l->r.h);
     free(l);
 }
 
-/* The array grows with mremap: pages the kernel adds are zero already (no
- * memset over tens of MiB), and transparent huge pages, where the system
- * allows them on request, cut the page faults of filling it 512-fold. */
-static int log_grow(at_replay_log *l, int64_t seq)
+static int extra_before(const log_extra *a, const log_extra *b)
 {
-    if (seq <= 0 || seq >= (int64_t)1 << 40)
-        return -1;
-    size_t cap = l->cap ? l->cap : (size_t)1 << 17;
-    while (cap <= (size_t)seq)
-        cap *= 2;
-    size_t old_bytes = l->cap * sizeof *l->ev, bytes = cap * sizeof *l->ev;
-    void *v = l->ev ? mremap(l->ev, old_bytes, bytes, MREMAP_MAYMOVE)
-                    : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (v == MAP_FAILED)
-        return -1;
-    madvise(v, bytes, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
-    l->ev = v;
-    l->cap = cap;
-    return 0;
+    return a->seq < b->seq;
 }
 
-static void log_aside(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size)
+static void extra_push(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size)
 {
     if (l->nextra == l->cap_extra) {
         size_t cap = l->cap_extra ? 2 * l->cap_extra : 64;
@@ -409,43 +445,155 @@ static void log_aside(at_replay_log *l, int64_t seq, int64_t time_us, int64_t si
         l->extra = v;
         l->cap_extra = cap;
     }
-    l->extra[l->nextra++] = (log_extra){seq, time_us, size};
+    size_t i = l->nextra++;
+    l->extra[i] = (log_extra){seq, time_us, size};
+    while (i > 0 && extra_before(&l->extra[i], &l->extra[(i - 1) / 2])) {
+        log_extra t = l->extra[i];
+        l->extra[i] = l->extra[(i - 1) / 2];
+        l->extra[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static log_extra extra_pop(at_replay_log *l)
+{
+    log_extra top = l->extra[0];
+    l->extra[0] = l->extra[--l->nextra];
+    for (size_t i = 0;;) {
+        size_t c = 2 * i + 1, m = i;
+        if (c < l->nextra && extra_before(&l->extra[c], &l->extra[m]))
+            m = c;
+        if (c + 1 < l->nextra && extra_before(&l->extra[c + 1], &l->extra[m]))
+            m = c + 1;
+        if (m == i)
+            break;
+        log_extra t = l->extra[i];
+        l->extra[i] = l->extra[m];
+        l->extra[m] = t;
+        i = m;
+    }
+    return top;
+}
+
+/* Replays seq `l->cursor`: the releases kept aside at it, then its slot's
+ * event; then moves on. */
+static void replay_next(at_replay_log *l)
+{
+    int64_t seq = l->cursor;
+    log_event *e = &l->ring[(size_t)seq & (l->cap - 1)];
+    int kind = (int)(e->t_kind & 3);
+    while (l->nextra && l->extra[0].seq <= seq) {
+        log_extra x = extra_pop(l);
+        int more = kind == LOG_ALLOC || kind == LOG_FREE ||
+                   (l->nextra && l->extra[0].seq == x.seq);
+        do_release(&l->r, (pending){seq, x.time_us, x.size, 0}, more);
+    }
+    if (kind == LOG_ALLOC)
+        do_alloc(&l->r, seq, (int64_t)(e->t_kind >> 2), e->size, 0, 0);
+    else if (kind == LOG_FREE)
+        do_release(&l->r, (pending){seq, (int64_t)(e->t_kind >> 2), e->size, 0}, 0);
+    if (kind != LOG_NONE) {
+        *e = (log_event){0, 0};
+        l->filled--;
+    }
+    l->cursor++;
+}
+
+/* Replays every seq below `to`, the empty ones passed. */
+static void replay_to(at_replay_log *l, int64_t to)
+{
+    while (l->cursor < to) {
+        if (l->filled == 0 && (l->nextra == 0 || l->extra[0].seq >= to)) {
+            l->cursor = to; /* nothing in between */
+            break;
+        }
+        if (l->filled == 0 && l->extra[0].seq > l->cursor)
+            l->cursor = l->extra[0].seq;
+        replay_next(l);
+    }
+}
+
+/* A late event, replayed where the replay stands. */
+static void replay_late(at_replay_log *l, int kind, int64_t time_us, int64_t size)
+{
+    l->late++;
+    int64_t at = l->cursor - 1;
+    if (kind == LOG_ALLOC)
+        do_alloc(&l->r, at, time_us, size, 0, 0);
+    else
+        do_release(&l->r, (pending){at, time_us, size, 0}, 0);
+    /* a bigger window, for the events still to come */
+    if (l->cap < LOG_MAX_SLOTS) {
+        log_event *v = ring_map(2 * l->cap);
+        if (!v)
+            return;
+        for (int64_t seq = l->cursor; seq <= l->hi; seq++)
+            v[(size_t)seq & (2 * l->cap - 1)] = l->ring[(size_t)seq & (l->cap - 1)];
+        munmap(l->ring, l->cap * sizeof *l->ring);
+        l->ring = v;
+        l->cap *= 2;
+    }
 }
 
 static void log_put(at_replay_log *l, int64_t seq, int kind, int64_t time_us, int64_t size)
 {
     l->puts++;
-    if (l->broken || seq <= 0 || (uint64_t)seq > 4 * (l->puts + l->events_read) + LOG_SEQ_SLACK ||
-        ((size_t)seq >= l->cap && log_grow(l, seq) != 0)) {
+    if (l->broken)
+        return;
+    if (seq <= 0 || (uint64_t)seq > 4 * (l->puts + l->events_read) + LOG_SEQ_SLACK) {
         l->broken = 1;
         return;
     }
-    log_event *e = &l->ev[seq];
+    if (seq < l->cursor) {
+        if (kind != LOG_SKIP)
+            replay_late(l, kind, time_us, size);
+        return;
+    }
+    if (seq - l->cursor >= (int64_t)l->cap)
+        replay_to(l, seq - (int64_t)l->cap + 1); /* the window is full */
+    if (seq > l->hi)
+        l->hi = seq;
+    log_event *e = &l->ring[(size_t)seq & (l->cap - 1)];
     int held = (int)(e->t_kind & 3);
-    if (held == LOG_NONE) {
-        *e = (log_event){(uint64_t)time_us << 2 | (uint64_t)kind, size};
-        if (seq > l->max)
-            l->max = seq;
+    if (held == LOG_NONE || held == LOG_SKIP) {
+        if (held == LOG_NONE)
+            l->filled++;
+        if (held == LOG_NONE || kind != LOG_SKIP)
+            *e = (log_event){(uint64_t)time_us << 2 | (uint64_t)kind, size};
+    } else if (kind == LOG_SKIP) {
+        /* an event holds it already */
     } else if (kind == LOG_FREE) {
-        log_aside(l, seq, time_us, size);
+        extra_push(l, seq, time_us, size);
     } else if (held == LOG_FREE) { /* the allocation takes the slot, the release waits aside */
-        log_aside(l, seq, (int64_t)(e->t_kind >> 2), e->size);
+        extra_push(l, seq, (int64_t)(e->t_kind >> 2), e->size);
         *e = (log_event){(uint64_t)time_us << 2 | LOG_ALLOC, size};
     } else {
         l->broken = 1; /* two allocations at one seq: not a trace a tracer writes */
+        return;
     }
+    /* In order: replay as far as every seq is in, short of the highest: a
+     * release at the seq of an allocation (a block whose address came
+     * back without a release seen) is read just before the allocation. */
+    while (l->cursor < l->hi && (l->ring[(size_t)l->cursor & (l->cap - 1)].t_kind & 3))
+        replay_next(l);
 }
 
-void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size,
-                             int64_t free_seq, int64_t free_time_us)
+void at__replay_log_alloc(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size)
 {
-    if (!l)
-        return;
-    if (size < 0)
-        size = 0;
-    log_put(l, seq, LOG_ALLOC, time_us, size);
-    if (free_seq >= 0)
-        log_put(l, free_seq > seq ? free_seq : seq, LOG_FREE, free_time_us, size);
+    if (l)
+        log_put(l, seq, LOG_ALLOC, time_us, size < 0 ? 0 : size);
+}
+
+void at__replay_log_release(at_replay_log *l, int64_t free_seq, int64_t time_us, int64_t size)
+{
+    if (l)
+        log_put(l, free_seq, LOG_FREE, time_us, size < 0 ? 0 : size);
+}
+
+void at__replay_log_skip(at_replay_log *l, int64_t seq)
+{
+    if (l)
+        log_put(l, seq, LOG_SKIP, 0, 0);
 }
 
 void at__replay_log_events_read(at_replay_log *l, uint64_t n)
@@ -454,57 +602,43 @@ void at__replay_log_events_read(at_replay_log *l, uint64_t n)
         l->events_read = n;
 }
 
-static int by_seq(const void *a, const void *b)
+int64_t at__replay_log_cursor(const at_replay_log *l)
 {
-    const log_extra *x = a, *y = b;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    return l && !l->broken ? l->cursor : -1;
 }
 
-/* The same replay as at__replay's, from the log: at each seq the releases
- * kept aside, then the slot's event. */
-static void log_run(const at_replay_log *l, replay *r)
+void at__replay_log_finish(at_replay_log *l)
 {
-    if (l->nextra) /* qsort wants a pointer even for no element */
-        qsort(l->extra, l->nextra, sizeof *l->extra, by_seq);
-    size_t x = 0;
-    for (int64_t seq = 1; seq <= l->max; seq++) {
-        const log_event *e = &l->ev[seq];
-        int kind = (int)(e->t_kind & 3);
-        for (; x < l->nextra && l->extra[x].seq == seq; x++) {
-            int more = kind != LOG_NONE || (x + 1 < l->nextra && l->extra[x + 1].seq == seq);
-            do_release(r, (pending){seq, l->extra[x].time_us, l->extra[x].size, 0}, more);
-        }
-        if (kind == LOG_ALLOC)
-            do_alloc(r, seq, (int64_t)(e->t_kind >> 2), e->size, 0, 0);
-        else if (kind == LOG_FREE)
-            do_release(r, (pending){seq, (int64_t)(e->t_kind >> 2), e->size, 0}, 0);
-    }
+    if (l && !l->broken)
+        replay_to(l, l->hi + 1);
 }
 
 int at__replay_log_peak(const at_replay_log *l, at_replay_peak *peak)
 {
     if (!l || l->broken)
         return -1;
-    replay *r = calloc(1, sizeof *r);
-    if (!r)
-        return -1;
-    log_run(l, r);
-    *peak = r->peak;
-    free(r);
+    *peak = l->r.peak;
     return 0;
+}
+
+uint64_t at__replay_log_late(const at_replay_log *l)
+{
+    return l ? l->late : 0;
 }
 
 int at__replay_store(sqlite3 *db)
 {
-    return store(db, NULL);
+    return store(db);
 }
 
 int at__replay_log_usable(const at_replay_log *l)
 {
-    return l && !l->broken;
+    return l && !l->broken && !l->late && !l->r.h.nomem;
 }
 
 int at__replay_log_store(const at_replay_log *l, sqlite3 *db)
 {
-    return store(db, at__replay_log_usable(l) ? l : NULL);
+    if (!at__replay_log_usable(l))
+        return store(db);
+    return write_points(db, &l->s, &l->r.peak);
 }

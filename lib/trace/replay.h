@@ -74,30 +74,44 @@ int at__replay_store(sqlite3 *db);
 
 enum { AT_TIMELINE_PERIOD_US = 10000 };
 
-/* The same replay without reading the lifetimes back: a writer that sees
- * every lifetime it writes (the spool reader) logs each, 16 bytes per
- * event, and completion replays the log in the same order, with the same
- * tie rule, into the same timeline and peak (a test compares the two).
- * A log whose memory ran out, or that met a sequence number no process
- * reaches, is replayed from the table instead.  Events from a log carry
- * no stack or alignment: it serves at__replay_log_store only. */
+/* The same replay without reading the lifetimes back, along with the
+ * writing: a writer that sees every event as it reads it (the spool
+ * reader) logs each (its allocation when read, its release when paired)
+ * and the log replays them in seq order as they come, with the same tie
+ * rule, into the same timeline and peak (a test compares the two).  Its
+ * memory is a window of events (16 bytes each, 2^18 of them, more if
+ * events come late) and the timeline's points, whatever the number of
+ * calls.  An event that comes after the replay passed its seq (late) is
+ * replayed where the replay stands and counted; a log that ran out of
+ * memory or met a sequence number no process reaches is given up.
+ * Completion replays the table instead of a log with either.  Events from
+ * a log carry no stack or alignment: it serves at__replay_log_store, and
+ * an aggregated trace's writer, which asks how far it got. */
 typedef struct at_replay_log at_replay_log;
 
 at_replay_log *at__replay_log_new(void); /* NULL without memory */
 void at__replay_log_free(at_replay_log *l);
-/* One lifetime; `free_seq` < 0 for a block still live.  Times in
- * microseconds, as the table stores them.  `l` may be NULL. */
-void at__replay_log_lifetime(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size,
-                             int64_t free_seq, int64_t free_time_us);
+/* An allocation, a release, and a seq no event of the heap has (a pool's
+ * block, say); times in microseconds, as the table stores them.  `l` may
+ * be NULL. */
+void at__replay_log_alloc(at_replay_log *l, int64_t seq, int64_t time_us, int64_t size);
+void at__replay_log_release(at_replay_log *l, int64_t free_seq, int64_t time_us, int64_t size);
+void at__replay_log_skip(at_replay_log *l, int64_t seq);
 /* The reader of the records has read `n` events (allocations and
  * releases) so far: the log's bound on how far ahead a seq may be. */
 void at__replay_log_events_read(at_replay_log *l, uint64_t n);
-/* The peak the log's replay reaches (the one at__replay_log_store
- * stores): 0, or -1 when the log is NULL or was given up. */
+/* Every seq below this one has been replayed (-1: given up). */
+int64_t at__replay_log_cursor(const at_replay_log *l);
+/* Replays what is left: once every event is in. */
+void at__replay_log_finish(at_replay_log *l);
+/* The peak so far (the peak, after at__replay_log_finish): 0, or -1 when
+ * the log is NULL or was given up. */
 int at__replay_log_peak(const at_replay_log *l, at_replay_peak *peak);
-/* 1 if `l` is a log at__replay_log_store replays (not NULL, not given up). */
+/* Events that came late. */
+uint64_t at__replay_log_late(const at_replay_log *l);
+/* 1 if at__replay_log_store replays `l` (not NULL, not given up, nothing late). */
 int at__replay_log_usable(const at_replay_log *l);
-/* at__replay_store from the log (`l` NULL or given up: from the table). */
+/* at__replay_store from the log, once finished (`l` not usable: from the table). */
 int at__replay_log_store(const at_replay_log *l, sqlite3 *db);
 
 #endif

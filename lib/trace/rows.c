@@ -68,7 +68,7 @@ typedef struct writer {
     frame_entry *frames;
     int frames_incomplete;
     int64_t next_frame_id;
-    at_replay_log *log; /* at__sqlw_keep_replay_log: every lifetime written */
+    at_replay_log *log; /* at__sqlw_keep_replay_log: every event read */
     at_agg *agg;        /* at__sqlw_aggregate: released lifetimes held for folding */
     int error; /* the first error */
 } writer;
@@ -342,18 +342,37 @@ static int foldable(const at_rec_lifetime *r)
            r->family != AT_FAMILY_POOL;
 }
 
+static void held_row(void *arg, const at_rec_lifetime *r)
+{
+    queue_row(arg, r);
+}
+
+/* An aggregated trace folds what the replay has passed (aggregate.h). */
+static void advance_aggregate(writer *w)
+{
+    if (!w->agg)
+        return;
+    at_replay_peak peak;
+    int64_t peak_seq = at__replay_log_peak(w->log, &peak) == 0 ? peak.seq : -1;
+    at__agg_advance(w->agg, at__replay_log_cursor(w->log), peak_seq, held_row, w);
+}
+
 static void queue_lifetime(writer *w, const at_rec_lifetime *r)
 {
-    /* A pool's block lies in a malloc'd chunk the heap counts already:
+    /* The release, for the replay (the allocation came with its record).
+     * A pool's block lies in a malloc'd chunk the heap counts already:
      * the replay (peak, timeline) is the program's heap, without pools. */
-    if (w->log && r->family != AT_FAMILY_POOL) {
-        int64_t t_us = (int64_t)(r->t / 1000); /* as lifetime_row stores them */
-        at__replay_log_lifetime(w->log, (int64_t)r->seq, t_us, (int64_t)r->size,
-                                r->free_op != AT_OP_NONE ? (int64_t)r->free_seq : -1,
-                                (int64_t)(r->free_t / 1000));
+    if (w->log && r->free_op != AT_OP_NONE) {
+        int64_t seq = (int64_t)(r->free_seq > r->seq ? r->free_seq : r->seq);
+        if (r->family == AT_FAMILY_POOL)
+            at__replay_log_skip(w->log, seq);
+        else /* times as lifetime_row stores them */
+            at__replay_log_release(w->log, seq, (int64_t)(r->free_t / 1000), (int64_t)r->size);
     }
-    if (w->agg && foldable(r) && at__agg_add(w->agg, r) == 0)
+    if (w->agg && foldable(r) && at__agg_add(w->agg, r) == 0) {
+        advance_aggregate(w);
         return;
+    }
     queue_row(w, r);
 }
 
@@ -829,6 +848,17 @@ void at__sqlw_events_read(at_sqlw *w, uint64_t n)
     at__replay_log_events_read(w->log, n);
 }
 
+void at__sqlw_alloc_event(at_sqlw *w, const at_rec_alloc *a)
+{
+    if (!w->log)
+        return;
+    if (a->family == AT_FAMILY_POOL)
+        at__replay_log_skip(w->log, (int64_t)a->seq);
+    else
+        at__replay_log_alloc(w->log, (int64_t)a->seq, (int64_t)(a->t / 1000), (int64_t)a->size);
+    advance_aggregate(w);
+}
+
 int at__sqlw_aggregate(at_sqlw *w)
 {
     if (!w->log)
@@ -838,18 +868,14 @@ int at__sqlw_aggregate(at_sqlw *w)
     return 0;
 }
 
-static void held_row(void *arg, const at_rec_lifetime *r)
+void at__sqlw_events_done(at_sqlw *w)
 {
-    queue_row(arg, r);
-}
-
-void at__sqlw_aggregate_finish(at_sqlw *w)
-{
+    at__replay_log_finish(w->log);
     if (!w->agg)
         return;
     at_replay_peak peak;
     int64_t peak_seq = at__replay_log_peak(w->log, &peak) == 0 ? peak.seq : -1;
-    fail(w, at__agg_finish(w->agg, w->db, peak_seq, held_row, w));
+    fail(w, at__agg_finish(w->agg, w->db, peak_seq, at__replay_log_late(w->log), held_row, w));
     flush_lifetimes(w);
     at__agg_free(w->agg);
     w->agg = NULL;

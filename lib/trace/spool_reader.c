@@ -588,6 +588,8 @@ static void on_alloc(at_spool_reader *r, const at_rec_alloc *a)
         r->max_seq = a->seq;
     if (seen(r, a->seq, AT_PAIR_ALLOC))
         return;
+    at__sqlw_events_read(r->w, r->events);
+    at__sqlw_alloc_event(r->w, a);
     /* A release read before its allocation is rare (their chunks read out
      * of order); while none waits, the lookup is skipped. */
     size_t slot = r->waiting_frees ? at__pairs_find(&r->live.hash, a->seq) : SIZE_MAX;
@@ -962,7 +964,7 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
     at__sqlw_flush(r->w);
-    at__sqlw_aggregate_finish(r->w); /* an aggregated trace's (aggregate.h) */
+    at__sqlw_events_done(r->w); /* the replay's end; an aggregated trace's (aggregate.h) */
     if (!at__sqlw_error(r->w)) /* the leaks are rows now: what waited is no longer needed */
         at__sqlw_exec(r->w, "DROP TABLE IF EXISTS spool_pending");
     at__sqlw_exec(r->w, at__sqlw_error(r->w) ? "ROLLBACK" : "COMMIT");

@@ -27,23 +27,26 @@ void at__sqlw_finding(at_sqlw *w, const at_rec_finding *f);
 void at__sqlw_mark(at_sqlw *w, const at_rec_var *h, const unsigned char *payload);
 void at__sqlw_thread(at_sqlw *w, uint32_t id, int64_t tid, const char *name);
 
-/* From now on every lifetime written is also logged for the replay
- * (replay.h); at__sqlw_take_replay_log hands the log over (the caller
- * frees it), NULL when none was kept. */
+/* From now on every event is also logged for the replay (replay.h): each
+ * allocation as its record is read (at__sqlw_alloc_event), each release
+ * with its lifetime; at__sqlw_take_replay_log hands the log over (the
+ * caller frees it), NULL when none was kept. */
 void at__sqlw_keep_replay_log(at_sqlw *w);
 struct at_replay_log *at__sqlw_take_replay_log(at_sqlw *w);
+void at__sqlw_alloc_event(at_sqlw *w, const at_rec_alloc *a);
 /* The events (allocations and releases) read so far, for the log. */
 void at__sqlw_events_read(at_sqlw *w, uint64_t n);
 
 /* An aggregated trace (aggregate.h), for a writer that keeps the replay
- * log: from now on released lifetimes are held for folding rather than
- * written.  0, AT_E_INVALID without a replay log, AT_E_NOMEM.
- * at__sqlw_aggregate_finish, once every lifetime has been written (leaks
- * included) and inside a transaction: the lifetimes live at the peak
- * become rows, the others the aggregate tables; meta `aggregated` is set
- * (0 when the log was given up and every lifetime became a row). */
+ * log: from now on released lifetimes are folded, as the replay passes
+ * them, rather than written.  0, AT_E_INVALID without a replay log,
+ * AT_E_NOMEM. */
 int at__sqlw_aggregate(at_sqlw *w);
-void at__sqlw_aggregate_finish(at_sqlw *w);
+/* Once every event has been read and every lifetime written (leaks
+ * included), inside a transaction: the replay log replays what is left;
+ * an aggregated trace's lifetimes live at the peak become rows, the
+ * others the aggregate tables, and meta `aggregated` is set. */
+void at__sqlw_events_done(at_sqlw *w);
 
 /* The size of the record at `p` (`avail` bytes there), checked against
  * its kind and `avail`; 0 when it is not a record. */
