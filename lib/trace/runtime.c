@@ -22,18 +22,30 @@
  *    allocator shims, the alloctrace crate's allocator), the C runtime, or
  *    the program's `main`/`_start` entry symbols, and one of them is std's:
  *    the main thread's stack-guard record, the blocks std's own statics
- *    keep; any function of the program (its own `crate::main` included)
- *    makes the block the program's.
+ *    keep; any function of the program (its own `crate::main` included),
+ *    or a frame outside the runtimes that has no name, makes the block
+ *    the program's.
+ *
+ * The first four rules are facts of a stack: each distinct stack of the
+ * blocks still live is walked up the call tree once, in memory, and
+ * judged by its frames' facts (each frame's computed once).
  */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <alloctrace/error.h>
 
 #include "runtime.h"
 #include "schema.h"
+#include "stack_tree.h"
 
-/* Modules of the runtimes, by file name. */
-#define RUNTIME_MODULE(m)                                                                          \
-    "(" m " LIKE '%/libc.so.%' OR " m " LIKE '%/ld-linux%.so.%' OR " m " LIKE '%/libstdc++.so.%'"  \
-    " OR " m " LIKE '%/libgcc_s.so.%' OR " m " LIKE '%/libm.so.%' OR " m " LIKE 'linux-vdso%')"
+/* Modules of the runtimes, as SQL LIKE patterns over the path. */
+static const char *const runtime_modules[] = {
+    "%/libc.so.%", "%/ld-linux%.so.%", "%/libstdc++.so.%", "%/libgcc_s.so.%",
+    "%/libm.so.%", "linux-vdso%",
+};
 
 /* glibc functions that fill process-lifetime caches, which only
  * __libc_freeres releases (valgrind calls it before its leak check):
@@ -42,45 +54,225 @@
  * thread stacks glibc caches for reuse, the blocks of the atexit list,
  * the time zone (tzset), message catalogues (gettext's domains and
  * bindings), the environment setenv built and the tree of its strings,
- * and character-set converters (gconv). */
-/* A function's name without the suffix of a clone GCC made of it
- * (set_binding_values.part.0). */
-#define BASE_NAME(f) "(CASE WHEN instr(" f ", '.') > 1 THEN substr(" f ", 1, instr(" f ", '.') - 1)" \
-                     " ELSE " f " END)"
-#define GLIBC_CACHE(f)                                                                             \
-    "(" f " LIKE '\\_\\_nss\\_%' ESCAPE '\\' OR " f " LIKE 'nss\\_%' ESCAPE '\\'"                   \
-    " OR " f " LIKE '\\_\\_gconv\\_%' ESCAPE '\\'"                                                 \
-    " OR " BASE_NAME(f) " IN ('tzset_internal', '__tzfile_read', '_nl_find_domain',"               \
-    " '_nl_load_domain',"                                                                         \
-    " 'textdomain', 'set_binding_values', '__add_to_environ', '__tsearch', '__wcsmbs_load_conv')"  \
-    " OR " BASE_NAME(f) " IN ('getpwuid', 'getpwnam', 'getgrgid', 'getgrnam', 'getpwent', 'getgrent',"         \
-    " 'getspnam', 'gethostbyname', 'gethostbyname2', 'gethostbyaddr', 'getservbyname',"          \
-    " 'getprotobyname', 'setlocale', 'newlocale', '_nl_find_locale', '_nl_load_locale_from_archive'," \
-    " '_nl_intern_locale_data', '__libc_dlopen_mode', 'dlopen_implementation', '_dl_open', '_dl_allocate_tls', '_dl_resize_dtv', '__new_exitfn'))"
+ * and character-set converters (gconv).  By prefix, then by name without
+ * the suffix of a clone GCC made of it (set_binding_values.part.0). */
+static const char *const glibc_cache_prefixes[] = {"__nss_", "nss_", "__gconv_"};
+static const char *const glibc_cache_names[] = {
+    "tzset_internal", "__tzfile_read", "_nl_find_domain", "_nl_load_domain", "textdomain",
+    "set_binding_values", "__add_to_environ", "__tsearch", "__wcsmbs_load_conv", "getpwuid",
+    "getpwnam", "getgrgid", "getgrnam", "getpwent", "getgrent", "getspnam", "gethostbyname",
+    "gethostbyname2", "gethostbyaddr", "getservbyname", "getprotobyname", "setlocale",
+    "newlocale", "_nl_find_locale", "_nl_load_locale_from_archive", "_nl_intern_locale_data",
+    "__libc_dlopen_mode", "dlopen_implementation", "_dl_open", "_dl_allocate_tls",
+    "_dl_resize_dtv", "__new_exitfn",
+};
 
 /* Functions of Rust's standard library as the demangler names them
  * (legacy and v0 alike), the allocator shims rustc generates, and the
- * alloctrace crate's decorator (bindings/rust). */
-#define RUST_STD(f)                                                                                \
-    "(" f " GLOB 'std::*' OR " f " GLOB 'core::*' OR " f " GLOB 'alloc::*'"                        \
-    " OR " f " GLOB '<std::*' OR " f " GLOB '<core::*' OR " f " GLOB '<alloc::*'"                  \
-    " OR " f " GLOB '<&dyn core::*' OR " f " GLOB '<T as core::*' OR " f " GLOB '<T as alloc::*'"  \
-    " OR " f " GLOB '__rust_*' OR " f " GLOB '__rustc::*' OR " f " GLOB '__rdl_*'"                 \
-    " OR " f " GLOB '__rg_*' OR " f " GLOB 'alloctrace::*' OR " f " GLOB '<alloctrace::*')"
+ * alloctrace crate's decorator (bindings/rust): GLOB patterns. */
+static const char *const rust_std[] = {
+    "std::*",  "core::*",        "alloc::*",      "<std::*",        "<core::*",
+    "<alloc::*", "<&dyn core::*", "<T as core::*", "<T as alloc::*", "__rust_*",
+    "__rustc::*", "__rdl_*",      "__rg_*",        "alloctrace::*",  "<alloctrace::*",
+};
 
-/* The frames of the stacks of blocks still live, which are few: walked up
- * the call tree once into a temporary table, rather than through the view
- * stack_frames, which would spell out every stack of the trace. */
-static const char live_frames_sql[] =
-    "DROP TABLE IF EXISTS temp.at_live_frames;"
-    "CREATE TEMP TABLE at_live_frames(stack INTEGER NOT NULL, level INTEGER NOT NULL,"
-    " frame INTEGER NOT NULL, PRIMARY KEY(stack, level)) WITHOUT ROWID;"
-    "WITH RECURSIVE walk(stack, level, frame, parent) AS ("
-    " SELECT n.id, 0, n.frame, n.parent FROM (SELECT DISTINCT stack FROM lifetimes"
-    "  WHERE free_dseq IS NULL AND stack > 0) l JOIN stack_nodes n ON n.id = l.stack"
-    " UNION ALL SELECT w.stack, w.level + 1, n.frame, n.parent"
-    " FROM walk w JOIN stack_nodes n ON n.id = w.parent WHERE w.level < " AT_SQL_MAX_LEVEL ")"
-    " INSERT INTO at_live_frames SELECT stack, level, frame FROM walk;";
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* What the rules ask of one frame. */
+enum {
+    F_RUNTIME = 1,     /* its module is a runtime's */
+    F_CACHE = 2,       /* a glibc cache's function */
+    F_STDIO = 4,       /* stdio's buffer allocator */
+    F_STD = 8,         /* a function of Rust's std:: */
+    F_NOT_RUST = 16,   /* neither Rust's runtime, the C runtime, nor main/_start */
+    F_INLINED_NOT_RUST = 32, /* a function inlined at it is not Rust's runtime */
+    F_KNOWN = 64,      /* a row of `frames` (the rules pass over any other) */
+};
+
+typedef struct frame_facts {
+    uint8_t flags;
+    char *function; /* kept for F_CACHE and F_STD frames: the reasons name them */
+} frame_facts;
+
+static int is_runtime_module(const char *path)
+{
+    for (size_t i = 0; path && i < COUNT(runtime_modules); i++)
+        if (sqlite3_strlike(runtime_modules[i], path, 0) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_glibc_cache(const char *fn)
+{
+    if (!fn)
+        return 0;
+    for (size_t i = 0; i < COUNT(glibc_cache_prefixes); i++)
+        if (sqlite3_strnicmp(fn, glibc_cache_prefixes[i],
+                             (int)strlen(glibc_cache_prefixes[i])) == 0)
+            return 1;
+    const char *dot = strchr(fn, '.');
+    size_t len = dot && dot > fn ? (size_t)(dot - fn) : strlen(fn);
+    for (size_t i = 0; i < COUNT(glibc_cache_names); i++)
+        if (strlen(glibc_cache_names[i]) == len && memcmp(fn, glibc_cache_names[i], len) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_rust_std(const char *fn)
+{
+    for (size_t i = 0; i < COUNT(rust_std); i++)
+        if (sqlite3_strglob(rust_std[i], fn ? fn : "") == 0)
+            return 1;
+    return 0;
+}
+
+typedef struct facts {
+    frame_facts *f; /* by frames.id */
+    int64_t n;
+    int nomem;
+} facts;
+
+static int load_facts(sqlite3 *db, facts *x)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0), count(*) FROM frames", -1, &st,
+                                NULL);
+    int64_t count = 0;
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+        x->n = sqlite3_column_int64(st, 0) + 1;
+        count = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    /* Far sparser than any writer numbers them: a hostile trace. */
+    if (x->n <= 0 || x->n > INT32_MAX || x->n > 16 * count + 65536)
+        return AT_E_DB;
+    if (!(x->f = calloc((size_t)x->n, sizeof *x->f)))
+        return AT_E_NOMEM;
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT f.id, f.function, m.path FROM frames f"
+                            " LEFT JOIN modules m ON m.id = f.module",
+                            -1, &st, NULL);
+    while (!x->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (id <= 0 || id >= x->n)
+            continue;
+        const char *fn = (const char *)sqlite3_column_text(st, 1);
+        const char *path = (const char *)sqlite3_column_text(st, 2);
+        frame_facts *f = &x->f[id];
+        int runtime = is_runtime_module(path);
+        f->flags = (uint8_t)(F_KNOWN | (runtime ? F_RUNTIME : 0) | (is_glibc_cache(fn) ? F_CACHE : 0) |
+                             (fn && strcmp(fn, "_IO_file_doallocate") == 0 ? F_STDIO : 0) |
+                             (fn && sqlite3_strglob("std::*", fn) == 0 ? F_STD : 0));
+        if (!(is_rust_std(fn) || (fn && (strcmp(fn, "main") == 0 || strcmp(fn, "_start") == 0)) ||
+              runtime))
+            f->flags |= F_NOT_RUST;
+        if ((f->flags & (F_CACHE | F_STD)) && !(f->function = strdup(fn)))
+            x->nomem = 1;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return x->nomem ? AT_E_NOMEM : AT_E_DB;
+    rc = sqlite3_prepare_v2(db, "SELECT frame, function FROM inlined_frames", -1, &st, NULL);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        int64_t id = sqlite3_column_int64(st, 0);
+        if (id > 0 && id < x->n && !is_rust_std((const char *)sqlite3_column_text(st, 1)))
+            x->f[id].flags |= F_INLINED_NOT_RUST;
+    }
+    sqlite3_finalize(st);
+    return x->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
+}
+
+static void free_facts(facts *x)
+{
+    for (int64_t i = 0; x->f && i < x->n; i++)
+        free(x->f[i].function);
+    free(x->f);
+}
+
+enum { MAX_LEVELS = 1024 };
+
+/* The reason a stack's blocks are the runtimes' (rules 3 to 6 of the
+ * file's comment, in that order), in `out`; 0 if they are the program's. */
+static int stack_reason(const facts *x, const int64_t *ids, size_t n, char *out, size_t cap)
+{
+    const frame_facts *f[MAX_LEVELS];
+    static const frame_facts none = {0};
+    for (size_t i = 0; i < n; i++)
+        f[i] = ids[i] > 0 && ids[i] < x->n ? &x->f[ids[i]] : &none;
+    if (n > 0 && (f[0]->flags & F_STDIO)) {
+        snprintf(out, cap, "stdio buffer");
+        return 1;
+    }
+    if (n > 0 && (f[0]->flags & F_RUNTIME))
+        for (size_t i = n; i-- > 0;) /* the outermost cache function */
+            if (f[i]->flags & F_CACHE) {
+                snprintf(out, cap, "C library cache (%s)", f[i]->function);
+                return 1;
+            }
+    int all_runtime = 1, not_rust = 0;
+    const char *std_fn = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!(f[i]->flags & F_KNOWN))
+            continue;
+        all_runtime &= (f[i]->flags & F_RUNTIME) != 0;
+        not_rust |= (f[i]->flags & (F_NOT_RUST | F_INLINED_NOT_RUST)) != 0;
+        if (!std_fn && (f[i]->flags & F_STD))
+            std_fn = f[i]->function;
+    }
+    if (all_runtime) {
+        snprintf(out, cap, "allocated by the C/C++ runtime itself");
+        return 1;
+    }
+    if (std_fn && !not_rust) {
+        snprintf(out, cap, "Rust runtime (%s)", std_fn);
+        return 1;
+    }
+    return 0;
+}
+
+/* The stacks of blocks still live, each with its reason, into the table
+ * temp.at_runtime_stacks. */
+static int reasons(sqlite3 *db)
+{
+    facts x = {0};
+    at_stack_tree tree;
+    int rc = at__stack_tree_load(db, &tree);
+    if (rc)
+        return rc;
+    rc = load_facts(db, &x);
+    sqlite3_stmt *live = NULL, *ins = NULL;
+    if (!rc && (sqlite3_prepare_v2(db,
+                                   "SELECT DISTINCT stack FROM lifetimes"
+                                   " WHERE free_dseq IS NULL AND stack > 0",
+                                   -1, &live, NULL) != SQLITE_OK ||
+                sqlite3_prepare_v2(db, "INSERT INTO temp.at_runtime_stacks VALUES(?, ?)", -1,
+                                   &ins, NULL) != SQLITE_OK))
+        rc = AT_E_DB;
+    int step = SQLITE_ROW;
+    while (!rc && (step = sqlite3_step(live)) == SQLITE_ROW) {
+        int64_t stack = sqlite3_column_int64(live, 0), ids[MAX_LEVELS];
+        size_t n = at__stack_tree_frames(&tree, stack, ids, MAX_LEVELS);
+        char reason[512];
+        if (!stack_reason(&x, ids, n, reason, sizeof reason))
+            continue;
+        sqlite3_bind_int64(ins, 1, stack);
+        sqlite3_bind_text(ins, 2, reason, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(ins) != SQLITE_DONE)
+            rc = AT_E_DB;
+        sqlite3_reset(ins);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = AT_E_DB;
+    sqlite3_finalize(live);
+    sqlite3_finalize(ins);
+    free_facts(&x);
+    at__stack_tree_free(&tree);
+    return rc;
+}
 
 static const char classify_sql[] =
     "DELETE FROM runtime_owned;"
@@ -94,53 +286,24 @@ static const char classify_sql[] =
     " SELECT seq, 'inherited from the parent process' FROM lifetimes"
     " WHERE free_dseq IS NULL AND " AT_SQL_INFO_ALLOC_OP("info") " = 6;"
     "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
-    " SELECT l.seq, 'stdio buffer' FROM lifetimes l"
-    " JOIN at_live_frames sf ON sf.stack = l.stack AND sf.level = 0"
-    " JOIN frames f ON f.id = sf.frame"
-    " WHERE l.free_dseq IS NULL AND f.function = '_IO_file_doallocate';"
-    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
-    " SELECT l.seq, 'C library cache (' || (SELECT f.function FROM at_live_frames sf"
-    "  JOIN frames f ON f.id = sf.frame WHERE sf.stack = l.stack AND " GLIBC_CACHE("f.function")
-    "  ORDER BY sf.level DESC LIMIT 1) || ')' FROM lifetimes l"
-    " JOIN at_live_frames s0 ON s0.stack = l.stack AND s0.level = 0"
-    " JOIN frames f0 ON f0.id = s0.frame JOIN modules m0 ON m0.id = f0.module"
-    " WHERE l.free_dseq IS NULL AND " RUNTIME_MODULE("m0.path") " AND EXISTS ("
-    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
-    "  WHERE sf.stack = l.stack AND " GLIBC_CACHE("f.function") ");"
-    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
-    " SELECT l.seq, 'allocated by the C/C++ runtime itself' FROM lifetimes l"
-    " WHERE l.free_dseq IS NULL AND l.stack > 0 AND NOT EXISTS ("
-    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
-    "  LEFT JOIN modules m ON m.id = f.module"
-    "  WHERE sf.stack = l.stack AND (m.path IS NULL OR NOT " RUNTIME_MODULE("m.path") "));";
-
-static const char rust_sql[] =
-    "INSERT OR IGNORE INTO runtime_owned(seq, reason)"
-    " SELECT l.seq, 'Rust runtime (' || (SELECT f.function FROM at_live_frames sf"
-    "  JOIN frames f ON f.id = sf.frame WHERE sf.stack = l.stack AND f.function GLOB 'std::*'"
-    "  ORDER BY sf.level LIMIT 1) || ')' FROM lifetimes l"
-    " WHERE l.free_dseq IS NULL AND l.stack > 0 AND EXISTS ("
-    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
-    "  WHERE sf.stack = l.stack AND f.function GLOB 'std::*') AND NOT EXISTS ("
-    "  SELECT 1 FROM at_live_frames sf JOIN frames f ON f.id = sf.frame"
-    "  LEFT JOIN modules m ON m.id = f.module WHERE sf.stack = l.stack"
-    "  AND NOT (" RUST_STD("coalesce(f.function, '')") " OR f.function IN ('main', '_start')"
-    "   OR (m.path IS NOT NULL AND " RUNTIME_MODULE("m.path") "))) AND NOT EXISTS ("
-    "  SELECT 1 FROM at_live_frames sf JOIN inlined_frames i ON i.frame = sf.frame"
-    "  WHERE sf.stack = l.stack AND NOT " RUST_STD("coalesce(i.function, '')") ");"
-    "DROP TABLE temp.at_live_frames;";
+    " SELECT l.seq, r.reason FROM lifetimes l JOIN temp.at_runtime_stacks r ON r.stack = l.stack"
+    " WHERE l.free_dseq IS NULL;";
 
 int at__classify_runtime(sqlite3 *db)
 {
     int rc = at__sql_exec(db, "BEGIN");
     if (rc == 0)
-        rc = at__sql_exec(db, live_frames_sql);
+        rc = at__sql_exec(db, "DROP TABLE IF EXISTS temp.at_runtime_stacks;"
+                              "CREATE TEMP TABLE at_runtime_stacks(stack INTEGER PRIMARY KEY,"
+                              " reason TEXT NOT NULL);");
+    if (rc == 0)
+        rc = reasons(db);
     if (rc == 0)
         rc = at__sql_exec(db, classify_sql);
     if (rc == 0)
-        rc = at__sql_exec(db, rust_sql);
+        rc = at__sql_exec(db, "DROP TABLE temp.at_runtime_stacks; COMMIT");
     if (rc == 0)
-        return at__sql_exec(db, "COMMIT");
+        return 0;
     at__sql_exec(db, "ROLLBACK");
     return rc;
 }
