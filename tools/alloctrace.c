@@ -3,7 +3,6 @@
  * own (cmd_run.c, cmd_recover.c, report.c, check.c, query.c, html.c).
  * Exit codes are documented in docs/cli.md and in usage() (cli.h). */
 #include <malloc.h>
-#include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,26 +40,6 @@ const char *cli_strerror(int rc)
     return buf;
 }
 
-/* The page cache of the commands that write a trace (run, recover: the
- * spool reader's 64 MiB, 16 KiB pages) in one mapping that asks for huge
- * pages, touched as it fills: from malloc, its pages were faulted in 4
- * KiB at a time (a sixth of the reader's CPU on a 2 M block run). */
-static void writer_page_cache(const char *command)
-{
-    if (strcmp(command, "run") != 0 && strcmp(command, "recover") != 0)
-        return;
-    int header = 0;
-    if (sqlite3_config(SQLITE_CONFIG_PCACHE_HDRSZ, &header) != SQLITE_OK || header <= 0)
-        return;
-    size_t slot = ((size_t)16384 + (size_t)header + 63) & ~(size_t)63, n = 4096 + 64;
-    void *p = mmap(NULL, slot * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return;
-    madvise(p, slot * n, MADV_HUGEPAGE); /* a hint */
-    if (sqlite3_config(SQLITE_CONFIG_PAGECACHE, p, (int)slot, (int)n) != SQLITE_OK)
-        munmap(p, slot * n);
-}
-
 int main(int argc, char **argv)
 {
     /* This process uses SQLite from one thread at a time: no mutex per
@@ -78,7 +57,7 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     if (argc >= 2)
-        writer_page_cache(argv[1]);
+        cli_sqlite_pages(argv[1]);
     cli_show_progress();
     if (argc < 2) {
         cli_usage(stderr);

@@ -130,6 +130,11 @@ int cli_resume_runs_of(const char *trace, int quiet);
  * commands' long work does (trace_model.h, tm_progress). */
 void cli_show_progress(void);
 
+/* For `command` run or recover: SQLite's page cache pages from a mapping
+ * of huge pages, taken as needed (sqlite_pages.c).  Before any SQLite
+ * call. */
+void cli_sqlite_pages(const char *command);
+
 /* A list of paths (traces.c). */
 typedef struct cli_paths {
     char **v;
