@@ -6,7 +6,7 @@
 # BLOCKS blocks live at once (bench/keep_live).  Each workload runs
 # untraced, under `alloctrace run` and under heaptrack, the three
 # alternating, REPEATS rounds; prints medians of the wall time and of the
-# peak resident set of the whole process tree (bench/treemem.py), and the
+# peak memory of the whole process tree (Pss, bench/treemem.py), and the
 # ratios alloctrace/heaptrack.  Run on purpose; never part of the tests.
 #
 #   bench/peers_bench.sh [REPEATS [ROWS [PAIRS [BLOCKS [WORKLOADS...]]]]]
@@ -62,7 +62,7 @@ run_once() {
     { cat "$out/err" >&2; exit 1; }
 }
 
-echo "alloctrace $(git -C "$here" rev-parse --short HEAD) ${extra[*]} against heaptrack; medians of $repeats"
+echo "alloctrace $(git -C "$here" describe --always --dirty) ${extra[*]} against heaptrack; medians of $repeats"
 printf '%-10s %9s %9s %9s %7s   %9s %9s %9s %7s\n' workload untraced alloctr. heaptrack ratio \
   'MiB:untr' alloctr. heaptrack ratio
 for w in "${workloads[@]}"; do

@@ -1,7 +1,9 @@
-"""Runs a command and prints "WALL_SECONDS PEAK_TREE_RSS_KIB": the wall
-time and the largest sum, over the samples taken every 10 ms, of the
-resident sets of the command and all its descendants (what a user's
-machine holds for the whole run: a tracer's helper processes included).
+"""Runs a command and prints "WALL_SECONDS PEAK_TREE_KIB": the wall time
+and the largest sum, over the samples taken every 20 ms, of the
+proportional resident sets (Pss: a page shared by two processes counts
+half in each, so that a file both map, like alloctrace's spool, counts
+once) of the command and all its descendants: what the machine holds
+for the whole run, a tracer's helper processes included.
 Used by bench/peers_bench.sh; never part of the tests.
 
     python3 bench/treemem.py OUT COMMAND [ARGS...]
@@ -13,7 +15,6 @@ import subprocess
 import sys
 import time
 
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def children_of():
@@ -39,8 +40,11 @@ def tree_rss_kib(root):
         pid = todo.pop()
         todo.extend(kids.get(pid, ()))
         try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE_KIB
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+                for line in f:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1])
+                        break
         except OSError:
             pass
     return total
@@ -52,7 +56,7 @@ def main():
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss_kib(proc.pid))
-        time.sleep(0.01)
+        time.sleep(0.02)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         sys.exit(f"treemem: {sys.argv[2]} exited with {proc.returncode}")
