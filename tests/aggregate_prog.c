@@ -6,7 +6,8 @@
  * every site's totals can be compared between a full trace and an
  * aggregated one of the same run.  `aggregate_prog [N]`: the last churn
  * runs 1000 * N rounds (N = 1 by default), for runs longer than the
- * recorder's replay window. */
+ * recorder's replay window, and with N > 1 a last, highest peak of 70,000
+ * blocks, more than it holds in memory before writing them as rows. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
     hill(900, 600); /* the higher peak */
     bad_releases();
     churn(1000 * (scale > 0 ? scale : 1));
+    if (scale > 1)
+        hill(70000, 64); /* the highest peak: more blocks live at it than the recorder holds */
     leak(3);
     return 0;
 }

@@ -11,7 +11,8 @@ pid and times) and the text report's peak line; the aggregated trace has
 fewer lifetime rows than the full one, says meta aggregated = 1, and
 html and query run on it.  A longer run of the program (600 k events
 after its bad releases, past the recorder's replay window of 2^18
-seqs) agrees the same way, and the recorder's memory does not grow with
+seqs, then a peak of 70 k blocks, past the 65,536 it holds before
+writing them as rows) agrees the same way, and the recorder's memory does not grow with
 the calls: eight times as many take less than 32 MiB more.
 
     aggregate_test.py ALLOCTRACE AGGREGATE_PROG SQLITE3 WORKDIR

@@ -118,9 +118,18 @@ int at__agg_add(at_agg *a, const at_rec_lifetime *r)
     return 0;
 }
 
+/* Lifetimes held live at the peak at most (5 MiB); past it they are
+ * written as rows at once, as a full trace would have them: they stay
+ * rows even if a later peak comes. */
+enum { HOLD_MAX = 65536 };
+
 static void hold(at_agg *a, const at_rec_lifetime *r,
                  void (*row)(void *arg, const at_rec_lifetime *r), void *arg)
 {
+    if (a->ncand == HOLD_MAX) {
+        row(arg, r);
+        return;
+    }
     if (a->ncand == a->cap_cand) {
         size_t cap = a->cap_cand ? 2 * a->cap_cand : 256;
         at_rec_lifetime *v = realloc(a->candidates, cap * sizeof *v);

@@ -15,8 +15,10 @@
  * never come here: they are rows.
  *
  * Memory: the lifetimes waiting for the replay to pass their release (a
- * window of events) and those live at the peak, 80 bytes each; not one
- * per call. */
+ * window of events) and up to 65536 of those live at the peak, 80 bytes
+ * each; not one per call.  Past that bound a lifetime live at the peak is
+ * written as a row at once (and stays one: a program whose peak holds
+ * millions of blocks has them as rows, as a full trace would). */
 #ifndef AT_AGGREGATE_H
 #define AT_AGGREGATE_H
 
