@@ -47,15 +47,10 @@ int at__stacks_init(at_stacks *st)
 
 static void destroy_nodes(at_stack_nodes *ns)
 {
-    for (uint32_t b = 0; b < ns->nbuckets; b++) {
-        at_stack_node *n = ns->buckets[b];
-        while (n) {
-            at_stack_node *next = n->chain;
-            at__mem_free(n, sizeof *n);
-            n = next;
-        }
-    }
-    at__mem_free(ns->buckets, ns->nbuckets * sizeof *ns->buckets);
+    for (uint32_t i = 0; i < ns->nslots; i++)
+        if (ns->slots[i].id)
+            at__mem_free(ns->slots[i].node, sizeof *ns->slots[i].node);
+    at__mem_free(ns->slots, ns->nslots * sizeof *ns->slots);
 }
 
 void at__stacks_destroy(at_stacks *st)
@@ -109,80 +104,88 @@ static uint64_t hash_node(uint32_t parent, uintptr_t ip)
     return h ^ h >> 29;
 }
 
-static uint32_t node_bucket(uint32_t parent, uintptr_t ip, uint32_t nbuckets)
-{
-    return (uint32_t)hash_node(parent, ip) & (nbuckets - 1);
-}
-
-/* Doubles the bucket array when the load passes 1; on failure the table
- * just stays denser. */
+/* Doubles the index when it is half full; on failure the index stays as
+ * it is (a node that finds no room is not made). */
 static void grow_nodes(at_stack_nodes *ns)
 {
-    uint32_t n = ns->nbuckets ? ns->nbuckets * 2 : 1024;
-    at_stack_node **b = at__mem_calloc(n * sizeof *b);
-    if (!b)
+    uint32_t n = ns->nslots ? ns->nslots * 2 : 4096;
+    if (n < ns->nslots)
         return;
-    for (uint32_t i = 0; i < ns->nbuckets; i++) {
-        at_stack_node *x = ns->buckets[i];
-        while (x) {
-            at_stack_node *next = x->chain;
-            uint32_t k = node_bucket(x->parent, x->ip, n);
-            x->chain = b[k];
-            b[k] = x;
-            x = next;
-        }
+    at_node_slot *v = at__mem_calloc(n * sizeof *v);
+    if (!v)
+        return;
+    for (uint32_t i = 0; i < ns->nslots; i++) {
+        const at_node_slot *x = &ns->slots[i];
+        if (!x->id)
+            continue;
+        uint32_t k = (uint32_t)hash_node(x->parent, x->ip) & (n - 1);
+        while (v[k].id)
+            k = (k + 1) & (n - 1);
+        v[k] = *x;
     }
-    at__mem_free(ns->buckets, ns->nbuckets * sizeof *ns->buckets);
-    ns->buckets = b;
-    ns->nbuckets = n;
+    at__mem_free(ns->slots, ns->nslots * sizeof *ns->slots);
+    ns->slots = v;
+    ns->nslots = n;
 }
 
-/* The node (parent, ip), made and queued for the writer if new; NULL when
- * the tracer's memory is exhausted.  Under the nodes' lock. */
-static at_stack_node *node_of(at_stacks *st, uint32_t parent, uint32_t depth, uintptr_t ip)
+/* The id of node (parent, ip), made and queued for the writer if new; 0
+ * when memory ran out. */
+static uint32_t node_of(at_stacks *st, uint32_t parent, uint32_t depth, uintptr_t ip)
 {
     at_stack_nodes *ns = &st->nodes;
-    if (ns->nbuckets) {
-        for (at_stack_node *n = ns->buckets[node_bucket(parent, ip, ns->nbuckets)]; n; n = n->chain)
-            if (n->parent == parent && n->ip == ip)
-                return n;
-    }
-    if (ns->count >= ns->nbuckets)
+    if (2 * (ns->count + 1) > ns->nslots)
         grow_nodes(ns);
-    at_stack_node *n = ns->nbuckets ? at__mem_alloc(sizeof *n) : NULL;
+    if (2 * (ns->count + 1) > ns->nslots)
+        return 0;
+    uint32_t k = (uint32_t)hash_node(parent, ip) & (ns->nslots - 1);
+    for (; ns->slots[k].id; k = (k + 1) & (ns->nslots - 1))
+        if (ns->slots[k].ip == ip && ns->slots[k].parent == parent)
+            return ns->slots[k].id;
+    at_stack_node *n = at__mem_alloc(sizeof *n);
     if (!n)
-        return NULL;
+        return 0;
     n->ip = ip;
     n->parent = parent;
     n->depth = depth;
     n->id = ns->next_id++;
-    uint32_t k = node_bucket(parent, ip, ns->nbuckets);
-    n->chain = ns->buckets[k];
-    ns->buckets[k] = n;
+    ns->slots[k] = (at_node_slot){ip, parent, n->id, n};
     ns->count++;
     at_stack_node *head = __atomic_load_n(&st->unwritten_nodes, __ATOMIC_RELAXED);
     do
         n->next_unwritten = head;
     while (!__atomic_compare_exchange_n(&st->unwritten_nodes, &head, n, 1, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED));
-    return n;
+    return n->id;
 }
 
 /* The node of frames[0], walking down from the outermost frame and adding
  * the nodes not known yet; 0 when memory ran out. */
-static uint32_t intern_nodes(at_stacks *st, const uintptr_t *frames, uint32_t depth)
+static uint32_t intern_nodes(at_stacks *st, at_stack_cache *cache, const uintptr_t *frames,
+                             uint32_t depth)
 {
+    /* The outer levels this stack shares with the thread's last new one
+     * are its nodes already. */
+    uint32_t shared = 0, id = 0;
+    int cached = cache && depth <= AT_STACK_TREE_LEVELS;
+    if (cached) {
+        while (shared < depth && shared < cache->tree_depth &&
+               cache->tree_ip[shared] == frames[depth - 1 - shared])
+            shared++;
+        id = shared ? cache->tree_node[shared - 1] : 0;
+    }
     at__spin_lock(&st->nodes.lock);
-    uint32_t id = 0;
-    for (uint32_t level = depth; level-- > 0;) {
-        at_stack_node *n = node_of(st, id, depth - level, frames[level]);
-        if (!n) {
-            id = 0;
+    for (uint32_t level = depth - shared; level-- > 0;) {
+        id = node_of(st, id, depth - level, frames[level]);
+        if (!id)
             break;
+        if (cached) {
+            cache->tree_ip[depth - 1 - level] = frames[level];
+            cache->tree_node[depth - 1 - level] = id;
         }
-        id = n->id;
     }
     at__spin_unlock(&st->nodes.lock);
+    if (cached)
+        cache->tree_depth = id ? depth : 0;
     return id;
 }
 
@@ -212,7 +215,7 @@ uint32_t at__stacks_intern(at_stacks *st, at_stack_cache *cache, const uintptr_t
             at__spin_unlock(&sh->lock);
             return 0;
         }
-        s->id = intern_nodes(st, frames, depth);
+        s->id = intern_nodes(st, cache, frames, depth);
         if (!s->id) {
             at__mem_free(s, sizeof *s + depth * sizeof *frames);
             at__spin_unlock(&sh->lock);
@@ -277,7 +280,7 @@ void at__stacks_foreach_node(at_stacks *st, void (*fn)(const at_stack_node *n, v
                              void *arg)
 {
     const at_stack_nodes *ns = &st->nodes;
-    for (uint32_t b = 0; ns->buckets && b < ns->nbuckets; b++)
-        for (const at_stack_node *n = ns->buckets[b]; n; n = n->chain)
-            fn(n, arg);
+    for (uint32_t i = 0; i < ns->nslots; i++)
+        if (ns->slots[i].id)
+            fn(ns->slots[i].node, arg);
 }

@@ -34,25 +34,42 @@ typedef struct at_stack {
 /* One node of the call tree: the stack made of `ip` and its parent's
  * frames (parent 0: `ip` is an outermost frame). */
 typedef struct at_stack_node {
-    struct at_stack_node *chain;          /* next node in the same hash bucket */
     struct at_stack_node *next_unwritten; /* writer's queue */
     uintptr_t ip;
     uint32_t id, parent, depth;
 } at_stack_node;
 
+/* The nodes' index: open addressing with the key inline, so that a lookup
+ * costs one cache miss (chains of nodes cost one per node walked: a
+ * compiler's 944 k nodes made interning a tenth of its run). */
+typedef struct at_node_slot {
+    uintptr_t ip;
+    uint32_t parent, id; /* id 0: an empty slot */
+    at_stack_node *node;
+} at_node_slot;
+
 typedef struct at_stack_nodes {
     at__spinlock lock; /* taken inside a shard's lock, never the other way round */
-    uint32_t nbuckets; /* power of two */
+    uint32_t nslots; /* power of two */
     uint32_t count;
-    at_stack_node **buckets;
+    at_node_slot *slots;
     uint32_t next_id;
 } at_stack_nodes;
 
 enum { AT_STACK_SHARDS = 64, AT_STACK_CACHE = 512 };
 
+/* The last new stack a thread interned, its nodes by level from the
+ * outermost: the next new stack shares most of its outer frames (the
+ * program's main loop, a compiler's recursion) and walks the call tree
+ * only from where it differs. */
+enum { AT_STACK_TREE_LEVELS = 128 };
+
 typedef struct at_stack_cache {
     uint64_t hash[AT_STACK_CACHE];
     at_stack *stack[AT_STACK_CACHE];
+    uintptr_t tree_ip[AT_STACK_TREE_LEVELS];    /* outermost first */
+    uint32_t tree_node[AT_STACK_TREE_LEVELS];
+    uint32_t tree_depth;
 } at_stack_cache;
 
 typedef struct at_stack_shard {
