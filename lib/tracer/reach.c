@@ -169,10 +169,22 @@ static long find_block(const blockset *s, uintptr_t w)
     uint32_t first;
     if (page_get(s, w >> PAGE_SHIFT, &first)) {
         /* The last block starting at or below w, among those from
-         * `first` on: at most one page's worth of starts past it. */
-        size_t lo = first, hi = s->n;
-        if (hi - lo > 4098)
-            hi = lo + 4098;
+         * `first` on: at most one page's worth of starts past it, and
+         * mostly a few, so galloping from `first` (1, 2, 4... blocks on)
+         * before halving keeps to a cache line or two. */
+        size_t lo = first, hi = s->n, limit = lo + 4098 < hi ? lo + 4098 : hi;
+        for (size_t step = 1;; step *= 2) {
+            size_t probe = lo + step;
+            if (probe >= limit) {
+                hi = limit;
+                break;
+            }
+            if (s->b[probe].start > w) {
+                hi = probe;
+                break;
+            }
+            lo = probe;
+        }
         while (hi - lo > 1) {
             size_t mid = lo + (hi - lo) / 2;
             if (s->b[mid].start <= w)
