@@ -371,6 +371,11 @@ at_buf *at__spool_get(at_spool *s)
          * makes the program wait for it (spool.h, grow_limit). */
         uint32_t limit = s->grow_limit && s->grow_limit < s->h->max_chunks ? s->grow_limit
                                                                            : s->h->max_chunks;
+        /* Past AT_SPOOL_BACKLOG chunks (and those our threads hold), a
+         * while for one to come back before growing (spool.h). */
+        uint32_t soft = __atomic_load_n(&s->filling, __ATOMIC_RELAXED) + AT_SPOOL_BACKLOG;
+        if (spins < AT_SPOOL_BACKLOG_SPINS && soft < limit)
+            limit = soft;
         if (!b && !unmapped)
             b = grow(s, n, limit, &unmapped);
         __atomic_sub_fetch(&s->scanners, 1, __ATOMIC_SEQ_CST);
