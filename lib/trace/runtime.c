@@ -134,24 +134,15 @@ typedef struct facts {
 
 static int load_facts(sqlite3 *db, facts *x)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0), count(*) FROM frames", -1, &st,
-                                NULL);
-    int64_t count = 0;
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        x->n = sqlite3_column_int64(st, 0) + 1;
-        count = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
-    /* Far sparser than any writer numbers them: a hostile trace. */
-    if (x->n <= 0 || x->n > INT32_MAX || x->n > 16 * count + 65536)
+    if (at__frame_ids(db, &x->n) != 0)
         return AT_E_DB;
     if (!(x->f = calloc((size_t)x->n, sizeof *x->f)))
         return AT_E_NOMEM;
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT f.id, f.function, m.path FROM frames f"
-                            " LEFT JOIN modules m ON m.id = f.module",
-                            -1, &st, NULL);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT f.id, f.function, m.path FROM frames f"
+                                " LEFT JOIN modules m ON m.id = f.module",
+                                -1, &st, NULL);
     while (!x->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
         if ((rc = sqlite3_step(st)) != SQLITE_ROW)
             break;

@@ -204,40 +204,37 @@ static void add_line(reader *r, frame_lines *fl, uint32_t line, int own)
     fl->n++;
 }
 
+/* A line from a row of (id, function, file, line, module path, offset). */
+static frame frame_of_row(sqlite3_stmt *st)
+{
+    return (frame){
+        .function = (const char *)sqlite3_column_text(st, 1),
+        .file = (const char *)sqlite3_column_text(st, 2),
+        .line = sqlite3_column_int64(st, 3),
+        .module = (const char *)sqlite3_column_text(st, 4),
+        .offset = sqlite3_column_int64(st, 5),
+    };
+}
+
 static int load_frames(sqlite3 *db, reader *r)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0), count(*) FROM frames", -1, &st,
-                                NULL);
-    int64_t count = 0;
-    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-        r->nframes = sqlite3_column_int64(st, 0) + 1;
-        count = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
-    /* Far sparser than any writer numbers them: a hostile trace. */
-    if (r->nframes <= 0 || r->nframes > INT32_MAX || r->nframes > 16 * count + 65536)
+    if (at__frame_ids(db, &r->nframes) != 0)
         return AT_E_DB;
     r->frames = calloc((size_t)r->nframes, sizeof *r->frames);
     if (!r->frames)
         return AT_E_NOMEM;
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT f.id, f.function, f.file, f.line, m.path, f.module_offset"
-                            " FROM frames f LEFT JOIN modules m ON m.id = f.module",
-                            -1, &st, NULL);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT f.id, f.function, f.file, f.line, m.path, f.module_offset"
+                                " FROM frames f LEFT JOIN modules m ON m.id = f.module",
+                                -1, &st, NULL);
     while (!r->nomem && (rc == SQLITE_OK || rc == SQLITE_ROW)) {
         if ((rc = sqlite3_step(st)) != SQLITE_ROW)
             break;
         int64_t id = sqlite3_column_int64(st, 0);
         if (id <= 0 || id >= r->nframes || r->frames[id].n)
             continue;
-        frame f = {
-            .function = (const char *)sqlite3_column_text(st, 1),
-            .file = (const char *)sqlite3_column_text(st, 2),
-            .line = sqlite3_column_int64(st, 3),
-            .module = (const char *)sqlite3_column_text(st, 4),
-            .offset = sqlite3_column_int64(st, 5),
-        };
+        frame f = frame_of_row(st);
         add_line(r, &r->frames[id], intern_line(r, &f), 1);
     }
     sqlite3_finalize(st);
@@ -266,14 +263,7 @@ static int load_inlined(sqlite3 *db, reader *r)
         int64_t id = sqlite3_column_int64(st, 0);
         if (id <= 0 || id >= r->nframes)
             continue;
-        /* the module and offset are the real frame's */
-        frame f = {
-            .function = (const char *)sqlite3_column_text(st, 1),
-            .file = (const char *)sqlite3_column_text(st, 2),
-            .line = sqlite3_column_int64(st, 3),
-            .module = (const char *)sqlite3_column_text(st, 4),
-            .offset = sqlite3_column_int64(st, 5),
-        };
+        frame f = frame_of_row(st); /* the module and offset are the real frame's */
         add_line(r, &r->frames[id], intern_line(r, &f), 0);
     }
     sqlite3_finalize(st);

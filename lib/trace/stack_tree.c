@@ -25,6 +25,17 @@ static int64_t one_int(sqlite3 *db, const char *sql, int *rc)
     return v;
 }
 
+int at__frame_ids(sqlite3 *db, int64_t *n)
+{
+    int rc = 0;
+    int64_t max_id = one_int(db, "SELECT coalesce(max(id), 0) FROM frames", &rc);
+    int64_t count = one_int(db, "SELECT count(*) FROM frames", &rc);
+    if (rc || too_sparse(max_id, count))
+        return AT_E_DB;
+    *n = max_id + 1;
+    return 0;
+}
+
 int at__stack_tree_load(sqlite3 *db, at_stack_tree *t)
 {
     memset(t, 0, sizeof *t);

@@ -20,6 +20,11 @@ typedef struct at_stack_tree {
 int at__stack_tree_load(sqlite3 *db, at_stack_tree *t);
 void at__stack_tree_free(at_stack_tree *t);
 
+/* The ids of the `frames` table lie in 1..*n-1 (a reader indexes arrays
+ * by them): 0, or AT_E_DB when the table cannot be read or its ids are
+ * far sparser than any tracer numbers them (a hostile trace). */
+int at__frame_ids(sqlite3 *db, int64_t *n);
+
 /* The frames of stack `id`, innermost (level 0) first, at most `max` of
  * them (a bound against a cycle in a hostile trace); their count. */
 size_t at__stack_tree_frames(const at_stack_tree *t, int64_t id, int64_t *out, size_t max);
