@@ -13,7 +13,9 @@
 #
 # WORKLOADS: any of sqlite3 python3 churn1 churn2 clang keep_live (all by
 # default).  ALLOCTRACE_ARGS adds arguments to `alloctrace run`
-# (--aggregate, say).
+# (--aggregate, say).  BASE=DIR, a build directory of another commit (its
+# tools/alloctrace), adds that build to the alternation, and its ratio to
+# heaptrack's.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 repeats=${1:-3}
@@ -28,6 +30,8 @@ for tool in sqlite3 python3 clang++ heaptrack; do
   command -v "$tool" >/dev/null || { echo "peers_bench: $tool not found" >&2; exit 1; }
 done
 alloctrace="$build/tools/alloctrace"
+base=${BASE:+$(cd "$BASE" && pwd)/tools/alloctrace}
+tools=(untraced alloctrace ${base:+base} heaptrack)
 sqlite_workload "$rows"
 read -r -a extra <<<"${ALLOCTRACE_ARGS:-}"
 cat >"$out/work.py" <<'PY'
@@ -56,22 +60,29 @@ run_once() {
   case $tool in
     untraced) set -- "${cmd[@]}" ;;
     alloctrace) set -- "$alloctrace" run -q "${extra[@]}" -o "$out/trace.db" -- "${cmd[@]}" ;;
+    base) set -- "$base" run -q "${extra[@]}" -o "$out/trace.db" -- "${cmd[@]}" ;;
     heaptrack) set -- heaptrack -o "$out/ht" "${cmd[@]}" ;;
   esac
   python3 "$here/bench/treemem.py" "$out/$w.$tool" "$@" <"$out/workload.sql" >/dev/null 2>"$out/err" ||
     { cat "$out/err" >&2; exit 1; }
 }
 
-echo "alloctrace $(git -C "$here" describe --always --dirty) ${extra[*]} against heaptrack; medians of $repeats"
+echo "alloctrace $(git -C "$here" describe --always --dirty) ${extra[*]} against heaptrack${base:+ (base: $BASE)}; medians of $repeats"
 printf '%-10s %9s %9s %9s %7s   %9s %9s %9s %7s\n' workload untraced alloctr. heaptrack ratio \
   'MiB:untr' alloctr. heaptrack ratio
 for w in "${workloads[@]}"; do
   for _ in $(seq "$repeats"); do
-    for tool in untraced alloctrace heaptrack; do run_once "$w" "$tool"; done
+    for tool in "${tools[@]}"; do run_once "$w" "$tool"; done
   done
   col() { cut -d' ' -f"$1" "$out/$w.$2" | median; }
   awk -v w="$w" -v u="$(col 1 untraced)" -v a="$(col 1 alloctrace)" -v h="$(col 1 heaptrack)" \
     -v um="$(col 2 untraced)" -v am="$(col 2 alloctrace)" -v hm="$(col 2 heaptrack)" 'BEGIN {
       printf "%-10s %8.3fs %8.3fs %8.3fs %7.2f   %9.1f %9.1f %9.1f %7.2f\n",
         w, u, a, h, a / h, um / 1024, am / 1024, hm / 1024, am / hm }'
+  if [ -n "$base" ]; then
+    awk -v w="$w" -v b="$(col 1 base)" -v h="$(col 1 heaptrack)" -v bm="$(col 2 base)" \
+      -v hm="$(col 2 heaptrack)" 'BEGIN {
+        printf "%-10s %9s %8.3fs %9s %7.2f   %9s %9.1f %9s %7.2f\n",
+          "  base", "", b, "", b / h, "", bm / 1024, "", bm / hm }'
+  fi
 done
