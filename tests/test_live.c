@@ -14,7 +14,7 @@
 
 #include <alloctrace/error.h>
 
-#include "at_uthash.h" /* at__mix_ptr: the model needs the shard of an address */
+#include "at_uthash.h" /* at__mix_ptr: scattered addresses */
 #include "live.h"
 #include "mem.h"
 #include "test.h"
@@ -39,7 +39,7 @@ typedef struct model {
 
 static unsigned shard_of(uintptr_t p)
 {
-    return (unsigned)(at__mix_ptr(p) >> 58) & (AT_LIVE_SHARDS - 1);
+    return at__live_shard(p);
 }
 
 static void assert_same(const at_block_info *a, const at_block_info *b)
@@ -336,7 +336,7 @@ TEST(live_grows_to_millions)
     uint64_t per_shard[AT_LIVE_SHARDS] = {0}, told = 0, unknown = 0;
     for (uint64_t k = N; k-- > 0;) {
         uint64_t i = (k * 7919) % N;
-        unsigned s = (unsigned)(at__mix_ptr(base + 32 * i) >> 58) & (AT_LIVE_SHARDS - 1);
+        unsigned s = at__live_shard(base + 32 * i);
         int recent = per_shard[s]++ < AT_LIVE_TOMBSTONES;
         if (!recent && k % 100000 != 0)
             continue;
@@ -378,7 +378,7 @@ TEST(live_out_of_memory)
     uintptr_t p[200];
     int n = 0, failed = 0;
     for (uintptr_t a = 0x1000; n < 200; a += 16)
-        if (at__mix_ptr(a) >> 58 == 5)
+        if (at__live_shard(a) == 5)
             p[n++] = a;
     at__mem_fail_after(3); /* the directory, the segment, its slots */
     for (int i = 0; i < n; i++) {

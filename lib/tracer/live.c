@@ -1,7 +1,7 @@
 /* The live-block table (see live.h).
  *
  * Each shard is an open-addressing table: linear probing from the slot
- * the pointer's hash names, the entries inline (a lookup that hits costs
+ * the pointer's window and granule name (home_of), the entries inline (a lookup that hits costs
  * one cache miss, where uthash's chains cost several once a shard held
  * thousands of blocks), backward-shift deletion so that no deleted-slot
  * markers accumulate.  A slot is empty, a live block or a tombstone
@@ -43,6 +43,29 @@
 
 enum { SLOT_EMPTY = 0, SLOT_LIVE = 1, SLOT_RELEASED = 2 };
 enum { INITIAL_SLOTS = 64, SEG_SLOTS = 4096 };
+
+/* Where an address goes.  The hash is of the address's 256-byte window
+ * (WINDOW_SHIFT): it chooses the shard, the segment and a base slot, and
+ * the address's 16-byte granule within its window is added to the base.
+ * Blocks an allocator hands out one after another (glibc's bins, any
+ * slab) thus sit in neighbouring slots, so that a program allocating or
+ * releasing in address order touches a line or two per window instead of
+ * a line per block (bench/live_table 2000000, side by side: in-order
+ * release 230-248 -> 116-120 ns, insert 289-301 -> 221-226).  The price
+ * is denser runs: blocks 16 bytes apart fill a window's 16 slots in a
+ * row, 5 slots from home on average where a hash per address gave 0.4;
+ * 512-byte windows gave 9.8 (678 at most). */
+enum { WINDOW_SHIFT = 8, GRANULE_SHIFT = 4 };
+
+static uint64_t key_hash(uintptr_t ptr)
+{
+    return at__mix_ptr(ptr >> WINDOW_SHIFT << GRANULE_SHIFT); /* it drops the granule bits */
+}
+
+static uint64_t home_of(uintptr_t ptr, uint64_t h, uint64_t mask)
+{
+    return (h + ((ptr >> GRANULE_SHIFT) & ((1u << (WINDOW_SHIFT - GRANULE_SHIFT)) - 1))) & mask;
+}
 
 /* An entry: 40 bytes where it was 48 (memory touched is time: a page's
  * first touch costs more than the inserts that fill it).  `seqw` packs the sequence number (57 bits: 2^57 events
@@ -139,7 +162,7 @@ static at_live_seg *seg_of(const at_live_shard *sh, uint64_t h)
 static uint64_t probe(const at_live_seg *g, uintptr_t ptr, uint64_t h)
 {
     uint64_t mask = g->mask;
-    for (uint64_t i = h & mask;; i = (i + 1) & mask) {
+    for (uint64_t i = home_of(ptr, h, mask);; i = (i + 1) & mask) {
         const at_live_slot *s = &g->slots[i];
         if (slot_state(s) == SLOT_EMPTY || s->ptr == ptr)
             return i;
@@ -173,6 +196,11 @@ static void slot_get(const at_live_shard *sh, const at_live_slot *s, at_block_in
         .free_seq = released ? sh->tombs[s->thread & TOMB_MASK].free_seq : 0,
         .free_stack = released ? sh->tombs[s->thread & TOMB_MASK].free_stack : 0,
     };
+}
+
+unsigned at__live_shard(uintptr_t ptr)
+{
+    return (unsigned)(key_hash(ptr) >> 58) & (AT_LIVE_SHARDS - 1);
 }
 
 int at__live_init(at_live *lt)
@@ -223,6 +251,9 @@ void at__live_destroy(at_live *lt)
             seg_free(g);
         if (sh->dir)
             at__mem_free(sh->dir, sizeof *sh->dir << sh->depth);
+        for (uint32_t d = 0; d < AT_LIVE_MAX_DEPTH; d++)
+            if (sh->retired[d])
+                at__mem_free(sh->retired[d], sizeof *sh->dir << d);
         at__mem_free(sh->tombs, AT_LIVE_TOMBSTONES * sizeof *sh->tombs);
     }
     memset(lt, 0, sizeof *lt);
@@ -231,7 +262,7 @@ void at__live_destroy(at_live *lt)
 /* Puts an entry whose key the segment does not hold. */
 static void seg_put(at_live_seg *g, const at_live_slot *s)
 {
-    uint64_t i = at__mix_ptr(s->ptr) & g->mask;
+    uint64_t i = home_of(s->ptr, key_hash(s->ptr), g->mask);
     while (slot_state(&g->slots[i]) != SLOT_EMPTY)
         i = (i + 1) & g->mask;
     g->slots[i] = *s;
@@ -265,7 +296,7 @@ static void delete_at(at_live_seg *g, uint64_t i)
         if (slot_state(s) == SLOT_EMPTY)
             break;
         /* s may fill the hole unless its home lies in (i, j] */
-        uint64_t home = at__mix_ptr(s->ptr) & mask;
+        uint64_t home = home_of(s->ptr, key_hash(s->ptr), mask);
         if (((j - home) & mask) >= ((j - i) & mask)) {
             g->slots[i] = *s;
             i = j;
@@ -284,22 +315,27 @@ static int make_first(at_live_shard *sh)
         return -1;
     }
     dir[0] = g;
-    sh->dir = dir;
     sh->depth = 0;
+    __atomic_store_n(&sh->dir, dir, __ATOMIC_RELEASE); /* at__live_prefetch reads it unlocked */
     return 0;
 }
 
 static int grow_dir(at_live_shard *sh)
 {
     uint64_t n = (uint64_t)1 << sh->depth;
+    if (sh->depth + 1 >= AT_LIVE_MAX_DEPTH)
+        return -1;
     at_live_seg **dir = at__mem_alloc(2 * n * sizeof *dir);
     if (!dir)
         return -1;
     for (uint64_t k = 0; k < n; k++)
         dir[2 * k] = dir[2 * k + 1] = sh->dir[k];
-    at__mem_free(sh->dir, n * sizeof *dir);
-    sh->dir = dir;
-    sh->depth++;
+    /* The old directory stays (at__live_prefetch may be reading it); the
+     * new one is published before its depth, so a reader that sees the
+     * depth sees a directory at least that deep. */
+    sh->retired[sh->depth] = sh->dir;
+    __atomic_store_n(&sh->dir, dir, __ATOMIC_RELEASE);
+    __atomic_store_n(&sh->depth, sh->depth + 1, __ATOMIC_RELEASE);
     return 0;
 }
 
@@ -317,7 +353,7 @@ static int split(at_live_shard *sh, at_live_seg *a, uint64_t h)
         return -1;
     int bit = 57 - (int)a->depth;
     for (uint64_t i = 0; i <= a->mask; i++) {
-        while (slot_state(&a->slots[i]) != SLOT_EMPTY && (at__mix_ptr(a->slots[i].ptr) >> bit & 1)) {
+        while (slot_state(&a->slots[i]) != SLOT_EMPTY && (key_hash(a->slots[i].ptr) >> bit & 1)) {
             seg_put(b, &a->slots[i]);
             delete_at(a, i);
         }
@@ -375,21 +411,28 @@ static int make_room(at_live_shard *sh, at_live_seg *g, uint64_t h)
 
 void at__live_prefetch(at_live *lt, uintptr_t ptr)
 {
-    uint64_t h = at__mix_ptr(ptr);
+    /* Without the shard's lock: its atomic exchange would wait for the
+     * miss this is meant to hide.  What is read may be stale (a segment
+     * merged away, slots moved by a resize); the memory stays mapped (old
+     * directories are kept, segment headers come from mem.c's small
+     * classes) and a prefetch of a wrong address is only a wasted one. */
+    uint64_t h = key_hash(ptr);
     at_live_shard *sh = shard_of(lt, h);
-    at__spin_lock(&sh->lock);
-    if (sh->dir) {
-        const at_live_seg *g = seg_of(sh, h);
-        __builtin_prefetch(&g->slots[h & g->mask], 1);
-    }
-    at__spin_unlock(&sh->lock);
+    uint32_t depth = __atomic_load_n(&sh->depth, __ATOMIC_ACQUIRE);
+    at_live_seg **dir = __atomic_load_n(&sh->dir, __ATOMIC_ACQUIRE);
+    if (!dir)
+        return;
+    at_live_seg *g = __atomic_load_n(&dir[dir_index(h, depth)], __ATOMIC_RELAXED);
+    at_live_slot *slots = __atomic_load_n(&g->slots, __ATOMIC_RELAXED);
+    uint64_t mask = __atomic_load_n(&g->mask, __ATOMIC_RELAXED);
+    __builtin_prefetch(&slots[home_of(ptr, h, mask)], 1);
 }
 
 int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced)
 {
     if (!packable(info))
         return AT_E_NOMEM;
-    uint64_t h = at__mix_ptr(info->ptr);
+    uint64_t h = key_hash(info->ptr);
     at_live_shard *sh = shard_of(lt, h);
     at__spin_lock(&sh->lock);
     if (!sh->dir && make_first(sh) != 0) {
@@ -442,7 +485,7 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
     uint64_t pos = sh->tomb_pos++;
     at_live_tomb *ring = &sh->tombs[pos & TOMB_MASK];
     if (pos >= AT_LIVE_TOMBSTONES) {
-        uint64_t oh = at__mix_ptr(ring->ptr);
+        uint64_t oh = key_hash(ring->ptr);
         at_live_seg *og = seg_of(sh, oh);
         uint64_t j = probe(og, ring->ptr, oh);
         const at_live_slot *old = &og->slots[j];
@@ -463,9 +506,10 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
      * address: start fetching its slot now, so that miss overlaps other
      * work. */
     if (pos + 1 >= AT_LIVE_TOMBSTONES) {
-        uint64_t nh = at__mix_ptr(sh->tombs[(pos + 1) & TOMB_MASK].ptr);
+        uintptr_t np = sh->tombs[(pos + 1) & TOMB_MASK].ptr;
+        uint64_t nh = key_hash(np);
         const at_live_seg *ng = seg_of(sh, nh);
-        __builtin_prefetch(&ng->slots[nh & ng->mask], 1);
+        __builtin_prefetch(&ng->slots[home_of(np, nh, ng->mask)], 1);
     }
 }
 
@@ -493,7 +537,7 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
 enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_seq,
                                      uint32_t free_stack, at_block_info *out)
 {
-    uint64_t h = at__mix_ptr(ptr);
+    uint64_t h = key_hash(ptr);
     at_live_shard *sh = shard_of(lt, h);
     /* The ring slot a release will use, fetched while the lookup runs (an
      * unlocked peek: at worst the wrong line is fetched). */
@@ -524,7 +568,7 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
 
 int at__live_find(at_live *lt, uintptr_t ptr, at_block_info *out)
 {
-    uint64_t h = at__mix_ptr(ptr);
+    uint64_t h = key_hash(ptr);
     at_live_shard *sh = shard_of(lt, h);
     int hit = 0;
     at__spin_lock(&sh->lock);

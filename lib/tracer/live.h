@@ -40,6 +40,10 @@ typedef struct at_block_info {
  * programs with many allocating threads. */
 enum { AT_LIVE_SHARDS = 64, AT_LIVE_TOMBSTONES = 1024 };
 
+/* A shard's directory has at most 2^(AT_LIVE_MAX_DEPTH - 1) entries (of
+ * segments of 4096 slots: far more blocks than an address space holds). */
+enum { AT_LIVE_MAX_DEPTH = 32 };
+
 struct at_live_seg; /* a segment of a shard's table (live.c) */
 
 /* A slot of the tomb ring: the released address, when and where it was
@@ -55,6 +59,7 @@ typedef struct at_live_shard {
     at__spinlock lock;
     struct at_live_seg **dir; /* 2^depth segments, or NULL */
     uint32_t depth;
+    struct at_live_seg **retired[AT_LIVE_MAX_DEPTH]; /* the directory of each depth outgrown */
     uint64_t live;
     uint64_t tomb_pos; /* releases entombed so far */
     at_live_tomb *tombs; /* ring of recent releases */
@@ -66,6 +71,9 @@ typedef struct at_live {
 } at_live;
 
 int at__live_init(at_live *lt);
+
+/* The shard that holds `ptr` (for tests that model the tomb rings). */
+unsigned at__live_shard(uintptr_t ptr);
 
 /* Live blocks in the table (exact when the caller holds every shard's
  * lock, at__live_lock_all). */
