@@ -14,7 +14,10 @@ A program that frees its first block only after 1.2 million allocations
 (bench/keep_live's shape) must be replayed from the log too: its first
 lifetime logs a release 1.2 million seqs ahead, which once made the log
 give up as if the spool were corrupt (2.3 s of replaying the table at the
-end of a 2 million block run instead of 0.05 s).
+end of a 2 million block run instead of 0.05 s).  The same program freeing
+in a random order writes most lifetimes to lifetimes_late while it runs;
+the finished trace holds them in `lifetimes` (and `recover` moves those of
+a trace left unfinished).
 
   replay_test.py ALLOCTRACE VIEWS_PROG PRELOAD_PROG WORKDIR SQLITE3 KEEP_LIVE
 """
@@ -91,6 +94,46 @@ with open(os.path.join(work, "w.sql")) as f:
 peak = compare("keep_live", [keep_live, "1200000", "24"])
 check(int(peak.get("peak_blocks", 0)) >= 1200000, "keep_live: the 1.2 M blocks live at the peak",
       peak)
+
+
+# Releases in no particular order: most lifetimes go to lifetimes_late
+# while the program runs (lib/trace/rows.c), and completion moves them into
+# lifetimes in sequence order.
+N = 300000
+peak = compare("shuffled", [keep_live, str(N), "24", "shuffled"])
+check(int(peak.get("peak_blocks", 0)) >= N, "shuffled: the %d blocks live at the peak" % N, peak)
+shuffled = os.path.join(work, "shuffled.db")
+db = sqlite3.connect("file:%s?mode=ro" % shuffled, uri=True)
+late = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'").fetchone()[0]
+released = db.execute("SELECT count(*), count(DISTINCT seq + free_dseq), min(seq), max(seq)"
+                      " FROM lifetimes WHERE size = 24 AND free_dseq IS NOT NULL").fetchone()
+rows = db.execute("SELECT * FROM lifetimes ORDER BY seq").fetchall()
+db.close()
+check(not late, "shuffled: the finished trace has no lifetimes_late")
+check(released[0] == N and released[1] == N and released[3] - released[2] == N - 1,
+      "shuffled: each of the %d blocks released once, %d distinct releases, seqs %s..%s"
+      % (N, released[1], released[2], released[3]))
+
+# A trace left unfinished with rows in lifetimes_late (a recorder killed
+# while a shuffled program ran): recover moves them, and the rows are those
+# of the trace finished in one go.
+moved = os.path.join(work, "moved.db")
+shutil.copyfile(shuffled, moved)
+db = sqlite3.connect(moved)
+db.executescript(
+    "CREATE TABLE lifetimes_late AS SELECT * FROM lifetimes WHERE seq % 3 = 1 ORDER BY random();"
+    "DELETE FROM lifetimes WHERE seq % 3 = 1; DELETE FROM timeline;"
+    "UPDATE meta SET value = 0 WHERE key = 'finished';")
+db.commit()
+db.close()
+r = subprocess.run([alloctrace, "recover", moved], capture_output=True, text=True)
+check(r.returncode == 0, "moved: recover completes a trace with rows in lifetimes_late", r.stderr)
+db = sqlite3.connect("file:%s?mode=ro" % moved, uri=True)
+again = db.execute("SELECT * FROM lifetimes ORDER BY seq").fetchall()
+late = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'").fetchone()[0]
+db.close()
+check(again == rows and not late, "moved: the same %d lifetimes, lifetimes_late gone" % len(rows),
+      "%d rows against %d" % (len(again), len(rows)))
 
 shutil.rmtree(work, ignore_errors=True)
 finish()

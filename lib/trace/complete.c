@@ -213,6 +213,22 @@ static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db, const void *arg)
     return rc;
 }
 
+/* Step 1b: the lifetimes written aside (schema.h, AT_SQL_LIFETIMES_LATE)
+ * join the others, in sequence order. */
+static int merge_late(sqlite3 *db, const void *unused)
+{
+    (void)unused;
+    /* SQLite's sorter, with a small cache: 2 M rows took 1.6 s with 2 MiB,
+     * 2.1 s with the recorder's 64 MiB. */
+    int64_t cache = count(db, "PRAGMA cache_size");
+    int rc = at__sql_exec(db, "PRAGMA cache_size=-2048");
+    rc = rc ? rc : at__sql_exec(db, AT_SQL_LIFETIMES_MERGE);
+    char restore[64];
+    snprintf(restore, sizeof restore, "PRAGMA cache_size=%lld", (long long)cache);
+    int rc2 = at__sql_exec(db, restore);
+    return rc ? rc : rc2;
+}
+
 /* Step 2: the replay, from the writer's log when it kept one. */
 static int replay(sqlite3 *db, const void *log)
 {
@@ -271,6 +287,8 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end)
     int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
     step("finishing the trace: the timeline");
     int rc = finished ? 0 : at__modules_attribute(db);
+    if (!rc && count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'"))
+        rc = in_transaction(db, merge_late, NULL);
     if (!rc && !finished)
         rc = in_transaction(db, replay, end ? end->replay_log : NULL);
     uint64_t t1 = at__now_ns();

@@ -71,6 +71,17 @@
     " chunk INTEGER);"                                                                            \
     "CREATE TABLE IF NOT EXISTS pool_findings(seq INTEGER PRIMARY KEY, pool INTEGER NOT NULL);"
 
+/* Lifetimes written while the trace was recorded whose allocation lay far
+ * below the newest (rows.c, LATE_DISTANCE): kept in arrival order, moved
+ * into `lifetimes` in one ordered pass when the trace is completed
+ * (complete.c), so that a finished trace has no such table. */
+#define AT_SQL_LIFETIMES_LATE                                                                      \
+    "CREATE TABLE IF NOT EXISTS lifetimes_late(seq INTEGER NOT NULL, ptr INTEGER, size INTEGER,"  \
+    " info INTEGER, thread INTEGER, stack INTEGER, t INTEGER, free_dseq INTEGER, free_dt INTEGER," \
+    " free_thread INTEGER, free_stack INTEGER);"
+#define AT_SQL_LIFETIMES_MERGE                                                                     \
+    "INSERT INTO lifetimes SELECT * FROM lifetimes_late ORDER BY seq; DROP TABLE lifetimes_late;"
+
 /* Levels the SQL walks up the call tree go at most: more than the tracer
  * ever records (AT_MAX_STACK_DEPTH), a bound against a cycle of parents
  * in a corrupt trace. */
