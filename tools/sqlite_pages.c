@@ -1,6 +1,6 @@
 /* SQLite's memory for the commands that write a trace (run, recover): its
  * page cache pages (a 16 KiB page and SQLite's header for it, the
- * spool reader's cache holding up to 64 MiB of them) come from one
+ * spool reader's cache holding up to 16 MiB of them) come from one
  * mapping that asks for transparent huge pages, handed out as they are
  * first needed and reused once freed; everything else SQLite allocates
  * comes from malloc.
@@ -23,7 +23,7 @@
 
 /* A slot holds any request from PAGE_MIN to SLOT bytes: a page of the
  * trace's size with SQLite's header and extra bytes for it. */
-enum { PAGE_MIN = 16384, SLOT = 16384 + 1024, SLOTS = 4096 + 256 };
+enum { PAGE_MIN = 16384, SLOT = 16384 + 1024, SLOTS = 1024 + 256 };
 
 typedef struct free_slot {
     struct free_slot *next;
