@@ -37,6 +37,10 @@ typedef struct model {
     uint64_t seq;
 } model;
 
+/* Whether the tables the random tests make keep allocation times
+ * (at__live_keep_times: 40-byte slots); without, they give `t` back as 0. */
+static int keep_times;
+
 static unsigned shard_of(uintptr_t p)
 {
     return at__live_shard(p);
@@ -85,6 +89,8 @@ static void model_insert(at_live *lt, model *m, size_t i, const at_block_info *b
         m->live++;
     }
     m->info[i] = *b;
+    if (!keep_times)
+        m->info[i].t = 0;
     m->state[i] = M_LIVE;
 }
 
@@ -224,6 +230,9 @@ static void run_random(int which, size_t n, size_t ops, uint32_t min_depth)
         m->addr[i] = pool_addr(i);
     at_live lt;
     ASSERT_EQ(at__live_init(&lt), 0);
+    if (keep_times)
+        at__live_keep_times(&lt);
+    ASSERT_EQ(at__live_keeps_times(&lt), keep_times);
     for (size_t k = 0; k < ops; k++) {
         size_t i = next_random() % n;
         unsigned what = (unsigned)(next_random() % 16);
@@ -290,6 +299,18 @@ TEST(live_random_small_segments)
     at__live_test_segment_slots(0);
 }
 
+/* The same with tables that keep times (the in-process writer's), whose
+ * slots are 40 bytes: splits, merges and moves carry the time along. */
+TEST(live_random_keeping_times)
+{
+    keep_times = 1;
+    run_random(0, 8000, 200000, 0);
+    at__live_test_segment_slots(64);
+    run_random(2, 12000, 150000, 2);
+    at__live_test_segment_slots(0);
+    keep_times = 0;
+}
+
 /* A small pool, so that every shard's ring wraps many times over the same
  * addresses: tombstones reused, forgotten, reused after being forgotten. */
 TEST(live_random_small_pool)
@@ -298,8 +319,8 @@ TEST(live_random_small_pool)
 }
 
 /* Two million blocks live at once, as malloc hands them out; every one
- * found with its fields, the table's memory at most 128 bytes per block
- * (40-byte entries, tables at least 3/8 full), given back when the blocks
+ * found with its fields, the table's memory at most 86 bytes per block
+ * (32-byte entries, tables at least 3/8 full), given back when the blocks
  * are gone (but for what the tracer's memory keeps for reuse, AT_MEM_KEEP); after every release, exactly the last 1024 releases of each
  * shard are told apart as double frees, with their first release. */
 TEST(live_grows_to_millions)
@@ -315,7 +336,7 @@ TEST(live_grows_to_millions)
         ASSERT_EQ(at__live_insert(&lt, &b, &d), 0);
     }
     size_t grown = at__mem_mapped() - before;
-    ASSERT_LE(grown, (size_t)N * 48 * 8 / 3 + (1 << 20));
+    ASSERT_LE(grown, (size_t)N * 32 * 8 / 3 + (1 << 20));
     uint64_t live = 0;
     for (int s = 0; s < AT_LIVE_SHARDS; s++)
         live += lt.shards[s].live;
@@ -447,13 +468,16 @@ TEST(live_concurrent_releases)
 }
 
 /* Every field at the largest value an entry holds comes back as it went
- * in, live and as a tombstone; a block whose fields an entry cannot hold
+ * in, live and as a tombstone (the time only from a table that keeps
+ * times); a block whose fields an entry cannot hold
  * (a size of 2^58 or more, a sequence number of 2^57 or more) is not
  * tracked: AT_E_NOMEM, and its address stays unknown. */
-TEST(live_widest_fields)
+static void widest_fields(int times)
 {
     at_live lt;
     at__live_init(&lt);
+    if (times)
+        at__live_keep_times(&lt);
     at_block_info b = {
         .ptr = UINTPTR_MAX - 7,
         .size = ((uint64_t)1 << 58) - 1,
@@ -467,6 +491,8 @@ TEST(live_widest_fields)
     }, d, out;
     ASSERT_EQ(at__live_insert(&lt, &b, &d), 0);
     ASSERT_EQ(at__live_release(&lt, b.ptr, 12345, UINT32_MAX, &out), AT_LIVE_FOUND);
+    if (!times)
+        b.t = 0; /* not kept */
     assert_same(&out, &b);
     at_block_info tomb = b;
     tomb.thread = 0;
@@ -484,6 +510,12 @@ TEST(live_widest_fields)
     ASSERT_EQ(at__live_release(&lt, 0x1000, 1, 0, &out), AT_LIVE_UNKNOWN);
     ASSERT_UEQ(at__live_count(&lt), 0);
     at__live_destroy(&lt);
+}
+
+TEST(live_widest_fields)
+{
+    widest_fields(0);
+    widest_fields(1);
 }
 
 TEST_MAIN()

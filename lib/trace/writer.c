@@ -433,6 +433,8 @@ int at_tracer_open(const at_trace_options *opts, at_tracer **out)
     if (rc == 0) {
         t->sink = &sqlite_sink_ops;
         t->sink_state = k;
+        /* a lifetime is written whole at its release, from the table */
+        at__live_keep_times(&t->live);
         if (pthread_create(&k->thread, NULL, writer_main, k) != 0)
             rc = AT_E_THREAD;
     }

@@ -67,24 +67,32 @@ static uint64_t home_of(uintptr_t ptr, uint64_t h, uint64_t mask)
     return (h + ((ptr >> GRANULE_SHIFT) & ((1u << (WINDOW_SHIFT - GRANULE_SHIFT)) - 1))) & mask;
 }
 
-/* An entry: 40 bytes where it was 48 (memory touched is time: a page's
- * first touch costs more than the inserts that fill it).  `seqw` packs the sequence number (57 bits: 2^57 events
- * is years of a billion per second), the family (2 bits), the op (3) and
- * the state (2, the top bits: all-zero memory is empty slots); `sizew`
- * the size (58 bits: no address space holds a larger block) and
+/* An entry: 32 bytes, two to a cache line (memory touched is time: a
+ * page's first touch costs more than the inserts that fill it, 1.7 ms a
+ * MB on these machines, a seventh of a traced keep_live 2 M's program
+ * time with 40-byte entries).  `seqw` packs the sequence number (57 bits:
+ * 2^57 events is years of a billion per second), the family (2 bits), the
+ * op (3) and the state (2, the top bits: all-zero memory is empty slots);
+ * `sizew` the size (58 bits: no address space holds a larger block) and
  * align_log2 (6).  A tombstone's `thread` holds the low 32 bits of the
  * shard's tomb_pos when it was entombed (no reader of a released block
- * needs the allocating thread). */
+ * needs the allocating thread).
+ *
+ * The allocation's time follows the entry (a stride of 40 bytes) only in
+ * a table that keeps times (at__live_keep_times): the in-process writer
+ * writes a lifetime whole at its release, from the table; the spool's
+ * reader has the time from the allocation's record. */
 typedef struct at_live_slot {
     uintptr_t ptr;
     uint64_t seqw;
-    uint64_t t;
     uint64_t sizew;
     uint32_t stack;
     uint32_t thread; /* tombstones: the tomb position */
 } at_live_slot;
 
-_Static_assert(sizeof(at_live_slot) == 40, "a live-table entry is 40 bytes");
+_Static_assert(sizeof(at_live_slot) == 32, "a live-table entry is 32 bytes");
+
+enum { STRIDE = sizeof(at_live_slot), STRIDE_TIMED = sizeof(at_live_slot) + sizeof(uint64_t) };
 
 #define SEQ_BITS 57
 #define SIZE_BITS 58
@@ -124,13 +132,30 @@ static int packable(const at_block_info *b)
 }
 
 typedef struct at_live_seg {
-    at_live_slot *slots;
+    at_live_slot *slots; /* `stride` bytes apart: index with slot_at */
+    uint64_t stride;
     uint64_t mask; /* slots - 1 */
     uint64_t used; /* live blocks and tombstones */
     uint32_t depth; /* the directory bits that choose it */
 } at_live_seg;
 
 #define TOMB_MASK ((uint64_t)AT_LIVE_TOMBSTONES - 1)
+
+static at_live_slot *slot_at(const at_live_seg *g, uint64_t i)
+{
+    return (at_live_slot *)((char *)g->slots + i * g->stride);
+}
+
+/* The allocation's time, after the entry (tables that keep times). */
+static uint64_t *time_of(at_live_slot *s)
+{
+    return (uint64_t *)(s + 1);
+}
+
+static void slot_copy(const at_live_seg *g, at_live_slot *to, const at_live_slot *from)
+{
+    memcpy(to, from, g->stride);
+}
 
 /* SEG_SLOTS, but tests set it smaller so that small tables split and
  * merge (at__live_test_segment_slots). */
@@ -163,31 +188,33 @@ static uint64_t probe(const at_live_seg *g, uintptr_t ptr, uint64_t h)
 {
     uint64_t mask = g->mask;
     for (uint64_t i = home_of(ptr, h, mask);; i = (i + 1) & mask) {
-        const at_live_slot *s = &g->slots[i];
+        const at_live_slot *s = slot_at(g, i);
         if (slot_state(s) == SLOT_EMPTY || s->ptr == ptr)
             return i;
     }
 }
 
-static void slot_set(at_live_slot *s, const at_block_info *b)
+static void slot_set(const at_live_seg *g, at_live_slot *s, const at_block_info *b)
 {
     s->ptr = b->ptr;
     s->seqw = b->seq | (uint64_t)b->family << SEQ_BITS | (uint64_t)b->op << (SEQ_BITS + 2) |
               (uint64_t)SLOT_LIVE << 62;
-    s->t = b->t;
+    if (g->stride == STRIDE_TIMED)
+        *time_of(s) = b->t;
     s->sizew = b->size | (uint64_t)b->align_log2 << SIZE_BITS;
     s->stack = b->stack;
     s->thread = b->thread;
 }
 
-static void slot_get(const at_live_shard *sh, const at_live_slot *s, at_block_info *b)
+static void slot_get(const at_live_shard *sh, const at_live_seg *g, at_live_slot *s,
+                     at_block_info *b)
 {
     int released = slot_state(s) == SLOT_RELEASED;
     *b = (at_block_info){
         .ptr = s->ptr,
         .size = slot_size(s),
         .seq = s->seqw & LOW(SEQ_BITS),
-        .t = s->t,
+        .t = g->stride == STRIDE_TIMED ? *time_of(s) : 0,
         .stack = s->stack,
         .thread = released ? 0 : s->thread,
         .align_log2 = (uint8_t)(s->sizew >> SIZE_BITS),
@@ -206,19 +233,34 @@ unsigned at__live_shard(uintptr_t ptr)
 int at__live_init(at_live *lt)
 {
     memset(lt, 0, sizeof *lt);
+    for (int i = 0; i < AT_LIVE_SHARDS; i++)
+        lt->shards[i].stride = STRIDE;
     return 0;
 }
 
-static at_live_seg *seg_new(uint64_t cap, uint32_t depth)
+void at__live_keep_times(at_live *lt)
+{
+    for (int i = 0; i < AT_LIVE_SHARDS; i++)
+        if (!lt->shards[i].dir) /* an empty table's promise: no shard has segments yet */
+            lt->shards[i].stride = STRIDE_TIMED;
+}
+
+int at__live_keeps_times(const at_live *lt)
+{
+    return lt->shards[0].stride == STRIDE_TIMED;
+}
+
+static at_live_seg *seg_new(uint64_t cap, uint32_t depth, uint64_t stride)
 {
     at_live_seg *g = at__mem_alloc(sizeof *g);
     if (!g)
         return NULL;
-    g->slots = at__mem_calloc(cap * sizeof *g->slots);
+    g->slots = at__mem_calloc(cap * stride);
     if (!g->slots) {
         at__mem_free(g, sizeof *g);
         return NULL;
     }
+    g->stride = stride;
     g->mask = cap - 1;
     g->used = 0;
     g->depth = depth;
@@ -227,7 +269,7 @@ static at_live_seg *seg_new(uint64_t cap, uint32_t depth)
 
 static void seg_free(at_live_seg *g)
 {
-    at__mem_free(g->slots, (g->mask + 1) * sizeof *g->slots);
+    at__mem_free(g->slots, (g->mask + 1) * g->stride);
     at__mem_free(g, sizeof *g);
 }
 
@@ -263,9 +305,9 @@ void at__live_destroy(at_live *lt)
 static void seg_put(at_live_seg *g, const at_live_slot *s)
 {
     uint64_t i = home_of(s->ptr, key_hash(s->ptr), g->mask);
-    while (slot_state(&g->slots[i]) != SLOT_EMPTY)
+    while (slot_state(slot_at(g, i)) != SLOT_EMPTY)
         i = (i + 1) & g->mask;
-    g->slots[i] = *s;
+    slot_copy(g, slot_at(g, i), s);
     g->used++;
 }
 
@@ -273,7 +315,7 @@ static void seg_put(at_live_seg *g, const at_live_slot *s)
  * of memory; the old one is then still in place. */
 static int seg_resize(at_live_seg *g, uint64_t cap)
 {
-    at_live_slot *slots = at__mem_calloc(cap * sizeof *slots);
+    at_live_slot *slots = at__mem_calloc(cap * g->stride);
     if (!slots)
         return -1;
     at_live_seg old = *g;
@@ -281,9 +323,9 @@ static int seg_resize(at_live_seg *g, uint64_t cap)
     g->mask = cap - 1;
     g->used = 0;
     for (uint64_t j = 0; j <= old.mask; j++)
-        if (slot_state(&old.slots[j]) != SLOT_EMPTY)
-            seg_put(g, &old.slots[j]);
-    at__mem_free(old.slots, (old.mask + 1) * sizeof *old.slots);
+        if (slot_state(slot_at(&old, j)) != SLOT_EMPTY)
+            seg_put(g, slot_at(&old, j));
+    at__mem_free(old.slots, (old.mask + 1) * old.stride);
     return 0;
 }
 
@@ -292,24 +334,24 @@ static void delete_at(at_live_seg *g, uint64_t i)
 {
     uint64_t mask = g->mask;
     for (uint64_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-        at_live_slot *s = &g->slots[j];
+        at_live_slot *s = slot_at(g, j);
         if (slot_state(s) == SLOT_EMPTY)
             break;
         /* s may fill the hole unless its home lies in (i, j] */
         uint64_t home = home_of(s->ptr, key_hash(s->ptr), mask);
         if (((j - home) & mask) >= ((j - i) & mask)) {
-            g->slots[i] = *s;
+            slot_copy(g, slot_at(g, i), s);
             i = j;
         }
     }
-    g->slots[i].seqw = 0;
+    slot_at(g, i)->seqw = 0;
     g->used--;
 }
 
 static int make_first(at_live_shard *sh)
 {
     at_live_seg **dir = at__mem_alloc(sizeof *dir);
-    at_live_seg *g = dir ? seg_new(INITIAL_SLOTS, 0) : NULL;
+    at_live_seg *g = dir ? seg_new(INITIAL_SLOTS, 0, sh->stride) : NULL;
     if (!g) {
         at__mem_free(dir, sizeof *dir);
         return -1;
@@ -348,13 +390,13 @@ static int split(at_live_shard *sh, at_live_seg *a, uint64_t h)
 {
     if (a->depth == sh->depth && grow_dir(sh) != 0)
         return -1;
-    at_live_seg *b = seg_new(a->mask + 1, a->depth + 1);
+    at_live_seg *b = seg_new(a->mask + 1, a->depth + 1, a->stride);
     if (!b)
         return -1;
     int bit = 57 - (int)a->depth;
     for (uint64_t i = 0; i <= a->mask; i++) {
-        while (slot_state(&a->slots[i]) != SLOT_EMPTY && (key_hash(a->slots[i].ptr) >> bit & 1)) {
-            seg_put(b, &a->slots[i]);
+        while (slot_state(slot_at(a, i)) != SLOT_EMPTY && (key_hash(slot_at(a, i)->ptr) >> bit & 1)) {
+            seg_put(b, slot_at(a, i));
             delete_at(a, i);
         }
     }
@@ -385,8 +427,8 @@ static void shrink(at_live_shard *sh, at_live_seg *a, uint64_t h)
     if (b->depth != a->depth || 4 * (a->used + b->used) >= cap)
         return;
     for (uint64_t j = 0; j <= b->mask; j++)
-        if (slot_state(&b->slots[j]) != SLOT_EMPTY)
-            seg_put(a, &b->slots[j]);
+        if (slot_state(slot_at(b, j)) != SLOT_EMPTY)
+            seg_put(a, slot_at(b, j));
     a->depth--;
     uint64_t first = idx >> (span + 1) << (span + 1);
     for (uint64_t k = 0; k < (uint64_t)2 << span; k++)
@@ -423,9 +465,9 @@ void at__live_prefetch(at_live *lt, uintptr_t ptr)
     if (!dir)
         return;
     at_live_seg *g = __atomic_load_n(&dir[dir_index(h, depth)], __ATOMIC_RELAXED);
-    at_live_slot *slots = __atomic_load_n(&g->slots, __ATOMIC_RELAXED);
+    char *slots = (char *)__atomic_load_n(&g->slots, __ATOMIC_RELAXED);
     uint64_t mask = __atomic_load_n(&g->mask, __ATOMIC_RELAXED);
-    __builtin_prefetch(&slots[home_of(ptr, h, mask)], 1);
+    __builtin_prefetch(slots + home_of(ptr, h, mask) * g->stride, 1);
 }
 
 int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displaced)
@@ -440,18 +482,18 @@ int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displ
         return AT_E_NOMEM;
     }
     at_live_seg *g = seg_of(sh, h);
-    at_live_slot *s = &g->slots[probe(g, info->ptr, h)];
+    at_live_slot *s = slot_at(g, probe(g, info->ptr, h));
     if (slot_state(s) != SLOT_EMPTY) {
         /* The address is handed out again: a tombstone is reused in place,
          * a live entry means its release never came through us. */
         int ret = 0;
         if (slot_state(s) == SLOT_LIVE) {
-            slot_get(sh, s, displaced);
+            slot_get(sh, g, s, displaced);
             ret = 1;
         } else {
             sh->live++;
         }
-        slot_set(s, info);
+        slot_set(g, s, info);
         at__spin_unlock(&sh->lock);
         return ret;
     }
@@ -460,8 +502,8 @@ int at__live_insert(at_live *lt, const at_block_info *info, at_block_info *displ
         return AT_E_NOMEM;
     }
     g = seg_of(sh, h);
-    s = &g->slots[probe(g, info->ptr, h)];
-    slot_set(s, info);
+    s = slot_at(g, probe(g, info->ptr, h));
+    slot_set(g, s, info);
     g->used++;
     sh->live++;
     at__spin_unlock(&sh->lock);
@@ -488,7 +530,7 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
         uint64_t oh = key_hash(ring->ptr);
         at_live_seg *og = seg_of(sh, oh);
         uint64_t j = probe(og, ring->ptr, oh);
-        const at_live_slot *old = &og->slots[j];
+        const at_live_slot *old = slot_at(og, j);
         if (slot_state(old) == SLOT_RELEASED &&
             old->thread == (uint32_t)(pos - AT_LIVE_TOMBSTONES)) {
             delete_at(og, j);
@@ -497,8 +539,8 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
             i = probe(g, ptr, h);
         }
     }
-    set_state(&g->slots[i], SLOT_RELEASED);
-    g->slots[i].thread = (uint32_t)pos;
+    set_state(slot_at(g, i), SLOT_RELEASED);
+    slot_at(g, i)->thread = (uint32_t)pos;
     ring->ptr = ptr;
     ring->free_seq = free_seq;
     ring->free_stack = free_stack;
@@ -509,7 +551,7 @@ static void entomb(at_live_shard *sh, at_live_seg *g, uint64_t i, uintptr_t ptr,
         uintptr_t np = sh->tombs[(pos + 1) & TOMB_MASK].ptr;
         uint64_t nh = key_hash(np);
         const at_live_seg *ng = seg_of(sh, nh);
-        __builtin_prefetch(&ng->slots[home_of(np, nh, ng->mask)], 1);
+        __builtin_prefetch(slot_at(ng, home_of(np, nh, ng->mask)), 1);
     }
 }
 
@@ -521,9 +563,9 @@ static int find_interior(at_live *lt, uintptr_t ptr, at_block_info *out)
         uint64_t k = 0;
         for (at_live_seg *g; (g = next_seg(sh, &k));) {
             for (uint64_t j = 0; j <= g->mask; j++) {
-                const at_live_slot *s = &g->slots[j];
+                at_live_slot *s = slot_at(g, j);
                 if (slot_state(s) == SLOT_LIVE && ptr > s->ptr && ptr - s->ptr < slot_size(s)) {
-                    slot_get(sh, s, out);
+                    slot_get(sh, g, s, out);
                     at__spin_unlock(&sh->lock);
                     return 1;
                 }
@@ -548,16 +590,16 @@ enum at_live_lookup at__live_release(at_live *lt, uintptr_t ptr, uint64_t free_s
     if (sh->dir) {
         at_live_seg *g = seg_of(sh, h);
         uint64_t i = probe(g, ptr, h);
-        at_live_slot *s = &g->slots[i];
+        at_live_slot *s = slot_at(g, i);
         if (slot_state(s) == SLOT_LIVE) {
-            slot_get(sh, s, out);
+            slot_get(sh, g, s, out);
             sh->live--;
             entomb(sh, g, i, ptr, h, free_seq, free_stack);
             at__spin_unlock(&sh->lock);
             return AT_LIVE_FOUND;
         }
         if (slot_state(s) == SLOT_RELEASED) {
-            slot_get(sh, s, out);
+            slot_get(sh, g, s, out);
             at__spin_unlock(&sh->lock);
             return AT_LIVE_RELEASED;
         }
@@ -574,9 +616,9 @@ int at__live_find(at_live *lt, uintptr_t ptr, at_block_info *out)
     at__spin_lock(&sh->lock);
     if (sh->dir) {
         at_live_seg *g = seg_of(sh, h);
-        const at_live_slot *s = &g->slots[probe(g, ptr, h)];
+        at_live_slot *s = slot_at(g, probe(g, ptr, h));
         if (slot_state(s) == SLOT_LIVE) {
-            slot_get(sh, s, out);
+            slot_get(sh, g, s, out);
             hit = 1;
         }
     }
@@ -600,9 +642,9 @@ static void foreach_in(at_live_shard *sh, void (*fn)(const at_block_info *, void
     uint64_t k = 0;
     for (at_live_seg *g; (g = next_seg(sh, &k));) {
         for (uint64_t j = 0; j <= g->mask; j++) {
-            if (slot_state(&g->slots[j]) == SLOT_LIVE) {
+            if (slot_state(slot_at(g, j)) == SLOT_LIVE) {
                 at_block_info b;
-                slot_get(sh, &g->slots[j], &b);
+                slot_get(sh, g, slot_at(g, j), &b);
                 fn(&b, arg);
             }
         }

@@ -2,7 +2,7 @@
  *
  * An open-addressing table per shard (shard chosen by the pointer's hash),
  * each behind its own spin lock: linear probing over entries stored inline
- * (the key and the block's fields packed in 40 bytes), backward-shift
+ * (the key and the block's fields packed in 32 bytes), backward-shift
  * deletion; a large shard is a directory of segments of bounded size
  * (extendible hashing), so that growing never moves more than one
  * segment's entries.  Tables come from mem.c.  Released
@@ -57,6 +57,7 @@ typedef struct at_live_tomb {
 
 typedef struct at_live_shard {
     at__spinlock lock;
+    uint32_t stride; /* bytes a slot, live.c */
     struct at_live_seg **dir; /* 2^depth segments, or NULL */
     uint32_t depth;
     struct at_live_seg **retired[AT_LIVE_MAX_DEPTH]; /* the directory of each depth outgrown */
@@ -71,6 +72,12 @@ typedef struct at_live {
 } at_live;
 
 int at__live_init(at_live *lt);
+
+/* The table keeps each block's allocation time too (8 bytes more a
+ * block); called on an empty table, before its first insert.  Without
+ * it, the blocks the table gives back have `t` 0. */
+void at__live_keep_times(at_live *lt);
+int at__live_keeps_times(const at_live *lt);
 
 /* The shard that holds `ptr` (for tests that model the tomb rings). */
 unsigned at__live_shard(uintptr_t ptr);

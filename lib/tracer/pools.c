@@ -90,6 +90,8 @@ static at_pool *new_pool(at_tracer *t, uintptr_t key, const char *name)
     if (!p)
         return NULL;
     at__live_init(&p->blocks);
+    if (at__live_keeps_times(&t->live))
+        at__live_keep_times(&p->blocks);
     p->key = key;
     p->id = ++ps->next_id;
     if (name) {
@@ -392,12 +394,15 @@ struct inherit {
     at_tracer *t;
     at_thread *th;
     uint32_t pool;
+    uint64_t now; /* the child trace's start, as its other inherited blocks (sink_spool.c) */
 };
 
 static void inherit_block(const at_block_info *b, void *arg)
 {
     struct inherit *in = arg;
-    record_block(in->t, in->th, b, AT_OP_INHERITED, in->pool, 0);
+    at_block_info c = *b;
+    c.t = in->now;
+    record_block(in->t, in->th, &c, AT_OP_INHERITED, in->pool, 0);
 }
 
 void at__pools_dump_inherited(at_tracer *t, at_thread *th)
@@ -407,7 +412,7 @@ void at__pools_dump_inherited(at_tracer *t, at_thread *th)
     for (int i = 0; i < POOL_BUCKETS; i++) {
         for (at_pool *p = t->pools->buckets[i]; p; p = p->next) {
             record_pool(th, p, AT_POOL_CREATED, p->create_seq, p->create_t, p->create_stack);
-            struct inherit in = {t, th, p->id};
+            struct inherit in = {t, th, p->id, now_ns(t)};
             at__live_foreach(&p->blocks, inherit_block, &in);
         }
     }

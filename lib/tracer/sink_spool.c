@@ -219,6 +219,7 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
 struct child_dump {
     at_tracer *t;
     at_thread *th;
+    uint64_t now; /* when the child's trace begins: its inherited blocks enter it then */
 };
 
 static void dump_node(const at_stack_node *n, void *arg)
@@ -236,7 +237,9 @@ static void dump_stack(const at_stack *s, void *arg)
 static void dump_inherited(const at_block_info *b, void *arg)
 {
     struct child_dump *d = arg;
-    spool_alloc(d->th, b, AT_OP_INHERITED);
+    at_block_info c = *b; /* the table keeps no allocation times (live.h) */
+    c.t = d->now;
+    spool_alloc(d->th, &c, AT_OP_INHERITED);
 }
 
 int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char *const *argv)
@@ -266,7 +269,7 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%ld", (long)getppid());
     spool_meta(th, "parent_pid", buf, (size_t)n);
-    struct child_dump d = {t, th};
+    struct child_dump d = {t, th, at__fast_now_ns(&t->clock) - t->start_ns};
     /* Everything interned goes to the new spool below, queued or not. */
     at__stacks_take_unwritten(&t->stacks);
     at__stacks_take_unwritten_nodes(&t->stacks);
