@@ -84,13 +84,20 @@ struct at_traced_backend;
 
 struct at_tracer {
     uint64_t serial; /* unique per tracer in this process, for the TLS cache */
-    uint64_t seq;    /* atomic: last sequence number handed out */
     uint64_t start_ns;
     at_fast_clock clock;
     unsigned depth;
     int abort_on_finding;
     int frame_pointers; /* AT_UNWIND_FRAME_POINTERS */
     unsigned release_depth; /* frames per release's backtrace; 0: none */
+
+    /* atomic: the last sequence number handed out.  Every call of every
+     * thread takes one: alone on its cache line (padding on both sides),
+     * so that the fields above, which every call reads, and the shards'
+     * locks below are not lost to another core's increment each time. */
+    char seq_pad_before[64];
+    uint64_t seq;
+    char seq_pad_after[64];
 
     at_live live;
     at_stacks stacks;
