@@ -229,6 +229,13 @@ static int merge_late(sqlite3 *db, const void *unused)
     return rc ? rc : rc2;
 }
 
+int at__trace_merge_late(sqlite3 *db)
+{
+    if (!count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'"))
+        return 0;
+    return in_transaction(db, merge_late, NULL);
+}
+
 /* Step 2: the replay, from the writer's log when it kept one. */
 static int replay(sqlite3 *db, const void *log)
 {
@@ -287,8 +294,8 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end)
     int finished = at__meta_get_int(db, AT_META_FINISHED, 0) == 1;
     step("finishing the trace: the timeline");
     int rc = finished ? 0 : at__modules_attribute(db);
-    if (!rc && count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'"))
-        rc = in_transaction(db, merge_late, NULL);
+    if (!rc)
+        rc = at__trace_merge_late(db);
     if (!rc && !finished)
         rc = in_transaction(db, replay, end ? end->replay_log : NULL);
     uint64_t t1 = at__now_ns();

@@ -142,6 +142,12 @@ typedef struct at_trace_end {
  * took.  0, AT_E_NOMEM or AT_E_DB. */
 int at__trace_complete(sqlite3 *db, const at_trace_end *end);
 
+/* Moves the rows of lifetimes_late (schema.h) into lifetimes, in sequence
+ * order, in a transaction of its own, and drops the table; nothing when
+ * there is none.  Completion does it, and a resumed spool reader before it
+ * asks the trace which lifetimes it holds. */
+int at__trace_merge_late(sqlite3 *db);
+
 /* Progress for a user waiting (NULL: none; the CLI sets it to show
  * progress on a terminal): called with each step's name as completion,
  * or the spool reader's last drain, enters it, with NULL when it is done,

@@ -410,6 +410,10 @@ static int resume_db(at_spool_reader *r, const char *db_path)
                 sqlite3_prepare_v2(r->db, "SELECT 1 FROM findings WHERE seq = ?", -1,
                                    &r->has_finding, NULL) != SQLITE_OK))
         rc = AT_E_DB;
+    /* The dead reader's lifetimes written aside, where the lookups below
+     * (has_lifetime, load_pending's) and the resumed writer find them. */
+    if (!rc)
+        rc = at__trace_merge_late(r->db);
     if (!rc)
         rc = load_pending(r);
     if (!rc) {
