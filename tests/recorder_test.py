@@ -416,7 +416,15 @@ db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
 lost = int(meta(db, "lost_events") or 0)
 calls = int(meta(db, "alloc_calls") or 0)
 lifetimes = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+program_end = meta(db, "program_end")
 db.close()
+# The program ended (it wrote OUT); its END record was among what could
+# not be spooled, and the spool's header says it closed: not "died".
+check(program_end == "closed", "the program ended, its END lost: program_end %s" % program_end)
+ck = subprocess.run([alloctrace, "check", trace], capture_output=True, text=True, timeout=120)
+check("died" not in ck.stdout and "these may not be leaks" in ck.stdout,
+      "check does not say the program died, and says its leaks may be releases not recorded",
+      ck.stdout[:1500])
 check(lost > 0 and calls >= THREADS * BIG and lifetimes < calls,
       "what could not be spooled is counted: lost_events %d, alloc_calls %d, %d lifetimes"
       % (lost, calls, lifetimes))

@@ -615,7 +615,8 @@ static void check_text(FILE *out, const tm_trace *t, const policy *p, const verd
             text_classes(out, t, v, p);
     }
     if (t->sum.lost_events > 0)
-        fprintf(out, "  note: %lld events could not be recorded; problems may be missing\n",
+        fprintf(out, "  note: %lld events could not be recorded; problems may be missing, and a block whose"
+                " release was one of them counts as leaked\n",
                 t->sum.lost_events);
     if (t->sum.program_end && strcmp(t->sum.program_end, "died") == 0)
         fputs("  note: the program died before closing its trace; what it held then counts as"

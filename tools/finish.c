@@ -88,7 +88,8 @@ static void print_summary(const char *path, const tm_summary *s)
     print_reachability(s);
     print_findings(s);
     if (s->lost_events > 0)
-        fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded\n",
+        fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded (a block whose release"
+                " was one of them counts as leaked)\n",
                 s->lost_events);
 }
 

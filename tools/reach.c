@@ -133,6 +133,9 @@ void tm_leak_kinds_text(char *buf, size_t size, tm_reach_set set)
 const char *tm_unscanned_reason(const tm_trace *t)
 {
     const char *scan = tm_meta(t, "reach_scan");
+    if (t->sum.lost_events > 0)
+        return "events could not be recorded, and a block whose release was one of them is"
+               " counted here: these may not be leaks";
     if (t->sum.program_end && strcmp(t->sum.program_end, "died") == 0)
         return "the program died before its memory could be scanned";
     if (!scan)

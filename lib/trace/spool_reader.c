@@ -996,9 +996,14 @@ long at__spool_reader_poll(at_spool_reader *r)
 static void spool_end(const at_spool_reader *r, at_trace_end *e)
 {
     int exec = !r->ended && r->exec_pending;
+    /* The header says the producer closed its tracer even when the END
+     * record itself could not be spooled (a dead reader's orphan limit,
+     * a full disk): the program ended, it did not die; the totals are the
+     * rows' then. */
+    int closed = r->ended || __atomic_load_n(&r->spool.h->closed, __ATOMIC_ACQUIRE);
     *e = (at_trace_end){
-        .program_end = r->ended ? AT_PROGRAM_END_CLOSED
-                       : exec   ? AT_PROGRAM_END_EXEC
+        .program_end = exec     ? AT_PROGRAM_END_EXEC
+                       : closed ? AT_PROGRAM_END_CLOSED
                                 : AT_PROGRAM_END_DIED,
         .lost_events = (int64_t)r->spool.h->dropped,
         .backpressure_waits = (int64_t)r->spool.h->waits,
