@@ -72,6 +72,7 @@ typedef struct writer {
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
     sqlite3_stmt *late_batch;     /* the same into lifetimes_late */
     uint64_t tail;                /* the highest seq in `lifetimes` */
+    uint64_t late_rows;           /* rows written to lifetimes_late */
     at_rowbatch rows;             /* a sorted batch's column values */
     at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
     batch_key *keys, *scratch;
@@ -339,6 +340,7 @@ static void flush_lifetimes(writer *w)
     if (late) {
         add_rows(w, order, 0, late);
         step(w, w->late_batch);
+        w->late_rows += late;
     }
     if (late < w->nbatch) {
         add_rows(w, order, late, w->nbatch);
@@ -932,6 +934,11 @@ at_replay_log *at__sqlw_take_replay_log(at_sqlw *w)
 int at__sqlw_error(const at_sqlw *w)
 {
     return w->error;
+}
+
+uint64_t at__sqlw_late_rows(const at_sqlw *w)
+{
+    return w->late_rows;
 }
 
 void at__sqlw_exec(at_sqlw *w, const char *sql)

@@ -96,6 +96,7 @@ struct at_spool_reader {
     loaded_half *loaded;
     size_t nloaded, loaded_cap;
     long die_after_commit; /* AT_ENV_FAULT_DIE_AFTER_COMMIT, counted down */
+    int die_after_late;    /* ... "late": after the first commit with rows set aside */
 };
 
 static int by_half(const void *a, const void *b)
@@ -284,6 +285,7 @@ static int attach_spool(at_spool_reader *r, const char *spool_path)
     r->spool.fd = -1;
     const char *die = getenv(AT_ENV_FAULT_DIE_AFTER_COMMIT);
     r->die_after_commit = die ? strtol(die, NULL, 10) : 0;
+    r->die_after_late = die && strcmp(die, "late") == 0;
     r->waiting_fd = -1;
     int rc = at__spool_open(&r->spool, spool_path);
     if (!rc && at__spool_lock(&r->spool) != 0)
@@ -941,6 +943,8 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
         at__sqlw_exec(r->w, "COMMIT");
         *began = 0;
         if (r->die_after_commit > 0 && --r->die_after_commit == 0)
+            raise(SIGKILL);
+        if (r->die_after_late && at__sqlw_late_rows(r->w) > 0)
             raise(SIGKILL);
     }
     int err = at__sqlw_error(r->w);

@@ -71,7 +71,8 @@
 #define AT_ENV_PROGRESS_AFTER "ALLOCTRACE_PROGRESS_AFTER"
 /* For the tests: the spool reader kills its own process (SIGKILL) right
  * after its Nth commit, before it gives that commit's chunks back: the
- * moment a recover must not read a record twice. */
+ * moment a recover must not read a record twice.  "late": right after
+ * the first commit that set lifetimes aside in lifetimes_late. */
 #define AT_ENV_FAULT_DIE_AFTER_COMMIT "ALLOCTRACE_FAULT_DIE_AFTER_COMMIT"
 
 /* ---- file names -------------------------------------------------------------- */
