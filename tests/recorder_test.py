@@ -233,7 +233,55 @@ for n in (1, 2, 3, 4, 6, 9):
         commit_failures.append("after commit %d: %s" % (n, why))
     if n not in killed_after_commit:
         break  # the run had fewer commits than n
+
+
+def aggregated_killed(n):
+    """`run --aggregate` whose recorder dies right after its Nth commit:
+    what it had folded was only in its memory.  The recovered trace must
+    hold every leak, no block the program released (the exit scan says
+    which were live), and count the allocations it lost."""
+    d = os.path.join(work, "agg%d" % n)
+    os.makedirs(d)
+    out, trace = os.path.join(d, "leaked"), os.path.join(d, "t.db")
+    run = subprocess.run([alloctrace, "run", "-q", "--aggregate", "-o", trace, "--", prog, out,
+                          str(THREADS), str(ITERS), "1500"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, ALLOCTRACE_FAULT_DIE_AFTER_COMMIT=str(n)))
+    if run.returncode != -signal.SIGKILL:
+        return None
+    if orphan_status() == "hung" or not os.path.exists(out):
+        return "the program never finished"
+    r = recover(trace)
+    if r.returncode != 0:
+        return "recover failed: %s" % r.stderr
+    with open(out) as f:
+        made = {tuple(int(x) for x in line.split()) for line in f}
+    db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+    leaks = set(db.execute("SELECT ptr, size FROM leaks").fetchall())
+    calls = int(meta(db, "alloc_calls") or 0)
+    lost = int(meta(db, "lost_events") or 0)
+    rows = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+    db.close()
+    aggregated_kills.append((n, rows, lost))
+    if not made or not made <= leaks:
+        return "%d of %d leaks missing" % (len(made - leaks), len(made))
+    if leaks - made:
+        return "%d blocks the program released are leaks" % len(leaks - made)
+    if rows + lost != calls:
+        return "alloc_calls %d, %d lifetimes and %d counted lost" % (calls, rows, lost)
+    return None
+
+
+aggregated_failures, aggregated_kills = [], []
+for n in (12, 9, 6, 3):
+    why = aggregated_killed(n)
+    if why:
+        aggregated_failures.append("after commit %d: %s" % (n, why))
 libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+check(aggregated_kills and not aggregated_failures,
+      "--aggregate, the recorder killed after a commit: recover gives every leak and no released"
+      " block as one, the allocations its folds took counted lost (commit, lifetimes, lost: %s)"
+      % aggregated_kills, "\n".join(aggregated_failures))
 print("# %d trials of SIGKILL of the recorder, %d failed, %d killed before the program started"
       " (trials %s)" % (trials, len(failures), len(not_started), not_started))
 check(len(not_started) < max(2, trials // 4), "most trials kill the recorder once the program"

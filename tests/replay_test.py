@@ -18,7 +18,9 @@ end of a 2 million block run instead of 0.05 s).  The same program freeing
 in a random order writes most lifetimes to lifetimes_late while it runs;
 the finished trace holds them in `lifetimes` (and `recover` moves those of
 a trace left unfinished, also of a recorder killed right after a commit
-that set rows aside: each block's lifetime once, none made twice).
+that set rows aside: each block's lifetime once, none made twice).  An
+aggregated run whose recorder died: no released block becomes a leak,
+and the allocations lost with the dead recorder's folds are counted.
 
   replay_test.py ALLOCTRACE VIEWS_PROG PRELOAD_PROG WORKDIR SQLITE3 KEEP_LIVE
 """
@@ -183,6 +185,29 @@ whole = got == (K, K, K) and live == 0 if lost == 0 else \
 check(aside > 0 and whole,
       "killed with %d rows aside, %d events lost: recovered, no lifetime twice, each of the %d"
       " blocks released once (%s) or, its release lost, live (%d)" % (aside, lost, K, got, live))
+
+# --aggregate, the recorder killed right after the fourth commit past a
+# folded lifetime (ALLOCTRACE_FAULT_DIE_AFTER_COMMIT=fold): the lifetimes
+# it had folded were only in its memory, and their allocations' halves,
+# loaded back by recover, once became leaks (267 of a run that frees every
+# block).  The exit scan says which blocks were live; what was lost is
+# counted.
+trace = os.path.join(work, "agg_killed.db")
+r = subprocess.run([alloctrace, "run", "-q", "--aggregate", "-o", trace, "--", keep_live, str(N),
+                    "24", "shuffled"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=dict(os.environ, ALLOCTRACE_FAULT_DIE_AFTER_COMMIT="fold"))
+check(r.returncode == -9, "aggregated: the recorder died after folding", r.returncode)
+r = recover(trace)
+check(r.returncode == 0, "aggregated, killed: recover completes the trace", r.stderr)
+db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+m = dict(db.execute("SELECT key, value FROM meta").fetchall())
+leaks = db.execute("SELECT count(*) FROM leaks WHERE size = 24").fetchone()[0]
+rows = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+db.close()
+calls, lost = int(m.get("alloc_calls", 0)), int(m.get("lost_events", 0))
+check(leaks == 0 and lost > 0 and rows + lost == calls and str(m.get("aggregating")) == "1",
+      "aggregated, killed: no released block a leak (%d), the %d allocations its folds took"
+      " counted lost (%d lifetimes of %d calls)" % (leaks, lost, rows, calls))
 
 shutil.rmtree(work, ignore_errors=True)
 finish()

@@ -60,6 +60,7 @@
     X(REACH_SEQ, "reach_seq")                                                                      \
     X(EXEC_FROM, "exec_from")                                                                      \
     X(AGGREGATED, "aggregated")                                                                    \
+    X(AGGREGATING, "aggregating")                                                                  \
     X(REPLAY_LATE_EVENTS, "replay_late_events")                                                    \
     X(FINISHED, "finished")
 

@@ -73,6 +73,7 @@ typedef struct writer {
     sqlite3_stmt *late_batch;     /* the same into lifetimes_late */
     uint64_t tail;                /* the highest seq in `lifetimes` */
     uint64_t late_rows;           /* rows written to lifetimes_late */
+    uint64_t folding;             /* lifetimes given to the aggregator */
     at_rowbatch rows;             /* a sorted batch's column values */
     at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
     batch_key *keys, *scratch;
@@ -413,6 +414,7 @@ static void queue_lifetime(writer *w, const at_rec_lifetime *r)
             at__replay_log_release(w->log, seq, (int64_t)(r->free_t / 1000), (int64_t)r->size);
     }
     if (w->agg && foldable(r) && at__agg_add(w->agg, r) == 0) {
+        w->folding++;
         advance_aggregate(w);
         return;
     }
@@ -939,6 +941,11 @@ int at__sqlw_error(const at_sqlw *w)
 uint64_t at__sqlw_late_rows(const at_sqlw *w)
 {
     return w->late_rows;
+}
+
+uint64_t at__sqlw_folding(const at_sqlw *w)
+{
+    return w->folding;
 }
 
 void at__sqlw_exec(at_sqlw *w, const char *sql)

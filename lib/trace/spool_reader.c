@@ -88,6 +88,13 @@ struct at_spool_reader {
      * the trace are recognized and skipped. */
     int resumed;
     int resumed_arguments; /* the trace has the arguments already */
+    /* Resumed over an aggregated run's trace (meta aggregating): the dead
+     * reader folded lifetimes in memory, so a loaded allocation half may
+     * have been released (its record given back, its lifetime folded and
+     * lost).  At the end such a half is a leak only if the exit scan saw
+     * the block live; the others are counted in `doubtful`. */
+    int resumed_aggregating;
+    uint64_t doubtful;
     sqlite3_stmt *has_lifetime, *has_finding;
     /* The halves loaded from spool_pending, sorted: the spool may hold
      * their records still (the dead reader committed them, then died
@@ -97,6 +104,7 @@ struct at_spool_reader {
     size_t nloaded, loaded_cap;
     long die_after_commit; /* AT_ENV_FAULT_DIE_AFTER_COMMIT, counted down */
     int die_after_late;    /* ... "late": after the first commit with rows set aside */
+    int die_after_fold;    /* ... "fold": after the first commit past a lifetime folded */
 };
 
 static int by_half(const void *a, const void *b)
@@ -286,6 +294,7 @@ static int attach_spool(at_spool_reader *r, const char *spool_path)
     const char *die = getenv(AT_ENV_FAULT_DIE_AFTER_COMMIT);
     r->die_after_commit = die ? strtol(die, NULL, 10) : 0;
     r->die_after_late = die && strcmp(die, "late") == 0;
+    r->die_after_fold = die && strcmp(die, "fold") == 0;
     r->waiting_fd = -1;
     int rc = at__spool_open(&r->spool, spool_path);
     if (!rc && at__spool_lock(&r->spool) != 0)
@@ -508,6 +517,9 @@ static int resume_db(at_spool_reader *r, const char *db_path)
         rc = at__sql_exec(r->db, PENDING_TABLE);
     if (!rc)
         rc = at__meta_set_int(r->db, AT_META_WRITER_PID, getpid());
+    if (!rc)
+        r->resumed_aggregating = at__meta_get_int(r->db, AT_META_AGGREGATING, 0) == 1 &&
+                                 at__meta_get_int(r->db, AT_META_AGGREGATED, 0) != 1;
     if (!rc && (sqlite3_prepare_v2(r->db, "SELECT 1 FROM lifetimes WHERE seq = ?", -1,
                                    &r->has_lifetime, NULL) != SQLITE_OK ||
                 sqlite3_prepare_v2(r->db, "SELECT 1 FROM findings WHERE seq = ?", -1,
@@ -568,7 +580,10 @@ int at__spool_reader_resume(const char *spool_path, const char *db_dir, at_spool
 
 int at__spool_reader_aggregate(at_spool_reader *r)
 {
-    return at__sqlw_aggregate(r->w);
+    int rc = at__sqlw_aggregate(r->w);
+    /* Said at once: a reader resumed after this one's death must know
+     * that the lifetimes it folded were only in its memory. */
+    return rc ? rc : at__meta_set_int(r->db, AT_META_AGGREGATING, 1);
 }
 
 void at__spool_reader_abandon(at_spool_reader *r)
@@ -944,7 +959,10 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
         *began = 0;
         if (r->die_after_commit > 0 && --r->die_after_commit == 0)
             raise(SIGKILL);
-        if (r->die_after_late && at__sqlw_late_rows(r->w) > 0)
+        /* "fold": the fourth such commit, so that chunks holding the
+         * releases of folded lifetimes have gone back */
+        if ((r->die_after_late && at__sqlw_late_rows(r->w) > 0) ||
+            (r->die_after_fold && at__sqlw_folding(r->w) > 0 && ++r->die_after_fold > 4))
             raise(SIGKILL);
     }
     int err = at__sqlw_error(r->w);
@@ -997,6 +1015,19 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* The end as the spool says it: the producer's END record, or, when it
  * died first, only what reached the spool. */
+/* The rows of `table`, 0 when there is no such table. */
+static int64_t rows_of(sqlite3 *db, const char *table)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+    sqlite3_stmt *st;
+    int64_t n = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
 static void spool_end(const at_spool_reader *r, at_trace_end *e)
 {
     int exec = !r->ended && r->exec_pending;
@@ -1035,6 +1066,18 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         if ((int64_t)r->exec.lost_events > e->lost_events)
             e->lost_events = (int64_t)r->exec.lost_events;
     }
+    if (r->resumed_aggregating) {
+        /* What the dead reader folded is lost: the allocations the program
+         * counted and the trace does not hold, at least the halves it
+         * dropped (write_live). */
+        int64_t missing = (int64_t)r->doubtful;
+        if (e->totals_known) {
+            int64_t rows = rows_of(r->db, "lifetimes") + rows_of(r->db, "lifetimes_late");
+            if (e->alloc_calls - rows > missing)
+                missing = e->alloc_calls - rows;
+        }
+        e->lost_events += missing;
+    }
 }
 
 /* A block still live when the image was replaced by exec: released by
@@ -1053,9 +1096,30 @@ static void write_exec_release(at_spool_reader *r, const at_pair *a, uint64_t nt
     write_pair(r, a, &f);
 }
 
+/* Resumed over an aggregated run's trace, whose exit scan is done: an
+ * allocation half the dead reader left, which the scan did not find live,
+ * was released and its lifetime folded by that reader (lost with it). */
+static int released_unseen(at_spool_reader *r, const at_pair *a, sqlite3_stmt *verdict)
+{
+    loaded_half key = {a->seq, AT_PAIR_ALLOC};
+    if (!verdict || !r->nloaded || !bsearch(&key, r->loaded, r->nloaded, sizeof key, by_half))
+        return 0;
+    return !found(verdict, a->seq);
+}
+
+typedef struct live_walk {
+    at_spool_reader *r;
+    sqlite3_stmt *verdict; /* resumed over an aggregated run, scan done: the exit scan's rows */
+} live_walk;
+
 static void write_live(const at_pair *a, uint64_t nth, void *arg)
 {
-    at_spool_reader *r = arg;
+    live_walk *lw = arg;
+    at_spool_reader *r = lw->r;
+    if (released_unseen(r, a, lw->verdict)) {
+        r->doubtful++;
+        return;
+    }
     if (r->exec_pending && !r->ended)
         write_exec_release(r, a, nth);
     else
@@ -1069,8 +1133,22 @@ static void write_live(const at_pair *a, uint64_t nth, void *arg)
 static void write_leaks(at_spool_reader *r)
 {
     r->corrupt |= r->waiting_frees != 0;
-    if (at__pending_each(&r->live, write_live, r) != 0)
+    live_walk lw = {r, NULL};
+    if (r->resumed_aggregating) {
+        at__sqlw_flush(r->w);
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(r->db, "SELECT value = 'done' FROM meta WHERE key = 'reach_scan'",
+                               -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 &&
+                sqlite3_prepare_v2(r->db, "SELECT 1 FROM reachability WHERE seq = ?", -1,
+                                   &lw.verdict, NULL) != SQLITE_OK)
+                lw.verdict = NULL;
+            sqlite3_finalize(st);
+        }
+    }
+    if (at__pending_each(&r->live, write_live, &lw) != 0)
         r->nomem = 1;
+    sqlite3_finalize(lw.verdict);
     at__pending_free(&r->live);
     r->waiting_frees = 0;
 }

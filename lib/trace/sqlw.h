@@ -20,6 +20,8 @@ void at__sqlw_free(at_sqlw *w);
 int at__sqlw_error(const at_sqlw *w);
 /* Lifetimes written to lifetimes_late so far (for a test's fault hook). */
 uint64_t at__sqlw_late_rows(const at_sqlw *w);
+/* Lifetimes given to the aggregator so far, rows they are not. */
+uint64_t at__sqlw_folding(const at_sqlw *w);
 void at__sqlw_exec(at_sqlw *w, const char *sql);
 /* Lifetimes are held back, to be inserted in sequence order: call
  * at__sqlw_flush before committing. */

@@ -72,7 +72,8 @@
 /* For the tests: the spool reader kills its own process (SIGKILL) right
  * after its Nth commit, before it gives that commit's chunks back: the
  * moment a recover must not read a record twice.  "late": right after
- * the first commit that set lifetimes aside in lifetimes_late. */
+ * the first commit that set lifetimes aside in lifetimes_late; "fold":
+ * right after the fourth commit past a lifetime folded (run --aggregate). */
 #define AT_ENV_FAULT_DIE_AFTER_COMMIT "ALLOCTRACE_FAULT_DIE_AFTER_COMMIT"
 
 /* ---- file names -------------------------------------------------------------- */
