@@ -67,7 +67,7 @@ def recover(trace):
 
 def leftovers(d):
     return sorted(f for f in os.listdir(d) if f.endswith(".spool") or f.endswith("-journal")
-                  or f.startswith(".alloctrace."))
+                  or f.endswith("-late") or f.startswith(".alloctrace."))
 
 
 def leaking_run(name, *args, stderr=subprocess.DEVNULL, env=None):

@@ -107,8 +107,13 @@ N = 300000
 peak = compare("shuffled", [keep_live, str(N), "24", "shuffled"])
 check(int(peak.get("peak_blocks", 0)) >= N, "shuffled: the %d blocks live at the peak" % N, peak)
 shuffled = os.path.join(work, "shuffled.db")
+check(not [f for f in os.listdir(work) if f.startswith("shuffled.db-")],
+      "shuffled: no late file or journal left beside the trace", os.listdir(work))
 db = sqlite3.connect("file:%s?mode=ro" % shuffled, uri=True)
 late = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'").fetchone()[0]
+pages, free = (db.execute("PRAGMA %s" % p).fetchone()[0] for p in ("page_count", "freelist_count"))
+check(free * 20 < pages, "shuffled: the trace is not half free pages (%d of %d free)"
+      % (free, pages))
 released = db.execute("SELECT count(*), count(DISTINCT seq + free_dseq), min(seq), max(seq)"
                       " FROM lifetimes WHERE size = 24 AND free_dseq IS NOT NULL").fetchone()
 rows = db.execute("SELECT * FROM lifetimes ORDER BY seq").fetchall()
@@ -163,12 +168,16 @@ r = subprocess.run([alloctrace, "run", "-q", "-o", trace, "--", keep_live, str(K
                    env=dict(os.environ, ALLOCTRACE_FAULT_DIE_AFTER_COMMIT="late"))
 check(r.returncode == -9, "killed: the recorder died after its first commit with rows aside",
       r.returncode)
-db = sqlite3.connect("file:%s?mode=ro&immutable=1" % trace, uri=True)
+# the rows set aside are in the trace's late file (lib/trace/schema.h)
+check(os.path.exists(trace + "-late"), "killed: the late file is beside the trace")
+db = sqlite3.connect("file:%s-late?mode=ro&immutable=1" % trace, uri=True)
 names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
 aside = db.execute("SELECT count(*) FROM lifetimes_late").fetchone()[0] \
     if "lifetimes_late" in names else 0
 db.close()
 r = recover(trace)
+check(not [f for f in os.listdir(work) if f.startswith("killed.db-")],
+      "killed: recover leaves no late file or journal", os.listdir(work))
 check(r.returncode == 0, "killed: recover completes the trace", r.stderr)
 db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
 lost = int(db.execute("SELECT value FROM meta WHERE key = 'lost_events'").fetchone()[0])

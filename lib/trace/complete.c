@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <alloctrace/alloctrace.h>
 
@@ -213,27 +215,84 @@ static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db, const void *arg)
     return rc;
 }
 
-/* Step 1b: the lifetimes written aside (schema.h, AT_SQL_LIFETIMES_LATE)
- * join the others, in sequence order. */
-static int merge_late(sqlite3 *db, const void *unused)
+/* The late file of the trace `db` has open: its path and "-late". */
+static int late_path(sqlite3 *db, char *out, size_t size)
 {
-    (void)unused;
+    const char *main = sqlite3_db_filename(db, "main");
+    return main && main[0] && (size_t)snprintf(out, size, "%s-late", main) < size ? 0 : -1;
+}
+
+static int late_attached(sqlite3 *db)
+{
+    return count(db, "SELECT count(*) FROM pragma_database_list WHERE name = 'late'") > 0;
+}
+
+int at__trace_attach_late(sqlite3 *db, int create)
+{
+    if (late_attached(db))
+        return 0;
+    char path[4096];
+    if (late_path(db, path, sizeof path) != 0)
+        return create ? AT_E_DB : 0;
+    if (!create && access(path, F_OK) != 0)
+        return 0;
+    if (create) { /* the trace is opened without SQLITE_OPEN_CREATE, and so is what it attaches */
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return AT_E_DB;
+        close(fd);
+    }
+    /* Journal and sync as the trace's (spool_reader.c): a commit writing
+     * both files is atomic through SQLite's super-journal. */
+    char *sql = sqlite3_mprintf("ATTACH %Q AS late; PRAGMA late.journal_mode=TRUNCATE;"
+                                " PRAGMA late.synchronous=OFF; PRAGMA late.cache_size=-2048;",
+                                path);
+    int rc = sql ? at__sql_exec(db, sql) : AT_E_NOMEM;
+    sqlite3_free(sql);
+    return rc;
+}
+
+/* Step 1b: the lifetimes written aside (schema.h, AT_SQL_LIFETIMES_LATE)
+ * join the others, in sequence order.  `arg`: the schema holding them
+ * ("late", or "main" in a trace an older alloctrace left). */
+static int merge_late(sqlite3 *db, const void *arg)
+{
+    const char *schema = arg;
     /* SQLite's sorter, with a small cache: 2 M rows took 1.6 s with 2 MiB,
      * 2.1 s with the recorder's 64 MiB. */
-    int64_t cache = count(db, "PRAGMA cache_size");
-    int rc = at__sql_exec(db, "PRAGMA cache_size=-2048");
-    rc = rc ? rc : at__sql_exec(db, AT_SQL_LIFETIMES_MERGE);
+    int64_t cache = count(db, "PRAGMA main.cache_size");
+    int rc = at__sql_exec(db, "PRAGMA main.cache_size=-2048");
+    char *sql = sqlite3_mprintf("INSERT INTO main.lifetimes SELECT * FROM %s.lifetimes_late"
+                                " ORDER BY seq; DROP TABLE %s.lifetimes_late;",
+                                schema, schema);
+    rc = rc ? rc : sql ? at__sql_exec(db, sql) : AT_E_NOMEM;
+    sqlite3_free(sql);
     char restore[64];
-    snprintf(restore, sizeof restore, "PRAGMA cache_size=%lld", (long long)cache);
+    snprintf(restore, sizeof restore, "PRAGMA main.cache_size=%lld", (long long)cache);
     int rc2 = at__sql_exec(db, restore);
     return rc ? rc : rc2;
 }
 
 int at__trace_merge_late(sqlite3 *db)
 {
-    if (!count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'lifetimes_late'"))
-        return 0;
-    return in_transaction(db, merge_late, NULL);
+    int rc = at__trace_attach_late(db, 0);
+    if (!rc && count(db, "SELECT count(*) FROM main.sqlite_master WHERE name = 'lifetimes_late'"))
+        rc = in_transaction(db, merge_late, "main");
+    if (!rc && late_attached(db)) {
+        if (count(db, "SELECT count(*) FROM late.sqlite_master WHERE name = 'lifetimes_late'"))
+            rc = in_transaction(db, merge_late, "late");
+        /* merged (or never used): the file goes, and a writer that goes on
+         * attaches a fresh one */
+        char path[4096];
+        if (!rc && !late_path(db, path, sizeof path) &&
+            !(rc = at__sql_exec(db, "DETACH late"))) {
+            unlink(path);
+            char journal[4096 + 16];
+            snprintf(journal, sizeof journal, "%s-journal", path); /* TRUNCATE leaves it empty */
+            unlink(journal);
+        }
+    }
+    return rc;
 }
 
 /* Step 2: the replay, from the writer's log when it kept one. */

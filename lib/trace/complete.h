@@ -149,6 +149,11 @@ int at__trace_complete(sqlite3 *db, const at_trace_end *end);
  * asks the trace which lifetimes it holds. */
 int at__trace_merge_late(sqlite3 *db);
 
+/* Attaches the trace's late file (the trace's path and "-late") as
+ * `late`, created if `create`, else only when it exists; outside a
+ * transaction.  0 or AT_E_DB. */
+int at__trace_attach_late(sqlite3 *db, int create);
+
 /* Progress for a user waiting (NULL: none; the CLI sets it to show
  * progress on a terminal): called with each step's name as completion,
  * or the spool reader's last drain, enters it, with NULL when it is done,

@@ -142,7 +142,7 @@ static int prepare(writer *w)
                             &w->frame_lookup, &w->release_layout, &w->lifetime_batch,
                             &w->reach,        &w->pool_create,    &w->pool_destroy,
                             &w->pool_block,   &w->pool_finding,   &w->late_batch};
-    if (at__sql_exec(w->db, AT_SQL_LIFETIMES_LATE) != 0)
+    if (at__trace_attach_late(w->db, 1) != 0 || at__sql_exec(w->db, AT_SQL_LIFETIMES_LATE) != 0)
         return AT_E_DB;
     sqlite3_stmt *tail;
     if (sqlite3_prepare_v2(w->db, "SELECT coalesce(max(seq), 0) FROM lifetimes", -1, &tail,
