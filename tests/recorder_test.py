@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+import orphans
 from tap import check, finish
 
 alloctrace, prog, workdir = (os.path.abspath(a) for a in sys.argv[1:4])
@@ -56,13 +57,7 @@ def meta(db, key):
 
 def recover(trace):
     """`alloctrace recover TRACE`, again while the program is still exiting."""
-    end = time.time() + 60
-    while True:
-        r = subprocess.run([alloctrace, "recover", "-q", trace], capture_output=True, text=True,
-                           timeout=300)
-        if "still running" not in r.stderr or time.time() > end:
-            return r
-        time.sleep(0.1)
+    return orphans.recover(alloctrace, trace)
 
 
 def leftovers(d):

@@ -29,8 +29,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 
+import orphans
 from tap import check, finish
 
 alloctrace, views_prog, preload_prog, workdir, sqlite3_prog, keep_live = sys.argv[1:7]
@@ -152,13 +152,7 @@ check(again == rows and not late, "moved: the same %d lifetimes, lifetimes_late 
 # second row of each, and completing failed on lifetimes.seq).
 def recover(trace):
     """`alloctrace recover TRACE`, again while the orphaned program runs."""
-    end = time.time() + 60
-    while True:
-        r = subprocess.run([alloctrace, "recover", "-q", trace], capture_output=True, text=True,
-                           timeout=300)
-        if "still running" not in r.stderr or time.time() > end:
-            return r
-        time.sleep(0.1)
+    return orphans.recover(alloctrace, trace)
 
 
 K = 400000

@@ -194,7 +194,7 @@ static void note_pending(at_spool_reader *r, uint64_t seq)
 }
 
 /* Before the commit that gives chunk `i` back: the halves it left that
- * still wait, added to the row the commit stores (store_waiting). */
+ * still wait, gathered for the waiting file (store_waiting). */
 static void store_pending(at_spool_reader *r, uint32_t i)
 {
     pend_list *l = &r->pend[i];
