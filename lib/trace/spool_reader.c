@@ -1101,8 +1101,10 @@ static void write_exec_release(at_spool_reader *r, const at_pair *a, uint64_t nt
  * was released and its lifetime folded by that reader (lost with it). */
 static int released_unseen(at_spool_reader *r, const at_pair *a, sqlite3_stmt *verdict)
 {
+    /* a pool's block is never folded (rows.c, foldable), nor scanned */
     loaded_half key = {a->seq, AT_PAIR_ALLOC};
-    if (!verdict || !r->nloaded || !bsearch(&key, r->loaded, r->nloaded, sizeof key, by_half))
+    if (!verdict || a->u.a.family == AT_FAMILY_POOL || !r->nloaded ||
+        !bsearch(&key, r->loaded, r->nloaded, sizeof key, by_half))
         return 0;
     return !found(verdict, a->seq);
 }
