@@ -206,7 +206,11 @@ db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
 m = dict(db.execute("SELECT key, value FROM meta").fetchall())
 leaks = db.execute("SELECT count(*) FROM leaks WHERE size = 24").fetchone()[0]
 rows = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+verdicts = db.execute("SELECT count(*) FROM reachability").fetchone()[0]
 db.close()
+check(m.get("reach_scan") == "done" and int(m.get("reach_blocks", -1)) == verdicts,
+      "aggregated, killed: the exit scan's %s verdicts sent are the %d in the trace"
+      % (m.get("reach_blocks"), verdicts))
 calls, lost = int(m.get("alloc_calls", 0)), int(m.get("lost_events", 0))
 check(leaks == 0 and lost > 0 and rows + lost == calls and str(m.get("aggregating")) == "1",
       "aggregated, killed: no released block a leak (%d), the %d allocations its folds took"

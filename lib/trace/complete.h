@@ -58,6 +58,7 @@
     X(REACH_SKIPPED_BYTES, "reach_skipped_bytes")                                                  \
     X(REACH_US, "reach_us")                                                                        \
     X(REACH_SEQ, "reach_seq")                                                                      \
+    X(REACH_BLOCKS, "reach_blocks")                                                                \
     X(EXEC_FROM, "exec_from")                                                                      \
     X(AGGREGATED, "aggregated")                                                                    \
     X(AGGREGATING, "aggregating")                                                                  \

@@ -727,6 +727,7 @@ static void write_reach_end(writer *w, const at_rec_reach_end *e)
     fail(w, at__meta_set_int(w->db, AT_META_REACH_SKIPPED_BYTES, (int64_t)e->skipped_bytes));
     fail(w, at__meta_set_int(w->db, AT_META_REACH_US, (int64_t)(e->duration_ns / 1000)));
     fail(w, at__meta_set_int(w->db, AT_META_REACH_SEQ, (int64_t)e->scan_seq));
+    fail(w, at__meta_set_int(w->db, AT_META_REACH_BLOCKS, (int64_t)e->blocks));
 }
 
 /* A pool created or destroyed (records.h): 1, or -1 for an event no

@@ -1139,7 +1139,12 @@ static void write_leaks(at_spool_reader *r)
     if (r->resumed_aggregating) {
         at__sqlw_flush(r->w);
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(r->db, "SELECT value = 'done' FROM meta WHERE key = 'reach_scan'",
+        /* the scan done, and every verdict it sent in the trace: a block
+         * without one was not live at exit */
+        if (sqlite3_prepare_v2(r->db,
+                               "SELECT (SELECT value = 'done' FROM meta WHERE key = 'reach_scan')"
+                               " AND (SELECT value FROM meta WHERE key = 'reach_blocks') <="
+                               " (SELECT count(*) FROM reachability)",
                                -1, &st, NULL) == SQLITE_OK) {
             if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 &&
                 sqlite3_prepare_v2(r->db, "SELECT 1 FROM reachability WHERE seq = ?", -1,

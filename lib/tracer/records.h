@@ -219,6 +219,7 @@ typedef struct at_rec_reach_end {
     uint8_t pad[7];
     uint32_t threads, threads_unstopped;
     uint64_t scanned_bytes, skipped_bytes, duration_ns, scan_seq;
+    uint64_t blocks; /* verdicts sent (AT_REC_REACH seqs): a reader knows it has them all */
 } at_rec_reach_end;
 
 typedef struct at_rec_end {

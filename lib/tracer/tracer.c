@@ -815,6 +815,7 @@ typedef struct reach_out {
     at_thread *th;
     uint64_t seqs[5][AT_REACH_BATCH];
     uint32_t n[5];
+    uint64_t sent;
 } reach_out;
 
 static void reach_flush(reach_out *o, int c)
@@ -829,6 +830,7 @@ static void reach_one(uint64_t seq, int c, void *arg)
 {
     reach_out *o = arg;
     o->seqs[c][o->n[c]++] = seq;
+    o->sent++;
     if (o->n[c] == AT_REACH_BATCH)
         reach_flush(o, c);
 }
@@ -845,6 +847,7 @@ static void record_reachability(at_tracer *t, at_thread *th)
     o->t = t;
     o->th = th;
     memset(o->n, 0, sizeof o->n);
+    o->sent = 0;
     /* The verdict copies the live table under its locks, then emits. */
     int rc = at__reach_verdict(t, &t->reach, reach_one, o);
     for (int c = 0; c < 5; c++)
@@ -854,6 +857,7 @@ static void record_reachability(at_tracer *t, at_thread *th)
         at__reach_free(&t->reach);
         return; /* the leaks read as unknown */
     }
+    uint64_t sent = o->sent;
     at__mem_free(o, sizeof *o);
     const at_leak_check *st = &t->reach.stats;
     at_rec_reach_end e = {
@@ -864,6 +868,7 @@ static void record_reachability(at_tracer *t, at_thread *th)
         .skipped_bytes = st->skipped_bytes,
         .duration_ns = st->duration_ns,
         .scan_seq = t->reach.scan_seq,
+        .blocks = sent,
     };
     at__thread_append(th, &e, sizeof e);
     at__reach_free(&t->reach);
