@@ -195,19 +195,31 @@ check(aside > 0 and whole,
 # loaded back by recover, once became leaks (267 of a run that frees every
 # block).  The exit scan says which blocks were live; what was lost is
 # counted.
-trace = os.path.join(work, "agg_killed.db")
-r = subprocess.run([alloctrace, "run", "-q", "--aggregate", "-o", trace, "--", keep_live, str(N),
-                    "24", "shuffled"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, ALLOCTRACE_FAULT_DIE_AFTER_COMMIT="fold"))
-check(r.returncode == -9, "aggregated: the recorder died after folding", r.returncode)
-r = recover(trace)
-check(r.returncode == 0, "aggregated, killed: recover completes the trace", r.stderr)
-db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
-m = dict(db.execute("SELECT key, value FROM meta").fetchall())
-leaks = db.execute("SELECT count(*) FROM leaks WHERE size = 24").fetchone()[0]
-rows = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
-verdicts = db.execute("SELECT count(*) FROM reachability").fetchone()[0]
-db.close()
+def aggregated_killed(trace):
+    """The run, recover, and what the recovered trace holds."""
+    r = subprocess.run([alloctrace, "run", "-q", "--aggregate", "-o", trace, "--", keep_live,
+                        str(N), "24", "shuffled"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, ALLOCTRACE_FAULT_DIE_AFTER_COMMIT="fold"))
+    check(r.returncode == -9, "aggregated: the recorder died after folding", r.returncode)
+    r = recover(trace)
+    check(r.returncode == 0, "aggregated, killed: recover completes the trace", r.stderr)
+    db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True)
+    m = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    leaks = db.execute("SELECT count(*) FROM leaks WHERE size = 24").fetchone()[0]
+    rows = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+    verdicts = db.execute("SELECT count(*) FROM reachability").fetchone()[0]
+    db.close()
+    return m, leaks, rows, verdicts
+
+
+# The commits after the fold do not always give back a chunk holding a
+# folded lifetime's release (then the resumed reader reads it again and
+# nothing is lost): up to three runs, until one lost some.
+for attempt in range(3):
+    m, leaks, rows, verdicts = aggregated_killed(os.path.join(work, "agg_killed%d.db" % attempt))
+    if int(m.get("lost_events", 0)) > 0:
+        break
 check(m.get("reach_scan") == "done" and int(m.get("reach_blocks", -1)) == verdicts,
       "aggregated, killed: the exit scan's %s verdicts sent are the %d in the trace"
       % (m.get("reach_blocks"), verdicts))
