@@ -189,6 +189,27 @@ check(aside > 0 and whole,
       "killed with %d rows aside, %d events lost: recovered, no lifetime twice, each of the %d"
       " blocks released once (%s) or, its release lost, live (%d)" % (aside, lost, K, got, live))
 
+# A late file left by a dead run whose trace is gone: a new trace of the
+# same name starts without its rows (they collided with its own on
+# lifetimes.seq and the run could not complete).
+fresh = os.path.join(work, "fresh.db")
+db = sqlite3.connect(fresh + "-late")
+db.execute("CREATE TABLE lifetimes_late(seq INTEGER NOT NULL, ptr INTEGER, size INTEGER,"
+           " info INTEGER, thread INTEGER, stack INTEGER, t INTEGER, free_dseq INTEGER,"
+           " free_dt INTEGER, free_thread INTEGER, free_stack INTEGER)")
+db.executemany("INSERT INTO lifetimes_late VALUES(?, 1, 24, 0, 1, 1, 0, 1, 0, 1, 1)",
+               [(seq,) for seq in range(1, 500)])
+db.commit()
+db.close()
+r = subprocess.run([alloctrace, "run", "-q", "-o", fresh, "--", keep_live, "1000", "24"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+db = sqlite3.connect("file:%s?mode=ro" % fresh, uri=True)
+n = db.execute("SELECT count(*) FROM lifetimes WHERE size = 24").fetchone()[0]
+db.close()
+check(r.returncode == 0 and n == 1000 and not os.path.exists(fresh + "-late"),
+      "a stale late file beside a new trace: its rows are not the new trace's (%d rows)" % n,
+      r.stderr)
+
 # --aggregate, the recorder killed right after the fourth commit past a
 # folded lifetime (ALLOCTRACE_FAULT_DIE_AFTER_COMMIT=fold): the lifetimes
 # it had folded were only in its memory, and their allocations' halves,
