@@ -126,36 +126,24 @@ int at__trace_begin(sqlite3 *db)
 
 /* ---- completing ---------------------------------------------------------------- */
 
-static int64_t count(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* The totals of a trace whose producer never said them: what reached it
  * (the program's allocator's calls: a pool's are not among them, as the
  * tracer does not count them). */
 static void count_totals(sqlite3 *db, at_trace_end *e)
 {
 #define NOT_POOL " WHERE NOT " AT_SQL_INFO_POOL("info")
-    e->alloc_calls = count(db, "SELECT count(*) FROM lifetimes" NOT_POOL);
-    e->alloc_bytes = count(db, "SELECT coalesce(sum(size), 0) FROM lifetimes" NOT_POOL);
-    e->free_calls = count(db, "SELECT count(free_dseq) FROM lifetimes" NOT_POOL);
+    e->alloc_calls = at__sql_int(db, "SELECT count(*) FROM lifetimes" NOT_POOL);
+    e->alloc_bytes = at__sql_int(db, "SELECT coalesce(sum(size), 0) FROM lifetimes" NOT_POOL);
+    e->free_calls = at__sql_int(db, "SELECT count(free_dseq) FROM lifetimes" NOT_POOL);
 #undef NOT_POOL
-    e->findings = count(db, "SELECT count(*) FROM findings");
-    e->duration_us = count(db, "SELECT coalesce(max(t), 0) FROM lifetimes");
+    e->findings = at__sql_int(db, "SELECT count(*) FROM findings");
+    e->duration_us = at__sql_int(db, "SELECT coalesce(max(t), 0) FROM lifetimes");
     /* An aggregated trace's folded lifetimes (aggregate.h): all released. */
-    if (count(db, "SELECT count(*) FROM sqlite_master WHERE name = 'aggregates'")) {
-        int64_t n = count(db, "SELECT coalesce(sum(count), 0) FROM aggregates");
+    if (at__sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'aggregates'")) {
+        int64_t n = at__sql_int(db, "SELECT coalesce(sum(count), 0) FROM aggregates");
         e->alloc_calls += n;
         e->free_calls += n;
-        e->alloc_bytes += count(db, "SELECT coalesce(sum(bytes), 0) FROM aggregates");
+        e->alloc_bytes += at__sql_int(db, "SELECT coalesce(sum(bytes), 0) FROM aggregates");
     }
 }
 
@@ -201,7 +189,7 @@ static int write_end(sqlite3 *db, const at_trace_end *given)
 
 static int has_views(sqlite3 *db)
 {
-    return count(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'leaks'") > 0;
+    return at__sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'leaks'") > 0;
 }
 
 /* `step(db, arg)` in a transaction of its own: committed, or rolled back. */
@@ -215,6 +203,16 @@ static int in_transaction(sqlite3 *db, int (*step)(sqlite3 *db, const void *arg)
     return rc;
 }
 
+void at__trace_remove_late(const char *trace_path)
+{
+    const char *suffixes[] = {"-late", "-late-journal"}; /* TRUNCATE leaves the journal, empty */
+    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+        char late[4096 + 32];
+        if ((size_t)snprintf(late, sizeof late, "%s%s", trace_path, suffixes[i]) < sizeof late)
+            unlink(late);
+    }
+}
+
 /* The late file of the trace `db` has open: its path and "-late". */
 static int late_path(sqlite3 *db, char *out, size_t size)
 {
@@ -224,7 +222,7 @@ static int late_path(sqlite3 *db, char *out, size_t size)
 
 static int late_attached(sqlite3 *db)
 {
-    return count(db, "SELECT count(*) FROM pragma_database_list WHERE name = 'late'") > 0;
+    return at__sql_int(db, "SELECT count(*) FROM pragma_database_list WHERE name = 'late'") > 0;
 }
 
 int at__trace_attach_late(sqlite3 *db, int create)
@@ -260,7 +258,7 @@ static int merge_late(sqlite3 *db, const void *arg)
     const char *schema = arg;
     /* SQLite's sorter, with a small cache: 2 M rows took 1.6 s with 2 MiB,
      * 2.1 s with the recorder's 64 MiB. */
-    int64_t cache = count(db, "PRAGMA main.cache_size");
+    int64_t cache = at__sql_int(db, "PRAGMA main.cache_size");
     int rc = at__sql_exec(db, "PRAGMA main.cache_size=-2048");
     char *sql = sqlite3_mprintf("INSERT INTO main.lifetimes SELECT * FROM %s.lifetimes_late"
                                 " ORDER BY seq; DROP TABLE %s.lifetimes_late;",
@@ -276,21 +274,16 @@ static int merge_late(sqlite3 *db, const void *arg)
 int at__trace_merge_late(sqlite3 *db)
 {
     int rc = at__trace_attach_late(db, 0);
-    if (!rc && count(db, "SELECT count(*) FROM main.sqlite_master WHERE name = 'lifetimes_late'"))
+    if (!rc && at__sql_int(db, "SELECT count(*) FROM main.sqlite_master WHERE name = 'lifetimes_late'"))
         rc = in_transaction(db, merge_late, "main");
     if (!rc && late_attached(db)) {
-        if (count(db, "SELECT count(*) FROM late.sqlite_master WHERE name = 'lifetimes_late'"))
+        if (at__sql_int(db, "SELECT count(*) FROM late.sqlite_master WHERE name = 'lifetimes_late'"))
             rc = in_transaction(db, merge_late, "late");
         /* merged (or never used): the file goes, and a writer that goes on
          * attaches a fresh one */
-        char path[4096];
-        if (!rc && !late_path(db, path, sizeof path) &&
-            !(rc = at__sql_exec(db, "DETACH late"))) {
-            unlink(path);
-            char journal[4096 + 16];
-            snprintf(journal, sizeof journal, "%s-journal", path); /* TRUNCATE leaves it empty */
-            unlink(journal);
-        }
+        const char *trace = sqlite3_db_filename(db, "main");
+        if (!rc && trace && trace[0] && !(rc = at__sql_exec(db, "DETACH late")))
+            at__trace_remove_late(trace);
     }
     return rc;
 }

@@ -155,6 +155,10 @@ int at__trace_merge_late(sqlite3 *db);
  * transaction.  0 or AT_E_DB. */
 int at__trace_attach_late(sqlite3 *db, int create);
 
+/* Removes the late file of the trace at `trace_path` and its journal, if
+ * there are any: once merged, or when a new trace of that name begins. */
+void at__trace_remove_late(const char *trace_path);
+
 /* Progress for a user waiting (NULL: none; the CLI sets it to show
  * progress on a terminal): called with each step's name as completion,
  * or the spool reader's last drain, enters it, with NULL when it is done,

@@ -97,4 +97,8 @@ int at__schema_finish(sqlite3 *db);
 /* Runs `sql` (several statements allowed); 0 or AT_E_DB. */
 int at__sql_exec(sqlite3 *db, const char *sql);
 
+/* The first column of the first row `sql` gives, as an integer; 0 when
+ * there is none or the query fails (a table that does not exist). */
+int64_t at__sql_int(sqlite3 *db, const char *sql);
+
 #endif

@@ -104,7 +104,7 @@ struct at_spool_reader {
     size_t nloaded, loaded_cap;
     long die_after_commit; /* AT_ENV_FAULT_DIE_AFTER_COMMIT, counted down */
     int die_after_late;    /* ... "late": after the first commit with rows set aside */
-    int die_after_fold;    /* ... "fold": after the first commit past a lifetime folded */
+    int die_after_fold;    /* ... "fold": 1, then counts the commits past a fold (4th: die) */
 };
 
 static int by_half(const void *a, const void *b)
@@ -432,8 +432,8 @@ static void load_half(at_spool_reader *r, const at_pair *e)
     }
 }
 
-/* The halves and the end the dead reader stored, back into `r`: pending
- * halves whose lifetime is not in the trace. */
+/* The END or EXEC the dead reader stored, back into `r`, and the halves
+ * an older alloctrace stored there (a row each; now in the waiting file). */
 static int load_pending(at_spool_reader *r)
 {
     sqlite3_stmt *st;
@@ -454,13 +454,11 @@ static int load_pending(at_spool_reader *r)
                 r->exec_pending = e->kind == AT_REC_EXEC;
             continue;
         }
-        if (key < 0 || n % (int)sizeof(at_pair) != 0)
+        at_pair e;
+        if (key < 0 || n != (int)sizeof e)
             continue;
-        for (int k = 0; k < n; k += (int)sizeof(at_pair)) {
-            at_pair e;
-            memcpy(&e, (const char *)blob + k, sizeof e);
-            load_half(r, &e);
-        }
+        memcpy(&e, blob, sizeof e);
+        load_half(r, &e);
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 0 : AT_E_DB;
@@ -1015,19 +1013,6 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* The end as the spool says it: the producer's END record, or, when it
  * died first, only what reached the spool. */
-/* The rows of `table`, 0 when there is no such table. */
-static int64_t rows_of(sqlite3 *db, const char *table)
-{
-    char sql[96];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
-    sqlite3_stmt *st;
-    int64_t n = 0;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return n;
-}
-
 static void spool_end(const at_spool_reader *r, at_trace_end *e)
 {
     int exec = !r->ended && r->exec_pending;
@@ -1072,7 +1057,8 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
          * dropped (write_live). */
         int64_t missing = (int64_t)r->doubtful;
         if (e->totals_known) {
-            int64_t rows = rows_of(r->db, "lifetimes") + rows_of(r->db, "lifetimes_late");
+            int64_t rows = at__sql_int(r->db, "SELECT count(*) FROM lifetimes") +
+                           at__sql_int(r->db, "SELECT count(*) FROM lifetimes_late");
             if (e->alloc_calls - rows > missing)
                 missing = e->alloc_calls - rows;
         }
@@ -1136,23 +1122,15 @@ static void write_leaks(at_spool_reader *r)
 {
     r->corrupt |= r->waiting_frees != 0;
     live_walk lw = {r, NULL};
-    if (r->resumed_aggregating) {
-        at__sqlw_flush(r->w);
-        sqlite3_stmt *st;
-        /* the scan done, and every verdict it sent in the trace: a block
-         * without one was not live at exit */
-        if (sqlite3_prepare_v2(r->db,
-                               "SELECT (SELECT value = 'done' FROM meta WHERE key = 'reach_scan')"
-                               " AND (SELECT value FROM meta WHERE key = 'reach_blocks') <="
-                               " (SELECT count(*) FROM reachability)",
-                               -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1 &&
-                sqlite3_prepare_v2(r->db, "SELECT 1 FROM reachability WHERE seq = ?", -1,
-                                   &lw.verdict, NULL) != SQLITE_OK)
-                lw.verdict = NULL;
-            sqlite3_finalize(st);
-        }
-    }
+    /* the scan done, and every verdict it sent in the trace: a block
+     * without one was not live at exit */
+    if (r->resumed_aggregating &&
+        at__sql_int(r->db, "SELECT (SELECT value = 'done' FROM meta WHERE key = 'reach_scan')"
+                           " AND (SELECT value FROM meta WHERE key = 'reach_blocks') <="
+                           " (SELECT count(*) FROM reachability)") == 1 &&
+        sqlite3_prepare_v2(r->db, "SELECT 1 FROM reachability WHERE seq = ?", -1, &lw.verdict,
+                           NULL) != SQLITE_OK)
+        lw.verdict = NULL;
     if (at__pending_each(&r->live, write_live, &lw) != 0)
         r->nomem = 1;
     sqlite3_finalize(lw.verdict);

@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,12 +358,7 @@ int at__create_trace_file(const char *path, int overwrite)
     /* A new trace starts with no late rows (schema.h, TRACE-late): a late
      * file beside it is a dead run's whose trace is gone, and its rows
      * merged into this one failed the completion on lifetimes.seq. */
-    const char *suffixes[] = {"-late", "-late-journal"};
-    for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
-        char late[PATH_MAX + 32];
-        if ((size_t)snprintf(late, sizeof late, "%s%s", path, suffixes[i]) < sizeof late)
-            unlink(late);
-    }
+    at__trace_remove_late(path);
     return 0;
 }
 
