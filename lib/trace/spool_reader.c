@@ -76,6 +76,10 @@ struct at_spool_reader {
     /* Durability (see "Kept until the trace holds it" below). */
     uint32_t *held;    /* FULL chunks read to their end, given back after COMMIT */
     uint32_t nheld;
+    uint8_t *is_held;  /* per chunk: in `held` (polls read it again until then) */
+    int began;            /* a transaction is open: what was read since the last commit */
+    uint64_t began_ns;    /* when it began */
+    uint64_t waits_seen;  /* the spool header's `waits` at the last commit */
     pend_list *pend;   /* per chunk: halves it put in `live` in its current gen */
     uint32_t cur;      /* the chunk being read */
     int keep_on_error; /* the producer has ended: chunks not committed stay in the spool */
@@ -248,6 +252,7 @@ static void give_back(at_spool_reader *r)
         at_spool_chunk *c = at__spool_chunk(&r->spool, i);
         __atomic_store_n(&at__chunk_buf(c)->used, 0, __ATOMIC_RELAXED);
         r->off[i] = 0;
+        r->is_held[i] = 0;
         __atomic_store_n(&c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
     }
     r->nheld = 0;
@@ -319,7 +324,8 @@ static int attach_spool(at_spool_reader *r, const char *spool_path)
         r->order = calloc(n, sizeof *r->order);
         r->held = calloc(n, sizeof *r->held);
         r->pend = calloc(n, sizeof *r->pend);
-        rc = r->gen && r->off && r->order && r->held && r->pend ? 0 : AT_E_NOMEM;
+        r->is_held = calloc(n, sizeof *r->is_held);
+        rc = r->gen && r->off && r->order && r->held && r->pend && r->is_held ? 0 : AT_E_NOMEM;
     }
     return rc;
 }
@@ -603,6 +609,7 @@ void at__spool_reader_abandon(at_spool_reader *r)
         free(r->pend[i].seq);
     free(r->pend);
     free(r->held);
+    free(r->is_held);
     free(r->loaded);
     at__spool_close(&r->spool);
     free(r->gen);
@@ -869,8 +876,15 @@ static chunk_view view_chunk(at_spool_reader *r, uint32_t i)
     return v;
 }
 
+static void begin(at_spool_reader *r)
+{
+    at__sqlw_exec(r->w, "BEGIN");
+    r->began = 1;
+    r->began_ns = at__now_ns();
+}
+
 /* Reads chunk `i` from where the last visit stopped; returns bytes read. */
-static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
+static size_t read_chunk(at_spool_reader *r, uint32_t i)
 {
     chunk_view v = view_chunk(r, i);
     if (v.state == AT_CHUNK_FREE)
@@ -887,16 +901,16 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
             off = v.used;
             break;
         }
-        if (!*began) {
-            at__sqlw_exec(r->w, "BEGIN");
-            *began = 1;
-        }
+        if (!r->began)
+            begin(r);
         on_record(r, v.b->data + off);
         off += n;
     }
     r->off[i] = off;
-    if (v.state == AT_CHUNK_FULL) /* every byte published: given back after the commit */
+    if (v.state == AT_CHUNK_FULL && !r->is_held[i]) { /* every byte published: given back after the commit */
         r->held[r->nheld++] = i;
+        r->is_held[i] = 1;
+    }
     return off - start;
 }
 
@@ -906,7 +920,7 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i, int *began)
 static int chunk_age(at_spool_reader *r, uint32_t i, uint64_t *age)
 {
     chunk_view v = view_chunk(r, i);
-    if (v.state == AT_CHUNK_FREE || (v.off >= v.used && v.state != AT_CHUNK_FULL))
+    if (v.state == AT_CHUNK_FREE || (v.off >= v.used && (v.state != AT_CHUNK_FULL || r->is_held[i])))
         return 0;
     size_t off = v.off, used = v.used;
     at_buf *b = v.b;
@@ -936,25 +950,32 @@ static int by_age(const void *a, const void *b)
     return x->age != y->age ? (x->age < y->age ? -1 : 1) : (x->i < y->i ? -1 : x->i > y->i);
 }
 
-/* Full chunks held at most, read but not yet given back, within a poll. */
+/* Full chunks held at most, read but not yet given back. */
 enum { GIVE_BACK_EVERY = 8 };
+
+/* How long what was read may wait for its commit when nothing else asks
+ * for one.  Each commit writes every page it changed twice (journal and
+ * trace) and takes the file's locks: a reader that keeps up with a slow
+ * program and commits at each poll commits hundreds of times a second
+ * (clang++ -fsyntax-only of bench/stl_heavy.cc: 3,129 commits, 101,735
+ * page writes, a third of the recorder's CPU in the kernel). */
+enum { COMMIT_AFTER_NS = 50 * 1000 * 1000 };
 
 /* Commits what was read (with the waiting halves of the chunks held) and
  * gives those chunks back; after an error, keeps them.  The writer's
  * error, or 0. */
-static int commit_and_give_back(at_spool_reader *r, int *began)
+static int commit_and_give_back(at_spool_reader *r)
 {
-    if (r->nheld && !*began) {
-        at__sqlw_exec(r->w, "BEGIN");
-        *began = 1;
-    }
+    if (r->nheld && !r->began)
+        begin(r);
     for (uint32_t k = 0; k < r->nheld; k++)
         store_pending(r, r->held[k]);
     store_waiting(r);
-    if (*began) {
+    if (r->began) {
         at__sqlw_flush(r->w);
         at__sqlw_exec(r->w, "COMMIT");
-        *began = 0;
+        r->began = 0;
+        r->waits_seen = __atomic_load_n(&r->spool.h->waits, __ATOMIC_RELAXED);
         if (r->die_after_commit > 0 && --r->die_after_commit == 0)
             raise(SIGKILL);
         /* "fold": the fourth such commit, so that chunks holding the
@@ -970,12 +991,25 @@ static int commit_and_give_back(at_spool_reader *r, int *began)
      * waits for chunks that would not come back: it goes on as with a dead
      * recorder (spool.c), counting what it cannot spool. */
     if (err) {
+        for (uint32_t k = 0; k < r->nheld; k++)
+            r->is_held[r->held[k]] = 0;
         r->nheld = 0;
         if (!r->keep_on_error)
             at__spool_unlock(&r->spool);
     }
     give_back(r);
     return err;
+}
+
+/* Whether what was read should be committed now: chunks are held, or a
+ * producer waited for one, or it has waited long enough. */
+static int commit_due(at_spool_reader *r)
+{
+    if (!r->began && !r->nheld)
+        return 0;
+    return r->nheld >= GIVE_BACK_EVERY ||
+           __atomic_load_n(&r->spool.h->waits, __ATOMIC_RELAXED) != r->waits_seen ||
+           at__now_ns() - r->began_ns >= COMMIT_AFTER_NS;
 }
 
 /* Reads every chunk with something new, oldest first: chunks are reused
@@ -989,7 +1023,6 @@ long at__spool_reader_poll(at_spool_reader *r)
     uint32_t n = __atomic_load_n(&r->spool.h->nchunks, __ATOMIC_ACQUIRE);
     if (n > r->spool.h->max_chunks)
         n = r->spool.h->max_chunks;
-    int began = 0;
     size_t total = 0;
     uint32_t m = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -998,13 +1031,14 @@ long at__spool_reader_poll(at_spool_reader *r)
     qsort(r->order, m, sizeof *r->order, by_age);
     int err = 0;
     for (uint32_t k = 0; k < m; k++) {
-        total += read_chunk(r, r->order[k].i, &began);
+        total += read_chunk(r, r->order[k].i);
         /* a reader far behind gives chunks back as it goes, not after
          * the whole poll: the program then needs fewer of them */
         if (r->nheld >= GIVE_BACK_EVERY)
-            err |= commit_and_give_back(r, &began);
+            err |= commit_and_give_back(r);
     }
-    err |= commit_and_give_back(r, &began);
+    if (commit_due(r))
+        err |= commit_and_give_back(r);
     err = at__sqlw_error(r->w);
     return err ? err : (long)total;
 }
@@ -1148,6 +1182,8 @@ int at__spool_reader_finish(at_spool_reader *r, int *closed_properly)
         at__trace_progress("finishing the trace: the rest of the spool");
     r->keep_on_error = 1;
     long rc = at__spool_reader_poll(r);
+    if (rc >= 0) /* what the last poll read, committed before the leaks */
+        rc = commit_and_give_back(r);
     at__sqlw_exec(r->w, "BEGIN");
     write_leaks(r);
     at__sqlw_flush(r->w);
