@@ -222,10 +222,10 @@ struct child_dump {
     uint64_t now; /* when the child's trace begins: its inherited blocks enter it then */
 };
 
-static void dump_node(const at_stack_node *n, void *arg)
+static void dump_node(uint32_t id, const at_stack_node *n, void *arg)
 {
     struct child_dump *d = arg;
-    at__record_node(d->th, n);
+    at__record_node(d->th, id, n);
 }
 
 static void dump_stack(const at_stack *s, void *arg)
@@ -272,7 +272,8 @@ int at__tracer_child_start(at_tracer *t, const char *spool_path, int argc, char 
     struct child_dump d = {t, th, at__fast_now_ns(&t->clock) - t->start_ns};
     /* Everything interned goes to the new spool below, queued or not. */
     at__stacks_take_unwritten(&t->stacks);
-    at__stacks_take_unwritten_nodes(&t->stacks);
+    uint32_t first, end;
+    at__stacks_take_new_nodes(&t->stacks, &first, &end);
     at__stacks_foreach_node(&t->stacks, dump_node, &d);
     at__stacks_foreach(&t->stacks, dump_stack, &d);
     at__live_foreach(&t->live, dump_inherited, &d);

@@ -41,15 +41,18 @@ static int same(const at_stack *s, uint64_t hash, const uintptr_t *frames, uint3
 int at__stacks_init(at_stacks *st)
 {
     memset(st, 0, sizeof *st);
-    st->nodes.next_id = 1;
+    st->nodes.next_id = st->nodes.published = st->nodes.taken = 1;
     return 0;
 }
 
+enum { NODE_CHUNK = 1 << AT_NODE_CHUNK_SHIFT };
+
 static void destroy_nodes(at_stack_nodes *ns)
 {
-    for (uint32_t i = 0; i < ns->nslots; i++)
-        if (ns->slots[i].id)
-            at__mem_free(ns->slots[i].node, sizeof *ns->slots[i].node);
+    for (uint32_t c = 0; ns->chunks && c < AT_NODE_CHUNKS; c++)
+        if (ns->chunks[c])
+            at__mem_free(ns->chunks[c], NODE_CHUNK * sizeof *ns->chunks[c]);
+    at__mem_free(ns->chunks, AT_NODE_CHUNKS * sizeof *ns->chunks);
     at__mem_free(ns->slots, ns->nslots * sizeof *ns->slots);
 }
 
@@ -96,12 +99,26 @@ static void grow(at_stack_shard *sh)
 
 /* ---- the call tree ---------------------------------------------------------------- */
 
-static uint64_t hash_node(uint32_t parent, uintptr_t ip)
+/* The path hash of a node: its parent's, mixed, plus its frame.  For a
+ * given parent path the sum differs for every frame, so two nodes with
+ * the same parent and the same path hash are the same node: (path,
+ * parent) is an exact key.  The mix is a bijection (xor-shift and odd
+ * multiply steps), so paths spread over the whole index. */
+static uint64_t path_step(uint64_t parent_path, uintptr_t ip)
 {
-    uint64_t h = ((uint64_t)parent << 32 ^ ip) * 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    return h ^ h >> 29;
+    uint64_t h = parent_path;
+    h ^= h >> 31;
+    h *= 0x9e3779b97f4a7c15ull;
+    h ^= h >> 29;
+    return h + ip;
+}
+
+static const uint64_t ROOT_PATH = 0x2545f4914f6cdd1dull;
+
+static uint32_t slot_home(uint64_t path, uint32_t nslots)
+{
+    uint64_t h = path * 0xff51afd7ed558ccdull;
+    return (uint32_t)(h >> 32) & (nslots - 1);
 }
 
 /* Doubles the index when it is half full; on failure the index stays as
@@ -118,7 +135,7 @@ static void grow_nodes(at_stack_nodes *ns)
         const at_node_slot *x = &ns->slots[i];
         if (!x->id)
             continue;
-        uint32_t k = (uint32_t)hash_node(x->parent, x->ip) & (n - 1);
+        uint32_t k = slot_home(x->path, n);
         while (v[k].id)
             k = (k + 1) & (n - 1);
         v[k] = *x;
@@ -128,34 +145,47 @@ static void grow_nodes(at_stack_nodes *ns)
     ns->nslots = n;
 }
 
-/* The id of node (parent, ip), made and queued for the writer if new; 0
- * when memory ran out. */
-static uint32_t node_of(at_stacks *st, uint32_t parent, uint32_t depth, uintptr_t ip)
+static at_stack_node *node_at(const at_stack_nodes *ns, uint32_t id)
 {
-    at_stack_nodes *ns = &st->nodes;
-    if (2 * (ns->count + 1) > ns->nslots)
-        grow_nodes(ns);
-    if (2 * (ns->count + 1) > ns->nslots)
-        return 0;
-    uint32_t k = (uint32_t)hash_node(parent, ip) & (ns->nslots - 1);
-    for (; ns->slots[k].id; k = (k + 1) & (ns->nslots - 1))
-        if (ns->slots[k].ip == ip && ns->slots[k].parent == parent)
+    return &ns->chunks[id >> AT_NODE_CHUNK_SHIFT][id & (NODE_CHUNK - 1)];
+}
+
+const at_stack_node *at__stacks_node(const at_stacks *st, uint32_t id)
+{
+    return node_at(&st->nodes, id);
+}
+
+/* Room for node `id`: its chunk made if it is the first of it. */
+static int node_room(at_stack_nodes *ns, uint32_t id)
+{
+    uint32_t c = id >> AT_NODE_CHUNK_SHIFT;
+    if (c >= AT_NODE_CHUNKS)
+        return -1;
+    if (!ns->chunks && !(ns->chunks = at__mem_calloc(AT_NODE_CHUNKS * sizeof *ns->chunks)))
+        return -1;
+    if (!ns->chunks[c] && !(ns->chunks[c] = at__mem_alloc(NODE_CHUNK * sizeof *ns->chunks[c])))
+        return -1;
+    return 0;
+}
+
+/* The id of node (parent, ip) whose path hash is `path`, made if new; 0
+ * when memory ran out. */
+static uint32_t node_of(at_stack_nodes *ns, uint32_t parent, uint32_t depth, uintptr_t ip,
+                        uint64_t path)
+{
+    uint32_t mask = ns->nslots - 1;
+    uint32_t k = slot_home(path, ns->nslots);
+    for (; ns->slots[k].id; k = (k + 1) & mask)
+        if (ns->slots[k].path == path && ns->slots[k].parent == parent)
             return ns->slots[k].id;
-    at_stack_node *n = at__mem_alloc(sizeof *n);
-    if (!n)
+    uint32_t id = ns->next_id;
+    if (node_room(ns, id) != 0)
         return 0;
-    n->ip = ip;
-    n->parent = parent;
-    n->depth = depth;
-    n->id = ns->next_id++;
-    ns->slots[k] = (at_node_slot){ip, parent, n->id, n};
+    *node_at(ns, id) = (at_stack_node){.ip = ip, .parent = parent, .depth = depth};
+    ns->slots[k] = (at_node_slot){path, parent, id};
+    ns->next_id++;
     ns->count++;
-    at_stack_node *head = __atomic_load_n(&st->unwritten_nodes, __ATOMIC_RELAXED);
-    do
-        n->next_unwritten = head;
-    while (!__atomic_compare_exchange_n(&st->unwritten_nodes, &head, n, 1, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED));
-    return n->id;
+    return id;
 }
 
 /* The node of frames[0], walking down from the outermost frame and adding
@@ -163,6 +193,7 @@ static uint32_t node_of(at_stacks *st, uint32_t parent, uint32_t depth, uintptr_
 static uint32_t intern_nodes(at_stacks *st, at_stack_cache *cache, const uintptr_t *frames,
                              uint32_t depth)
 {
+    at_stack_nodes *ns = &st->nodes;
     /* The outer levels this stack shares with the thread's last new one
      * are its nodes already. */
     uint32_t shared = 0, id = 0;
@@ -173,20 +204,63 @@ static uint32_t intern_nodes(at_stacks *st, at_stack_cache *cache, const uintptr
             shared++;
         id = shared ? cache->tree_node[shared - 1] : 0;
     }
-    at__spin_lock(&st->nodes.lock);
-    for (uint32_t level = depth - shared; level-- > 0;) {
-        id = node_of(st, id, depth - level, frames[level]);
+    /* Every level's path hash, outermost first (at most the cache's
+     * levels at a time: a deeper stack hashes as it goes). */
+    uint64_t paths[AT_STACK_TREE_LEVELS];
+    uint64_t path = ROOT_PATH;
+    for (uint32_t l = 0; l < shared; l++)
+        path = path_step(path, frames[depth - 1 - l]);
+    at__spin_lock(&ns->lock);
+    /* Room for every new node first: the index never fills during a walk. */
+    while (2 * (ns->count + depth - shared) > ns->nslots) {
+        uint32_t before = ns->nslots;
+        grow_nodes(ns);
+        if (ns->nslots == before)
+            break;
+    }
+    if (2 * (ns->count + depth - shared) > ns->nslots) {
+        at__spin_unlock(&ns->lock);
+        if (cached)
+            cache->tree_depth = 0;
+        return 0;
+    }
+    for (uint32_t l = shared; l < depth;) {
+        /* a run of levels: their slots fetched together, then walked */
+        uint32_t run = depth - l < AT_STACK_TREE_LEVELS ? depth - l : AT_STACK_TREE_LEVELS;
+        for (uint32_t j = 0; j < run; j++) {
+            path = path_step(path, frames[depth - 1 - (l + j)]);
+            paths[j] = path;
+            __builtin_prefetch(&ns->slots[slot_home(path, ns->nslots)]);
+        }
+        for (uint32_t j = 0; j < run; j++, l++) {
+            id = node_of(ns, id, l + 1, frames[depth - 1 - l], paths[j]);
+            if (!id)
+                break;
+            if (cached) {
+                cache->tree_ip[l] = frames[depth - 1 - l];
+                cache->tree_node[l] = id;
+            }
+        }
         if (!id)
             break;
-        if (cached) {
-            cache->tree_ip[depth - 1 - level] = frames[level];
-            cache->tree_node[depth - 1 - level] = id;
-        }
     }
-    at__spin_unlock(&st->nodes.lock);
+    __atomic_store_n(&ns->published, ns->next_id, __ATOMIC_RELEASE);
+    at__spin_unlock(&ns->lock);
     if (cached)
         cache->tree_depth = id ? depth : 0;
     return id;
+}
+
+void at__stacks_take_new_nodes(at_stacks *st, uint32_t *first, uint32_t *end)
+{
+    at_stack_nodes *ns = &st->nodes;
+    uint32_t lo = __atomic_load_n(&ns->taken, __ATOMIC_RELAXED), hi;
+    do
+        hi = __atomic_load_n(&ns->published, __ATOMIC_ACQUIRE);
+    while (hi != lo &&
+           !__atomic_compare_exchange_n(&ns->taken, &lo, hi, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+    *first = lo;
+    *end = hi;
 }
 
 /* ---- whole stacks ------------------------------------------------------------------ */
@@ -247,11 +321,6 @@ at_stack *at__stacks_take_unwritten(at_stacks *st)
     return __atomic_exchange_n(&st->unwritten, NULL, __ATOMIC_ACQUIRE);
 }
 
-at_stack_node *at__stacks_take_unwritten_nodes(at_stacks *st)
-{
-    return __atomic_exchange_n(&st->unwritten_nodes, NULL, __ATOMIC_ACQUIRE);
-}
-
 void at__stacks_lock_all(at_stacks *st)
 {
     for (int i = 0; i < AT_STACK_SHARDS; i++)
@@ -276,11 +345,11 @@ void at__stacks_foreach(at_stacks *st, void (*fn)(const at_stack *s, void *arg),
     }
 }
 
-void at__stacks_foreach_node(at_stacks *st, void (*fn)(const at_stack_node *n, void *arg),
+void at__stacks_foreach_node(at_stacks *st,
+                             void (*fn)(uint32_t id, const at_stack_node *n, void *arg),
                              void *arg)
 {
     const at_stack_nodes *ns = &st->nodes;
-    for (uint32_t i = 0; i < ns->nslots; i++)
-        if (ns->slots[i].id)
-            fn(ns->slots[i].node, arg);
+    for (uint32_t id = 1; id < ns->next_id; id++)
+        fn(id, node_at(ns, id), arg);
 }

@@ -4,10 +4,11 @@
  * Stacks share their callers, so they are also kept as a call tree rooted
  * at the outermost frame: a node is (parent node, one return address), and
  * a stack's id is the node of its innermost frame (level 0).  A new stack
- * adds only the nodes not already known; each node and each stack is put
- * on an "unwritten" list once, so the trace receives every node once and,
- * for each stack, one small record naming its node.  The node lookup runs
- * only for a stack seen for the first time, off the fast path.
+ * adds only the nodes not already known.  Nodes are numbered in the order
+ * they are made and handed to the trace by ranges of ids; each stack is
+ * put on an "unwritten" list once, so the trace receives every node once
+ * and, for each stack, one small record naming its node.  The node lookup
+ * runs only for a stack seen for the first time, off the fast path.
  *
  * Lookups go first through a small per-thread cache (no lock), then through
  * a sharded table keyed by a 64-bit hash of the frames, compared frame by
@@ -32,28 +33,35 @@ typedef struct at_stack {
 } at_stack;
 
 /* One node of the call tree: the stack made of `ip` and its parent's
- * frames (parent 0: `ip` is an outermost frame). */
+ * frames (parent 0: `ip` is an outermost frame).  Nodes are numbered from
+ * 1 in the order they are made and kept in that order (at__stacks_node). */
 typedef struct at_stack_node {
-    struct at_stack_node *next_unwritten; /* writer's queue */
     uintptr_t ip;
-    uint32_t id, parent, depth;
+    uint32_t parent, depth;
 } at_stack_node;
 
-/* The nodes' index: open addressing with the key inline, so that a lookup
- * costs one cache miss (chains of nodes cost one per node walked: a
- * compiler's 944 k nodes made interning a tenth of its run). */
+/* The nodes' index: open addressing, 16-byte slots, four to a cache line.
+ * A slot's key is the hash of the node's whole path from the outermost
+ * frame, which the frames give for every level before any lookup, so a
+ * new stack's levels are fetched at once rather than one miss after the
+ * other; the parent, compared too, makes the match exact (stacks.c). */
 typedef struct at_node_slot {
-    uintptr_t ip;
+    uint64_t path;
     uint32_t parent, id; /* id 0: an empty slot */
-    at_stack_node *node;
 } at_node_slot;
+
+/* Nodes by id: CHUNK-sized arrays, made as ids reach them. */
+enum { AT_NODE_CHUNK_SHIFT = 14, AT_NODE_CHUNKS = 1 << 14 }; /* 2^28 nodes at most */
 
 typedef struct at_stack_nodes {
     at__spinlock lock; /* taken inside a shard's lock, never the other way round */
     uint32_t nslots; /* power of two */
     uint32_t count;
     at_node_slot *slots;
+    at_stack_node **chunks; /* AT_NODE_CHUNKS of them, made as needed */
     uint32_t next_id;
+    uint32_t published; /* atomic: nodes below it are complete */
+    uint32_t taken;     /* atomic: nodes below it were handed to the trace */
 } at_stack_nodes;
 
 enum { AT_STACK_SHARDS = 64, AT_STACK_CACHE = 512 };
@@ -82,8 +90,7 @@ typedef struct at_stack_shard {
 typedef struct at_stacks {
     at_stack_shard shards[AT_STACK_SHARDS];
     at_stack_nodes nodes;
-    at_stack *unwritten;           /* atomic, pushed by any thread */
-    at_stack_node *unwritten_nodes; /* atomic, pushed by any thread */
+    at_stack *unwritten; /* atomic, pushed by any thread */
 } at_stacks;
 
 int at__stacks_init(at_stacks *st);
@@ -98,9 +105,14 @@ uint32_t at__stacks_intern(at_stacks *st, at_stack_cache *cache, const uintptr_t
  * next_unwritten, newest first). */
 at_stack *at__stacks_take_unwritten(at_stacks *st);
 
-/* The same for the nodes; a stack's nodes are on this list before the
- * stack is on its own. */
-at_stack_node *at__stacks_take_unwritten_nodes(at_stacks *st);
+/* The nodes made since the last call, ids [*first, *end) (none when
+ * equal); a stack's nodes are made before the stack is on its list, so
+ * a call after at__stacks_take_unwritten takes them. */
+void at__stacks_take_new_nodes(at_stacks *st, uint32_t *first, uint32_t *end);
+
+/* Node `id` (1 up to the end of a range taken, or any id under no lock in
+ * a forked child). */
+const at_stack_node *at__stacks_node(const at_stacks *st, uint32_t id);
 
 /* fork(): every shard locked in the parent before, unlocked after (in the
  * parent and in the child). */
@@ -111,7 +123,8 @@ void at__stacks_unlock_all(at_stacks *st);
 void at__stacks_foreach(at_stacks *st, void (*fn)(const at_stack *s, void *arg), void *arg);
 
 /* Every node; no locking (a forked child, alone). */
-void at__stacks_foreach_node(at_stacks *st, void (*fn)(const at_stack_node *n, void *arg),
+void at__stacks_foreach_node(at_stacks *st,
+                             void (*fn)(uint32_t id, const at_stack_node *n, void *arg),
                              void *arg);
 
 #endif

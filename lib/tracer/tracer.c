@@ -189,17 +189,19 @@ static void record_new_stacks(at_tracer *t, at_thread *th)
     /* Stacks first: every stack taken pushed its nodes before itself, so
      * they are taken now if no earlier call took them. */
     at_stack *stacks = at__stacks_take_unwritten(&t->stacks);
-    for (at_stack_node *n = at__stacks_take_unwritten_nodes(&t->stacks); n; n = n->next_unwritten)
-        at__record_node(th, n);
+    uint32_t first, end;
+    at__stacks_take_new_nodes(&t->stacks, &first, &end);
+    for (uint32_t id = first; id != end; id++)
+        at__record_node(th, id, at__stacks_node(&t->stacks, id));
     for (at_stack *s = stacks; s; s = s->next_unwritten) {
         check_stack_modules(t, th, s);
         at__record_stack(th, s);
     }
 }
 
-void at__record_node(at_thread *th, const at_stack_node *n)
+void at__record_node(at_thread *th, uint32_t id, const at_stack_node *n)
 {
-    at_rec_node r = {.kind = AT_REC_NODE, .id = n->id, .parent = n->parent, .depth = n->depth,
+    at_rec_node r = {.kind = AT_REC_NODE, .id = id, .parent = n->parent, .depth = n->depth,
                      .ip = n->ip};
     at__thread_append(th, &r, sizeof r);
 }

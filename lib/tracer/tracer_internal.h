@@ -203,7 +203,7 @@ void at__thread_append_var(at_thread *th, uint8_t kind, uint32_t id, const void 
 /* Records thread `x`'s id, tid and name in `th`'s buffer. */
 void at__record_thread(at_thread *th, const at_thread *x);
 /* Records a node of the call tree, or a stack by its node (records.h). */
-void at__record_node(at_thread *th, const at_stack_node *n);
+void at__record_node(at_thread *th, uint32_t id, const at_stack_node *n);
 void at__record_stack(at_thread *th, const at_stack *s);
 
 /* Records the module map (every object loaded now) in `th`'s buffer. */
