@@ -115,10 +115,14 @@ static uint64_t path_step(uint64_t parent_path, uintptr_t ip)
 
 static const uint64_t ROOT_PATH = 0x2545f4914f6cdd1dull;
 
+/* A slot's home: the top bits of the mixed path, so that doubling the
+ * index sends home k to 2k or 2k + 1 and the move streams through both
+ * arrays in order (with the low bits, each entry moved was a cache miss:
+ * a third of the time a compiler spent interning). */
 static uint32_t slot_home(uint64_t path, uint32_t nslots)
 {
     uint64_t h = path * 0xff51afd7ed558ccdull;
-    return (uint32_t)(h >> 32) & (nslots - 1);
+    return (uint32_t)(h >> (64 - __builtin_ctz(nslots)));
 }
 
 /* Doubles the index when it is half full; on failure the index stays as
