@@ -58,6 +58,8 @@ typedef struct scan {
     uintptr_t lo, hi; /* the lowest start and highest end of both */
     uint32_t *stack; /* the mark stack: each block at most twice */
     size_t top, stack_bytes;
+    uint32_t *possible; /* blocks found possibly lost, scanned once no other is left */
+    size_t ptop;
     const at_vmas *vmas;
     int direct; /* blocks may be read in place */
     uint64_t scanned, skipped;
@@ -288,6 +290,11 @@ static void push(scan *s, size_t id)
     s->stack[s->top++] = (uint32_t)id;
 }
 
+static void push_possible(scan *s, size_t id)
+{
+    s->possible[s->ptop++] = (uint32_t)id;
+}
+
 /* Block i of `set` (id on the stack), which word w points into.  glibc's
  * chunk headers are malloc's blocks' only. */
 static void mark_in(scan *s, blockset *set, long i, size_t id, uintptr_t w, int prior_definite,
@@ -307,7 +314,7 @@ static void mark_in(scan *s, blockset *set, long i, size_t id, uintptr_t w, int 
         push(s, id);
     } else if (*st == S_UNREACHED) {
         *st = S_POSSIBLE;
-        push(s, id);
+        push_possible(s, id);
     }
 }
 
@@ -488,6 +495,26 @@ static void drain(scan *s, long leader)
 {
     while (s->top > 0)
         scan_block(s, s->stack[--s->top], leader);
+}
+
+/* The marking: every block reachable first, then the possibly lost ones.
+ * Scanning a possibly lost block makes nothing reachable, so once the
+ * stack of reachable ones is empty it stays so, and a block found
+ * possibly lost and raised later is scanned once, as reachable, instead
+ * of once in each state (clang++ -fsyntax-only of bench/stl_heavy.cc:
+ * 81 MB live, 159 MB scanned, its allocator's slabs reached through the
+ * objects inside them before their start). */
+static void drain_marks(scan *s)
+{
+    for (;;) {
+        drain(s, NO_CLIQUE);
+        if (s->ptop == 0)
+            return;
+        size_t id = s->possible[--s->ptop], i;
+        const blockset *set = set_of(s, id, &i);
+        if (set->st[i] == S_POSSIBLE) /* else raised, and scanned as reachable */
+            scan_block(s, id, NO_CLIQUE);
+    }
 }
 
 /* Every block still unreached leads a clique, in address order across
@@ -749,8 +776,11 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
     s->pool.n = out->pool_n;
     memset(s->heap.st, 0, s->heap.n);
     memset(s->pool.st, 0, s->pool.n);
-    s->stack_bytes = (2 * (s->heap.n + s->pool.n) + 1) * sizeof *s->stack;
+    /* the mark stack, each block at most twice, then the possible one's
+     * room, each block at most once */
+    s->stack_bytes = (3 * (s->heap.n + s->pool.n) + 2) * sizeof *s->stack;
     s->stack = at__reach_map(s->stack_bytes);
+    s->possible = s->stack ? s->stack + 2 * (s->heap.n + s->pool.n) + 1 : NULL;
     s->buf_bytes = 1 << 20;
     s->buf = at__reach_map(s->buf_bytes);
     s->vtables = at__reach_map(VT_SLOTS * sizeof *s->vtables);
@@ -758,7 +788,7 @@ static int run_scan(scan *s, const at_reach_world *w, const at_reach_self *self,
     int rc = s->stack && s->buf ? index_sets(s) : AT_E_NOMEM;
     rc = rc ? rc : scan_roots(s, w, self, helper_sp);
     if (rc == 0) {
-        drain(s, NO_CLIQUE);
+        drain_marks(s);
         cliques(s);
         classify_set(&s->heap, out);
         classify_set(&s->pool, out);
