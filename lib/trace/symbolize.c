@@ -17,6 +17,7 @@
 #include <dlfcn.h>
 #include <dwarf.h>
 #include <limits.h>
+#include <pthread.h>
 #include <link.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -103,11 +104,17 @@ typedef struct cu_funcs {
     UT_hash_handle hh;
 } cu_funcs;
 
-/* A module referenced by frames still to symbolize. */
+/* A file's symbols, kept for the process (see the cache below): the file
+ * alone in a Dwfl at load bias 0, so that its addresses are the file's
+ * own and the same for every process that mapped it. */
 typedef struct mod {
-    int64_t id;
-    uintptr_t base;
     char *path;
+    dev_t dev; /* the file as it was opened: a file changed since is another */
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+    uint64_t used; /* when last used, for eviction */
+    Dwfl *dwfl;
     Dwfl_Module *dm; /* NULL when libdwfl could not take the file */
     int cus_built;   /* cus/ncus/bias are valid (possibly empty) */
     cu_range *cus;
@@ -122,6 +129,15 @@ typedef struct mod {
     cu_funcs *funcs; /* the units looked into for inlined functions, by offset */
 } mod;
 
+/* A module of the trace referenced by frames still to symbolize: its
+ * load bias there, and its file's symbols. */
+typedef struct trace_mod {
+    int64_t id;
+    uintptr_t base;
+    char *path;
+    mod *m; /* NULL: no file to read */
+} trace_mod;
+
 /* A frame to symbolize. */
 typedef struct job {
     int64_t id, module;
@@ -130,11 +146,10 @@ typedef struct job {
 
 typedef struct work {
     sqlite3 *db;
-    mod *mods; /* sorted by id */
+    trace_mod *mods; /* sorted by id */
     size_t nmods;
     job *jobs;
     size_t njobs;
-    Dwfl *dwfl;
     sqlite3_stmt *up, *ins, *del; /* frames, inlined_frames */
 } work;
 
@@ -183,7 +198,7 @@ static int load(sqlite3 *db, const char *sql, void **out, size_t *n, size_t size
 
 static int mod_row(sqlite3_stmt *st, void *out, size_t i)
 {
-    mod *m = (mod *)out + i;
+    trace_mod *m = (trace_mod *)out + i;
     m->id = sqlite3_column_int64(st, 0);
     m->base = (uintptr_t)sqlite3_column_int64(st, 1);
     const char *path = (const char *)sqlite3_column_text(st, 2);
@@ -200,7 +215,7 @@ static int job_row(sqlite3_stmt *st, void *out, size_t i)
     return 0;
 }
 
-static mod *find_mod(const work *w, int64_t id)
+static trace_mod *find_mod(const work *w, int64_t id)
 {
     size_t lo = 0, hi = w->nmods;
     while (lo < hi) {
@@ -215,26 +230,81 @@ static mod *find_mod(const work *w, int64_t id)
 
 /* ---- libdwfl -------------------------------------------------------------------- */
 
-/* A Dwfl with every module that has a file on disk; NULL if libdwfl
- * cannot even start, in which case only dladdr() is left. */
-static Dwfl *open_dwfl(work *w)
+/* The files' symbols, kept from one trace to the next in this process:
+ * a run that finishes the traces of many processes (a shell script's, a
+ * test suite's) reads each library's DWARF once, not once a trace (the
+ * pyenv python3 workload: 17 traces, each decompressing libc's 10 MB of
+ * separate debug info, 0.85 s).  At most CACHED files; the one used least
+ * recently goes.  Serialized by cache_lock. */
+enum { CACHED = 16 };
+static mod *cache[CACHED];
+static size_t ncached;
+static uint64_t cache_clock;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void mod_free(mod *m)
 {
-    Dwfl *dwfl = dwfl_begin(&callbacks);
-    if (!dwfl)
-        return NULL;
-    dwfl_report_begin(dwfl);
-    for (size_t i = 0; i < w->nmods; i++) {
-        mod *m = &w->mods[i];
-        struct stat sb;
-        if (stat(m->path, &sb) != 0 || !S_ISREG(sb.st_mode))
-            continue; /* the vdso, or a file removed since */
-        /* base is the load bias (dlpi_addr): with add_p_vaddr, libdwfl
-         * takes it as such even for objects whose first segment is not at
-         * address 0.  A file that fails (not ELF, overlaps) is skipped. */
-        m->dm = dwfl_report_elf(dwfl, m->path, m->path, -1, (GElf_Addr)m->base, true);
+    if (m->dwfl)
+        dwfl_end(m->dwfl);
+    free(m->path);
+    free(m->cus);
+    free(m->syms);
+    cu_funcs *f, *tmp;
+    HASH_ITER(hh, m->funcs, f, tmp)
+    {
+        HASH_DEL(m->funcs, f);
+        free(f->fns);
+        free(f);
     }
-    dwfl_report_end(dwfl, NULL, NULL);
-    return dwfl;
+    free(m);
+}
+
+/* The symbols of the file at `path`, read if no file of the cache is that
+ * one; NULL when it is not a regular file (the vdso, a file removed
+ * since) or memory ran out. */
+static mod *mod_of(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return NULL;
+    for (size_t i = 0; i < ncached; i++) {
+        mod *m = cache[i];
+        if (m->dev == sb.st_dev && m->ino == sb.st_ino && m->size == sb.st_size &&
+            m->mtime.tv_sec == sb.st_mtim.tv_sec && m->mtime.tv_nsec == sb.st_mtim.tv_nsec &&
+            strcmp(m->path, path) == 0) {
+            m->used = ++cache_clock;
+            return m;
+        }
+    }
+    mod *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup(path))) {
+        free(m);
+        return NULL;
+    }
+    m->dev = sb.st_dev;
+    m->ino = sb.st_ino;
+    m->size = sb.st_size;
+    m->mtime = sb.st_mtim;
+    m->used = ++cache_clock;
+    if ((m->dwfl = dwfl_begin(&callbacks)) != NULL) {
+        dwfl_report_begin(m->dwfl);
+        /* With add_p_vaddr, bias 0 puts the file at its own addresses:
+         * a frame's are ip minus its module's load bias (dlpi_addr), for
+         * objects whose first segment is not at address 0 too.  A file
+         * that fails (not ELF) has no Dwfl_Module. */
+        m->dm = dwfl_report_elf(m->dwfl, path, path, -1, 0, true);
+        dwfl_report_end(m->dwfl, NULL, NULL);
+    }
+    if (ncached == CACHED) {
+        size_t old = 0;
+        for (size_t i = 1; i < ncached; i++)
+            if (cache[i]->used < cache[old]->used)
+                old = i;
+        mod_free(cache[old]);
+        cache[old] = cache[--ncached];
+    }
+    cache[ncached++] = m;
+    return m;
 }
 
 static int cu_range_cmp(const void *a, const void *b)
@@ -367,7 +437,7 @@ static const char *source_line(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, int *line
 /* dladdr()'s symbol for `pc`, but only if the object mapped there in this
  * process is the frame's module (same path and bias): an offline reader
  * must not name frames after its own code. */
-static const char *dladdr_symbol(const mod *m, uintptr_t pc, uintptr_t *start)
+static const char *dladdr_symbol(const trace_mod *m, uintptr_t pc, uintptr_t *start)
 {
     Dl_info di;
     struct link_map *lm = NULL;
@@ -729,29 +799,25 @@ static const char *clean_name(const char *name, char *buf, size_t size, char **d
 static int symbolize_one(work *w, const job *j)
 {
     uintptr_t pc = j->ip - 1;
-    mod *m = find_mod(w, j->module);
+    trace_mod *tm = find_mod(w, j->module);
+    mod *m = tm ? tm->m : NULL;
     found f = {0}, *fd = &f;
     char pathbuf[PATH_MAX];
-    Dwfl_Module *dm = w->dwfl ? dwfl_addrmodule(w->dwfl, pc) : NULL;
-    if (dm && m) {
+    /* The address in the file: its module's load bias off. */
+    Dwarf_Addr at = tm ? pc - tm->base : 0;
+    Dwfl_Module *dm = m && m->dm ? dwfl_addrmodule(m->dwfl, at) : NULL;
+    if (dm) {
         if (!m->syms_built)
             build_syms(m, dm);
         GElf_Addr start = 0;
-        fd->name = find_sym(m, pc, &start);
-        fd->offset = j->ip - (uintptr_t)start; /* from the symbol to ip, not to ip - 1 */
-    } else if (dm) {
-        GElf_Off off = 0;
-        GElf_Sym sym;
-        fd->name = dwfl_module_addrinfo(dm, pc, &off, &sym, NULL, NULL, NULL);
-        fd->offset = (uintptr_t)off + 1;
-    }
-    if (dm) {
-        fd->file = source_line(m, dm, pc, &fd->line, pathbuf, sizeof pathbuf);
-        fd->nchain = fd->file ? inline_chain(m, dm, pc, fd->chain) : 0;
+        fd->name = find_sym(m, at, &start);
+        fd->offset = at + 1 - start; /* from the symbol to ip, not to ip - 1 */
+        fd->file = source_line(m, dm, at, &fd->line, pathbuf, sizeof pathbuf);
+        fd->nchain = fd->file ? inline_chain(m, dm, at, fd->chain) : 0;
     }
     if (!fd->name) {
         uintptr_t start = 0;
-        fd->name = dladdr_symbol(m, pc, &start);
+        fd->name = dladdr_symbol(tm, pc, &start);
         fd->offset = j->ip - start;
     }
     if (!fd->name && !fd->file)
@@ -789,7 +855,8 @@ static int symbolize_all(work *w)
         sqlite3_prepare_v2(w->db, "DELETE FROM inlined_frames WHERE frame = ?1", -1, &w->del,
                            NULL) != SQLITE_OK)
         return AT_E_DB;
-    w->dwfl = open_dwfl(w);
+    for (size_t i = 0; i < w->nmods; i++)
+        w->mods[i].m = mod_of(w->mods[i].path);
     for (size_t i = 0; i < w->njobs && !rc; i++)
         rc = symbolize_one(w, &w->jobs[i]);
     return rc;
@@ -801,7 +868,9 @@ int at__symbolize_frames(sqlite3 *db)
     int rc = at__sql_exec(db, "BEGIN");
     if (rc)
         return rc;
+    pthread_mutex_lock(&cache_lock);
     rc = symbolize_all(&w);
+    pthread_mutex_unlock(&cache_lock);
     if (!rc)
         rc = at__sql_exec(db, "COMMIT");
     if (rc)
@@ -809,20 +878,8 @@ int at__symbolize_frames(sqlite3 *db)
     sqlite3_finalize(w.up);
     sqlite3_finalize(w.ins);
     sqlite3_finalize(w.del);
-    if (w.dwfl)
-        dwfl_end(w.dwfl);
-    for (size_t i = 0; i < w.nmods; i++) {
+    for (size_t i = 0; i < w.nmods; i++)
         free(w.mods[i].path);
-        free(w.mods[i].cus);
-        free(w.mods[i].syms);
-        cu_funcs *f, *tmp;
-        HASH_ITER(hh, w.mods[i].funcs, f, tmp)
-        {
-            HASH_DEL(w.mods[i].funcs, f);
-            free(f->fns);
-            free(f);
-        }
-    }
     free(w.mods);
     free(w.jobs);
     return rc;
