@@ -803,6 +803,44 @@ TEST(tracer_out_of_memory_keeps_program_running)
     sqlite3_close(db);
 }
 
+/* A release in a thread the tracer has no memory to register is not
+ * recorded: it is counted, so that readers say a block shown live may have
+ * been released (in a spooled trace its allocation has no release). */
+struct release_arg {
+    at_allocator a;
+    void *p;
+};
+
+static void *release_in_new_thread(void *arg)
+{
+    struct release_arg *r = arg;
+    at__mem_fail_after(0); /* from here the tracer gets no memory */
+    at_dealloc(r->a, r->p, L(48, 8));
+    at__mem_fail_after(-1);
+    return NULL;
+}
+
+TEST(release_without_thread_state_is_counted)
+{
+    const char *path = trace_path("nothread");
+    at_tracer *t = open_tracer(path);
+    at_allocator a = at_tracing_allocator(t, at_system_allocator());
+    struct release_arg r = {a, at_alloc(a, L(48, 8))};
+    ASSERT_NOT_NULL(r.p);
+    at_tracer_stats before, after;
+    at_tracer_get_stats(t, &before);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, release_in_new_thread, &r), 0);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    at_tracer_get_stats(t, &after);
+    ASSERT_EQ(after.free_calls, before.free_calls);
+    ASSERT_EQ(after.lost_events, before.lost_events + 1);
+    ASSERT_EQ(at_tracer_close(t), 0);
+    sqlite3 *db = trace_db(path);
+    ASSERT_EQ(q_int(db, "SELECT value FROM meta WHERE key='lost_events'"), 1);
+    sqlite3_close(db);
+}
+
 /* Without a lost allocation, a pointer the tracer never saw is still an
  * invalid free, and is not given to the backend. */
 TEST(unknown_pointer_is_invalid_free_without_losses)

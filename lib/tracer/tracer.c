@@ -536,8 +536,12 @@ __attribute__((noinline)) int at__trace_release(at_tracer *t, void *ptr, size_t 
                 *deferred = rec;
             else
                 at__trace_release_commit(t, &rec);
-        } else if (deferred) {
-            deferred->kind = 0;
+        } else {
+            /* no memory for the thread: the release is not recorded, and
+             * counted (its block would read as live) */
+            __atomic_add_fetch(&t->exited_lost, 1, __ATOMIC_RELAXED);
+            if (deferred)
+                deferred->kind = 0;
         }
         *actual = b;
         if (finding)
