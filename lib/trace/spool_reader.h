@@ -29,10 +29,9 @@ void at__spool_reader_set_final(at_spool_reader *r, const char *final_path);
 int at__spool_reader_resume(const char *spool_path, const char *db_dir, at_spool_reader **out);
 
 /* Turns every record available now into rows and gives full chunks back
- * once their rows are committed.  A commit waits for 8 full chunks, a
- * producer waiting for one, or 50 ms since the last one; until then the
- * chunks read stay in the spool (at__spool_reader_finish commits the
- * rest).  The number of bytes read, or a negative
+ * once their rows are committed.  Records read from chunks still being
+ * filled wait for a commit until a full chunk was read, a producer waited
+ * for one, or 50 ms passed (at__spool_reader_finish commits the rest).  The number of bytes read, or a negative
  * AT_E_* code.  After an error the chunks stay in the spool (for
  * `recover`) and the reader lets the spool's lock go, so the program goes
  * on as it would without a recorder. */
