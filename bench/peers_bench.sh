@@ -5,9 +5,10 @@
 # each, bench/churn), clang++ -fsyntax-only of bench/stl_heavy.cc, and
 # BLOCKS blocks live at once (bench/keep_live).  Each workload runs
 # untraced, under `alloctrace run` and under heaptrack, the three
-# alternating, REPEATS rounds; prints medians of the wall time and of the
-# peak memory of the whole process tree (Pss, bench/treemem.py), and the
-# ratios alloctrace/heaptrack.  Run on purpose; never part of the tests.
+# alternating, REPEATS rounds timed without sampling memory, then one
+# round that samples the peak memory of the whole process tree (Pss,
+# bench/treemem.py: its sampling slows the runs); prints medians of the
+# wall time, the peaks, and the ratios alloctrace/heaptrack.  Run on purpose; never part of the tests.
 #
 #   bench/peers_bench.sh [REPEATS [ROWS [PAIRS [BLOCKS [WORKLOADS...]]]]]
 #
@@ -52,9 +53,10 @@ workload() {
   esac
 }
 
-# run_once WORKLOAD TOOL: appends "WALL KIB" to $out/WORKLOAD.TOOL
+# run_once WORKLOAD TOOL [--time-only]: appends "WALL KIB" to
+# $out/WORKLOAD.TOOL (timed) or $out/WORKLOAD.TOOL.mem (sampled)
 run_once() {
-  local w=$1 tool=$2 cmd
+  local w=$1 tool=$2 mode=${3:-} cmd
   read -r -a cmd <<<"$(workload "$w")"
   rm -rf "$out/db" "$out/trace.db" "$out"/ht.* && mkdir "$out/db"
   case $tool in
@@ -63,7 +65,9 @@ run_once() {
     base) set -- "$base" run -q "${extra[@]}" -o "$out/trace.db" -- "${cmd[@]}" ;;
     heaptrack) set -- heaptrack -o "$out/ht" "${cmd[@]}" ;;
   esac
-  python3 "$here/bench/treemem.py" "$out/$w.$tool" "$@" <"$out/workload.sql" >/dev/null 2>"$out/err" ||
+  local to="$out/$w.$tool.mem"
+  [ -n "$mode" ] && to="$out/$w.$tool"
+  python3 "$here/bench/treemem.py" $mode "$to" "$@" <"$out/workload.sql" >/dev/null 2>"$out/err" ||
     { cat "$out/err" >&2; exit 1; }
 }
 
@@ -72,9 +76,10 @@ printf '%-10s %9s %9s %9s %7s   %9s %9s %9s %7s\n' workload untraced alloctr. he
   'MiB:untr' alloctr. heaptrack ratio
 for w in "${workloads[@]}"; do
   for _ in $(seq "$repeats"); do
-    for tool in "${tools[@]}"; do run_once "$w" "$tool"; done
+    for tool in "${tools[@]}"; do run_once "$w" "$tool" --time-only; done
   done
-  col() { cut -d' ' -f"$1" "$out/$w.$2" | median; }
+  for tool in "${tools[@]}"; do run_once "$w" "$tool"; done
+  col() { if [ "$1" = 1 ]; then cut -d' ' -f1 "$out/$w.$2"; else cut -d' ' -f2 "$out/$w.$2.mem"; fi | median; }
   awk -v w="$w" -v u="$(col 1 untraced)" -v a="$(col 1 alloctrace)" -v h="$(col 1 heaptrack)" \
     -v um="$(col 2 untraced)" -v am="$(col 2 alloctrace)" -v hm="$(col 2 heaptrack)" 'BEGIN {
       printf "%-10s %8.3fs %8.3fs %8.3fs %7.2f   %9.1f %9.1f %9.1f %7.2f\n",
