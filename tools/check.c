@@ -616,7 +616,7 @@ static void check_text(FILE *out, const tm_trace *t, const policy *p, const verd
     }
     if (t->sum.lost_events > 0)
         fprintf(out, "  note: %lld events could not be recorded; problems may be missing, and a block whose"
-                " release was one of them counts as leaked\n",
+                " release was one of them counts as leaked unless the exit scan saw it released\n",
                 t->sum.lost_events);
     if (t->sum.program_end && strcmp(t->sum.program_end, "died") == 0)
         fputs("  note: the program died before closing its trace; what it held then counts as"

@@ -89,7 +89,7 @@ static void print_summary(const char *path, const tm_summary *s)
     print_findings(s);
     if (s->lost_events > 0)
         fprintf(stderr, "alloctrace:   warning: %lld events could not be recorded (a block whose release"
-                " was one of them counts as leaked)\n",
+                " was one of them counts as leaked unless the exit scan saw it released)\n",
                 s->lost_events);
 }
 

@@ -235,7 +235,7 @@ static void text_summary(FILE *out, const tm_trace *t, const style *c)
     text_findings_line(out, s, c);
     if (s->lost_events > 0)
         fprintf(out, "  %swarning: %lld events could not be recorded; figures are incomplete, and a block"
-                " whose release was one of them counts as leaked%s\n",
+                " whose release was one of them counts as leaked unless the exit scan saw it released%s\n",
                 c->yellow, s->lost_events, c->reset);
 }
 

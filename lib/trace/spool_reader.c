@@ -1126,15 +1126,36 @@ static int released_unseen(at_spool_reader *r, const at_pair *a, sqlite3_stmt *v
 {
     /* a pool's block is never folded (rows.c, foldable), nor scanned */
     loaded_half key = {a->seq, AT_PAIR_ALLOC};
-    if (!verdict || a->u.a.family == AT_FAMILY_POOL || !r->nloaded ||
+    if (!r->resumed_aggregating || !verdict || a->u.a.family == AT_FAMILY_POOL || !r->nloaded ||
         !bsearch(&key, r->loaded, r->nloaded, sizeof key, by_half))
         return 0;
     return !found(verdict, a->seq);
 }
 
+/* A release the program made and the trace never got (events were lost)
+ * of a block the exit scan did not find live: closed as vanished at the
+ * end, after every event read (`nth` of them, in sequence order), rather
+ * than shown as a leak it is not. */
+static void write_unrecorded_release(at_spool_reader *r, const at_pair *a, uint64_t nth)
+{
+    uint64_t end = r->ended ? r->end.duration_ns : 0;
+    at_rec_free f = {
+        .kind = AT_REC_FREE,
+        .free_op = AT_OP_VANISHED,
+        .seq = a->seq,
+        .free_seq = r->max_seq + 1 + nth,
+        .free_t = end > a->u.a.t ? end : a->u.a.t,
+    };
+    write_pair(r, a, &f);
+}
+
 typedef struct live_walk {
     at_spool_reader *r;
-    sqlite3_stmt *verdict; /* resumed over an aggregated run, scan done: the exit scan's rows */
+    sqlite3_stmt *verdict; /* the exit scan's rows, when every verdict is in the trace */
+    /* a full trace that lost events: a block allocated before the scan,
+     * which the scan did not find live, was released unrecorded */
+    int unrecorded;
+    uint64_t scan_seq;
 } live_walk;
 
 static void write_live(const at_pair *a, uint64_t nth, void *arg)
@@ -1147,6 +1168,9 @@ static void write_live(const at_pair *a, uint64_t nth, void *arg)
     }
     if (r->exec_pending && !r->ended)
         write_exec_release(r, a, nth);
+    else if (lw->unrecorded && a->u.a.family != AT_FAMILY_POOL && a->seq < lw->scan_seq &&
+             !found(lw->verdict, a->seq)) /* a pool's block is never scanned */
+        write_unrecorded_release(r, a, nth);
     else
         write_pair(r, a, NULL);
 }
@@ -1158,16 +1182,26 @@ static void write_live(const at_pair *a, uint64_t nth, void *arg)
 static void write_leaks(at_spool_reader *r)
 {
     r->corrupt |= r->waiting_frees != 0;
-    live_walk lw = {r, NULL};
+    live_walk lw = {r, NULL, 0, 0};
+    /* Events lost, as far as the reader knows them: the spool's drops and
+     * the producer's own count. */
+    uint64_t lost = r->spool.h->dropped;
+    if (r->ended && r->end.lost_events > lost)
+        lost = r->end.lost_events;
     /* the scan done, and every verdict it sent in the trace: a block
      * without one was not live at exit */
-    if (r->resumed_aggregating &&
+    int judge = r->resumed_aggregating || lost > 0;
+    if (judge &&
         at__sql_int(r->db, "SELECT (SELECT value = 'done' FROM meta WHERE key = 'reach_scan')"
                            " AND (SELECT value FROM meta WHERE key = 'reach_blocks') <="
                            " (SELECT count(*) FROM reachability)") == 1 &&
         sqlite3_prepare_v2(r->db, "SELECT 1 FROM reachability WHERE seq = ?", -1, &lw.verdict,
                            NULL) != SQLITE_OK)
         lw.verdict = NULL;
+    if (lw.verdict && !r->resumed_aggregating) {
+        lw.unrecorded = 1;
+        lw.scan_seq = (uint64_t)at__sql_int(r->db, "SELECT value FROM meta WHERE key = 'reach_seq'");
+    }
     if (at__pending_each(&r->live, write_live, &lw) != 0)
         r->nomem = 1;
     sqlite3_finalize(lw.verdict);

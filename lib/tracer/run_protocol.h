@@ -75,6 +75,10 @@
  * the first commit that set lifetimes aside in lifetimes_late; "fold":
  * right after the fourth commit past a lifetime folded (run --aggregate). */
 #define AT_ENV_FAULT_DIE_AFTER_COMMIT "ALLOCTRACE_FAULT_DIE_AFTER_COMMIT"
+/* For the tests: the program's tracer drops every Nth release record it
+ * would spool and counts it lost, as when it has no memory for a thread:
+ * a release the trace never sees of a block the exit scan finds gone. */
+#define AT_ENV_FAULT_DROP_RELEASES "ALLOCTRACE_FAULT_DROP_RELEASES"
 
 /* ---- file names -------------------------------------------------------------- */
 

@@ -43,8 +43,17 @@ static void spool_alloc(at_thread *th, const at_block_info *b, uint8_t op)
     at__append(th, &r, sizeof r);
 }
 
+/* AT_ENV_FAULT_DROP_RELEASES: drop every Nth release (0: none). */
+static long drop_releases;
+static unsigned long releases_seen;
+
 static void spool_release(at_thread *th, const at_rec_lifetime *l)
 {
+    if (drop_releases &&
+        __atomic_add_fetch(&releases_seen, 1, __ATOMIC_RELAXED) % (unsigned long)drop_releases == 0) {
+        at__trace_lost(th->tracer);
+        return;
+    }
     at_rec_free r = {
         .kind = AT_REC_FREE,
         .free_op = l->free_op,
@@ -210,6 +219,10 @@ int at__tracer_open_spool(const at_trace_options *opts, const char *spool_path, 
     }
     t->sink = &spool_sink;
     t->sink_state = s;
+    const char *drop = getenv(AT_ENV_FAULT_DROP_RELEASES);
+    drop_releases = drop ? strtol(drop, NULL, 10) : 0;
+    if (drop_releases < 0)
+        drop_releases = 0;
     at_thread *th = at__thread_get(t);
     spool_start_records(t, th, opts->argc, opts->argv);
     *out = t;

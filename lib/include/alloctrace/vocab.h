@@ -113,8 +113,8 @@
     X(ALLOC_ZEROED, 2, "alloc_zeroed", "a zeroed allocation")                                     \
     X(REALLOC, 3, "realloc", "a reallocation")                                                    \
     X(DEALLOC, 4, "dealloc", "a release")                                                         \
-    X(VANISHED, 5, "vanished", "the address was handed out again without a release the tracer "   \
-                               "saw")                                                             \
+    X(VANISHED, 5, "vanished", "released without a release the tracer recorded: the address was " \
+                               "handed out again, or the exit scan found it gone")                \
     X(INHERITED, 6, "inherited", "live in the parent when this process was forked")              \
     X(EXEC, 7, "exec", "live when the process image was replaced by a successful exec (never a "  \
                        "leak)")
