@@ -76,10 +76,8 @@ struct at_spool_reader {
     /* Durability (see "Kept until the trace holds it" below). */
     uint32_t *held;    /* FULL chunks read to their end, given back after COMMIT */
     uint32_t nheld;
-    uint8_t *is_held;  /* per chunk: in `held` (polls read it again until then) */
-    int began;            /* a transaction is open: what was read since the last commit */
-    uint64_t began_ns;    /* when it began */
-    uint64_t waits_seen;  /* the spool header's `waits` at the last commit */
+    int began;         /* a transaction is open: what was read since the last commit */
+    uint64_t began_ns; /* when it began */
     pend_list *pend;   /* per chunk: halves it put in `live` in its current gen */
     uint32_t cur;      /* the chunk being read */
     int keep_on_error; /* the producer has ended: chunks not committed stay in the spool */
@@ -252,7 +250,6 @@ static void give_back(at_spool_reader *r)
         at_spool_chunk *c = at__spool_chunk(&r->spool, i);
         __atomic_store_n(&at__chunk_buf(c)->used, 0, __ATOMIC_RELAXED);
         r->off[i] = 0;
-        r->is_held[i] = 0;
         __atomic_store_n(&c->state, AT_CHUNK_FREE, __ATOMIC_RELEASE);
     }
     r->nheld = 0;
@@ -324,8 +321,7 @@ static int attach_spool(at_spool_reader *r, const char *spool_path)
         r->order = calloc(n, sizeof *r->order);
         r->held = calloc(n, sizeof *r->held);
         r->pend = calloc(n, sizeof *r->pend);
-        r->is_held = calloc(n, sizeof *r->is_held);
-        rc = r->gen && r->off && r->order && r->held && r->pend && r->is_held ? 0 : AT_E_NOMEM;
+        rc = r->gen && r->off && r->order && r->held && r->pend ? 0 : AT_E_NOMEM;
     }
     return rc;
 }
@@ -609,7 +605,6 @@ void at__spool_reader_abandon(at_spool_reader *r)
         free(r->pend[i].seq);
     free(r->pend);
     free(r->held);
-    free(r->is_held);
     free(r->loaded);
     at__spool_close(&r->spool);
     free(r->gen);
@@ -907,10 +902,8 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i)
         off += n;
     }
     r->off[i] = off;
-    if (v.state == AT_CHUNK_FULL && !r->is_held[i]) { /* every byte published: given back after the commit */
+    if (v.state == AT_CHUNK_FULL) /* every byte published: given back after the commit */
         r->held[r->nheld++] = i;
-        r->is_held[i] = 1;
-    }
     return off - start;
 }
 
@@ -920,7 +913,7 @@ static size_t read_chunk(at_spool_reader *r, uint32_t i)
 static int chunk_age(at_spool_reader *r, uint32_t i, uint64_t *age)
 {
     chunk_view v = view_chunk(r, i);
-    if (v.state == AT_CHUNK_FREE || (v.off >= v.used && (v.state != AT_CHUNK_FULL || r->is_held[i])))
+    if (v.state == AT_CHUNK_FREE || (v.off >= v.used && v.state != AT_CHUNK_FULL))
         return 0;
     size_t off = v.off, used = v.used;
     at_buf *b = v.b;
@@ -950,7 +943,7 @@ static int by_age(const void *a, const void *b)
     return x->age != y->age ? (x->age < y->age ? -1 : 1) : (x->i < y->i ? -1 : x->i > y->i);
 }
 
-/* Full chunks held at most, read but not yet given back. */
+/* Full chunks held at most, read but not yet given back, within a poll. */
 enum { GIVE_BACK_EVERY = 8 };
 
 /* How long what was read may wait for its commit when no full chunk
@@ -978,7 +971,6 @@ static int commit_and_give_back(at_spool_reader *r)
         at__sqlw_flush(r->w);
         at__sqlw_exec(r->w, "COMMIT");
         r->began = 0;
-        r->waits_seen = __atomic_load_n(&r->spool.h->waits, __ATOMIC_RELAXED);
         if (r->die_after_commit > 0 && --r->die_after_commit == 0)
             raise(SIGKILL);
         /* "fold": the fourth such commit, so that chunks holding the
@@ -994,8 +986,6 @@ static int commit_and_give_back(at_spool_reader *r)
      * waits for chunks that would not come back: it goes on as with a dead
      * recorder (spool.c), counting what it cannot spool. */
     if (err) {
-        for (uint32_t k = 0; k < r->nheld; k++)
-            r->is_held[r->held[k]] = 0;
         r->nheld = 0;
         if (!r->keep_on_error)
             at__spool_unlock(&r->spool);
@@ -1004,15 +994,12 @@ static int commit_and_give_back(at_spool_reader *r)
     return err;
 }
 
-/* Whether what was read should be committed now: a full chunk is held,
- * or a producer waited for one, or what was read waited long enough. */
-static int commit_due(at_spool_reader *r)
+/* Whether what was read should be committed now: a full chunk waits to
+ * go back (so none is held past its poll), or what was read waited long
+ * enough. */
+static int commit_due(const at_spool_reader *r)
 {
-    if (!r->began && !r->nheld)
-        return 0;
-    return r->nheld > 0 ||
-           __atomic_load_n(&r->spool.h->waits, __ATOMIC_RELAXED) != r->waits_seen ||
-           at__now_ns() - r->began_ns >= COMMIT_AFTER_NS;
+    return r->nheld > 0 || (r->began && at__now_ns() - r->began_ns >= COMMIT_AFTER_NS);
 }
 
 /* Reads every chunk with something new, oldest first: chunks are reused
@@ -1103,18 +1090,20 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
     }
 }
 
-/* A block still live when the image was replaced by exec: released by
- * the exec, with a sequence number of its own after every event read
- * (`nth` of them, in sequence order), at the exec's time. */
-static void write_exec_release(at_spool_reader *r, const at_pair *a, uint64_t nth)
+/* A block closed at the end by `op`, with a sequence number of its own
+ * after every event read (`nth` of them, in sequence order), at time `t`
+ * (not before its allocation): released by an exec that replaced the
+ * image, or released unrecorded (write_live). */
+static void write_end_release(at_spool_reader *r, const at_pair *a, uint64_t nth, uint8_t op,
+                              uint32_t thread, uint64_t t)
 {
     at_rec_free f = {
         .kind = AT_REC_FREE,
-        .free_op = AT_OP_EXEC,
-        .free_thread = r->exec.thread,
+        .free_op = op,
+        .free_thread = thread,
         .seq = a->seq,
         .free_seq = r->max_seq + 1 + nth,
-        .free_t = r->exec.t > a->u.a.t ? r->exec.t : a->u.a.t,
+        .free_t = t > a->u.a.t ? t : a->u.a.t,
     };
     write_pair(r, a, &f);
 }
@@ -1130,23 +1119,6 @@ static int released_unseen(at_spool_reader *r, const at_pair *a, sqlite3_stmt *v
         !bsearch(&key, r->loaded, r->nloaded, sizeof key, by_half))
         return 0;
     return !found(verdict, a->seq);
-}
-
-/* A release the program made and the trace never got (events were lost)
- * of a block the exit scan did not find live: closed as vanished at the
- * end, after every event read (`nth` of them, in sequence order), rather
- * than shown as a leak it is not. */
-static void write_unrecorded_release(at_spool_reader *r, const at_pair *a, uint64_t nth)
-{
-    uint64_t end = r->ended ? r->end.duration_ns : 0;
-    at_rec_free f = {
-        .kind = AT_REC_FREE,
-        .free_op = AT_OP_VANISHED,
-        .seq = a->seq,
-        .free_seq = r->max_seq + 1 + nth,
-        .free_t = end > a->u.a.t ? end : a->u.a.t,
-    };
-    write_pair(r, a, &f);
 }
 
 typedef struct live_walk {
@@ -1167,10 +1139,12 @@ static void write_live(const at_pair *a, uint64_t nth, void *arg)
         return;
     }
     if (r->exec_pending && !r->ended)
-        write_exec_release(r, a, nth);
+        write_end_release(r, a, nth, AT_OP_EXEC, r->exec.thread, r->exec.t);
     else if (lw->unrecorded && a->u.a.family != AT_FAMILY_POOL && a->seq < lw->scan_seq &&
              !found(lw->verdict, a->seq)) /* a pool's block is never scanned */
-        write_unrecorded_release(r, a, nth);
+        /* a release the program made and the trace never got, of a block
+         * the exit scan did not find live: not a leak */
+        write_end_release(r, a, nth, AT_OP_VANISHED, 0, r->ended ? r->end.duration_ns : 0);
     else
         write_pair(r, a, NULL);
 }

@@ -29,12 +29,13 @@ void at__spool_reader_set_final(at_spool_reader *r, const char *final_path);
 int at__spool_reader_resume(const char *spool_path, const char *db_dir, at_spool_reader **out);
 
 /* Turns every record available now into rows and gives full chunks back
- * once their rows are committed.  Records read from chunks still being
- * filled wait for a commit until a full chunk was read, a producer waited
- * for one, or 50 ms passed (at__spool_reader_finish commits the rest).  The number of bytes read, or a negative
- * AT_E_* code.  After an error the chunks stay in the spool (for
- * `recover`) and the reader lets the spool's lock go, so the program goes
- * on as it would without a recorder. */
+ * once their rows are committed, at the end of the poll that read them.
+ * Records read from chunks still being filled wait for a commit until a
+ * full chunk is read or 50 ms passed (at__spool_reader_finish commits the
+ * rest).  The number of bytes read, or a negative AT_E_* code.  After an
+ * error the chunks stay in the spool (for `recover`) and the reader lets
+ * the spool's lock go, so the program goes on as it would without a
+ * recorder. */
 long at__spool_reader_poll(at_spool_reader *r);
 
 /* Reads what is left, writes the blocks still live, the timeline, the

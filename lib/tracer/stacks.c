@@ -125,16 +125,15 @@ static uint32_t slot_home(uint64_t path, uint32_t nslots)
     return (uint32_t)(h >> (64 - __builtin_ctz(nslots)));
 }
 
-/* Doubles the index when it is half full; on failure the index stays as
- * it is (a node that finds no room is not made). */
-static void grow_nodes(at_stack_nodes *ns)
+/* Doubles the index; -1 (the index as it was) when it cannot. */
+static int grow_nodes(at_stack_nodes *ns)
 {
     uint32_t n = ns->nslots ? ns->nslots * 2 : 4096;
     if (n < ns->nslots)
-        return;
+        return -1;
     at_node_slot *v = at__mem_calloc(n * sizeof *v);
     if (!v)
-        return;
+        return -1;
     for (uint32_t i = 0; i < ns->nslots; i++) {
         const at_node_slot *x = &ns->slots[i];
         if (!x->id)
@@ -147,6 +146,7 @@ static void grow_nodes(at_stack_nodes *ns)
     at__mem_free(ns->slots, ns->nslots * sizeof *ns->slots);
     ns->slots = v;
     ns->nslots = n;
+    return 0;
 }
 
 static at_stack_node *node_at(const at_stack_nodes *ns, uint32_t id)
@@ -188,7 +188,6 @@ static uint32_t node_of(at_stack_nodes *ns, uint32_t parent, uint32_t depth, uin
     *node_at(ns, id) = (at_stack_node){.ip = ip, .parent = parent, .depth = depth};
     ns->slots[k] = (at_node_slot){path, parent, id};
     ns->next_id++;
-    ns->count++;
     return id;
 }
 
@@ -215,18 +214,15 @@ static uint32_t intern_nodes(at_stacks *st, at_stack_cache *cache, const uintptr
     for (uint32_t l = 0; l < shared; l++)
         path = path_step(path, frames[depth - 1 - l]);
     at__spin_lock(&ns->lock);
-    /* Room for every new node first: the index never fills during a walk. */
-    while (2 * (ns->count + depth - shared) > ns->nslots) {
-        uint32_t before = ns->nslots;
-        grow_nodes(ns);
-        if (ns->nslots == before)
-            break;
-    }
-    if (2 * (ns->count + depth - shared) > ns->nslots) {
-        at__spin_unlock(&ns->lock);
-        if (cached)
-            cache->tree_depth = 0;
-        return 0;
+    /* Room for every new node first, the index at most half full: it
+     * never fills during a walk.  Nodes so far: ids 1 to next_id - 1. */
+    while (2 * ((uint64_t)ns->next_id - 1 + depth - shared) > ns->nslots) {
+        if (grow_nodes(ns) != 0) {
+            at__spin_unlock(&ns->lock);
+            if (cached)
+                cache->tree_depth = 0;
+            return 0;
+        }
     }
     for (uint32_t l = shared; l < depth;) {
         /* a run of levels: their slots fetched together, then walked */

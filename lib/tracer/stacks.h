@@ -56,7 +56,6 @@ enum { AT_NODE_CHUNK_SHIFT = 14, AT_NODE_CHUNKS = 1 << 14 }; /* 2^28 nodes at mo
 typedef struct at_stack_nodes {
     at__spinlock lock; /* taken inside a shard's lock, never the other way round */
     uint32_t nslots; /* power of two */
-    uint32_t count;
     at_node_slot *slots;
     at_stack_node **chunks; /* AT_NODE_CHUNKS of them, made as needed */
     uint32_t next_id;
