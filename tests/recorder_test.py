@@ -89,6 +89,15 @@ def has_schema(trace):
         return None
 
 
+def wait_schema(trace, seconds):
+    """Until the trace holds its tables: the file comes before them (a
+    loaded machine may take a while from creating it to committing them)."""
+    end = time.time() + seconds
+    while not has_schema(trace) and time.time() < end:
+        time.sleep(0.02)
+    return has_schema(trace)
+
+
 def kill_while_writing(run, trace, out):
     """SIGKILL of the recorder once its trace holds its tables (a loaded
     machine may take a while from creating the file to committing them),
@@ -97,9 +106,7 @@ def kill_while_writing(run, trace, out):
     pauses long enough: see SLOW; on a loaded machine the tables can come
     late enough that it does not: see killed_while_writing)."""
     wait_file(trace, 30)
-    end = time.time() + 30
-    while not has_schema(trace) and time.time() < end:
-        time.sleep(0.02)
+    wait_schema(trace, 30)
     time.sleep(0.1)
     running = not os.path.exists(out)
     run.kill()
@@ -373,7 +380,7 @@ check(caught and not why, "the recorder killed before its reader took the spool 
 # recorder's commit waits for it (it used to fail, and lose the trace:
 # "SQLite refused an operation"), and so does `recover`'s.
 def hold_read_lock(trace, seconds):
-    db = sqlite3.connect(trace, isolation_level=None)
+    db = sqlite3.connect("file:%s?mode=ro" % trace, uri=True, isolation_level=None)
     db.execute("BEGIN")
     db.execute("SELECT count(*) FROM lifetimes").fetchone()
     time.sleep(seconds)
@@ -383,6 +390,7 @@ def hold_read_lock(trace, seconds):
 
 d, out, trace, run = leaking_run("reading", str(ITERS), "1500", stderr=subprocess.PIPE)
 wait_file(trace, 30)
+check(wait_schema(trace, 60), "reading: the recorder made the trace's tables")
 time.sleep(0.2)
 hold_read_lock(trace, 0.5)
 _, err = run.communicate(timeout=300)
