@@ -145,6 +145,91 @@ check(again == rows and not late, "moved: the same %d lifetimes, lifetimes_late 
       "%d rows against %d" % (len(again), len(rows)))
 
 
+# The same with the rows aside as the writer leaves them now: runs of
+# lifetimes in seq order, packed (lib/trace/late_runs.h), in the late file
+# beside the trace.  1,500 runs: more than one merge takes at once
+# (MERGE_RUNS, complete.c), so they are merged a group after the other.
+def leb128(v):
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7f | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def pack_run(run):
+    out, prev = bytearray(), 0
+    for row in run:
+        out += leb128(sum(1 << c for c, x in enumerate(row) if x is None))
+        out += leb128(row[0] - prev)
+        out += b"".join(leb128(x) for x in row[1:] if x is not None)
+        prev = row[0]
+    return bytes(out)
+
+
+def set_runs_aside(trace, nruns, spoil=None):
+    """Moves a third of the trace's lifetimes into NRUNS runs of its late
+    file, unfinished; `spoil(data)` changes the bytes of one run.  The
+    number of lifetimes moved."""
+    db = sqlite3.connect(trace)
+    aside = db.execute("SELECT * FROM lifetimes WHERE seq % 3 = 2 ORDER BY seq").fetchall()
+    runs = [[] for _ in range(nruns)]
+    for i, row in enumerate(aside):
+        runs[i * 7919 % nruns].append(row)
+    db.executescript("DELETE FROM lifetimes WHERE seq % 3 = 2; DELETE FROM timeline;"
+                     "UPDATE meta SET value = 0 WHERE key = 'finished';")
+    db.commit()
+    db.close()
+    late = sqlite3.connect(trace + "-late")
+    late.execute("CREATE TABLE lifetimes_late_runs(id INTEGER PRIMARY KEY, rows INTEGER NOT NULL,"
+                 " data BLOB NOT NULL)")
+    for k, run in enumerate(runs):
+        data = pack_run(run)
+        if spoil and k == nruns // 2:
+            data = spoil(data)
+        late.execute("INSERT INTO lifetimes_late_runs(rows, data) VALUES(?, ?)", (len(run), data))
+    late.commit()
+    late.close()
+    return len(aside)
+
+
+packed = os.path.join(work, "packed.db")
+shutil.copyfile(shuffled, packed)
+moved_n = set_runs_aside(packed, 1500)
+r = subprocess.run([alloctrace, "recover", packed], capture_output=True, text=True)
+check(r.returncode == 0, "packed: recover completes a trace with %d lifetimes in 1,500 runs"
+      % moved_n, r.stderr)
+db = sqlite3.connect("file:%s?mode=ro" % packed, uri=True)
+again = db.execute("SELECT * FROM lifetimes ORDER BY seq").fetchall()
+db.close()
+check(again == rows and not os.path.exists(packed + "-late"),
+      "packed: the same %d lifetimes, the late file gone" % len(rows),
+      "%d rows against %d" % (len(again), len(rows)))
+
+# A run whose bytes do not make its rows (cut short; a seq that does not
+# grow): recover fails with one line and completes nothing, the rows aside
+# stay where they were.
+for what, spoil in (("cut short", lambda d: d[:-1]),
+                    ("a seq that does not grow", lambda d: d[:1] + b"\0" + d[2:])):
+    spoiled = os.path.join(work, "spoiled.db")
+    for f in (spoiled, spoiled + "-late"):
+        if os.path.exists(f):
+            os.unlink(f)
+    shutil.copyfile(shuffled, spoiled)
+    before = len(rows) - set_runs_aside(spoiled, 40, spoil)
+    r = subprocess.run([alloctrace, "recover", spoiled], capture_output=True, text=True)
+    db = sqlite3.connect("file:%s?mode=ro" % spoiled, uri=True)
+    held = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
+    finished = db.execute("SELECT value FROM meta WHERE key = 'finished'").fetchone()[0]
+    db.close()
+    check(r.returncode not in (0, None) and r.returncode > 0 and len(r.stderr.splitlines()) == 1
+          and held == before and int(finished) == 0 and os.path.exists(spoiled + "-late"),
+          "spoiled (%s): recover fails in one line (exit %d: %s), the trace unfinished with its"
+          " %d rows" % (what, r.returncode, r.stderr.strip(), held), r.stderr)
+
+
 # The recorder killed while the shuffled program releases, right after
 # the first commit that left rows in lifetimes_late
 # (ALLOCTRACE_FAULT_DIE_AFTER_COMMIT=late): `recover` must take those rows
@@ -166,8 +251,8 @@ check(r.returncode == -9, "killed: the recorder died after its first commit with
 check(os.path.exists(trace + "-late"), "killed: the late file is beside the trace")
 db = sqlite3.connect("file:%s-late?mode=ro&immutable=1" % trace, uri=True)
 names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-aside = db.execute("SELECT count(*) FROM lifetimes_late").fetchone()[0] \
-    if "lifetimes_late" in names else 0
+aside = db.execute("SELECT coalesce(sum(rows), 0) FROM lifetimes_late_runs").fetchone()[0] \
+    if "lifetimes_late_runs" in names else 0
 db.close()
 r = recover(trace)
 check(not [f for f in os.listdir(work) if f.startswith("killed.db-")],

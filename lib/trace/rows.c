@@ -23,6 +23,7 @@
 #include "aggregate.h"
 #include "at_uthash.h"
 #include "complete.h"
+#include "late_runs.h"
 #include "module_rows.h"
 #include "rowbatch.h"
 #include "run_protocol.h"
@@ -63,6 +64,7 @@ enum { LATE_DISTANCE = 1 << 18 };
 #define LIFETIME_COLUMNS                                                                           \
     "seq, ptr, size, info, thread, stack, t, free_dseq, free_dt, free_thread, free_stack"
 enum { LIFETIME_NCOLS = 11 };
+_Static_assert((int)LIFETIME_NCOLS == (int)AT_LATE_COLS, "a run packs the columns of lifetimes");
 
 typedef struct writer {
     sqlite3 *db;
@@ -70,9 +72,10 @@ typedef struct writer {
     sqlite3_stmt *frame_lookup, *release_layout, *reach;
     sqlite3_stmt *pool_create, *pool_destroy, *pool_block, *pool_finding;
     sqlite3_stmt *lifetime_batch; /* INSERT ... SELECT from `rows` */
-    sqlite3_stmt *late_batch;     /* the same into lifetimes_late */
+    sqlite3_stmt *late_run;       /* a run into lifetimes_late_runs */
+    uint8_t *late_buf;            /* a run, packed (late_runs.h) */
     uint64_t tail;                /* the highest seq in `lifetimes` */
-    uint64_t late_rows;           /* rows written to lifetimes_late */
+    uint64_t late_rows;           /* lifetimes set aside in lifetimes_late_runs */
     uint64_t folding;             /* lifetimes given to the aggregator */
     at_rowbatch rows;             /* a sorted batch's column values */
     at_rec_lifetime *batch; /* lifetimes not yet written, in arrival order */
@@ -135,13 +138,13 @@ static int prepare(writer *w)
         " destroyed_time_us = excluded.destroyed_time_us, destroy_stack = excluded.destroy_stack",
         "INSERT OR REPLACE INTO pool_blocks(seq, pool, chunk) VALUES(?,?,?)",
         "INSERT OR REPLACE INTO pool_findings(seq, pool) VALUES(?,?)",
-        "INSERT INTO lifetimes_late SELECT * FROM at_lifetime_batch",
+        "INSERT INTO late.lifetimes_late_runs(rows, data) VALUES(?,?)",
     };
     sqlite3_stmt **out[] = {&w->lifetime,     &w->finding,        &w->stack,
                             &w->frame,        &w->node,           &w->thread,
                             &w->frame_lookup, &w->release_layout, &w->lifetime_batch,
                             &w->reach,        &w->pool_create,    &w->pool_destroy,
-                            &w->pool_block,   &w->pool_finding,   &w->late_batch};
+                            &w->pool_block,   &w->pool_finding,   &w->late_run};
     if (at__trace_attach_late(w->db, 1) != 0 || at__sql_exec(w->db, AT_SQL_LIFETIMES_LATE) != 0)
         return AT_E_DB;
     sqlite3_stmt *tail;
@@ -167,13 +170,15 @@ static void finalize(writer *w)
                            w->frame,          w->node,         w->thread,
                            w->frame_lookup,   w->release_layout, w->lifetime_batch,
                            w->reach,          w->pool_create,  w->pool_destroy,
-                           w->pool_block,     w->pool_finding, w->late_batch};
+                           w->pool_block,     w->pool_finding, w->late_run};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     /* The module stays registered on the connection (SQLite frees it when
      * the connection closes) but must no longer be used. */
     at__rowbatch_destroy(&w->rows);
     free(w->batch);
+    free(w->late_buf);
+    w->late_buf = NULL;
     free(w->keys);
     free(w->scratch);
     w->batch = NULL;
@@ -323,11 +328,13 @@ static batch_key *sort_keys(batch_key *keys, batch_key *scratch, size_t n)
 }
 
 static void add_rows(writer *w, const batch_key *order, size_t from, size_t to);
+static void write_late_run(writer *w, const batch_key *order, size_t n);
 
 /* Writes the lifetimes held back, in sequence order, with one statement
  * per table (binding ten parameters and stepping a statement per row cost
  * more than SQLite's own work of storing the rows): the late ones, a
- * prefix once sorted, to lifetimes_late, the others to lifetimes. */
+ * prefix once sorted, as a run of lifetimes_late_runs, the others to
+ * lifetimes. */
 static void flush_lifetimes(writer *w)
 {
     if (!w->nbatch)
@@ -338,11 +345,8 @@ static void flush_lifetimes(writer *w)
     size_t late = 0;
     while (late < w->nbatch && order[late].seq + LATE_DISTANCE <= w->tail)
         late++;
-    if (late) {
-        add_rows(w, order, 0, late);
-        step(w, w->late_batch);
-        w->late_rows += late;
-    }
+    if (late)
+        write_late_run(w, order, late);
     if (late < w->nbatch) {
         add_rows(w, order, late, w->nbatch);
         step(w, w->lifetime_batch);
@@ -370,6 +374,34 @@ static void add_rows(writer *w, const batch_key *order, size_t from, size_t to)
         if (odd_layout)
             write_release_layout(w, r);
     }
+}
+
+/* The lifetimes order[0..n) of the batch, packed into one row of
+ * lifetimes_late_runs (late_runs.h); a row each straight into `lifetimes`
+ * when there is no memory to pack them (only slower). */
+static void write_late_run(writer *w, const batch_key *order, size_t n)
+{
+    if (!w->late_buf && !(w->late_buf = malloc((size_t)BATCH_MAX * AT_LATE_ROW_MAX))) {
+        for (size_t i = 0; i < n; i++)
+            write_lifetime(w, &w->batch[order[i].index]);
+        return;
+    }
+    size_t len = 0;
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        const at_rec_lifetime *r = &w->batch[order[i].index];
+        int64_t v[LIFETIME_NCOLS];
+        int odd_layout;
+        uint32_t nulls = lifetime_row(r, v, &odd_layout);
+        len += at__late_put(w->late_buf + len, prev, v, nulls);
+        prev = (uint64_t)v[0];
+        if (odd_layout)
+            write_release_layout(w, r);
+    }
+    sqlite3_bind_int64(w->late_run, 1, (sqlite3_int64)n);
+    sqlite3_bind_blob(w->late_run, 2, w->late_buf, (int)len, SQLITE_STATIC);
+    step(w, w->late_run);
+    w->late_rows += n;
 }
 
 /* Holds a lifetime back until flush_lifetimes; written at once if there

@@ -72,16 +72,17 @@
     "CREATE TABLE IF NOT EXISTS pool_findings(seq INTEGER PRIMARY KEY, pool INTEGER NOT NULL);"
 
 /* Lifetimes written while the trace was recorded whose allocation lay far
- * below the newest (rows.c, LATE_DISTANCE): kept in arrival order, moved
- * into `lifetimes` in one ordered pass when the trace is completed
- * (complete.c), so that a finished trace has no such table.  The table
- * lives in a database file of its own beside the trace (TRACE-late,
- * attached as `late`, at__trace_attach_late): dropped from the trace
- * itself, its pages stayed as free pages, half of a shuffled run's file. */
+ * below the newest (rows.c, LATE_DISTANCE): a sorted batch a row, packed
+ * (late_runs.h), moved into `lifetimes` in one merge of the runs when the
+ * trace is completed (complete.c), so that a finished trace has no such
+ * table.  The table lives in a database file of its own beside the trace
+ * (TRACE-late, attached as `late`, at__trace_attach_late): dropped from
+ * the trace itself, its pages stayed as free pages.  An older alloctrace
+ * kept a row a lifetime there, in `lifetimes_late` (the same columns as
+ * `lifetimes`, no key); completion still merges one. */
 #define AT_SQL_LIFETIMES_LATE                                                                      \
-    "CREATE TABLE IF NOT EXISTS late.lifetimes_late(seq INTEGER NOT NULL, ptr INTEGER,"           \
-    " size INTEGER, info INTEGER, thread INTEGER, stack INTEGER, t INTEGER, free_dseq INTEGER,"   \
-    " free_dt INTEGER, free_thread INTEGER, free_stack INTEGER);"
+    "CREATE TABLE IF NOT EXISTS late.lifetimes_late_runs(id INTEGER PRIMARY KEY,"                 \
+    " rows INTEGER NOT NULL, data BLOB NOT NULL);"
 
 /* Levels the SQL walks up the call tree go at most: more than the tracer
  * ever records (AT_MAX_STACK_DEPTH), a bound against a cycle of parents

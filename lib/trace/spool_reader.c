@@ -255,12 +255,16 @@ static void give_back(at_spool_reader *r)
     r->nheld = 0;
 }
 
+/* The reader's connection is its thread's alone: opened without SQLite's
+ * per-connection mutex, which every call took and gave back. */
+#define OPEN_FLAGS (SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX)
+
 static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
 {
     int rc = at__create_trace_file(db_path, overwrite);
     if (rc)
         return rc;
-    if (sqlite3_open_v2(db_path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+    if (sqlite3_open_v2(db_path, &r->db, OPEN_FLAGS, NULL) !=
         SQLITE_OK)
         return AT_E_DB;
     rc = at__sql_exec(r->db, "PRAGMA page_size=16384; PRAGMA user_version=" AT_STRINGIFY(
@@ -498,7 +502,7 @@ static int load_waiting(at_spool_reader *r)
 
 static int resume_db(at_spool_reader *r, const char *db_path)
 {
-    if (sqlite3_open_v2(db_path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
+    if (sqlite3_open_v2(db_path, &r->db, OPEN_FLAGS, NULL) !=
         SQLITE_OK)
         return AT_E_ACCESS;
     int rc = db_settings(r->db); /* a hot journal is rolled back here */
@@ -1082,7 +1086,7 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         int64_t missing = (int64_t)r->doubtful;
         if (e->totals_known) {
             int64_t rows = at__sql_int(r->db, "SELECT count(*) FROM lifetimes") +
-                           at__sql_int(r->db, "SELECT count(*) FROM lifetimes_late");
+                           at__sql_int(r->db, "SELECT coalesce(sum(rows), 0) FROM late.lifetimes_late_runs");
             if (e->alloc_calls - rows > missing)
                 missing = e->alloc_calls - rows;
         }
