@@ -11,8 +11,8 @@
  * runs only for a stack seen for the first time, off the fast path.
  *
  * Lookups go first through a small per-thread cache (no lock), then through
- * a sharded table keyed by a 64-bit hash of the frames, compared frame by
- * frame on a hash match.  A new stack is put on a lock-free "unwritten" list
+ * a sharded open-addressing table keyed by a 64-bit hash of the frames,
+ * compared frame by frame on a hash match.  A new stack is put on a lock-free "unwritten" list
  * that the background writer drains into the trace.  Interned stacks are
  * immutable and live until the table is destroyed.
  */
@@ -24,7 +24,6 @@
 #include "spinlock.h"
 
 typedef struct at_stack {
-    struct at_stack *chain;          /* next stack in the same hash bucket */
     struct at_stack *next_unwritten; /* writer's queue */
     uint64_t hash;
     uint32_t id; /* the node of frames[0] */
@@ -79,11 +78,19 @@ typedef struct at_stack_cache {
     uint32_t tree_depth;
 } at_stack_cache;
 
+/* A slot of a shard's table: the stack's hash beside it, so that a
+ * lookup reads one stack only, the one whose hash matches, and growing
+ * the table reads no stack at all. */
+typedef struct at_stack_slot {
+    uint64_t hash; /* 0: an empty slot (hashes are never 0) */
+    at_stack *stack;
+} at_stack_slot;
+
 typedef struct at_stack_shard {
     at__spinlock lock;
-    uint32_t nbuckets; /* power of two */
+    uint32_t nslots; /* power of two, or 0 */
     uint32_t count;
-    at_stack **buckets;
+    at_stack_slot *slots; /* open addressing, linear probing, at most half full */
 } at_stack_shard;
 
 typedef struct at_stacks {
