@@ -209,8 +209,8 @@ check(again == rows and not os.path.exists(packed + "-late"),
       "%d rows against %d" % (len(again), len(rows)))
 
 # A run whose bytes do not make its rows (cut short; a seq that does not
-# grow): recover fails with one line and completes nothing, the rows aside
-# stay where they were.
+# grow): recover fails with one line saying so (exit 125, as for any trace
+# it cannot read) and completes nothing, the rows aside stay where they were.
 for what, spoil in (("cut short", lambda d: d[:-1]),
                     ("a seq that does not grow", lambda d: d[:1] + b"\0" + d[2:])):
     spoiled = os.path.join(work, "spoiled.db")
@@ -224,7 +224,7 @@ for what, spoil in (("cut short", lambda d: d[:-1]),
     held = db.execute("SELECT count(*) FROM lifetimes").fetchone()[0]
     finished = db.execute("SELECT value FROM meta WHERE key = 'finished'").fetchone()[0]
     db.close()
-    check(r.returncode not in (0, None) and r.returncode > 0 and len(r.stderr.splitlines()) == 1
+    check(r.returncode == 125 and len(r.stderr.splitlines()) == 1 and "corrupt" in r.stderr
           and held == before and int(finished) == 0 and os.path.exists(spoiled + "-late"),
           "spoiled (%s): recover fails in one line (exit %d: %s), the trace unfinished with its"
           " %d rows" % (what, r.returncode, r.stderr.strip(), held), r.stderr)

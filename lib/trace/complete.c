@@ -301,7 +301,7 @@ static int source_next(merge_source *s, int *rc)
 {
     if (s->left == 0) {
         if (s->at != s->have || s->read != s->size)
-            *rc = AT_E_DB; /* bytes after its last row */
+            *rc = AT_E_LATE_CORRUPT; /* bytes after its last row */
         return 0;
     }
     if (s->have - s->at < AT_LATE_ROW_MAX && s->read < s->size) {
@@ -318,7 +318,7 @@ static int source_next(merge_source *s, int *rc)
     }
     size_t k = at__late_get(s->buf + s->at, s->have - s->at, (uint64_t)s->v[0], s->v, &s->nulls);
     if (!k) {
-        *rc = AT_E_DB;
+        *rc = AT_E_LATE_CORRUPT;
         return 0;
     }
     s->at += k;
@@ -406,7 +406,9 @@ static int merge_late_runs(sqlite3 *db, const void *unused)
         if (more) {
             merge_source *s = &src[n];
             *s = (merge_source){.left = sqlite3_column_int64(list, 1), .buf = bufs + n * MERGE_BUF};
-            if (s->left < 0 || sqlite3_blob_open(db, "late", "lifetimes_late_runs", "data",
+            if (s->left < 0)
+                rc = AT_E_LATE_CORRUPT;
+            else if (sqlite3_blob_open(db, "late", "lifetimes_late_runs", "data",
                                                  sqlite3_column_int64(list, 0), 0,
                                                  &s->blob) != SQLITE_OK)
                 rc = AT_E_DB;

@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-/* AT_E_ALIGN_ZERO ... AT_E_THREAD: the codes and their sentences are
+/* AT_E_ALIGN_ZERO ... AT_E_LATE_CORRUPT: the codes and their sentences are
  * listed once, in vocab.h (AT_ERRORS).  The layout invariants come first,
  * one code per broken rule; then allocation, arguments and environment. */
 enum at_error {

@@ -131,6 +131,7 @@
     X(ACCESS, -8, "the trace file cannot be created or written")                                  \
     X(IO, -9, "I/O error while writing the trace")                                                \
     X(DB, -10, "SQLite refused an operation on the trace")                                        \
-    X(THREAD, -11, "the background writer thread could not be started")
+    X(THREAD, -11, "the background writer thread could not be started")                           \
+    X(LATE_CORRUPT, -12, "the lifetimes set aside beside the trace (TRACE-late) are corrupt")
 
 #endif
