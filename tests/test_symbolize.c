@@ -2,10 +2,14 @@
  * addresses are known (functions of this very program, libstdc++, the
  * vdso, nowhere) go into a fresh trace database, at__modules_write and
  * at__symbolize_frames run over it, and the rows are checked. */
+#include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <link.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
@@ -392,6 +396,110 @@ TEST(demangle)
                  "std::thread::hardware_concurrency()");
     close_db(db, path);
     dlclose(h);
+}
+
+/* ---- more files than the symbolizer keeps ------------------------------------------ */
+
+/* An address in the middle of the first executable segment of the shared
+ * object at `path` (0: not one), from its ELF header. */
+static uint64_t code_offset(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    Elf64_Ehdr eh;
+    uint64_t at = 0;
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_type == ET_DYN && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+        for (int i = 0; i < eh.e_phnum && !at; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + (uint64_t)i * sizeof ph)) != (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X) && ph.p_memsz > 64)
+                at = ph.p_vaddr + ph.p_memsz / 2;
+        }
+    }
+    close(fd);
+    return at;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+enum { MANY = 24 };
+
+/* A frame in each of files[0..n), at fake bases nothing maps, symbolized
+ * in one trace; the functions named, into names[i] (malloc'd, "" none). */
+static void symbolize_files(char **files, const uint64_t *offsets, size_t n, char **names)
+{
+    char path[PATH_MAX];
+    sqlite3 *db = open_db("many", path, sizeof path);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t base = ((uint64_t)0x100 + i) << 36;
+        char *sql = sqlite3_mprintf("INSERT INTO modules(path, base, start, end) VALUES(%Q, %lld,"
+                                    " %lld, %lld)",
+                                    files[i], (long long)base, (long long)base,
+                                    (long long)(base + ((uint64_t)1 << 34)));
+        ASSERT_EQ(at__sql_exec(db, sql), 0);
+        sqlite3_free(sql);
+        add_frame(db, base + offsets[i] + 1);
+    }
+    run_both(db);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t base = ((uint64_t)0x100 + i) << 36;
+        names[i] = strdup(q_text(db, "SELECT coalesce(function, '') FROM frames WHERE ip = %lld",
+                                 (long long)(base + offsets[i] + 1)));
+        ASSERT_NOT_NULL(names[i]);
+    }
+    close_db(db, path);
+}
+
+/* A trace whose frames lie in more files than the symbolizer keeps from
+ * one trace to the next: each frame is named as a trace of its file alone
+ * names it (the cache once freed a trace's first files while its last
+ * were read: freed memory read, names lost, a crash in a release build;
+ * the sanitizer and valgrind builds run this). */
+TEST(symbolize_more_files_than_kept)
+{
+    const char *dir = "/usr/lib/x86_64-linux-gnu";
+    DIR *d = opendir(dir);
+    ASSERT_NOT_NULL(d);
+    char *all[4096];
+    size_t nall = 0;
+    for (struct dirent *e; (e = readdir(d)) && nall < 4096;)
+        if (strstr(e->d_name, ".so") && e->d_type == DT_REG)
+            all[nall++] = strdup(e->d_name);
+    closedir(d);
+    qsort(all, nall, sizeof *all, by_name);
+    char *files[MANY];
+    uint64_t offsets[MANY];
+    size_t n = 0;
+    for (size_t i = 0; i < nall; i++) {
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, all[i]);
+        uint64_t at = n < MANY ? code_offset(p) : 0;
+        if (at) {
+            offsets[n] = at;
+            files[n++] = strdup(p);
+        }
+        free(all[i]);
+    }
+    ASSERT_UEQ(n, MANY);
+    char *together[MANY], *alone[MANY];
+    symbolize_files(files, offsets, n, together);
+    size_t named = 0;
+    for (size_t i = 0; i < n; i++) {
+        symbolize_files(&files[i], &offsets[i], 1, &alone[i]);
+        if (strcmp(together[i], alone[i]) != 0)
+            TEST_FAIL("%s: %s in a trace of %zu files, %s alone", files[i], together[i], n, alone[i]);
+        named += together[i][0] != 0;
+        free(together[i]);
+        free(alone[i]);
+        free(files[i]);
+    }
+    ASSERT_GE(named, MANY / 2);
 }
 
 TEST_MAIN()

@@ -234,11 +234,15 @@ static trace_mod *find_mod(const work *w, int64_t id)
  * a run that finishes the traces of many processes (a shell script's, a
  * test suite's) reads each library's DWARF once, not once a trace (the
  * pyenv python3 workload: 17 traces, each decompressing libc's 10 MB of
- * separate debug info, 0.85 s).  At most CACHED files; the one used least
- * recently goes.  Serialized by cache_lock. */
+ * separate debug info, 0.85 s).  Between traces at most CACHED files
+ * stay, the ones used most recently (trim_cache); while a trace is
+ * symbolized the cache holds every file of it, since its modules point
+ * into the cache (a trace of 20 files once freed the first ones while the
+ * last were read, and symbolized with freed memory).  Serialized by
+ * cache_lock. */
 enum { CACHED = 16 };
-static mod *cache[CACHED];
-static size_t ncached;
+static mod **cache;
+static size_t ncached, cache_cap;
 static uint64_t cache_clock;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -295,7 +299,25 @@ static mod *mod_of(const char *path)
         m->dm = dwfl_report_elf(m->dwfl, path, path, -1, 0, true);
         dwfl_report_end(m->dwfl, NULL, NULL);
     }
-    if (ncached == CACHED) {
+    if (ncached == cache_cap) {
+        size_t cap = cache_cap ? 2 * cache_cap : CACHED;
+        mod **grown = realloc(cache, cap * sizeof *grown);
+        if (!grown) {
+            mod_free(m);
+            return NULL;
+        }
+        cache = grown;
+        cache_cap = cap;
+    }
+    cache[ncached++] = m;
+    return m;
+}
+
+/* Down to the CACHED files used most recently, once no trace's modules
+ * point into the cache. */
+static void trim_cache(void)
+{
+    while (ncached > CACHED) {
         size_t old = 0;
         for (size_t i = 1; i < ncached; i++)
             if (cache[i]->used < cache[old]->used)
@@ -303,8 +325,6 @@ static mod *mod_of(const char *path)
         mod_free(cache[old]);
         cache[old] = cache[--ncached];
     }
-    cache[ncached++] = m;
-    return m;
 }
 
 static int cu_range_cmp(const void *a, const void *b)
@@ -870,6 +890,7 @@ int at__symbolize_frames(sqlite3 *db)
         return rc;
     pthread_mutex_lock(&cache_lock);
     rc = symbolize_all(&w);
+    trim_cache(); /* w's modules are not used past here */
     pthread_mutex_unlock(&cache_lock);
     if (!rc)
         rc = at__sql_exec(db, "COMMIT");
