@@ -430,20 +430,19 @@ static const char *source_path(const char *dir, const char *file, char *buf, siz
     return buf;
 }
 
-/* Source file (into buf) and line of `pc`; NULL if unknown. */
-static const char *source_line(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, int *line, char *buf,
-                               size_t size)
+/* Source file (into buf) and line of `pc` in file `m`; NULL if unknown. */
+static const char *source_line(mod *m, Dwarf_Addr pc, int *line, char *buf, size_t size)
 {
     /* libdw (0.188 at least) also answers for an address in a gap after
      * a unit (crt code placed after main) with the unit's last line: a
      * line counts only if its unit covers pc. */
-    Dwfl_Line *dl = dwfl_module_getsrc(dm, pc);
+    Dwfl_Line *dl = dwfl_module_getsrc(m->dm, pc);
     Dwarf_Addr bias;
     if (dl && dwfl_dwarf_line(dl, &bias) && dwarf_haspc(dwfl_linecu(dl), pc - bias) == 1) {
         const char *f = dwfl_lineinfo(dl, NULL, line, NULL, NULL, NULL);
         return f && f[0] ? source_path(dwfl_line_comp_dir(dl), f, buf, size) : NULL;
     }
-    Dwarf_Die *cu = m && m->dm == dm ? find_cu(m, pc) : NULL;
+    Dwarf_Die *cu = find_cu(m, pc);
     Dwarf_Line *ln = cu ? dwarf_getsrc_die(cu, pc - m->bias) : NULL;
     const char *f = ln ? dwarf_linesrc(ln, NULL, NULL) : NULL;
     if (!f || !f[0] || dwarf_lineno(ln, line) != 0)
@@ -479,9 +478,10 @@ static int sym_cmp(const void *a, const void *b)
     return x->rank - y->rank;
 }
 
-static void build_syms(mod *m, Dwfl_Module *dm)
+static void build_syms(mod *m)
 {
     m->syms_built = 1;
+    Dwfl_Module *dm = m->dm;
     int n = dwfl_module_getsymtab(dm);
     if (n <= 0)
         return;
@@ -702,11 +702,11 @@ static int concrete_scopes(Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die **scopes)
 /* The functions inlined at `pc`, innermost first (out[0] is the one whose
  * code pc is in), up to the real function, which the symbol table names;
  * their number. */
-static size_t inline_chain(mod *m, Dwfl_Module *dm, Dwarf_Addr pc, inl *out)
+static size_t inline_chain(mod *m, Dwarf_Addr pc, inl *out)
 {
     Dwarf_Addr bias = 0;
-    Dwarf_Die *cu = dwfl_module_addrdie(dm, pc, &bias);
-    if (!cu && m && m->dm == dm) { /* no .debug_aranges (clang): see build_cu_ranges */
+    Dwarf_Die *cu = dwfl_module_addrdie(m->dm, pc, &bias);
+    if (!cu) { /* no .debug_aranges (clang): see build_cu_ranges */
         cu = find_cu(m, pc);
         bias = m->bias;
     }
@@ -825,15 +825,15 @@ static int symbolize_one(work *w, const job *j)
     char pathbuf[PATH_MAX];
     /* The address in the file: its module's load bias off. */
     Dwarf_Addr at = tm ? pc - tm->base : 0;
-    Dwfl_Module *dm = m && m->dm ? dwfl_addrmodule(m->dwfl, at) : NULL;
-    if (dm) {
+    /* the file is alone in its Dwfl: the address is in it or in nothing */
+    if (m && m->dm && dwfl_addrmodule(m->dwfl, at) == m->dm) {
         if (!m->syms_built)
-            build_syms(m, dm);
+            build_syms(m);
         GElf_Addr start = 0;
         fd->name = find_sym(m, at, &start);
         fd->offset = at + 1 - start; /* from the symbol to ip, not to ip - 1 */
-        fd->file = source_line(m, dm, at, &fd->line, pathbuf, sizeof pathbuf);
-        fd->nchain = fd->file ? inline_chain(m, dm, at, fd->chain) : 0;
+        fd->file = source_line(m, at, &fd->line, pathbuf, sizeof pathbuf);
+        fd->nchain = fd->file ? inline_chain(m, at, fd->chain) : 0;
     }
     if (!fd->name) {
         uintptr_t start = 0;
