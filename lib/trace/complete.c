@@ -409,8 +409,7 @@ static int merge_late_runs(sqlite3 *db, const void *unused)
             if (s->left < 0)
                 rc = AT_E_LATE_CORRUPT;
             else if (sqlite3_blob_open(db, "late", "lifetimes_late_runs", "data",
-                                                 sqlite3_column_int64(list, 0), 0,
-                                                 &s->blob) != SQLITE_OK)
+                                       sqlite3_column_int64(list, 0), 0, &s->blob) != SQLITE_OK)
                 rc = AT_E_DB;
             else
                 s->size = sqlite3_blob_bytes(s->blob);
@@ -448,16 +447,25 @@ static int merge_timed(sqlite3 *db, int (*merge)(sqlite3 *, const void *), const
     return rc;
 }
 
+/* Whether schema `schema` of db holds table `name` (both this file's
+ * literals). */
+static int has_table(sqlite3 *db, const char *schema, const char *name)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s.sqlite_master WHERE name = '%s'", schema,
+             name);
+    return at__sql_int(db, sql) > 0;
+}
+
 int at__trace_merge_late(sqlite3 *db)
 {
     int rc = at__trace_attach_late(db, 0);
-    if (!rc && at__sql_int(db, "SELECT count(*) FROM main.sqlite_master WHERE name = 'lifetimes_late'"))
+    if (!rc && has_table(db, "main", "lifetimes_late"))
         rc = merge_timed(db, merge_late_table, "main", "a row each");
     if (!rc && late_attached(db)) {
-        if (at__sql_int(db, "SELECT count(*) FROM late.sqlite_master WHERE name = 'lifetimes_late'"))
+        if (has_table(db, "late", "lifetimes_late"))
             rc = merge_timed(db, merge_late_table, "late", "a row each");
-        if (!rc &&
-            at__sql_int(db, "SELECT count(*) FROM late.sqlite_master WHERE name = 'lifetimes_late_runs'"))
+        if (!rc && has_table(db, "late", "lifetimes_late_runs"))
             rc = merge_timed(db, merge_late_runs, NULL, "runs");
         /* merged (or never used): the file goes, and a writer that goes on
          * attaches a fresh one */

@@ -264,8 +264,7 @@ static int open_db(at_spool_reader *r, const char *db_path, int overwrite)
     int rc = at__create_trace_file(db_path, overwrite);
     if (rc)
         return rc;
-    if (sqlite3_open_v2(db_path, &r->db, OPEN_FLAGS, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_open_v2(db_path, &r->db, OPEN_FLAGS, NULL) != SQLITE_OK)
         return AT_E_DB;
     rc = at__sql_exec(r->db, "PRAGMA page_size=16384; PRAGMA user_version=" AT_STRINGIFY(
                                  AT_SCHEMA_VERSION) ";");
@@ -502,8 +501,7 @@ static int load_waiting(at_spool_reader *r)
 
 static int resume_db(at_spool_reader *r, const char *db_path)
 {
-    if (sqlite3_open_v2(db_path, &r->db, OPEN_FLAGS, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_open_v2(db_path, &r->db, OPEN_FLAGS, NULL) != SQLITE_OK)
         return AT_E_ACCESS;
     int rc = db_settings(r->db); /* a hot journal is rolled back here */
     sqlite3_stmt *st;
@@ -1039,6 +1037,16 @@ long at__spool_reader_poll(at_spool_reader *r)
 
 /* ---- the end ----------------------------------------------------------------------- */
 
+/* Events lost, as far as the reader knows them: the spool's drops, or
+ * the producer's own count (its END's, or its EXEC's when the image was
+ * replaced), which holds them (each is a thread's lost record). */
+static uint64_t events_lost(const at_spool_reader *r)
+{
+    uint64_t lost = r->spool.h->dropped;
+    uint64_t own = r->ended ? r->end.lost_events : r->exec_pending ? r->exec.lost_events : 0;
+    return own > lost ? own : lost;
+}
+
 /* The end as the spool says it: the producer's END record, or, when it
  * died first, only what reached the spool. */
 static void spool_end(const at_spool_reader *r, at_trace_end *e)
@@ -1053,7 +1061,7 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         .program_end = exec     ? AT_PROGRAM_END_EXEC
                        : closed ? AT_PROGRAM_END_CLOSED
                                 : AT_PROGRAM_END_DIED,
-        .lost_events = (int64_t)r->spool.h->dropped,
+        .lost_events = (int64_t)events_lost(r),
         .backpressure_waits = (int64_t)r->spool.h->waits,
         .spooled = 1,
         .spool_chunks = (int64_t)r->spool.h->nchunks,
@@ -1066,9 +1074,6 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         e->alloc_bytes = (int64_t)r->end.alloc_bytes;
         e->free_calls = (int64_t)r->end.free_calls;
         e->findings = (int64_t)r->end.findings;
-        /* the END's count holds the spool's drops (each is a thread's lost record) */
-        if ((int64_t)r->end.lost_events > e->lost_events)
-            e->lost_events = (int64_t)r->end.lost_events;
     } else if (exec) {
         e->totals_known = 1;
         e->duration_us = (int64_t)(r->exec.duration_ns / 1000);
@@ -1076,8 +1081,6 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
         e->alloc_bytes = (int64_t)r->exec.alloc_bytes;
         e->free_calls = (int64_t)r->exec.free_calls;
         e->findings = (int64_t)r->exec.findings;
-        if ((int64_t)r->exec.lost_events > e->lost_events)
-            e->lost_events = (int64_t)r->exec.lost_events;
     }
     if (r->resumed_aggregating) {
         /* What the dead reader folded is lost: the allocations the program
@@ -1085,8 +1088,9 @@ static void spool_end(const at_spool_reader *r, at_trace_end *e)
          * dropped (write_live). */
         int64_t missing = (int64_t)r->doubtful;
         if (e->totals_known) {
-            int64_t rows = at__sql_int(r->db, "SELECT count(*) FROM lifetimes") +
-                           at__sql_int(r->db, "SELECT coalesce(sum(rows), 0) FROM late.lifetimes_late_runs");
+            int64_t rows =
+                at__sql_int(r->db, "SELECT count(*) FROM lifetimes") +
+                at__sql_int(r->db, "SELECT coalesce(sum(rows), 0) FROM late.lifetimes_late_runs");
             if (e->alloc_calls - rows > missing)
                 missing = e->alloc_calls - rows;
         }
@@ -1161,14 +1165,9 @@ static void write_leaks(at_spool_reader *r)
 {
     r->corrupt |= r->waiting_frees != 0;
     live_walk lw = {r, NULL, 0, 0};
-    /* Events lost, as far as the reader knows them: the spool's drops and
-     * the producer's own count. */
-    uint64_t lost = r->spool.h->dropped;
-    if (r->ended && r->end.lost_events > lost)
-        lost = r->end.lost_events;
     /* the scan done, and every verdict it sent in the trace: a block
      * without one was not live at exit */
-    int judge = r->resumed_aggregating || lost > 0;
+    int judge = r->resumed_aggregating || events_lost(r) > 0;
     if (judge &&
         at__sql_int(r->db, "SELECT (SELECT value = 'done' FROM meta WHERE key = 'reach_scan')"
                            " AND (SELECT value FROM meta WHERE key = 'reach_blocks') <="
