@@ -452,42 +452,4 @@ check(code == 0 and len(got) == 102 and got[1:101] == long_args[:100]
       "run: a 10 KB command line whole in meta.arguments, a 9000-byte argument cut with a note",
       (len(got), got[101][-60:] if len(got) > 101 else None))
 
-# The program's environment is the caller's, whatever `alloctrace run`
-# does for itself: it runs again with glibc's malloc on huge pages
-# (GLIBC_TUNABLES, its own process only), and the program sees the
-# caller's GLIBC_TUNABLES as it was, absent, empty or set, the variables in
-# the same order; only the run protocol's and LD_PRELOAD are added.
-def program_env(tunables):
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    if tunables is not None:
-        env["GLIBC_TUNABLES"] = tunables
-    plain = subprocess.run(["env", "-0"], capture_output=True, env=env, check=True).stdout
-    trace = os.path.join(work, "env.db")
-    own = subprocess.run([alloctrace, "run", "-q", "-o", trace, "--force", "--", "env", "-0"],
-                         capture_output=True, env=env, cwd=work, timeout=60)
-    # the recorder is the program's parent: its start-up environment and name
-    parent = subprocess.run(
-        [alloctrace, "run", "-q", "-o", trace, "--force", "--", "sh", "-c",
-         "cat /proc/$PPID/environ; printf '\\1'; cat /proc/$PPID/comm"],
-        capture_output=True, env=env, cwd=work, timeout=60)
-    ours = lambda e: e.startswith(b"ALLOCTRACE_") or e.startswith(b"LD_PRELOAD=")
-    strip = lambda block: [e for e in block.split(b"\0") if e and not ours(e)]
-    environ, comm = parent.stdout.split(b"\1")
-    return (own.returncode, strip(plain), strip(own.stdout),
-            # glibc cuts the tunables it reads at their ':' in place
-            b":".join(environ.split(b"\0")), comm.strip())
-
-
-for tunables in (None, "", "glibc.malloc.tcache_count=3"):
-    code, plain, own, parent, comm = program_env(tunables)
-    check(code == 0 and own == plain,
-          "run: the program's environment is the caller's, in its order (GLIBC_TUNABLES %r)"
-          % (tunables,), [e for e in own if e not in plain] + [b"-"] +
-          [e for e in plain if e not in own])
-    want = b"GLIBC_TUNABLES=" + ((tunables + ":") if tunables else "").encode() + \
-        b"glibc.malloc.hugetlb=1"
-    check(want in parent and comm == b"alloctrace",
-          "run: the recorder itself runs with huge pages, under its own name (GLIBC_TUNABLES %r)"
-          % (tunables,), (comm,))
-
 finish()

@@ -67,10 +67,6 @@
 #define AT_ENV_PRELOAD "ALLOCTRACE_PRELOAD" /* where `alloctrace run` finds the library */
 #define AT_ENV_TIMING "ALLOCTRACE_TIMING"   /* print how long each step of finishing takes */
 #define AT_ENV_DEBUG "ALLOCTRACE_DEBUG"     /* print SQLite's message for a failed write */
-/* Set by `alloctrace run` for itself only, across the exec that gives its
- * own malloc huge pages (tools/alloctrace.c): the caller's GLIBC_TUNABLES
- * after a '=', or empty when it had none.  Never seen by the program. */
-#define AT_ENV_TUNABLES "ALLOCTRACE_TUNABLES"
 /* seconds of work before progress shows on a terminal (default 1) */
 #define AT_ENV_PROGRESS_AFTER "ALLOCTRACE_PROGRESS_AFTER"
 /* For the tests: the spool reader kills its own process (SIGKILL) right
