@@ -452,4 +452,20 @@ check(code == 0 and len(got) == 102 and got[1:101] == long_args[:100]
       "run: a 10 KB command line whole in meta.arguments, a 9000-byte argument cut with a note",
       (len(got), got[101][-60:] if len(got) > 101 else None))
 
+# The program's environment is the caller's: the same variables in the
+# same order, GLIBC_TUNABLES absent, empty or set; only the run protocol's
+# and LD_PRELOAD are added.
+for tunables in (None, "", "glibc.malloc.tcache_count=3"):
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if tunables is not None:
+        env["GLIBC_TUNABLES"] = tunables
+    plain = subprocess.run(["env", "-0"], capture_output=True, env=env, check=True).stdout
+    own = subprocess.run([alloctrace, "run", "-q", "-o", os.path.join(work, "env.db"), "--force",
+                          "--", "env", "-0"], capture_output=True, env=env, cwd=work, timeout=60)
+    ours = lambda e: e.startswith(b"ALLOCTRACE_") or e.startswith(b"LD_PRELOAD=")
+    strip = lambda block: [e for e in block.split(b"\0") if e and not ours(e)]
+    check(own.returncode == 0 and strip(own.stdout) == strip(plain),
+          "run: the program's environment is the caller's, in its order (GLIBC_TUNABLES %r)"
+          % (tunables,))
+
 finish()
