@@ -4,8 +4,9 @@
  * tracer is interposed as the process's malloc.  Small blocks (up to 64 KiB)
  * are rounded up to a power of two and kept on per-class free lists; freed
  * small blocks are reused, never returned to the system (the tracer's tables
- * shrink and grow around the same sizes).  They are cut from 1 MiB chunks
- * that are big blocks never freed, so they too lie in huge pages.  Blocks up to 1 MiB (the live
+ * shrink and grow around the same sizes).  They are cut from 1 MiB chunks;
+ * past the first four, the chunks are big blocks never freed, so that a
+ * tracer with many small blocks has them in huge pages too.  Blocks up to 1 MiB (the live
  * table's segments, 160 KiB each) are carved from 32 MiB regions that ask
  * for transparent huge pages: a table of millions of blocks is touched at
  * random, and with 4 KiB pages a first touch cost a fault per page and
@@ -47,6 +48,7 @@ enum {
     HUGE_PAGE = 2 << 20,
     BIG_SIZES = 16,   /* distinct sizes with a free list; others are mapped */
     BIG_REGIONS = 64, /* regions at once (2 GiB); past that, mapped */
+    PLAIN_CHUNKS = 4, /* the first chunks of small blocks: on 4 KiB pages */
 };
 /* Freed big blocks of one size: `dirty` ones still hold their pages,
  * `clean` ones gave them back (zero but for the link, when touched). */
@@ -71,6 +73,7 @@ static struct {
     struct big_region *carving; /* the region being carved, or NULL */
     char *big_pos;              /* where in it */
     size_t big_in_use, big_dirty; /* bytes of big blocks in use, freed with their pages */
+    unsigned chunks;              /* chunks of small blocks made so far */
 } pool;
 
 static atomic_size_t mapped;
@@ -464,12 +467,18 @@ void *at__mem_alloc(size_t size)
             pool.free[k] = fb;
             pool.chunk_pos += (size_t)1 << (k + MIN_SHIFT);
         }
-        /* A chunk is a big block that is never freed: carved from a
-         * region that asks for huge pages (the stacks of a compiler, 25
-         * MiB of them, faulted in 4 KiB pages cost it 6 k faults). */
-        struct big_list *l = big_list_of(CHUNK);
+        /* Past the first PLAIN_CHUNKS, a chunk is a big block that is
+         * never freed: carved from a region that asks for huge pages (the
+         * stacks of a compiler, 25 MiB of them, faulted in 4 KiB pages
+         * cost it 6 k faults).  The first ones are mapped on their own:
+         * a small process (the shell scripts of a pyenv shim, which fork
+         * and write after forking) touches a few pages of them, and with
+         * huge pages from the start the python3 workload of 17 processes
+         * ran 15% slower. */
+        struct big_list *l = pool.chunks >= PLAIN_CHUNKS ? big_list_of(CHUNK) : NULL;
         int zero;
         char *chunk = l ? (char *)big_take(l, CHUNK, &zero, &unused) : NULL;
+        pool.chunks++;
         if (!chunk)
             chunk = map(CHUNK);
         if (!chunk) {
