@@ -6,9 +6,9 @@
  * small blocks are reused, never returned to the system (the tracer's tables
  * shrink and grow around the same sizes).  They are cut from 1 MiB chunks;
  * past the first four, the chunks are big blocks never freed, so that a
- * tracer with many small blocks has them in huge pages too.  Blocks up to 1 MiB (the live
- * table's segments, 160 KiB each) are carved from 32 MiB regions that ask
- * for transparent huge pages: a table of millions of blocks is touched at
+ * tracer with many small blocks has them in huge pages too.  Blocks up to
+ * 1 MiB (the live table's segments, 160 KiB each) are carved from 32 MiB
+ * regions that ask for transparent huge pages: a table of millions of blocks is touched at
  * random, and with 4 KiB pages a first touch cost a fault per page and
  * most lookups missed the TLB (bench/live_table 2000000: insert 440 ns
  * then, 180-340 now).  Freed, a big block waits on a free list of its size
@@ -171,25 +171,35 @@ static int budget_allows(void)
     return 1;
 }
 
+/* `size` bytes (at least a huge page) mapped on a huge page boundary and
+ * asking for huge pages, or MAP_FAILED: mapped with a huge page to spare,
+ * the margins unmapped. */
+static char *map_on_huge_page(size_t size)
+{
+    char *p = mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return p;
+    char *aligned = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~((uintptr_t)HUGE_PAGE - 1));
+    if (aligned > p)
+        munmap(p, (size_t)(aligned - p));
+    munmap(aligned + size, (size_t)(p + HUGE_PAGE - aligned));
+    madvise(aligned, size, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
+    return aligned;
+}
+
 /* `size` bytes mapped on their own.  A block of a huge page or more
  * starts on a huge page and asks for them: on these VMs a first touch
- * of a 4 KiB page costs ~10 us, of a whole huge page ~0.5 ms (0.26 us a
+ * of a 4 KiB page costs ~10 us, of a whole huge page ~0.13 ms (0.26 us a
  * 4 KiB page), and the tables that grow past 2 MiB by doubling (the call
  * tree's index: 32 MiB for clang++'s 944 k nodes, with 31 MiB more on the
  * way there) are touched everywhere. */
 static void *map(size_t size)
 {
     int saved = errno;
-    size_t extra = size >= HUGE_PAGE ? HUGE_PAGE : 0;
-    char *p = mmap(NULL, size + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p != MAP_FAILED && extra) {
-        char *aligned = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~((uintptr_t)HUGE_PAGE - 1));
-        if (aligned > p)
-            munmap(p, (size_t)(aligned - p));
-        munmap(aligned + size, (size_t)(p + extra - aligned));
-        p = aligned;
-        madvise(p, size, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
-    }
+    char *p = size >= HUGE_PAGE ? map_on_huge_page(size)
+                                : mmap(NULL, size, PROT_READ | PROT_WRITE,
+                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     errno = saved;
     if (p == MAP_FAILED)
         return NULL;
@@ -203,15 +213,9 @@ static void *map(size_t size)
  * mapped as its blocks are carved (and given back). */
 static char *map_big_region(void)
 {
-    char *p = mmap(NULL, BIG_REGION + HUGE_PAGE, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    char *aligned = map_on_huge_page(BIG_REGION);
+    if (aligned == MAP_FAILED)
         return NULL;
-    char *aligned = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~((uintptr_t)HUGE_PAGE - 1));
-    if (aligned > p)
-        munmap(p, (size_t)(aligned - p));
-    munmap(aligned + BIG_REGION, (size_t)(p + HUGE_PAGE - aligned));
-    madvise(aligned, BIG_REGION, MADV_HUGEPAGE); /* a hint: ignored where unavailable */
     region_add((uintptr_t)aligned, BIG_REGION);
     return aligned;
 }
