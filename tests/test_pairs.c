@@ -190,19 +190,20 @@ static void collect_seq(const at_pair *a, uint64_t nth, void *arg)
 /* ---- at_pending: pages by sequence number, the hash behind them ---- */
 
 /* The allocation the tests put for `seq`: every field derived from it,
- * some too wide for a page (sizes of 2^48 and more, families and ops of
- * 32 and more) every so often. */
+ * some too wide for a page every so often: sizes of 2^40 and more,
+ * families and ops of 32 and more, addresses of 2^48 and more, threads of
+ * 2^24 and more, times 8 s after their neighbours'. */
 static at_pair pending_alloc(uint64_t seq)
 {
     at_pair a;
     memset(&a, 0, sizeof a);
     a.seq = seq;
     a.state = AT_PAIR_ALLOC;
-    a.u.a.ptr = payload(seq);
-    a.u.a.size = seq % 97 == 0 ? (uint64_t)1 << 50 | seq : seq * 24 % 100000;
-    a.u.a.t = seq * 1000 + 3;
+    a.u.a.ptr = seq % 101 == 0 ? payload(seq) | (uint64_t)1 << 63 : 0x7f0000001000 + seq * 48;
+    a.u.a.size = seq % 97 == 0 ? (uint64_t)1 << 40 | seq : seq * 24 % 100000;
+    a.u.a.t = seq * 1000 + 3 + (seq % 107 == 0 ? (uint64_t)1 << 33 : 0);
     a.u.a.stack = (uint32_t)(seq * 7);
-    a.u.a.thread = (uint32_t)(seq % 5);
+    a.u.a.thread = (uint32_t)(seq % 103 == 0 ? 1u << 24 | seq : seq % 5);
     a.u.a.family = (uint8_t)(seq % 89 == 0 ? 200 : seq % 4);
     a.u.a.op = (uint8_t)(seq % 83 == 0 ? 40 : 1 + seq % 7);
     a.u.a.align_log2 = (uint8_t)(seq % 63);
@@ -296,6 +297,30 @@ TEST(pending_against_a_model)
     ASSERT_UEQ(at__pending_count(&p), 0);
     at__pending_free(&p);
     free(in);
+}
+
+/* Exactly the allocations whose fields are too wide go to the hash; the
+ * others live in pages, and come back whole from both. */
+TEST(pending_wide_fields_to_the_hash)
+{
+    enum { N = 20000 };
+    at_pending p = {0};
+    size_t wide = 0;
+    for (uint64_t seq = 1; seq < N; seq++) {
+        at_pair a = pending_alloc(seq);
+        ASSERT_EQ(at__pending_put(&p, &a), 0);
+        wide += seq % 101 == 0 || seq % 97 == 0 || seq % 107 == 0 || seq % 103 == 0 ||
+                seq % 89 == 0 || seq % 83 == 0;
+    }
+    ASSERT_UEQ(p.hash.count, wide);
+    ASSERT_UEQ(p.in_pages, N - 1 - wide);
+    for (uint64_t seq = 1; seq < N; seq++) {
+        at_pair out;
+        ASSERT_EQ(at__pending_take(&p, seq, &out), 1);
+        assert_pending_alloc(&out);
+    }
+    ASSERT_UEQ(at__pending_count(&p), 0);
+    at__pending_free(&p);
 }
 
 /* A page's allocation put twice is refused; numbers far beyond anything

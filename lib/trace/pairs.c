@@ -175,59 +175,71 @@ void at__pairs_free(at_pairs *p)
 
 /* ---- pending allocations (at_pending) --------------------------------------- */
 
-/* An allocation in a page, its seq the slot's: 32 bytes.  `bits` holds the
- * size (48 bits), align_log2 (6), family (5) and op (5); an allocation
- * whose fields do not fit goes to the hash. */
+/* An allocation in a page, its seq the slot's: 24 bytes.  `w0` holds the
+ * address (48 bits: a user-space address on the 64-bit machines Linux
+ * runs on), align_log2 (6), family (5) and op (5); `w1` the size (40 bits)
+ * and the thread (24); `w2` the stack (32) and the allocation's time as
+ * nanoseconds after the page's `t0` (signed, 32 bits: +-2.1 s).  An
+ * allocation whose fields do not fit goes to the hash: a block of 1 TiB
+ * or more, the 16 millionth thread, a page whose allocations are seconds
+ * apart.  keep_live 2 M: the reader's pages 64 -> 48 MB. */
 typedef struct dense {
-    uint64_t ptr, t, bits;
-    uint32_t stack, thread;
+    uint64_t w0, w1, w2;
 } dense;
 
-_Static_assert(sizeof(dense) == 32, "a pending allocation in a page is 32 bytes");
+_Static_assert(sizeof(dense) == 24, "a pending allocation in a page is 24 bytes");
 
 struct at_pending_page {
     uint64_t used[AT_PENDING_PAGE / 64]; /* which slots hold an allocation */
     uint32_t count;
+    uint64_t t0; /* the time of the allocation that made the page */
     struct at_pending_page *next_spare;
     dense e[AT_PENDING_PAGE];
 };
 
 /* A page holding fewer than SPARSE allocations once OLD_PAGES newer pages
- * exist gives them to the hash: a page costs at most 128 bytes per
+ * exist gives them to the hash: a page costs at most 96 bytes per
  * allocation it holds (an entry of the hash about 60).  Sequence numbers
  * beyond 16 per allocation read (plus 2^24) are not given pages: only a
  * corrupt spool has them, and the page array stays bounded by the input. */
 enum { SPARSE = AT_PENDING_PAGE / 4, OLD_PAGES = 4, MAX_SPARE = 8 };
 
+#define LOW(n) ((((uint64_t)1) << (n)) - 1)
+
+/* Whether the fields fit a page's entry, but for the time (time_fits). */
 static int fits(const at_pair *a)
 {
-    return a->u.a.size >> 48 == 0 && a->u.a.align_log2 < 64 && a->u.a.family < 32 &&
-           a->u.a.op < 32;
+    return a->u.a.ptr >> 48 == 0 && a->u.a.size >> 40 == 0 && a->u.a.thread >> 24 == 0 &&
+           a->u.a.align_log2 < 64 && a->u.a.family < 32 && a->u.a.op < 32;
 }
 
-static void dense_set(dense *d, const at_pair *a)
+static int time_fits(const at_pending_page *g, uint64_t t)
 {
-    d->ptr = a->u.a.ptr;
-    d->t = a->u.a.t;
-    d->bits = a->u.a.size | (uint64_t)a->u.a.align_log2 << 48 | (uint64_t)a->u.a.family << 54 |
-              (uint64_t)a->u.a.op << 59;
-    d->stack = a->u.a.stack;
-    d->thread = a->u.a.thread;
+    int64_t d = (int64_t)(t - g->t0);
+    return d >= INT32_MIN && d <= INT32_MAX;
 }
 
-static void dense_get(const dense *d, uint64_t seq, at_pair *a)
+static void dense_set(const at_pending_page *g, dense *d, const at_pair *a)
+{
+    d->w0 = a->u.a.ptr | (uint64_t)a->u.a.align_log2 << 48 | (uint64_t)a->u.a.family << 54 |
+            (uint64_t)a->u.a.op << 59;
+    d->w1 = a->u.a.size | (uint64_t)a->u.a.thread << 40;
+    d->w2 = a->u.a.stack | (uint64_t)(uint32_t)(int32_t)(int64_t)(a->u.a.t - g->t0) << 32;
+}
+
+static void dense_get(const at_pending_page *g, const dense *d, uint64_t seq, at_pair *a)
 {
     memset(a, 0, sizeof *a);
     a->seq = seq;
     a->state = AT_PAIR_ALLOC;
-    a->u.a.ptr = d->ptr;
-    a->u.a.t = d->t;
-    a->u.a.size = d->bits & (((uint64_t)1 << 48) - 1);
-    a->u.a.align_log2 = (uint8_t)(d->bits >> 48 & 63);
-    a->u.a.family = (uint8_t)(d->bits >> 54 & 31);
-    a->u.a.op = (uint8_t)(d->bits >> 59 & 31);
-    a->u.a.stack = d->stack;
-    a->u.a.thread = d->thread;
+    a->u.a.ptr = d->w0 & LOW(48);
+    a->u.a.align_log2 = (uint8_t)(d->w0 >> 48 & 63);
+    a->u.a.family = (uint8_t)(d->w0 >> 54 & 31);
+    a->u.a.op = (uint8_t)(d->w0 >> 59 & 31);
+    a->u.a.size = d->w1 & LOW(40);
+    a->u.a.thread = (uint32_t)(d->w1 >> 40);
+    a->u.a.stack = (uint32_t)d->w2;
+    a->u.a.t = g->t0 + (uint64_t)(int64_t)(int32_t)(uint32_t)(d->w2 >> 32);
 }
 
 static int hash_put(at_pairs *h, const at_pair *a)
@@ -262,7 +274,7 @@ static void migrate(at_pending *p, size_t k)
         for (uint64_t m = g->used[w]; m && !failed; m &= m - 1) {
             size_t i = w * 64 + (size_t)__builtin_ctzll(m);
             at_pair a;
-            dense_get(&g->e[i], (uint64_t)k << AT_PENDING_SHIFT | i, &a);
+            dense_get(g, &g->e[i], (uint64_t)k << AT_PENDING_SHIFT | i, &a);
             failed = hash_put(&p->hash, &a) != 0;
         }
     if (failed) {
@@ -284,8 +296,9 @@ static int is_sparse_and_old(const at_pending *p, size_t k)
     return p->pages[k] && p->pages[k]->count < SPARSE && k + OLD_PAGES < p->top;
 }
 
-/* Page k, made if need be; NULL without memory or when k is too far. */
-static at_pending_page *page_for(at_pending *p, size_t k)
+/* Page k, made if need be (its times counted from t); NULL without
+ * memory or when k is too far. */
+static at_pending_page *page_for(at_pending *p, size_t k, uint64_t t)
 {
     if (k < p->npages && p->pages[k])
         return p->pages[k];
@@ -311,6 +324,7 @@ static at_pending_page *page_for(at_pending *p, size_t k)
     }
     memset(g->used, 0, sizeof g->used);
     g->count = 0;
+    g->t0 = t;
     p->pages[k] = g;
     if (k + 1 > p->top) {
         p->top = k + 1;
@@ -324,8 +338,8 @@ static at_pending_page *page_for(at_pending *p, size_t k)
 int at__pending_put(at_pending *p, const at_pair *a)
 {
     p->puts++;
-    at_pending_page *g = fits(a) ? page_for(p, (size_t)(a->seq >> AT_PENDING_SHIFT)) : NULL;
-    if (!g)
+    at_pending_page *g = fits(a) ? page_for(p, (size_t)(a->seq >> AT_PENDING_SHIFT), a->u.a.t) : NULL;
+    if (!g || !time_fits(g, a->u.a.t))
         return hash_put(&p->hash, a);
     size_t i = (size_t)(a->seq & (AT_PENDING_PAGE - 1));
     uint64_t bit = (uint64_t)1 << (i & 63);
@@ -334,7 +348,7 @@ int at__pending_put(at_pending *p, const at_pair *a)
     g->used[i / 64] |= bit;
     g->count++;
     p->in_pages++;
-    dense_set(&g->e[i], a);
+    dense_set(g, &g->e[i], a);
     return 0;
 }
 
@@ -345,7 +359,7 @@ int at__pending_take(at_pending *p, uint64_t seq, at_pair *out)
     size_t i = (size_t)(seq & (AT_PENDING_PAGE - 1));
     uint64_t bit = (uint64_t)1 << (i & 63);
     if (g && (g->used[i / 64] & bit)) {
-        dense_get(&g->e[i], seq, out);
+        dense_get(g, &g->e[i], seq, out);
         g->used[i / 64] &= ~bit;
         g->count--;
         p->in_pages--;
@@ -369,7 +383,7 @@ int at__pending_peek(const at_pending *p, uint64_t seq, at_pair *out)
     const at_pending_page *g = k < p->npages ? p->pages[k] : NULL;
     size_t i = (size_t)(seq & (AT_PENDING_PAGE - 1));
     if (g && (g->used[i / 64] & ((uint64_t)1 << (i & 63)))) {
-        dense_get(&g->e[i], seq, out);
+        dense_get(g, &g->e[i], seq, out);
         return 1;
     }
     size_t slot = at__pairs_find(&p->hash, seq);
@@ -425,7 +439,7 @@ int at__pending_each(const at_pending *p, void (*fn)(const at_pair *, uint64_t n
                 while (j < n && sorted[j]->seq < seq)
                     fn(sorted[j++], nth++, arg);
                 at_pair a;
-                dense_get(&g->e[seq & (AT_PENDING_PAGE - 1)], seq, &a);
+                dense_get(g, &g->e[seq & (AT_PENDING_PAGE - 1)], seq, &a);
                 fn(&a, nth++, arg);
             }
     }

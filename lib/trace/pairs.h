@@ -66,7 +66,7 @@ void at__pairs_free(at_pairs *p);
  *
  * Most live in pages indexed by the sequence number itself: a page covers
  * AT_PENDING_PAGE consecutive numbers, and an allocation's entry is the
- * one its number names, 32 bytes with no key, no index and no probing
+ * one its number names, 24 bytes with no key, no index and no probing
  * (sequence numbers are dense: every event takes one, and nearly every
  * event is a record).  A page whose allocations were mostly released
  * while its numbers are no longer the newest gives its few survivors to
