@@ -417,7 +417,7 @@ static void load_sites(tm_trace *t)
     t->cache->sites_loaded = 1;
     if (one_int(t, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                    " AND name = 'stack_sites'", 0) == 0) {
-        if (at__sites_compute(t->db, remember_site, t->cache) != 0)
+        if (at__sites_compute(t->db, NULL, remember_site, t->cache) != 0)
             remember_error(t);
         return;
     }

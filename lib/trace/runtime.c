@@ -227,14 +227,10 @@ static int stack_reason(const facts *x, const int64_t *ids, size_t n, char *out,
 
 /* The stacks of blocks still live, each with its reason, into the table
  * temp.at_runtime_stacks. */
-static int reasons(sqlite3 *db)
+static int reasons(sqlite3 *db, const at_stack_tree *tree)
 {
     facts x = {0};
-    at_stack_tree tree;
-    int rc = at__stack_tree_load(db, &tree);
-    if (rc)
-        return rc;
-    rc = load_facts(db, &x);
+    int rc = load_facts(db, &x);
     sqlite3_stmt *live = NULL, *ins = NULL;
     if (!rc && (sqlite3_prepare_v2(db,
                                    "SELECT DISTINCT stack FROM lifetimes"
@@ -246,7 +242,7 @@ static int reasons(sqlite3 *db)
     int step = SQLITE_ROW;
     while (!rc && (step = sqlite3_step(live)) == SQLITE_ROW) {
         int64_t stack = sqlite3_column_int64(live, 0), ids[MAX_LEVELS];
-        size_t n = at__stack_tree_frames(&tree, stack, ids, MAX_LEVELS);
+        size_t n = at__stack_tree_frames(tree, stack, ids, MAX_LEVELS);
         char reason[512];
         if (!stack_reason(&x, ids, n, reason, sizeof reason))
             continue;
@@ -261,7 +257,6 @@ static int reasons(sqlite3 *db)
     sqlite3_finalize(live);
     sqlite3_finalize(ins);
     free_facts(&x);
-    at__stack_tree_free(&tree);
     return rc;
 }
 
@@ -280,7 +275,7 @@ static const char classify_sql[] =
     " SELECT l.seq, r.reason FROM lifetimes l JOIN temp.at_runtime_stacks r ON r.stack = l.stack"
     " WHERE l.free_dseq IS NULL;";
 
-int at__classify_runtime(sqlite3 *db)
+int at__classify_runtime(sqlite3 *db, const at_stack_tree *tree)
 {
     int rc = at__sql_exec(db, "BEGIN");
     if (rc == 0)
@@ -288,7 +283,7 @@ int at__classify_runtime(sqlite3 *db)
                               "CREATE TEMP TABLE at_runtime_stacks(stack INTEGER PRIMARY KEY,"
                               " reason TEXT NOT NULL);");
     if (rc == 0)
-        rc = reasons(db);
+        rc = reasons(db, tree);
     if (rc == 0)
         rc = at__sql_exec(db, classify_sql);
     if (rc == 0)

@@ -346,17 +346,17 @@ static int read_stacks(sqlite3 *db, reader *r, const at_stack_tree *tree, at_sit
     return r->nomem ? AT_E_NOMEM : rc == SQLITE_DONE ? 0 : AT_E_DB;
 }
 
-int at__sites_compute(sqlite3 *db, at_site_fn *fn, void *arg)
+int at__sites_compute(sqlite3 *db, const at_stack_tree *tree, at_site_fn *fn, void *arg)
 {
     reader *r = calloc(1, sizeof *r);
     if (!r)
         return AT_E_NOMEM;
-    at_stack_tree tree;
-    int err = at__stack_tree_load(db, &tree);
+    at_stack_tree own = {0};
+    int err = tree ? 0 : at__stack_tree_load(db, &own);
     err = err ? err : load_frames(db, r);
     err = err ? err : load_inlined(db, r);
-    err = err ? err : read_stacks(db, r, &tree, fn, arg);
-    at__stack_tree_free(&tree);
+    err = err ? err : read_stacks(db, r, tree ? tree : &own, fn, arg);
+    at__stack_tree_free(&own);
     free_reader(r);
     return err;
 }
@@ -377,7 +377,7 @@ static void store_one(void *arg, int64_t stack, int64_t site, int skip)
     sqlite3_reset(s->ins);
 }
 
-static int fill(sqlite3 *db)
+static int fill(sqlite3 *db, const at_stack_tree *tree)
 {
     store s = {0};
     if (at__sql_exec(db, AT_SQL_STACK_SITES_TABLE "DELETE FROM stack_sites;") != 0 ||
@@ -386,18 +386,18 @@ static int fill(sqlite3 *db)
         sqlite3_finalize(s.ins);
         return AT_E_DB;
     }
-    int err = at__sites_compute(db, store_one, &s);
+    int err = at__sites_compute(db, tree, store_one, &s);
     sqlite3_finalize(s.ins);
     return err ? err : s.err;
 }
 
-int at__sites_store(sqlite3 *db)
+int at__sites_store(sqlite3 *db, const at_stack_tree *tree)
 {
     if (!sqlite3_get_autocommit(db))
-        return fill(db); /* in the caller's transaction */
+        return fill(db, tree); /* in the caller's transaction */
     if (at__sql_exec(db, "BEGIN") != 0)
         return AT_E_DB;
-    int err = fill(db);
+    int err = fill(db, tree);
     if (err) {
         at__sql_exec(db, "ROLLBACK");
         return err;

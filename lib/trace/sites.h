@@ -30,15 +30,19 @@
 
 #include <sqlite3.h>
 
+#include "stack_tree.h"
+
 /* Called once for every stack that has frames, in ascending stack id. */
 typedef void at_site_fn(void *arg, int64_t stack, int64_t site, int skip);
 
-/* Computes every stack's site from frames and stack_frames (read only).
- * 0, AT_E_DB or AT_E_NOMEM. */
-int at__sites_compute(sqlite3 *db, at_site_fn *fn, void *arg);
+/* Computes every stack's site from frames and the call tree (read only):
+ * `tree` loaded by the caller, or NULL to have it read here.  0, AT_E_DB
+ * or AT_E_NOMEM. */
+int at__sites_compute(sqlite3 *db, const at_stack_tree *tree, at_site_fn *fn, void *arg);
 
 /* Fills stack_sites (creating it if the trace has none), inside the
- * caller's transaction if any.  Call it after symbolization. */
-int at__sites_store(sqlite3 *db);
+ * caller's transaction if any; `tree` as for at__sites_compute.  Call it
+ * after symbolization. */
+int at__sites_store(sqlite3 *db, const at_stack_tree *tree);
 
 #endif
