@@ -224,7 +224,7 @@ static void dense_set(const at_pending_page *g, dense *d, const at_pair *a)
     d->w0 = a->u.a.ptr | (uint64_t)a->u.a.align_log2 << 48 | (uint64_t)a->u.a.family << 54 |
             (uint64_t)a->u.a.op << 59;
     d->w1 = a->u.a.size | (uint64_t)a->u.a.thread << 40;
-    d->w2 = a->u.a.stack | (uint64_t)(uint32_t)(int32_t)(int64_t)(a->u.a.t - g->t0) << 32;
+    d->w2 = a->u.a.stack | (uint64_t)(uint32_t)(a->u.a.t - g->t0) << 32; /* time_fits: +-2^31 */
 }
 
 static void dense_get(const at_pending_page *g, const dense *d, uint64_t seq, at_pair *a)
